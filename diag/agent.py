@@ -1,0 +1,104 @@
+"""The ``diag agent`` daemon: probes on a schedule, ``/metrics`` and ``/healthz`` over HTTP, clean shutdown."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from diag import __version__, config, inventory
+from diag.exporters.prometheus import make_registry, render
+from diag.httpd import App, Response, Server, json_response
+from diag.runner import ProbeRunner
+from diag.scheduler import ProbeScheduler
+
+log = logging.getLogger(__name__)
+
+
+class Agent:
+    """Wires inventory, probes, scheduler, exporter and HTTP together; usable without the CLI."""
+
+    def __init__(self, cfg: config.AgentConfig, inv: inventory.Inventory | None = None) -> None:
+        self.config = cfg
+        self.inventory = inv
+        self.started = time.time()
+        cfg.data.mkdir(parents=True, exist_ok=True)
+        cfg.paths.state.mkdir(parents=True, exist_ok=True)
+        self.runner = ProbeRunner(cfg)
+        self.registry = make_registry(self.runner)
+        self.scheduler = ProbeScheduler(self.runner)
+        self.app = App()
+        self.app.route("/metrics", self._metrics)
+        self.app.route("/healthz", self._healthz)
+        self.app.route("/", self._index)
+        host, port = config.parse_listen(cfg.listen)
+        self.server = Server(self.app, host, port)
+        self._stop = threading.Event()
+
+    def _metrics(self, environ: dict[str, Any]) -> Response:
+        return "200 OK", [("Content-Type", CONTENT_TYPE_LATEST)], render(self.registry)
+
+    def _healthz(self, environ: dict[str, Any]) -> Response:
+        failing = sorted(n for n, s in self.runner.states.items() if s.runs and not s.success)
+        return json_response(
+            {
+                "status": "ok",
+                "version": __version__,
+                "uptime_s": round(time.time() - self.started, 1),
+                "probes": len(self.runner.probes),
+                "failing_probes": failing,
+            }
+        )
+
+    def _index(self, environ: dict[str, Any]) -> Response:
+        body = f"<html><body><h1>diag {__version__}</h1><a href='/metrics'>metrics</a> <a href='/healthz'>healthz</a>"
+        return "200 OK", [("Content-Type", "text/html; charset=utf-8")], (body + "</body></html>").encode()
+
+    def start(self) -> None:
+        self.server.start()
+        self.scheduler.start()
+        log.info(
+            "diag agent %s listening on http://%s:%d/metrics",
+            __version__,
+            *self.server.httpd.server_address[:2],
+        )
+
+    def stop(self) -> None:
+        log.info("shutting down")
+        self.scheduler.shutdown()
+        self.server.stop()
+        self.runner.shutdown()
+        self._stop.set()
+
+    def serve_forever(self) -> None:
+        """Run until SIGTERM or SIGINT, then shut down cleanly."""
+
+        def on_signal(signum: int, frame: object) -> None:
+            log.info("received %s", signal.Signals(signum).name)
+            self._stop.set()
+
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
+        self.start()
+        self._stop.wait()
+        self.stop()
+
+
+def load(inventory_file: str | None, listen: str | None = None, data: str | None = None) -> Agent:
+    """Build an Agent from an inventory file (its ``agent:`` section), with CLI overrides."""
+    inv = None
+    raw: dict[str, Any] = {}
+    doc = None
+    if inventory_file is not None and Path(inventory_file).exists():
+        inv = inventory.load(inventory_file)
+        raw, doc = dict(inv.agent), inv.doc
+    if listen:
+        raw["listen"] = listen
+    if data:
+        raw["data"] = data
+    return Agent(config.build(doc, raw), inv)

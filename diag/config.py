@@ -1,0 +1,102 @@
+"""The agent's own settings: the ``agent:`` section of the inventory file, validated with file:line errors.
+
+::
+
+    agent:
+      listen: 127.0.0.1:9847
+      data: .diag
+      log_format: text           # or json
+      paths: {procfs: /proc, sysfs: /sys, rootfs: /}
+      probes:
+        filesystem: {interval: 30, warning_percent: 85}
+        smart: {enabled: false}
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import msgspec
+
+from diag import yamlsrc
+from diag.errors import ConfigError
+from diag.probes import Paths, ProbeOptions, load_all, probes
+
+DEFAULT_PORT = 9847
+DEFAULT_LISTEN = f"127.0.0.1:{DEFAULT_PORT}"
+
+
+class PathsSpec(msgspec.Struct, forbid_unknown_fields=True):
+    procfs: str = "/proc"
+    sysfs: str = "/sys"
+    rootfs: str = "/"
+
+
+class AgentSpec(msgspec.Struct, forbid_unknown_fields=True):
+    listen: str = DEFAULT_LISTEN
+    data: str = ".diag"
+    log_format: Literal["text", "json"] = "text"
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    hostname: str | None = None
+    probe_workers: int = 8
+    paths: PathsSpec = msgspec.field(default_factory=PathsSpec)
+    probes: dict[str, dict[str, object]] = {}
+
+
+@dataclass(slots=True)
+class AgentConfig:
+    listen: str
+    data: Path
+    log_format: str
+    log_level: str
+    hostname: str | None
+    probe_workers: int
+    paths: Paths
+    probes: dict[str, ProbeOptions] = field(default_factory=dict)
+
+
+def parse_listen(value: str) -> tuple[str, int]:
+    """``HOST:PORT`` (``[::1]:PORT`` for IPv6) -> (host, port); ValueError with the reason."""
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"listen address {value!r} must be HOST:PORT")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+def build(doc: yamlsrc.Doc | None, raw: dict[str, object] | None) -> AgentConfig:
+    """Validate the agent section and every probe's options; ConfigError lists all problems."""
+    load_all()
+    raw = raw or {}
+    if doc is None:
+        doc = yamlsrc.Doc("<defaults>", {"agent": raw})
+    spec = doc.check_type(("agent",), raw, AgentSpec) or AgentSpec()
+    try:
+        parse_listen(spec.listen)
+    except ValueError as e:
+        doc.problem(("agent", "listen"), str(e))
+    options: dict[str, ProbeOptions] = {}
+    for name in spec.probes:
+        if name not in probes:
+            doc.problem(("agent", "probes", name), f"unknown probe {name!r}; known: {', '.join(probes.names())}")
+    for name in probes.names():
+        cls = probes.get(name)
+        opts = doc.check_type(("agent", "probes", name), spec.probes.get(name) or {}, cls.Options)
+        if opts is not None:
+            if opts.interval <= 0 or opts.timeout <= 0:
+                doc.problem(("agent", "probes", name), "interval and timeout must be positive")
+            options[name] = opts
+    if doc.problems:
+        raise ConfigError(doc.problems)
+    data = Path(spec.data)
+    return AgentConfig(
+        listen=spec.listen,
+        data=data,
+        log_format=spec.log_format,
+        log_level=spec.log_level,
+        hostname=spec.hostname,
+        probe_workers=spec.probe_workers,
+        paths=Paths(Path(spec.paths.procfs), Path(spec.paths.sysfs), Path(spec.paths.rootfs), data / "state"),
+        probes=options,
+    )

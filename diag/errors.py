@@ -1,0 +1,54 @@
+"""The DiagError tree: every error a user can see is one of these, with a one-line message."""
+
+from __future__ import annotations
+
+
+class DiagError(Exception):
+    """Base of all expected errors; str(err) is the one line shown to the user."""
+
+
+class ConfigError(DiagError):
+    """A configuration, inventory or playbook file is invalid.
+
+    ``problems`` holds every ``FILE:LINE: message`` found, so a validator can report all of them.
+    """
+
+    def __init__(self, problems: list[str] | str) -> None:
+        self.problems = [problems] if isinstance(problems, str) else list(problems)
+        super().__init__(self.problems[0] if self.problems else "invalid configuration")
+
+
+class RegistryError(DiagError):
+    """An unknown name was asked of a registry (probe, playbook, backend...)."""
+
+
+class ProbeError(DiagError):
+    """A probe failed to collect; the scrape goes on without it."""
+
+
+class NoData(DiagError):
+    """The thing a probe looks at is absent here (no sensor, no systemd): not an error."""
+
+
+class SecretError(DiagError):
+    """A secret reference could not be resolved (missing variable or file)."""
+
+
+class ConnectError(DiagError):
+    """A host could not be reached or logged into."""
+
+
+class Unreachable(ConnectError):
+    """TCP connection refused, no route, or DNS failure."""
+
+
+class AuthError(ConnectError):
+    """The host refused our credentials."""
+
+
+class HostKeyError(ConnectError):
+    """The host key is unknown or differs from known_hosts."""
+
+
+class Timeout(ConnectError):
+    """A connect, authentication or command exceeded its timeout."""

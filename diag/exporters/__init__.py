@@ -1,0 +1,1 @@
+"""Deliver what collectors found: Prometheus metrics and tickets."""

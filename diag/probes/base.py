@@ -1,0 +1,94 @@
+"""The probe contract: a self-registering class that reads the host and returns metrics and findings.
+
+Like node_exporter's collectors, every probe reads files through swappable roots (``Paths``) so tests
+can point it at recorded fixtures, raises :class:`NoData` when what it watches is absent here, and has
+its own options (with defaults) validated from the ``agent.probes.<name>`` section of the config.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import ClassVar
+
+import msgspec
+
+from diag.errors import NoData, ProbeError
+from diag.model import Result
+from diag.registry import Registry
+
+
+class ProbeOptions(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """Options every probe has; a probe's own Options class extends this one."""
+
+    enabled: bool = True
+    interval: float = 15.0
+    timeout: float = 10.0
+
+
+@dataclass(slots=True)
+class Paths:
+    """Where the host's files are: /proc, /sys and / by default, a fixture tree in tests."""
+
+    procfs: Path = Path("/proc")
+    sysfs: Path = Path("/sys")
+    rootfs: Path = Path("/")
+    state: Path = field(default_factory=lambda: Path(".diag"))
+
+    def proc(self, *parts: str) -> Path:
+        return self.procfs.joinpath(*parts)
+
+    def sys(self, *parts: str) -> Path:
+        return self.sysfs.joinpath(*parts)
+
+    def root(self, path: str) -> Path:
+        return self.rootfs / path.lstrip("/")
+
+
+def read_text(path: Path) -> str:
+    """Read a kernel file; absent or unreadable becomes NoData (the hardware or feature is not here)."""
+    try:
+        return path.read_text(encoding="utf-8", errors="replace")
+    except FileNotFoundError:
+        raise NoData(f"{path} does not exist") from None
+    except OSError as e:
+        raise NoData(f"{path}: {e.strerror}") from None
+
+
+def run_command(argv: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
+    """Run a helper program (systemctl, chronyc, smartctl) with a timeout that kills it.
+
+    A missing program is NoData; a program that hangs is a ProbeError, and it is killed.
+    """
+    if shutil.which(argv[0]) is None:
+        raise NoData(f"{argv[0]} is not installed")
+    try:
+        return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
+    except subprocess.TimeoutExpired:
+        raise ProbeError(f"{argv[0]} did not answer within {timeout:g} s") from None
+
+
+class Probe:
+    """Base class. Subclasses set ``name``, ``help``, optionally ``Options``, and implement collect()."""
+
+    name: ClassVar[str] = ""
+    help: ClassVar[str] = ""
+    Options: ClassVar[type[ProbeOptions]] = ProbeOptions
+
+    def __init__(self, options: ProbeOptions, paths: Paths) -> None:
+        self.options = options
+        self.paths = paths
+
+    def collect(self) -> Result:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+probes: Registry[type[Probe]] = Registry("probe")
+
+
+def register(cls: type[Probe]) -> type[Probe]:
+    """Class decorator: add a probe to the registry under its ``name``."""
+    probes.add(cls.name, cls)
+    return cls

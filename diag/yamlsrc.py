@@ -1,0 +1,216 @@
+"""Load YAML fast, and still say ``FILE:LINE: message`` for any value that turns out to be wrong.
+
+Two parsers, one job each (measured reason in docs/inventory.md):
+- the fast path: rapidyaml parses and emits JSON, which ``json.loads`` reads. A 10,000-host inventory
+  loads in about 0.1 s where PyYAML's C loader takes about 1 s.
+- the line path: PyYAML composes the node tree, which knows the line of every node. It runs only
+  when a line is needed (a validation problem) or the fast path cannot decide (duplicate keys,
+  a parse error), so the common case never pays for it.
+
+Scalars follow the YAML 1.2 core schema: only true/false are booleans, so ``yes`` stays a string.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import yaml
+
+from diag.errors import ConfigError
+
+try:
+    _Loader: type = yaml.CSafeLoader
+except AttributeError:  # pragma: no cover - PyYAML built without libyaml
+    _Loader = yaml.SafeLoader
+
+PathKey = tuple[str | int, ...]
+
+_BOOL = {"true": True, "false": False}
+
+try:
+    import ryml
+except ImportError:  # pragma: no cover - a platform without rapidyaml wheels: the line path only
+    ryml = None
+_INT = re.compile(r"[-+]?(0|[1-9][0-9_]*)$")
+_FLOAT = re.compile(r"[-+]?(\.[0-9]+|[0-9][0-9_]*(\.[0-9_]*)?)([eE][-+]?[0-9]+)?$")
+
+
+@dataclass(slots=True)
+class Doc:
+    """A loaded YAML document: its data, the line of each path, and problems found while loading.
+
+    ``lines`` is filled on first use from ``text`` (the line path), so a valid file never builds it.
+    """
+
+    file: str
+    data: Any
+    text: str = ""
+    problems: list[str] = field(default_factory=list)
+    _lines: dict[PathKey, int] | None = None
+
+    @property
+    def lines(self) -> dict[PathKey, int]:
+        if self._lines is None:
+            self._lines = _compose(self.text, self.file).lines if self.text else {}
+        return self._lines
+
+    def where(self, path: PathKey) -> str:
+        """``FILE:LINE`` of the value at ``path`` or, failing that, of its nearest ancestor."""
+        p = tuple(path)
+        while p and p not in self.lines:
+            p = p[:-1]
+        return f"{self.file}:{self.lines.get(p, 1)}"
+
+    def problem(self, path: PathKey, message: str) -> None:
+        self.problems.append(f"{self.where(path)}: {message}")
+
+    def check_type(self, path: PathKey, value: Any, typ: Any) -> Any:
+        """Convert ``value`` to ``typ`` with msgspec; on failure record a problem and return None."""
+        try:
+            return msgspec.convert(value, typ, strict=False)
+        except msgspec.ValidationError as e:
+            msg = str(e)
+            sub = _msgspec_path(msg)
+            unknown = re.search(r"unknown field `([^`]*)`", msg)
+            if unknown:  # msgspec names the object; the offending key has its own line
+                sub = (*sub, unknown.group(1))
+            text = _msgspec_message(msg)
+            self.problem((*path, *sub), f"{sub[-1]}: {text}" if sub and not unknown else text)
+            return None
+
+
+def _msgspec_path(msg: str) -> PathKey:
+    # msgspec: "Expected `int`, got `str` - at `$.hosts[0].port`" ; path after "$"
+    m = re.search(r" - at `\$(.*)`$", msg)
+    if not m:
+        return ()
+    out: list[str | int] = []
+    for name, idx, key in re.findall(r"\.([^.\[]+)|\[(\d+)\]|\[(\"[^\"]*\"|'[^']*')\]", m.group(1)):
+        if name:
+            out.append(name)
+        elif idx:
+            out.append(int(idx))
+        else:
+            out.append(key[1:-1])
+    return tuple(out)
+
+
+def _msgspec_message(msg: str) -> str:
+    msg = re.sub(r" - at `\$.*`$", "", msg)
+    msg = msg.replace("Object contains unknown field", "unknown key")
+    return msg.replace("Object missing required field", "missing required key")
+
+
+def _scalar(node: yaml.ScalarNode) -> Any:
+    v = node.value
+    if node.style:  # quoted: always a string
+        return v
+    tag = node.tag
+    if tag.endswith(":str"):
+        return v
+    low = v.lower()
+    if low in ("", "~", "null"):
+        return None
+    if low in _BOOL:
+        return _BOOL[low]
+    if _INT.match(v):
+        return int(v.replace("_", ""))
+    if _FLOAT.match(v) and any(c.isdigit() for c in v):
+        return float(v.replace("_", ""))
+    return v
+
+
+def _build(node: yaml.Node, path: PathKey, doc: Doc, line: int | None = None) -> Any:
+    # A mapping value is reported at its key's line, which is where a reader looks.
+    doc.lines[path] = line if line is not None else node.start_mark.line + 1
+    if isinstance(node, yaml.ScalarNode):
+        return _scalar(node)
+    if isinstance(node, yaml.SequenceNode):
+        return [_build(child, (*path, i), doc) for i, child in enumerate(node.value)]
+    if isinstance(node, yaml.MappingNode):
+        out: dict[str, Any] = {}
+        for knode, vnode in node.value:
+            if knode.tag == "tag:yaml.org,2002:merge":
+                doc.problems.append(f"{doc.file}:{knode.start_mark.line + 1}: YAML merge keys (<<) are not supported")
+                continue
+            key = knode.value if isinstance(knode, yaml.ScalarNode) else str(knode.value)
+            if key in out:
+                doc.problems.append(
+                    f"{doc.file}:{knode.start_mark.line + 1}: duplicate key {key!r} "
+                    f"(first at line {doc.lines[(*path, key)]})"
+                )
+                continue
+            out[key] = _build(vnode, (*path, key), doc, knode.start_mark.line + 1)
+        return out
+    return None  # pragma: no cover - aliases are resolved by the composer
+
+
+class _Undecided(Exception):
+    """The fast path cannot give a faithful answer; the line path must."""
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    d = dict(pairs)
+    if len(d) != len(pairs):
+        raise _Undecided("duplicate key")
+    return d
+
+
+def _fast(text: str) -> Any:
+    if ryml is None:
+        raise _Undecided("no rapidyaml")
+    if "<<" in text or "&" in text or "!" in text:  # merge keys, anchors, tags: let PyYAML judge
+        raise _Undecided("needs the full loader")
+    try:
+        tree = ryml.parse_in_arena(text.encode("utf-8"))
+        out = ryml.emit_json_malloc(tree, tree.root_id())
+    except Exception as e:  # ryml raises its own exception types; the line path explains them
+        raise _Undecided(str(e)) from None
+    if not out.strip():
+        return None
+    try:
+        return json.loads(out, object_pairs_hook=_unique_keys)
+    except ValueError as e:
+        raise _Undecided(str(e)) from None
+
+
+def load_text(text: str, file: str) -> Doc:
+    """Parse YAML text; a syntax error raises ConfigError naming ``file:line``."""
+    try:
+        return Doc(file, _fast(text), text)
+    except _Undecided:
+        doc = _compose(text, file)
+        doc.text = text
+        return doc
+
+
+def _compose(text: str, file: str) -> Doc:
+    try:
+        node = yaml.compose(text, Loader=_Loader)
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        line = mark.line + 1 if mark else 1
+        raise ConfigError(f"{file}:{line}: YAML syntax error: {e.problem or e.context}") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{file}:1: YAML error: {e}") from None
+    doc = Doc(file, None, _lines={})
+    if node is not None:
+        doc.data = _build(node, (), doc)
+    return doc
+
+
+def load_file(path: str | Path) -> Doc:
+    """Read and parse a YAML file; an unreadable file raises ConfigError with the reason."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as e:
+        raise ConfigError(f"{p}:1: cannot read: {e.strerror or e}") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{p}:1: not UTF-8 text: {e.reason}") from None
+    return load_text(text, str(p))
