@@ -57,7 +57,7 @@ class CpuProbe(Probe):
                 counters[key].add(float(parts[1]))
         if ncpu == 0:
             raise NoData("no per-CPU lines in /proc/stat")
-        r.metric("diag_cpu_count", "Number of CPUs the kernel reports online.").add(ncpu)
+        r.metric("diag_cpus_online", "Number of CPUs the kernel reports online.").add(ncpu)
 
         if self._last is not None and total > self._last[0]:
             span = total - self._last[0]
