@@ -9,10 +9,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from prometheus_client.exposition import CONTENT_TYPE_LATEST
-
 from diag import __version__, config, inventory
-from diag.exporters.prometheus import make_registry, render
+from diag.exporters.prometheus import CONTENT_TYPE, Exposition
 from diag.httpd import App, Response, Server, json_response
 from diag.runner import ProbeRunner
 from diag.scheduler import ProbeScheduler
@@ -30,7 +28,7 @@ class Agent:
         cfg.data.mkdir(parents=True, exist_ok=True)
         cfg.paths.state.mkdir(parents=True, exist_ok=True)
         self.runner = ProbeRunner(cfg)
-        self.registry = make_registry(self.runner)
+        self.exposition = Exposition(self.runner)
         self.scheduler = ProbeScheduler(self.runner)
         self.app = App()
         self.app.route("/metrics", self._metrics)
@@ -41,7 +39,7 @@ class Agent:
         self._stop = threading.Event()
 
     def _metrics(self, environ: dict[str, Any]) -> Response:
-        return "200 OK", [("Content-Type", CONTENT_TYPE_LATEST)], render(self.registry)
+        return "200 OK", [("Content-Type", CONTENT_TYPE)], self.exposition.render()
 
     def _healthz(self, environ: dict[str, Any]) -> Response:
         failing = sorted(n for n, s in self.runner.states.items() if s.runs and not s.success)
@@ -52,6 +50,7 @@ class Agent:
                 "uptime_s": round(time.time() - self.started, 1),
                 "probes": len(self.runner.probes),
                 "failing_probes": failing,
+                "running_probes": self.runner.busy(),
             }
         )
 

@@ -1,9 +1,11 @@
 """Runs probes with a timeout each and keeps the latest outcome of every probe.
 
-A probe that hangs is reported as failed when its timeout passes; its thread is left to finish on
-its own (Python cannot kill a thread), and the probe is not started again until it has, so a stuck
-probe costs one thread, never a pile of them. Helper programs run by probes are killed at their
-timeout by :func:`diag.probes.base.run_command`.
+Every run gets its own daemon thread, and the caller waits at most the probe's timeout for it. A probe
+that hangs (a read from a dead NFS mount, a FIFO nobody writes) is reported as failed when its timeout
+passes; its thread is left to finish on its own (Python cannot kill a thread), and the probe is not
+started again until it has, so a stuck probe costs one thread, never a pile of them. The threads are
+daemon threads so that a stuck one never keeps the agent from exiting. Helper programs run by probes
+are killed at their timeout by :func:`diag.probes.base.run_command`.
 """
 
 from __future__ import annotations
@@ -13,8 +15,6 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 
 from diag.config import AgentConfig
@@ -38,7 +38,27 @@ class ProbeState:
     last_run: float = 0.0
     runs: int = 0
     failures: int = 0
-    generation: int = 0  # bumps on every completed run; lets the exporter cache converted families
+    generation: int = 0  # bumps on every recorded run; lets the exporter cache what it rendered
+
+
+class _Call:
+    """One probe run in its own thread: the outcome, and an event set when it is known."""
+
+    __slots__ = ("done", "error", "fn", "result")
+
+    def __init__(self, fn: Callable[[], Result]) -> None:
+        self.fn = fn
+        self.done = threading.Event()
+        self.result: Result | None = None
+        self.error: BaseException | None = None
+
+    def __call__(self) -> None:
+        try:
+            self.result = self.fn()
+        except BaseException as e:  # handed to the waiting caller, which records it
+            self.error = e
+        finally:
+            self.done.set()
 
 
 class ProbeRunner:
@@ -52,36 +72,42 @@ class ProbeRunner:
             if (only is None and opts.enabled) or (only is not None and name in only):
                 self.probes[name] = probes.get(name)(opts, config.paths)
         self.states: dict[str, ProbeState] = {n: ProbeState(n) for n in self.probes}
-        self._pool = ThreadPoolExecutor(max_workers=max(1, config.probe_workers), thread_name_prefix="probe")
-        self._inflight: dict[str, Future[Result]] = {}
+        self._inflight: dict[str, threading.Thread] = {}
         self._lock = threading.Lock()
         self.on_result: list[Callable[[str, ProbeState], None]] = []  # notified after every run
 
     def run(self, name: str) -> ProbeState:
-        """Run one probe now (from the scheduler or the CLI) and record its outcome."""
+        """Run one probe now (from the scheduler or the CLI), wait at most its timeout, record the outcome."""
         probe = self.probes[name]
         state = self.states[name]
+        timeout = probe.options.timeout
         with self._lock:
             busy = self._inflight.get(name)
-            if busy is not None and not busy.done():
-                self._record(state, None, f"previous run still going after {probe.options.timeout:g} s", 0.0)
-                return state
-            fut = self._pool.submit(probe.collect)
-            self._inflight[name] = fut
-        started = time.perf_counter()
-        try:
-            result = fut.result(timeout=probe.options.timeout)
-        except FutureTimeout:
-            self._record(state, None, f"timed out after {probe.options.timeout:g} s", time.perf_counter() - started)
-        except NoData as e:
-            state.no_data = True
-            self._record(state, Result(), None, time.perf_counter() - started, no_data_reason=str(e))
-        except Exception as e:  # one failing probe never fails the scrape or the other probes
-            log.warning("probe %s failed: %s", name, e, exc_info=log.isEnabledFor(logging.DEBUG))
-            self._record(state, None, f"{type(e).__name__}: {e}", time.perf_counter() - started)
+            stuck = busy is not None and busy.is_alive()
+            if not stuck:
+                call = _Call(probe.collect)
+                thread = threading.Thread(target=call, name=f"probe-{name}", daemon=True)
+                self._inflight[name] = thread
+                started = time.perf_counter()
+                thread.start()
+        if stuck:
+            # The run that timed out earlier is still blocked: starting another would pile up threads.
+            self._record(state, None, f"previous run still going after {timeout:g} s", 0.0)
+            return state
+        finished = call.done.wait(timeout)
+        elapsed = time.perf_counter() - started
+        if not finished:
+            log.warning("probe %s timed out after %g s", name, timeout)
+            self._record(state, None, f"timed out after {timeout:g} s", elapsed)
+        elif isinstance(call.error, NoData):
+            self._record(state, Result(), None, elapsed, no_data_reason=str(call.error))
+        elif call.error is not None:
+            e = call.error
+            # One failing probe never fails the scrape or the other probes; the traceback only in debug.
+            log.warning("probe %s failed: %s", name, e, exc_info=e if log.isEnabledFor(logging.DEBUG) else None)
+            self._record(state, None, f"{type(e).__name__}: {e}", elapsed)
         else:
-            state.no_data = False
-            self._record(state, result, None, time.perf_counter() - started)
+            self._record(state, call.result, None, elapsed)
         return state
 
     def _record(
@@ -92,26 +118,28 @@ class ProbeRunner:
         duration: float,
         no_data_reason: str = "",
     ) -> None:
-        state.runs += 1
-        state.duration_s = duration
-        state.last_run = time.time()
-        state.error = error or (no_data_reason or None)
-        state.success = error is None
-        if error is not None:
-            state.failures += 1
-            state.result = Result()  # stale figures would lie; the failure itself is the signal
-        elif result is not None:
-            for f in result.findings:
-                f.host = self.hostname
-                f.labels.setdefault("probe", state.name)
-            state.result = result
-        state.generation += 1
+        with self._lock:  # the exporter reads states from the HTTP threads
+            state.runs += 1
+            state.duration_s = duration
+            state.last_run = time.time()
+            state.no_data = bool(no_data_reason)
+            state.error = error or (no_data_reason or None)
+            state.success = error is None
+            if error is not None:
+                state.failures += 1
+                state.result = Result()  # stale figures would lie; the failure itself is the signal
+            elif result is not None:
+                for f in result.findings:
+                    f.host = self.hostname
+                    f.labels.setdefault("probe", state.name)
+                state.result = result
+            state.generation += 1
         for cb in self.on_result:
             cb(state.name, state)
 
     def run_all(self) -> dict[str, ProbeState]:
         """Run every probe once, concurrently, and wait for all (``diag probe``)."""
-        threads = [threading.Thread(target=self.run, args=(n,)) for n in self.probes]
+        threads = [threading.Thread(target=self.run, args=(n,), name=f"run-{n}") for n in self.probes]
         for t in threads:
             t.start()
         for t in threads:
@@ -121,5 +149,12 @@ class ProbeRunner:
     def findings(self) -> list[Finding]:
         return [f for s in self.states.values() for f in s.result.findings]
 
+    def busy(self) -> list[str]:
+        """Probes whose last run has not returned yet (hung past its timeout, or running now)."""
+        return sorted(n for n, t in self._inflight.items() if t.is_alive())
+
     def shutdown(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        """Nothing to wait for: runs in progress are daemon threads and die with the process."""
+        stuck = self.busy()
+        if stuck:
+            log.info("leaving %d probe run(s) behind: %s", len(stuck), ", ".join(stuck))

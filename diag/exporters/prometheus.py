@@ -1,24 +1,33 @@
-"""A custom prometheus_client Collector that exposes the probes' latest results on a private registry.
+"""Exposes the probes' latest results to Prometheus: a custom prometheus_client Collector and a cached renderer.
 
 Probes run on their own schedule; a scrape only renders what they last produced, so a scrape never
-waits for a slow probe. Converted metric families are cached per probe run (``generation``), which
-keeps the per-scrape cost to rendering text.
+waits for a slow probe. :class:`DiagCollector` is the plain prometheus_client Collector (register it on
+any registry). :class:`Exposition` is what ``/metrics`` serves: the same families, rendered by
+prometheus_client's own text encoder, but each probe's text is rendered once per probe run and kept as
+bytes, so a scrape re-renders only the small per-probe health block and the process figures.
 """
 
 from __future__ import annotations
 
+import logging
 import platform
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 
 from prometheus_client import CollectorRegistry, ProcessCollector
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily, Metric
-from prometheus_client.exposition import generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
 from prometheus_client.registry import Collector
 
 from diag import __version__
 from diag.model import Metric as DiagMetric
 from diag.runner import ProbeRunner, ProbeState
+
+log = logging.getLogger(__name__)
+
+#: The text format we render (prometheus_client's CONTENT_TYPE_LATEST names a newer draft that older
+#: Prometheus servers do not announce in their Accept header).
+CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
 
 
 def to_families(metrics: Iterable[DiagMetric]) -> list[Metric]:
@@ -42,67 +51,146 @@ def to_families(metrics: Iterable[DiagMetric]) -> list[Metric]:
     return list(out.values())
 
 
+def health_families(states: Sequence[ProbeState]) -> list[Metric]:
+    """Per-probe health (success, no data, duration, last run, failures) and the current findings."""
+    success = GaugeMetricFamily(
+        "diag_probe_success", "Whether the probe's last run succeeded (1) or failed (0).", labels=["probe"]
+    )
+    no_data = GaugeMetricFamily(
+        "diag_probe_no_data", "Whether the probe found nothing to watch on this host (1).", labels=["probe"]
+    )
+    duration = GaugeMetricFamily("diag_probe_duration_seconds", "How long the probe's last run took.", labels=["probe"])
+    last = GaugeMetricFamily(
+        "diag_probe_last_run_timestamp_seconds", "When the probe last ran (Unix time).", labels=["probe"]
+    )
+    failures = CounterMetricFamily(
+        "diag_probe_failures", "Failed probe runs since the agent started.", labels=["probe"]
+    )
+    findings = GaugeMetricFamily(
+        "diag_finding",
+        "A current finding (1) by check, severity and subject; absent when resolved.",
+        labels=["check", "severity", "subject", "probe"],
+    )
+    seen: set[tuple[str, ...]] = set()
+    for s in states:
+        success.add_metric([s.name], 1.0 if s.success else 0.0)
+        no_data.add_metric([s.name], 1.0 if s.no_data else 0.0)
+        duration.add_metric([s.name], s.duration_s)
+        last.add_metric([s.name], s.last_run)
+        failures.add_metric([s.name], s.failures)
+        for f in s.result.findings:
+            key = (f.check, f.severity, f.subject, s.name)
+            if key not in seen:  # a duplicate label set would make the exposition invalid
+                seen.add(key)
+                findings.add_metric(list(key), 1.0)
+    return [success, no_data, duration, last, failures, findings]
+
+
+def build_info_family() -> Metric:
+    info = InfoMetricFamily("diag_build", "diag version and Python runtime.")
+    info.add_metric([], {"version": __version__, "python": platform.python_version()})
+    return info
+
+
+class _Families:
+    """Adapts a list of families to what prometheus_client's encoder wants (an object with ``collect``)."""
+
+    __slots__ = ("families",)
+
+    def __init__(self, families: Iterable[Metric]) -> None:
+        self.families = families
+
+    def collect(self) -> Iterable[Metric]:
+        return self.families
+
+
+def encode(families: Iterable[Metric]) -> bytes:
+    """Render families in the Prometheus text format with prometheus_client's encoder."""
+    return generate_latest(_Families(families))
+
+
 class DiagCollector(Collector):
-    """Yields the probes' metrics, per-probe health, findings, and build info."""
+    """Yields the probes' metrics, per-probe health, findings, and build info.
+
+    Converted families are cached per probe run (``generation``). A metric name belongs to the first
+    probe that exposed it: a second probe exposing the same name would repeat a family, which makes
+    Prometheus reject the whole scrape, so that family is dropped (and logged once) instead.
+    """
 
     def __init__(self, runner: ProbeRunner) -> None:
         self.runner = runner
         self._cache: dict[str, tuple[int, list[Metric]]] = {}
+        self._owner: dict[str, str] = {}  # metric name -> probe that exposes it
+        self._warned: set[tuple[str, str]] = set()
         self._lock = threading.Lock()
+        self.build_info = build_info_family()
 
-    def _families(self, state: ProbeState) -> list[Metric]:
+    def families(self, state: ProbeState) -> tuple[int, list[Metric]]:
+        """The probe's families and the generation they were converted from."""
         with self._lock:
             hit = self._cache.get(state.name)
-            if hit is not None and hit[0] == state.generation:
-                return hit[1]
-            fams = to_families(state.result.metrics)
-            self._cache[state.name] = (state.generation, fams)
-            return fams
+            generation, metrics = state.generation, state.result.metrics  # read once: a probe may land meanwhile
+            if hit is not None and hit[0] == generation:
+                return hit
+            fams = []
+            for fam in to_families(metrics):
+                owner = self._owner.setdefault(fam.name, state.name)
+                if owner == state.name:
+                    fams.append(fam)
+                elif (fam.name, state.name) not in self._warned:
+                    self._warned.add((fam.name, state.name))
+                    log.warning(
+                        "probe %s exposes %s, which probe %s already does; dropped", state.name, fam.name, owner
+                    )
+            hit = (generation, fams)
+            self._cache[state.name] = hit
+            return hit
 
     def collect(self) -> Iterator[Metric]:
         states = list(self.runner.states.values())
-        success = GaugeMetricFamily(
-            "diag_probe_success", "Whether the probe's last run succeeded (1) or failed (0).", labels=["probe"]
-        )
-        no_data = GaugeMetricFamily(
-            "diag_probe_no_data", "Whether the probe found nothing to watch on this host (1).", labels=["probe"]
-        )
-        duration = GaugeMetricFamily(
-            "diag_probe_duration_seconds", "How long the probe's last run took.", labels=["probe"]
-        )
-        last = GaugeMetricFamily(
-            "diag_probe_last_run_timestamp_seconds", "When the probe last ran (Unix time).", labels=["probe"]
-        )
-        failures = CounterMetricFamily(
-            "diag_probe_failures", "Failed probe runs since the agent started.", labels=["probe"]
-        )
-        findings = GaugeMetricFamily(
-            "diag_finding",
-            "A current finding (1) by check, severity and subject; absent when resolved.",
-            labels=["check", "severity", "subject", "probe"],
-        )
-        seen: set[tuple[str, ...]] = set()
         for s in states:
-            success.add_metric([s.name], 1.0 if s.success else 0.0)
-            no_data.add_metric([s.name], 1.0 if s.no_data else 0.0)
-            duration.add_metric([s.name], s.duration_s)
-            last.add_metric([s.name], s.last_run)
-            failures.add_metric([s.name], s.failures)
-            for f in s.result.findings:
-                key = (f.check, f.severity, f.subject, s.name)
-                if key not in seen:  # a duplicate label set would make the exposition invalid
-                    seen.add(key)
-                    findings.add_metric(list(key), 1.0)
-            yield from self._families(s)
-        yield success
-        yield no_data
-        yield duration
-        yield last
-        yield failures
-        yield findings
-        info = InfoMetricFamily("diag_build", "diag version and Python runtime.")
-        info.add_metric([], {"version": __version__, "python": platform.python_version()})
-        yield info
+            yield from self.families(s)[1]
+        yield from health_families(states)
+        yield self.build_info
+
+
+class Exposition:
+    """Renders ``/metrics``: the probes' text cached per run, the health block per change, process figures per scrape.
+
+    The output is the same text ``generate_latest`` gives for :func:`make_registry` (tests compare them),
+    only cheaper: at a 15 s probe interval most scrapes find every probe's text already rendered.
+    """
+
+    def __init__(self, runner: ProbeRunner, process: bool = True) -> None:
+        self.runner = runner
+        self.collector = DiagCollector(runner)
+        self._text: dict[str, tuple[int, bytes]] = {}
+        self._health: tuple[tuple[int, ...], bytes] = ((), b"")
+        self._build = encode([self.collector.build_info])
+        self._process = ProcessCollector(registry=None) if process else None
+        self._lock = threading.Lock()
+
+    def _probe_text(self, state: ProbeState) -> bytes:
+        hit = self._text.get(state.name)
+        if hit is not None and hit[0] == state.generation:
+            return hit[1]
+        generation, fams = self.collector.families(state)
+        text = encode(fams)
+        self._text[state.name] = (generation, text)
+        return text
+
+    def render(self) -> bytes:
+        with self._lock:  # concurrent scrapes would otherwise render the same parts twice
+            states = list(self.runner.states.values())
+            parts = [self._probe_text(s) for s in states]
+            key = tuple(s.generation for s in states)
+            if key != self._health[0] or not self._health[1]:
+                self._health = (key, encode(health_families(states)))
+            parts.append(self._health[1])
+            parts.append(self._build)
+        if self._process is not None:
+            parts.append(encode(self._process.collect()))
+        return b"".join(parts)
 
 
 def make_registry(runner: ProbeRunner) -> CollectorRegistry:
