@@ -42,7 +42,8 @@ class Agent:
         return "200 OK", [("Content-Type", CONTENT_TYPE)], self.exposition.render()
 
     def _healthz(self, environ: dict[str, Any]) -> Response:
-        failing = sorted(n for n, s in self.runner.states.items() if s.runs and not s.success)
+        states = self.runner.states.values()
+        failing = sorted(s.name for s in states if s.runs and not s.success)
         return json_response(
             {
                 "status": "ok",
@@ -50,6 +51,8 @@ class Agent:
                 "uptime_s": round(time.time() - self.started, 1),
                 "probes": len(self.runner.probes),
                 "failing_probes": failing,
+                "errors": {s.name: s.error for s in states if s.error and not s.no_data},
+                "no_data": {s.name: s.error for s in states if s.no_data},
                 "running_probes": self.runner.busy(),
             }
         )

@@ -1,0 +1,110 @@
+"""The Prometheus exporter: the cached exposition equals prometheus_client's own rendering, passes promtool,
+escapes odd label values, and never emits a family twice."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+from diag import config
+from diag.exporters.prometheus import DiagCollector, Exposition
+from diag.model import Result
+from diag.runner import ProbeRunner, ProbeState
+
+FIXTURES = Path(__file__).parent.parent / "fixtures" / "agent" / "proc"
+PROMTOOL = shutil.which("promtool") or "/usr/bin/promtool"
+
+
+@pytest.fixture
+def runner(tmp_path: Path) -> ProbeRunner:
+    procfs = tmp_path / "proc"
+    shutil.copytree(FIXTURES, procfs)
+    r = ProbeRunner(config.build(None, {"paths": {"procfs": str(procfs)}}), only=["cpu", "memory"])
+    r.run_all()
+    return r
+
+
+def reference(runner: ProbeRunner) -> bytes:
+    """What prometheus_client renders for the plain collector on a registry."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(DiagCollector(runner))
+    return generate_latest(registry)
+
+
+def set_result(state: ProbeState, result: Result) -> None:
+    state.result, state.success, state.generation = result, True, state.generation + 1
+
+
+def promtool(text: bytes) -> tuple[int, str]:
+    p = subprocess.run([PROMTOOL, "check", "metrics"], input=text, capture_output=True, check=False)
+    return p.returncode, (p.stdout + p.stderr).decode()
+
+
+def test_cached_rendering_equals_prometheus_client(runner: ProbeRunner) -> None:
+    exp = Exposition(runner, process=False)
+    assert exp.render() == reference(runner)
+    runner.run("cpu")  # a new generation: the cpu text is rendered again, memory's reused
+    memory_text = exp._text["memory"][1]
+    assert exp.render() == reference(runner)
+    assert exp._text["memory"][1] is memory_text
+    assert exp._text["cpu"][0] == runner.states["cpu"].generation
+
+
+def test_output_passes_promtool(runner: ProbeRunner) -> None:
+    body = Exposition(runner).render()
+    assert promtool(body) == (0, "")
+    names = {f.name for f in text_string_to_metric_families(body.decode())}
+    assert {"diag_cpu_seconds", "diag_probe_success", "diag_build_info", "process_resident_memory_bytes"} <= names
+
+
+def test_health_families_follow_probe_state(runner: ProbeRunner) -> None:
+    s = runner.states["memory"]
+    s.success, s.no_data, s.generation = True, True, s.generation + 1
+    text = Exposition(runner, process=False).render().decode()
+    assert 'diag_probe_success{probe="memory"} 1.0' in text
+    assert 'diag_probe_no_data{probe="memory"} 1.0' in text
+    assert 'diag_probe_no_data{probe="cpu"} 0.0' in text
+    assert 'diag_probe_failures_total{probe="cpu"} 0.0' in text
+
+
+def test_a_name_exposed_by_two_probes_is_kept_once(runner: ProbeRunner) -> None:
+    clash = Result()
+    clash.metric("diag_cpu_seconds_total", "Clashes with the cpu probe.", "counter", ("cpu", "mode")).add(1, "9", "x")
+    clash.metric("diag_memory_extra_bytes", "Does not clash.").add(5)
+    set_result(runner.states["memory"], clash)
+    body = Exposition(runner, process=False).render()
+    assert body == reference(runner)
+    text = body.decode()
+    assert text.count("# TYPE diag_cpu_seconds_total counter") == 1
+    assert 'cpu="9"' not in text and "diag_memory_extra_bytes 5.0" in text
+    assert promtool(body) == (0, "")
+
+
+def test_odd_label_values_and_duplicate_findings_stay_valid(runner: ProbeRunner) -> None:
+    r = Result()
+    r.metric("diag_test_files", "Odd label values.", labels=("path",)).add(1, 'C:\\dir "quoted"\nnext line')
+    r.find("fs_full", "critical", "full", subject="/mnt/a")
+    r.find("fs_full", "critical", "full again", subject="/mnt/a")  # same labels: must appear once
+    set_result(runner.states["memory"], r)
+    body = Exposition(runner).render()
+    assert promtool(body) == (0, "")
+    text = body.decode()
+    assert text.count('diag_finding{check="fs_full",probe="memory",severity="critical",subject="/mnt/a"} 1.0') == 1
+    [fam] = [f for f in text_string_to_metric_families(text) if f.name == "diag_test_files"]
+    assert fam.samples[0].labels["path"] == 'C:\\dir "quoted"\nnext line'
+
+
+def test_failed_probe_exposes_health_only(runner: ProbeRunner) -> None:
+    s = runner.states["cpu"]
+    s.success, s.error, s.result, s.failures = False, "timed out after 1 s", Result(), 1
+    s.generation += 1
+    text = Exposition(runner, process=False).render().decode()
+    assert 'diag_probe_success{probe="cpu"} 0.0' in text
+    assert 'diag_probe_failures_total{probe="cpu"} 1.0' in text
+    assert "diag_cpu_seconds_total" not in text
+    assert "diag_memory_total_bytes" in text
