@@ -12,8 +12,12 @@ Scalars follow the YAML 1.2 core schema: only true/false are booleans, so ``yes`
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import re
+import sys
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -161,13 +165,38 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return d
 
 
+@contextlib.contextmanager
+def _quiet_stderr() -> Iterator[None]:
+    """Silence file descriptor 2 for a moment.
+
+    rapidyaml's C++ error handler prints ``line=3 col=1 ... ERROR: [parse] parse error`` and a source path
+    to stderr before it throws, and the Python binding offers no way to replace it; the line path then
+    reports the same error properly as ``FILE:LINE``. Files load at start-up, before other threads log.
+    """
+    try:
+        saved = os.dup(2)
+    except OSError:  # no stderr at all: nothing to silence
+        yield
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        sys.stderr.flush()
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
 def _fast(text: str) -> Any:
     if ryml is None:
         raise _Undecided("no rapidyaml")
     if "<<" in text or "&" in text or "!" in text:  # merge keys, anchors, tags: let PyYAML judge
         raise _Undecided("needs the full loader")
     try:
-        tree = ryml.parse_in_arena(text.encode("utf-8"))
+        with _quiet_stderr():
+            tree = ryml.parse_in_arena(text.encode("utf-8"))
         out = ryml.emit_json_malloc(tree, tree.root_id())
     except Exception as e:  # ryml raises its own exception types; the line path explains them
         raise _Undecided(str(e)) from None
