@@ -29,25 +29,32 @@ DIAG = str(Path(sys.executable).with_name("diag"))
 AGENT_PORTS = range(19200, 19300)
 
 
-def free_port(ports: Sequence[int], host: str = "127.0.0.1") -> int:
-    """The first port in ``ports`` that nothing listens on now (checked by binding it)."""
-    for port in ports:
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-            try:
-                s.bind((host, port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError(f"no free port in {ports}")
-
-
-def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
+def _bindable(port: int, host: str) -> bool:
+    # SO_REUSEADDR as every server sets it: a port in TIME_WAIT after a clean exit counts as free.
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((host, port))
         except OSError:
             return False
         return True
+
+
+def free_port(ports: Sequence[int], host: str = "127.0.0.1") -> int:
+    """The first port in ``ports`` that nothing listens on now (checked by binding it)."""
+    for port in ports:
+        if _bindable(port, host):
+            return port
+    raise RuntimeError(f"no free port in {ports}")
+
+
+def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
+    """Nothing accepts connections on the port and a new server could bind it."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.settimeout(2)
+        if s.connect_ex((host, port)) == 0:
+            return False
+    return _bindable(port, host)
 
 
 def http_get(url: str, timeout: float = 5.0) -> tuple[int, bytes]:

@@ -52,7 +52,10 @@ def to_families(metrics: Iterable[DiagMetric]) -> list[Metric]:
 
 
 def health_families(states: Sequence[ProbeState]) -> list[Metric]:
-    """Per-probe health (success, no data, duration, last run, failures) and the current findings."""
+    """Per-probe health (success, no data, duration, last run, failures) and the current findings.
+
+    A probe that has not finished its first run yet has no health samples (unknown, not failed).
+    """
     success = GaugeMetricFamily(
         "diag_probe_success", "Whether the probe's last run succeeded (1) or failed (0).", labels=["probe"]
     )
@@ -73,6 +76,8 @@ def health_families(states: Sequence[ProbeState]) -> list[Metric]:
     )
     seen: set[tuple[str, ...]] = set()
     for s in states:
+        if not s.runs:
+            continue  # not run yet: its health is unknown, and a 0 would fire alerts at every start
         success.add_metric([s.name], 1.0 if s.success else 0.0)
         no_data.add_metric([s.name], 1.0 if s.no_data else 0.0)
         duration.add_metric([s.name], s.duration_s)

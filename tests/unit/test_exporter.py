@@ -108,3 +108,13 @@ def test_failed_probe_exposes_health_only(runner: ProbeRunner) -> None:
     assert 'diag_probe_failures_total{probe="cpu"} 1.0' in text
     assert "diag_cpu_seconds_total" not in text
     assert "diag_memory_total_bytes" in text
+
+
+def test_probe_that_has_not_run_has_no_health_samples(tmp_path: Path) -> None:
+    fresh = ProbeRunner(config.build(None, {"paths": {"procfs": str(tmp_path)}}), only=["cpu"])
+    text = Exposition(fresh, process=False).render().decode()
+    assert "# TYPE diag_probe_success gauge" in text
+    assert 'diag_probe_success{probe="cpu"}' not in text  # unknown, not failed
+    fresh.run("cpu")  # tmp_path has no stat file: no data
+    text = Exposition(fresh, process=False).render().decode()
+    assert 'diag_probe_success{probe="cpu"} 1.0' in text and 'diag_probe_no_data{probe="cpu"} 1.0' in text
