@@ -221,6 +221,8 @@ class Lab:
             if h.behind is None:
                 _run(["ip", "link", "del", h.veth], check=False)  # gone with the namespace unless it moved
         self.hosts.clear()
+        if self._root_arg is None and self.dir != Path() and not os.environ.get("DGS_LAB_KEEP"):
+            shutil.rmtree(self.dir, ignore_errors=True)  # DGS_LAB_KEEP=1 keeps sshd logs for a post-mortem
         if self._lock is not None:
             self._lock.close()
             self._lock = None
@@ -550,7 +552,6 @@ def main() -> None:
         print(f"# inventory: {lb.inventory}\n# known_hosts: {lb.known_hosts}\n# key: {lb.client_key}", flush=True)
         with contextlib.suppress(KeyboardInterrupt):
             signal.pause()
-    shutil.rmtree(lb.dir, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -426,13 +426,19 @@ class SSHPool:
         remaining = max(deadline - time.monotonic(), 0.001)
         t.banner_timeout = remaining
         t.handshake_timeout = remaining
+        done = threading.Event()
         try:
-            t.start_client(timeout=remaining)
+            t.start_client(event=done)  # async: paramiko's own wait loop would return silently on timeout
         except (paramiko.SSHException, EOFError, OSError) as e:
-            reason = _reason(e)
-            if "timed out" in reason.lower() or "timeout" in reason.lower() or isinstance(e, TimeoutError):
-                raise Timeout(f"{w}: SSH handshake timed out after {host.connect_timeout:g} s") from None
-            raise ConnectError(f"{w}: SSH handshake failed: {reason}") from None
+            raise ConnectError(f"{w}: SSH handshake failed: {_reason(e)}") from None
+        if not done.wait(remaining):
+            raise Timeout(f"{w}: SSH handshake timed out after {host.connect_timeout:g} s")
+        if not t.is_active() or not t.initial_kex_done:
+            exc = t.get_exception()
+            reason = _reason(exc) if exc is not None else "connection closed by the server"
+            if "timed out" in reason.lower() or "timeout" in reason.lower() or isinstance(exc, TimeoutError):
+                raise Timeout(f"{w}: SSH handshake timed out after {host.connect_timeout:g} s")
+            raise ConnectError(f"{w}: SSH handshake failed: {reason}")
         key = t.get_remote_server_key()
         self.hostkeys.verify(key, candidates, host.hostkey_policy, w)
         log.debug("%s: host key %s %s verified", w, key.get_name(), fingerprint(key))
