@@ -39,7 +39,10 @@ class Agent:
         self._stop = threading.Event()
 
     def _metrics(self, environ: dict[str, Any]) -> Response:
-        return "200 OK", [("Content-Type", CONTENT_TYPE)], self.exposition.render()
+        headers = [("Content-Type", CONTENT_TYPE), ("Vary", "Accept-Encoding")]
+        if "gzip" in environ.get("HTTP_ACCEPT_ENCODING", ""):  # Prometheus always asks for it
+            return "200 OK", [*headers, ("Content-Encoding", "gzip")], self.exposition.render(gzip=True)
+        return "200 OK", headers, self.exposition.render()
 
     def _healthz(self, environ: dict[str, Any]) -> Response:
         states = self.runner.states.values()

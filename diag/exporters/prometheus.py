@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import logging
 import platform
+import struct
 import threading
+import zlib
 from collections.abc import Iterable, Iterator, Sequence
 
 from prometheus_client import CollectorRegistry, ProcessCollector
@@ -159,43 +161,87 @@ class DiagCollector(Collector):
         yield self.build_info
 
 
+class _Part:
+    """A piece of the exposition: its text, and that text as raw deflate blocks once a client asks for gzip."""
+
+    __slots__ = ("_deflated", "text")
+
+    def __init__(self, text: bytes) -> None:
+        self.text = text
+        self._deflated: bytes | None = None
+
+    def deflated(self) -> bytes:
+        if self._deflated is None:
+            # A raw deflate stream of its own, ended with a sync flush: byte-aligned, not final, no
+            # references outside itself, so parts compressed apart can simply be concatenated.
+            c = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, -15)
+            self._deflated = c.compress(self.text) + c.flush(zlib.Z_SYNC_FLUSH)
+        return self._deflated
+
+
+#: Level 1 compresses the text ~7x at a third of the CPU of level 6 (which gains another 12 %).
+GZIP_LEVEL = 1
+_GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"  # deflate, no name, no mtime, unknown OS
+_FINAL_BLOCK = b"\x03\x00"  # an empty final block with fixed Huffman codes: ends the deflate stream
+
+
+def gzip_parts(parts: Sequence[_Part]) -> bytes:
+    """One standard gzip member from parts whose deflate blocks were cached apart."""
+    crc, size = 0, 0
+    for p in parts:
+        crc = zlib.crc32(p.text, crc)
+        size += len(p.text)
+    trailer = struct.pack("<II", crc & 0xFFFFFFFF, size & 0xFFFFFFFF)
+    return b"".join([_GZIP_HEADER, *(p.deflated() for p in parts), _FINAL_BLOCK, trailer])
+
+
 class Exposition:
     """Renders ``/metrics``: the probes' text cached per run, the health block per change, process figures per scrape.
 
     The output is the same text ``generate_latest`` gives for :func:`make_registry` (tests compare them),
-    only cheaper: at a 15 s probe interval most scrapes find every probe's text already rendered.
+    only cheaper: at a 15 s probe interval most scrapes find every probe's text already rendered. When
+    the client accepts gzip (Prometheus does), each cached part is also compressed once and the parts'
+    deflate blocks are joined into one gzip stream, so a scrape compresses only what changed.
     """
 
     def __init__(self, runner: ProbeRunner, process: bool = True) -> None:
         self.runner = runner
         self.collector = DiagCollector(runner)
-        self._text: dict[str, tuple[int, bytes]] = {}
-        self._health: tuple[tuple[int, ...], bytes] = ((), b"")
-        self._build = encode([self.collector.build_info])
+        self._text: dict[str, tuple[int, _Part]] = {}
+        self._health: tuple[tuple[int, ...], _Part] = ((), _Part(b""))
+        self._build = _Part(encode([self.collector.build_info]))
         self._process = ProcessCollector(registry=None) if process else None
         self._lock = threading.Lock()
 
-    def _probe_text(self, state: ProbeState) -> bytes:
+    def _probe_part(self, state: ProbeState) -> _Part:
         hit = self._text.get(state.name)
         if hit is not None and hit[0] == state.generation:
             return hit[1]
         generation, fams = self.collector.families(state)
-        text = encode(fams)
-        self._text[state.name] = (generation, text)
-        return text
+        part = _Part(encode(fams))
+        self._text[state.name] = (generation, part)
+        return part
 
-    def render(self) -> bytes:
+    def parts(self) -> list[_Part]:
         with self._lock:  # concurrent scrapes would otherwise render the same parts twice
             states = list(self.runner.states.values())
-            parts = [self._probe_text(s) for s in states]
+            parts = [self._probe_part(s) for s in states]
             key = tuple(s.generation for s in states)
-            if key != self._health[0] or not self._health[1]:
-                self._health = (key, encode(health_families(states)))
+            if key != self._health[0] or not self._health[1].text:
+                self._health = (key, _Part(encode(health_families(states))))
             parts.append(self._health[1])
             parts.append(self._build)
         if self._process is not None:
-            parts.append(encode(self._process.collect()))
-        return b"".join(parts)
+            parts.append(_Part(encode(self._process.collect())))
+        return [p for p in parts if p.text]
+
+    def render(self, gzip: bool = False) -> bytes:
+        """The exposition text, or (``gzip``) the same text as one gzip stream."""
+        parts = self.parts()
+        if gzip:
+            with self._lock:  # parts cache their compressed form; compress each once
+                return gzip_parts(parts)
+        return b"".join(p.text for p in parts)
 
 
 def make_registry(runner: ProbeRunner) -> CollectorRegistry:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import zlib
 from pathlib import Path
 
 import pytest
@@ -118,3 +119,15 @@ def test_probe_that_has_not_run_has_no_health_samples(tmp_path: Path) -> None:
     fresh.run("cpu")  # tmp_path has no stat file: no data
     text = Exposition(fresh, process=False).render().decode()
     assert 'diag_probe_success{probe="cpu"} 1.0' in text and 'diag_probe_no_data{probe="cpu"} 1.0' in text
+
+
+def test_gzip_stream_is_one_valid_member_of_the_same_text(runner: ProbeRunner) -> None:
+    exp = Exposition(runner, process=False)
+    plain, packed = exp.render(), exp.render(gzip=True)
+    d = zlib.decompressobj(wbits=31)  # gzip container: checks the CRC and the length in the trailer
+    assert d.decompress(packed) == plain and d.eof and d.unused_data == b""
+    # gzip(1) agrees, and so does a second render that reuses the cached deflate blocks of unchanged probes.
+    assert subprocess.run(["gzip", "-dc"], input=packed, capture_output=True, check=True).stdout == plain
+    runner.run("cpu")
+    assert zlib.decompress(exp.render(gzip=True), wbits=31) == exp.render()
+    assert len(packed) < len(plain) / 2

@@ -1,0 +1,307 @@
+"""Benchmark: ``diag agent`` against ``prometheus-node-exporter`` on this machine, side by side in one run.
+
+For each exporter: N sequential scrapes (as Prometheus sends them: gzip accepted, text format) give
+median and p95 latency, CPU seconds per 100 scrapes (utime+stime of the exporter's process from
+/proc/PID/stat), RSS (VmRSS, VmHWM) and the sample count (all, and host samples only).
+
+The two differ in model, and the figures say so: node_exporter collects on every scrape; diag runs its
+probes on a schedule and a scrape renders cached results. So the scrape CPU of diag is measured on an
+agent whose probes run once and then wait an hour (nothing else runs during the scrapes), and the cost
+of one full probe cycle is measured on its own (``ProbeRunner.run_all()`` in this process, CPU time of
+all threads), then added per scrape for a 15 s probe interval and a 15 s scrape interval. A third
+agent with the default configuration gives the RSS and samples of the real thing, and its CPU over an
+idle window (probes only, no scrapes) cross-checks the per-cycle figure.
+
+Usage: .venv/bin/python bench/agent_vs_node_exporter.py [--scrapes 100] [--idle 30]
+Prints everything; asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import http.client
+import json
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+DIAG = os.environ.get("DIAG", str(Path(sys.executable).with_name("diag")))  # the venv running this script
+NODE_EXPORTER = shutil.which("prometheus-node-exporter") or "/usr/bin/prometheus-node-exporter"
+TICK = os.sysconf("SC_CLK_TCK")
+# What Prometheus 2.x sends with every scrape.
+HEADERS = {
+    "Accept": "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,"
+    "text/plain;version=0.0.4;q=0.5,*/*;q=0.1",
+    "Accept-Encoding": "gzip",
+    "User-Agent": "Prometheus/2.42.0",
+    "X-Prometheus-Scrape-Timeout-Seconds": "10",
+}
+# Not host figures: the exporters' own health and process metrics.
+NOT_HOST = (
+    "diag_probe_",
+    "diag_build_info",
+    "process_",
+    "python_",
+    "go_",
+    "promhttp_",
+    "node_scrape_collector_",
+    "node_exporter_build_info",
+)
+
+
+@dataclass
+class Target:
+    name: str
+    proc: subprocess.Popen[bytes]
+    port: int
+    latencies: list[float] = field(default_factory=list)
+    cpu_s: float = 0.0
+    wire_bytes: int = 0
+    text: str = ""
+
+    def cpu(self) -> float:
+        return proc_cpu(self.proc.pid)
+
+    def status(self, key: str) -> float:
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith(key + ":"):
+                return int(line.split()[1]) / 1024  # kB -> MiB
+        return float("nan")
+
+
+def proc_cpu(pid: int) -> float:
+    """utime + stime of a process (all its threads), in seconds."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICK
+
+
+def scrape(port: int, path: str = "/metrics") -> tuple[bytes, bytes]:
+    """One scrape on a fresh connection, as Prometheus' scrape loop does it; (wire body, decoded body)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        conn.request("GET", path, headers=HEADERS)
+        r = conn.getresponse()
+        body = r.read()
+        if r.status != 200:
+            raise RuntimeError(f"{port}{path}: HTTP {r.status}")
+        plain = gzip.decompress(body) if r.getheader("Content-Encoding") == "gzip" else body
+        return body, plain
+    finally:
+        conn.close()
+
+
+def wait_http(port: int, path: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            scrape(port, path)
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
+def samples(text: str) -> tuple[int, int]:
+    """(all samples, host samples) in an exposition."""
+    lines = [line for line in text.splitlines() if line and not line.startswith("#")]
+    host = [line for line in lines if not line.startswith(NOT_HOST)]
+    return len(lines), len(host)
+
+
+def start_diag(tmp: Path, name: str, port: int, probe_interval: float | None) -> subprocess.Popen[bytes]:
+    lines = ["hosts: {}", "agent:", "  probes:"]
+    if probe_interval is not None:
+        sys.path.insert(0, str(ROOT))
+        from diag import config
+
+        for probe, opts in config.build(None, {}).probes.items():
+            if opts.enabled:
+                lines.append(f"    {probe}: {{interval: {probe_interval}}}")
+    if lines[-1] == "  probes:":
+        lines.pop()
+    inv = tmp / f"{name}.yaml"
+    inv.write_text("\n".join(lines) + "\n")
+    args = [DIAG, "agent", "--inventory", str(inv), "--listen", f"127.0.0.1:{port}", "--data", str(tmp / name)]
+    log = (tmp / f"{name}.log").open("wb")
+    return subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+
+
+def wait_probes_ran(port: int, timeout: float = 60.0) -> None:
+    """Until every enabled probe of the agent has finished its first run."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        health = json.loads(scrape(port, "/healthz")[1])
+        text = scrape(port)[1].decode()
+        ran = sum(1 for line in text.splitlines() if line.startswith("diag_probe_success{"))
+        if ran >= health["probes"] and not health["running_probes"]:
+            return
+        time.sleep(0.2)
+    raise RuntimeError(f"probes of the agent on {port} did not all run within {timeout:g} s")
+
+
+def measure(targets: list[Target], n: int, warmup: int) -> None:
+    """Interleaved scrapes (one of each in turn), so load from elsewhere hits both alike."""
+    for _ in range(warmup):
+        for t in targets:
+            scrape(t.port)
+    before = {t.name: t.cpu() for t in targets}
+    for _ in range(n):
+        for t in targets:
+            t0 = time.perf_counter()
+            wire, plain = scrape(t.port)
+            t.latencies.append(time.perf_counter() - t0)
+            t.wire_bytes, t.text = len(wire), plain.decode()
+    for t in targets:
+        t.cpu_s = t.cpu() - before[t.name]
+
+
+def probe_cycle(cycles: int) -> tuple[float, float, dict[str, float], int]:
+    """(CPU s per cycle, wall s per cycle, slowest probes by wall, host samples) for run_all() in this process."""
+    sys.path.insert(0, str(ROOT))
+    from diag import config
+    from diag.runner import ProbeRunner
+
+    with tempfile.TemporaryDirectory(prefix="diag-bench-") as d:
+        cfg = config.build(None, {"data": d})
+        cfg.paths.state.mkdir(parents=True, exist_ok=True)
+        runner = ProbeRunner(cfg)
+        runner.run_all()  # first run: opens files, primes rate baselines
+        walls: dict[str, list[float]] = {n: [] for n in runner.probes}
+        c0, w0 = time.process_time(), time.perf_counter()
+        for _ in range(cycles):
+            for name, s in runner.run_all().items():
+                walls[name].append(s.duration_s)
+        cpu, wall = (time.process_time() - c0) / cycles, (time.perf_counter() - w0) / cycles
+        host = sum(s.result.sample_count for s in runner.states.values())
+        runner.shutdown()
+    slow = dict(sorted(((n, statistics.median(v)) for n, v in walls.items()), key=lambda kv: -kv[1])[:6])
+    return cpu, wall, slow, host
+
+
+def pct(values: list[float], q: float) -> float:
+    v = sorted(values)
+    return v[min(len(v) - 1, round(q * (len(v) - 1)))]
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--scrapes", type=int, default=100)
+    ap.add_argument("--warmup", type=int, default=10)
+    ap.add_argument("--cycles", type=int, default=20, help="probe cycles timed in-process")
+    ap.add_argument("--idle", type=float, default=30.0, help="seconds of probe-only CPU on the default agent")
+    ap.add_argument("--ports", default="19250,19251,19252", help="diag (quiet), node_exporter, diag (default)")
+    args = ap.parse_args()
+    p_quiet, p_ne, p_default = (int(p) for p in args.ports.split(","))
+
+    procs: list[subprocess.Popen[bytes]] = []
+    with tempfile.TemporaryDirectory(prefix="diag-bench-") as tmpdir:
+        tmp = Path(tmpdir)
+        try:
+            quiet = start_diag(tmp, "diag-quiet", p_quiet, probe_interval=3600)
+            procs.append(quiet)
+            default = start_diag(tmp, "diag-default", p_default, probe_interval=None)
+            procs.append(default)
+            ne_log = (tmp / "node_exporter.log").open("wb")
+            ne = subprocess.Popen(
+                [NODE_EXPORTER, f"--web.listen-address=127.0.0.1:{p_ne}"],
+                stdin=subprocess.DEVNULL,
+                stdout=ne_log,
+                stderr=ne_log,
+            )
+            procs.append(ne)
+            for port in (p_quiet, p_default):
+                wait_http(port, "/healthz")
+                wait_probes_ran(port)
+            wait_http(p_ne, "/metrics")
+
+            d_t, ne_t = Target("diag", quiet, p_quiet), Target("node_exporter", ne, p_ne)
+            measure([d_t, ne_t], args.scrapes, args.warmup)
+            dflt = Target("diag-default", default, p_default)
+            dflt.text = scrape(p_default)[1].decode()
+
+            # The default agent: probes on their 15 s schedule, nobody scraping.
+            c0 = dflt.cpu()
+            time.sleep(args.idle)
+            idle_cpu = dflt.cpu() - c0
+            cycle_cpu, cycle_wall, slow, cycle_samples = probe_cycle(args.cycles)
+            rss = {t.name: (t.status("VmRSS"), t.status("VmHWM")) for t in (d_t, ne_t, dflt)}
+        finally:
+            for p in procs:
+                if p.poll() is None:
+                    os.kill(p.pid, signal.SIGTERM)
+                    try:
+                        p.wait(10)
+                    except subprocess.TimeoutExpired:
+                        os.kill(p.pid, signal.SIGKILL)
+                        p.wait()
+
+    n = args.scrapes
+    rows: list[tuple[str, float, float, str]] = []
+
+    def row(label: str, a: float, b: float, fmt: str = "{:.2f}") -> None:
+        rows.append((label, a, b, fmt))
+
+    d_all, d_host = samples(dflt.text)
+    q_all, q_host = samples(d_t.text)
+    n_all, n_host = samples(ne_t.text)
+    row("scrape latency median (ms)", statistics.median(d_t.latencies) * 1e3, statistics.median(ne_t.latencies) * 1e3)
+    row("scrape latency p95 (ms)", pct(d_t.latencies, 0.95) * 1e3, pct(ne_t.latencies, 0.95) * 1e3)
+    row(f"CPU s per 100 scrapes ({n} done)", d_t.cpu_s * 100 / n, ne_t.cpu_s * 100 / n, "{:.3f}")
+    row("CPU ms per scrape", d_t.cpu_s * 1e3 / n, ne_t.cpu_s * 1e3 / n)
+    row("RSS MiB (VmRSS, default agent)", rss["diag-default"][0], rss["node_exporter"][0], "{:.1f}")
+    row("peak RSS MiB (VmHWM, default agent)", rss["diag-default"][1], rss["node_exporter"][1], "{:.1f}")
+    row("samples per scrape", d_all, n_all, "{:.0f}")
+    row("host samples per scrape", d_host, n_host, "{:.0f}")
+    row("bytes on the wire per scrape", d_t.wire_bytes, ne_t.wire_bytes, "{:.0f}")
+
+    print(f"diag agent vs prometheus-node-exporter, {n} interleaved scrapes each after {args.warmup} warm-up")
+    print(f"{'':40} {'diag':>12} {'node_exp':>12} {'ratio':>8}")
+    for label, a, b, fmt in rows:
+        ratio = a / b if b else float("nan")
+        print(f"{label:40} {fmt.format(a):>12} {fmt.format(b):>12} {ratio:>7.2f}x")
+    print(
+        f"(quiet agent used for the scrape figures: {q_all} samples, {q_host} host samples, "
+        f"RSS {rss['diag'][0]:.1f} MiB)"
+    )
+
+    ne_cpu = ne_t.cpu_s / n
+    per_scrape = d_t.cpu_s / n + cycle_cpu  # 15 s probe interval, 15 s scrape interval: one cycle per scrape
+    print()
+    print(
+        f"probe cycle (run_all in-process, {args.cycles} cycles): {cycle_cpu * 1e3:.1f} ms CPU, "
+        f"{cycle_wall * 1e3:.1f} ms wall, {cycle_samples} probe samples"
+    )
+    print("  slowest probes (median wall ms): " + ", ".join(f"{k} {v * 1e3:.1f}" for k, v in slow.items()))
+    print(
+        f"default agent, {args.idle:g} s with probes on their schedule and no scrapes: {idle_cpu * 1e3:.0f} ms CPU "
+        f"= {idle_cpu / args.idle * 15 * 1e3:.1f} ms per 15 s"
+    )
+    print(
+        f"CPU per scrape incl. one probe cycle (15 s probes, 15 s scrapes): diag {per_scrape * 1e3:.2f} ms, "
+        f"node_exporter {ne_cpu * 1e3:.2f} ms, ratio {per_scrape / ne_cpu:.2f}x"
+    )
+    print()
+    print("goals (issue 2):")
+    print(f"  host samples >= 450: {d_host} -> {'met' if d_host >= 450 else 'NOT met'}")
+    print(
+        f"  scrape CPU <= 1.0x node_exporter: {d_t.cpu_s / ne_t.cpu_s:.2f}x -> "
+        f"{'met' if d_t.cpu_s <= ne_t.cpu_s else 'NOT met'} (incl. probe cycle: {per_scrape / ne_cpu:.2f}x)"
+    )
+    print(
+        f"  RSS <= 40 MiB: {rss['diag-default'][0]:.1f} MiB -> {'met' if rss['diag-default'][0] <= 40 else 'NOT met'}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
