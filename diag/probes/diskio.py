@@ -16,26 +16,26 @@ from diag.errors import NoData
 from diag.model import Evidence, Result
 from diag.probes.base import Paths, Probe, ProbeOptions, read_text, register
 
-SECTOR = 512.0
+SECTOR = 1 / 512  # divisor that turns sectors into bytes (a power of two: exact)
 
-# (field index after the name, metric suffix, help, scale); ms fields become seconds, sectors bytes
+# (field index after the name, metric suffix, help, divisor); ms fields become seconds, sectors bytes
 COUNTERS: tuple[tuple[int, str, str, float], ...] = (
     (0, "reads_completed_total", "Reads completed successfully.", 1.0),
     (1, "reads_merged_total", "Adjacent reads merged before being issued.", 1.0),
     (2, "read_bytes_total", "Bytes read.", SECTOR),
-    (3, "read_time_seconds_total", "Seconds spent by all reads.", 0.001),
+    (3, "read_time_seconds_total", "Seconds spent by all reads.", 1000.0),
     (4, "writes_completed_total", "Writes completed successfully.", 1.0),
     (5, "writes_merged_total", "Adjacent writes merged before being issued.", 1.0),
     (6, "written_bytes_total", "Bytes written.", SECTOR),
-    (7, "write_time_seconds_total", "Seconds spent by all writes.", 0.001),
-    (9, "io_time_seconds_total", "Seconds the device had I/O in flight (busy time).", 0.001),
-    (10, "io_time_weighted_seconds_total", "Seconds spent doing I/O, weighted by the requests in flight.", 0.001),
+    (7, "write_time_seconds_total", "Seconds spent by all writes.", 1000.0),
+    (9, "io_time_seconds_total", "Seconds the device had I/O in flight (busy time).", 1000.0),
+    (10, "io_time_weighted_seconds_total", "Seconds spent doing I/O, weighted by the requests in flight.", 1000.0),
     (11, "discards_completed_total", "Discards completed successfully.", 1.0),
     (12, "discards_merged_total", "Adjacent discards merged before being issued.", 1.0),
     (13, "discarded_bytes_total", "Bytes discarded.", SECTOR),
-    (14, "discard_time_seconds_total", "Seconds spent by all discards.", 0.001),
+    (14, "discard_time_seconds_total", "Seconds spent by all discards.", 1000.0),
     (15, "flush_requests_total", "Flush requests completed successfully.", 1.0),
-    (16, "flush_requests_time_seconds_total", "Seconds spent by all flush requests.", 0.001),
+    (16, "flush_requests_time_seconds_total", "Seconds spent by all flush requests.", 1000.0),
 )
 
 
@@ -83,7 +83,7 @@ class DiskIoProbe(Probe):
             n = len(values)
             for (idx, _, _, scale), fam in zip(COUNTERS, fams, strict=True):
                 if idx < n:
-                    fam.add(float(values[idx]) * scale, dev)
+                    fam.add(float(values[idx]) / scale, dev)
             in_progress.add(float(values[8]), dev)
             seen[dev] = (float(values[9]), line.strip())
         if not seen and not text.strip():

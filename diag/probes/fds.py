@@ -1,10 +1,10 @@
 """File descriptors: system-wide allocation from /proc/sys/fs/file-nr, and processes close to their limit.
 
 Counting /proc/[pid]/fd of every process is costly on a busy host, so the per-process check first
-reads the cheap ``FDSize`` line of /proc/[pid]/status (the size of the fd table, which only grows,
-in steps of powers of two): a table smaller than ``scan_min_fdsize`` cannot hold that many fds, and
-such a process is not counted. The rest are counted and compared with their soft ``Max open
-files`` from /proc/[pid]/limits.
+reads the cheap ``FDSize`` line of /proc/[pid]/status (the size of the fd table, an upper bound of
+the open fds that only grows, in powers of two). A table smaller than ``scan_min_fdsize`` is skipped
+at once; for the rest the soft ``Max open files`` is read from /proc/[pid]/limits, and the fd
+directory is listed only when the table is big enough to reach a threshold.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ def _field(data: bytes, key: bytes) -> bytes | None:
     i = data.find(key)
     if i < 0:
         return None
-    end = data.find(b"\n", i)
+    end = data.find(b"\n", i + len(key))
     return data[i + len(key) : end if end >= 0 else None].strip()
 
 
@@ -109,6 +109,8 @@ class FdsProbe(Probe):
         assert isinstance(self.options, FdsOptions)
         proc = str(self.paths.procfs)
         min_size = self.options.scan_min_fdsize
+        absolute = self.options.process_warning_fds
+        ratio = self.options.process_warning_percent / 100.0
         out: list[ProcFds] = []
         for name in os.listdir(proc):
             if not name.isdigit():
@@ -120,20 +122,24 @@ class FdsProbe(Probe):
                 size_b = _field(status, b"\nFDSize:")
                 if size_b is None or int(size_b) < min_size:
                     continue  # kernel threads have no FDSize; small tables hold few fds
-                n = len(os.listdir(base + "/fd"))
+                size = int(size_b)
                 with open(base + "/limits", encoding="ascii", errors="replace") as f:
                     soft, line = parse_limit(f.read())
+                # a process holds at most FDSize fds: count only if that could reach a threshold
+                if size < absolute and (soft is None or size < soft * ratio):
+                    continue
+                n = len(os.listdir(base + "/fd"))
             except (OSError, ValueError):
                 continue  # exited mid-scan, or not ours to read: skip
             comm = (_field(status, b"Name:") or b"?").decode("utf-8", "replace")
-            out.append((int(name), comm, n, soft, line, int(size_b)))
+            out.append((int(name), comm, n, soft, line, size))
         return out
 
     def _processes(self, r: Result) -> None:
         assert isinstance(self.options, FdsOptions)
         o = self.options
         rows = self.scan()
-        r.metric("diag_filefd_processes_scanned", "Processes whose open fds were counted (big fd tables).").add(
+        r.metric("diag_filefd_processes_scanned", "Processes whose fd table was big enough to be counted.").add(
             len(rows)
         )
         worst_ratio = 0.0
@@ -156,7 +162,7 @@ class FdsProbe(Probe):
             if prev is None or rank > (prev[0], prev[2]):
                 flagged[comm] = (rank[0], sev, ratio, row)
         r.metric(
-            "diag_filefd_process_usage_ratio", "Highest share of its soft fd limit any counted process holds."
+            "diag_filefd_process_usage_ratio", "Highest share of its soft fd limit that a counted process holds."
         ).add(worst_ratio)
         proc = str(self.paths.procfs)
         for comm, (_rank, sev, ratio, (pid, _c, n, soft, line, size)) in flagged.items():

@@ -22,13 +22,13 @@ from diag.errors import NoData
 from diag.model import Evidence, Metric, MetricKind, Result
 from diag.probes.base import Paths, Probe, ProbeOptions, read_text, register
 
-# fields that are states, not counters: (proto, field) -> (metric suffix, scale to base unit)
+# fields that are states, not counters: (proto, field) -> (metric suffix, divisor to the base unit)
 GAUGES: dict[tuple[str, str], tuple[str, float]] = {
     ("Ip", "Forwarding"): ("forwarding", 1.0),
     ("Ip", "DefaultTTL"): ("defaultttl", 1.0),
     ("Tcp", "RtoAlgorithm"): ("rtoalgorithm", 1.0),
-    ("Tcp", "RtoMin"): ("rto_min_seconds", 0.001),
-    ("Tcp", "RtoMax"): ("rto_max_seconds", 0.001),
+    ("Tcp", "RtoMin"): ("rto_min_seconds", 1000.0),
+    ("Tcp", "RtoMax"): ("rto_max_seconds", 1000.0),
     ("Tcp", "MaxConn"): ("maxconn", 1.0),
     ("Tcp", "CurrEstab"): ("currestab", 1.0),
 }
@@ -159,7 +159,7 @@ class NetstatProbe(Probe):
                 for field, value in fields.items():
                     meta = self._describe(proto, field, source)
                     if meta is not None:
-                        r.metrics.append(Metric(meta[0], meta[1], meta[2], (), [((), value * meta[3])]))
+                        r.metrics.append(Metric(meta[0], meta[1], meta[2], (), [((), value / meta[3])]))
         for name in ("sockstat", "sockstat6"):
             try:
                 socks = parse_sockstat(read_text(self.paths.proc("net", name)))
