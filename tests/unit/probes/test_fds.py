@@ -31,7 +31,7 @@ def values(r: Result) -> dict[str, float]:
 
 
 def test_system_figures_and_no_finding(tmp_path: Path) -> None:
-    proc = make_proc(tmp_path, {7001: 100, 7002: 50, 7003: 20})
+    proc = make_proc(tmp_path, {7001: 10, 7002: 50, 7003: 20})
     r = FdsProbe(FdsOptions(), Paths(procfs=proc)).collect()
     got = values(r)
     assert got["diag_filefd_allocated"] == 491 and got["diag_filefd_maximum"] == 2466177
@@ -42,22 +42,22 @@ def test_system_figures_and_no_finding(tmp_path: Path) -> None:
 
 
 def test_process_near_its_limit(tmp_path: Path) -> None:
-    proc = make_proc(tmp_path, {7001: 850, 7002: 60, 7003: 10001})
-    r = FdsProbe(FdsOptions(), Paths(procfs=proc)).collect()
+    proc = make_proc(tmp_path, {7001: 85, 7002: 60, 7003: 301})
+    r = FdsProbe(FdsOptions(process_warning_fds=300), Paths(procfs=proc)).collect()
     found = {f.subject: f for f in r.findings}
     assert sorted(found) == ["bigserver", "leaky"]
     leaky = found["leaky"]
     assert leaky.severity == "warning" and leaky.check == "filefd_process"
-    assert leaky.summary == "process leaky (pid 7001) holds 850 file descriptors, 85 % of its limit 1000"
+    assert leaky.summary == "process leaky (pid 7001) holds 85 file descriptors, 85 % of its limit 100"
     assert "Max open files" in leaky.evidence[0].text
-    assert leaky.evidence[0].data["kinds"] == {"socket": 566, "pipe": 142, "file": 142}
-    big = found["bigserver"]  # far from its limit, but over the absolute 10000
-    assert big.severity == "warning" and "10001 file descriptors" in big.summary
+    assert leaky.evidence[0].data["kinds"] == {"socket": 56, "pipe": 14, "file": 15}
+    big = found["bigserver"]  # far from its limit, but over the absolute threshold
+    assert big.severity == "warning" and "301 file descriptors" in big.summary
     assert values(r)["diag_filefd_process_usage_ratio"] == 0.85
 
 
 def test_critical_share_and_system_wide(tmp_path: Path) -> None:
-    proc = make_proc(tmp_path, {7001: 960})
+    proc = make_proc(tmp_path, {7001: 96})
     shutil.copy(FIX / "high" / "sys" / "fs" / "file-nr", proc / "sys" / "fs" / "file-nr")
     r = FdsProbe(FdsOptions(), Paths(procfs=proc)).collect()
     sev = {f.check: f.severity for f in r.findings}
@@ -69,5 +69,5 @@ def test_critical_share_and_system_wide(tmp_path: Path) -> None:
 
 def test_parse_limit() -> None:
     soft, line = parse_limit((FIX / "normal" / "7001" / "limits").read_text())
-    assert soft == 1000 and line.startswith("Max open files")
+    assert soft == 100 and line.startswith("Max open files")
     assert parse_limit("Max open files unlimited unlimited files\n")[0] is None
