@@ -13,7 +13,8 @@ from typing import Any, Literal
 
 Severity = Literal["info", "warning", "critical"]
 SEVERITY_RANK: dict[str, int] = {"info": 0, "warning": 1, "critical": 2}
-MetricKind = Literal["gauge", "counter", "info"]
+#: gauge, counter and info are what probes make; the others only come passed through (textfile).
+MetricKind = Literal["gauge", "counter", "info", "unknown", "histogram", "summary", "stateset", "gaugehistogram"]
 
 #: Host statuses of a remote run, as in the ``diag check --json`` contract.
 HostStatus = Literal["ok", "findings", "unreachable", "auth_failed", "hostkey_mismatch", "timeout", "error"]
@@ -28,6 +29,9 @@ class Metric:
     kind: MetricKind = "gauge"
     label_names: tuple[str, ...] = ()
     samples: list[tuple[tuple[str, ...], float]] = field(default_factory=list)
+    #: A family passed through as it came (textfile): (sample name, labels, value), e.g. ``x_bucket``
+    #: with ``le``. Exporters use it instead of ``samples`` when it is not empty.
+    raw: list[tuple[str, dict[str, str], float]] = field(default_factory=list)
 
     def add(self, value: float, *label_values: str) -> Metric:
         if len(label_values) != len(self.label_names):
@@ -116,7 +120,7 @@ class Result:
 
     @property
     def sample_count(self) -> int:
-        return sum(len(m.samples) for m in self.metrics)
+        return sum(len(m.samples) + len(m.raw) for m in self.metrics)
 
 
 def worst_severity(findings: list[Finding]) -> Severity | None:

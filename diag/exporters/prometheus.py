@@ -37,6 +37,12 @@ def to_families(metrics: Iterable[DiagMetric]) -> list[Metric]:
     out: dict[str, Metric] = {}
     for m in metrics:
         fam = out.get(m.name)
+        if m.raw:  # passed through as it came (textfile): keep its type and its samples' own names
+            if fam is None:
+                fam = out[m.name] = Metric(m.name, m.help, m.kind)
+            for sname, slabels, svalue in m.raw:
+                fam.add_sample(sname, slabels, svalue)
+            continue
         if fam is None:
             if m.kind == "counter":
                 fam = CounterMetricFamily(m.name, m.help, labels=m.label_names)
