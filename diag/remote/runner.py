@@ -1,0 +1,398 @@
+"""Run a playbook on many hosts at once: one connection per host, steps in order, every failure a host status.
+
+``run_check`` fans hosts out over a thread pool bounded by the SSH pool's concurrency. Each host runs the
+playbook's steps in order over one cached connection; a step may be skipped by ``when:``, held back because
+it changes the host (``changes: true`` without ``allow_changes``), time out, or fail to parse, and the host
+goes on where that makes sense. Nothing a host does can crash the run: connection errors map to the statuses
+of the ``diag check --json`` contract (DESIGN.md), anything unexpected to ``error`` with a one-line reason.
+
+Evidence is made here, once per step: the command, exit status, duration, stdout/stderr capped at
+:data:`EVIDENCE_CAP` and passed through :func:`diag.secrets.mask`, and the parsed values.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+from diag.errors import AuthError, ConfigError, ConnectError, DiagError, HostKeyError, Timeout, Unreachable
+from diag.inventory import Host
+from diag.model import SEVERITY_RANK, Evidence, Finding, HostStatus, Severity, worst_severity
+from diag.remote.expr import ExprError
+from diag.remote.parsers import ParseError
+from diag.remote.playbook import HOST_FIELDS, Check, Playbook, Step
+from diag.secrets import mask
+
+log = logging.getLogger(__name__)
+
+EVIDENCE_CAP = 32 * 1024  # characters of stdout (and of stderr) kept per step in evidence
+StepStatus = Literal["ok", "failed", "skipped", "needs_approval", "timeout", "error"]
+#: Host statuses that mean "this host could not be (fully) checked": Nagios UNKNOWN, exit 3.
+UNCHECKED: frozenset[str] = frozenset({"unreachable", "auth_failed", "hostkey_mismatch", "timeout", "error"})
+_PRECEDENCE = {"hostkey_mismatch": 6, "auth_failed": 5, "unreachable": 4, "timeout": 3, "error": 2}  # worst wins
+
+
+class CommandResultLike(Protocol):
+    command: str
+    exit_status: int | None
+    stdout: str
+    stderr: str
+    duration_s: float
+    truncated: bool
+    timed_out: bool
+
+
+class ConnectionLike(Protocol):
+    def run(self, command: str, timeout: float | None = None, sudo: bool = False) -> CommandResultLike: ...
+
+
+class PoolLike(Protocol):
+    """What the runner needs of :class:`diag.remote.ssh.SSHPool` (and of the unit tests' FakeConnection pool)."""
+
+    max_concurrency: int
+
+    def connect(self, host: Host) -> ConnectionLike: ...
+
+
+#: progress(event, host name, result): "start" before a host begins, "done" (with its result) after.
+Progress = Callable[[str, str, "HostResult | None"], None]
+
+
+@dataclass(slots=True)
+class StepRecord:
+    """What one step did on one host."""
+
+    id: str
+    status: StepStatus
+    command: str = ""
+    reason: str | None = None
+    exit_status: int | None = None
+    duration_s: float = 0.0
+    stdout: str = ""
+    stderr: str = ""
+    truncated: bool = False
+    parsed: Any = None
+
+    def evidence(self) -> Evidence:
+        return Evidence(
+            kind="command",
+            title=self.command or self.id,
+            text=self.stdout,
+            data={
+                "step": self.id,
+                "command": self.command,
+                "exit_status": self.exit_status,
+                "duration_s": round(self.duration_s, 3),
+                "stderr": self.stderr,
+                "truncated": self.truncated,
+                "parsed": self.parsed,
+            },
+        )
+
+    def view(self) -> dict[str, Any]:
+        """What later expressions see of this step (``df.exit``, ``df.parsed``, ``df.skipped``...)."""
+        ran = self.status in ("ok", "failed", "timeout")
+        return {
+            "exit": self.exit_status,
+            "ok": self.status == "ok",
+            "ran": ran,
+            "skipped": not ran,
+            "timed_out": self.status == "timeout",
+            "stdout": self.stdout,
+            "stderr": self.stderr,
+            "parsed": self.parsed,
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "status": self.status,
+            "reason": self.reason,
+            "exit_status": self.exit_status,
+            "duration_s": round(self.duration_s, 3),
+            "parsed": self.parsed,
+        }
+
+
+@dataclass(slots=True)
+class HostResult:
+    """The outcome of a playbook on one host (one entry of ``results`` in the JSON contract)."""
+
+    host: str
+    status: HostStatus = "ok"
+    error: str | None = None
+    duration_s: float = 0.0
+    findings: list[Finding] = field(default_factory=list)
+    steps: list[StepRecord] = field(default_factory=list)
+
+    @property
+    def worst(self) -> Severity | None:
+        return worst_severity(self.findings)
+
+    def fail(self, status: HostStatus, error: str) -> None:
+        """Record a failure; the most telling one wins (a host-key mismatch over a later timeout)."""
+        if _PRECEDENCE.get(status, 0) > _PRECEDENCE.get(self.status, 0):
+            self.status, self.error = status, error
+        elif self.error is None:
+            self.error = error
+
+    def values(self) -> dict[str, Any]:
+        """Parsed values of the steps that ran (what ``facts`` keeps per host)."""
+        return {s.id: s.parsed for s in self.steps if s.parsed is not None}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "host": self.host,
+            "status": self.status,
+            "error": self.error,
+            "duration_s": round(self.duration_s, 3),
+            "worst_severity": self.worst,
+            "findings": [f.to_dict() for f in self.findings],
+            "steps": [s.to_dict() for s in self.steps],
+        }
+
+
+@dataclass(slots=True)
+class RunReport:
+    """All hosts' results of one ``diag check``."""
+
+    playbook: str
+    results: list[HostResult]
+    skipped: list[dict[str, str]] = field(default_factory=list)  # hosts the playbook does not apply to
+    duration_s: float = 0.0
+
+    def exit_code(self) -> int:
+        """Nagios: 3 when a host could not be checked, else 2/1/0 for the worst severity critical/warning/other."""
+        if any(r.status in UNCHECKED for r in self.results):
+            return 3
+        worst = max((SEVERITY_RANK[f.severity] for r in self.results for f in r.findings), default=0)
+        return worst if worst in (1, 2) else 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "playbook": self.playbook,
+            "results": [r.to_dict() for r in self.results],
+            "skipped": self.skipped,
+            "duration_s": round(self.duration_s, 3),
+            "exit_status": self.exit_code(),
+        }
+
+
+def _cap(text: str) -> tuple[str, bool]:
+    text = mask(text)
+    if len(text) <= EVIDENCE_CAP:
+        return text, False
+    return text[:EVIDENCE_CAP] + f"\n[... {len(text) - EVIDENCE_CAP} more characters not kept]", True
+
+
+def _one_line(e: BaseException) -> str:
+    msg = " ".join(str(e).split()) or type(e).__name__
+    return mask(msg[:300])
+
+
+def _connect_status(e: ConnectError) -> HostStatus:
+    """The same mapping as ``diag.remote.ssh.host_status`` (kept here so the runner does not import paramiko):
+    a connection that drops in the middle of a run is an ``error``, not ``unreachable``."""
+    if isinstance(e, HostKeyError):
+        return "hostkey_mismatch"
+    if isinstance(e, AuthError):
+        return "auth_failed"
+    if isinstance(e, Unreachable):
+        return "unreachable"
+    if isinstance(e, Timeout):
+        return "timeout"
+    return "error"
+
+
+def host_view(host: Host) -> dict[str, Any]:
+    return {f: getattr(host, f) for f in HOST_FIELDS}
+
+
+class _HostRun:
+    """One host's pass through the playbook."""
+
+    def __init__(self, host: Host, pb: Playbook, variables: dict[str, Any], allow_changes: bool) -> None:
+        self.host = host
+        self.pb = pb
+        self.variables = variables
+        self.allow_changes = allow_changes
+        self.hview = host_view(host)
+        self.result = HostResult(host.name)
+        self.records: dict[str, StepRecord] = {}
+        self.scope: dict[str, Any] = {
+            **variables,
+            "vars": variables,
+            "host": self.hview,
+            "true": True,
+            "false": False,
+            "null": None,
+        }
+
+    def run(self, conn: ConnectionLike) -> None:
+        for step in self.pb.steps:
+            rec = self.step(conn, step)
+            self.records[step.id] = rec
+            self.result.steps.append(rec)
+            self.scope[step.id] = rec.view()
+            if rec.status in ("ok", "failed", "timeout"):
+                self.checks(step, rec)
+
+    def step(self, conn: ConnectionLike, step: Step) -> StepRecord:
+        if step.when is not None:
+            try:
+                go = step.when.truth(self.scope)
+            except ExprError as e:
+                self.result.fail("error", f"step {step.id}: when: {e}")
+                return StepRecord(step.id, "error", reason=f"when: {e}")
+            if not go:
+                return StepRecord(step.id, "skipped", reason=f"when: {step.when.text} is false")
+        command = step.command.render(self.variables, self.hview)
+        if step.changes and not self.allow_changes:
+            return StepRecord(step.id, "needs_approval", mask(command), reason="needs approval: changes the host")
+        timeout = step.timeout if step.timeout is not None else self.host.command_timeout
+        res = conn.run(command, timeout=timeout, sudo=step.sudo)
+        stdout, cut_out = _cap(res.stdout)
+        stderr, cut_err = _cap(res.stderr)
+        rec = StepRecord(
+            step.id,
+            "ok" if res.exit_status == 0 else "failed",
+            mask(command),
+            exit_status=res.exit_status,
+            duration_s=res.duration_s,
+            stdout=stdout,
+            stderr=stderr,
+            truncated=res.truncated or cut_out or cut_err,
+        )
+        if res.timed_out:
+            rec.status = "timeout"
+            rec.reason = f"command timed out after {timeout:g} s"
+            self.result.fail("timeout", f"step {step.id}: {rec.reason}")
+            return rec  # partial output is evidence, but not worth parsing
+        if res.exit_status != 0:
+            rec.reason = f"exit status {res.exit_status}"
+        if step.parser is not None and res.stdout.strip():
+            try:
+                rec.parsed = step.parser(res.stdout)
+            except ParseError as e:
+                rec.status = "error"
+                rec.reason = f"parse ({step.parse_type}): {e}"
+                self.result.fail("error", f"step {step.id}: {rec.reason}")
+        return rec
+
+    def checks(self, step: Step, rec: StepRecord) -> None:
+        local = {
+            **self.scope,
+            "exit": rec.exit_status,
+            "stdout": rec.stdout,
+            "stderr": rec.stderr,
+            "parsed": rec.parsed,
+            "timed_out": rec.status == "timeout",
+        }
+        for check in step.checks:
+            try:
+                if check.each is None:
+                    if check.cond.truth(local):
+                        self.finding(check, local, rec)
+                    continue
+                items = check.each.evaluate(local)
+                if items is None:
+                    continue
+                if not isinstance(items, list):
+                    raise ExprError(f"each: {check.each.text!r} is a {type(items).__name__}, not a list")
+                for item in items:
+                    scope = {**local, "item": item}
+                    if check.cond.truth(scope):
+                        self.finding(check, scope, rec)
+            except ExprError as e:
+                msg = f"step {step.id}: check {check.id}: {e}"
+                rec.reason = (rec.reason + "; " if rec.reason else "") + f"check {check.id}: {e}"
+                self.result.fail("error", msg)
+
+    def finding(self, check: Check, scope: Mapping[str, Any], rec: StepRecord) -> None:
+        evidence = [rec.evidence()]
+        for sid in check.evidence:
+            other = self.records.get(sid)
+            if other is not None and other is not rec and other.command:
+                evidence.append(other.evidence())
+        summary = check.summary.render(scope)
+        subject = check.subject.render(scope) if check.subject is not None else ""
+        self.result.findings.append(
+            Finding(
+                check=check.id,
+                severity=check.severity,
+                summary=mask(summary),
+                subject=mask(subject),
+                cause=check.cause,
+                evidence=evidence,
+                host=self.host.name,
+                labels={"playbook": self.pb.name},
+            )
+        )
+
+
+def run_host(
+    host: Host, pb: Playbook, pool: PoolLike, overrides: Mapping[str, Any], allow_changes: bool = False
+) -> HostResult:
+    """Run ``pb`` on one host; never raises (every failure becomes the result's status and error)."""
+    t0 = time.monotonic()
+    try:
+        variables = pb.resolve_vars(overrides, host.vars)
+    except ConfigError as e:
+        return HostResult(host.name, "error", str(e), time.monotonic() - t0)
+    run = _HostRun(host, pb, variables, allow_changes)
+    res = run.result
+    try:
+        conn = pool.connect(host)
+        run.run(conn)
+    except ConnectError as e:
+        res.fail(_connect_status(e), _one_line(e))
+    except DiagError as e:
+        res.fail("error", _one_line(e))
+    except Exception as e:  # a bug or an unexpected library error must not take the other hosts down
+        log.debug("host %s: unexpected error", host.name, exc_info=True)
+        res.fail("error", f"{type(e).__name__}: {_one_line(e)}")
+    if res.status == "ok" and res.findings:
+        res.status = "findings"
+    res.duration_s = time.monotonic() - t0
+    return res
+
+
+def run_check(
+    hosts: Sequence[Host],
+    pb: Playbook,
+    pool: PoolLike,
+    variables: Mapping[str, Any] | None = None,
+    allow_changes: bool = False,
+    progress: Progress | None = None,
+    concurrency: int | None = None,
+) -> RunReport:
+    """Run ``pb`` on ``hosts`` concurrently; results come back in the order of ``hosts``."""
+    t0 = time.monotonic()
+    overrides = dict(variables or {})
+    targets: list[Host] = []
+    skipped: list[dict[str, str]] = []
+    for h in hosts:
+        reason = pb.applies(h.device_type, h.tags)
+        if reason is None:
+            targets.append(h)
+        else:
+            skipped.append({"host": h.name, "reason": reason})
+
+    def one(h: Host) -> HostResult:
+        if progress is not None:
+            progress("start", h.name, None)
+        r = run_host(h, pb, pool, overrides, allow_changes)
+        if progress is not None:
+            progress("done", h.name, r)
+        return r
+
+    results: list[HostResult] = []
+    if targets:
+        workers = max(1, min(len(targets), concurrency or pool.max_concurrency))
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="diag-check") as ex:
+            results = list(ex.map(one, targets))
+    return RunReport(pb.name, results, skipped, time.monotonic() - t0)
