@@ -12,7 +12,7 @@ import re
 import time
 from collections.abc import Callable
 
-from diag.errors import NoData
+from diag.errors import NoData, ProbeError
 from diag.model import Evidence, Result
 from diag.probes.base import Paths, Probe, ProbeOptions, read_text, register
 
@@ -69,7 +69,7 @@ class DiskIoProbe(Probe):
         in_progress = r.metric("diag_disk_io_now", "I/O requests in flight right now.", labels=("device",))
         seen: dict[str, tuple[float, str]] = {}
         skip = self._skip
-        for line in text.splitlines():
+        for lineno, line in enumerate(text.splitlines(), 1):
             parts = line.split()
             if len(parts) < 14:
                 continue
@@ -79,13 +79,16 @@ class DiskIoProbe(Probe):
                 excluded = skip[dev] = self._exclude.search(dev) is not None
             if excluded:
                 continue
-            values = parts[3:]
+            try:
+                values = [float(v) for v in parts[3:]]
+            except ValueError:
+                raise ProbeError(f"/proc/diskstats:{lineno}: not a counter line: {line[:80]!r}") from None
             n = len(values)
             for (idx, _, _, scale), fam in zip(COUNTERS, fams, strict=True):
                 if idx < n:
-                    fam.add(float(values[idx]) / scale, dev)
-            in_progress.add(float(values[8]), dev)
-            seen[dev] = (float(values[9]), line.strip())
+                    fam.add(values[idx] / scale, dev)
+            in_progress.add(values[8], dev)
+            seen[dev] = (values[9], line.strip())
         if not seen and not text.strip():
             raise NoData("/proc/diskstats is empty")
 

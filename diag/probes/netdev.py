@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import re
 
-from diag.errors import NoData
+from diag.errors import NoData, ProbeError
 from diag.model import Evidence, Result
 from diag.probes.base import Paths, Probe, ProbeOptions, read_text, register
 
@@ -45,16 +45,19 @@ class NetDevOptions(ProbeOptions, kw_only=True):
     drops_warning_delta: float = 1000.0  # rx+tx drops added since the previous run (some drops are normal)
 
 
-def parse_net_dev(text: str) -> dict[str, list[float]]:
+def parse_net_dev(text: str, source: str = "/proc/net/dev") -> dict[str, list[float]]:
     """``/proc/net/dev`` -> {interface: [16 counters]} (the two header lines are skipped)."""
     out: dict[str, list[float]] = {}
-    for line in text.splitlines()[2:]:
+    for lineno, line in enumerate(text.splitlines()[2:], 3):
         name, sep, rest = line.partition(":")
         if not sep:
             continue
         values = rest.split()
         if len(values) >= 16:
-            out[name.strip()] = [float(v) for v in values[:16]]
+            try:
+                out[name.strip()] = [float(v) for v in values[:16]]
+            except ValueError:
+                raise ProbeError(f"{source}:{lineno}: not a counter line: {line[:80]!r}") from None
     return out
 
 
@@ -65,6 +68,14 @@ def _read_sys(path: str) -> str | None:
             return f.read().decode("ascii", "replace").strip()
     except OSError:
         return None
+
+
+def _int(text: str, base: int = 10) -> int:
+    """A sysfs number; anything else (a half-torn-down interface) counts as 0."""
+    try:
+        return int(text, base)
+    except ValueError:
+        return 0
 
 
 @register
@@ -124,10 +135,10 @@ class NetDevProbe(Probe):
             carrier_s = _read_sys(base + "/carrier")
             speed_s = _read_sys(base + "/speed")
             mtu_s = _read_sys(base + "/mtu")
-            admin_up = flags_s is not None and bool(int(flags_s, 16) & IFF_UP)
+            admin_up = flags_s is not None and bool(_int(flags_s, 16) & IFF_UP)
             up.add(1.0 if oper == "up" else 0.0, dev)
             admin.add(1.0 if admin_up else 0.0, dev)
-            if carrier_s is not None:
+            if carrier_s in ("0", "1"):
                 carrier.add(float(carrier_s), dev)
             if speed_s is not None and speed_s.lstrip("-").isdigit() and int(speed_s) > 0:
                 speed.add(int(speed_s) * 125000.0, dev)  # Mb/s -> bytes/s

@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 import re
 
-from diag.errors import NoData
+from diag.errors import NoData, ProbeError
 from diag.model import Evidence, Metric, MetricKind, Result
 from diag.probes.base import Paths, Probe, ProbeOptions, read_text, register
 
@@ -70,22 +70,29 @@ class NetstatOptions(ProbeOptions, kw_only=True):
     udp_rcvbuf_errors_warning_delta: float = 100.0  # UDP datagrams dropped for a full receive buffer
 
 
-def parse_table(text: str) -> dict[str, dict[str, float]]:
+def _bad(source: str, lineno: int, line: str) -> ProbeError:
+    return ProbeError(f"{source}:{lineno}: not a counter line: {line[:80]!r}")
+
+
+def parse_table(text: str, source: str = "/proc/net/snmp") -> dict[str, dict[str, float]]:
     """/proc/net/snmp and /proc/net/netstat: pairs of ``Proto: names`` / ``Proto: values`` lines."""
     out: dict[str, dict[str, float]] = {}
     lines = text.splitlines()
     for i in range(0, len(lines) - 1, 2):
         head, values = lines[i].split(), lines[i + 1].split()
-        if not head or head[0] != values[0] or len(head) != len(values):
+        if not head or not values or head[0] != values[0] or len(head) != len(values):
             continue  # a mismatched pair is skipped rather than mislabelled
-        out.setdefault(head[0].rstrip(":"), {}).update(zip(head[1:], map(float, values[1:]), strict=True))
+        try:
+            out.setdefault(head[0].rstrip(":"), {}).update(zip(head[1:], map(float, values[1:]), strict=True))
+        except ValueError:
+            raise _bad(source, i + 2, lines[i + 1]) from None
     return out
 
 
-def parse_snmp6(text: str) -> dict[str, dict[str, float]]:
+def parse_snmp6(text: str, source: str = "/proc/net/snmp6") -> dict[str, dict[str, float]]:
     """/proc/net/snmp6: ``Ip6InReceives 16`` lines -> {"Ip6": {"InReceives": 16}}."""
     out: dict[str, dict[str, float]] = {}
-    for line in text.splitlines():
+    for lineno, line in enumerate(text.splitlines(), 1):
         parts = line.split()
         if len(parts) != 2:
             continue
@@ -93,19 +100,25 @@ def parse_snmp6(text: str) -> dict[str, dict[str, float]]:
         cut = key.find("6") + 1  # protocol names end in 6: Ip6, Icmp6, Udp6, UdpLite6
         if cut <= 0:
             continue
-        out.setdefault(key[:cut], {})[key[cut:]] = float(parts[1])
+        try:
+            out.setdefault(key[:cut], {})[key[cut:]] = float(parts[1])
+        except ValueError:
+            raise _bad(source, lineno, line) from None
     return out
 
 
-def parse_sockstat(text: str) -> dict[str, dict[str, float]]:
+def parse_sockstat(text: str, source: str = "/proc/net/sockstat") -> dict[str, dict[str, float]]:
     """``TCP: inuse 1 orphan 0 tw 224 alloc 1 mem 6`` -> {"TCP": {"inuse": 1, ...}}."""
     out: dict[str, dict[str, float]] = {}
-    for line in text.splitlines():
+    for lineno, line in enumerate(text.splitlines(), 1):
         proto, sep, rest = line.partition(":")
         if not sep:
             continue
         parts = rest.split()
-        out[proto] = {parts[i]: float(parts[i + 1]) for i in range(0, len(parts) - 1, 2)}
+        try:
+            out[proto] = {parts[i]: float(parts[i + 1]) for i in range(0, len(parts) - 1, 2)}
+        except ValueError:
+            raise _bad(source, lineno, line) from None
     return out
 
 
@@ -142,11 +155,13 @@ class NetstatProbe(Probe):
     def collect(self) -> Result:
         assert isinstance(self.options, NetstatOptions)
         tables: list[tuple[str, dict[str, dict[str, float]]]] = []
-        snmp = parse_table(read_text(self.paths.proc("net", "snmp")))  # the one file every kernel has
+        snmp = parse_table(read_text(self.paths.proc("net", "snmp")), "/proc/net/snmp")  # every kernel has it
         tables.append(("/proc/net/snmp", snmp))
         for name, parser in (("netstat", parse_table), ("snmp6", parse_snmp6)):
             try:
-                tables.append((f"/proc/net/{name}", parser(read_text(self.paths.proc("net", name)))))
+                tables.append(
+                    (f"/proc/net/{name}", parser(read_text(self.paths.proc("net", name)), f"/proc/net/{name}"))
+                )
             except NoData:
                 continue  # no IPv6, or an old kernel: the rest still counts
         if not snmp:
@@ -162,7 +177,7 @@ class NetstatProbe(Probe):
                         r.metrics.append(Metric(meta[0], meta[1], meta[2], (), [((), value / meta[3])]))
         for name in ("sockstat", "sockstat6"):
             try:
-                socks = parse_sockstat(read_text(self.paths.proc("net", name)))
+                socks = parse_sockstat(read_text(self.paths.proc("net", name)), f"/proc/net/{name}")
             except NoData:
                 continue
             for proto, fields in socks.items():

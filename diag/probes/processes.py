@@ -66,20 +66,21 @@ class ProcessesProbe(Probe):
             except OSError:
                 continue  # exited since listdir: normal
             comm, fields = parse_stat(data)
-            if len(fields) < 22:
-                continue
-            rows.append(
-                (
-                    int(name),
-                    comm,
-                    fields[0].decode("ascii", "replace"),
-                    int(fields[1]),
-                    int(fields[11]) + int(fields[12]),
-                    int(fields[21]),
-                    int(fields[19]),
-                    int(fields[17]),
+            try:
+                rows.append(
+                    (
+                        int(name),
+                        comm,
+                        fields[0].decode("ascii", "replace"),
+                        int(fields[1]),
+                        int(fields[11]) + int(fields[12]),
+                        int(fields[21]),
+                        int(fields[19]),
+                        int(fields[17]),
+                    )
                 )
-            )
+            except (IndexError, ValueError):
+                continue  # not a stat line we understand (a foreign or future format): skip that process
         return rows
 
     def _read_int(self, *parts: str) -> float | None:

@@ -5,6 +5,9 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import pytest
+
+from diag.errors import ProbeError
 from diag.model import Result
 from diag.probes.base import Paths
 from diag.probes.diskio import DiskIoOptions, DiskIoProbe
@@ -48,3 +51,10 @@ def test_exclude_regex_is_configurable(tmp_path: Path) -> None:
     shutil.copy(FIX / "t0" / "diskstats", tmp_path / "diskstats")
     r = DiskIoProbe(DiskIoOptions(device_exclude="^loop"), Paths(procfs=tmp_path)).collect()
     assert devices(r) == {"vda", "vda1", "zram0"}
+
+
+def test_garbage_names_the_file_and_line(tmp_path: Path) -> None:
+    text = (FIX / "t0" / "diskstats").read_text().replace("vda 5", "vda x", 1)
+    (tmp_path / "diskstats").write_text(text)
+    with pytest.raises(ProbeError, match=r"^/proc/diskstats:9: not a counter line"):
+        DiskIoProbe(DiskIoOptions(), Paths(procfs=tmp_path)).collect()

@@ -5,6 +5,9 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import pytest
+
+from diag.errors import ProbeError
 from diag.model import Result
 from diag.probes.base import Paths
 from diag.probes.netdev import NetDevOptions, NetDevProbe, parse_net_dev
@@ -58,3 +61,11 @@ def test_errors_rising_between_runs(tmp_path: Path) -> None:
     probe2.collect()
     shutil.copy(FIX / "proc" / "netdev" / "t1" / "net" / "dev", tmp_path / "net" / "dev")
     assert {f.check for f in probe2.collect().findings} == {"interface_errors", "interface_drops"}
+
+
+def test_garbage_names_the_file_and_line(tmp_path: Path) -> None:
+    (tmp_path / "net").mkdir()
+    text = (FIX / "proc" / "netdev" / "t0" / "net" / "dev").read_text().replace("eth0: 1", "eth0: x", 1)
+    (tmp_path / "net" / "dev").write_text(text)
+    with pytest.raises(ProbeError, match=r"^/proc/net/dev:6: not a counter line"):
+        NetDevProbe(NetDevOptions(), Paths(procfs=tmp_path, sysfs=SYS)).collect()

@@ -6,6 +6,9 @@ import re
 import shutil
 from pathlib import Path
 
+import pytest
+
+from diag.errors import ProbeError
 from diag.model import Result
 from diag.probes.base import Paths
 from diag.probes.netstat import NetstatOptions, NetstatProbe, parse_snmp6, parse_table
@@ -71,3 +74,12 @@ def test_missing_ipv6_is_fine(tmp_path: Path) -> None:
     (tmp_path / "net" / "snmp6").unlink()
     got = values(NetstatProbe(NetstatOptions(), Paths(procfs=tmp_path)).collect())
     assert "diag_netstat_tcp_insegs_total" in got and "diag_netstat_ip6_inreceives_total" not in got
+
+
+def test_garbage_names_the_file_and_line(tmp_path: Path) -> None:
+    snapshot(tmp_path, "t0")
+    lines = (tmp_path / "net" / "snmp").read_text().splitlines()
+    lines[3] = lines[3].replace(" 0 ", " x ", 1)  # the Icmp values line
+    (tmp_path / "net" / "snmp").write_text("\n".join(lines) + "\n")
+    with pytest.raises(ProbeError, match=r"^/proc/net/snmp:4: not a counter line"):
+        NetstatProbe(NetstatOptions(), Paths(procfs=tmp_path)).collect()
