@@ -174,10 +174,15 @@ class NetDevProbe(Probe):
         rx, tx = now[idx[0]] - prev[idx[0]], now[idx[1]] - prev[idx[1]]
         if rx < 0 or tx < 0 or rx + tx <= limit:
             return  # a negative delta is a counter reset (driver reload), not a change
-        header = "iface " + " ".join(n.removesuffix("_total") for n, _ in FIELDS)
-        rows = "\n".join(
-            f"{label:8} {dev} " + " ".join(f"{v:.0f}" for v in vals) for label, vals in (("before", prev), ("now", now))
-        )
+        # a /proc/net/dev-like table: one column per counter, short names, aligned
+        names = ["", "iface"] + [
+            n.removesuffix("_total").replace("receive_", "rx_").replace("transmit_", "tx_") for n, _ in FIELDS
+        ]
+        table = [names] + [
+            [label, dev] + [f"{v:.0f}" for v in vals] for label, vals in (("before", prev), ("now", now))
+        ]
+        widths = [max(len(row[i]) for row in table) for i in range(len(names))]
+        text = "\n".join(" ".join(c.rjust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in table)
         r.find(
             f"interface_{what}",
             "warning",
@@ -188,7 +193,7 @@ class NetDevProbe(Probe):
                 Evidence(
                     "file",
                     "/proc/net/dev (previous run, this run)",
-                    f"{header}\n{rows}",
+                    text,
                     {"receive": rx, "transmit": tx},
                 )
             ],

@@ -159,7 +159,7 @@ class ProcessesProbe(Probe):
     def _zombie_finding(self, r: Result, rows: list[Row], by_pid: dict[int, Row], n: int, top: list[Evidence]) -> None:
         lines = [f"{'PID':>7} {'COMM':<16} {'PPID':>7} PARENT"]
         parents: dict[int, int] = {}
-        for row in rows:
+        for row in sorted(rows):
             if row[2] == "Z":
                 parents[row[3]] = parents.get(row[3], 0) + 1
                 if len(lines) <= 20:
@@ -186,7 +186,7 @@ class ProcessesProbe(Probe):
     def _blocked_finding(self, r: Result, rows: list[Row], n: int, top: list[Evidence]) -> None:
         proc = str(self.paths.procfs)
         lines = [f"{'PID':>7} {'COMM':<16} WCHAN"]
-        for row in rows:
+        for row in sorted(rows):
             if row[2] == "D" and len(lines) <= 20:
                 try:  # where in the kernel it sleeps: io_schedule, nfs_wait_bit..., a storage hint
                     with open(f"{proc}/{row[0]}/wchan", "rb") as f:
