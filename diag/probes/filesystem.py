@@ -276,8 +276,8 @@ class FilesystemProbe(Probe):
             cause="disk_full",
             evidence=[
                 Evidence(
-                    "command",
-                    f"df -h {m.mountpoint}",
+                    "text",
+                    f"usage of {m.mountpoint} (as df -h shows it)",
                     table,
                     {"size_bytes": total, "free_bytes": bfree, "avail_bytes": bavail, "used_percent": round(pct, 2)},
                 )
@@ -307,8 +307,8 @@ class FilesystemProbe(Probe):
             cause="inodes_exhausted",
             evidence=[
                 Evidence(
-                    "command",
-                    f"df -i {m.mountpoint}",
+                    "text",
+                    f"inodes of {m.mountpoint} (as df -i shows them)",
                     f"{head}\n{row}",
                     {"inodes": total, "inodes_free": ffree, "used_percent": round(pct, 2)},
                 )
@@ -317,6 +317,8 @@ class FilesystemProbe(Probe):
 
     def _judge_readonly(self, r: Result, m: Mount, fstab_opts: tuple[str, ...] | None) -> None:
         why = ""
+        if fstab_opts is not None and "ro" in fstab_opts:
+            return  # meant to be read-only
         if self._was_rw.get(m.mountpoint):
             why = "it was read-write at the previous run"
         elif "errors=remount-ro" in m.options:

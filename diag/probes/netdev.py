@@ -70,6 +70,14 @@ def _read_sys(path: str) -> str | None:
         return None
 
 
+def _empty_bridge(base: str) -> bool:
+    """A bridge with no ports has no carrier by design (docker0 on a host without containers): not a fault."""
+    try:
+        return not os.listdir(base + "/brif")
+    except OSError:
+        return False  # not a bridge
+
+
 def _int(text: str, base: int = 10) -> int:
     """A sysfs number; anything else (a half-torn-down interface) counts as 0."""
     try:
@@ -144,7 +152,12 @@ class NetDevProbe(Probe):
                 speed.add(int(speed_s) * 125000.0, dev)  # Mb/s -> bytes/s
             if mtu_s is not None and mtu_s.isdigit():
                 mtu.add(float(mtu_s), dev)
-            if admin_up and not ignored and (carrier_s == "0" or oper in ("down", "lowerlayerdown")):
+            if (
+                admin_up
+                and not ignored
+                and (carrier_s == "0" or oper in ("down", "lowerlayerdown"))
+                and not _empty_bridge(base)
+            ):
                 r.find(
                     "link_down",
                     "warning",

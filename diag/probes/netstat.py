@@ -62,6 +62,15 @@ HELP: dict[tuple[str, str], str] = {
 }
 
 
+SOCKSTAT_HELP = {
+    "used": "in use, all protocols",
+    "inuse": "in use",
+    "orphan": "orphaned (closed by the program, still in the kernel)",
+    "tw": "in TIME_WAIT",
+    "alloc": "allocated",
+}
+
+
 class NetstatOptions(ProbeOptions, kw_only=True):
     exclude: str = ""  # regex over "Proto_Field" (e.g. "^MPTcpExt_") of counters not to export
     listen_overflows_warning_delta: float = 0.0  # accept-queue overflows added since the previous run
@@ -190,9 +199,8 @@ class NetstatProbe(Probe):
                     elif field == "memory":  # FRAG: already bytes
                         r.metric(f"diag_sockstat_{p}_memory_bytes", f"Memory used by {proto} reassembly.").add(value)
                     else:
-                        r.metric(f"diag_sockstat_{p}_{field}", f"{proto} sockets {field} (/proc/net/{name}).").add(
-                            value
-                        )
+                        what = SOCKSTAT_HELP.get(field, field)
+                        r.metric(f"diag_sockstat_{p}_{field}", f"{proto} sockets {what} (/proc/net/{name}).").add(value)
         self._judge(r, merged)
         self._last = merged
         return r

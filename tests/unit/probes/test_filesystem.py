@@ -152,3 +152,13 @@ def test_human_sizes_like_df() -> None:
     assert human(512) == "512"
     assert human(8 * 2**20) == "8.0M"
     assert human(252 * 2**30) == "252G"
+
+
+def test_read_only_by_intent_is_not_a_finding(tmp_path: Path) -> None:
+    """/etc/fstab mounts the usb stick "ro": read-only there is what the admin asked for, errors=remount-ro or not."""
+    paths = make_root(tmp_path)
+    mounts = paths.procfs / "mounts"
+    mounts.write_text(mounts.read_text().replace("vfat rw,relatime", "vfat ro,relatime,errors=remount-ro"))
+    r = FilesystemProbe(FilesystemOptions(), paths).collect()
+    assert samples(r, "diag_filesystem_readonly")["/media/usb stick"] == 1
+    assert sorted(f.subject for f in r.findings if f.check == "filesystem_readonly") == ["/data", "/var/log"]

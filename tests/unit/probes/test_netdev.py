@@ -69,3 +69,17 @@ def test_garbage_names_the_file_and_line(tmp_path: Path) -> None:
     (tmp_path / "net" / "dev").write_text(text)
     with pytest.raises(ProbeError, match=r"^/proc/net/dev:6: not a counter line"):
         NetDevProbe(NetDevOptions(), Paths(procfs=tmp_path, sysfs=SYS)).collect()
+
+
+def test_bridge_without_ports_is_not_link_down(tmp_path: Path) -> None:
+    """docker0 on a host without containers: up, no carrier, no ports. A bridge that has a port is judged."""
+    sys_root = tmp_path / "sys"
+    shutil.copytree(SYS, sys_root)
+    eth1 = sys_root / "class" / "net" / "eth1"
+    (eth1 / "brif").mkdir()
+    (tmp_path / "proc" / "net").mkdir(parents=True)
+    shutil.copy(FIX / "proc" / "netdev" / "t0" / "net" / "dev", tmp_path / "proc" / "net" / "dev")
+    paths = Paths(procfs=tmp_path / "proc", sysfs=sys_root)
+    assert not NetDevProbe(NetDevOptions(), paths).collect().findings
+    (eth1 / "brif" / "veth0").mkdir()
+    assert [f.subject for f in NetDevProbe(NetDevOptions(), paths).collect().findings] == ["eth1"]
