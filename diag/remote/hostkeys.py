@@ -16,10 +16,12 @@ import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-
-from paramiko import PKey
+from typing import TYPE_CHECKING
 
 from diag.errors import HostKeyError
+
+if TYPE_CHECKING:  # at run time the keys come from diag.remote.ssh, which imports paramiko its own way
+    from paramiko import PKey
 
 log = logging.getLogger(__name__)
 
@@ -116,6 +118,8 @@ class HostKeyStore:
         self.tofu_store = tofu_store
         self._lock = threading.Lock()
         self._entries: list[Entry] | None = None
+        self._by_name: dict[str, list[Entry]] = {}
+        self._patterns: list[Entry] = []  # hashed or wildcard names: must be tried one by one
 
     def _load(self) -> list[Entry]:
         if self._entries is None:
@@ -124,21 +128,38 @@ class HostKeyStore:
                 entries += parse_known_hosts(p)
             if self.tofu_store is not None:
                 entries += parse_known_hosts(self.tofu_store)
-            self._entries = entries
+            self._entries = []
+            for e in entries:
+                self._add(e)
         return self._entries
+
+    def _add(self, e: Entry) -> None:
+        assert self._entries is not None
+        self._entries.append(e)
+        if any(n.startswith("|") or "*" in n or "?" in n for n in e.names):
+            self._patterns.append(e)
+        else:
+            for n in e.names:
+                self._by_name.setdefault(n, []).append(e)
+
+    def _lookup(self, candidates: list[str]) -> list[Entry]:
+        """Entries naming any of ``candidates``, in file order (a 10,000-line known_hosts stays cheap)."""
+        self._load()
+        found = {id(e): e for c in candidates for e in self._by_name.get(c, ())}
+        found.update({id(e): e for e in self._patterns if any(map(e.matches, candidates))})
+        order = {id(e): i for i, e in enumerate(self._entries or [])}
+        return sorted(found.values(), key=lambda e: order[id(e)])
 
     def known_types(self, candidates: list[str]) -> list[str]:
         """Key types listed for the host, so the key exchange asks for a type we can verify."""
         with self._lock:
-            return list(
-                dict.fromkeys(e.key_type for e in self._load() if not e.revoked and any(map(e.matches, candidates)))
-            )
+            return list(dict.fromkeys(e.key_type for e in self._lookup(candidates) if not e.revoked))
 
     def verify(self, key: PKey, candidates: list[str], policy: str, where: str) -> None:
         """Accept ``key`` for a host known as ``candidates`` or raise HostKeyError naming ``where`` (host:port)."""
         key_type, blob, fp = key.get_name(), key.asbytes(), fingerprint(key)
         with self._lock:
-            entries = [e for e in self._load() if any(map(e.matches, candidates))]
+            entries = self._lookup(candidates)
             for e in self._load():
                 if e.revoked and e.blob == blob:
                     raise HostKeyError(f"{where}: host key {key_type} {fp} is marked @revoked in {e.source}")
@@ -174,5 +195,4 @@ class HostKeyStore:
                 f.write(line)
         except OSError as e:
             raise HostKeyError(f"{name}: cannot store host key in {self.tofu_store}: {e.strerror}") from None
-        assert self._entries is not None
-        self._entries.append(Entry((name,), key_type, blob, f"{self.tofu_store}:{lineno + 1}"))
+        self._add(Entry((name,), key_type, blob, f"{self.tofu_store}:{lineno + 1}"))
