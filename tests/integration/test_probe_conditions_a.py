@@ -27,7 +27,7 @@ from tests.conftest import DIAG
 pytestmark = pytest.mark.integration
 
 Mount = Callable[[str, str], Path]
-MY_PROBES = ("filesystem", "diskio", "netdev", "netstat", "load", "processes", "fds", "uptime")
+MY_PROBES = ("filesystem", "diskio", "netdev", "netstat", "load", "processes", "fds", "uptime", "vmstat")
 
 
 @pytest.fixture(autouse=True)
