@@ -140,10 +140,12 @@ class NetDevProbe(Probe):
             if oper is None:
                 continue  # no sysfs entry (fixture without it, or the interface just vanished)
             flags_s = _read_sys(base + "/flags")
-            carrier_s = _read_sys(base + "/carrier")
-            speed_s = _read_sys(base + "/speed")
-            mtu_s = _read_sys(base + "/mtu")
             admin_up = flags_s is not None and bool(_int(flags_s, 16) & IFF_UP)
+            # the kernel answers carrier only for an interface that is up, and speed only with a link
+            # (EINVAL otherwise); speed also takes the rtnl lock, so it is not asked for in vain
+            carrier_s = _read_sys(base + "/carrier") if admin_up else None
+            speed_s = _read_sys(base + "/speed") if oper == "up" else None
+            mtu_s = _read_sys(base + "/mtu")
             up.add(1.0 if oper == "up" else 0.0, dev)
             admin.add(1.0 if admin_up else 0.0, dev)
             if carrier_s in ("0", "1"):
@@ -168,7 +170,7 @@ class NetDevProbe(Probe):
                         Evidence(
                             "file",
                             f"/sys/class/net/{dev}",
-                            f"flags={flags_s} operstate={oper} carrier={carrier_s} speed={speed_s} mtu={mtu_s}",
+                            f"flags={flags_s} operstate={oper} carrier={carrier_s} mtu={mtu_s}",
                             {"device": dev, "operstate": oper, "carrier": carrier_s, "flags": flags_s},
                         )
                     ],
