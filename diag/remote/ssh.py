@@ -58,6 +58,7 @@ KEX_FIRST = ("curve25519-sha256@libssh.org",)
 CIPHERS_FIRST = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com")
 DEFAULT_OUTPUT_CAP = 1 << 20
 _READ_CHUNK = 1 << 16
+_IDLE_WAKEUP_S = 1.0
 _KNOWN_HOSTS_ENV = "DIAG_KNOWN_HOSTS"  # os.pathsep-separated files, for callers that cannot pass known_hosts=
 
 R = TypeVar("R")
@@ -164,6 +165,10 @@ class SSHConnection:
         return self.transport.is_active()
 
     def close(self) -> None:
+        # Wake the transport thread at once (it may sit in a 1 s recv, see SSHPool._open), then let paramiko close.
+        if isinstance(self.transport.sock, socket.socket):
+            with contextlib.suppress(OSError):
+                self.transport.sock.shutdown(socket.SHUT_RDWR)
         self.transport.close()
 
     def run(self, command: str, timeout: float | None = None, sudo: bool = False) -> CommandResult:
@@ -403,6 +408,9 @@ class SSHPool:
         except BaseException:
             transport.close()
             raise
+        # paramiko's transport thread wakes every 0.1 s (its socket timeout) only to notice close() and keepalives;
+        # 500 idle connections would burn CPU on that. close() shuts the socket down, which wakes it anyway.
+        transport.sock.settimeout(_IDLE_WAKEUP_S)
         log.debug("%s: connected in %.3f s", w, host.connect_timeout - (deadline - time.monotonic()))
         return SSHConnection(self, host, transport, via)
 
