@@ -131,3 +131,23 @@ def test_gzip_stream_is_one_valid_member_of_the_same_text(runner: ProbeRunner) -
     runner.run("cpu")
     assert zlib.decompress(exp.render(gzip=True), wbits=31) == exp.render()
     assert len(packed) < len(plain) / 2
+
+
+def test_direct_encoder_matches_prometheus_client_on_every_kind(runner: ProbeRunner) -> None:
+    r = Result()
+    r.metric("diag_t_events", "A counter named without _total.", "counter").add(3)
+    r.metric("diag_t_total", "A counter named with it.", "counter", ("z", "a")).add(1e21, "1", "2").add(0.1, "3", "4")
+    r.metric("diag_t_values", "Odd values\\ and a\nnewline in help.", labels=("v",)).add(float("nan"), "nan").add(
+        float("inf"), "inf"
+    ).add(float("-inf"), "-inf").add(-0.0, "zero").add(123456789.0, "big")
+    r.metric("diag_t_kernel_info", "An info metric.", "info", ("release",)).add(1, "6.1.0-13-amd64")
+    r.metric("diag_t_values", "Merged with the family above.", labels=("v",)).add(2, 'q"\\\n')
+    hist = r.metric("diag_t_latency_seconds", "Passed through.", "histogram")
+    hist.raw += [("diag_t_latency_seconds_bucket", {"le": "+Inf"}, 4.0), ("diag_t_latency_seconds_count", {}, 4.0)]
+    hist.raw.append(("diag_t_latency_seconds_sum", {}, 1.5))
+    r.metric("diag_bad-name", "Not a valid name: dropped.").add(1)
+    set_result(runner.states["memory"], r)
+    body = Exposition(runner, process=False).render()
+    assert body == reference(runner)
+    assert b"diag_bad-name" not in body
+    assert promtool(body) == (0, "")
