@@ -1,5 +1,5 @@
-"""Local probes against REAL conditions the tests create: full tmpfs mounts, a veth without carrier, a process
-near its fd limit, a zombie; and ``diag probe --json`` on this host.
+"""Local probes against REAL conditions the tests create: full tmpfs mounts, a remount read-only, a veth without
+carrier, a process near its fd limit, a zombie; and ``diag probe --json`` on this host.
 
 The probes run with their default paths (/proc, /sys, /), as the agent does. Everything made here is
 named ``dga-...`` and removed in ``finally`` blocks, also when an assertion fails.
@@ -94,6 +94,19 @@ def test_tmpfs_out_of_inodes(tmpfs: Mount) -> None:
     [f] = [f for f in r.findings if f.subject == str(mp)]
     assert f.check == "filesystem_inodes" and f.severity == "critical"
     assert "IUse%" in f.evidence[0].text and "100%" in f.evidence[0].text
+
+
+def test_remount_read_only_is_critical(tmpfs: Mount) -> None:
+    mp = tmpfs("remount", "size=1m")
+    probe = FilesystemProbe(FilesystemOptions(), Paths())
+    assert not [f for f in probe.collect().findings if f.subject == str(mp)]
+    subprocess.run(["mount", "-o", "remount,ro", str(mp)], check=True)  # what the kernel does after an I/O error
+    r = probe.collect()
+    [f] = [f for f in r.findings if f.subject == str(mp)]
+    assert f.check == "filesystem_readonly" and f.severity == "critical"
+    assert "previous run" in f.summary and "dga-remount" in f.evidence[0].text
+    ro = {lv[1]: v for m in r.metrics if m.name == "diag_filesystem_readonly" for lv, v in m.samples}
+    assert ro[str(mp)] == 1
 
 
 def _ip(*args: str) -> None:
