@@ -157,27 +157,34 @@ class ProcessesProbe(Probe):
         return ev
 
     def _zombie_finding(self, r: Result, rows: list[Row], by_pid: dict[int, Row], n: int, top: list[Evidence]) -> None:
-        lines = [f"{'PID':>7} {'COMM':<16} {'PPID':>7} PARENT"]
-        parents: dict[int, int] = {}
+        # the parent is what needs fixing (it does not call wait()), so the evidence leads with the parents
+        zombies: dict[int, list[Row]] = {}
         for row in sorted(rows):
             if row[2] == "Z":
-                parents[row[3]] = parents.get(row[3], 0) + 1
-                if len(lines) <= 20:
-                    parent = by_pid.get(row[3])
-                    pcomm = parent[1].decode("utf-8", "replace") if parent else "?"
-                    lines.append(f"{row[0]:>7} {row[1].decode('utf-8', 'replace'):<16.16} {row[3]:>7} {pcomm}")
-        worst = max(parents, key=parents.__getitem__)
-        worst_row = by_pid.get(worst)
-        worst_name = worst_row[1].decode("utf-8", "replace") if worst_row else "?"
+                zombies.setdefault(row[3], []).append(row)
+
+        def name(pid: int) -> str:
+            row = by_pid.get(pid)
+            return row[1].decode("utf-8", "replace") if row else "?"
+
+        ranked = sorted(zombies.items(), key=lambda kv: -len(kv[1]))
+        lines = [f"{'PPID':>7} {'PARENT':<16} {'ZOMBIES':>7} PIDS"]
+        for ppid, kids in ranked[:20]:
+            pids = " ".join(str(k[0]) for k in kids[:10]) + (" ..." if len(kids) > 10 else "")
+            lines.append(f"{ppid:>7} {name(ppid):<16.16} {len(kids):>7} {pids}")
+        worst, worst_kids = ranked[0]
         r.find(
             "zombie_processes",
             "warning",
-            f"{n} zombie processes; parent {worst_name} (pid {worst}) has not reaped {parents[worst]} of them",
+            f"{n} zombie processes; parent {name(worst)} (pid {worst}) has not reaped {len(worst_kids)} of them",
             subject="zombies",
             cause="zombie_processes",
             evidence=[
                 Evidence(
-                    "text", "zombie processes (state Z) and their parents", "\n".join(lines), {"parents": parents}
+                    "text",
+                    "parents of zombie processes (state Z)",
+                    "\n".join(lines),
+                    {"parents": {ppid: [k[0] for k in kids] for ppid, kids in ranked}},
                 ),
                 *top,
             ],

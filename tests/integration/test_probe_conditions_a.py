@@ -177,9 +177,7 @@ def test_zombie_is_counted_in_state_z() -> None:
         states = {lv[0]: v for m in r.metrics if m.name == "diag_processes_state" for lv, v in m.samples}
         assert states["Z"] >= 1 and states["Z"] >= before["Z"]
         [f] = [f for f in r.findings if f.check == "zombie_processes"]
-        rows = [line.split() for line in f.evidence[0].text.splitlines()[1:]]
-        mine = [row for row in rows if row[0] == str(child.pid)]
-        assert mine and mine[0][2] == str(os.getpid())  # its parent is this test process
+        assert child.pid in f.evidence[0].data["parents"][os.getpid()]  # listed under this test process
     finally:
         child.wait()
     assert stat.exists() is False

@@ -40,7 +40,8 @@ def test_counts_and_findings(tmp_path: Path) -> None:
     assert sorted(found) == ["processes_uninterruptible", "zombie_processes"]
     zombies = found["zombie_processes"]
     assert "parent gunicorn (pid 4000) has not reaped 7" in zombies.summary
-    assert "4007 gunicorn" in " ".join(zombies.evidence[0].text.split())
+    assert zombies.evidence[0].text.splitlines()[1].split() == ["4000", "gunicorn", "7", *map(str, range(4001, 4008))]
+    assert zombies.evidence[0].data["parents"] == {4000: list(range(4001, 4008))}
     blocked = found["processes_uninterruptible"]
     assert "nfs_wait_bit_killable" in blocked.evidence[0].text and "io_schedule" in blocked.evidence[0].text
     # first run: no CPU deltas yet, so only the memory table; the biggest RSS comes first
