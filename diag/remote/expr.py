@@ -19,6 +19,7 @@ import ast
 import math
 import operator
 import re
+import warnings
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
@@ -43,19 +44,24 @@ def _number(x: Any, fn: str) -> float | int:
     return x
 
 
+_LEADING_NUMBER = re.compile(r"^\s*[-+]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?")
+
+
+def _leading(x: str, fn: str) -> float:
+    """The number a text starts with: "85%" -> 85, "12345 kB" -> 12345 (command output often carries units)."""
+    m = _LEADING_NUMBER.match(x)
+    if not m:
+        raise ExprError(f"{fn}(): not a number: {x[:40]!r}")
+    return float(m.group(0))
+
+
 def _to_int(x: Any) -> int | None:
-    """int() that also reads "85%" and "12.0", and gives null for null (missing data)."""
+    """int() that also reads "85%", "12345 kB" and "12.0", and gives null for null (missing data)."""
     if x is None:
         return None
     if isinstance(x, str):
-        s = x.strip().rstrip("%")
-        try:
-            return int(s)
-        except ValueError:
-            try:
-                return int(float(s))
-            except ValueError:
-                raise ExprError(f"int(): not a number: {x[:40]!r}") from None
+        s = x.strip()
+        return int(s) if s.lstrip("+-").isdigit() else int(_leading(s, "int"))
     if isinstance(x, bool | int):
         return int(x)
     if isinstance(x, float):
@@ -69,10 +75,7 @@ def _to_float(x: Any) -> float | None:
     if x is None:
         return None
     if isinstance(x, str):
-        try:
-            return float(x.strip().rstrip("%"))
-        except ValueError:
-            raise ExprError(f"float(): not a number: {x[:40]!r}") from None
+        return _leading(x, "float")
     if isinstance(x, bool | int | float):
         return float(x)
     raise ExprError(f"float() of {_type(x)}")
@@ -317,8 +320,13 @@ def compile_expr(text: str) -> Expr:
     if len(text) > MAX_TEXT:
         raise ExprError(f"expression longer than {MAX_TEXT} characters")
     try:
-        tree = ast.parse(text.strip(), mode="eval")
+        with warnings.catch_warnings():
+            # "\d" in a plain string literal is a warning today and an error in future Pythons: refuse it now
+            warnings.simplefilter("error")
+            tree = ast.parse(text.strip(), mode="eval")
     except SyntaxError as e:
+        if "escape sequence" in str(e.msg):
+            raise ExprError(f"{e.msg} in {text!r}: write regular expressions as raw strings, r'...'") from None
         raise ExprError(f"syntax error in {text!r}: {e.msg} (column {e.offset})") from None
     except (ValueError, RecursionError, MemoryError) as e:  # NUL bytes, absurd nesting
         raise ExprError(f"cannot parse {text[:60]!r}: {type(e).__name__}") from None
@@ -392,7 +400,10 @@ class _Eval:
                 raise ExprError(f"{node.id} is a function; call it as {node.id}(...)")
             raise ExprError(f"unknown name {node.id!r}")
         if isinstance(node, ast.Attribute):
-            return _item(self.ev(node.value), node.attr)
+            base = self.ev(node.value)
+            if base is not None and not isinstance(base, Mapping):
+                raise ExprError(f"cannot read .{node.attr} of a {_type(base)}")
+            return _item(base, node.attr)
         if isinstance(node, ast.Subscript):
             base = self.ev(node.value)
             if isinstance(node.slice, ast.Slice):
