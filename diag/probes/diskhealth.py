@@ -187,6 +187,32 @@ def parse_smartctl(doc: dict[str, Any]) -> SmartDisk:
     return d
 
 
+def render_smart(doc: dict[str, Any]) -> str:
+    """The JSON as an engineer reads smartctl's text: health line, then the ATA attribute table or NVMe log."""
+    dev = doc.get("device", {})
+    lines = [
+        f"device: {dev.get('name', '?')} ({doc.get('model_name', '?')}, serial {doc.get('serial_number', '?')}, "
+        f"{dev.get('protocol', '?')})"
+    ]
+    status = doc.get("smart_status", {})
+    if isinstance(status, dict) and "passed" in status:
+        lines.append(f"SMART overall-health self-assessment test result: {'PASSED' if status['passed'] else 'FAILED!'}")
+    table = doc.get("ata_smart_attributes", {}).get("table", [])
+    if table:
+        lines.append("ID# ATTRIBUTE_NAME           VALUE WORST THRESH WHEN_FAILED RAW_VALUE")
+        for a in table:
+            raw = a.get("raw", {}).get("string", a.get("raw", {}).get("value", ""))
+            lines.append(
+                f"{a.get('id', 0):>3} {a.get('name', '?'):<24} {a.get('value', 0):>5} {a.get('worst', 0):>5} "
+                f"{a.get('thresh', 0):>6} {a.get('when_failed') or '-':<11} {raw}"
+            )
+    nvme = doc.get("nvme_smart_health_information_log")
+    if isinstance(nvme, dict):
+        lines.append("SMART/Health Information (NVMe Log 0x02)")
+        lines += [f"  {k}: {v}" for k, v in nvme.items()]
+    return "\n".join(lines)
+
+
 def _num(v: object) -> float | None:
     return float(v) if isinstance(v, int | float) and not isinstance(v, bool) else None
 
@@ -393,7 +419,7 @@ class DiskhealthProbe(Probe):
                 spare.add(d.available_spare / 100, d.device)
             if d.critical_warning is not None:
                 cwarn.add(d.critical_warning, d.device)
-            self._judge_smart(r, d, argv, proc.stdout)
+            self._judge_smart(r, d, argv, render_smart(doc))
         return True
 
     def _judge_smart(self, r: Result, d: SmartDisk, argv: list[str], output: str) -> None:

@@ -87,7 +87,7 @@ DEFAULT_PATTERNS = [
     ),
     LogPattern(
         name="fs_error",
-        regex=r"EXT4-fs error|XFS .* error|remounting filesystem read-only",
+        regex=r"EXT4-fs error|XFS .* error|(?i:remounting filesystem read-only)",  # ext4 writes "Remounting"
         severity="critical",
         cause="filesystem_error",
         summary="the kernel reported filesystem errors",

@@ -44,6 +44,17 @@ class FileError(Exception):
     """One .prom file cannot be exported; the message says why."""
 
 
+def _bad_line(text: str) -> str:
+    """``line N: `` of the first sample line the parser rejects on its own ("" when no single line is to blame)."""
+    for n, line in enumerate(text.splitlines(), 1):
+        if line.strip() and not line.lstrip().startswith("#"):
+            try:
+                list(text_string_to_metric_families(line + "\n"))
+            except Exception:  # same reason as in parse_file: any parser error marks the line
+                return f"line {n}: "
+    return ""
+
+
 def parse_file(text: str, seen: dict[str, tuple[str, Metric]], fname: str) -> list[Metric]:
     """Parse one file into pass-through metrics; FileError when any of it is unacceptable.
 
@@ -53,7 +64,7 @@ def parse_file(text: str, seen: dict[str, tuple[str, Metric]], fname: str) -> li
     try:
         families = list(text_string_to_metric_families(text))
     except Exception as e:  # the parser raises ValueError, IndexError, TypeError...: all mean "broken file"
-        raise FileError(str(e) or type(e).__name__) from None
+        raise FileError(f"{_bad_line(text)}{e or type(e).__name__}") from None
     # Everything is checked before anything is kept, so a file that fails half-way leaves no trace.
     staged: dict[str, tuple[Metric, bool, list[tuple[str, dict[str, str], float]], set[tuple[str, Any]]]] = {}
     for fam in families:
