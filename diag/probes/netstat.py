@@ -183,7 +183,7 @@ class NetstatProbe(Probe):
                 for field, value in fields.items():
                     meta = self._describe(proto, field, source)
                     if meta is not None:
-                        r.metrics.append(Metric(meta[0], meta[1], meta[2], (), [((), value / meta[3])]))
+                        r.metrics.append(Metric(meta[0], meta[1], meta[2], samples=[((), value / meta[3])]))
         for name in ("sockstat", "sockstat6"):
             try:
                 socks = parse_sockstat(read_text(self.paths.proc("net", name)), f"/proc/net/{name}")

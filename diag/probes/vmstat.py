@@ -69,9 +69,9 @@ class VmstatProbe(Probe):
             if keep:
                 help_text = HELP.get(name, f"Kernel counter {name} from /proc/vmstat.")
                 if name.startswith("nr_"):
-                    r.metrics.append(Metric(f"diag_vmstat_{name}", help_text, "gauge", (), [((), v)]))
+                    r.metrics.append(Metric(f"diag_vmstat_{name}", help_text, "gauge", samples=[((), v)]))
                 else:
-                    r.metrics.append(Metric(f"diag_vmstat_{name}_total", help_text, "counter", (), [((), v)]))
+                    r.metrics.append(Metric(f"diag_vmstat_{name}_total", help_text, "counter", samples=[((), v)]))
         if not values and not text.strip():
             raise NoData("/proc/vmstat is empty")
         swin, swout = values.get("pswpin"), values.get("pswpout")
