@@ -113,6 +113,70 @@ def test_logscan_oom_restart_and_rotation(tmp_path: Path) -> None:
         writer.close()
 
 
+JOURNAL_REMOTE = "/lib/systemd/systemd-journal-remote"  # Debian package systemd-journal-remote
+
+
+def journal_append(directory: Path, *entries: dict[str, str]) -> None:
+    """Append entries to a real journal file, written by systemd-journal-remote from the export format."""
+    out = []
+    for i, e in enumerate(entries):
+        fields = {
+            "__REALTIME_TIMESTAMP": str(time.time_ns() // 1000 + i),
+            "__MONOTONIC_TIMESTAMP": str(time.monotonic_ns() // 1000 + i),
+            "_BOOT_ID": "3c9e5f0b6d8a4e2c9f1d7b3a5e6c8d90",
+            **e,
+        }
+        out.append("".join(f"{k}={v}\n" for k, v in fields.items()) + "\n")
+    subprocess.run(
+        [JOURNAL_REMOTE, f"--output={directory / 'remote.journal'}", "-"],
+        input="".join(out).encode(),
+        capture_output=True,
+        timeout=60,
+        check=True,
+    )
+
+
+def test_logscan_follows_a_real_journal(tmp_path: Path) -> None:
+    if not Path(JOURNAL_REMOTE).exists():
+        pytest.fail("systemd-journal-remote is missing: scripts/test.sh installs it (debian-packages.txt)")
+    jdir = tmp_path / "journal"
+    jdir.mkdir()
+    journal_append(jdir, {"MESSAGE": "Out of memory: Killed process 1 (history)", "SYSLOG_IDENTIFIER": "kernel"})
+    inv = tmp_path / "inventory.yaml"
+    inv.write_text(f"agent:\n  probes:\n    logscan: {{files: [], journal_directory: '{jdir}'}}\n")
+    data = tmp_path / "data"
+
+    code, out = diag_probe(inv, data, "logscan")  # first run: the journal's history is not news
+    assert code == 0 and out["findings"] == []
+    oom = OOM_LINES[-1].split("kernel: ", 1)[1].split("] ", 1)[1].rstrip()
+    journal_append(
+        jdir,
+        {"MESSAGE": "python3 invoked oom-killer: gfp_mask=0x140cca, order=0", "SYSLOG_IDENTIFIER": "kernel"},
+        {"MESSAGE": oom, "SYSLOG_IDENTIFIER": "kernel"},
+        {
+            "MESSAGE": "Failed password for root from 203.0.113.7 port 51234 ssh2",
+            "SYSLOG_IDENTIFIER": "sshd",
+            "_PID": "77",
+        },
+    )
+    code, out = diag_probe(inv, data, "logscan")
+    got = {f["check"]: f for f in out["findings"]}
+    assert code == 2 and set(got) == {"log_oom_kill", "log_auth_failure"}
+    assert "kernel: Out of memory: Killed process 48213 (python3)" in got["log_oom_kill"]["evidence"][0]["text"]
+    assert "history" not in got["log_oom_kill"]["evidence"][0]["text"]
+    assert got["log_auth_failure"]["evidence"][0]["text"].startswith("sshd[77]: Failed password")
+    assert matches_total(out, "oom_kill", "journal") == 2
+
+    code, out = diag_probe(inv, data, "logscan")  # restart: the cursor was kept
+    assert out["findings"] == [] and matches_total(out, "oom_kill", "journal") == 2
+    journal_append(
+        jdir, {"MESSAGE": "INFO: task kworker:1 blocked for more than 120 seconds.", "SYSLOG_IDENTIFIER": "kernel"}
+    )
+    code, out = diag_probe(inv, data, "logscan")
+    assert [f["check"] for f in out["findings"]] == ["log_hung_task"]
+    assert matches_total(out, "oom_kill", "journal") == 2
+
+
 def test_backup_freshness_with_real_files(tmp_path: Path) -> None:
     backups = tmp_path / "backups"
     backups.mkdir()
