@@ -234,7 +234,11 @@ class _HostRun:
 
     def run(self, conn: ConnectionLike) -> None:
         for step in self.pb.steps:
-            rec = self.step(conn, step)
+            try:
+                rec = self.step(conn, step)
+            except Exception as e:  # the host's run ends here (run_host maps the error); the step says where
+                self.result.steps.append(StepRecord(step.id, "error", reason=_one_line(e)))
+                raise
             self.records[step.id] = rec
             self.result.steps.append(rec)
             self.scope[step.id] = rec.view()
