@@ -307,7 +307,13 @@ def report(variants: list[Variant], n_hosts: int, inproc: list[dict[str, float]]
         if v.error or not v.samples:
             print(f"{v.name:18} FAILED: {v.error}")
             continue
-        speedup = f"{raw.wall / v.wall:.1f}x faster" if raw else "-"
+        speedup = (
+            "-"
+            if not raw
+            else f"{raw.wall / v.wall:.1f}x faster"
+            if raw.wall >= v.wall
+            else f"{v.wall / raw.wall:.1f}x slower"
+        )
         vs_bare = f"{v.wall / bare.wall:.2f}x wall" if bare else "-"
         per_host = 1000 * v.cpu / n_hosts
         print(f"{v.name:18} {v.wall:7.2f} {v.cpu:9.2f} {per_host:11.1f} {speedup:>14} {vs_bare:>11}  {v.note}")
