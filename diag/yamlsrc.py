@@ -20,17 +20,14 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
-import yaml
 
 from diag.errors import ConfigError
 
-try:
-    _Loader: type = yaml.CSafeLoader
-except AttributeError:  # pragma: no cover - PyYAML built without libyaml
-    _Loader = yaml.SafeLoader
+if TYPE_CHECKING:
+    import yaml
 
 PathKey = tuple[str | int, ...]
 
@@ -132,6 +129,8 @@ def _scalar(node: yaml.ScalarNode) -> Any:
 def _build(node: yaml.Node, path: PathKey, doc: Doc, line: int | None = None) -> Any:
     # A mapping value is reported at its key's line, which is where a reader looks.
     doc.lines[path] = line if line is not None else node.start_mark.line + 1
+    import yaml  # already loaded by _compose; a local name because the module does not import it at the top
+
     if isinstance(node, yaml.ScalarNode):
         return _scalar(node)
     if isinstance(node, yaml.SequenceNode):
@@ -219,8 +218,13 @@ def load_text(text: str, file: str) -> Doc:
 
 
 def _compose(text: str, file: str) -> Doc:
+    # Imported here, not at the top: a valid file never needs PyYAML, and the agent's RSS budget is tight
+    # (PyYAML and libyaml are ~1.5 MiB of it).
+    import yaml
+
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # the pure-Python one if built without libyaml
     try:
-        node = yaml.compose(text, Loader=_Loader)
+        node = yaml.compose(text, Loader=loader)
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         line = mark.line + 1 if mark else 1
