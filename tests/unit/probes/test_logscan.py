@@ -22,6 +22,7 @@ from diag.probes.logscan import (
     _message,
     _stream_journal,
     parse_journal_json,
+    split_alternatives,
 )
 
 FIXTURES = Path(__file__).parents[2] / "fixtures" / "logscan"
@@ -290,3 +291,28 @@ def test_stream_journal_reads_entries_and_remembers_the_last_cursor() -> None:
 def test_stream_journal_kills_a_hung_journalctl() -> None:
     msgs, cursor, _, _ = _stream_journal([sys.executable, "-c", "import time; time.sleep(60)"], 1000, 0.5)
     assert msgs == [] and cursor is None
+
+
+@pytest.mark.parametrize(
+    ("regex", "parts"),
+    [
+        ("a|b(c|d)", ["a", "b(c|d)"]),
+        (r"x\|y|z", [r"x\|y", "z"]),
+        ("[|]a|b", ["[|]a", "b"]),
+        ("[]|]x|y", ["[]|]x", "y"]),
+        ("(?i)a|b", ["(?i)a|b"]),  # a global flag applies to every part: kept whole
+        (r"(a)\1|b", [r"(a)\1|b"]),  # a back reference needs its group: kept whole
+        ("segfault at", ["segfault at"]),
+    ],
+)
+def test_split_alternatives(regex: str, parts: list[str]) -> None:
+    assert split_alternatives(regex) == parts
+
+
+def test_split_patterns_count_a_line_once(tmp_path: Path, log: Path) -> None:
+    probe = make(tmp_path)
+    probe.collect()
+    append(log, "kernel: blk_update_request: I/O error, dev sdb\nkernel: Buffer I/O error on dev sdb1\n")
+    r = probe.collect()
+    assert matches(r, "io_error") == 2  # the first line matches two of the three parts: counted once
+    assert finding(r, "log_io_error").evidence[0].text.splitlines()[0].startswith("kernel: blk_update_request")
