@@ -18,7 +18,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -59,6 +59,7 @@ CIPHERS_FIRST = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com")
 DEFAULT_OUTPUT_CAP = 1 << 20
 _READ_CHUNK = 1 << 16
 _IDLE_WAKEUP_S = 1.0
+_HOSTKEY_ALGS = {"ssh-rsa": ("rsa-sha2-512", "rsa-sha2-256", "ssh-rsa")}
 _KNOWN_HOSTS_ENV = "DIAG_KNOWN_HOSTS"  # os.pathsep-separated files, for callers that cannot pass known_hosts=
 
 R = TypeVar("R")
@@ -185,6 +186,9 @@ class SSHConnection:
         deadline = start + timeout
         try:
             chan = self.transport.open_session(timeout=max(timeout, 0.001))
+        except paramiko.ChannelException as e:
+            # The server said no (MaxSessions, policy); the connection itself is fine.
+            raise ConnectError(f"{self.where}: server refused a channel for `{shown}`: {e.text or e.code}") from None
         except (paramiko.SSHException, EOFError, OSError) as e:
             raise self._lost(f"cannot open a channel for `{shown}`: {_reason(e)}") from None
         self.commands_run += 1
@@ -355,7 +359,7 @@ class SSHPool:
                     return h, e
 
         with ThreadPoolExecutor(max_workers=min(self.max_concurrency, max(len(hosts), 1))) as ex:
-            yield from (f.result() for f in [ex.submit(one, h) for h in hosts])
+            yield from (f.result() for f in as_completed([ex.submit(one, h) for h in hosts]))
 
     def connect(self, host: Host) -> SSHConnection:
         """The connection to ``host``, opened now if there is none (or the cached one died)."""
@@ -445,7 +449,9 @@ class SSHPool:
         opts.kex = [*self.kex_first, *(k for k in opts.kex if k not in self.kex_first)]
         opts.ciphers = [*self.ciphers_first, *(c for c in opts.ciphers if c not in self.ciphers_first)]
         candidates = list(dict.fromkeys([host_pattern(host.address, host.port), host_pattern(host.name, host.port)]))
-        known = [k for k in self.hostkeys.known_types(candidates) if k in opts.key_types]
+        # known_hosts says "ssh-rsa" for an RSA key; the key exchange names the signature (rsa-sha2-*).
+        wanted = [a for t in self.hostkeys.known_types(candidates) for a in _HOSTKEY_ALGS.get(t, (t,))]
+        known = [k for k in dict.fromkeys(wanted) if k in opts.key_types]
         if known:  # as OpenSSH does: ask for a key type we hold, not one we would have to call "changed"
             opts.key_types = [*known, *(k for k in opts.key_types if k not in known)]
         remaining = max(deadline - time.monotonic(), 0.001)

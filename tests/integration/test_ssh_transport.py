@@ -21,6 +21,7 @@ from diag.errors import AuthError, HostKeyError, Timeout, Unreachable
 from diag.inventory import Host, load
 from diag.remote import quote, sh_join, sudo_wrap
 from diag.remote.ssh import ConnectionLost, SSHPool, host_status
+from diag.secrets import SecretRef
 from tests.lab import Lab
 
 pytestmark = pytest.mark.integration
@@ -90,6 +91,22 @@ def test_unauthorized_key_is_auth_failed(ssh_lab: Lab, pool: SSHPool) -> None:
     assert host_status(e.value) == "auth_failed"
     assert "diaglab" in str(e.value) and f"{host.address}:22" in str(e.value)
     assert "\n" not in str(e.value)
+
+
+def test_password_comes_only_from_its_reference_and_never_shows(
+    ssh_lab: Lab, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the lab's sshd allows keys only, so the password is refused: what matters is how that is reported
+    monkeypatch.setenv("DGS_TEST_PASSWORD", "dgs-pw-Qx7-never-printed")
+    host = dataclasses.replace(hosts_of(ssh_lab)["h01"], ssh_key=None, password=SecretRef("env:DGS_TEST_PASSWORD"))
+    with SSHPool(known_hosts=ssh_lab.known_hosts, tofu_store=tmp_path / "t", use_agent=False) as p:
+        with pytest.raises(AuthError) as e:
+            p.connect(host)
+        assert "env:DGS_TEST_PASSWORD" in str(e.value) and "never-printed" not in str(e.value)
+        missing = dataclasses.replace(host, name="h01b", password=SecretRef("env:DGS_NOT_SET_ANYWHERE"))
+        with pytest.raises(AuthError) as e:
+            p.connect(missing)
+        assert "DGS_NOT_SET_ANYWHERE" in str(e.value)
 
 
 def test_changed_host_key_is_refused_with_both_fingerprints(make_lab: Callable[..., Lab], tmp_path: Path) -> None:
