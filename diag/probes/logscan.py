@@ -553,7 +553,8 @@ class LogscanProbe(Probe):
         if cursor:
             args.append(f"--after-cursor={cursor}")
         try:
-            lines, last_cursor, nread, ok = _stream_journal(args, limit, self.options.timeout)
+            # half the probe's timeout: the files are read in the same run, and what is left comes next run
+            lines, last_cursor, nread, ok = _stream_journal(args, limit, self.options.timeout / 2)
         except OSError as e:
             log.warning("logscan: cannot run journalctl: %s", e)
             run.up[JOURNAL] = False

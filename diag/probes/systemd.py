@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from dataclasses import dataclass
 
 from diag.errors import NoData, ProbeError
@@ -90,10 +91,11 @@ class SystemdProbe(Probe):
             by_state.add(n, state)
         failed = [u for u in units if u.active == "failed" and u.name not in o.ignore_units]
         failed_m = r.metric("diag_systemd_unit_failed", "A unit that is in the failed state (1).", labels=("unit",))
+        deadline = time.monotonic() + o.timeout * 0.8  # status output is a nicety: never worth a timed-out run
         for i, u in enumerate(failed):
             failed_m.add(1.0, u.name)
             ev = [Evidence("text", "unit", f"{u.name}: load={u.load} active={u.active} sub={u.sub} ({u.description})")]
-            if i < o.max_status_units:
+            if i < o.max_status_units and time.monotonic() < deadline:
                 ev.insert(0, self._status(u.name))
             r.find(
                 "systemd_unit_failed",
