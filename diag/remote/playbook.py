@@ -203,7 +203,8 @@ def coerce(var: Var, value: Any) -> Any:
         if isinstance(d, float):
             return float(value)
     except ValueError:
-        raise ConfigError(f"--var {var.name}: {value!r} is not a {type(d).__name__}") from None
+        kind = {"bool": "true or false", "int": "an integer", "float": "a number"}[type(d).__name__]
+        raise ConfigError(f"--var {var.name}: {value!r} is not {kind}") from None
     if isinstance(d, list):
         return [x.strip() for x in value.split(",") if x.strip()]
     return value

@@ -99,7 +99,7 @@ def test_variables_defaults_host_vars_and_overrides(tmp_path: Path) -> None:
     assert pb.resolve_vars({}, {"svc": "cron", "limit": "75"})["limit"] == 75  # inventory strings are coerced too
     with pytest.raises(ConfigError, match="variable 'svc' is required; pass --var svc=VALUE"):
         pb.resolve_vars({}, {})
-    with pytest.raises(ConfigError, match="--var limit: 'lots' is not a int"):
+    with pytest.raises(ConfigError, match="--var limit: 'lots' is not an integer"):
         pb.resolve_vars({"svc": "x", "limit": "lots"}, {})
     assert pbmod.parse_var_args(["a=b=c", "x=;rm -rf /"]) == {"a": "b=c", "x": ";rm -rf /"}
     with pytest.raises(ConfigError, match="expected NAME=VALUE"):
@@ -212,3 +212,19 @@ def test_cli_playbook_list_and_show(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["playbook", "show", "service-down"]) == 0
     out = capsys.readouterr().out
     assert "service: required" in out and "pgrep -a -x {{ service }}" in out
+
+
+def test_cli_check_usage_errors_exit_2_before_connecting(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    inv = tmp_path / "inventory.yaml"
+    inv.write_text("hosts:\n  web-03: {address: 192.0.2.10}\n")  # TEST-NET: never contacted by these calls
+    base = ["check", "-i", str(inv), "web-03"]
+    assert cli.main([*base, "-p", "service-down"]) == 2
+    assert "variable 'service' is required" in capsys.readouterr().err
+    assert cli.main([*base, "-p", "service-down", "--var", "service=x", "--var", "colour=red"]) == 2
+    assert "--var colour: playbook service-down has no such variable" in capsys.readouterr().err
+    assert cli.main([*base, "-p", "service-down", "--var", "service=x", "--var", "port=http"]) == 2
+    assert "--var port: 'http' is not an integer" in capsys.readouterr().err
+    assert cli.main([*base, "-p", "no-such-playbook"]) == 2
+    assert "no playbook named 'no-such-playbook'" in capsys.readouterr().err
+    assert cli.main(["check", "-i", str(inv), "-p", "facts", "web-04"]) == 2
+    assert "no host or group named 'web-04'" in capsys.readouterr().err
