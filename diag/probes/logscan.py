@@ -562,6 +562,11 @@ class LogscanProbe(Probe):
         run.up[JOURNAL] = ok
         if last_cursor:
             jstate["cursor"] = last_cursor
+        elif not ok and cursor:
+            # journalctl refused the cursor (a journal from another machine, a corrupt state): asking again
+            # would fail forever, so start over from the end of the journal on the next run.
+            log.warning("logscan: journalctl failed after cursor %s; starting again from the end", cursor[:40])
+            jstate.pop("cursor", None)
         run.add(JOURNAL, nread)
         if lines:
             scan_text("\n".join(lines), JOURNAL, compiled)

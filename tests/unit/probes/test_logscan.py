@@ -316,3 +316,22 @@ def test_split_patterns_count_a_line_once(tmp_path: Path, log: Path) -> None:
     r = probe.collect()
     assert matches(r, "io_error") == 2  # the first line matches two of the three parts: counted once
     assert finding(r, "log_io_error").evidence[0].text.splitlines()[0].startswith("kernel: blk_update_request")
+
+
+def test_a_cursor_journalctl_refuses_is_dropped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # stand-in journalctl (no journal on the test machines): fails like a real one given a bad cursor
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    exe = bindir / "journalctl"
+    exe.write_text('#!/bin/sh\necho "Failed to seek to cursor: Invalid argument" >&2\nexit 1\n')
+    exe.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bindir}:/usr/bin:/bin")
+    jdir = tmp_path / "j"
+    jdir.mkdir()
+    (jdir / "system.journal").write_bytes(b"")
+    probe = make(tmp_path, files=[], journal=True, journal_directory=str(jdir))
+    probe.state = {"version": 1, "journal": {"cursor": "s=bogus"}}
+    r = probe.collect()
+    up = next(m for m in r.metrics if m.name == "diag_log_source_up").samples
+    assert up == [(("journal",), 0.0)]
+    assert "cursor" not in probe.state["journal"]
