@@ -386,17 +386,29 @@ def run_check(
         else:
             skipped.append({"host": h.name, "reason": reason})
 
+    def tell(event: str, name: str, r: HostResult | None) -> None:
+        if progress is None:
+            return
+        try:
+            progress(event, name, r)
+        except Exception:  # a broken progress display must not cost the run its results
+            log.debug("progress callback failed", exc_info=True)
+
     def one(h: Host) -> HostResult:
-        if progress is not None:
-            progress("start", h.name, None)
+        tell("start", h.name, None)
         r = run_host(h, pb, pool, overrides, allow_changes)
-        if progress is not None:
-            progress("done", h.name, r)
+        tell("done", h.name, r)
         return r
 
     results: list[HostResult] = []
     if targets:
         workers = max(1, min(len(targets), concurrency or pool.max_concurrency))
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="diag-check") as ex:
+        ex = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="diag-check")
+        try:
             results = list(ex.map(one, targets))
+        except BaseException:
+            # Ctrl-C: hosts not started yet are dropped; the caller closes the pool, which ends the running ones
+            ex.shutdown(wait=False, cancel_futures=True)
+            raise
+        ex.shutdown()
     return RunReport(pb.name, results, skipped, time.monotonic() - t0)

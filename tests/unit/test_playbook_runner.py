@@ -285,3 +285,11 @@ def test_timeout_error_class_maps_to_timeout(tmp_path: Path) -> None:
     pool = FakePool({"web-03": Timeout("192.0.2.10:22 (web-03): connect timed out after 5 s")})
     r = run_check([host()], pb(tmp_path), pool).results[0]
     assert r.status == "timeout" and "timed out" in (r.error or "")
+
+
+def test_a_failing_progress_callback_does_not_lose_results(tmp_path: Path) -> None:
+    def broken(event: str, name: str, r: object) -> None:
+        raise RuntimeError("display gone")
+
+    report = run_check([host()], pb(tmp_path), FakePool({"web-03": FakeConnection(responder(DF_OK))}), progress=broken)
+    assert [r.status for r in report.results] == ["ok"]
