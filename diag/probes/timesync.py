@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import logging
 from dataclasses import dataclass
 
@@ -78,12 +79,18 @@ class Timex:
         return not self.status & STA_UNSYNC and self.maxerror_s < MAXERROR_SYNC_LIMIT_S
 
 
+@functools.cache
+def _libc() -> ctypes.CDLL | None:
+    # find_library runs ldconfig as a child process: once per agent, not once per run
+    name = ctypes.util.find_library("c")
+    return ctypes.CDLL(name, use_errno=True) if name else None
+
+
 def read_timex() -> Timex:
     """Call adjtimex(2) read-only; NoData where there is no such call (not Linux, no libc)."""
-    name = ctypes.util.find_library("c")
-    if name is None:
+    libc = _libc()
+    if libc is None:
         raise NoData("no C library to call adjtimex(2)")
-    libc = ctypes.CDLL(name, use_errno=True)
     if not hasattr(libc, "adjtimex"):
         raise NoData("adjtimex(2) is not available on this system")
     tx = _Timex()  # modes = 0: read only
@@ -268,6 +275,8 @@ class TimesyncProbe(Probe):
         return c
 
     def _timedatectl(self, evidence: list[Evidence]) -> dict[str, str]:
+        if not self.paths.root("/run/systemd/system").is_dir():
+            return {}  # timedatectl asks systemd-timedated over D-Bus: without systemd it can only fail
         argv = ["timedatectl", "show"]
         try:
             proc = run_command(argv, self.options.timeout)

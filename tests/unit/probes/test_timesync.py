@@ -66,9 +66,12 @@ def stand_in(bindir: Path, name: str, fixture: str, code: int = 0) -> None:
     exe.chmod(exe.stat().st_mode | stat.S_IEXEC)
 
 
-def run(tmp_path: Path, tx: Timex, monkeypatch: pytest.MonkeyPatch, **opts: object) -> Result:
+def run(tmp_path: Path, tx: Timex, monkeypatch: pytest.MonkeyPatch, systemd: bool = False, **opts: object) -> Result:
     monkeypatch.setattr(timesync, "read_timex", lambda: tx)
-    return TimesyncProbe(msgspec.convert(opts, TimesyncOptions), Paths(state=tmp_path)).collect()
+    root = tmp_path / "root"
+    if systemd:
+        (root / "run" / "systemd" / "system").mkdir(parents=True, exist_ok=True)
+    return TimesyncProbe(msgspec.convert(opts, TimesyncOptions), Paths(rootfs=root, state=tmp_path)).collect()
 
 
 def test_kernel_synced_no_findings(tmp_path: Path, bindir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -112,7 +115,8 @@ def test_chrony_not_synchronised(tmp_path: Path, bindir: Path, monkeypatch: pyte
 
 def test_timedatectl_without_chrony(tmp_path: Path, bindir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     stand_in(bindir, "timedatectl", "timedatectl-show.txt")
-    r = run(tmp_path, synced(), monkeypatch)
+    assert run(tmp_path, synced(), monkeypatch).findings == []  # no systemd: timedatectl is not asked
+    r = run(tmp_path, synced(), monkeypatch, systemd=True)
     [f] = r.findings
     assert f.check == "clock_unsynchronised" and any(e.title == "timedatectl show" for e in f.evidence)
 
