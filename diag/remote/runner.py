@@ -95,7 +95,7 @@ class StepRecord:
 
     def view(self) -> dict[str, Any]:
         """What later expressions see of this step (``df.exit``, ``df.parsed``, ``df.skipped``...)."""
-        ran = self.status in ("ok", "failed", "timeout")
+        ran = self.status in ("ok", "failed", "timeout") or (self.status == "error" and self.exit_status is not None)
         return {
             "exit": self.exit_status,
             "ok": self.status == "ok",

@@ -293,3 +293,34 @@ def test_a_failing_progress_callback_does_not_lose_results(tmp_path: Path) -> No
 
     report = run_check([host()], pb(tmp_path), FakePool({"web-03": FakeConnection(responder(DF_OK))}), progress=broken)
     assert [r.status for r in report.results] == ["ok"]
+
+
+def test_later_steps_see_earlier_results(tmp_path: Path) -> None:
+    text = """\
+    name: v
+    steps:
+      - id: a
+        description: fails
+        run: systemctl is-active nginx
+      - id: b
+        description: runs because a failed
+        when: a.ran and not a.ok and a.exit == 3 and strip(a.stdout) == 'inactive'
+        run: journalctl -u nginx
+      - id: c
+        description: skipped because b ran
+        when: b.skipped
+        run: "true"
+      - id: d
+        description: sees that c was skipped
+        when: c.skipped and not c.ran and c.exit is null
+        run: echo d
+    """
+
+    def answer(command: str, timeout: float | None, sudo: bool) -> CommandResult:
+        return result(command, "inactive\n", 3) if command.startswith("systemctl") else result(command, "ok\n")
+
+    conn = FakeConnection(answer)
+    r = run_check([host()], pb(tmp_path, text), FakePool({"web-03": conn})).results[0]
+    assert [(s.id, s.status) for s in r.steps] == [("a", "failed"), ("b", "ok"), ("c", "skipped"), ("d", "ok")]
+    assert [c[0] for c in conn.calls] == ["systemctl is-active nginx", "journalctl -u nginx", "echo d"]
+    assert r.status == "ok" and r.steps[0].reason == "exit status 3"
