@@ -120,8 +120,10 @@ class Agent:
         self.stop()
 
 
-def load(inventory_file: str | None, listen: str | None = None, data: str | None = None) -> Agent:
-    """Build an Agent from an inventory file (its ``agent:`` section), with CLI overrides."""
+def load_config(
+    inventory_file: str | None, listen: str | None = None, data: str | None = None
+) -> tuple[config.AgentConfig, inventory.Inventory | None]:
+    """Validate an inventory file and its ``agent:`` section, with CLI overrides (ConfigError on problems)."""
     inv = None
     raw: dict[str, Any] = {}
     doc = None
@@ -132,4 +134,9 @@ def load(inventory_file: str | None, listen: str | None = None, data: str | None
         raw["listen"] = listen
     if data:
         raw["data"] = data
-    return Agent(config.build(doc, raw), inv)
+    return config.build(doc, raw), inv
+
+
+def load(inventory_file: str | None, listen: str | None = None, data: str | None = None) -> Agent:
+    """Build an Agent from an inventory file (its ``agent:`` section), with CLI overrides."""
+    return Agent(*load_config(inventory_file, listen, data))

@@ -37,9 +37,10 @@ def _inventory_path(args: argparse.Namespace, required: bool = False) -> str | N
 def cmd_agent(args: argparse.Namespace) -> int:
     from diag import agent, logs
 
-    a = agent.load(_inventory_path(args), args.listen, args.data)
-    logs.setup(args.log_level or a.config.log_level, args.log_format or a.config.log_format)
-    a.serve_forever()
+    cfg, inv = agent.load_config(_inventory_path(args), args.listen, args.data)
+    # Logging is set up before the probes are built, so that what they log at start is in the chosen format.
+    logs.setup(args.log_level or cfg.log_level, args.log_format or cfg.log_format)
+    agent.Agent(cfg, inv).serve_forever()
     return 0
 
 

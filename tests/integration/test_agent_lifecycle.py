@@ -128,7 +128,7 @@ def test_hung_probe_times_out_while_metrics_answer(start_agent: StartAgent, tmp_
         lambda: agent.health()["errors"].get("cpu", "").startswith("previous run still going"),
         what="previous run still going",
     )
-    assert still and agent.health()["running_probes"] == ["cpu"]
+    assert still and "cpu" in agent.health()["running_probes"]
     assert "probe cpu timed out after 1 s" in agent.stderr()
 
     # A stuck probe thread does not keep the agent from a clean exit.
