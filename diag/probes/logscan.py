@@ -226,20 +226,22 @@ class _Run:
 def _read_chunk(path: Path, offset: int, limit: int, final: bool) -> tuple[bytes, int]:
     """Read up to ``limit`` bytes from ``offset``; return complete lines and the new offset.
 
-    A partial last line is left for the next run unless ``final`` (a rotated file nobody writes any
-    more). A single line longer than ``limit`` is taken as it is, so it can never block the reader.
+    A partial last line is left for the next run, unless it ends a ``final`` file (a rotated file nobody
+    writes any more). A single line longer than ``limit`` is taken as it is, so it can never block the reader.
     """
     with path.open("rb") as f:
         f.seek(offset)
         data = f.read(limit)
     if not data:
         return b"", offset
-    if not final and not data.endswith(b"\n"):
-        cut = data.rfind(b"\n")
-        if cut >= 0:
-            data = data[: cut + 1]
-        elif len(data) < limit:
-            return b"", offset  # one unfinished line: wait for its end
+    at_end = len(data) < limit
+    if data.endswith(b"\n") or (final and at_end):
+        return data, offset + len(data)
+    cut = data.rfind(b"\n")  # the budget or the writer stopped mid-line: keep that line for later
+    if cut >= 0:
+        data = data[: cut + 1]
+    elif at_end:
+        return b"", offset  # one unfinished line: wait for its end
     return data, offset + len(data)
 
 
@@ -420,29 +422,34 @@ class LogscanProbe(Probe):
                     run.up[src] = True
                     return
 
-            pending = st_prev.get("rotated")
+            # Rotated files not read to their end yet (the read budget ran out), oldest first.
+            pending: list[dict[str, Any]] = st_prev.setdefault("rotated", [])
             rotated = (
                 st is None
                 or st.st_ino != st_prev["inode"]
                 or st.st_dev != st_prev["dev"]
                 or st.st_size < st_prev["offset"]
             )
-            if rotated and pending is None:
+            if rotated:
                 # Finish the file we were reading, if it is still around under a rotated name.
                 old = self._find_rotated(path, st_prev["inode"], st_prev["dev"])
                 if old is not None:
-                    pending = {"path": str(old), "inode": st_prev["inode"], "offset": st_prev["offset"]}
-                    st_prev["rotated"] = pending
+                    pending.append({"path": str(old), "inode": st_prev["inode"], "offset": st_prev["offset"]})
+                    for mid in self._rotated_since(path, old, st.st_ino if st is not None else None):
+                        pending.append({"path": str(mid), "inode": mid.stat().st_ino, "offset": 0})
                 if st is not None:
                     st_prev.update(inode=st.st_ino, dev=st.st_dev, offset=0)
                 else:
                     st_prev.update(inode=-1, dev=-1, offset=0)  # gone: read its successor from the start
-            if pending is not None:
-                limit = self._finish_rotated(src, st_prev, pending, limit, run, compiled)
+            while pending and limit > 0:
+                limit, done = self._finish_rotated(src, pending[0], limit, run, compiled)
+                if not done:
+                    break
+                pending.pop(0)
             if st is None:
                 run.up.setdefault(src, True)
                 return
-            if limit > 0 and st_prev.get("rotated") is None:
+            if limit > 0 and not pending:
                 data, new_offset = _read_chunk(path, st_prev["offset"], limit, final=False)
                 if data:
                     run.add(src, len(data))
@@ -455,15 +462,9 @@ class LogscanProbe(Probe):
             run.up[src] = False
 
     def _finish_rotated(
-        self,
-        src: str,
-        st_prev: dict[str, Any],
-        pending: dict[str, Any],
-        limit: int,
-        run: _Run,
-        compiled: list[_Compiled],
-    ) -> int:
-        """Read the rotated file from where we left off; return the budget left for the current file."""
+        self, src: str, pending: dict[str, Any], limit: int, run: _Run, compiled: list[_Compiled]
+    ) -> tuple[int, bool]:
+        """Read a rotated file on from where we left off; (budget left, whether it is finished)."""
         old = Path(pending["path"])
         try:
             ost = old.stat()
@@ -473,9 +474,8 @@ class LogscanProbe(Probe):
             # Renamed again (path.1 -> path.2) or deleted: look for it once more by inode.
             found = self._find_rotated(self.paths.root(src), pending["inode"], None)
             if found is None:
-                log.info("logscan: rotated file of %s is gone; continuing with the new file", src)
-                st_prev.pop("rotated", None)
-                return limit
+                log.info("logscan: rotated file of %s is gone; continuing with the newer one", src)
+                return limit, True
             old, ost = found, found.stat()
             pending["path"] = str(found)
         data, new_offset = _read_chunk(old, pending["offset"], limit, final=True)
@@ -483,21 +483,22 @@ class LogscanProbe(Probe):
             run.add(src, len(data))
             scan_text(data.decode("utf-8", errors="replace"), src, compiled)
         pending["offset"] = new_offset
-        if new_offset >= ost.st_size:
-            st_prev.pop("rotated", None)
-        return limit - len(data)
+        return limit - len(data), new_offset >= ost.st_size
 
     @staticmethod
-    def _find_rotated(path: Path, inode: int, dev: int | None) -> Path | None:
-        """The file next to ``path`` that has ``inode``: path.1 first, then any path.* or path-* sibling."""
-        candidates = [path.with_name(path.name + ".1")]
+    def _siblings(path: Path) -> list[Path]:
+        """Rotated versions of ``path`` next to it (path.1, path.2, path-20251123), compressed ones left out."""
         with contextlib.suppress(OSError):
-            candidates += sorted(
+            return sorted(
                 p
                 for p in path.parent.iterdir()
                 if p.name.startswith((path.name + ".", path.name + "-")) and not p.name.endswith((".gz", ".xz", ".zst"))
             )
-        for c in candidates:
+        return []
+
+    def _find_rotated(self, path: Path, inode: int, dev: int | None) -> Path | None:
+        """The file next to ``path`` that has ``inode``: path.1 first, then any other rotated sibling."""
+        for c in [path.with_name(path.name + ".1"), *self._siblings(path)]:
             try:
                 st = c.stat()
             except OSError:
@@ -505,6 +506,28 @@ class LogscanProbe(Probe):
             if st.st_ino == inode and (dev is None or st.st_dev == dev):
                 return c
         return None
+
+    def _rotated_since(self, path: Path, old: Path, current_inode: int | None) -> list[Path]:
+        """Files rotated after ``old`` that we never saw (the log rotated twice between two runs), oldest first.
+
+        They are the siblings written to after ``old`` was: with numbered rotation path.N is older
+        than path.N-1, so equal timestamps (the kernel's are coarse) order by the number, highest first.
+        """
+        try:
+            ost = old.stat()
+        except OSError:
+            return []
+        newer: list[tuple[int, int, str, Path]] = []
+        for c in self._siblings(path):
+            try:
+                st = c.stat()
+            except OSError:
+                continue
+            if st.st_ino in (ost.st_ino, current_inode) or st.st_mtime_ns < ost.st_mtime_ns:
+                continue
+            suffix = c.name[len(path.name) + 1 :]
+            newer.append((st.st_mtime_ns, -int(suffix) if suffix.isdigit() else 0, c.name, c))
+        return [c for *_, c in sorted(newer)]
 
     # --- journal -----------------------------------------------------------------------------------------
 

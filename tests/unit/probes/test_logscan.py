@@ -335,3 +335,26 @@ def test_a_cursor_journalctl_refuses_is_dropped(tmp_path: Path, monkeypatch: pyt
     up = next(m for m in r.metrics if m.name == "diag_log_source_up").samples
     assert up == [(("journal",), 0.0)]
     assert "cursor" not in probe.state["journal"]
+
+
+def test_two_rotations_under_a_small_budget_lose_nothing(tmp_path: Path, log: Path) -> None:
+    probe = make(tmp_path, max_bytes=4096)
+    probe.collect()
+    n = 0
+
+    def write(p: Path, count: int) -> None:
+        nonlocal n
+        append(p, "".join(f"{n + i:05d} segfault at {i} {'p' * 40}\n" for i in range(count)))
+        n += count
+
+    write(log, 100)  # ~6.5 KiB: more than one run's budget
+    probe.collect()
+    log.rename(log.with_name("kern.log.1"))
+    write(log, 100)
+    log.with_name("kern.log.1").rename(log.with_name("kern.log.2"))  # rotated again before it was finished
+    log.rename(log.with_name("kern.log.1"))
+    write(log, 100)
+    total = 0.0
+    for _ in range(12):
+        total = matches(probe.collect(), "segfault")
+    assert total == n == 300
