@@ -94,7 +94,7 @@ def paramiko_worker(inventory: str, known_hosts: str) -> None:
     doc = yaml.safe_load(Path(inventory).read_text())
     key = paramiko.Ed25519Key.from_private_key_file(doc["defaults"]["ssh_key"])
     addrs = [h["address"] for h in doc["hosts"].values()]
-    other_kex = [k for k in paramiko.Transport._preferred_kex if k != KEX_PARAMIKO]
+    other_kex = [k for k in paramiko.Transport._preferred_kex if k != KEX_PARAMIKO]  # type: ignore[attr-defined]
 
     def one(addr: str) -> int:
         c = paramiko.SSHClient()

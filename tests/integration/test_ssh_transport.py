@@ -66,7 +66,9 @@ def test_one_tcp_connection_serves_every_command(ssh_lab: Lab, pool: SSHPool) ->
         [f"step{i}" for i in range(5)] + [f"t{i}" for i in range(5)]
     )
     assert ssh_lab.accepted_logins("h02") - before == 1
-    local_port = conn.transport.sock.getsockname()[1]
+    sock = conn.transport.sock
+    assert isinstance(sock, socket.socket)
+    local_port = sock.getsockname()[1]
     ours = [line for line in ssh_lab.tcp_connections("h02") if f":{local_port}" in line.split()[-1]]
     assert len(ours) == 1
 
