@@ -341,7 +341,8 @@ class LogscanProbe(Probe):
         )
         for p in compiled:
             per = counts.get(p.spec.name, {})
-            for src in sorted(set(sources) | set(per)):
+            # the sources of this run only: a file taken out of the config stops being exported
+            for src in sources:
                 matches.add(per.get(src, 0), p.spec.name, src)
         read = r.metric(
             "diag_log_bytes_read_total",
@@ -349,8 +350,8 @@ class LogscanProbe(Probe):
             "counter",
             ("source",),
         )
-        for src, n in sorted(self.state["bytes"].items()):
-            read.add(n, src)
+        for src in sources:
+            read.add(self.state["bytes"].get(src, 0), src)
         backlog = r.metric(
             "diag_log_backlog_bytes", "Bytes of log not read yet because of the per-run read limit.", labels=("source",)
         )

@@ -19,6 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from diag.errors import NoData
 from diag.model import Evidence, Metric, MetricKind, Result
 from diag.probes.base import Paths, Probe, ProbeOptions, register
+from diag.secrets import mask
 
 log = logging.getLogger(__name__)
 
@@ -135,7 +136,8 @@ class TextfileProbe(Probe):
                 text = path.read_text(encoding="utf-8", errors="replace")
                 exported += parse_file(text, seen, path.name)
             except (OSError, FileError) as e:
-                reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+                # the parser quotes the offending text, which could be anything: mask known secrets
+                reason = mask(e.strerror if isinstance(e, OSError) and e.strerror else str(e))
                 failed.append((str(path), reason))
                 if self._warned.get(str(path)) != reason:
                     log.warning("textfile %s skipped: %s", path, reason)
