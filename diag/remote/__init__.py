@@ -1,8 +1,9 @@
 """Remote diagnostics over SSH: the connection pool (``diag.remote.ssh``), playbooks and their runner.
 
-This package module holds only the shell-quoting helpers, so that playbook code can quote without importing
-paramiko. Every value that goes into a remote command line (host names, variables, paths) passes through
-:func:`quote`; the command template itself is trusted playbook text.
+This package module holds only the shell-quoting helpers and the error-to-status mapping, so that playbook
+code and the runner can use them without importing paramiko. Every value that goes into a remote command
+line (host names, variables, paths) passes through :func:`quote`; the command template itself is trusted
+playbook text.
 """
 
 from __future__ import annotations
@@ -10,7 +11,10 @@ from __future__ import annotations
 import shlex
 from collections.abc import Iterable
 
-__all__ = ["quote", "sh_join", "sudo_wrap"]
+from diag.errors import AuthError, HostKeyError, Timeout, Unreachable
+from diag.model import HostStatus
+
+__all__ = ["host_status", "quote", "sh_join", "sudo_wrap"]
 
 
 def quote(value: object) -> str:
@@ -28,3 +32,16 @@ def sh_join(argv: Iterable[object]) -> str:
 def sudo_wrap(command: str) -> str:
     """Run ``command`` (a shell command line) as root via sudo, never prompting (``-n``): fails fast instead."""
     return f"sudo -n -- sh -c {quote(command)}"
+
+
+def host_status(exc: BaseException) -> HostStatus:
+    """The ``diag check`` status for an exception raised while working on a host (a lost connection: ``error``)."""
+    if isinstance(exc, HostKeyError):
+        return "hostkey_mismatch"
+    if isinstance(exc, AuthError):
+        return "auth_failed"
+    if isinstance(exc, Unreachable):
+        return "unreachable"
+    if isinstance(exc, Timeout):
+        return "timeout"
+    return "error"

@@ -24,10 +24,10 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from diag import secrets
-from diag.errors import AuthError, ConfigError, ConnectError, DiagError, HostKeyError, SecretError, Timeout, Unreachable
+from diag.errors import AuthError, ConfigError, ConnectError, DiagError, SecretError, Timeout, Unreachable
 from diag.inventory import Host
-from diag.model import Evidence, HostStatus
-from diag.remote import sudo_wrap
+from diag.model import Evidence
+from diag.remote import host_status, sudo_wrap
 from diag.remote.hostkeys import HostKeyStore, fingerprint, host_pattern
 
 # paramiko.config imports invoke (a paramiko dependency) only for ssh_config "Match exec", which diag never
@@ -63,23 +63,11 @@ _HOSTKEY_ALGS = {"ssh-rsa": ("rsa-sha2-512", "rsa-sha2-256", "ssh-rsa")}
 _KNOWN_HOSTS_ENV = "DIAG_KNOWN_HOSTS"  # os.pathsep-separated files, for callers that cannot pass known_hosts=
 
 R = TypeVar("R")
+__all__ = ["CommandResult", "ConnectionLost", "SSHConnection", "SSHPool", "host_status", "where"]
 
 
 class ConnectionLost(ConnectError):
     """An established connection dropped (sshd killed, network gone) while a command ran."""
-
-
-def host_status(exc: BaseException) -> HostStatus:
-    """The ``diag check`` status for an exception raised while working on a host."""
-    if isinstance(exc, HostKeyError):
-        return "hostkey_mismatch"
-    if isinstance(exc, AuthError):
-        return "auth_failed"
-    if isinstance(exc, Unreachable):
-        return "unreachable"
-    if isinstance(exc, Timeout):
-        return "timeout"
-    return "error"
 
 
 def where(host: Host) -> str:
