@@ -19,9 +19,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
-from diag.errors import AuthError, ConfigError, ConnectError, DiagError, HostKeyError, Timeout, Unreachable
+from diag.errors import ConfigError, ConnectError, DiagError
 from diag.inventory import Host
 from diag.model import SEVERITY_RANK, Evidence, Finding, HostStatus, Severity, worst_severity
+from diag.remote import host_status
 from diag.remote.expr import ExprError
 from diag.remote.parsers import ParseError
 from diag.remote.playbook import HOST_FIELDS, Check, Playbook, Step
@@ -194,20 +195,6 @@ def _one_line(e: BaseException) -> str:
     return mask(msg[:300])
 
 
-def _connect_status(e: ConnectError) -> HostStatus:
-    """The same mapping as ``diag.remote.ssh.host_status`` (kept here so the runner does not import paramiko):
-    a connection that drops in the middle of a run is an ``error``, not ``unreachable``."""
-    if isinstance(e, HostKeyError):
-        return "hostkey_mismatch"
-    if isinstance(e, AuthError):
-        return "auth_failed"
-    if isinstance(e, Unreachable):
-        return "unreachable"
-    if isinstance(e, Timeout):
-        return "timeout"
-    return "error"
-
-
 def host_view(host: Host) -> dict[str, Any]:
     return {f: getattr(host, f) for f in HOST_FIELDS}
 
@@ -353,7 +340,7 @@ def run_host(
         conn = pool.connect(host)
         run.run(conn)
     except ConnectError as e:
-        res.fail(_connect_status(e), _one_line(e))
+        res.fail(host_status(e), _one_line(e))
     except DiagError as e:
         res.fail("error", _one_line(e))
     except Exception as e:  # a bug or an unexpected library error must not take the other hosts down
