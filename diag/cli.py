@@ -63,9 +63,9 @@ def cmd_probe(args: argparse.Namespace) -> int:
                     "error": s.error,
                     "duration_s": round(s.duration_s, 4),
                     "samples": [
-                        {"name": m.name, "labels": dict(zip(m.label_names, lv, strict=True)), "value": v}
+                        {"name": name, "labels": labels, "value": value}
                         for m in s.result.metrics
-                        for lv, v in m.samples
+                        for name, labels, value in m.iter_samples()
                     ],
                     "findings": [f.to_dict() for f in s.result.findings],
                 }

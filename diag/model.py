@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -38,6 +39,15 @@ class Metric:
             raise ValueError(f"{self.name}: expected labels {self.label_names}, got {label_values}")
         self.samples.append((label_values, float(value)))
         return self
+
+    def iter_samples(self) -> Iterator[tuple[str, dict[str, str], float]]:
+        """Every sample as (sample name, labels, value), for plain and passed-through families alike."""
+        if self.raw:
+            yield from self.raw
+            return
+        suffix = "_total" if self.kind == "counter" and not self.name.endswith("_total") else ""
+        for label_values, value in self.samples:
+            yield self.name + suffix, dict(zip(self.label_names, label_values, strict=True)), value
 
 
 @dataclass(slots=True)

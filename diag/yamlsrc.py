@@ -81,7 +81,9 @@ class Doc:
             if unknown:  # msgspec names the object; the offending key has its own line
                 sub = (*sub, unknown.group(1))
             text = _msgspec_message(msg)
-            self.problem((*path, *sub), f"{sub[-1]}: {text}" if sub and not unknown else text)
+            # Name the offending key (not a list index) so "port: Expected int" reads on its own.
+            key = sub[-1] if sub and isinstance(sub[-1], str) and not unknown else None
+            self.problem((*path, *sub), f"{key}: {text}" if key else text)
             return None
 
 

@@ -65,7 +65,8 @@ def run_command(argv: list[str], timeout: float) -> subprocess.CompletedProcess[
     if shutil.which(argv[0]) is None:
         raise NoData(f"{argv[0]} is not installed")
     try:
-        return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
+        # errors="replace": a helper that prints a stray non-UTF-8 byte must not fail the whole probe.
+        return subprocess.run(argv, capture_output=True, text=True, errors="replace", timeout=timeout, check=False)
     except subprocess.TimeoutExpired:
         raise ProbeError(f"{argv[0]} did not answer within {timeout:g} s") from None
 
