@@ -12,7 +12,12 @@ def generate(n: int) -> str:
     lines.append("hosts:")
     switches = max(1, n // 50)
     for s in range(switches):
-        lines += [f"  sw-{s}:", f"    address: 10.{s // 250}.{s % 250}.1", "    device_type: cisco_ios", "    groups: [grp-0]"]
+        lines += [
+            f"  sw-{s}:",
+            f"    address: 10.{s // 250}.{s % 250}.1",
+            "    device_type: cisco_ios",
+            "    groups: [grp-0]",
+        ]
     for i in range(n - switches):
         lines += [
             f"  host-{i:05d}:",
