@@ -254,7 +254,9 @@ agent:
         needed = ("backup_runs", "diag_textfile_scrape_error", "diag_probe_no_data")
         if not all(n in fams for n in needed):
             return None
-        if any(_sample(fams, "diag_probe_success", probe=p) is None for p in ("thermal", "systemd", "diskhealth")):
+        # a probe that has not run yet has no health samples: wait until every probe asserted on below has run
+        waited = ("thermal", "systemd", "diskhealth", "logscan", "timesync")
+        if any(_sample(fams, "diag_probe_success", probe=p) is None for p in waited):
             return None
         return fams
 
