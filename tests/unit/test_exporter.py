@@ -151,3 +151,15 @@ def test_direct_encoder_matches_prometheus_client_on_every_kind(runner: ProbeRun
     assert body == reference(runner)
     assert b"diag_bad-name" not in body
     assert promtool(body) == (0, "")
+
+
+def test_gzip_with_per_scrape_process_tail(runner: ProbeRunner) -> None:
+    exp = Exposition(runner)
+    packed = exp.render(gzip=True)
+    d = zlib.decompressobj(wbits=31)
+    text = d.decompress(packed)
+    assert d.eof and d.unused_data == b""
+    body, _, tail = text.partition(b"# HELP process_")
+    assert body == Exposition(runner, process=False).render()
+    assert b"process_resident_memory_bytes" in tail
+    assert promtool(text) == (0, "")
