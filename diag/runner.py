@@ -44,11 +44,13 @@ class ProbeState:
 class _Call:
     """One probe run in its own thread: the outcome, and an event set when it is known."""
 
-    __slots__ = ("done", "error", "fn", "result")
+    __slots__ = ("abandoned", "done", "error", "finished", "fn", "result")
 
     def __init__(self, fn: Callable[[], Result]) -> None:
         self.fn = fn
-        self.done = threading.Event()
+        self.done = threading.Event()  # set when the run ends, or when the runner shuts down
+        self.finished = False
+        self.abandoned = False
         self.result: Result | None = None
         self.error: BaseException | None = None
 
@@ -58,7 +60,13 @@ class _Call:
         except BaseException as e:  # handed to the waiting caller, which records it
             self.error = e
         finally:
+            self.finished = True
             self.done.set()
+
+    def abandon(self) -> None:
+        """Wake the waiting caller without an outcome (shutdown): it must not hold the exit up."""
+        self.abandoned = True
+        self.done.set()
 
 
 class ProbeRunner:
@@ -72,7 +80,8 @@ class ProbeRunner:
             if (only is None and opts.enabled) or (only is not None and name in only):
                 self.probes[name] = probes.get(name)(opts, config.paths)
         self.states: dict[str, ProbeState] = {n: ProbeState(n) for n in self.probes}
-        self._inflight: dict[str, threading.Thread] = {}
+        self._inflight: dict[str, tuple[threading.Thread, _Call]] = {}
+        self._closed = False
         self._lock = threading.Lock()
         self.on_result: list[Callable[[str, ProbeState], None]] = []  # notified after every run
 
@@ -82,12 +91,14 @@ class ProbeRunner:
         state = self.states[name]
         timeout = probe.options.timeout
         with self._lock:
+            if self._closed:
+                return state
             busy = self._inflight.get(name)
-            stuck = busy is not None and busy.is_alive()
+            stuck = busy is not None and busy[0].is_alive()
             if not stuck:
                 call = _Call(probe.collect)
                 thread = threading.Thread(target=call, name=f"probe-{name}", daemon=True)
-                self._inflight[name] = thread
+                self._inflight[name] = (thread, call)
                 started = time.perf_counter()
                 thread.start()
         if stuck:
@@ -96,6 +107,8 @@ class ProbeRunner:
             return state
         finished = call.done.wait(timeout)
         elapsed = time.perf_counter() - started
+        if call.abandoned and not call.finished:
+            return state  # shutting down: neither an outcome nor a failure
         if not finished:
             log.warning("probe %s timed out after %g s", name, timeout)
             self._record(state, None, f"timed out after {timeout:g} s", elapsed)
@@ -151,10 +164,19 @@ class ProbeRunner:
 
     def busy(self) -> list[str]:
         """Probes whose last run has not returned yet (hung past its timeout, or running now)."""
-        return sorted(n for n, t in self._inflight.items() if t.is_alive())
+        return sorted(n for n, (t, _) in self._inflight.items() if t.is_alive())
 
     def shutdown(self) -> None:
-        """Nothing to wait for: runs in progress are daemon threads and die with the process."""
+        """Start no more runs and release every caller still waiting for one.
+
+        Runs in progress are daemon threads and die with the process. Their callers (the scheduler's
+        worker threads, which the interpreter joins at exit) return at once instead of at the timeout.
+        """
+        with self._lock:
+            self._closed = True
+            calls = [c for t, c in self._inflight.values() if t.is_alive()]
+        for c in calls:
+            c.abandon()
         stuck = self.busy()
         if stuck:
             log.info("leaving %d probe run(s) behind: %s", len(stuck), ", ".join(stuck))

@@ -136,6 +136,19 @@ def test_hung_probe_times_out_while_metrics_answer(start_agent: StartAgent, tmp_
     assert "shutting down" in agent.stderr()
 
 
+def test_stuck_probe_with_a_long_timeout_does_not_delay_exit(start_agent: StartAgent, tmp_path: Path) -> None:
+    procfs = tmp_path / "proc"
+    shutil.copytree(FIXTURES, procfs)
+    (procfs / "stat").unlink()
+    os.mkfifo(procfs / "stat")
+    agent = start_agent(only_probes(procfs, cpu={"interval": 1, "timeout": 120}, memory={"interval": 1}))
+    wait_for(lambda: "cpu" in agent.health()["running_probes"], what="cpu probe blocked")
+    # The scheduler's worker is waiting on the stuck run for up to 120 s; shutdown must not wait for it.
+    # (stop() sends SIGKILL after 10 s, which would give -9.)
+    assert agent.stop() == 0
+    assert "shutting down" in agent.stderr()
+
+
 def test_missing_proc_file_is_no_data(start_agent: StartAgent, tmp_path: Path) -> None:
     procfs = tmp_path / "proc"
     shutil.copytree(FIXTURES, procfs)

@@ -9,6 +9,8 @@ from __future__ import annotations
 import os
 import shutil
 import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -124,3 +126,26 @@ def test_run_all_returns_every_state(procfs: Path) -> None:
     runner = make_runner(procfs, "cpu", "memory")
     states = runner.run_all()
     assert all(isinstance(s, ProbeState) and s.runs == 1 for s in states.values())
+
+
+def test_shutdown_releases_a_caller_waiting_on_a_hung_probe(procfs: Path) -> None:
+    (procfs / "stat").unlink()
+    os.mkfifo(procfs / "stat")
+    runner = make_runner(procfs, "cpu", timeout=60)
+    waiter = threading.Thread(target=runner.run, args=("cpu",))
+    waiter.start()
+    wait_until(lambda: runner.busy() == ["cpu"])
+    runner.shutdown()
+    waiter.join(10)
+    assert not waiter.is_alive()  # released long before the 60 s timeout
+    s = runner.states["cpu"]
+    assert s.runs == 0 and s.failures == 0  # shutting down is neither an outcome nor a failure
+    assert runner.run("memory" if "memory" in runner.probes else "cpu").runs == 0  # no new runs after shutdown
+    os.close(os.open(procfs / "stat", os.O_WRONLY))  # let the stuck thread end
+
+
+def wait_until(check: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.05)
