@@ -48,7 +48,7 @@ def cmd_probe(args: argparse.Namespace) -> int:
     from diag import agent
     from diag.runner import ProbeRunner
 
-    a_cfg = agent.load(_inventory_path(args), data=args.data).config
+    a_cfg, _ = agent.load_config(_inventory_path(args), data=args.data)  # no Agent: its port may be taken
     runner = ProbeRunner(a_cfg, only=args.only or None)
     states = runner.run_all()
     runner.shutdown()
@@ -89,7 +89,7 @@ def _rank(sev: str) -> int:
 def cmd_inventory_validate(args: argparse.Namespace) -> int:
     from diag import agent
 
-    agent.load(args.file)  # validates the inventory and the agent section, raising ConfigError
+    agent.load_config(args.file)  # validates the inventory and the agent section, raising ConfigError
     print(f"{args.file}: ok")
     return 0
 

@@ -187,3 +187,18 @@ def test_agent_does_not_import_cli_only_libraries(tmp_path: Path) -> None:
     assert "diag.exporters.prometheus" in modules
     heavy = {m.split(".")[0] for m in modules} & {"rich", "paramiko", "cryptography", "netmiko", "scapy", "textfsm"}
     assert heavy == set()
+
+
+def test_validate_and_probe_work_while_the_agent_holds_its_port(start_agent: StartAgent, tmp_path: Path) -> None:
+    """The commands an engineer runs on a monitored host must not try to bind the agent's port."""
+    agent = start_agent("hosts: {}\n")
+    inv = tmp_path / "same-port.yaml"
+    inv.write_text(f"hosts: {{}}\nagent: {{listen: '127.0.0.1:{agent.port}', data: {str(tmp_path / 'd')!r}}}\n")
+    v = subprocess.run([DIAG, "inventory", "validate", str(inv)], capture_output=True, text=True, timeout=60)
+    assert (v.returncode, v.stdout.strip(), v.stderr) == (0, f"{inv}: ok", "")
+    p = subprocess.run(
+        [DIAG, "probe", "--inventory", str(inv), "--only", "cpu", "--json"], capture_output=True, text=True, timeout=60
+    )
+    assert p.returncode in (0, 1, 2), p.stderr  # exit status is the worst finding
+    assert json.loads(p.stdout)["probes"][0]["probe"] == "cpu"
+    assert agent.proc.poll() is None
