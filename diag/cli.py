@@ -161,7 +161,8 @@ def build_parser() -> argparse.ArgumentParser:
         try:
             module = importlib.import_module(modname)
         except ModuleNotFoundError as e:
-            if e.name != modname:  # the module exists but something it needs is missing: a real error
+            # Not built yet (the module or its package is absent): skip. Anything else it fails to import is a bug.
+            if e.name is None or not (modname == e.name or modname.startswith(e.name + ".")):
                 raise
             continue
         module.add_commands(sub)
