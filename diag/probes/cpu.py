@@ -69,7 +69,13 @@ class CpuProbe(Probe):
             )
             ev = [Evidence("metric", "CPU share since previous run", f"busy {busy:.1f} %, iowait {wait:.1f} %")]
             if busy >= self.options.busy_warning_percent:
-                r.find("cpu_saturated", "warning", f"CPU busy {busy:.0f} % across {ncpu} cores", evidence=ev)
+                r.find(
+                    "cpu_saturated",
+                    "warning",
+                    f"CPU busy {busy:.0f} % across {ncpu} cores",
+                    cause="cpu_exhausted",
+                    evidence=ev,
+                )
             if wait >= self.options.iowait_warning_percent:
                 r.find(
                     "cpu_iowait_high",

@@ -31,6 +31,7 @@ GAUGES: dict[tuple[str, str], tuple[str, float]] = {
     ("Tcp", "RtoMax"): ("rto_max_seconds", 1000.0),
     ("Tcp", "MaxConn"): ("maxconn", 1.0),
     ("Tcp", "CurrEstab"): ("currestab", 1.0),
+    ("MPTcpExt", "MPCurrEstab"): ("mpcurrestab", 1.0),
 }
 
 # better help for the counters people look at; the rest get a generic one naming the kernel field

@@ -17,14 +17,17 @@ from diag.model import Evidence, Metric, Result
 from diag.probes.base import Paths, Probe, ProbeOptions, read_text, register
 
 HELP = {
-    "pgpgin": "KiB paged in from block devices.",
-    "pgpgout": "KiB paged out to block devices.",
+    "pgpgin": "Bytes paged in from block devices.",
+    "pgpgout": "Bytes paged out to block devices.",
     "pswpin": "Pages swapped in.",
     "pswpout": "Pages swapped out.",
     "pgfault": "Page faults, minor and major.",
     "pgmajfault": "Major page faults (the page had to be read from disk).",
     "oom_kill": "Processes killed by the kernel's OOM killer.",
 }
+
+
+KIB_FIELDS = frozenset({"pgpgin", "pgpgout"})
 
 
 class VmstatOptions(ProbeOptions, kw_only=True):
@@ -68,7 +71,11 @@ class VmstatProbe(Probe):
             values[name] = v
             if keep:
                 help_text = HELP.get(name, f"Kernel counter {name} from /proc/vmstat.")
-                if name.startswith("nr_"):
+                if name in KIB_FIELDS:  # the kernel counts these in KiB; Prometheus wants base units
+                    r.metrics.append(
+                        Metric(f"diag_vmstat_{name}_bytes_total", help_text, "counter", samples=[((), v * 1024)])
+                    )
+                elif name.startswith("nr_"):
                     r.metrics.append(Metric(f"diag_vmstat_{name}", help_text, "gauge", samples=[((), v)]))
                 else:
                     r.metrics.append(Metric(f"diag_vmstat_{name}_total", help_text, "counter", samples=[((), v)]))

@@ -21,7 +21,7 @@ def test_selection_and_swapping(tmp_path: Path) -> None:
     first = probe.collect()
     got = {m.name: m.samples[0][1] for m in first.metrics}
     assert got["diag_vmstat_pswpin_total"] == 10000 and got["diag_vmstat_pswpout_total"] == 12000
-    assert {"diag_vmstat_pgmajfault_total", "diag_vmstat_pgpgin_total"} <= set(got)
+    assert {"diag_vmstat_pgmajfault_total", "diag_vmstat_pgpgin_bytes_total"} <= set(got)
     assert not [n for n in got if n.startswith("diag_vmstat_nr_")]  # not in the default selection
     assert not first.findings
 
