@@ -111,15 +111,21 @@ def test_hung_probe_times_out_and_is_not_started_twice(procfs: Path) -> None:
     # Unblock the stuck read: the writer opens and closes, the reader sees EOF and the thread ends.
     fd = os.open(procfs / "stat", os.O_WRONLY)
     os.close(fd)
-    for t in threading.enumerate():
-        if t.name == "probe-cpu":
-            t.join(5)
-    assert runner.busy() == []
+    wait_until(lambda: runner.busy() == [])
     (procfs / "stat").unlink()
     shutil.copy(FIXTURES / "stat", procfs / "stat")
     s = runner.run("cpu")
     assert s.success and s.error is None
     assert [n for n, _ in seen] == ["cpu", "cpu", "memory", "cpu"]
+
+
+def test_workers_are_reused_between_runs(procfs: Path) -> None:
+    runner = make_runner(procfs, "cpu", "memory")
+    for _ in range(5):
+        runner.run("cpu")
+        runner.run("memory")
+    assert runner._workers._started == 1  # one after the other: one worker thread did all ten runs
+    assert runner.states["cpu"].runs == 5 and runner.states["memory"].runs == 5
 
 
 def test_run_all_returns_every_state(procfs: Path) -> None:
