@@ -1,0 +1,1 @@
+"""Network monitoring from outside: SNMP polling, traps and reachability probes."""
