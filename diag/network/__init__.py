@@ -1,1 +1,1 @@
-"""Network monitoring from outside: SNMP polling, traps and reachability probes."""
+"""Watching network devices from outside: SNMP polling and the multi-target exporter (``/snmp``)."""
