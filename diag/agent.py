@@ -62,6 +62,9 @@ class Agent:
         self.app.route("/metrics", self._metrics)
         self.app.route("/healthz", self._healthz)
         self.app.route("/", self._index)
+        from diag.network.exporter import register_routes  # /snmp?target=...&module=... (imports SNMP on first use)
+
+        register_routes(self.app, inv)
         host, port = config.parse_listen(cfg.listen)
         self.server = Server(self.app, host, port)
         self._stop = threading.Event()
