@@ -171,7 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 #: Modules that add subcommands (``add_commands(subparsers)``); each keeps heavy imports inside its commands
 #: so that ``diag --help`` stays fast.
-_EXTENSION_MODULES = ["diag.remote.cli", "diag.network.cli", "diag.incidents.cli"]
+_EXTENSION_MODULES = ["diag.remote.cli", "diag.network.cli", "diag.network.cli_reach", "diag.incidents.cli"]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
