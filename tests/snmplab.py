@@ -35,9 +35,10 @@ def _run(argv: list[str], check: bool = True, timeout: float = 60.0, **kw: Any) 
 class SnmpLab:
     """One snmpd in its own namespace with ``interfaces`` ifTable rows (lo + uplink + veth ends)."""
 
-    def __init__(self, interfaces: int = 201, root: Path | None = None, agent_size: int | None = None) -> None:
+    def __init__(self, interfaces: int = 201, root: Path | None = None, extra_conf: str = "") -> None:
         self.interfaces = interfaces
-        self.agent_size = agent_size
+        #: More snmpd.conf lines (e.g. ``[snmp] serverSendBuf 1024`` to make large answers fail).
+        self.extra_conf = extra_conf
         self._own_root = root is None
         self.root = Path(tempfile.mkdtemp(prefix="dgn-snmplab-")) if root is None else root
         self.lab_id = -1
@@ -117,7 +118,6 @@ class SnmpLab:
             lines.append(f"link add p{extra - 1} type veth peer name px")
         names = [f"p{n}" for n in range(extra)]
         for n, name in enumerate(names):
-            lines.append(f"link set {name} alias dgn-port-{n}")
             if n % 10 != 9:  # every tenth stays admin down, so oper/admin findings have something to see
                 lines.append(f"link set {name} up")
         if extra % 2:
@@ -129,15 +129,14 @@ class SnmpLab:
     def _write_conf(self) -> None:
         persist = self.root / "persist"
         persist.mkdir(exist_ok=True)
-        size = f"agentSize {self.agent_size}\n" if self.agent_size else ""
         self.conf.write_text(
             f"agentAddress udp:{self.address}:161\n"
-            f"{size}"
             f"rocommunity {COMMUNITY} default\n"
             f"createUser {V3_USER} SHA {V3_AUTH} AES {V3_PRIV}\n"
             f"rouser {V3_USER} priv\n"
             f"sysName dgn-snmplab-{self.lab_id}\n"
             "sysLocation diag test lab\n"
+            f"{self.extra_conf}"
         )
 
     def start_snmpd(self, timeout: float = 20.0) -> None:

@@ -1,8 +1,9 @@
 """A lean BER encoder/decoder for SNMP v1/v2c messages: the GET/GETNEXT/GETBULK hot loop of a walk.
 
 Only what SNMP messages use is here (definite lengths, the SMI application types). OIDs stay in their
-BER-encoded form (``bytes``) while walking: that encoding sorts like the OIDs themselves and a subtree is
-a byte prefix, so the walk compares and checks bytes and turns only what it keeps into text. Decoding an
+BER-encoded form (``bytes``) while walking: a subtree is a byte prefix, and byte order is OID order
+except across multi-byte arcs of different lengths (:func:`arcs` gives the exact order), so the walk
+compares bytes and turns only what it keeps into text. Decoding an
 8,000-varbind walk this way costs a few tens of milliseconds (docs/snmp.md has the measurements).
 """
 
@@ -114,6 +115,18 @@ def encode_oid(oid: str) -> bytes:
             arc >>= 7
         out += bytes(c | 0x80 for c in reversed(chunk[1:])) + bytes((chunk[0],))
     return bytes(out)
+
+
+def arcs(b: bytes) -> tuple[int, ...]:
+    """The arcs of an OID's BER content octets (first two still combined): an exact OID sort key."""
+    out: list[int] = []
+    n = 0
+    for byte in b:
+        n = (n << 7) | (byte & 0x7F)
+        if not byte & 0x80:
+            out.append(n)
+            n = 0
+    return tuple(out)
 
 
 def decode_oid(b: bytes) -> str:

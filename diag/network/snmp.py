@@ -269,6 +269,8 @@ class V2Session:
         t = self.target
         bulk = bulk and self._version == 1
         out: list[ber.Varbind] = []
+        seen: set[bytes] = set()
+        seen_add = seen.add
         last = root
         timeouts = 0
         while True:
@@ -301,10 +303,14 @@ class V2Session:
             for oid, tag, value in varbinds:
                 if tag == ber.END_OF_MIB_VIEW or not oid.startswith(root):
                     return out
-                if oid <= last:
+                # Bytes order equals OID order except across multi-byte arcs of different lengths
+                # (16383 = ff 7f, 16384 = 81 80 00): bytes only pick the rare cases to check exactly, and
+                # the seen set catches a cycle whatever the order says.
+                if (oid <= last and ber.arcs(oid) <= ber.arcs(last)) or oid in seen:
                     raise SnmpError(
                         f"{t.label}: OIDs not increasing: {ber.decode_oid(oid)} after {ber.decode_oid(last)} (loop)"
                     )
+                seen_add(oid)
                 out.append((oid, tag, value))
                 last = oid
 

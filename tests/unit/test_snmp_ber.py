@@ -1,0 +1,107 @@
+"""BER encoding and decoding of SNMP messages, and the profile files' validation."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+
+from diag.errors import ConfigError, RegistryError
+from diag.network import ber, profiles
+
+
+def test_oid_round_trip_and_order() -> None:
+    rng = random.Random(5)
+    oids = [
+        "1.3.6.1.2.1." + ".".join(str(rng.choice([0, 1, 127, 128, 200, 16383, 16384, 2**31])) for _ in range(4))
+        for _ in range(300)
+    ]
+    for o in oids:
+        assert ber.decode_oid(ber.encode_oid(o)) == o
+    # ber.arcs is the exact order; plain bytes are not (16384 = 81 80 00 sorts before 16383 = ff 7f).
+    by_key = sorted(oids, key=lambda o: ber.arcs(ber.encode_oid(o)))
+    by_arcs = sorted(oids, key=lambda o: [int(a) for a in o.split(".")])
+    assert by_key == by_arcs
+    assert ber.encode_oid("1.3.16384") < ber.encode_oid("1.3.16383")
+    assert ber.encode_oid("1.3.6.1.2.1.2.2.1.2.200").startswith(ber.encode_oid("1.3.6.1.2.1.2.2.1.2"))
+    assert ber.decode_suffix(ber.encode_oid("1.3.200.5.1")[1:]) == "200.5.1"
+
+
+@pytest.mark.parametrize("bad", ["", "1", "abc", "1.3.x", "3.1", "1.40"])
+def test_bad_oids(bad: str) -> None:
+    with pytest.raises(ber.BerError):
+        ber.encode_oid(bad)
+
+
+def test_request_decodes_as_sent() -> None:
+    msg = ber.encode_request(1, b"public", ber.GETBULK, 77, [ber.encode_oid("1.3.6.1.2.1.2.2")], 0, 25)
+    version, community, pdu, rid, a, b, vbs = ber.decode_response(msg)
+    assert (version, community, pdu, rid, a, b) == (1, b"public", ber.GETBULK, 77, 0, 25)
+    assert vbs == [(ber.encode_oid("1.3.6.1.2.1.2.2"), ber.NULL, None)]
+
+
+def test_all_value_types() -> None:
+    vals = [
+        ber.enc_int(-5),
+        ber.tlv(ber.OCTET_STRING, b"\xff\x00x"),
+        ber.tlv(ber.OBJECT_ID, ber.encode_oid("1.3.6.1.4.1.8072")),
+        ber.tlv(ber.IPADDRESS, bytes([10, 232, 0, 1])),
+        ber.tlv(ber.COUNTER32, b"\x00\xff\xff\xff\xff"),
+        ber.tlv(ber.COUNTER64, (2**64 - 1).to_bytes(9, "big")),
+        ber.tlv(ber.TIMETICKS, b"\x01\x00"),
+        ber.tlv(ber.NO_SUCH_INSTANCE, b""),
+    ]
+    body = b"".join(ber.tlv(0x30, ber.tlv(ber.OBJECT_ID, ber.encode_oid(f"1.3.{i}")) + v) for i, v in enumerate(vals))
+    pdu = ber.tlv(ber.RESPONSE, ber.enc_int(1) + ber.enc_int(0) + ber.enc_int(0) + ber.tlv(0x30, body))
+    msg = ber.tlv(0x30, ber.enc_int(1) + ber.tlv(ber.OCTET_STRING, b"c") + pdu)
+    got = [(t, v) for _, t, v in ber.decode_response(msg)[6]]
+    assert got == [
+        (ber.INTEGER, -5),
+        (ber.OCTET_STRING, b"\xff\x00x"),
+        (ber.OBJECT_ID, "1.3.6.1.4.1.8072"),
+        (ber.IPADDRESS, "10.232.0.1"),
+        (ber.COUNTER32, 2**32 - 1),
+        (ber.COUNTER64, 2**64 - 1),
+        (ber.TIMETICKS, 256),
+        (ber.NO_SUCH_INSTANCE, None),
+    ]
+
+
+@pytest.mark.parametrize(
+    "garbage",
+    [b"", b"\x30", b"\x04\x00", b"\x30\x82\xff\xff\x02\x01\x01", b"\x30\x03\x02\x01\x01", bytes(range(40))],
+)
+def test_garbage_raises_ber_error(garbage: bytes) -> None:
+    with pytest.raises(ber.BerError):
+        ber.decode_response(garbage)
+
+
+def test_truncations_of_a_real_message_never_crash() -> None:
+    msg = ber.encode_request(1, b"public", ber.GET, 9, [ber.encode_oid("1.3.6.1.2.1.1.5.0")] * 3)
+    for n in range(len(msg)):
+        with pytest.raises(ber.BerError):
+            ber.decode_response(msg[:n])
+
+
+def test_shipped_profiles_load() -> None:
+    names = profiles.profile_names()
+    assert {"system", "if_mib", "host_resources", "ucd", "entity_sensor", "printer", "ups"} <= set(names)
+    for n in names:
+        p = profiles.load(n)
+        assert p.spec.description
+    if_mib = profiles.load("if_mib").spec
+    assert any(m.name == "if_hc_in_octets" and m.kind == "counter" for m in if_mib.tables[0].metrics)
+
+
+def test_profile_errors_name_file_and_line(tmp_path: Path) -> None:
+    (tmp_path / "bad.yaml").write_text(
+        "description: broken\nscalars:\n  - {name: x, oid: 1.3.6.x, help: h}\n"
+        "rules:\n  - {check: c, metric: nope, test: equals, summary: s}\n"
+    )
+    with pytest.raises(ConfigError) as e:
+        profiles.load("bad", tmp_path)
+    assert e.value.problems[0].startswith(f"{tmp_path / 'bad.yaml'}:3: ")
+    assert any(":5: metric: no metric 'nope'" in p for p in e.value.problems)
+    with pytest.raises(RegistryError, match="unknown SNMP profile 'missing'"):
+        profiles.load("missing", tmp_path)

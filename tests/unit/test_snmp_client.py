@@ -1,0 +1,205 @@
+"""The v2c client's behaviour on agents that misbehave: tooBig, garbage, loops, stale answers, wrong types.
+
+A small scripted agent on 127.0.0.1 (ports 19500-19599) answers with BER built here; each fault is one
+switch. The real snmpd tests (tests/integration/test_snmp.py) cover the well-behaved paths.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from diag.network import ber, profiles, snmp
+from tests.conftest import free_port
+
+ROOT = "1.3.6.1.2.1.2.2.1"
+
+
+def enc_value(tag: int, value: Any) -> bytes:
+    if tag == ber.INTEGER:
+        return ber.enc_int(value)
+    if tag in ber.UNSIGNED:
+        return ber.tlv(tag, value.to_bytes(max(1, (value.bit_length() + 8) // 8), "big"))
+    if tag == ber.OCTET_STRING:
+        return ber.tlv(tag, value)
+    return ber.tlv(tag, b"")
+
+
+class FakeAgent:
+    """Answers GET/GETNEXT/GETBULK from a sorted table; ``fault`` picks a misbehaviour."""
+
+    def __init__(self, table: dict[str, tuple[int, Any]], fault: str = "") -> None:
+        self.rows = sorted(((ber.encode_oid(o), tag, v) for o, (tag, v) in table.items()), key=lambda r: ber.arcs(r[0]))
+        self.fault = fault
+        self.max_bulk = 1000
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.port = free_port(range(19500, 19600))
+        self.sock.bind(("127.0.0.1", self.port))
+        self.sock.settimeout(0.2)
+        self.requests: list[tuple[int, int]] = []  # (pdu, max-repetitions)
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.serve, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join(5)
+        self.sock.close()
+
+    def after(self, oid: bytes) -> list[tuple[bytes, int, Any]]:
+        key = ber.arcs(oid)
+        return [r for r in self.rows if ber.arcs(r[0]) > key]
+
+    def serve(self) -> None:
+        while not self.stop.is_set():
+            try:
+                data, peer = self.sock.recvfrom(65536)
+            except TimeoutError:
+                continue
+            _, _, pdu, rid, _, b, vbs = ber.decode_response(data)  # requests share the layout
+            self.requests.append((pdu, b))
+            if self.fault == "garbage":
+                self.sock.sendto(b"\x30\x05\x02\x01\x01\x04\x09", peer)
+                continue
+            if self.fault == "stale":  # an old answer first, then the right one
+                self.sock.sendto(self.reply(rid - 7, 0, [(self.rows[0][0], ber.INTEGER, 99)]), peer)
+            status, out = 0, []
+            if pdu == ber.GET:
+                if self.fault == "toobig" and len(vbs) > 2:
+                    status = ber.TOO_BIG
+                else:
+                    have = {r[0]: r for r in self.rows}
+                    out = [have.get(o, (o, ber.NO_SUCH_OBJECT, None)) for o, _, _ in vbs]
+            elif pdu == ber.GETNEXT:
+                nxt = self.after(vbs[0][0])
+                out = nxt[:1] or [(vbs[0][0], ber.END_OF_MIB_VIEW, None)]
+            elif pdu == ber.GETBULK:
+                if self.fault == "toobig" and b > 4:
+                    status = ber.TOO_BIG
+                else:
+                    out = self.after(vbs[0][0])[: min(b, self.max_bulk)]
+                    if self.fault == "loop" and len(out) > 1:
+                        out = [out[0], out[0]]
+                    out = out or [(vbs[0][0], ber.END_OF_MIB_VIEW, None)]
+            self.sock.sendto(self.reply(rid, status, out), peer)
+
+    def reply(self, rid: int, status: int, vbs: list[tuple[bytes, int, Any]]) -> bytes:
+        body = b"".join(ber.tlv(0x30, ber.tlv(ber.OBJECT_ID, o) + enc_value(t, v)) for o, t, v in vbs)
+        pdu = ber.tlv(ber.RESPONSE, ber.enc_int(rid) + ber.enc_int(status) + ber.enc_int(0) + ber.tlv(0x30, body))
+        return ber.tlv(0x30, ber.enc_int(1) + ber.tlv(ber.OCTET_STRING, b"public") + pdu)
+
+
+TABLE: dict[str, tuple[int, Any]] = {
+    **{f"{ROOT}.2.{i}": (ber.OCTET_STRING, f"eth{i}".encode()) for i in range(1, 31)},
+    **{f"{ROOT}.10.{i}": (ber.COUNTER32, i * 1000) for i in range(1, 31)},
+    "1.3.6.1.2.1.2.3.0": (ber.INTEGER, 5),  # past the table: ends the walk
+}
+
+
+@pytest.fixture
+def agent(request: pytest.FixtureRequest) -> Iterator[FakeAgent]:
+    a = FakeAgent(TABLE, getattr(request, "param", ""))
+    yield a
+    a.close()
+
+
+def target(a: FakeAgent, **kw: Any) -> snmp.Target:
+    return snmp.Target("127.0.0.1", a.port, timeout=0.3, retries=1, **kw)
+
+
+def test_walk_in_order(agent: FakeAgent) -> None:
+    with snmp.V2Session(target(agent, max_repetitions=7)) as s:
+        got = s.walk(ROOT)
+    assert [o for o, _, _ in got] == [f"{ROOT}.2.{i}" for i in range(1, 31)] + [f"{ROOT}.10.{i}" for i in range(1, 31)]
+    assert got[0] == (f"{ROOT}.2.1", "OCTET STRING", b"eth1") and got[-1] == (f"{ROOT}.10.30", "Counter32", 30000)
+
+
+def test_walk_across_multibyte_arcs_of_different_lengths() -> None:
+    """16383 then 16384: the BER bytes go down (ff 7f, then 81 80 00) while the OIDs go up."""
+    idx = [1, 127, 128, 16383, 16384, 2**21, 2**28]
+    a = FakeAgent({**{f"{ROOT}.2.{i}": (ber.INTEGER, i) for i in idx}, "1.3.6.1.2.1.3.0": (ber.INTEGER, 0)})
+    try:
+        with snmp.V2Session(target(a, max_repetitions=3)) as s:
+            assert [v for _, _, v in s.walk(ROOT)] == idx
+    finally:
+        a.close()
+
+
+@pytest.mark.parametrize("agent", ["toobig"], indirect=True)
+def test_toobig_halves_max_repetitions_and_splits_gets(agent: FakeAgent) -> None:
+    with snmp.V2Session(target(agent, max_repetitions=40)) as s:
+        walked = s.walk(ROOT)
+        got = s.get([f"{ROOT}.2.{i}" for i in range(1, 9)])
+        assert s.max_repetitions == 2  # 40 -> 20 -> 10 -> 5 -> 2: the first size the agent accepts
+    assert len(walked) == 60
+    assert [v for _, _, v in got] == [f"eth{i}".encode() for i in range(1, 9)]
+    assert [b for pdu, b in agent.requests if pdu == ber.GETBULK][:5] == [40, 20, 10, 5, 2]
+
+
+@pytest.mark.parametrize("agent", ["garbage"], indirect=True)
+def test_garbage_is_a_one_line_error(agent: FakeAgent) -> None:
+    with pytest.raises(snmp.SnmpError, match=rf"^127\.0\.0\.1:{agent.port}: malformed answer \(7 bytes\): "):
+        snmp.V2Session(target(agent)).get(["1.3.6.1.2.1.2.3.0"])
+
+
+@pytest.mark.parametrize("agent", ["loop"], indirect=True)
+def test_oids_not_increasing_is_a_loop_error(agent: FakeAgent) -> None:
+    with pytest.raises(snmp.SnmpError, match=r"OIDs not increasing: 1\.3\.6\.1\.2\.1\.2\.2\.1\.2\.1 after .* \(loop\)"):
+        snmp.V2Session(target(agent)).walk(ROOT)
+
+
+@pytest.mark.parametrize("agent", ["stale"], indirect=True)
+def test_stale_answers_are_dropped(agent: FakeAgent) -> None:
+    with snmp.V2Session(target(agent)) as s:
+        assert s.get(["1.3.6.1.2.1.2.3.0"]) == [("1.3.6.1.2.1.2.3.0", "INTEGER", 5)]
+
+
+def test_no_agent_is_a_clear_error() -> None:
+    port = free_port(range(19500, 19600))
+    with pytest.raises(snmp.SnmpError, match=rf"^127\.0\.0\.1:{port}: port unreachable"):
+        snmp.V2Session(snmp.Target("127.0.0.1", port, timeout=0.3)).get(["1.3.6.1.2.1.1.3.0"])
+
+
+def test_silent_agent_times_out_and_halves_bulk() -> None:
+    """A socket that reads requests and never answers (a device that drops big requests)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as quiet:
+        port = free_port(range(19500, 19600))
+        quiet.bind(("127.0.0.1", port))
+        s = snmp.V2Session(snmp.Target("127.0.0.1", port, timeout=0.1, retries=2, max_repetitions=64))
+        with pytest.raises(
+            snmp.SnmpTimeout, match=r"no answer: wrong community or host down \(timeout 0.1s, 3 tries\)"
+        ):
+            s.walk(ROOT)
+        assert s.max_repetitions == 16
+        s.close()
+
+
+def test_wrong_type_in_a_profile_column_is_a_finding(tmp_path: Any) -> None:
+    table = {
+        **{f"1.3.6.1.2.1.31.1.1.1.1.{i}": (ber.OCTET_STRING, f"eth{i}".encode()) for i in (1, 2)},
+        "1.3.6.1.2.1.31.1.1.1.6.1": (ber.COUNTER64, 2**40),
+        "1.3.6.1.2.1.31.1.1.1.6.2": (ber.OCTET_STRING, b"lots"),  # a broken agent
+        "1.3.6.1.2.1.99.0": (ber.INTEGER, 1),
+    }
+    (tmp_path / "t.yaml").write_text(
+        "description: test\n"
+        "tables:\n"
+        "  - name: t\n"
+        "    index: ifIndex\n"
+        "    labels: {ifName: 1.3.6.1.2.1.31.1.1.1.1}\n"
+        "    metrics:\n"
+        "      - {name: in_octets, oid: 1.3.6.1.2.1.31.1.1.1.6, kind: counter, help: bytes in}\n"
+    )
+    a = FakeAgent(table)
+    try:
+        r = profiles.poll(target(a), [profiles.load("t", tmp_path)])
+    finally:
+        a.close()
+    m = next(m for m in r.metrics if m.name == "diag_snmp_in_octets")
+    assert m.samples == [(("1", "eth1"), float(2**40))]
+    assert [f.check for f in r.findings] == ["snmp_bad_value"]
+    assert "1.3.6.1.2.1.31.1.1.1.6.2 (OCTET STRING)" in r.findings[0].evidence[0].text
