@@ -781,8 +781,10 @@ class _Tracer:
                 # Accepted or refused: the destination's own TCP answered.
                 if err in (0, errno.ECONNREFUSED):
                     return Probe(self.address, time.monotonic() - sent, "reached")
-                if err in (errno.EHOSTUNREACH, errno.ENETUNREACH):
-                    continue  # the ICMP unreachable itself arrives on the raw socket and says who sent it
+                # Any other error (EHOSTUNREACH also for time exceeded: in SYN_SENT the kernel treats ICMP errors
+                # as fatal) ends the connect; reading SO_ERROR cleared it, so stop watching the socket. The ICMP
+                # message itself arrives on the raw socket and says who sent it.
+                extra = None
             if r:
                 data, (src, _) = self.icmp.recvfrom(65535)
                 now = time.monotonic()
@@ -902,7 +904,7 @@ def trace_result(trace: Trace) -> Result:
     ev = [Evidence("command", f"traceroute {trace.method} {t}", trace.table(), trace.to_dict())]
     if trace.stopped == "unreachable" and last is not None:
         reason = next(p.kind for p in last.probes if p.address and p.kind not in ("time_exceeded", ""))
-        summary = f"path to {t} breaks at hop {last.ttl} ({last.address}): it answers {reason}"
+        summary = f"path to {t} breaks at {last.address}: it answered the TTL-{last.ttl} probe with {reason}"
         data = {"last_responding_hop": last.ttl, "last_responding_address": last.address, "first_silent_hop": None}
     else:
         first_silent = next((h.ttl for h in trace.hops if h.silent and (last is None or h.ttl > last.ttl)), None)
