@@ -64,6 +64,7 @@ class RoutedLab:
     def __init__(self) -> None:
         self.procs: list[subprocess.Popen[bytes]] = []
         self._lock: IO[str] | None = None
+        self._logdir = Path(tempfile.mkdtemp(prefix="dgr-lab-"))
 
     def start(self) -> RoutedLab:
         # One lab at a time on this machine: the names are fixed. The lock is held until close().
@@ -106,6 +107,7 @@ class RoutedLab:
                 p.wait(timeout=10)
         self.procs.clear()
         self._delete_namespaces()
+        shutil.rmtree(self._logdir, ignore_errors=True)
         if self._lock is not None:
             self._lock.close()
             self._lock = None
@@ -121,18 +123,18 @@ class RoutedLab:
     def spawn(self, ns: str, argv: list[str], ready_port: tuple[str, int] | None = None) -> subprocess.Popen[bytes]:
         """Start a server in a namespace (own process group, killed by close()); wait until it listens."""
         # stderr to a file, not a pipe: a chatty server (http.server logs every request) must never block on it.
-        log = tempfile.TemporaryFile()
-        p = subprocess.Popen(
-            ["ip", "netns", "exec", ns, *argv], stdout=subprocess.DEVNULL, stderr=log, start_new_session=True
-        )
+        log_path = self._logdir / f"{len(self.procs)}.log"
+        with open(log_path, "wb") as log:
+            p = subprocess.Popen(
+                ["ip", "netns", "exec", ns, *argv], stdout=subprocess.DEVNULL, stderr=log, start_new_session=True
+            )
         self.procs.append(p)
         if ready_port is not None:
             host, port = ready_port
             deadline = time.monotonic() + 15
             while time.monotonic() < deadline:
                 if p.poll() is not None:
-                    log.seek(0)
-                    err = log.read().decode(errors="replace")
+                    err = log_path.read_text(errors="replace")
                     raise LabError(f"{' '.join(argv)} exited {p.returncode}: {err.strip()}")
                 out = nsx(ns, "ss", "-Hltn", f"sport = :{port}").stdout
                 if host in out:
