@@ -158,5 +158,7 @@ def parse_mysql_greeting(data: bytes) -> MysqlGreeting:
     if end < 0 or len(payload) < end + 5:
         raise PacketError("MySQL greeting without a NUL-terminated server version and connection id")
     version = payload[1:end].decode("utf-8", "replace")
+    if version.startswith("5.5.5-") and "MariaDB" in version:
+        version = version[6:]  # MariaDB's prefix for old clients that parse the major version: not its version
     conn_id = int.from_bytes(payload[end + 1 : end + 5], "little")
     return MysqlGreeting(protocol, version, conn_id)
