@@ -23,6 +23,8 @@ COMMUNITY = "dgn-public"
 V3_USER = "dgnuser"
 V3_AUTH = "dgn-auth-pass-1"
 V3_PRIV = "dgn-priv-pass-1"
+#: A second v3 user with authentication only (authNoPriv).
+V3_AUTH_USER = "dgnauthonly"
 
 
 def _run(argv: list[str], check: bool = True, timeout: float = 60.0, **kw: Any) -> subprocess.CompletedProcess[str]:
@@ -134,6 +136,8 @@ class SnmpLab:
             f"rocommunity {COMMUNITY} default\n"
             f"createUser {V3_USER} SHA {V3_AUTH} AES {V3_PRIV}\n"
             f"rouser {V3_USER} priv\n"
+            f"createUser {V3_AUTH_USER} SHA {V3_AUTH}\n"
+            f"rouser {V3_AUTH_USER} auth\n"
             f"sysName dgn-snmplab-{self.lab_id}\n"
             "sysLocation diag test lab\n"
             f"{self.extra_conf}"

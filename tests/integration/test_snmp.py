@@ -7,15 +7,18 @@ and an snmpd whose agentSize is tiny (tooBig answers).
 
 from __future__ import annotations
 
+import json
+import os
 import re
+import subprocess
 import threading
 from collections.abc import Iterator
 
 import pytest
 
 from diag.network import profiles, snmp
-from tests.conftest import StartAgent
-from tests.snmplab import COMMUNITY, V3_AUTH, V3_PRIV, V3_USER, SnmpLab
+from tests.conftest import DIAG, StartAgent
+from tests.snmplab import COMMUNITY, V3_AUTH, V3_AUTH_USER, V3_PRIV, V3_USER, SnmpLab
 
 pytestmark = pytest.mark.integration
 
@@ -238,3 +241,32 @@ def test_concurrent_sessions_match_replies(lab: SnmpLab) -> None:
     for th in threads:
         th.join(60)
     assert len(results) == 4 and all(r == results[0] for r in results.values())
+
+
+def test_v3_auth_no_priv(lab: SnmpLab) -> None:
+    t = snmp.Target(lab.address, version="3", user=V3_AUTH_USER, auth_key=V3_AUTH)
+    assert t.security_level == "authNoPriv"
+    s = snmp.open_session(t)
+    try:
+        got = s.get(["1.3.6.1.2.1.1.5.0", "1.3.6.1.2.1.31.1.1.1.6.3"])
+    finally:
+        s.close()
+    assert got[0] == ("1.3.6.1.2.1.1.5.0", "OCTET STRING", f"dgn-snmplab-{lab.lab_id}".encode())
+    assert got[1][1] == "Counter64" and isinstance(got[1][2], int)
+
+
+def test_cli_walk_json_equals_snmpbulkwalk(lab: SnmpLab) -> None:
+    env = {**os.environ, "DIAG_SNMP_COMMUNITY": COMMUNITY}
+    p = subprocess.run(
+        [DIAG, "snmp", "walk", "--json", lab.address, "1.3.6.1.2.1.2.2.1.2"],
+        capture_output=True, text=True, timeout=60, env=env,
+    )  # fmt: skip
+    assert p.returncode == 0, p.stderr
+    got = {v["oid"]: v["value"] for v in json.loads(p.stdout)}
+    assert got == netsnmp_walk(lab, "1.3.6.1.2.1.2.2.1.2")
+    bad = subprocess.run(
+        [DIAG, "snmp", "get", "-c", "wrong", "-t", "0.2", "-r", "0", lab.address, "1.3.6.1.2.1.1.5.0"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert bad.returncode == 3
+    assert bad.stderr == f"diag: {lab.address}:161: no answer: wrong community or host down (timeout 0.2s, 1 try)\n"
