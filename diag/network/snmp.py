@@ -349,6 +349,11 @@ class V3Session:
         self.target = target
         if not target.user:
             raise SnmpError(f"{target.label}: SNMPv3 needs a user")
+        for what, key in (("auth", target.auth_key), ("priv", target.priv_key)):
+            if key and len(key) < 8:  # net-snmp refuses them with only a message on stderr
+                raise SnmpAuthError(f"{target.label}: SNMPv3 {what} password must have at least 8 characters")
+        if target.priv_key and not target.auth_key:
+            raise SnmpAuthError(f"{target.label}: SNMPv3 privacy needs an auth password too")
         kw: dict[str, Any] = {
             "hostname": target.host if ":" not in target.host else f"[{target.host}]",
             "port_number": str(target.port),
@@ -382,8 +387,11 @@ class V3Session:
         low = text.lower()
         label = self.target.label
         if "timeout" in low or "timed out" in low:
+            # An agent that cannot decrypt a request drops it silently: a wrong privacy password looks
+            # like a dead host, as a wrong community does in v2c.
+            why = "host down or wrong privacy password" if self.target.priv_key else "host down"
             return SnmpTimeout(
-                f"{label}: no answer (timeout {self.target.timeout:g}s, {self.target.retries + 1} tries)"
+                f"{label}: no answer: {why} (timeout {self.target.timeout:g}s, {self.target.retries + 1} tries)"
             )
         if "authentication" in low or "decrypt" in low or "unknown user" in low or "usm" in low:
             return SnmpAuthError(f"{label}: SNMPv3 authentication failed for user {self.target.user}: {text}")

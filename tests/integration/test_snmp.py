@@ -270,3 +270,18 @@ def test_cli_walk_json_equals_snmpbulkwalk(lab: SnmpLab) -> None:
     )  # fmt: skip
     assert bad.returncode == 3
     assert bad.stderr == f"diag: {lab.address}:161: no answer: wrong community or host down (timeout 0.2s, 1 try)\n"
+
+
+def test_v3_wrong_user_and_wrong_privacy_password(lab: SnmpLab) -> None:
+    with pytest.raises(snmp.SnmpAuthError, match=r"authentication failed for user nobody: .*Unknown user name"):
+        snmp.open_session(snmp.Target(lab.address, version="3", user="nobody", auth_key=V3_AUTH)).get(
+            ["1.3.6.1.2.1.1.5.0"]
+        )
+    t = snmp.Target(lab.address, version="3", user=V3_USER, auth_key=V3_AUTH, priv_key="not-the-priv", timeout=0.3)
+    with pytest.raises(snmp.SnmpTimeout) as e:
+        snmp.open_session(t).get(["1.3.6.1.2.1.1.5.0"])
+    assert str(e.value) == (
+        f"{lab.address}:161: no answer: host down or wrong privacy password (timeout 0.3s, 2 tries)"
+    )
+    with pytest.raises(snmp.SnmpAuthError, match="at least 8 characters"):
+        snmp.open_session(snmp.Target(lab.address, version="3", user=V3_USER, auth_key="short"))
