@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -78,6 +79,8 @@ class FakeAgent:
                 nxt = self.after(vbs[0][0])
                 out = nxt[:1] or [(vbs[0][0], ber.END_OF_MIB_VIEW, None)]
             elif pdu == ber.GETBULK:
+                if self.fault == "slow" and b > 8:  # large answers take long (a busy device)
+                    time.sleep(0.2)
                 if self.fault == "toobig" and b > 4:
                     status = ber.TOO_BIG
                 else:
@@ -138,6 +141,14 @@ def test_toobig_halves_max_repetitions_and_splits_gets(agent: FakeAgent) -> None
     assert len(walked) == 60
     assert [v for _, _, v in got] == [f"eth{i}".encode() for i in range(1, 9)]
     assert [b for pdu, b in agent.requests if pdu == ber.GETBULK][:5] == [40, 20, 10, 5, 2]
+
+
+@pytest.mark.parametrize("agent", ["slow"], indirect=True)
+def test_slow_answers_halve_max_repetitions(agent: FakeAgent) -> None:
+    with snmp.V2Session(target(agent, max_repetitions=32)) as s:  # timeout 0.3 s: 0.2 s is "slow"
+        assert len(s.walk(ROOT)) == 60
+        assert s.max_repetitions == 8  # 32 -> 16 -> 8, then answers come fast
+    assert [b for pdu, b in agent.requests if pdu == ber.GETBULK][:3] == [32, 16, 8]
 
 
 @pytest.mark.parametrize("agent", ["garbage"], indirect=True)
