@@ -199,8 +199,8 @@ def ping(
         if force == "dgram" and sock is not None and method == "raw":
             sock.close()
             sock, method, note = socket.socket(socket.AF_INET, socket.SOCK_DGRAM, socket.IPPROTO_ICMP), "dgram", ""
-    if method == "tcp":
-        note += f"; fell back to TCP connect to port {tcp_port}" if note else ""
+    if method == "tcp" and force != "tcp":
+        note += f"; fell back to TCP connect to port {tcp_port}"
     stats = PingStats(target, address, method, note=note.lstrip("; "), tcp_port=tcp_port if method == "tcp" else 0)
     ident = _ident()
     try:
@@ -366,6 +366,8 @@ def dns_check(name: str, timeout: float = 5.0) -> DnsCheck:
         infos = fut.result(timeout)
     except concurrent.futures.TimeoutError:
         return DnsCheck(name, time.monotonic() - start, [], "timeout", f"no answer within {timeout:g} s")
+    except UnicodeError as e:  # a label longer than 63 characters, or not encodable with IDNA
+        return DnsCheck(name, time.monotonic() - start, [], "error", f"invalid name: {e}")
     except socket.gaierror as e:
         kind = {socket.EAI_NONAME: "nxdomain", socket.EAI_AGAIN: "temporary"}.get(e.errno or 0, "error")
         if getattr(socket, "EAI_NODATA", None) == e.errno:
