@@ -18,6 +18,7 @@ from diag.httpd import App, Response, json_response
 
 if TYPE_CHECKING:
     from diag.inventory import Host, Inventory
+    from diag.network.poller import SnmpPoller
     from diag.network.profiles import PollState
     from diag.network.snmp import Target
 
@@ -79,8 +80,18 @@ class SnmpExporter:
         return "200 OK", [("Content-Type", CONTENT_TYPE)], encode_metrics(result.metrics)
 
 
-def register_routes(app: App, inventory: Inventory | None, default_community: str | None = None) -> SnmpExporter:
-    """Mount ``/snmp`` on the agent's App."""
+def register_routes(
+    app: App, inventory: Inventory | None, default_community: str | None = None, poller: SnmpPoller | None = None
+) -> SnmpExporter:
+    """Mount ``/snmp`` on the agent's App, and ``/snmp/inventory`` (the poller's latest results) if given."""
     exporter = SnmpExporter(inventory, default_community)
     app.route("/snmp", exporter.handle)
+    if poller is not None:
+
+        def inventory_metrics(environ: dict[str, Any]) -> Response:
+            from diag.exporters.prometheus import CONTENT_TYPE
+
+            return "200 OK", [("Content-Type", CONTENT_TYPE)], poller.render()
+
+        app.route("/snmp/inventory", inventory_metrics)
     return exporter
