@@ -12,7 +12,7 @@ from __future__ import annotations
 import random
 import socket
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from diag.errors import AuthError, DiagError, Timeout
@@ -58,7 +58,6 @@ class Target:
     retries: int = 1
     max_repetitions: int = MAX_REPETITIONS
     name: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def label(self) -> str:
@@ -111,7 +110,7 @@ def target_from_host(host: Host, port: int | None = None) -> Target:
 
 
 def format_value(type_name: str, value: Any) -> str:
-    """A value as text the way ``snmpget -On -Oe -Ot`` prints it (the tests compare with net-snmp)."""
+    """A value as text: strings as UTF-8 (hex bytes when they are not), numbers in decimal, OIDs dotted."""
     if isinstance(value, bytes):
         try:
             return value.decode()

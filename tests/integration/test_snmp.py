@@ -285,3 +285,16 @@ def test_v3_wrong_user_and_wrong_privacy_password(lab: SnmpLab) -> None:
     )
     with pytest.raises(snmp.SnmpAuthError, match="at least 8 characters"):
         snmp.open_session(snmp.Target(lab.address, version="3", user=V3_USER, auth_key="short"))
+
+
+def test_v1_walk_with_getnext(lab: SnmpLab) -> None:
+    """v1 has no GETBULK and ends a walk with noSuchName at the end of the MIB view."""
+    with snmp.V2Session(v2(lab, version="1")) as s:
+        names = s.walk("1.3.6.1.2.1.31.1.1.1.1")
+        assert s.requests == len(names) + 1  # one GETNEXT per value, and the one past the end
+        s.requests = 0
+        assert s.walk("1.3.6.1.9") == []  # past everything snmpd has: noSuchName, not an error
+        assert s.requests == 1
+    with snmp.V2Session(v2(lab)) as s2:
+        assert names == s2.walk("1.3.6.1.2.1.31.1.1.1.1")
+        assert s2.walk("1.3.6.1.9") == []  # v2c: endOfMibView
