@@ -77,6 +77,8 @@ class PingStats:
     #: Why a weaker method was used ("raw sockets not allowed ..."); empty with raw sockets.
     note: str = ""
     tcp_port: int = 0
+    #: Distinct reasons probes were lost when someone gave one ("10.0.0.2: network unreachable").
+    errors: list[str] = field(default_factory=list)
 
     @property
     def sent(self) -> int:
@@ -113,6 +115,7 @@ class PingStats:
             "received": len(self.received),
             "loss_ratio": self.loss_ratio,
             "rtt_seconds": self.rtt_stats(),
+            "errors": self.errors,
             "rtts": self.rtts,
         }
 
@@ -158,20 +161,35 @@ def _recv_icmp(sock: socket.socket, deadline: float, raw: bool) -> Iterator[tupl
 
 def _echo_once(
     sock: socket.socket, method: PingMethod, address: str, ident: int, seq: int, timeout: float
-) -> float | None:
+) -> tuple[float | None, str]:
+    """(RTT or None, why it was lost when someone said: "10.0.0.2: network unreachable", a local errno)."""
     payload = b"diag-reach" + seq.to_bytes(2, "big")
     sent = time.monotonic()
-    sock.sendto(encode_echo_request(ident, seq, payload), (address, 0))
-    for msg, at in _recv_icmp(sock, sent + timeout, method == "raw"):
-        # A ping socket rewrites the identifier to its port and only delivers its own replies: match seq only.
-        if (
-            msg.type == ICMP_ECHO_REPLY
-            and msg.src == address
-            and msg.seq == seq
-            and (method != "raw" or msg.ident == ident)
-        ):
-            return at - sent
-    return None
+    try:
+        sock.sendto(encode_echo_request(ident, seq, payload), (address, 0))
+        for msg, at in _recv_icmp(sock, sent + timeout, method == "raw"):
+            # A ping socket rewrites the identifier to its port and only delivers its own replies: match seq only.
+            if (
+                msg.type == ICMP_ECHO_REPLY
+                and msg.src == address
+                and msg.seq == seq
+                and (method != "raw" or msg.ident == ident)
+            ):
+                return at - sent, ""
+            q = msg.quoted
+            if (
+                msg.type == ICMP_DEST_UNREACH
+                and q is not None
+                and q.proto == socket.IPPROTO_ICMP
+                and q.dst == address
+                and q.sport == ident
+                and q.dport == seq
+            ):
+                return None, f"{msg.src}: {UNREACH_CODES.get(msg.code, f'unreachable code {msg.code}')}"
+    except OSError as e:
+        # No local route (ENETUNREACH at send), or a ping socket reporting the ICMP error it got as an errno.
+        return None, f"{os.strerror(e.errno) if e.errno else e}"
+    return None, ""
 
 
 def _tcp_once(address: str, port: int, timeout: float) -> float | None:
@@ -207,10 +225,12 @@ def ping(
         for seq in range(count):
             start = time.monotonic()
             if sock is None:
-                rtt = _tcp_once(address, tcp_port, timeout)
+                rtt, why = _tcp_once(address, tcp_port, timeout), ""
             else:
-                rtt = _echo_once(sock, method, address, ident, seq, timeout)
+                rtt, why = _echo_once(sock, method, address, ident, seq, timeout)
             stats.rtts.append(rtt)
+            if why and why not in stats.errors:
+                stats.errors.append(why)
             if seq + 1 < count:
                 time.sleep(max(0.0, interval - (time.monotonic() - start)))
     finally:
@@ -246,9 +266,9 @@ def ping_result(stats: PingStats, loss_threshold: float = 0.1, rtt_threshold: fl
         {k: v for k, v in stats.to_dict().items() if k != "rtts"},
     )
     if not stats.received:
-        r.find(
-            "reach_unreachable", "critical", f"{t} does not answer: {stats.sent} probes lost", t, "target_down", [ev]
-        )
+        why = f" ({'; '.join(stats.errors)})" if stats.errors else ""
+        summary = f"{t} does not answer: {stats.sent} probes lost{why}"
+        r.find("reach_unreachable", "critical", summary, t, "target_down", [ev])
     elif stats.loss_ratio > loss_threshold:
         r.find(
             "reach_loss",
@@ -272,6 +292,7 @@ def ping_result(stats: PingStats, loss_threshold: float = 0.1, rtt_threshold: fl
 
 def _ping_text(stats: PingStats) -> str:
     lines = [f"{i}: {'lost' if v is None else f'{v * 1000:.3f} ms'}" for i, v in enumerate(stats.rtts)]
+    lines += [f"error: {e}" for e in stats.errors]
     if stats.note:
         lines.append(f"note: {stats.note}")
     return "\n".join(lines)

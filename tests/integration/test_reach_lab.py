@@ -264,3 +264,16 @@ def test_unprivileged_ping_falls_back_and_says_so(lab: RoutedLab) -> None:
         check=False,
     )
     assert p.returncode == 3 and "CAP_NET_RAW" in p.stderr
+
+
+def test_ping_names_the_router_that_says_unreachable(lab: RoutedLab) -> None:
+    run(["ip", "-n", "dgr-r1", "route", "del", "10.233.0.8/30"])
+    try:
+        # r1 rate-limits these unreachables (its token bucket starts empty, one token a second): 4 probes over 2 s.
+        rc, out = lab.diag("net", "ping", B, "-c", "4", "-i", "0.5", "--timeout", "0.5")
+    finally:
+        run(["ip", "-n", "dgr-r1", "route", "replace", "10.233.0.8/30", "via", ADDR["r2"]])
+    assert rc == 2 and out["details"]["received"] == 0
+    assert f"{ADDR['r1']}: network unreachable" in out["details"]["errors"]
+    (f,) = findings(out, "reach_unreachable")
+    assert f"({ADDR['r1']}: network unreachable)" in f["summary"]

@@ -158,3 +158,10 @@ def test_service_result_failed_handshake_has_the_banner_as_evidence() -> None:
     h = reach.Handshake("b", 21, "ftp", False, 0.01, "500 OOPS: vsftpd: both local and anonymous access disabled!")
     (f,) = reach.service_result(h).findings
     assert f.check == "reach_service" and "500 OOPS" in f.summary and f.evidence[0].text.startswith("500 OOPS")
+
+
+def test_ping_result_unreachable_names_who_said_so() -> None:
+    s = PingStats("b", "10.0.0.10", "raw", rtts=[None, None], errors=["10.0.0.2: network unreachable"])
+    (f,) = reach.ping_result(s).findings
+    assert f.summary == "b does not answer: 2 probes lost (10.0.0.2: network unreachable)"
+    assert "error: 10.0.0.2: network unreachable" in f.evidence[0].text
