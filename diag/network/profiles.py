@@ -1,7 +1,8 @@
 """SNMP profiles (data files with numeric OIDs) and the poll that turns one into metrics and findings.
 
 A profile (``diag/network/profiles/NAME.yaml``) lists scalars and table columns to fetch, which string
-columns label the rows, and finding rules (``equals``, ``above``, ``below``, ``rising``, ``went_back``).
+columns label the rows, and finding rules (``equals``, ``above``, ``below``, ``rising``, ``went_back``,
+``rate_above``).
 Adding a profile means adding one file; docs/snmp.md describes the format. :func:`poll` walks only the
 columns a profile names, so a poll asks for far fewer values than a whole-table walk.
 """
@@ -39,13 +40,16 @@ class MetricSpec(msgspec.Struct, forbid_unknown_fields=True):
 class RuleSpec(msgspec.Struct, forbid_unknown_fields=True):
     check: str
     metric: str
-    test: Literal["equals", "above", "below", "rising", "went_back"]
+    test: Literal["equals", "above", "below", "rising", "went_back", "rate_above"]
     summary: str
     severity: Severity = "warning"
     value: float = 0.0
     #: Only rows where this other metric equals ``when_value`` (e.g. admin up for an oper-down rule).
     when: str | None = None
     when_value: float = 0.0
+    #: rate_above: divide the counter's rate per second by this metric of the same row (if_speed_bytes),
+    #: so ``value`` is a utilisation ratio.
+    per: str | None = None
 
 
 class TableSpec(msgspec.Struct, forbid_unknown_fields=True):
@@ -122,7 +126,7 @@ def _validate(doc: yamlsrc.Doc, spec: ProfileSpec) -> None:
         for label, oid in table.labels.items():
             _check_oid(doc, ("tables", t, "labels", label), oid)
     for r, rule in enumerate(spec.rules):
-        for key in ("metric", "when"):
+        for key in ("metric", "when", "per"):
             ref = getattr(rule, key)
             if ref is not None and ref not in names:
                 doc.problem(("rules", r, key), f"{key}: no metric {ref!r} in this profile")
@@ -183,12 +187,14 @@ def poll(
     own = session is None
     previous = dict(state.values) if state is not None else {}
     current: dict[tuple[str, str], float] = {}
+    now = time.time()
+    elapsed = now - state.polled_at if state is not None and state.polled_at else None
     try:
         if session is None:
             session = open_session(target)
         for profile in profiles:
             try:
-                _poll_profile(session, profile, result, current, previous)
+                _poll_profile(session, profile, result, current, previous, elapsed)
             except SnmpError as e:
                 up.add(0, profile.name)
                 check = "snmp_not_answering" if isinstance(e, SnmpTimeout) else "snmp_poll_failed"
@@ -208,7 +214,7 @@ def poll(
     result.metric(PREFIX + "poll_duration_seconds", "How long the SNMP poll took").add(time.monotonic() - started)
     if state is not None:
         state.values.update(current)
-        state.polled_at = time.time()
+        state.polled_at = now
     host = target.name or target.label
     for f in result.findings:
         f.host = host
@@ -221,6 +227,7 @@ def _poll_profile(
     result: Result,
     current: dict[tuple[str, str], float],
     previous: dict[tuple[str, str], float],
+    elapsed: float | None,
 ) -> None:
     spec = profile.spec
     #: metric name -> {row index: (value, subject)} for the rules.
@@ -268,7 +275,7 @@ def _poll_profile(
             profile.name, evidence=[Evidence("text", "values of a wrong type", "\n".join(bad[:20]))],
         )  # fmt: skip
     for rule in spec.rules:
-        _apply(rule, profile.name, seen, result, current, previous)
+        _apply(rule, profile.name, seen, result, current, previous, elapsed)
 
 
 def _apply(
@@ -278,19 +285,29 @@ def _apply(
     result: Result,
     current: dict[tuple[str, str], float],
     previous: dict[tuple[str, str], float],
+    elapsed: float | None,
 ) -> None:
     rows = seen.get(rule.metric, {})
+    per = seen.get(rule.per, {}) if rule.per else None
     when = seen.get(rule.when, {}) if rule.when else None
     for index, (value, subject) in rows.items():
         if when is not None and (index not in when or when[index][0] != rule.when_value):
             continue
         key = (f"{profile}/{rule.metric}", index)
-        if rule.test in ("rising", "went_back"):
+        shown = value
+        if rule.test in ("rising", "went_back", "rate_above"):
             current[key] = value
             before = previous.get(key)
             if before is None:
                 continue
-            hit = value > before if rule.test == "rising" else value < before
+            if rule.test == "rate_above":
+                divisor = per[index][0] if per is not None and index in per else 1.0
+                if not elapsed or elapsed <= 0 or value < before or not divisor:  # first poll, reset, no speed
+                    continue
+                shown = (value - before) / elapsed / divisor
+                hit = shown > rule.value
+            else:
+                hit = value > before if rule.test == "rising" else value < before
         elif rule.test == "equals":
             hit = value == rule.value
         elif rule.test == "above":
@@ -301,11 +318,11 @@ def _apply(
             continue
         before_text = f"{previous[key]:g}" if key in previous else ""
         summary = rule.summary.format(
-            subject=subject, value=f"{value:g}", previous=before_text, limit=f"{rule.value:g}"
+            subject=subject, value=f"{shown:g}", previous=before_text, limit=f"{rule.value:g}", percent=f"{shown:.0%}"
         )
         evidence = Evidence(
             "metric", f"{PREFIX}{rule.metric}", f"{rule.metric}[{index}] = {value:g}",
-            {"index": index, "value": value, "previous": previous.get(key), "profile": profile},
+            {"index": index, "value": value, "previous": previous.get(key), "profile": profile, "result": shown},
         )  # fmt: skip
         f = result.find(rule.check, rule.severity, summary, subject, evidence=[evidence])
         f.labels = {"profile": profile}

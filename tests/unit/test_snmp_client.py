@@ -34,7 +34,7 @@ class FakeAgent:
     """Answers GET/GETNEXT/GETBULK from a sorted table; ``fault`` picks a misbehaviour."""
 
     def __init__(self, table: dict[str, tuple[int, Any]], fault: str = "") -> None:
-        self.rows = sorted(((ber.encode_oid(o), tag, v) for o, (tag, v) in table.items()), key=lambda r: ber.arcs(r[0]))
+        self.rows = self.sorted_rows(table)
         self.fault = fault
         self.max_bulk = 1000
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -45,6 +45,10 @@ class FakeAgent:
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self.serve, daemon=True)
         self.thread.start()
+
+    @staticmethod
+    def sorted_rows(table: dict[str, tuple[int, Any]]) -> list[tuple[bytes, int, Any]]:
+        return sorted(((ber.encode_oid(o), tag, v) for o, (tag, v) in table.items()), key=lambda r: ber.arcs(r[0]))
 
     def close(self) -> None:
         self.stop.set()
@@ -214,3 +218,43 @@ def test_wrong_type_in_a_profile_column_is_a_finding(tmp_path: Any) -> None:
     assert m.samples == [(("1", "eth1"), float(2**40))]
     assert [f.check for f in r.findings] == ["snmp_bad_value"]
     assert "1.3.6.1.2.1.31.1.1.1.6.2 (OCTET STRING)" in r.findings[0].evidence[0].text
+
+
+def test_utilisation_rising_errors_and_reboot_rules() -> None:
+    """Two polls of the shipped system + if_mib profiles against a scripted agent whose counters move."""
+    ifx, ift = "1.3.6.1.2.1.31.1.1.1", "1.3.6.1.2.1.2.2.1"
+
+    def table(uptime: int, octets: tuple[int, int], errors: int) -> dict[str, tuple[int, Any]]:
+        t: dict[str, tuple[int, Any]] = {"1.3.6.1.2.1.1.3.0": (ber.TIMETICKS, uptime)}
+        for i in (1, 2):
+            t |= {
+                f"{ifx}.1.{i}": (ber.OCTET_STRING, f"eth{i}".encode()),
+                f"{ifx}.6.{i}": (ber.COUNTER64, octets[i - 1]),
+                f"{ifx}.15.{i}": (ber.GAUGE32, 8),  # 8 Mbit/s = 1,000,000 bytes/s
+                f"{ift}.7.{i}": (ber.INTEGER, 1),
+                f"{ift}.8.{i}": (ber.INTEGER, 1),
+                f"{ift}.14.{i}": (ber.COUNTER32, errors if i == 2 else 0),
+            }
+        return t | {"1.3.6.1.2.1.99.0": (ber.INTEGER, 0)}
+
+    ps = [profiles.load("system"), profiles.load("if_mib")]
+    state = profiles.PollState()
+    a = FakeAgent(table(50_000, (0, 0), 3))
+    try:
+        first = profiles.poll(target(a, name="sw"), ps, state)
+        assert first.findings == []  # nothing to compare with yet
+        # 100 s later (as the state says): eth1 moved 95 MB (95 % of 1 MB/s), eth2 1 MB; eth2 errors 3 -> 9;
+        # sysUpTime went back: a reboot.
+        state.polled_at -= 100
+        a.rows = FakeAgent.sorted_rows(table(700, (95_000_000, 1_000_000), 9))
+        second = profiles.poll(target(a, name="sw"), ps, state)
+    finally:
+        a.close()
+    got = sorted((f.check, f.subject, f.summary) for f in second.findings)
+    assert [g[:2] for g in got] == [
+        ("snmp_device_rebooted", ""),
+        ("snmp_interface_errors", "eth2"),
+        ("snmp_interface_utilisation", "eth1"),
+    ]
+    assert got[0][2] == "device rebooted: sysUpTime went back from 500 s to 7 s"
+    assert got[2][2].startswith("interface eth1: inbound at 9") and got[2][2].endswith("% of its speed")
