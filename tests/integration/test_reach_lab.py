@@ -214,17 +214,43 @@ def test_https_status_latency_and_cert_expiry(lab: RoutedLab, tmp_path: Path) ->
 
 
 def test_dns_system_resolver(lab: RoutedLab) -> None:
-    # ip netns exec bind-mounts /etc/netns/dgr-a/* over /etc: a hosts file of our own, and a resolver that is b,
-    # where nothing listens on port 53 (the query stays in the lab and fails).
+    # ip netns exec bind-mounts /etc/netns/dgr-a/* over /etc: our own hosts file and resolv.conf for dgr-a. The
+    # resolver is a real dnsmasq on b that answers www.dgr.test and is authoritative (NXDOMAIN) for the rest of
+    # dgr.test; the queries never leave the lab.
+    lab.spawn(
+        "dgr-b",
+        [
+            "dnsmasq",
+            "--keep-in-foreground",
+            "--no-resolv",
+            "--no-hosts",
+            "--bind-interfaces",
+            f"--listen-address={B}",
+            "--port=53",
+            f"--address=/www.dgr.test/{B}",
+            "--local=/dgr.test/",
+            "--pid-file=",
+            "--user=root",
+        ],
+        (B, 53),
+    )
     NETNS_ETC.mkdir(parents=True, exist_ok=True)
     try:
         (NETNS_ETC / "hosts").write_text(f"127.0.0.1 localhost\n{B} b.dgr.test\n")
         (NETNS_ETC / "resolv.conf").write_text(f"nameserver {B}\noptions timeout:1 attempts:1\n")
-        rc, out = lab.diag("net", "dns", "b.dgr.test")
+        rc, out = lab.diag("net", "dns", "b.dgr.test")  # from the hosts file
         assert rc == 0 and out["details"]["answers"] == [B]
-        assert metric(out, "diag_reach_up", target="b.dgr.test", check="dns") == [1.0]
-        rc, out = lab.diag("net", "dns", "nothing.dgr.test", "--timeout", "5")
-        assert rc == 2 and out["details"]["failure"] in ("temporary", "timeout", "nxdomain")
+        rc, out = lab.diag("net", "dns", "www.dgr.test")  # from dnsmasq
+        assert rc == 0 and out["details"]["answers"] == [B], out["details"]
+        assert metric(out, "diag_reach_up", target="www.dgr.test", check="dns") == [1.0]
+        assert len(metric(out, "diag_reach_dns_seconds", target="www.dgr.test")) == 1
+        rc, out = lab.diag("net", "dns", "nothing.dgr.test")
+        assert rc == 2 and out["details"]["failure"] == "nxdomain", out["details"]
+        assert findings(out, "reach_dns")[0]["cause"] == "dns_nxdomain"
+        # A resolver address where nothing listens (r2): the query fails as temporary (or times out).
+        (NETNS_ETC / "resolv.conf").write_text(f"nameserver {ADDR['r2']}\noptions timeout:1 attempts:1\n")
+        rc, out = lab.diag("net", "dns", "www.dgr.test", "--timeout", "5")
+        assert rc == 2 and out["details"]["failure"] in ("temporary", "timeout"), out["details"]
         assert findings(out, "reach_dns")[0]["severity"] == "critical"
     finally:
         for f in ("hosts", "resolv.conf"):
