@@ -27,6 +27,14 @@ PROFILE_DIR = Path(__file__).with_name("profiles")
 PREFIX = "diag_snmp_"
 
 
+class ExponentSpec(msgspec.Struct, forbid_unknown_fields=True):
+    """Multiply by 10 ** (factor * (column value + offset)) of the same row (ENTITY-SENSOR's scale)."""
+
+    oid: str
+    factor: float = 1.0
+    offset: float = 0.0
+
+
 class MetricSpec(msgspec.Struct, forbid_unknown_fields=True):
     name: str
     oid: str
@@ -35,6 +43,8 @@ class MetricSpec(msgspec.Struct, forbid_unknown_fields=True):
     scale: float = 1.0
     #: A column of the same table whose row value multiplies this one (hrStorageAllocationUnits).
     scale_by: str | None = None
+    #: Powers of ten from other columns of the row: sensor value -> units (scale and precision).
+    exponent_by: list[ExponentSpec] = []
 
 
 class RuleSpec(msgspec.Struct, forbid_unknown_fields=True):
@@ -123,6 +133,8 @@ def _validate(doc: yamlsrc.Doc, spec: ProfileSpec) -> None:
             _check_oid(doc, ("tables", t, "metrics", i, "oid"), m.oid)
             if m.scale_by:
                 _check_oid(doc, ("tables", t, "metrics", i, "scale_by"), m.scale_by)
+            for e, exp in enumerate(m.exponent_by):
+                _check_oid(doc, ("tables", t, "metrics", i, "exponent_by", e, "oid"), exp.oid)
         for label, oid in table.labels.items():
             _check_oid(doc, ("tables", t, "labels", label), oid)
     for r, rule in enumerate(spec.rules):
@@ -258,6 +270,11 @@ def _poll_profile(
             rows = seen.setdefault(m.name, {})
             add = family.samples.append
             factors = {i: _number(t, v) for i, t, v in _walk(session, m.scale_by)} if m.scale_by else {}
+            for exp in m.exponent_by:
+                for i, t, v in _walk(session, exp.oid):
+                    n = _number(t, v)
+                    if n is not None:
+                        factors[i] = (factors.get(i) or 1.0) * 10 ** (exp.factor * (n + exp.offset))
             for index, type_name, raw in _walk(session, m.oid):
                 value = _number(type_name, raw)
                 if value is None:

@@ -258,3 +258,29 @@ def test_utilisation_rising_errors_and_reboot_rules() -> None:
     ]
     assert got[0][2] == "device rebooted: sysUpTime went back from 500 s to 7 s"
     assert got[2][2].startswith("interface eth1: inbound at 9") and got[2][2].endswith("% of its speed")
+
+
+def test_entity_sensor_units_and_temperature_rule() -> None:
+    ent, names = "1.3.6.1.2.1.99.1.1.1", "1.3.6.1.2.1.47.1.1.1.1.7"
+    # (type, scale, precision, raw value): 72.5 °C as 725 with one decimal; 12,000 mV DC; 45 °C.
+    sensors = {10: (8, 9, 1, 725), 11: (4, 8, 0, 12000), 12: (8, 9, 0, 45)}
+    table: dict[str, tuple[int, Any]] = {"1.3.6.1.2.1.100.0": (ber.INTEGER, 0)}
+    for i, (kind, scale, precision, raw) in sensors.items():
+        table |= {
+            f"{names}.{i}": (ber.OCTET_STRING, f"sensor{i}".encode()),
+            f"{ent}.1.{i}": (ber.INTEGER, kind),
+            f"{ent}.2.{i}": (ber.INTEGER, scale),
+            f"{ent}.3.{i}": (ber.INTEGER, precision),
+            f"{ent}.4.{i}": (ber.INTEGER, raw),
+            f"{ent}.5.{i}": (ber.INTEGER, 1),
+        }
+    a = FakeAgent(table)
+    try:
+        r = profiles.poll(target(a), [profiles.load("entity_sensor")])
+    finally:
+        a.close()
+    values = {labels[1]: v for m in r.metrics if m.name == "diag_snmp_ent_sensor_value" for labels, v in m.samples}
+    assert values == pytest.approx({"sensor10": 72.5, "sensor11": 12.0, "sensor12": 45.0})
+    assert [(f.check, f.subject, f.summary) for f in r.findings] == [
+        ("snmp_temperature_high", "sensor10", "sensor sensor10 at 72.5 °C (above 70 °C)")
+    ]
