@@ -45,6 +45,9 @@ class MetricSpec(msgspec.Struct, forbid_unknown_fields=True):
     scale_by: str | None = None
     #: Powers of ten from other columns of the row: sensor value -> units (scale and precision).
     exponent_by: list[ExponentSpec] = []
+    #: A column of the same row to divide by (supply level / max capacity). Rows where either is
+    #: negative or the divisor is 0 have no sample: those are "unknown" in the MIBs that do this.
+    divide_by: str | None = None
 
 
 class RuleSpec(msgspec.Struct, forbid_unknown_fields=True):
@@ -133,6 +136,8 @@ def _validate(doc: yamlsrc.Doc, spec: ProfileSpec) -> None:
             _check_oid(doc, ("tables", t, "metrics", i, "oid"), m.oid)
             if m.scale_by:
                 _check_oid(doc, ("tables", t, "metrics", i, "scale_by"), m.scale_by)
+            if m.divide_by:
+                _check_oid(doc, ("tables", t, "metrics", i, "divide_by"), m.divide_by)
             for e, exp in enumerate(m.exponent_by):
                 _check_oid(doc, ("tables", t, "metrics", i, "exponent_by", e, "oid"), exp.oid)
         for label, oid in table.labels.items():
@@ -275,11 +280,17 @@ def _poll_profile(
                     n = _number(t, v)
                     if n is not None:
                         factors[i] = (factors.get(i) or 1.0) * 10 ** (exp.factor * (n + exp.offset))
+            divisors = {i: _number(t, v) for i, t, v in _walk(session, m.divide_by)} if m.divide_by else None
             for index, type_name, raw in _walk(session, m.oid):
                 value = _number(type_name, raw)
                 if value is None:
                     bad.append(f"{m.oid}.{index} ({type_name})")
                     continue
+                if divisors is not None:
+                    divisor = divisors.get(index)
+                    if value < 0 or not divisor or divisor < 0:
+                        continue
+                    value /= divisor
                 value *= m.scale * (factors.get(index) or 1.0)
                 values = (index, *[col.get(index, "") for col in labels.values()])
                 add((values, value))

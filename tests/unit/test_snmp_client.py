@@ -284,3 +284,27 @@ def test_entity_sensor_units_and_temperature_rule() -> None:
     assert [(f.check, f.subject, f.summary) for f in r.findings] == [
         ("snmp_temperature_high", "sensor10", "sensor sensor10 at 72.5 °C (above 70 °C)")
     ]
+
+
+def test_printer_supply_ratio_and_low_supply() -> None:
+    sup = "1.3.6.1.2.1.43.11.1.1"
+    # (description, max capacity, level): 5 % left, unknown level (-2), half full.
+    rows = {1: ("Black Toner", 20000, 1000), 2: ("Cyan Toner", 20000, -2), 3: ("Waste", 100, 50)}
+    table: dict[str, tuple[int, Any]] = {"1.3.6.1.2.1.44.0": (ber.INTEGER, 0)}
+    for i, (desc, cap, level) in rows.items():
+        table |= {
+            f"{sup}.5.1.{i}": (ber.INTEGER, 3),
+            f"{sup}.6.1.{i}": (ber.OCTET_STRING, desc.encode()),
+            f"{sup}.8.1.{i}": (ber.INTEGER, cap),
+            f"{sup}.9.1.{i}": (ber.INTEGER, level),
+        }
+    a = FakeAgent(table)
+    try:
+        r = profiles.poll(target(a), [profiles.load("printer")])
+    finally:
+        a.close()
+    ratio = next(m for m in r.metrics if m.name == "diag_snmp_printer_supply_level_ratio")
+    assert ratio.samples == [(("1.1", "Black Toner"), 0.05), (("1.3", "Waste"), 0.5)]  # index hrDeviceIndex.supply
+    assert [(f.check, f.summary) for f in r.findings] == [
+        ("snmp_printer_supply_low", "printer supply Black Toner at 5%: order a replacement")
+    ]
