@@ -68,7 +68,7 @@ def cmd_dns(args: argparse.Namespace) -> int:
 
     from diag.network import reach
 
-    d = reach.dns_check(args.name, args.timeout)
+    d = reach.dns_check(args.name, args.timeout, args.server, args.type)
     text = f"{d.name}: {', '.join(d.answers) or d.failure + ' ' + d.error} in {d.seconds * 1000:.1f} ms"
     return _emit(args, asdict(d), reach.dns_result(d), text)
 
@@ -133,8 +133,10 @@ def add_commands(sub: Any) -> None:
     common(p, 3.0)
     p.set_defaults(func=cmd_port)
 
-    p = nsub.add_parser("dns", help="resolve a name with the system resolver")
+    p = nsub.add_parser("dns", help="resolve a name with the system resolver, or ask one server")
     p.add_argument("name")
+    p.add_argument("--server", help="ask this server (IP or IP:PORT) with dnspython instead of the system resolver")
+    p.add_argument("--type", default="A", help="record type for --server (default A)")
     common(p, 5.0)
     p.set_defaults(func=cmd_dns)
 

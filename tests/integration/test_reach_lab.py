@@ -227,7 +227,7 @@ def test_dns_system_resolver(lab: RoutedLab) -> None:
             "--bind-interfaces",
             f"--listen-address={B}",
             "--port=53",
-            f"--address=/www.dgr.test/{B}",
+            f"--host-record=www.dgr.test,{B}",
             "--local=/dgr.test/",
             "--pid-file=",
             "--user=root",
@@ -247,6 +247,15 @@ def test_dns_system_resolver(lab: RoutedLab) -> None:
         rc, out = lab.diag("net", "dns", "nothing.dgr.test")
         assert rc == 2 and out["details"]["failure"] == "nxdomain", out["details"]
         assert findings(out, "reach_dns")[0]["cause"] == "dns_nxdomain"
+        # The same server asked directly (dnspython), with record types.
+        rc, out = lab.diag("net", "dns", "www.dgr.test", "--server", B)
+        assert rc == 0 and out["details"]["answers"] == [B] and out["details"]["server"] == B, out["details"]
+        rc, out = lab.diag("net", "dns", "nothing.dgr.test", "--server", B)
+        assert rc == 2 and out["details"]["failure"] == "nxdomain", out["details"]
+        rc, out = lab.diag("net", "dns", "www.dgr.test", "--server", B, "--type", "MX")
+        assert rc == 2 and out["details"]["failure"] == "nodata", out["details"]
+        rc, out = lab.diag("net", "dns", "www.dgr.test", "--server", ADDR["r2"], "--timeout", "1.5")
+        assert rc == 2 and out["details"]["failure"] in ("timeout", "temporary"), out["details"]
         # A resolver address where nothing listens (r2): the query fails as temporary (or times out).
         (NETNS_ETC / "resolv.conf").write_text(f"nameserver {ADDR['r2']}\noptions timeout:1 attempts:1\n")
         rc, out = lab.diag("net", "dns", "www.dgr.test", "--timeout", "5")
