@@ -170,6 +170,15 @@ def _number(type_name: str, value: Any) -> float | None:
     return None
 
 
+def _scaled(value: float, scale: float) -> float:
+    """value * scale, dividing for 0.01-like scales so 41 * 0.01 shows as 0.41, not 0.41000000000000003."""
+    if 0 < scale < 1:
+        inverse = round(1 / scale)
+        if abs(inverse * scale - 1) < 1e-12:
+            return value / inverse
+    return value * scale
+
+
 def _label(value: Any) -> str:
     if isinstance(value, bytes):
         return value.decode("utf-8", "replace").rstrip("\x00")
@@ -265,8 +274,9 @@ def _poll_profile(
             if value is None:
                 bad.append(f"{oid} ({got[oid][0]})")
                 continue
-            result.metric(PREFIX + m.name, m.help, m.kind).add(value * m.scale)
-            seen[m.name] = {"": (value * m.scale, "")}
+            value = _scaled(value, m.scale)
+            result.metric(PREFIX + m.name, m.help, m.kind).add(value)
+            seen[m.name] = {"": (value, "")}
     for table in spec.tables:
         labels = {name: {i: _label(v) for i, _, v in _walk(session, oid)} for name, oid in table.labels.items()}
         label_names = (table.index, *labels)
@@ -291,7 +301,7 @@ def _poll_profile(
                     if value < 0 or not divisor or divisor < 0:
                         continue
                     value /= divisor
-                value *= m.scale * (factors.get(index) or 1.0)
+                value = _scaled(value, m.scale) * (factors.get(index) or 1.0)
                 values = (index, *[col.get(index, "") for col in labels.values()])
                 add((values, value))
                 subject = labels[table.subject].get(index, "") if table.subject in labels else ""
