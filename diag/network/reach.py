@@ -216,7 +216,12 @@ def ping(
         sock, method, note = open_icmp_socket()
         if force == "dgram" and sock is not None and method == "raw":
             sock.close()
-            sock, method, note = socket.socket(socket.AF_INET, socket.SOCK_DGRAM, socket.IPPROTO_ICMP), "dgram", ""
+            try:
+                sock, method, note = socket.socket(socket.AF_INET, socket.SOCK_DGRAM, socket.IPPROTO_ICMP), "dgram", ""
+            except PermissionError:
+                raise ReachError(
+                    f"{target}: ping socket not allowed (gid {os.getgid()} outside net.ipv4.ping_group_range)"
+                ) from None
     if method == "tcp" and force != "tcp":
         note += f"; fell back to TCP connect to port {tcp_port}"
     stats = PingStats(target, address, method, note=note.lstrip("; "), tcp_port=tcp_port if method == "tcp" else 0)
@@ -491,7 +496,9 @@ def http_check(url: str, timeout: float = 5.0, verify: bool = True, cafile: str 
         raise ReachError(f"{url}: not an http(s) URL")
     host, port = u.hostname, u.port or (443 if u.scheme == "https" else 80)
     path = (u.path or "/") + (f"?{u.query}" if u.query else "")
-    res = HttpCheck(url)
+    # Credentials in the URL never reach labels or evidence (and are not sent: this check does not log in).
+    shown = url if "@" not in u.netloc else url.replace(u.netloc, u.netloc.rpartition("@")[2], 1)
+    res = HttpCheck(shown)
 
     def attempt(ctx: ssl.SSLContext | None) -> None:
         conn: http.client.HTTPConnection

@@ -127,3 +127,11 @@ def test_http_5xx_and_refused(serve: Callable[..., int]) -> None:
 def test_not_a_url() -> None:
     with pytest.raises(reach.ReachError, match="not an http"):
         reach.http_check("ftp://127.0.0.1/")
+
+
+def test_credentials_in_the_url_stay_out_of_labels_and_evidence(serve: Callable[..., int]) -> None:
+    port = serve()
+    h = reach.http_check(f"http://alice:s3cret@127.0.0.1:{port}/")
+    assert h.status == 200 and h.url == f"http://127.0.0.1:{port}/"
+    r = reach.http_result(h)
+    assert all("s3cret" not in "".join(lv) for m in r.metrics for lv, _ in m.samples)
