@@ -69,7 +69,16 @@ class RoutedLab:
     def start(self) -> RoutedLab:
         # One lab at a time on this machine: the names are fixed. The lock is held until close().
         self._lock = open(LOCK, "w")  # noqa: SIM115 - held (locked) until close(), not a with-block
-        fcntl.flock(self._lock, fcntl.LOCK_EX)
+        deadline = time.monotonic() + 600
+        while True:
+            try:
+                fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                # Another routed lab (another test session, or a second one in this process) holds the names.
+                if time.monotonic() > deadline:
+                    raise LabError(f"{LOCK}: another routed lab has held the lock for 10 minutes") from None
+                time.sleep(0.2)
         self._delete_namespaces()  # leftovers of a run that was killed before its teardown
         try:
             for ns in NAMESPACES:
