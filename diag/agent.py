@@ -65,6 +65,9 @@ class Agent:
         from diag.network.exporter import register_routes  # /snmp?target=...&module=... (imports SNMP on first use)
 
         register_routes(self.app, inv)
+        from diag.alertmanager import mount  # POST /api/v1/alertmanager; its parts import only when configured
+
+        self.alerts = mount(self.app, cfg, inv)
         host, port = config.parse_listen(cfg.listen)
         self.server = Server(self.app, host, port)
         self._stop = threading.Event()
@@ -113,6 +116,8 @@ class Agent:
         log.info("shutting down")
         self.scheduler.shutdown()
         self.server.stop()
+        if self.alerts is not None:
+            self.alerts.close()
         self.runner.shutdown()
         self._stop.set()
 

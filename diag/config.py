@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import msgspec
 
@@ -43,6 +43,7 @@ class AgentSpec(msgspec.Struct, forbid_unknown_fields=True):
     probe_workers: int = 8
     paths: PathsSpec = msgspec.field(default_factory=PathsSpec)
     probes: dict[str, dict[str, object]] = {}
+    alertmanager: dict[str, object] | None = None  # diag.alertmanager.config validates it
 
 
 @dataclass(slots=True)
@@ -55,6 +56,7 @@ class AgentConfig:
     probe_workers: int
     paths: Paths
     probes: dict[str, ProbeOptions] = field(default_factory=dict)
+    alertmanager: Any = None  # diag.alertmanager.config.ReceiverConfig when configured
 
 
 def parse_listen(value: str) -> tuple[str, int]:
@@ -87,6 +89,11 @@ def build(doc: yamlsrc.Doc | None, raw: dict[str, object] | None) -> AgentConfig
             if opts.interval <= 0 or opts.timeout <= 0:
                 doc.problem(("agent", "probes", name), "interval and timeout must be positive")
             options[name] = opts
+    receiver = None
+    if spec.alertmanager is not None:
+        from diag.alertmanager.config import build as build_receiver  # only when configured
+
+        receiver = build_receiver(doc, spec.alertmanager)  # its problems join doc.problems
     if doc.problems:
         raise ConfigError(doc.problems)
     data = Path(spec.data)
@@ -99,4 +106,5 @@ def build(doc: yamlsrc.Doc | None, raw: dict[str, object] | None) -> AgentConfig
         probe_workers=spec.probe_workers,
         paths=Paths(Path(spec.paths.procfs), Path(spec.paths.sysfs), Path(spec.paths.rootfs), data / "state"),
         probes=options,
+        alertmanager=receiver,
     )

@@ -1,7 +1,9 @@
 """The agent's HTTP server: a small WSGI app (``/metrics``, ``/healthz``) on a threading wsgiref server.
 
 This is the same server prometheus_client's own ``start_http_server`` uses; other front doors (API,
-webhooks) mount more routes on :class:`App`.
+webhooks) mount more routes on :class:`App`. A route answers GET/HEAD unless it names other methods; a
+POST handler reads its body with :func:`read_body`, which refuses bodies over the route's limit (413)
+before reading them, so a client cannot make the agent buffer more than it allows.
 """
 
 from __future__ import annotations
@@ -25,24 +27,62 @@ def json_response(obj: object, status: str = "200 OK") -> Response:
     return status, [("Content-Type", "application/json")], json.dumps(obj).encode()
 
 
+class HTTPError(Exception):
+    """Raised by a handler (or :func:`read_body`) to answer with ``status`` and a JSON ``{"error": reason}``."""
+
+    def __init__(self, status: str, reason: str, headers: list[tuple[str, str]] | None = None) -> None:
+        super().__init__(reason)
+        self.status, self.reason, self.headers = status, reason, headers or []
+
+
+def read_body(environ: dict[str, Any], limit: int) -> bytes:
+    """The request body, at most ``limit`` bytes: 411 without Content-Length, 413 when it says more."""
+    raw = environ.get("CONTENT_LENGTH") or ""
+    if not raw.strip().isdigit():
+        # wsgiref does not decode chunked bodies, so a length is the only way to know where the body ends.
+        raise HTTPError("411 Length Required", "a Content-Length header is required")
+    length = int(raw)
+    stream = environ["wsgi.input"]
+    if length > limit:
+        # Read (and drop) a moderate excess so the client, still sending, gets the 413 and not a reset.
+        left = length if length <= 8 * limit else 0
+        while left > 0:
+            chunk = stream.read(min(1 << 16, left))
+            if not chunk:
+                break
+            left -= len(chunk)
+        raise HTTPError("413 Content Too Large", f"body of {length} bytes is over the limit of {limit} bytes")
+    body = stream.read(length) if length else b""
+    if len(body) != length:
+        raise HTTPError("400 Bad Request", f"body ended after {len(body)} of {length} bytes")
+    return bytes(body)
+
+
 class App:
     """Routes exact paths to handlers; anything else is a 404 with a JSON reason."""
 
     def __init__(self) -> None:
         self.routes: dict[str, Handler] = {}
+        self.methods: dict[str, tuple[str, ...]] = {}
 
-    def route(self, path: str, handler: Handler) -> None:
+    def route(self, path: str, handler: Handler, methods: tuple[str, ...] = ("GET", "HEAD")) -> None:
         self.routes[path] = handler
+        self.methods[path] = methods
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
-        handler = self.routes.get(environ.get("PATH_INFO", "/"))
+        path = environ.get("PATH_INFO", "/")
+        handler = self.routes.get(path)
         if handler is None:
             status, headers, body = json_response({"error": "not found"}, "404 Not Found")
-        elif environ.get("REQUEST_METHOD") not in ("GET", "HEAD"):
+        elif environ.get("REQUEST_METHOD") not in self.methods[path]:
             status, headers, body = json_response({"error": "method not allowed"}, "405 Method Not Allowed")
+            headers.append(("Allow", ", ".join(self.methods[path])))
         else:
             try:
                 status, headers, body = handler(environ)
+            except HTTPError as e:
+                status, headers, body = json_response({"error": e.reason}, e.status)
+                headers.extend(e.headers)
             except Exception:
                 log.exception("handler for %s failed", environ.get("PATH_INFO"))
                 status, headers, body = json_response({"error": "internal error"}, "500 Internal Server Error")
@@ -56,6 +96,8 @@ class _ThreadingServer(ThreadingMixIn, WSGIServer):
 
 
 class _QuietHandler(WSGIRequestHandler):
+    timeout = 30  # seconds a client may stall (headers or body) before its thread gives up on it
+
     def log_message(self, format: str, *args: Any) -> None:  # scrapes every 15 s would flood the log
         log.debug("%s " + format, self.address_string(), *args)
 

@@ -1,0 +1,39 @@
+"""The Alertmanager receiver: webhook v4 alerts in, diagnosis over SSH, incidents and tickets out.
+
+See docs/alertmanager.md.
+
+Nothing here is imported by ``diag agent`` unless ``agent.alertmanager`` is configured.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from diag.alertmanager.receiver import Receiver
+    from diag.config import AgentConfig
+    from diag.httpd import App
+    from diag.inventory import Inventory
+
+#: Where Alertmanager posts (``webhook_configs: url: http://HOST:9847/api/v1/alertmanager``).
+PATH = "/api/v1/alertmanager"
+
+
+def mount(app: App, cfg: AgentConfig, inv: Inventory | None, sink: Any = None) -> Receiver | None:
+    """Mount the receiver on the agent's App: a working endpoint when configured, a closed one otherwise."""
+    if cfg.alertmanager is None:
+        from diag.alertmanager.http import closed
+
+        app.route(PATH, closed, methods=("POST",))
+        return None
+    from diag.alertmanager.http import handler
+    from diag.alertmanager.receiver import Receiver
+
+    if sink is None:
+        from diag.alertmanager.wiring import build_sink
+
+        sink = build_sink(cfg)
+    rc = cfg.alertmanager
+    receiver = Receiver(rc, inv.hosts if inv else {}, sink, cfg.data)
+    app.route(PATH, handler(receiver, rc.credential, rc.max_body_bytes), methods=("POST",))
+    return receiver

@@ -1,0 +1,353 @@
+"""The receiver: alerts in, diagnoses over SSH off the request thread, incidents opened, enriched and resolved.
+
+:meth:`Receiver.handle` takes a decoded webhook message and only queues its alerts, so Alertmanager gets its
+answer in milliseconds; worker threads do the rest. Alerts with the same Alertmanager fingerprint are worked
+on one at a time and in the order they came (a "resolved" never overtakes the "firing" before it), different
+alerts in parallel, at most ``workers`` at once. When more than ``max_pending`` alerts wait, new notifications
+are refused (503) and Alertmanager retries them later: nothing is dropped silently.
+
+A firing alert is mapped to an inventory host and a playbook (:mod:`diag.alertmanager.mapping`); the playbook
+runs through the same runner and SSH pool code as ``diag check``; the alert and what the diagnosis found become
+one finding that goes to the incident engine, which opens the incident or, for a repeat, adds to it. A resolved
+alert asks the engine to resolve the incident, and the engine's verifying re-check is :meth:`verify`: the same
+playbook again, on the host itself, so an incident is never closed on Alertmanager's word alone.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from diag.alertmanager import mapping
+from diag.alertmanager.config import ReceiverConfig, Route
+from diag.alertmanager.payload import Alert, Message
+from diag.errors import ConfigError
+from diag.inventory import Host
+from diag.model import SEVERITY_RANK, Evidence, Finding
+
+if TYPE_CHECKING:
+    from diag.alertmanager.engine import IncidentSink
+    from diag.remote.runner import PoolLike
+
+log = logging.getLogger(__name__)
+SOURCE = "alertmanager"
+
+
+class Busy(Exception):
+    """Too many alerts wait already; the notification is refused so that Alertmanager retries it."""
+
+
+@dataclass(slots=True)
+class Job:
+    alert: Alert
+    external_url: str
+    received: float = field(default_factory=time.monotonic)
+
+
+@dataclass(slots=True)
+class Diagnosis:
+    """What one playbook run on one host said about an alert."""
+
+    playbook: str
+    status: str  # a diag check host status: ok, findings, unreachable, auth_failed, ...
+    error: str | None
+    findings: list[Finding]
+    evidence: list[Evidence]
+    duration_s: float
+    at: float = field(default_factory=time.monotonic)
+
+    @property
+    def checked(self) -> bool:
+        return self.status in ("ok", "findings")
+
+    def problems(self) -> list[Finding]:
+        return [f for f in self.findings if SEVERITY_RANK[f.severity] >= SEVERITY_RANK["warning"]]
+
+
+@dataclass(slots=True)
+class Verdict:
+    """The verifying re-check's answer: is the condition gone, and the note that says why (with evidence)."""
+
+    cleared: bool
+    note: str
+    evidence: list[Evidence] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class _AlertState:
+    """What the receiver remembers of a firing alert between notifications (dropped when it resolves)."""
+
+    host: Host | None
+    host_name: str
+    finding_fp: str
+    diagnosis: Diagnosis | None = None
+
+
+class Receiver:
+    """Alertmanager alerts -> diagnosis -> incident engine. ``close()`` waits for running work and closes SSH."""
+
+    def __init__(
+        self,
+        cfg: ReceiverConfig,
+        hosts: Mapping[str, Host],
+        engine: IncidentSink,
+        data: Path,
+        pool: PoolLike | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.index = mapping.HostIndex(hosts)
+        self.hosts = dict(hosts)
+        self.engine = engine
+        self.data = data
+        self._pool = pool
+        self._pool_lock = threading.Lock()
+        self._lock = threading.Lock()
+        self._queues: dict[str, deque[Job]] = {}  # alert key -> jobs waiting; present while a worker drains it
+        self._pending = 0
+        self._states: dict[str, _AlertState] = {}
+        self._executor = ThreadPoolExecutor(max_workers=cfg.workers, thread_name_prefix="diag-alert")
+        self._idle = threading.Condition(self._lock)
+        self.counters: dict[str, int] = {}
+
+    # ---- the request side
+    def handle(self, msg: Message) -> dict[str, Any]:
+        """Queue every alert of the message; Busy when the queue is full. Returns what was accepted."""
+        with self._lock:
+            if self._pending + len(msg.alerts) > self.cfg.max_pending:
+                self._count("notifications_refused")
+                raise Busy(f"{self._pending} alerts are waiting (max_pending {self.cfg.max_pending}); retry later")
+            self._count("notifications")
+            for alert in msg.alerts:
+                self._count(f"alerts_{alert.status}")
+                self._pending += 1
+                job = Job(alert, msg.externalURL)
+                q = self._queues.get(alert.key)
+                if q is not None:  # a worker is on this alert: it takes the job when it is done
+                    q.append(job)
+                    continue
+                self._queues[alert.key] = deque([job])
+                self._executor.submit(self._drain, alert.key)
+            pending = self._pending
+        if msg.truncatedAlerts:
+            log.warning(
+                "alertmanager notification %s left out %d alerts (its max_alerts); they come with a later one",
+                msg.groupKey,
+                msg.truncatedAlerts,
+            )
+        return {"accepted": len(msg.alerts), "pending": pending}
+
+    def _count(self, name: str) -> None:
+        self.counters[name] = self.counters.get(name, 0) + 1
+
+    def _drain(self, key: str) -> None:
+        while True:
+            with self._lock:
+                q = self._queues[key]
+                if not q:
+                    del self._queues[key]
+                    self._idle.notify_all()
+                    return
+                job = q.popleft()
+            try:
+                self.process(job)
+            except Exception:  # one alert's failure must not stop the others or kill the worker
+                log.exception("alert %s (%s): processing failed", job.alert.name, key)
+            finally:
+                with self._lock:
+                    self._pending -= 1
+
+    def wait_idle(self, timeout: float | None = None) -> bool:
+        """Wait until no alert is queued or being worked on (tests, the bench, shutdown)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._lock:
+            while self._queues:
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    return False
+                self._idle.wait(left)
+        return True
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=True, cancel_futures=False)
+        with self._pool_lock:
+            if self._pool is not None and hasattr(self._pool, "close_all"):
+                self._pool.close_all()
+
+    # ---- the worker side
+    def process(self, job: Job) -> None:
+        if job.alert.status == "firing":
+            self.firing(job)
+        else:
+            self.resolved(job)
+
+    def firing(self, job: Job) -> None:
+        a = job.alert
+        host, host_name = mapping.resolve_host(a, self.index, self.cfg.host_labels)
+        route = mapping.route_for(a, self.cfg)
+        state = self._states.get(a.key)
+        repeat = state is not None
+        log.info(
+            "alert %s %s on %s (%s)",
+            a.name,
+            "repeats" if repeat else "fires",
+            host_name,
+            "inventory host" if host else "not in the inventory",
+            extra={"event": "alert_firing", "alertname": a.name, "host": host_name, "repeat": repeat},
+        )
+        diagnosis = state.diagnosis if state else None
+        if host is not None and route is not None:
+            stale = diagnosis is None or time.monotonic() - diagnosis.at >= self.cfg.rediagnose_after
+            if stale:
+                diagnosis = self.diagnose(host, route, a)
+        elif route is None:
+            log.info("alert %s: no playbook maps to it; registered without a diagnosis", a.name)
+        finding = self._finding(job, host_name, diagnosis, route, host)
+        if state is None:
+            state = _AlertState(host, host_name, finding.fingerprint)
+            self._states[a.key] = state
+        state.diagnosis = diagnosis
+        outcome = self.engine.ingest(SOURCE, [finding])
+        log.info(
+            "alert %s on %s: incident %s",
+            a.name,
+            host_name,
+            outcome,
+            extra={"event": "alert_incident", "alertname": a.name, "host": host_name, "outcome": str(outcome)},
+        )
+
+    def resolved(self, job: Job) -> None:
+        a = job.alert
+        state = self._states.get(a.key)
+        host, host_name = (
+            (state.host, state.host_name) if state else mapping.resolve_host(a, self.index, self.cfg.host_labels)
+        )
+        route = mapping.route_for(a, self.cfg)
+        fp = state.finding_fp if state else Finding(a.name, "info", "", mapping.subject(a), host=host_name).fingerprint
+        log.info(
+            "alert %s resolved on %s; verifying before the incident is resolved",
+            a.name,
+            host_name,
+            extra={"event": "alert_resolved", "alertname": a.name, "host": host_name},
+        )
+
+        def verify() -> Verdict:
+            return self.verify(a, host, route, state.diagnosis if state else None)
+
+        outcome = self.engine.resolve(SOURCE, fp, verify, mapping.alert_evidence(a, job.external_url))
+        self._states.pop(a.key, None)
+        log.info(
+            "alert %s on %s: %s",
+            a.name,
+            host_name,
+            outcome,
+            extra={"event": "alert_resolve_outcome", "alertname": a.name, "host": host_name, "outcome": str(outcome)},
+        )
+
+    # ---- diagnosis and verification
+    def pool(self) -> PoolLike:
+        with self._pool_lock:
+            if self._pool is None:
+                from diag.remote.ssh import SSHPool
+
+                self._pool = SSHPool(
+                    known_hosts=[Path(p) for p in self.cfg.known_hosts] if self.cfg.known_hosts else None,
+                    tofu_store=self.data / "known_hosts.tofu",
+                    max_concurrency=self.cfg.workers,
+                    hosts=self.hosts,
+                )
+            return self._pool
+
+    def diagnose(self, host: Host, route: Route, alert: Alert) -> Diagnosis:
+        """Run the route's playbook on the host (the runner ``diag check`` uses); never raises."""
+        from diag.remote.runner import run_check
+
+        pb = route.playbook
+        t0 = time.monotonic()
+        try:
+            report = run_check([host], pb, self.pool(), mapping.playbook_vars(route, alert))
+        except ConfigError as e:  # a label value that does not fit the variable's type
+            return Diagnosis(pb.name, "error", str(e), [], [], time.monotonic() - t0)
+        if not report.results:
+            reason = report.skipped[0]["reason"] if report.skipped else "playbook did not run"
+            return Diagnosis(pb.name, "error", reason, [], [], time.monotonic() - t0)
+        r = report.results[0]
+        evidence: list[Evidence] = []
+        seen: set[str] = set()
+        for f in r.findings:
+            for ev in f.evidence:
+                key = f"{ev.title}\x1f{ev.data.get('step', '')}"
+                if key not in seen:
+                    seen.add(key)
+                    evidence.append(ev)
+        if not r.findings:  # nothing judged wrong: every step's output is the evidence that it was looked at
+            evidence = [s.evidence() for s in r.steps if s.command]
+        if r.error:
+            evidence.append(Evidence("text", f"diagnosis {r.status}", r.error, {"status": r.status}))
+        d = Diagnosis(pb.name, r.status, r.error, list(r.findings), evidence, r.duration_s)
+        log.info(
+            "diagnosis %s on %s: %s, %d findings in %.2f s",
+            pb.name,
+            host.name,
+            r.status,
+            len(r.findings),
+            r.duration_s,
+            extra={"event": "alert_diagnosis", "host": host.name, "playbook": pb.name, "status": r.status},
+        )
+        return d
+
+    def verify(self, alert: Alert, host: Host | None, route: Route | None, before: Diagnosis | None) -> Verdict:
+        """Is the condition really gone? Run the diagnosis again and look for what it found while firing."""
+        if host is None or route is None:
+            return Verdict(
+                False,
+                f"Alertmanager reports {alert.name} resolved, but diag has no playbook or inventory host to "
+                "re-check it with, so the incident stays open for a person to confirm.",
+            )
+        now = self.diagnose(host, route, alert)
+        if not now.checked:
+            return Verdict(
+                False,
+                f"Alertmanager reports {alert.name} resolved, but the re-check on {host.name} could not run "
+                f"({now.status}: {now.error}); the incident stays open.",
+                now.evidence,
+            )
+        before_fps = {f.fingerprint for f in before.problems()} if before else set()
+        still = [f for f in now.problems() if not before_fps or f.fingerprint in before_fps]
+        if still:
+            return Verdict(
+                False,
+                f"Alertmanager reports {alert.name} resolved, but the re-check ({now.playbook}) on {host.name} "
+                "still finds: " + "; ".join(f.summary for f in still),
+                now.evidence,
+            )
+        gone = ", ".join(sorted({f.check for f in before.problems()})) if before and before.problems() else "nothing"
+        return Verdict(
+            True,
+            f"Resolved: Alertmanager reports {alert.name} resolved and the re-check ({now.playbook}) on "
+            f"{host.name} confirms it: {gone} found before, no problem found now.",
+            now.evidence,
+        )
+
+    def _finding(
+        self, job: Job, host_name: str, diagnosis: Diagnosis | None, route: Route | None, host: Host | None
+    ) -> Finding:
+        evidence = list(diagnosis.evidence) if diagnosis else []
+        findings = list(diagnosis.findings) if diagnosis else []
+        if host is None:
+            evidence.append(
+                Evidence(
+                    "text",
+                    "not diagnosed",
+                    f"no inventory host matches labels {', '.join(self.cfg.host_labels)} of this alert",
+                )
+            )
+        return mapping.incident_finding(
+            job.alert, host_name, job.external_url, findings, evidence, route.playbook.name if route else None
+        )

@@ -1,0 +1,219 @@
+"""A real Alertmanager posts to diag's receiver, which diagnoses a real SSH lab host; the incident side is recorded.
+
+Alertmanager (Debian ``prometheus-alertmanager``) gets its alerts through its v2 API, the way Prometheus sends
+them, and notifies diag's HTTP server with its own bearer token. The receiver runs the ``disk-full`` playbook
+over SSH on a lab host whose tmpfs is filled, and hands the finding to the incident side. That side is a
+recording stand-in (``RecordingEngine``, a fake named as such): the real engine and Redmine are in
+tests/integration/test_e2e_alertmanager.py; here the receiver's own policy is pinned down (one finding per alert,
+repeats, ordering, the verifying re-check, refusing a wrong token).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from diag import agent as agent_mod
+from diag.alertmanager import mount
+from diag.alertmanager.receiver import SOURCE, Verdict
+from diag.httpd import App, Server
+from diag.model import Evidence, Finding
+from tests.alerting import Alertmanager
+from tests.conftest import free_port, wait_for
+from tests.lab import Lab
+
+pytestmark = pytest.mark.integration
+
+PORTS = range(20360, 20380)
+TOKEN = "am-receiver-token-0123456789"
+
+
+class RecordingEngine:
+    """A fake incident engine that records what the receiver hands it and runs the verifier it is given."""
+
+    def __init__(self) -> None:
+        self.ingested: list[tuple[str, Finding]] = []
+        self.resolved: list[tuple[str, str, Verdict]] = []
+        self.lock = threading.Lock()
+
+    def ingest(self, source: str, findings: Sequence[Finding]) -> str:
+        with self.lock:
+            self.ingested.extend((source, f) for f in findings)
+        return "recorded"
+
+    def resolve(self, source: str, fingerprint: str, verify: Callable[[], Verdict], evidence: Evidence) -> str:
+        verdict = verify()
+        with self.lock:
+            self.resolved.append((source, fingerprint, verdict))
+        return "resolved" if verdict.cleared else "kept open"
+
+
+@pytest.fixture(scope="module")
+def lab() -> Iterator[Lab]:
+    lb = Lab(1)
+    try:
+        lb.start()
+        yield lb
+    finally:
+        lb.close()
+
+
+@pytest.fixture(scope="module")
+def receiver_url(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, RecordingEngine, Any]]:
+    tmp = tmp_path_factory.mktemp("receiver")
+    (tmp / "token").write_text(TOKEN + "\n")
+    inv = tmp / "inventory.yaml"
+    inv.write_text(
+        lab.inventory.read_text()
+        + "agent:\n"
+        + "  alertmanager:\n"
+        + f"    auth: {{bearer_token: 'file:{tmp / 'token'}'}}\n"
+        + f"    known_hosts: ['{lab.known_hosts}']\n"
+        + "    rediagnose_after: 0\n"
+        + "    playbooks:\n"
+        + "      DiagFilesystemAlmostFull: {playbook: disk-full, vars_from_labels: {path: mountpoint}}\n"
+    )
+    cfg, inventory = agent_mod.load_config(str(inv), data=str(tmp / "data"))
+    engine = RecordingEngine()
+    app = App()
+    receiver = mount(app, cfg, inventory, sink=engine)
+    assert receiver is not None
+    server = Server(app, "127.0.0.1", free_port(PORTS))
+    server.start()
+    try:
+        yield f"http://127.0.0.1:{server.port}/api/v1/alertmanager", engine, receiver
+    finally:
+        server.stop()
+        receiver.close()
+
+
+def _am_config(url: str, token_file: Path) -> str:
+    return f"""\
+route:
+  receiver: diag
+  group_by: [alertname, instance]
+  group_wait: 1s
+  group_interval: 1s
+  repeat_interval: 3s
+receivers:
+  - name: diag
+    webhook_configs:
+      - url: {url}
+        send_resolved: true
+        http_config:
+          authorization: {{type: Bearer, credentials_file: {token_file}}}
+"""
+
+
+def _alert(lab: Lab, mountpoint: str, ends: bool = False, **extra: str) -> dict[str, Any]:
+    h = lab.host("h01")
+    now = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+    a: dict[str, Any] = {
+        "labels": {
+            "alertname": "DiagFilesystemAlmostFull",
+            "instance": f"{h.address}:9847",
+            "job": "diag",
+            "mountpoint": mountpoint,
+            "severity": "critical",
+            **extra,
+        },
+        "annotations": {"summary": f"{mountpoint} is almost full"},
+        "generatorURL": "http://127.0.0.1:1/graph",
+    }
+    if ends:
+        a["endsAt"] = now
+    return a
+
+
+@pytest.fixture
+def alertmanager(tmp_path: Path) -> Iterator[Callable[[str, str], Alertmanager]]:
+    started: list[Alertmanager] = []
+
+    def start(url: str, token: str) -> Alertmanager:
+        (tmp_path / "am.token").write_text(token)
+        am = Alertmanager(free_port(PORTS[::-1]), tmp_path / f"am{len(started)}")
+        (tmp_path / f"am{len(started)}").mkdir()
+        started.append(am)
+        return am.start(_am_config(url, tmp_path / "am.token"))
+
+    yield start
+    for am in started:
+        am.close()
+
+
+def test_alert_is_diagnosed_repeated_and_resolved_after_a_recheck(
+    lab: Lab, receiver_url: tuple[str, RecordingEngine, Any], alertmanager: Callable[[str, str], Alertmanager]
+) -> None:
+    url, engine, receiver = receiver_url
+    mnt = lab.mount_tmpfs("h01", "4M")
+    lab.fill("h01", mnt, 97)
+    am = alertmanager(url, TOKEN)
+    am.post_alerts([_alert(lab, str(mnt))])
+
+    first = wait_for(lambda: engine.ingested[:1], timeout=60, what="the receiver to hand over the alert")
+    source, f = first[0]
+    assert source == SOURCE == "alertmanager"
+    assert (f.host, f.check, f.severity, f.cause) == ("h01", "DiagFilesystemAlmostFull", "critical", "disk_full")
+    assert f.subject == f"mountpoint={mnt}"
+    diagnosis = next(e for e in f.evidence if e.title == "diagnosis findings (disk-full)")
+    assert "[critical] disk_full" in diagnosis.text and str(mnt) in diagnosis.text
+    df = next(e for e in f.evidence if e.kind == "command" and e.data["step"] == "usage")
+    assert df.data["command"] == f"df -Pk {mnt}" and " 9" in df.text  # 97% (or so) in df's own output
+    assert "diagnosis:" in f.summary and "% full" in f.summary
+
+    # Alertmanager repeats the notification (repeat_interval 3 s): the same finding again, not a new one.
+    wait_for(lambda: len(engine.ingested) >= 2, timeout=30, what="a repeat notification")
+    assert {x.fingerprint for _, x in engine.ingested} == {f.fingerprint}
+
+    # The condition clears and Alertmanager says so: the receiver re-checks on the host before resolving.
+    lab.exec("h01", ["rm", "-f", f"{mnt}/fill"])
+    am.post_alerts([_alert(lab, str(mnt), ends=True)])
+    done = wait_for(lambda: engine.resolved[:1], timeout=60, what="the resolved alert")
+    _, fp, verdict = done[0]
+    assert fp == f.fingerprint
+    assert verdict.cleared, verdict.note
+    assert "re-check (disk-full) on h01 confirms it: disk_full found before" in verdict.note
+    assert any(e.data.get("step") == "usage" for e in verdict.evidence)  # the re-check's own df output
+    ingested = len(engine.ingested)
+    time.sleep(4)  # past repeat_interval: a resolved alert is not notified as firing again
+    assert len(engine.ingested) == ingested
+    assert receiver.wait_idle(30)
+
+
+def test_resolved_while_still_full_keeps_the_incident_open(
+    lab: Lab, receiver_url: tuple[str, RecordingEngine, Any], alertmanager: Callable[[str, str], Alertmanager]
+) -> None:
+    url, engine, receiver = receiver_url
+    mnt = lab.mount_tmpfs("h01", "4M")
+    lab.fill("h01", mnt, 98)
+    am = alertmanager(url, TOKEN)
+    n_in, n_res = len(engine.ingested), len(engine.resolved)
+    am.post_alerts([_alert(lab, str(mnt))])  # Alertmanager only tells "resolved" about alerts it told as firing
+    wait_for(lambda: len(engine.ingested) > n_in, timeout=60, what="the firing alert")
+    am.post_alerts([_alert(lab, str(mnt), ends=True)])  # hearsay: Alertmanager says resolved, the disk is full
+    done = wait_for(lambda: engine.resolved[n_res:], timeout=60, what="the resolved alert")
+    verdict = done[0][2]
+    assert not verdict.cleared
+    assert "still finds" in verdict.note and str(mnt) in verdict.note
+
+
+def test_a_wrong_token_is_refused_and_nothing_reaches_the_engine(
+    lab: Lab, receiver_url: tuple[str, RecordingEngine, Any], alertmanager: Callable[[str, str], Alertmanager]
+) -> None:
+    url, engine, _ = receiver_url
+    before = (len(engine.ingested), len(engine.resolved))
+    am = alertmanager(url, "not-the-token")
+    am.post_alerts([_alert(lab, "/nonexistent", device="x")])
+    wait_for(
+        lambda: am.metric("alertmanager_notifications_failed_total", integration="webhook") >= 1,
+        timeout=30,
+        what="Alertmanager to count a failed notification",
+    )
+    assert "401" in am.tail(20000)  # Alertmanager logs the receiver's answer
+    assert (len(engine.ingested), len(engine.resolved)) == before

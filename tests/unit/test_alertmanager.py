@@ -1,0 +1,386 @@
+"""The Alertmanager receiver's parts without a network: payload validation, the credential, the mapping of an alert
+to a host, a playbook and a finding, the config section, and the POST route on the agent's App.
+
+The webhook bodies are recorded from a real Alertmanager 0.25 (tests/fixtures/alertmanager/README.md).
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from diag import config, inventory, yamlsrc
+from diag.alertmanager import mapping
+from diag.alertmanager.auth import Credential, Denied
+from diag.alertmanager.payload import Alert, PayloadError, decode
+from diag.httpd import App, HTTPError, json_response, read_body
+from diag.secrets import SecretRef
+
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "alertmanager"
+FIRING = (FIXTURES / "firing.json").read_bytes()
+RESOLVED = (FIXTURES / "resolved.json").read_bytes()
+
+
+def _edit(**changes: Any) -> bytes:
+    doc = json.loads(FIRING)
+    for path, value in changes.items():
+        target = doc
+        keys = path.split("__")
+        for k in keys[:-1]:
+            target = target[int(k)] if isinstance(target, list) else target[k]
+        if value is _DELETE:
+            del target[keys[-1]]
+        else:
+            target[keys[-1]] = value
+    return json.dumps(doc).encode()
+
+
+_DELETE = object()
+
+
+# ---- payload
+def test_recorded_payloads_decode() -> None:
+    msg = decode(FIRING)
+    assert (msg.version, msg.status, msg.receiver, msg.truncatedAlerts) == ("4", "firing", "diag", 0)
+    a = msg.alerts[0]
+    assert (a.name, a.status, a.key, a.labels["mountpoint"]) == (
+        "DiagFilesystemAlmostFull", "firing", "f1c9dd7e9c4ffc6c", "/srv/data",
+    )  # fmt: skip
+    assert a.ends is None  # Go's zero time means "no end yet"
+    r = decode(RESOLVED).alerts[0]
+    assert r.status == "resolved" and r.ends is not None and r.ends > r.startsAt
+    assert r.key == a.key  # the same alert
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (b"", "not JSON"),
+        (b"{", "not JSON"),
+        (b"[]", "Expected `object`, got `array`"),
+        (_edit(version="3"), "unsupported payload version '3'"),
+        (_edit(version=4), "Expected `str`, got `int` - at `$.version`"),
+        (_edit(status="pending"), "- at `$.status`"),
+        (_edit(alerts=[]), "without alerts"),
+        (_edit(alerts__0__labels__severity=2), "- at `$.alerts[0].labels.severity`"),
+        (_edit(alerts__0__labels__alertname=""), "alert without an alertname label - at `$.alerts[0].labels`"),
+        (_edit(alerts__0__labels={"instance": "x"}), "alert without an alertname"),
+        (_edit(alerts__0__labels__bad_name_ü="x"), "'bad_name_ü' is not a valid label name - at `$.alerts[0].labels`"),
+        (_edit(alerts__0__startsAt="yesterday"), "Invalid RFC3339 encoded datetime - at `$.alerts[0].startsAt`"),
+        (_edit(alerts__0__endsAt=_DELETE), "missing required field `endsAt` - at `$.alerts[0]`"),
+        (_edit(groupKey=_DELETE), "missing required field `groupKey`"),
+        (_edit(truncatedAlerts=-1), "must not be negative"),
+        (_edit(commonLabels={"a-b": "x"}), "'a-b' is not a valid label name - at `$.commonLabels`"),
+    ],
+)
+def test_malformed_payloads_are_refused_with_the_reason(body: bytes, reason: str) -> None:
+    with pytest.raises(PayloadError) as e:
+        decode(body)
+    assert reason in str(e.value)
+    assert "\n" not in str(e.value)
+
+
+def test_unknown_fields_are_ignored_for_newer_alertmanagers() -> None:
+    msg = decode(_edit(someFutureField={"x": 1}, alerts__0__newThing=True))
+    assert msg.alerts[0].name == "DiagFilesystemAlmostFull"
+
+
+def test_missing_fingerprint_is_computed_from_the_labels() -> None:
+    a = decode(_edit(alerts__0__fingerprint=_DELETE)).alerts[0]
+    b = decode(_edit(alerts__0__fingerprint=_DELETE, alerts__0__annotations={"summary": "other"})).alerts[0]
+    c = decode(_edit(alerts__0__fingerprint=_DELETE, alerts__0__labels__mountpoint="/other")).alerts[0]
+    assert a.key == b.key != c.key and len(a.key) == 16
+
+
+# ---- credential
+def _basic(user: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+def test_bearer_token(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DGM_TOKEN", "tok-123456")
+    cred = Credential(bearer=SecretRef("env:DGM_TOKEN"))
+    cred.check("Bearer tok-123456")
+    cred.check("bearer   tok-123456 ")
+    for bad in (None, "", "Bearer", "Bearer tok-12345", "Bearer tok-1234567", "Basic dG9rLTEyMzQ1Ng==", "tok-123456"):
+        with pytest.raises(Denied) as e:
+            cred.check(bad)
+        assert e.value.status == "401 Unauthorized" and e.value.challenge == "Bearer"
+    monkeypatch.setenv("DGM_TOKEN", "rotated-token")  # read on every request: rotation needs no restart
+    cred.check("Bearer rotated-token")
+    monkeypatch.delenv("DGM_TOKEN")
+    with pytest.raises(Denied) as e:
+        cred.check("Bearer rotated-token")
+    assert e.value.status.startswith("503") and "DGM_TOKEN" not in str(e.value)
+
+
+def test_basic_auth(tmp_path: Path) -> None:
+    pw = tmp_path / "pass"
+    pw.write_text("pa:ss wörd\n")  # a trailing newline in a secret file is not part of the secret
+    cred = Credential(basic_user="alertmanager", basic_password=SecretRef(f"file:{pw}"))
+    cred.check(_basic("alertmanager", "pa:ss wörd"))
+    for bad in (_basic("alertmanager", "pa:ss"), _basic("other", "pa:ss wörd"), "Basic !!!", "Basic " + "x" * 7):
+        with pytest.raises(Denied) as e:
+            cred.check(bad)
+        assert e.value.status == "401 Unauthorized" and e.value.challenge and "Basic" in e.value.challenge
+    with pytest.raises(Denied):
+        cred.check("Bearer pa:ss wörd")  # the other scheme is not configured
+
+
+def test_no_credential_configured_refuses_everything() -> None:
+    with pytest.raises(Denied) as e:
+        Credential().check("Bearer anything")
+    assert e.value.status == "403 Forbidden"
+
+
+# ---- mapping
+INVENTORY = """\
+hosts:
+  web-03: {address: 10.231.4.2}
+  db-1: {address: "fd00::5"}
+  sw-1: {}
+"""
+
+
+@pytest.fixture
+def index(tmp_path: Path) -> mapping.HostIndex:
+    p = tmp_path / "inventory.yaml"
+    p.write_text(INVENTORY)
+    return mapping.HostIndex(inventory.load(str(p)).hosts)
+
+
+def _alert(**labels: str) -> Alert:
+    return decode(_edit(alerts__0__labels={"alertname": "X", **labels})).alerts[0]
+
+
+@pytest.mark.parametrize(
+    ("labels", "host", "name"),
+    [
+        ({"instance": "10.231.4.2:20352"}, "web-03", "web-03"),  # by address, port stripped
+        ({"instance": "web-03:9847"}, "web-03", "web-03"),  # by name
+        ({"instance": "[fd00:0::5]:9847"}, "db-1", "db-1"),  # IPv6, in any spelling
+        ({"instance": "fd00::5"}, "db-1", "db-1"),
+        ({"instance": "127.0.0.1:9847", "host": "sw-1"}, "sw-1", "sw-1"),  # the next label when instance is unknown
+        ({"instance": "nowhere:9847"}, None, "nowhere"),  # filed under the label's value
+        ({"job": "x"}, None, "unknown"),
+    ],
+)
+def test_alert_to_inventory_host(index: mapping.HostIndex, labels: dict[str, str], host: str | None, name: str) -> None:
+    h, n = mapping.resolve_host(_alert(**labels), index, ["instance", "host"])
+    assert (h.name if h else None, n) == (host, name)
+
+
+def test_host_label_order_is_configurable(index: mapping.HostIndex) -> None:
+    a = _alert(instance="web-03:9847", host="sw-1")
+    assert mapping.resolve_host(a, index, ["host", "instance"])[1] == "sw-1"
+
+
+def test_incident_finding_is_one_per_alert_with_the_diagnosis_inside() -> None:
+    from diag.model import Evidence, Finding
+
+    a = decode(FIRING).alerts[0]
+    diag_findings = [
+        Finding("largest_dirs", "info", "largest under /srv/data: ...", "/srv/data", "disk_full"),
+        Finding("disk_full", "critical", "/srv/data (tmpfs) is 97% full", "/srv/data", "disk_full"),
+    ]
+    ev = [Evidence("command", "df -Pk /srv/data", "Filesystem ...")]
+    f = mapping.incident_finding(a, "web-03", "http://am:9093", diag_findings, ev, "disk-full")
+    assert (f.check, f.host, f.severity, f.cause) == ("DiagFilesystemAlmostFull", "web-03", "critical", "disk_full")
+    # instance/job/severity are not the alert's identity: relabelling or a new severity keeps the incident
+    assert f.subject == "device=tmpfs, fstype=tmpfs, mountpoint=/srv/data"
+    assert f.summary == "/srv/data on 10.231.4.2:20352 is 97% full; diagnosis: /srv/data (tmpfs) is 97% full"
+    assert [e.kind for e in f.evidence] == ["alert", "text", "command"]
+    assert "[critical] disk_full" in f.evidence[1].text.splitlines()[0]
+    assert f.labels == {
+        "source": "alertmanager", "alertname": "DiagFilesystemAlmostFull",
+        "alert_fingerprint": "f1c9dd7e9c4ffc6c", "playbook": "disk-full",
+    }  # fmt: skip
+    other = _alert(alertname="DiagFilesystemAlmostFull", instance="x:1", severity="warning", mountpoint="/srv/data",
+                   device="tmpfs", fstype="tmpfs")  # fmt: skip
+    same = mapping.incident_finding(other, "web-03", "", [], [], None)
+    assert same.fingerprint == f.fingerprint and same.severity == "warning"
+
+
+def test_playbook_vars_come_from_labels_and_constants() -> None:
+    from diag.alertmanager.config import Route
+    from diag.remote import playbook as pbmod
+
+    route = Route(pbmod.load(pbmod.find("disk-full")), {"top": 5}, {"path": "mountpoint"})
+    assert mapping.playbook_vars(route, decode(FIRING).alerts[0]) == {"top": 5, "path": "/srv/data"}
+    assert mapping.playbook_vars(route, _alert()) == {"top": 5}  # label absent: the playbook's default
+
+
+# ---- config
+def _agent_cfg(tmp_path: Path, section: str) -> config.AgentConfig:
+    p = tmp_path / "inventory.yaml"
+    p.write_text("hosts: {}\nagent:\n  alertmanager:\n" + "".join(f"    {line}\n" for line in section.splitlines()))
+    inv = inventory.load(str(p))
+    return config.build(inv.doc, inv.agent)
+
+
+def test_config_section(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DGM_TOKEN", "tok-123456")
+    cfg = _agent_cfg(
+        tmp_path,
+        "auth: {bearer_token: env:DGM_TOKEN}\n"
+        "playbooks:\n"
+        "  DiagFilesystemAlmostFull: {playbook: disk-full, vars_from_labels: {path: mountpoint}, vars: {top: 5}}\n"
+        "  DiagHighLoad: high-load\n"
+        "workers: 2\n",
+    )
+    rc = cfg.alertmanager
+    assert rc is not None and rc.credential.configured and rc.workers == 2
+    assert rc.routes["DiagHighLoad"].playbook.name == "high-load"
+    assert rc.routes["DiagFilesystemAlmostFull"].vars_from_labels == {"path": "mountpoint"}
+    assert rc.host_labels == ["instance", "host"] and rc.default_route is None
+    assert config.build(None, {}).alertmanager is None  # not configured: nothing is imported or mounted
+
+
+def test_config_problems_name_file_and_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from diag.errors import ConfigError
+
+    monkeypatch.delenv("DGM_MISSING", raising=False)
+    with pytest.raises(ConfigError) as e:
+        _agent_cfg(
+            tmp_path,
+            "auth: {bearer_token: literal-token}\n"
+            "playbooks:\n"
+            "  A: no-such-playbook\n"
+            "  B: {playbook: disk-full, vars_from_labels: {nope: mountpoint}}\n"
+            "workers: 0\n",
+        )
+    inv = str(tmp_path / "inventory.yaml")
+    problems = e.value.problems
+    assert f"{inv}:4: must be a reference (env:NAME or file:PATH), not a literal secret" in problems
+    assert any(p.startswith(f"{inv}:6: no playbook named 'no-such-playbook'") for p in problems)
+    assert f"{inv}:7: playbook disk-full has no variable 'nope' (has: path, depth, top, scan_seconds, warning_pct, " \
+           "deleted_open_mib_warning)" in problems  # fmt: skip
+    assert f"{inv}:8: workers must be at least 1" in problems
+    with pytest.raises(ConfigError) as e:
+        _agent_cfg(tmp_path, "auth: {bearer_token: env:DGM_MISSING}\n")
+    assert e.value.problems == [f"{inv}:4: secret env:DGM_MISSING: environment variable DGM_MISSING is not set"]
+    with pytest.raises(ConfigError) as e:
+        _agent_cfg(tmp_path, "auth: {}\nhost_label: instance\n")
+    assert e.value.problems == [f"{inv}:5: unknown key `host_label`"]
+    with pytest.raises(ConfigError) as e:
+        _agent_cfg(tmp_path, "auth: {}\n")
+    assert e.value.problems == [f"{inv}:4: auth needs bearer_token or basic (without one the endpoint accepts nothing)"]
+
+
+# ---- HTTP: POST support in diag.httpd and the receiver's route
+def _call(app: App, method: str, path: str, body: bytes = b"", headers: dict[str, str] | None = None,
+          length: str | None = None) -> tuple[str, dict[str, str], dict[str, Any]]:  # fmt: skip
+    environ: dict[str, Any] = {
+        "REQUEST_METHOD": method,
+        "PATH_INFO": path,
+        "CONTENT_LENGTH": str(len(body)) if length is None else length,
+        "wsgi.input": io.BytesIO(body),
+    }
+    for k, v in (headers or {}).items():
+        key = k.upper().replace("-", "_")
+        environ[key if key in ("CONTENT_TYPE",) else "HTTP_" + key] = v
+    got: dict[str, Any] = {}
+
+    def start_response(status: str, hdrs: list[tuple[str, str]]) -> None:
+        got["status"], got["headers"] = status, dict(hdrs)
+
+    out = b"".join(app(environ, start_response))
+    return got["status"], got["headers"], json.loads(out) if out else {}
+
+
+def test_post_route_and_body_limit() -> None:
+    app = App()
+    seen: list[bytes] = []
+
+    def echo(environ: dict[str, Any]) -> Any:
+        seen.append(read_body(environ, 1024))
+        return json_response({"n": len(seen[-1])})
+
+    app.route("/p", echo, methods=("POST",))
+    app.route("/g", lambda e: json_response({}))
+    assert _call(app, "POST", "/p", b"x" * 1024)[:3:2] == ("200 OK", {"n": 1024})
+    status, _, body = _call(app, "POST", "/p", b"x" * 1025)
+    assert status.startswith("413") and "1025 bytes is over the limit of 1024" in body["error"]
+    assert _call(app, "POST", "/p", b"x", length="")[0].startswith("411")
+    assert _call(app, "POST", "/p", b"xx", length="5")[0].startswith("400")  # body shorter than it said
+    status, headers, _ = _call(app, "GET", "/p")
+    assert status.startswith("405") and headers["Allow"] == "POST"
+    assert _call(app, "POST", "/g")[0].startswith("405")  # GET routes stay GET-only
+
+    def teapot(environ: dict[str, Any]) -> Any:
+        raise HTTPError("418 I'm a teapot", "short and stout", [("X-Why", "test")])
+
+    app.route("/t", teapot, methods=("POST",))
+    status, headers, body = _call(app, "POST", "/t")
+    assert (status, headers["X-Why"], body) == ("418 I'm a teapot", "test", {"error": "short and stout"})
+
+
+class _RecordingReceiver:
+    """Stands in for the Receiver behind the HTTP handler here: records what it was handed (a fake, named so)."""
+
+    def __init__(self, busy: bool = False) -> None:
+        self.messages: list[Any] = []
+        self.busy = busy
+
+    def handle(self, msg: Any) -> dict[str, Any]:
+        from diag.alertmanager.receiver import Busy
+
+        if self.busy:
+            raise Busy("42 alerts are waiting")
+        self.messages.append(msg)
+        return {"accepted": len(msg.alerts), "pending": 1}
+
+
+def test_receiver_route_checks_size_auth_type_and_payload(monkeypatch: pytest.MonkeyPatch) -> None:
+    from diag.alertmanager import PATH
+    from diag.alertmanager.http import handler
+
+    monkeypatch.setenv("DGM_TOKEN", "tok-123456")
+    rec = _RecordingReceiver()
+    app = App()
+    app.route(PATH, handler(rec, Credential(bearer=SecretRef("env:DGM_TOKEN")), 4096), methods=("POST",))  # type: ignore[arg-type]
+    good = {"Authorization": "Bearer tok-123456", "Content-Type": "application/json"}
+
+    status, _, body = _call(app, "POST", PATH, FIRING, good)
+    assert (status, body) == ("202 Accepted", {"status": "accepted", "accepted": 1, "pending": 1})
+    assert rec.messages[0].alerts[0].name == "DiagFilesystemAlmostFull"
+
+    status, headers, body = _call(app, "POST", PATH, FIRING, {**good, "Authorization": "Bearer wrong"})
+    assert (status, headers["WWW-Authenticate"], body["error"]) == ("401 Unauthorized", "Bearer", "invalid credentials")
+    assert _call(app, "POST", PATH, FIRING, {"Content-Type": "application/json"})[0] == "401 Unauthorized"
+    status, _, body = _call(app, "POST", PATH, FIRING, {**good, "Content-Type": "text/plain"})
+    assert status.startswith("415") and "text/plain" in body["error"]
+    status, _, body = _call(app, "POST", PATH, _edit(version="5"), good)
+    assert status == "400 Bad Request" and "version '5'" in body["error"]
+    status, _, body = _call(app, "POST", PATH, b" " * 5000, good)
+    assert status.startswith("413")
+    assert len(rec.messages) == 1  # nothing refused reached the receiver
+
+    app.route(PATH, handler(_RecordingReceiver(busy=True), Credential(bearer=SecretRef("env:DGM_TOKEN")), 4096),  # type: ignore[arg-type]
+              methods=("POST",))  # fmt: skip
+    status, headers, body = _call(app, "POST", PATH, FIRING, good)
+    assert status.startswith("503") and headers["Retry-After"] == "30" and "42 alerts" in body["error"]
+
+
+def test_unconfigured_endpoint_is_closed() -> None:
+    from diag.alertmanager import PATH, mount
+
+    app = App()
+    assert mount(app, config.build(None, {}), None) is None
+    status, _, body = _call(
+        app, "POST", PATH, FIRING, {"Authorization": "Bearer x", "Content-Type": "application/json"}
+    )
+    assert status == "403 Forbidden" and "not configured" in body["error"]
+
+
+def test_doc_lines_for_the_yaml_of_the_section(tmp_path: Path) -> None:
+    # yamlsrc gives the line of a key inside agent.alertmanager (the config errors above rely on it)
+    p = tmp_path / "x.yaml"
+    p.write_text("agent:\n  alertmanager:\n    workers: 0\n")
+    doc = yamlsrc.load_file(p)
+    assert doc.where(("agent", "alertmanager", "workers")) == f"{p}:3"
