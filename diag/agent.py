@@ -91,6 +91,7 @@ class Agent:
                 "errors": {s.name: s.error for s in states if s.error and not s.no_data},
                 "no_data": {s.name: s.error for s in states if s.no_data},
                 "running_probes": self.runner.busy(),
+                **({"alertmanager": self.alerts.status()} if self.alerts is not None else {}),
             }
         )
 

@@ -14,6 +14,7 @@
         default_playbook: null              # for alerts nothing else maps (null: register without diagnosis)
         workers: 4                          # diagnoses run at once
         rediagnose_after: 300               # a repeat older than this runs the playbook again (s)
+        prometheus_url: http://127.0.0.1:9090   # re-checks alerts that have no playbook (their rule's expression)
 
 Playbook names are resolved here, at start, so a typo is a config error and not a silent alert later.
 """
@@ -64,6 +65,7 @@ class AlertmanagerSpec(msgspec.Struct, forbid_unknown_fields=True):
     max_body_bytes: int = DEFAULT_MAX_BODY
     rediagnose_after: float = 300.0
     known_hosts: list[str] = []
+    prometheus_url: str | None = None
 
 
 @dataclass(slots=True)
@@ -86,6 +88,8 @@ class ReceiverConfig:
     max_body_bytes: int = DEFAULT_MAX_BODY
     rediagnose_after: float = 300.0
     known_hosts: list[str] = field(default_factory=list)
+    #: where alerts without a playbook are re-checked (their rule's expression evaluated again); None: not at all
+    prometheus_url: str | None = None
 
 
 def build(doc: yamlsrc.Doc, raw: Any, base: tuple[str, ...] = ("agent", "alertmanager")) -> ReceiverConfig | None:
@@ -106,6 +110,8 @@ def build(doc: yamlsrc.Doc, raw: Any, base: tuple[str, ...] = ("agent", "alertma
         doc.problem((*base, "max_body_bytes"), "max_body_bytes must be at least 1024")
     if spec.rediagnose_after < 0:
         doc.problem((*base, "rediagnose_after"), "rediagnose_after must not be negative")
+    if spec.prometheus_url is not None and not spec.prometheus_url.startswith(("http://", "https://")):
+        doc.problem((*base, "prometheus_url"), "prometheus_url must be an http:// or https:// URL")
     if not spec.host_labels:
         doc.problem((*base, "host_labels"), "host_labels needs at least one label name")
 
@@ -141,6 +147,7 @@ def build(doc: yamlsrc.Doc, raw: Any, base: tuple[str, ...] = ("agent", "alertma
         max_body_bytes=spec.max_body_bytes,
         rediagnose_after=spec.rediagnose_after,
         known_hosts=list(spec.known_hosts),
+        prometheus_url=spec.prometheus_url,
     )
 
 

@@ -146,6 +146,11 @@ class Receiver:
     def _count(self, name: str) -> None:
         self.counters[name] = self.counters.get(name, 0) + 1
 
+    def status(self) -> dict[str, Any]:
+        """For ``/healthz``: alerts waiting or being worked on, firing alerts remembered, and counters."""
+        with self._lock:
+            return {"pending": self._pending, "firing": len(self._states), **dict(sorted(self.counters.items()))}
+
     def _drain(self, key: str) -> None:
         while True:
             with self._lock:
@@ -291,6 +296,8 @@ class Receiver:
         if r.error:
             evidence.append(Evidence("text", f"diagnosis {r.status}", r.error, {"status": r.status}))
         d = Diagnosis(pb.name, r.status, r.error, list(r.findings), evidence, r.duration_s)
+        with self._lock:
+            self._count(f"diagnoses_{r.status}")
         log.info(
             "diagnosis %s on %s: %s, %d findings in %.2f s",
             pb.name,
@@ -305,11 +312,7 @@ class Receiver:
     def verify(self, alert: Alert, host: Host | None, route: Route | None, before: Diagnosis | None) -> Verdict:
         """Is the condition really gone? Run the diagnosis again and look for what it found while firing."""
         if host is None or route is None:
-            return Verdict(
-                False,
-                f"Alertmanager reports {alert.name} resolved, but diag has no playbook or inventory host to "
-                "re-check it with, so the incident stays open for a person to confirm.",
-            )
+            return self.verify_on_prometheus(alert)
         now = self.diagnose(host, route, alert)
         if not now.checked:
             return Verdict(
@@ -334,6 +337,27 @@ class Receiver:
             f"{host.name} confirms it: {gone} found before, no problem found now.",
             now.evidence,
         )
+
+    def verify_on_prometheus(self, alert: Alert) -> Verdict:
+        """The re-check for an alert without a playbook: its rule's expression, evaluated again by Prometheus."""
+        from diag.alertmanager.recheck import RecheckError, expression, still_firing
+
+        url = self.cfg.prometheus_url
+        if url is None:
+            return Verdict(
+                False,
+                f"Alertmanager reports {alert.name} resolved, but diag has no playbook or inventory host to "
+                "re-check it with (and no prometheus_url), so the incident stays open for a person to confirm.",
+            )
+        try:
+            series = still_firing(alert, url)
+            expr = expression(alert)
+        except RecheckError as e:
+            return Verdict(False, f"Alertmanager reports {alert.name} resolved, but the re-check failed: {e}")
+        ev = Evidence("metric", f"re-check on Prometheus: {expr}", "\n".join(map(str, series)) or "(no series)")
+        if series:
+            return Verdict(False, f"Alertmanager reports {alert.name} resolved, but {expr} still returns it.", [ev])
+        return Verdict(True, f"Resolved: the rule's expression no longer returns {alert.name} ({url}).", [ev])
 
     def _finding(
         self, job: Job, host_name: str, diagnosis: Diagnosis | None, route: Route | None, host: Host | None

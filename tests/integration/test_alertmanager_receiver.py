@@ -10,8 +10,10 @@ repeats, ordering, the verifying re-check, refusing a wrong token).
 
 from __future__ import annotations
 
+import json
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,7 +26,7 @@ from diag.alertmanager import mount
 from diag.alertmanager.receiver import SOURCE, Verdict
 from diag.httpd import App, Server
 from diag.model import Evidence, Finding
-from tests.alerting import Alertmanager
+from tests.alerting import Alertmanager, Prometheus
 from tests.conftest import free_port, wait_for
 from tests.lab import Lab
 
@@ -65,7 +67,25 @@ def lab() -> Iterator[Lab]:
 
 
 @pytest.fixture(scope="module")
-def receiver_url(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, RecordingEngine, Any]]:
+def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prometheus]:
+    """A Prometheus that scrapes itself (job ``self``): the re-check of alerts without a playbook asks it."""
+    port = free_port(PORTS)
+    prom = Prometheus(port, tmp_path_factory.mktemp("prometheus"))
+    try:
+        prom.start(
+            "global: {scrape_interval: 1s}\n"
+            f"scrape_configs:\n  - job_name: self\n    static_configs: [{{targets: ['127.0.0.1:{port}']}}]\n"
+        )
+        wait_for(lambda: prom.query('up{job="self"} == 1'), what="Prometheus to scrape itself")
+        yield prom
+    finally:
+        prom.close()
+
+
+@pytest.fixture(scope="module")
+def receiver_url(
+    lab: Lab, prometheus: Prometheus, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[str, RecordingEngine, Any]]:
     tmp = tmp_path_factory.mktemp("receiver")
     (tmp / "token").write_text(TOKEN + "\n")
     inv = tmp / "inventory.yaml"
@@ -76,6 +96,7 @@ def receiver_url(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Iterator
         + f"    auth: {{bearer_token: 'file:{tmp / 'token'}'}}\n"
         + f"    known_hosts: ['{lab.known_hosts}']\n"
         + "    rediagnose_after: 0\n"
+        + f"    prometheus_url: {prometheus.url}\n"
         + "    playbooks:\n"
         + "      DiagFilesystemAlmostFull: {playbook: disk-full, vars_from_labels: {path: mountpoint}}\n"
     )
@@ -189,7 +210,7 @@ def test_alert_is_diagnosed_repeated_and_resolved_after_a_recheck(
 def test_resolved_while_still_full_keeps_the_incident_open(
     lab: Lab, receiver_url: tuple[str, RecordingEngine, Any], alertmanager: Callable[[str, str], Alertmanager]
 ) -> None:
-    url, engine, receiver = receiver_url
+    url, engine, _ = receiver_url
     mnt = lab.mount_tmpfs("h01", "4M")
     lab.fill("h01", mnt, 98)
     am = alertmanager(url, TOKEN)
@@ -217,3 +238,27 @@ def test_a_wrong_token_is_refused_and_nothing_reaches_the_engine(
     )
     assert "401" in am.tail(20000)  # Alertmanager logs the receiver's answer
     assert (len(engine.ingested), len(engine.resolved)) == before
+
+
+def test_alert_without_a_playbook_is_rechecked_on_prometheus(
+    receiver_url: tuple[str, RecordingEngine, Any], prometheus: Prometheus
+) -> None:
+    from diag.alertmanager.payload import decode
+
+    _, engine, receiver = receiver_url
+    fixture = Path(__file__).resolve().parent.parent / "fixtures" / "alertmanager" / "resolved.json"
+    doc = json.loads(fixture.read_bytes())
+    target = f"127.0.0.1:{prometheus.port}"
+    verdicts = []
+    for expr, cleared in (('up{job="self"} == 1', False), ('up{job="self"} == 0', True)):
+        alert = doc["alerts"][0]
+        alert["labels"] = {"alertname": "SelfUp", "instance": target, "job": "self", "severity": "warning"}
+        alert["generatorURL"] = f"{prometheus.url}/graph?" + urllib.parse.urlencode({"g0.expr": expr, "g0.tab": "1"})
+        alert["fingerprint"] = f"self{cleared}"
+        n = len(engine.resolved)
+        receiver.handle(decode(json.dumps(doc).encode()))
+        verdict = wait_for(lambda n=n: engine.resolved[n:], timeout=30, what="the re-check")[0][2]
+        verdicts.append(verdict)
+        assert verdict.cleared is cleared, verdict.note
+    assert "still returns it" in verdicts[0].note and target in verdicts[0].evidence[0].text
+    assert verdicts[1].note.startswith("Resolved: the rule's expression no longer returns SelfUp")
