@@ -384,3 +384,24 @@ def test_doc_lines_for_the_yaml_of_the_section(tmp_path: Path) -> None:
     p.write_text("agent:\n  alertmanager:\n    workers: 0\n")
     doc = yamlsrc.load_file(p)
     assert doc.where(("agent", "alertmanager", "workers")) == f"{p}:3"
+
+
+def test_the_documented_configuration_is_valid(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The mapping example in docs/alertmanager.md loads as it stands (with its token file present)."""
+    text = (Path(__file__).resolve().parents[2] / "docs" / "alertmanager.md").read_text()
+    block = text.split("## Mapping", 1)[1].split("```yaml\n", 1)[1].split("```", 1)[0]
+    token = tmp_path / "token"
+    token.write_text("t0ken-value\n")
+    p = tmp_path / "inventory.yaml"
+    p.write_text("hosts: {}\n" + block.replace("/etc/diag/alertmanager.token", str(token)))
+    inv = inventory.load(str(p))
+    rc = config.build(inv.doc, inv.agent).alertmanager
+    assert rc is not None and set(rc.routes) == {
+        "DiagFilesystemAlmostFull", "DiagFilesystemInodesAlmostFull", "DiagHighLoad", "DiagSystemdUnitFailed",
+        "DiagMemoryLow",
+    }  # fmt: skip
+    assert rc.prometheus_url is None or rc.prometheus_url.startswith("http")
+    # every alertname the shipped rules define is mapped, except the agent's own health
+    rules = (Path(__file__).resolve().parents[2] / "deploy" / "prometheus" / "rules" / "diag-alerts.yml").read_text()
+    names = {line.split(":", 1)[1].strip() for line in rules.splitlines() if line.strip().startswith("- alert:")}
+    assert names - set(rc.routes) == {"DiagAgentDown", "DiagProbeFailing"}
