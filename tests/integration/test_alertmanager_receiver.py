@@ -262,3 +262,21 @@ def test_alert_without_a_playbook_is_rechecked_on_prometheus(
         assert verdict.cleared is cleared, verdict.note
     assert "still returns it" in verdicts[0].note and target in verdicts[0].evidence[0].text
     assert verdicts[1].note.startswith("Resolved: the rule's expression no longer returns SelfUp")
+
+
+def test_an_agent_without_the_receiver_configured_refuses_posts(start_agent: Any) -> None:
+    import urllib.error
+    import urllib.request
+
+    agent = start_agent("hosts: {}\n", ports=PORTS)
+    body = (Path(__file__).resolve().parent.parent / "fixtures" / "alertmanager" / "firing.json").read_bytes()
+    req = urllib.request.Request(
+        agent.url + "/api/v1/alertmanager",
+        data=body,
+        headers={"Content-Type": "application/json", "Authorization": "Bearer anything"},
+    )
+    with pytest.raises(urllib.error.HTTPError) as e:
+        urllib.request.urlopen(req, timeout=10)
+    assert e.value.code == 403 and b"not configured" in e.value.read()
+    assert agent.get("/api/v1/alertmanager")[0] == 405
+    assert "alertmanager" not in agent.health()
