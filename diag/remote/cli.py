@@ -10,7 +10,10 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from diag.remote.runner import RunReport
 
 DEFAULT_DATA = ".diag"
 
@@ -19,14 +22,15 @@ def cmd_check(args: argparse.Namespace) -> int:
     from diag import inventory
     from diag.cli import DEFAULT_INVENTORY, _inventory_path
     from diag.errors import ConfigError
-    from diag.remote import facts
     from diag.remote import playbook as pbmod
     from diag.remote.runner import run_check
     from diag.remote.ssh import SSHPool
 
-    inv = inventory.load(_inventory_path(args, required=True) or DEFAULT_INVENTORY)
+    inv_path = _inventory_path(args, required=True) or DEFAULT_INVENTORY
+    inv = inventory.load(inv_path)
     hosts = inv.select(args.targets)
-    pb = pbmod.load(pbmod.find(args.playbook))
+    pb_path = pbmod.find(args.playbook)
+    pb = pbmod.load(pb_path)
     overrides = pbmod.parse_var_args(args.var or [])
     unknown = sorted(set(overrides) - set(pb.vars))
     if unknown:
@@ -43,6 +47,13 @@ def cmd_check(args: argparse.Namespace) -> int:
         raise ConfigError("--concurrency must be at least 1")
 
     data = Path(args.data)
+    if args.backend == "celery":  # the hosts are checked by `diag worker` processes (docs/distributed.md)
+        from diag.distributed.backend import CeleryBackend
+        from diag.distributed.cli import redis_url
+
+        backend = CeleryBackend(redis_url(args.redis), inv_path, pb_path, timeout_s=args.timeout)
+        report = backend.run_check(hosts, pb, overrides, args.allow_changes)
+        return _report(args, report, data, pb.facts)
     pool = SSHPool(
         known_hosts=[Path(p) for p in args.known_hosts] if args.known_hosts else None,
         tofu_store=data / "known_hosts.tofu",
@@ -60,10 +71,17 @@ def cmd_check(args: argparse.Namespace) -> int:
             report = run_check(hosts, pb, pool, overrides, args.allow_changes)
     finally:
         pool.close_all()
-    if pb.facts:
+    return _report(args, report, data, pb.facts)
+
+
+def _report(args: argparse.Namespace, report: RunReport, data: Path, keep_facts: bool) -> int:
+    """Keep facts, print the report (JSON contract or summary table), return the Nagios exit status."""
+    from diag.remote import facts
+
+    if keep_facts:
         for r in report.results:
             if r.status in ("ok", "findings"):
-                facts.save(data, r.host, pb.name, r.values())
+                facts.save(data, r.host, report.playbook, r.values())
     if args.json:
         json.dump(report.to_dict(), sys.stdout, indent=2, default=str)
         sys.stdout.write("\n")
@@ -214,6 +232,14 @@ def add_commands(sub: Any) -> None:
         help="known_hosts file (repeatable; default ~/.ssh/known_hosts)",
     )
     c.add_argument("--data", default=DEFAULT_DATA, help="data directory: TOFU host keys, facts (default ./.diag)")
+    c.add_argument(
+        "--backend",
+        choices=("local", "celery"),
+        default="local",
+        help="where hosts are checked: this process (default) or `diag worker` processes via Redis",
+    )
+    c.add_argument("--redis", help="with --backend celery: broker URL or env:NAME (default $DIAG_REDIS_URL)")
+    c.add_argument("--timeout", type=float, default=3600.0, help="with --backend celery: seconds to wait for all hosts")
     c.add_argument("targets", nargs="+", metavar="TARGET", help="host or group names ('all' for every host)")
     c.set_defaults(func=cmd_check)
 

@@ -1,0 +1,103 @@
+"""The worker side: check one host of a distributed run and record its result exactly once in Redis."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+CHECK_HOST = "diag.check_host"
+RESULT_TTL_S = 24 * 3600
+
+
+def results_key(run_id: str) -> str:
+    return f"diag:run:{run_id}:results"
+
+
+def attempts_key(run_id: str) -> str:
+    return f"diag:run:{run_id}:attempts"
+
+
+@dataclass
+class WorkerSettings:
+    """What a worker process knows of its own machine (set by ``diag worker`` before it starts Celery)."""
+
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    known_hosts: list[Path] | None = None
+    data: Path = Path(".diag")
+    name: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
+
+
+SETTINGS = WorkerSettings()
+_redis: Any = None
+_loaded: dict[tuple[str, str], tuple[float, Any]] = {}
+
+
+def _client() -> Any:
+    global _redis
+    if _redis is None:
+        import redis
+
+        _redis = redis.Redis.from_url(SETTINGS.redis_url)
+    return _redis
+
+
+def _cached(kind: str, path: str, loader: Any) -> Any:
+    """Inventory and playbooks are parsed once per worker and again only when the file changes."""
+    mtime = Path(path).stat().st_mtime
+    hit = _loaded.get((kind, path))
+    if hit is not None and hit[0] == mtime:
+        return hit[1]
+    obj = loader(path)
+    _loaded[(kind, path)] = (mtime, obj)
+    return obj
+
+
+def check_host(task: Any, run_id: str, spec: dict[str, Any]) -> str:
+    """Run ``spec['playbook']`` on ``spec['host']``; returns 'done', 'duplicate' or the failure status."""
+    from diag import inventory
+    from diag.remote import playbook as pbmod
+    from diag.remote.runner import HostResult, run_host
+    from diag.remote.ssh import SSHPool
+
+    r = _client()
+    name = spec["host"]
+    if r.hexists(results_key(run_id), name):
+        return "duplicate"  # a redelivery of a host another worker already finished
+    r.hincrby(attempts_key(run_id), name, 1)
+    r.expire(attempts_key(run_id), RESULT_TTL_S)
+    t0 = time.monotonic()
+    try:
+        inv = _cached("inventory", spec["inventory"], inventory.load)
+        pb = _cached("playbook", spec["playbook"], pbmod.load)
+        host = inv.hosts[name]
+    except Exception as e:  # the worker's copy of the inventory or playbook is broken or lacks the host
+        res = HostResult(name, "error", f"worker {SETTINGS.name}: {' '.join(str(e).split())[:300]}")
+    else:
+        pool = SSHPool(known_hosts=SETTINGS.known_hosts, tofu_store=SETTINGS.data / "known_hosts.tofu", hosts=inv.hosts)
+        try:
+            res = run_host(host, pb, pool, spec.get("vars", {}), bool(spec.get("allow_changes", False)))
+        finally:
+            pool.close_all()
+    doc = res.to_dict()
+    doc["worker"] = SETTINGS.name
+    doc["worker_duration_s"] = round(time.monotonic() - t0, 3)
+    pipe = r.pipeline()
+    pipe.hsetnx(results_key(run_id), name, json.dumps(doc, default=str))
+    pipe.expire(results_key(run_id), RESULT_TTL_S)
+    first, _ = pipe.execute()
+    _observe(res.status, time.monotonic() - t0)
+    return "done" if first else "duplicate"
+
+
+def _observe(status: str, seconds: float) -> None:
+    from diag.distributed import worker_metrics
+
+    worker_metrics.observe(status, seconds)

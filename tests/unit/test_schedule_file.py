@@ -1,0 +1,49 @@
+"""Schedule files for `diag scheduler`: valid files load; every mistake is FILE:LINE: message."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from diag.distributed.scheduler import load_schedule, slot_of, slot_start
+from diag.errors import ConfigError
+
+
+def test_a_valid_schedule_loads(tmp_path: Path) -> None:
+    p = tmp_path / "s.yaml"
+    p.write_text("schedule:\n  - {name: a, playbook: linux-baseline, targets: [web], every: 300}\n")
+    (job,) = load_schedule(p)
+    assert (job.name, job.playbook, job.targets, job.every) == ("a", "linux-baseline", ["web"], 300)
+    # Slots: the start of a job's slot lies within its interval and slots advance by exactly one interval.
+    s = slot_of(job, 1_800_000_000.0)
+    assert slot_start(job, s) <= 1_800_000_000.0 < slot_start(job, s + 1)
+    assert slot_start(job, s + 1) - slot_start(job, s) == 300
+
+
+def test_mistakes_name_the_line(tmp_path: Path) -> None:
+    p = tmp_path / "s.yaml"
+    p.write_text(
+        "schedule:\n"
+        "  - {name: a, playbook: x, targets: [web], every: 300}\n"
+        "  - name: a\n"
+        "    playbook: x\n"
+        "    targets: []\n"
+        "    every: 0\n"
+    )
+    with pytest.raises(ConfigError) as e:
+        load_schedule(p)
+    msg = str(e.value)
+    assert f"{p}:3: duplicate job name 'a'" in msg
+    assert f"{p}:5: targets:" in msg
+    assert f"{p}:6: every: must be a positive number" in msg
+
+
+def test_unknown_key_and_wrong_type(tmp_path: Path) -> None:
+    p = tmp_path / "s.yaml"
+    p.write_text("schedule:\n  - name: a\n    playbook: x\n    targets: [web]\n    every: often\n")
+    with pytest.raises(ConfigError, match=rf"^{p}:5: every: Expected `float`, got `str`$"):
+        load_schedule(p)
+    p.write_text("schedule:\n  - name: a\n    playbook: x\n    targets: [web]\n    every: 5\n    colour: red\n")
+    with pytest.raises(ConfigError, match=rf"^{p}:6: unknown key `colour`$"):
+        load_schedule(p)
