@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 from diag.alertmanager import mapping
 from diag.alertmanager.config import ReceiverConfig, Route
 from diag.alertmanager.payload import Alert, Message
+from diag.alertmanager.queue import JobStore
 from diag.errors import ConfigError
 from diag.inventory import Host
 from diag.model import SEVERITY_RANK, Evidence, Finding
@@ -46,6 +47,7 @@ class Busy(Exception):
 
 @dataclass(slots=True)
 class Job:
+    id: int  # its row in the on-disk queue
     alert: Alert
     external_url: str
     received: float = field(default_factory=time.monotonic)
@@ -114,7 +116,15 @@ class Receiver:
         self._states: dict[str, _AlertState] = {}
         self._executor = ThreadPoolExecutor(max_workers=cfg.workers, thread_name_prefix="diag-alert")
         self._idle = threading.Condition(self._lock)
+        self._closing = False
         self.counters: dict[str, int] = {}
+        self.store = JobStore(data / "alertmanager.sqlite")
+        left = self.store.pending()
+        if left:
+            log.info("alertmanager receiver: resuming %d alerts accepted before the last stop", len(left))
+            with self._lock:
+                for job_id, alert, url in left:
+                    self._enqueue(Job(job_id, alert, url))
 
     # ---- the request side
     def handle(self, msg: Message) -> dict[str, Any]:
@@ -124,16 +134,11 @@ class Receiver:
                 self._count("notifications_refused")
                 raise Busy(f"{self._pending} alerts are waiting (max_pending {self.cfg.max_pending}); retry later")
             self._count("notifications")
-            for alert in msg.alerts:
+            # On disk before the 202 goes out: Alertmanager will not send an acknowledged notification again.
+            ids = self.store.add(msg.alerts, msg.externalURL)
+            for job_id, alert in zip(ids, msg.alerts, strict=True):
                 self._count(f"alerts_{alert.status}")
-                self._pending += 1
-                job = Job(alert, msg.externalURL)
-                q = self._queues.get(alert.key)
-                if q is not None:  # a worker is on this alert: it takes the job when it is done
-                    q.append(job)
-                    continue
-                self._queues[alert.key] = deque([job])
-                self._executor.submit(self._drain, alert.key)
+                self._enqueue(Job(job_id, alert, msg.externalURL))
             pending = self._pending
         if msg.truncatedAlerts:
             log.warning(
@@ -142,6 +147,16 @@ class Receiver:
                 msg.truncatedAlerts,
             )
         return {"accepted": len(msg.alerts), "pending": pending}
+
+    def _enqueue(self, job: Job) -> None:
+        """Queue a job behind earlier ones for the same alert (caller holds the lock)."""
+        self._pending += 1
+        q = self._queues.get(job.alert.key)
+        if q is not None:  # a worker is on this alert: it takes the job when it is done
+            q.append(job)
+            return
+        self._queues[job.alert.key] = deque([job])
+        self._executor.submit(self._drain, job.alert.key)
 
     def _count(self, name: str) -> None:
         self.counters[name] = self.counters.get(name, 0) + 1
@@ -155,7 +170,7 @@ class Receiver:
         while True:
             with self._lock:
                 q = self._queues[key]
-                if not q:
+                if not q or self._closing:  # closing: what is left stays on disk for the next start
                     del self._queues[key]
                     self._idle.notify_all()
                     return
@@ -165,6 +180,7 @@ class Receiver:
             except Exception:  # one alert's failure must not stop the others or kill the worker
                 log.exception("alert %s (%s): processing failed", job.alert.name, key)
             finally:
+                self.store.done(job.id)
                 with self._lock:
                     self._pending -= 1
 
@@ -180,10 +196,14 @@ class Receiver:
         return True
 
     def close(self) -> None:
-        self._executor.shutdown(wait=True, cancel_futures=False)
+        """Finish the alerts being worked on; queued ones stay on disk and are resumed at the next start."""
+        with self._lock:
+            self._closing = True
+        self._executor.shutdown(wait=True, cancel_futures=True)
         with self._pool_lock:
             if self._pool is not None and hasattr(self._pool, "close_all"):
                 self._pool.close_all()
+        self.store.close()
 
     # ---- the worker side
     def process(self, job: Job) -> None:

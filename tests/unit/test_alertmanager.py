@@ -405,3 +405,58 @@ def test_the_documented_configuration_is_valid(tmp_path: Path, monkeypatch: pyte
     rules = (Path(__file__).resolve().parents[2] / "deploy" / "prometheus" / "rules" / "diag-alerts.yml").read_text()
     names = {line.split(":", 1)[1].strip() for line in rules.splitlines() if line.strip().startswith("- alert:")}
     assert names - set(rc.routes) == {"DiagAgentDown", "DiagProbeFailing"}
+
+
+class _GatedEngine:
+    """A fake incident engine (named so) whose ingest waits for a gate: lets a test stop the receiver mid-work."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.gate = threading.Event()
+        self.started = threading.Event()
+        self.seen: list[str] = []
+
+    def ingest(self, source: str, findings: Any) -> str:
+        self.started.set()
+        self.gate.wait(10)
+        self.seen.extend(f.labels["alert_fingerprint"] for f in findings)
+        return "recorded"
+
+    def resolve(self, source: str, fingerprint: str, verify: Any, evidence: Any) -> str:
+        return "not used"
+
+
+def test_accepted_alerts_survive_a_stop_and_are_resumed_in_order(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    from diag.alertmanager.receiver import Receiver
+
+    monkeypatch.setenv("DGM_TOKEN", "tok-123456")
+    cfg = _agent_cfg(tmp_path, "auth: {bearer_token: env:DGM_TOKEN}\nworkers: 1\n").alertmanager
+    assert cfg is not None
+    doc = json.loads(FIRING)
+    doc["alerts"] = [
+        {**doc["alerts"][0], "fingerprint": f"fp{i}", "labels": {"alertname": "A", "n": str(i)}} for i in range(3)
+    ]
+    engine = _GatedEngine()
+    r = Receiver(cfg, {}, engine, tmp_path / "data")
+    assert r.handle(decode(json.dumps(doc).encode())) == {"accepted": 3, "pending": 3}
+    assert engine.started.wait(10)  # the first alert is being worked on, the other two wait
+    closer = threading.Thread(target=r.close)
+    closer.start()
+    engine.gate.set()
+    closer.join(10)
+    assert engine.seen == ["fp0"]  # the one in progress was finished; the rest stayed on disk
+
+    again = _GatedEngine()
+    again.gate.set()
+    r2 = Receiver(cfg, {}, again, tmp_path / "data")
+    assert r2.wait_idle(10)
+    assert again.seen == ["fp1", "fp2"]
+    r2.close()
+    r3 = Receiver(cfg, {}, _GatedEngine(), tmp_path / "data")
+    assert r3.store.pending() == [] and r3.status()["pending"] == 0  # done jobs are not replayed
+    r3.close()
