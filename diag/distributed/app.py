@@ -46,4 +46,5 @@ def make_app(redis_url: str, visibility_timeout: float = 300.0) -> Celery:
     }
     app.conf.update(conf)
     app.task(name=tasks.CHECK_HOST, bind=True, acks_late=True)(tasks.check_host)
+    app.task(name=tasks.SNMP_POLL, bind=True, acks_late=True)(tasks.snmp_poll)
     return app

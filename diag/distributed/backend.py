@@ -164,3 +164,17 @@ class CeleryBackend:
 
         raw = self.redis.hgetall(results_key(run_id or self.last_run_id))
         return {str(k): json.loads(v).get("worker", "") for k, v in raw.items()}
+
+
+def dispatch_snmp(app: Any, inventory_path: str | Path, hosts: Sequence[Host]) -> int:
+    """Queue one SNMP poll per device that has ``snmp.profiles`` (queue by site); returns how many."""
+    from diag.distributed.app import queue_for
+    from diag.distributed.tasks import SNMP_POLL
+
+    path = str(Path(inventory_path).resolve())
+    n = 0
+    for h in hosts:
+        if h.snmp.get("profiles"):
+            app.send_task(SNMP_POLL, args=[{"inventory": path, "host": h.name}], queue=queue_for(h.site))
+            n += 1
+    return n

@@ -43,6 +43,12 @@ def cmd_worker(args: argparse.Namespace) -> int:
         from diag.config import parse_listen
 
         host, port = parse_listen(args.metrics_listen)
+        if args.export_snmp:  # this worker's /metrics also renders every device the fleet polled
+            import redis
+
+            from diag.distributed.snmp_fleet import FleetSnmpCollector
+
+            worker_metrics.REGISTRY.register(FleetSnmpCollector(redis.Redis.from_url(url)))
         worker_metrics.serve(host, port)
     app = make_app(url, args.visibility_timeout)
     argv = [
@@ -65,7 +71,8 @@ def cmd_scheduler(args: argparse.Namespace) -> int:
 
     from diag import inventory
     from diag.cli import DEFAULT_INVENTORY, _inventory_path
-    from diag.distributed.backend import CeleryBackend
+    from diag.distributed.app import make_app
+    from diag.distributed.backend import CeleryBackend, dispatch_snmp
     from diag.distributed.leader import Leadership
     from diag.distributed.scheduler import DistributedScheduler, ScheduledCheck, load_schedule
     from diag.remote import playbook as pbmod
@@ -75,13 +82,17 @@ def cmd_scheduler(args: argparse.Namespace) -> int:
     inv = inventory.load(inv_path)
     url = redis_url(args.redis)
     backends: dict[str, tuple[CeleryBackend, Any]] = {}
+    app = make_app(url)
     for job in jobs:  # resolve every playbook and target now: a typo is an error at start, not at 3 a.m.
         inv.select(job.targets)
-        if job.playbook not in backends:
+        if job.kind == "check" and job.playbook not in backends:
             path = pbmod.find(job.playbook)
             backends[job.playbook] = (CeleryBackend(url, inv_path, path), pbmod.load(path))
 
     def fire(job: ScheduledCheck, slot: int) -> None:
+        if job.kind == "snmp":
+            dispatch_snmp(app, inv_path, inv.select(job.targets))
+            return
         backend, pb = backends[job.playbook]
         backend.dispatch(inv.select(job.targets), pb, job.vars)
 
@@ -108,6 +119,7 @@ def add_commands(sub: Any) -> None:
     w.add_argument("--known-hosts", action="append", metavar="FILE", help="known_hosts file (repeatable)")
     w.add_argument("--data", default=DEFAULT_DATA, help="data directory (TOFU host keys)")
     w.add_argument("--metrics-listen", metavar="HOST:PORT", help="serve the worker's own /metrics here")
+    w.add_argument("--export-snmp", action="store_true", help="with --metrics-listen: also serve the fleet's SNMP")
     w.add_argument("--visibility-timeout", type=float, default=300.0, help="seconds before a lost host is redelivered")
     w.add_argument("--name", help="worker name in results and logs (default HOST-PID)")
     w.add_argument("--log-level", default="WARNING")

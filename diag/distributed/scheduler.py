@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 
@@ -32,12 +32,14 @@ FIRINGS_KEPT = 100_000
 
 
 class ScheduledCheck(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
-    """One entry of a schedule file: run ``playbook`` on ``targets`` every ``every`` seconds."""
+    """One entry of a schedule file: every ``every`` seconds, run ``playbook`` on ``targets`` (kind ``check``)
+    or poll the SNMP devices among ``targets`` with their inventory profiles (kind ``snmp``)."""
 
     name: str
-    playbook: str
     targets: list[str]
     every: float
+    playbook: str = ""
+    kind: Literal["check", "snmp"] = "check"
     vars: dict[str, Any] = {}
 
 
@@ -57,6 +59,8 @@ def load_schedule(path: str | Path) -> list[ScheduledCheck]:
             seen.add(job.name)
             if not job.every > 0:
                 doc.problem(("schedule", i, "every"), "every: must be a positive number of seconds")
+            if job.kind == "check" and not job.playbook:
+                doc.problem(("schedule", i), "playbook: a check needs a playbook (or set kind: snmp)")
             if not job.targets:
                 doc.problem(("schedule", i, "targets"), "targets: name at least one host or group")
     if doc.problems:

@@ -14,6 +14,8 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 CHECK_HOST = "diag.check_host"
+SNMP_POLL = "diag.snmp_poll"
+SNMP_LATEST_KEY = "diag:snmp:latest"  # device -> {"at": time, "result": ...}, rendered by a fleet exporter
 RESULT_TTL_S = 24 * 3600
 
 
@@ -95,6 +97,38 @@ def check_host(task: Any, run_id: str, spec: dict[str, Any]) -> str:
     first, _ = pipe.execute()
     _observe(res.status, time.monotonic() - t0)
     return "done" if first else "duplicate"
+
+
+def snmp_state_key(host: str) -> str:
+    return f"diag:snmp:state:{host}"
+
+
+def snmp_poll(task: Any, spec: dict[str, Any]) -> str:
+    """Poll one SNMP device; its poll state lives in Redis so the next cycle may run on any worker."""
+    from diag import inventory
+    from diag.distributed.codec import result_to_dict, state_from_dict, state_to_dict
+    from diag.network.poller import poll_device
+    from diag.network.profiles import PollState
+
+    r = _client()
+    name = spec["host"]
+    t0 = time.monotonic()
+    inv = _cached("inventory", spec["inventory"], inventory.load)
+    host = inv.hosts.get(name)
+    if host is None:
+        log.warning("worker %s: SNMP device %s is not in %s", SETTINGS.name, name, spec["inventory"])
+        return "unknown_host"
+    raw = r.get(snmp_state_key(name))
+    state = state_from_dict(json.loads(raw)) if raw else PollState()
+    result = poll_device(host, state)
+    doc = {"at": time.time(), "worker": SETTINGS.name, "result": result_to_dict(result)}
+    pipe = r.pipeline()
+    pipe.set(snmp_state_key(name), json.dumps(state_to_dict(state)), ex=RESULT_TTL_S)
+    pipe.hset(SNMP_LATEST_KEY, name, json.dumps(doc, default=str))
+    pipe.execute()
+    status = "ok" if not result.findings else "findings"
+    _observe(status, time.monotonic() - t0)
+    return status
 
 
 def _observe(status: str, seconds: float) -> None:

@@ -24,6 +24,22 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+def poll_device(host: Host, state: PollState) -> Result:
+    """Poll one inventory device with its ``snmp.profiles``; never raises (problems become findings)."""
+    from diag.errors import DiagError
+    from diag.network import profiles
+    from diag.network.snmp import target_from_host
+
+    try:
+        target = target_from_host(host)
+        loaded = [profiles.load(name) for name in host.snmp["profiles"]]
+        return profiles.poll(target, loaded, state)
+    except DiagError as e:  # a bad profile name or an unset secret: say so for this host only
+        result = Result()
+        result.find("snmp_poll_failed", "critical", f"{host.name}: {e}", host.name).host = host.name
+        return result
+
+
 class SnmpPoller:
     """Polls the inventory's SNMP devices every ``interval`` seconds in a background thread."""
 
@@ -39,17 +55,9 @@ class SnmpPoller:
         self._thread: threading.Thread | None = None
 
     def _poll_host(self, host: Host) -> None:
-        from diag.errors import DiagError
         from diag.network import profiles
-        from diag.network.snmp import target_from_host
 
-        try:
-            target = target_from_host(host)
-            loaded = [profiles.load(name) for name in host.snmp["profiles"]]
-            result = profiles.poll(target, loaded, self._states.setdefault(host.name, profiles.PollState()))
-        except DiagError as e:  # a bad profile name or an unset secret: say so for this host only
-            result = Result()
-            result.find("snmp_poll_failed", "critical", f"{host.name}: {e}", host.name).host = host.name
+        result = poll_device(host, self._states.setdefault(host.name, profiles.PollState()))
         with self._lock:
             self.results[host.name] = result
 

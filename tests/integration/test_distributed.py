@@ -76,8 +76,8 @@ def playbook(tmp: Path, seconds: float) -> Path:
 class Workers:
     """`diag worker` processes, each in its own process group so SIGKILL takes the whole worker down."""
 
-    def __init__(self, url: str, lab: Lab, tmp: Path) -> None:
-        self.url, self.lab, self.tmp = url, lab, tmp
+    def __init__(self, url: str, known_hosts: Path, tmp: Path) -> None:
+        self.url, self.known_hosts, self.tmp = url, known_hosts, tmp
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
 
     def start(self, name: str, *extra: str, concurrency: int = 2) -> None:
@@ -93,7 +93,7 @@ class Workers:
                 "--name",
                 name,
                 "--known-hosts",
-                str(self.lab.known_hosts),
+                str(self.known_hosts),
                 "--data",
                 str(self.tmp / name),
                 "--concurrency",
@@ -138,7 +138,7 @@ class Workers:
 
 @pytest.fixture
 def workers(redis_server: RedisServer, lab: Lab, tmp_path: Path) -> Iterator[Workers]:
-    w = Workers(redis_server.url, lab, tmp_path)
+    w = Workers(redis_server.url, lab.known_hosts, tmp_path)
     try:
         yield w
     finally:

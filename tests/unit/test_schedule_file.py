@@ -47,3 +47,13 @@ def test_unknown_key_and_wrong_type(tmp_path: Path) -> None:
     p.write_text("schedule:\n  - name: a\n    playbook: x\n    targets: [web]\n    every: 5\n    colour: red\n")
     with pytest.raises(ConfigError, match=rf"^{p}:6: unknown key `colour`$"):
         load_schedule(p)
+
+
+def test_snmp_jobs_need_no_playbook_but_checks_do(tmp_path: Path) -> None:
+    p = tmp_path / "s.yaml"
+    p.write_text("schedule:\n  - {name: poll, kind: snmp, targets: [switches], every: 60}\n")
+    (job,) = load_schedule(p)
+    assert (job.kind, job.playbook) == ("snmp", "")
+    p.write_text("schedule:\n  - {name: base, targets: [web], every: 60}\n")
+    with pytest.raises(ConfigError, match=rf"^{p}:2: playbook: a check needs a playbook"):
+        load_schedule(p)
