@@ -13,7 +13,8 @@ for p in "${PKGS[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing Debian packages: ${missing[*]}"
   $SUDO apt-get -o DPkg::Lock::Timeout=900 update -q
-  $SUDO apt-get -o DPkg::Lock::Timeout=900 install -y -q --no-install-recommends "${missing[@]}"
+  # BUNDLER_VERSION: redmine's postinst fails with bookworm's default bundler 2.3.27 (docs/tickets.md)
+  $SUDO env BUNDLER_VERSION=2.3.15 apt-get -o DPkg::Lock::Timeout=900 install -y -q --no-install-recommends "${missing[@]}"
 fi
 
 PY=${PYTHON:-python3}

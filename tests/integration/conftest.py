@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from tests.lab import Lab
+from tests.redminelab import RedmineLab
 
 
 def _need_root() -> None:
@@ -48,3 +49,15 @@ def make_lab() -> Iterator[Callable[..., Lab]]:
     finally:
         for lab in labs:
             lab.close()
+
+
+@pytest.fixture(scope="session")
+def redmine_lab() -> Iterator[RedmineLab]:
+    """A real Redmine on 127.0.0.1 (tests/redminelab.py), shared by the session; ``lab.backend_config()`` configures
+    the ``redmine`` ticket backend for it. Tests that stop it (``stop_server``) must ``start_server`` it again."""
+    _need_root()
+    lab = RedmineLab()
+    try:
+        yield lab.start()
+    finally:
+        lab.close()
