@@ -668,6 +668,11 @@ def _stream_journal(argv: list[str], limit: int, timeout: float) -> tuple[list[s
                 if nread >= limit:
                     break
     finally:
+        if done:
+            # EOF comes when journalctl closes its output on exit, a moment before it can be reaped: give it
+            # that moment instead of killing it and calling a clean run a failure (seen under load).
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=2)
         if proc.poll() is None:
             proc.kill()
         proc.wait()
