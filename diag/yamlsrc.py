@@ -17,6 +17,7 @@ import json
 import os
 import re
 import sys
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +38,11 @@ try:
     import ryml
 except ImportError:  # pragma: no cover - a platform without rapidyaml wheels: the line path only
     ryml = None
+#: Serialises two things that are not safe across threads (workers and pollers load files from many threads):
+#: msgspec building a type's decoding info on its first use (a concurrent first use crashed with SIGSEGV here, in
+#: msgspec 0.22), and the process-wide stderr silencing around rapidyaml. Loads are rare, so the lock costs nothing.
+_LOCK = threading.RLock()
+
 _INT = re.compile(r"[-+]?(0|[1-9][0-9_]*)$")
 _FLOAT = re.compile(r"[-+]?(\.[0-9]+|[0-9][0-9_]*(\.[0-9_]*)?)([eE][-+]?[0-9]+)?$")
 
@@ -73,7 +79,7 @@ class Doc:
     def check_type(self, path: PathKey, value: Any, typ: Any) -> Any:
         """Convert ``value`` to ``typ`` with msgspec; on failure record a problem and return None."""
         try:
-            return msgspec.convert(value, typ, strict=False)
+            return convert(value, typ)
         except msgspec.ValidationError as e:
             msg = str(e)
             sub = _msgspec_path(msg)
@@ -85,6 +91,12 @@ class Doc:
             key = sub[-1] if sub and isinstance(sub[-1], str) and not unknown else None
             self.problem((*path, *sub), f"{key}: {text}" if key else text)
             return None
+
+
+def convert(value: Any, typ: Any) -> Any:
+    """``msgspec.convert`` (lax: "1" may become 1) that is safe to call from many threads at once."""
+    with _LOCK:
+        return msgspec.convert(value, typ, strict=False)
 
 
 def _msgspec_path(msg: str) -> PathKey:
@@ -172,7 +184,8 @@ def _quiet_stderr() -> Iterator[None]:
 
     rapidyaml's C++ error handler prints ``line=3 col=1 ... ERROR: [parse] parse error`` and a source path
     to stderr before it throws, and the Python binding offers no way to replace it; the line path then
-    reports the same error properly as ``FILE:LINE``. Files load at start-up, before other threads log.
+    reports the same error properly as ``FILE:LINE``. Callers hold ``_LOCK``; other threads' writes to
+    stderr during the parse are lost, a price paid only while a file is parsed.
     """
     try:
         saved = os.dup(2)
@@ -196,7 +209,7 @@ def _fast(text: str) -> Any:
     if "<<" in text or "&" in text or "!" in text:  # merge keys, anchors, tags: let PyYAML judge
         raise _Undecided("needs the full loader")
     try:
-        with _quiet_stderr():
+        with _LOCK, _quiet_stderr():  # two threads swapping fd 2 at once could leave it on /dev/null
             tree = ryml.parse_in_arena(text.encode("utf-8"))
         out = ryml.emit_json_malloc(tree, tree.root_id())
     except Exception as e:  # ryml raises its own exception types; the line path explains them

@@ -9,10 +9,11 @@ on the plain mapping it is given. Secrets are accepted only as references (``env
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import msgspec
 
+from diag import yamlsrc
 from diag.errors import ConfigError, SecretError
 from diag.secrets import SecretRef, is_reference
 
@@ -23,7 +24,7 @@ def parse(backend: str, config: Mapping[str, Any], spec: type[T]) -> T:
     """``config`` as ``spec``; ConfigError naming the backend and the key on a wrong or unknown key."""
     raw = {k: (v.ref if isinstance(v, SecretRef) else v) for k, v in config.items()}
     try:
-        return msgspec.convert(raw, spec, strict=False)
+        return cast(T, yamlsrc.convert(raw, spec))  # thread-safe first use of the type
     except msgspec.ValidationError as e:
         raise ConfigError(f"ticket backend {backend}: {e}") from None
 
