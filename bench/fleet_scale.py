@@ -7,6 +7,8 @@ What it measures, all in one run against real peers (a real Redis, real sshd hos
 - inventory load time for a 10,000-host inventory, and the memory it takes per host (tracemalloc);
 - scheduler overhead: 10,000 scheduled checks (every 300 s) ticked for one simulated interval against Redis,
   with dispatch replaced by a counter so only the scheduler's own cost is timed; CPU per tick and per firing;
+- SNMP: ``--snmpd`` real snmpd endpoints (one namespace each, 20 interfaces) behind ``--snmp-devices`` inventory
+  devices, polled (system + if_mib) by the agent's in-process SnmpPoller and through 1, 2 and 4 workers;
 - Redis memory per host result.
 Prints the figures and ratios; asserts nothing. Run as root::
 
@@ -43,6 +45,7 @@ from diag.remote import playbook as pbmod  # noqa: E402
 from diag.remote.ssh import SSHPool  # noqa: E402
 from tests.lab import Lab  # noqa: E402
 from tests.redislab import RedisServer  # noqa: E402
+from tests.snmplab import COMMUNITY, SnmpLab  # noqa: E402
 
 PLAYBOOK = ROOT / "bench" / "fanout-playbook.yaml"
 REDIS_PORT = 20510
@@ -70,7 +73,7 @@ def self_cpu() -> float:
     return ru.ru_utime + ru.ru_stime
 
 
-def start_workers(n: int, url: str, lab: Lab, tmp: Path, concurrency: int) -> list[subprocess.Popen[bytes]]:
+def start_workers(n: int, url: str, known_hosts: Path, tmp: Path, concurrency: int) -> list[subprocess.Popen[bytes]]:
     procs = []
     for i in range(n):
         log = open(tmp / f"w{n}-{i}.log", "wb")  # noqa: SIM115 - the child's stdout
@@ -86,7 +89,7 @@ def start_workers(n: int, url: str, lab: Lab, tmp: Path, concurrency: int) -> li
                     "--name",
                     f"w{i}",
                     "--known-hosts",
-                    str(lab.known_hosts),
+                    str(known_hosts),
                     "--data",
                     str(tmp / f"w{i}"),
                     "--concurrency",
@@ -149,7 +152,7 @@ def fleet(args: argparse.Namespace, lab: Lab, url: str, tmp: Path) -> None:
     )
     r = redis.Redis.from_url(url)
     for workers in (1, 2, 4):
-        procs = start_workers(workers, url, lab, tmp, concurrency=max(1, 50 // workers))
+        procs = start_workers(workers, url, lab.known_hosts, tmp, concurrency=max(1, 50 // workers))
         try:
             backend = CeleryBackend(url, lab.inventory, PLAYBOOK, timeout_s=600)
             walls, ctl, wkr = [], [], []
@@ -181,6 +184,54 @@ def fleet(args: argparse.Namespace, lab: Lab, url: str, tmp: Path) -> None:
         ", ".join(f"{k} worker(s) {rows[k] / rows['local']:.2f}x" for k in ("1", "2", "4")),
     )
     print(f"speed-up 1 -> 2 workers {rows['1'] / rows['2']:.2f}x, 1 -> 4 workers {rows['1'] / rows['4']:.2f}x")
+
+
+def snmp_fleet(args: argparse.Namespace, url: str, tmp: Path) -> None:
+    from contextlib import ExitStack
+
+    from diag.distributed.app import make_app
+    from diag.distributed.backend import dispatch_snmp
+    from diag.distributed.tasks import SNMP_LATEST_KEY
+    from diag.network.poller import SnmpPoller
+
+    print(f"\n== SNMP: {args.snmp_devices} devices on {args.snmpd} real snmpd endpoints (system + if_mib, 20 ifaces)")
+    os.environ["DGD_BENCH_COMMUNITY"] = COMMUNITY
+    with ExitStack() as stack:
+        labs = [stack.enter_context(SnmpLab(20)) for _ in range(args.snmpd)]
+        path = tmp / "snmp-inventory.yaml"
+        lines = ["defaults:", "  snmp: {community: 'env:DGD_BENCH_COMMUNITY', timeout: 2, retries: 1}", "hosts:"]
+        for i in range(args.snmp_devices):
+            lines.append(f"  dev{i}: {{address: {labs[i % len(labs)].address}, snmp: {{profiles: [system, if_mib]}}}}")
+        path.write_text("\n".join(lines) + "\n")
+        inv = inventory.load(str(path))
+        hosts = list(inv.hosts.values())
+        n = len(hosts)
+        poller = SnmpPoller(inv)
+        c0, t0 = self_cpu(), time.monotonic()
+        results = poller.poll_once()
+        wall, cpu = time.monotonic() - t0, self_cpu() - c0
+        failed = ("snmp_not_answering", "snmp_poll_failed")
+        bad = [h for h, r in results.items() if any(f.check in failed for f in r.findings)]
+        print(f"{'backend':<22}{'wall s':>9}{'polls/s':>10}{'CPU ms/poll':>13}")
+        print(f"{'in-process poller':<22}{wall:>9.2f}{n / wall:>10.1f}{cpu / n * 1000:>13.1f}   failed: {len(bad)}")
+        r = redis.Redis.from_url(url)
+        for workers in (1, 2, 4):
+            procs = start_workers(workers, url, tmp / "known_hosts", tmp, concurrency=max(1, 32 // workers))
+            try:
+                app = make_app(url)
+                r.delete(SNMP_LATEST_KEY)
+                w0 = sum(tree_cpu(p.pid) for p in procs)
+                t0 = time.monotonic()
+                dispatch_snmp(app, path, hosts)
+                while r.hlen(SNMP_LATEST_KEY) < n:
+                    if time.monotonic() - t0 > 600:
+                        raise SystemExit("SNMP polls through workers did not finish in 600 s")
+                    time.sleep(0.02)
+                wall = time.monotonic() - t0
+                cpu = sum(tree_cpu(p.pid) for p in procs) - w0
+            finally:
+                stop_workers(procs)
+            print(f"{f'celery, {workers} worker(s)':<22}{wall:>9.2f}{n / wall:>10.1f}{cpu / n * 1000:>13.1f}")
 
 
 def inventory_cost(tmp: Path) -> None:
@@ -242,11 +293,15 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--hosts", type=int, default=200)
     ap.add_argument("--runs", type=int, default=2)
+    ap.add_argument("--snmpd", type=int, default=16, help="real snmpd endpoints (namespaces)")
+    ap.add_argument("--snmp-devices", type=int, default=256, help="inventory devices spread over them")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="dgd-bench-"))
     with RedisServer(REDIS_PORT) as rs:
         inventory_cost(tmp)
         scheduler_cost(rs.url)
+        (tmp / "known_hosts").write_text("")
+        snmp_fleet(args, rs.url, tmp)
         t0 = time.monotonic()
         with Lab(args.hosts) as lab:
             print(f"\n(lab of {args.hosts} sshd hosts built in {time.monotonic() - t0:.1f} s)")
