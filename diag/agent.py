@@ -65,9 +65,15 @@ class Agent:
         from diag.network.exporter import register_routes  # /snmp?target=...&module=... (imports SNMP on first use)
 
         register_routes(self.app, inv)
+        self.incidents: Any = None
+        self.incident_feed: Any = None
+        if cfg.incidents is not None:  # findings -> incidents -> tickets; imported only when configured
+            from diag.incidents.agent import attach
+
+            self.incidents = attach(self)
         from diag.alertmanager import mount  # POST /api/v1/alertmanager; its parts import only when configured
 
-        self.alerts = mount(self.app, cfg, inv)
+        self.alerts = mount(self.app, cfg, inv, self.incidents.engine if self.incidents is not None else None)
         host, port = config.parse_listen(cfg.listen)
         self.server = Server(self.app, host, port)
         self._stop = threading.Event()
@@ -106,6 +112,10 @@ class Agent:
         gc.collect()
         gc.freeze()
         self.server.start()
+        if self.incidents is not None:
+            self.incidents.start()
+            if self.incident_feed.poller is not None:
+                self.incident_feed.poller.start()
         self.scheduler.start()
         log.info(
             "diag agent %s listening on http://%s:%d/metrics",
@@ -120,6 +130,10 @@ class Agent:
         if self.alerts is not None:
             self.alerts.close()
         self.runner.shutdown()
+        if self.incidents is not None:
+            if self.incident_feed.poller is not None:
+                self.incident_feed.poller.stop()
+            self.incidents.close()
         self._stop.set()
 
     def serve_forever(self) -> None:

@@ -44,6 +44,7 @@ class AgentSpec(msgspec.Struct, forbid_unknown_fields=True):
     paths: PathsSpec = msgspec.field(default_factory=PathsSpec)
     probes: dict[str, dict[str, object]] = {}
     alertmanager: dict[str, object] | None = None  # diag.alertmanager.config validates it
+    incidents: dict[str, object] | None = None  # diag.incidents.settings validates it
 
 
 @dataclass(slots=True)
@@ -57,6 +58,7 @@ class AgentConfig:
     paths: Paths
     probes: dict[str, ProbeOptions] = field(default_factory=dict)
     alertmanager: Any = None  # diag.alertmanager.config.ReceiverConfig when configured
+    incidents: Any = None  # diag.incidents.settings.Settings when configured
 
 
 def parse_listen(value: str) -> tuple[str, int]:
@@ -94,9 +96,14 @@ def build(doc: yamlsrc.Doc | None, raw: dict[str, object] | None) -> AgentConfig
         from diag.alertmanager.config import build as build_receiver  # only when configured
 
         receiver = build_receiver(doc, spec.alertmanager)  # its problems join doc.problems
+    data = Path(spec.data)
+    incidents = None
+    if spec.incidents is not None:
+        from diag.incidents.settings import build as build_incidents  # only when configured
+
+        incidents = build_incidents(doc, spec.incidents, data)  # its problems join doc.problems
     if doc.problems:
         raise ConfigError(doc.problems)
-    data = Path(spec.data)
     return AgentConfig(
         listen=spec.listen,
         data=data,
@@ -107,4 +114,5 @@ def build(doc: yamlsrc.Doc | None, raw: dict[str, object] | None) -> AgentConfig
         paths=Paths(Path(spec.paths.procfs), Path(spec.paths.sysfs), Path(spec.paths.rootfs), data / "state"),
         probes=options,
         alertmanager=receiver,
+        incidents=incidents,
     )

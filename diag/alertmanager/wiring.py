@@ -1,7 +1,8 @@
 """Binds the receiver to the incident engine of :mod:`diag.incidents`.
 
-Until that engine is part of diag, an agent configured with ``agent.alertmanager`` refuses to start with this
-one-line reason rather than accept alerts it cannot turn into incidents.
+The agent hands the receiver its incident engine when ``agent.incidents`` is configured. Without it, an agent
+configured with ``agent.alertmanager`` refuses to start with this one-line reason rather than accept alerts it
+cannot turn into incidents.
 """
 
 from __future__ import annotations
@@ -17,4 +18,4 @@ if TYPE_CHECKING:
 
 def build_sink(cfg: AgentConfig) -> IncidentSink:
     """The incident engine the receiver hands its findings to."""
-    raise ConfigError("agent.alertmanager needs the incident engine (diag.incidents), which this build does not have")
+    raise ConfigError("agent.alertmanager needs agent.incidents (the incident engine) configured as well")

@@ -288,6 +288,8 @@ class Exposition:
         self._body = b""
         self._gz: tuple[bytes, int] | None = None  # the body as deflate blocks, and its CRC-32
         self._lock = threading.Lock()
+        #: More text rendered on every scrape after the process figures (e.g. the incident engine's metrics).
+        self.extra: list[Callable[[], bytes]] = []
 
     def _probe_text(self, state: ProbeState) -> bytes:
         hit = self._text.get(state.name)
@@ -320,6 +322,8 @@ class Exposition:
         """The exposition text, or (``gzip``) the same text as one gzip member."""
         body, gz = self._current(gzip)
         tail = encode(self._process.collect()) if self._process is not None else b""
+        for fn in self.extra:
+            tail += fn()
         if not gzip:
             return body + tail
         assert gz is not None

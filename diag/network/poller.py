@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
@@ -53,13 +54,24 @@ class SnmpPoller:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        #: Called with (host, result) after every scheduled poll of a device (the incident engine listens).
+        self.on_result: list[Callable[[Host, Result], None]] = []
 
-    def _poll_host(self, host: Host) -> None:
+    def poll_host(self, host: Host) -> Result:
+        """Poll one device now and return its result (also the incident engine's verifying re-check)."""
         from diag.network import profiles
 
         result = poll_device(host, self._states.setdefault(host.name, profiles.PollState()))
+        for f in result.findings:
+            f.host = f.host or host.name
+        return result
+
+    def _poll_host(self, host: Host) -> None:
+        result = self.poll_host(host)
         with self._lock:
             self.results[host.name] = result
+        for cb in self.on_result:
+            cb(host, result)
 
     def poll_once(self) -> dict[str, Result]:
         """Poll every device once (concurrently); returns the results by host name."""

@@ -1,0 +1,711 @@
+"""The incident lifecycle: findings in, incidents (and the ticket work they need) out.
+
+Entry points (thread-safe; every change is one SQLite transaction together with its events and outbox intents):
+
+- :meth:`Engine.ingest` (source, findings): push sources (alerts, traps) and one-off runs. A finding opens
+  the incident for its fingerprint, or is an occurrence of the live one.
+- :meth:`Engine.observe` (source, scope, findings, recheck): a periodic source that reports *everything* it
+  currently sees in a scope (one probe on one host, one playbook on one host). Fingerprints of the scope that
+  are missing are cleared; the incident resolves once the condition stayed away ``close_after`` seconds
+  *and* ``recheck()`` (the probe or playbook run again) confirms it.
+- :meth:`Engine.resolve` (source, fingerprint, verify, evidence): a push source says it cleared (a resolved
+  alert); ``verify()`` is the re-check, and only its confirmation resolves.
+- :meth:`Engine.tick`: deferred re-checks and SLA clocks (the service calls it every ``tick`` seconds).
+
+States: pending (damped for ``open_after``) -> open -> clearing -> resolved, with suppressed (silence or
+maintenance window), impact (unreachable behind a failed upstream device) and discarded (gone before it
+opened). A recurrence within ``reopen_window`` of resolving reopens the same incident and ticket.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from diag.incidents import bundle, sla
+from diag.incidents.knowledge import Facts, KnowledgeBase
+from diag.incidents.masking import Masker
+from diag.incidents.settings import Settings
+from diag.incidents.store import OPEN_STATES, Incident, Store
+from diag.incidents.topology import Topology
+from diag.model import SEVERITY_RANK, Evidence, Finding
+
+log = logging.getLogger(__name__)
+
+
+class VerdictLike(Protocol):
+    """What a verifying re-check answers (:class:`Verdict`, or the Alertmanager receiver's own)."""
+
+    @property
+    def cleared(self) -> bool: ...
+    @property
+    def note(self) -> str: ...
+    @property
+    def evidence(self) -> list[Evidence]: ...
+
+
+@dataclass(slots=True)
+class Verdict:
+    cleared: bool
+    note: str
+    evidence: list[Evidence] = field(default_factory=list)
+
+
+Verifier = Callable[[], VerdictLike]
+#: Re-runs a scope (the probe, the playbook on that host) and returns every finding it makes now.
+Recheck = Callable[[], Sequence[Finding]]
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What the engine did with one finding or clear: ``action`` and the incident it concerns."""
+
+    action: str  # pending opened occurrence reopened suppressed impact clearing resolved still_open discarded
+    #              ignored unknown deferred escalated
+    incident_id: int | None
+    fingerprint: str
+    detail: str = ""
+
+    def __str__(self) -> str:
+        ref = f" #{self.incident_id}" if self.incident_id is not None else ""
+        return f"{self.action}{ref}" + (f" ({self.detail})" if self.detail else "")
+
+
+@dataclass(slots=True)
+class _Deferred:
+    verify: Verifier
+    evidence: Evidence | None
+    source: str
+    attempts: int = 0
+    last_try: float = 0.0
+
+
+def _evidence_hash(evidence: list[dict[str, Any]]) -> str:
+    h = hashlib.sha256()
+    for ev in evidence:
+        h.update(str(ev.get("title", "")).encode())
+        h.update(str(ev.get("text", "")).encode())
+    return h.hexdigest()[:16]
+
+
+class Engine:
+    """See the module docstring. ``clock`` is injectable so damping and SLA are testable without sleeping."""
+
+    #: Re-checks a push source's "resolved" gets before the incident is left open for a person to confirm.
+    MAX_REVERIFY = 3
+
+    def __init__(
+        self,
+        store: Store,
+        settings: Settings,
+        kb: KnowledgeBase | None = None,
+        topology: Topology | None = None,
+        *,
+        groups: Mapping[str, Sequence[str]] | None = None,
+        masker: Masker | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.settings = settings
+        self.kb = kb or KnowledgeBase()
+        self.topology = topology or Topology({}, settings.down_checks)
+        self.groups = {h: tuple(g) for h, g in (groups or {}).items()}
+        self.masker = masker or Masker(settings.mask_patterns, settings.mask_defaults)
+        self.clock = clock
+        self._lock = threading.RLock()
+        self._deferred: dict[str, _Deferred] = {}
+        self._rechecks: dict[str, Recheck] = {}
+        self.on_change: list[Callable[[], None]] = []  # e.g. wake the delivery worker
+
+    # ------------------------------------------------------------------ public API
+    def ingest(
+        self,
+        source: str,
+        findings: Sequence[Finding],
+        *,
+        scope: str | None = None,
+        now: float | None = None,
+    ) -> list[Outcome]:
+        """Open or add to the incident of each finding; findings below ``min_severity`` are ignored."""
+        now = self.clock() if now is None else now
+        floor = SEVERITY_RANK[self.settings.min_severity]
+        out: list[Outcome] = []
+        wanted = []
+        for f in findings:
+            if SEVERITY_RANK.get(f.severity, 0) < floor:
+                out.append(Outcome("ignored", None, f.fingerprint, f"severity {f.severity}"))
+            else:
+                wanted.append(f)
+        # Upstream devices first, so the hosts behind a failed one find its incident already there.
+        wanted.sort(key=lambda f: self.topology.depth(f.host))
+        down_now = {f.host for f in wanted if self.topology.is_down_check(f.check)}
+        with self._lock:
+            for f in wanted:
+                out.append(self._one(source, f, scope, now, down_now))
+        self._changed()
+        return out
+
+    def observe(
+        self,
+        source: str,
+        scope: str,
+        findings: Sequence[Finding],
+        *,
+        recheck: Recheck | None = None,
+        now: float | None = None,
+    ) -> list[Outcome]:
+        """A full report of ``scope``: what is in it is present, what the scope had before and lacks now cleared."""
+        now = self.clock() if now is None else now
+        if recheck is not None:
+            self._rechecks[scope] = recheck
+        out = self.ingest(source, findings, scope=scope, now=now)
+        floor = SEVERITY_RANK[self.settings.min_severity]
+        present = {f.fingerprint for f in findings if SEVERITY_RANK.get(f.severity, 0) >= floor}
+        with self._lock:
+            gone = [i for i in self.store.in_scope(scope) if i.fingerprint not in present]
+            rechecked: list[Finding] | None = None
+            for inc in gone:
+                action, rechecked = self._absent(inc, source, scope, now, rechecked)
+                out.append(action)
+        self._changed()
+        return out
+
+    def resolve(
+        self,
+        source: str,
+        fingerprint: str,
+        verify: Verifier,
+        evidence: Evidence | None = None,
+        *,
+        now: float | None = None,
+    ) -> Outcome:
+        """A push source reports the condition gone: resolve once ``verify()`` confirms (maybe after hysteresis)."""
+        now = self.clock() if now is None else now
+        with self._lock:
+            inc = self.store.live(fingerprint)
+            if inc is None:
+                return Outcome("unknown", None, fingerprint, "no live incident")
+            if inc.state in ("pending", "suppressed", "impact"):
+                out = self._quiet_end(inc, source, now, f"{source} reports it cleared")
+            elif now - inc.last_seen < self.settings.close_after:
+                self._deferred[fingerprint] = _Deferred(verify, evidence, source)
+                self._to_clearing(inc, source, now, f"{source} reports it cleared; re-check after hysteresis")
+                out = Outcome("deferred", inc.id, fingerprint, "re-check after close_after")
+            else:
+                out = self._verify_push(inc, _Deferred(verify, evidence, source), now)
+        self._changed()
+        return out
+
+    clear = resolve
+
+    def tick(self, now: float | None = None) -> list[Outcome]:
+        """Run deferred re-checks that are due and look at SLA clocks."""
+        now = self.clock() if now is None else now
+        out: list[Outcome] = []
+        with self._lock:
+            for fp, d in list(self._deferred.items()):
+                inc = self.store.live(fp)
+                if inc is None or inc.state not in OPEN_STATES:
+                    self._deferred.pop(fp, None)
+                    continue
+                wait = self.settings.close_after
+                if now - inc.last_seen >= wait and (d.attempts == 0 or now - d.last_try >= wait):
+                    out.append(self._verify_push(inc, d, now))
+            out.extend(self._sla(now))
+        self._changed()
+        return out
+
+    def acknowledge(self, incident_id: int, who: str, now: float | None = None) -> Incident:
+        """Someone took the incident: stops the respond clock."""
+        now = self.clock() if now is None else now
+        with self._lock, self.store.tx() as c:
+            inc = self._must(incident_id)
+            if inc.acked_at is None:
+                inc.acked_at = now
+                self.store.update(c, inc)
+                self.store.event(c, inc.id, who, "acknowledged", f"acknowledged by {who}", now)
+                if inc.opened_at is not None:
+                    self.store.enqueue(c, inc, "note", bundle.note_payload(f"Acknowledged by {who}."), now)
+        self._changed()
+        return inc
+
+    def silence(self, hosts: Sequence[str], checks: Sequence[str], duration: float, reason: str, who: str) -> int:
+        now = self.clock()
+        return self.store.add_silence(now, now + duration, reason, who, hosts, checks)
+
+    # ------------------------------------------------------------------ internals
+    def _changed(self) -> None:
+        for cb in self.on_change:
+            cb()
+
+    def _must(self, incident_id: int) -> Incident:
+        inc = self.store.get(incident_id)
+        if inc is None:
+            from diag.errors import DiagError
+
+            raise DiagError(f"no incident {incident_id}")
+        return inc
+
+    def _masked_evidence(self, f: Finding) -> list[dict[str, Any]]:
+        return [self.masker.data(e.to_dict()) for e in f.evidence]
+
+    def _category(self, f: Finding) -> str | None:
+        return f.labels.get("category") or self.settings.categories.get(f.check)
+
+    def _never(self, category: str | None) -> bool:
+        return category is not None and category in self.settings.never_suppress
+
+    def _suppressed_by(self, host: str, check: str, now: float) -> str | None:
+        groups = set(self.groups.get(host, ()))
+        for w in self.settings.maintenance:
+            if (
+                w.starts <= now < w.ends
+                and ((not w.hosts and not w.groups) or host in w.hosts or groups.intersection(w.groups))
+                and (not w.checks or check in w.checks)
+            ):
+                return f"maintenance window until {bundle.when(w.ends)}: {w.reason}"
+        for s in self.store.silences(now):
+            if (not s["hosts"] or host in s["hosts"]) and (not s["checks"] or check in s["checks"]):
+                return f"silence #{s['id']} by {s['created_by']} until {bundle.when(s['ends'])}: {s['reason']}"
+        return None
+
+    def _one(self, source: str, f: Finding, scope: str | None, now: float, down_now: set[str]) -> Outcome:
+        fp = f.fingerprint
+        inc = self.store.live(fp)
+        if inc is None:
+            return self._new(source, f, scope, now, down_now)
+        with self.store.tx() as c:
+            prev_hash = inc.doc.get("evidence_hash")
+            inc.last_seen = now
+            inc.occurrences += 1
+            evidence = self._masked_evidence(f)
+            ev_hash = _evidence_hash(evidence)
+            inc.doc.update(summary=self.masker.text(f.summary), evidence=evidence, evidence_hash=ev_hash)
+            inc.doc.pop("clear_since", None)
+            if scope and not inc.scope:
+                inc.scope = scope
+            self._deferred.pop(fp, None)
+            worse = SEVERITY_RANK.get(f.severity, 0) > SEVERITY_RANK.get(inc.severity, 0)
+            if worse:
+                self.store.event(c, inc.id, source, "severity", f"severity {inc.severity} -> {f.severity}", now)
+                inc.severity = f.severity
+            if inc.state == "clearing":
+                inc.state = "open"
+                self.store.event(
+                    c, inc.id, source, "flap", "the condition came back before the re-check closed it", now
+                )
+            if inc.state == "pending":
+                if now - inc.first_seen >= self.settings.open_after:
+                    why = self._suppressed_by(inc.host, inc.check_id, now)
+                    if why and not self._never(inc.doc.get("category")):
+                        return self._suppress(c, inc, source, now, why)
+                    self._open(c, inc, source, now, f"persisted {now - inc.first_seen:.0f} s")
+                    return Outcome("opened", inc.id, fp)
+                self.store.update(c, inc)
+                return Outcome("pending", inc.id, fp, f"opens after {self.settings.open_after:g} s")
+            if inc.state == "suppressed":
+                why = self._suppressed_by(inc.host, inc.check_id, now)
+                if why is None:
+                    self.store.event(c, inc.id, source, "unsuppressed", "the silence or maintenance window ended", now)
+                    self._open(c, inc, source, now, "still present after the suppression ended")
+                    return Outcome("opened", inc.id, fp)
+                self.store.update(c, inc)
+                return Outcome("suppressed", inc.id, fp, why)
+            if inc.state == "impact":
+                parent = self.store.get(inc.parent_id) if inc.parent_id else None
+                if parent is not None and parent.state in ("pending", "open", "clearing", "suppressed"):
+                    self.store.update(c, inc)
+                    return Outcome("impact", inc.id, fp, f"behind #{parent.id} {parent.host}")
+                inc.state, inc.parent_id, inc.first_seen = "pending", None, now
+                self.store.event(c, inc.id, source, "promoted", "the upstream device recovered; this host did not", now)
+                self.store.update(c, inc)
+                return Outcome("pending", inc.id, fp)
+            # open: an occurrence. Push sources (no scope) note every repeat; periodic ones only new evidence,
+            # at most every note_interval, so a probe every 30 s does not write a note every 30 s.
+            last_note = float(inc.doc.get("last_note_at", 0.0))
+            if inc.opened_at is not None and (
+                scope is None or worse or (ev_hash != prev_hash and now - last_note >= self.settings.note_interval)
+            ):
+                inc.doc["last_note_at"] = now
+                head = f"Seen again ({source}), occurrence {inc.occurrences}: {inc.doc['summary']}."
+                if worse:
+                    head += f" Severity is now {inc.severity}."
+                self.store.enqueue(
+                    c, inc, "note", bundle.note_payload(bundle.evidence_note(inc, self.masker, head)), now
+                )
+            self.store.update(c, inc)
+            return Outcome("occurrence", inc.id, fp, f"occurrence {inc.occurrences}")
+
+    def _new(self, source: str, f: Finding, scope: str | None, now: float, down_now: set[str]) -> Outcome:
+        fp = f.fingerprint
+        category = self._category(f)
+        with self.store.tx() as c:
+            # Behind a device that is down too? Then this host is UNREACHABLE, and the device's incident says so.
+            if self.topology.is_down_check(f.check):
+                parent = self._down_parent(f.host, down_now)
+                if parent is not None:
+                    return self._impact(c, parent, source, f, scope, now)
+            last = self.store.latest(fp)
+            recent = last is not None and last.state == "resolved" and last.resolved_at is not None
+            if recent and last is not None and now - (last.resolved_at or 0.0) <= self.settings.reopen_window:
+                return self._reopen(c, last, source, f, scope, now)
+            n = self.store.count(fp)
+            facts = Facts.of(f)
+            facts.text = self.masker.text(facts.text)
+            klass = self.kb.classify(facts)
+            category = category or klass.category
+            never = self._never(category)
+            evidence = self._masked_evidence(f)
+            inc = Incident(
+                id=0,
+                fingerprint=fp,
+                ticket_key=fp if n == 0 else f"{fp}-{n + 1}",
+                host=f.host,
+                check_id=f.check,
+                subject=f.subject,
+                source=source,
+                scope=scope,
+                state="pending",
+                severity=f.severity,
+                classification=klass.classification,
+                line=klass.line,
+                priority=sla.priority_for(f.severity, klass.priority, never),
+                first_seen=now,
+                last_seen=now,
+                doc={
+                    "summary": self.masker.text(f.summary),
+                    "cause": self.masker.text(f.cause or ""),
+                    "category": category,
+                    "labels": self.masker.data(dict(f.labels)),
+                    "evidence": evidence,
+                    "evidence_hash": _evidence_hash(evidence),
+                    "kb": klass.entry.summary() if klass.entry else None,
+                    "kb_sla": list(klass.sla) if klass.sla else None,
+                    "hypotheses": [h.to_dict() for h in klass.hypotheses],
+                    "impact": [],
+                },
+            )
+            self.store.insert(c, inc)
+            self.store.event(
+                c,
+                inc.id,
+                source,
+                "registered",
+                f"registered {f.check} on {f.host}: {inc.summary} ({inc.classification}, line {inc.line})",
+                now,
+            )
+            if never:
+                self._open(c, inc, source, now, f"category {category} is never suppressed or damped")
+                return Outcome("opened", inc.id, fp, f"never-suppress category {category}")
+            why = self._suppressed_by(f.host, f.check, now)
+            if why is not None:
+                return self._suppress(c, inc, source, now, why)
+            if self.settings.open_after <= 0:
+                self._open(c, inc, source, now, "opened at once (open_after is 0)")
+                return Outcome("opened", inc.id, fp)
+            self.store.update(c, inc)
+            return Outcome("pending", inc.id, fp, f"opens after {self.settings.open_after:g} s")
+
+    def _down_parent(self, host: str, down_now: set[str]) -> Incident | None:
+        """The live "down" incident of the upstream device nearest the root, if one is down."""
+        down: dict[str, Incident] = {}
+        for a in self.topology.ancestors(host):
+            for inc in self._down_incidents(a):
+                down.setdefault(a, inc)
+        root = self.topology.root_cause(host, down)
+        return down[root] if root else None
+
+    def _down_incidents(self, host: str) -> list[Incident]:
+        marks = ", ".join("?" * len(self.topology.down_checks))  # placeholders only
+        rows = self.store.read(
+            "SELECT id FROM incidents WHERE host = ? AND state IN ('pending','open','clearing','suppressed') "  # noqa: S608
+            f"AND check_id IN ({marks}) ORDER BY id",
+            (host, *sorted(self.topology.down_checks)),
+        )
+        out = [self.store.get(int(r[0])) for r in rows]
+        return [i for i in out if i is not None]
+
+    def _impact(
+        self, c: sqlite3.Cursor, parent: Incident, source: str, f: Finding, scope: str | None, now: float
+    ) -> Outcome:
+        inc = Incident(
+            id=0,
+            fingerprint=f.fingerprint,
+            ticket_key=f.fingerprint,
+            host=f.host,
+            check_id=f.check,
+            subject=f.subject,
+            source=source,
+            scope=scope,
+            state="impact",
+            severity=f.severity,
+            classification=parent.classification,
+            line=parent.line,
+            priority=parent.priority,
+            first_seen=now,
+            last_seen=now,
+            parent_id=parent.id,
+            doc={"summary": self.masker.text(f.summary), "evidence": self._masked_evidence(f), "impact": []},
+        )
+        n = self.store.count(inc.fingerprint)
+        if n:
+            inc.ticket_key = f"{inc.fingerprint}-{n + 1}"
+        self.store.insert(c, inc)
+        text = f"{f.host} is unreachable behind {parent.host} (incident #{parent.id}), which is down"
+        self.store.event(c, inc.id, source, "impact", text, now, parent=parent.id)
+        impact = list(parent.doc.get("impact", []))
+        if f.host not in impact:
+            impact.append(f.host)
+            parent.doc["impact"] = impact
+            self.store.event(c, parent.id, source, "impact", f"{f.host} behind it is unreachable too", now, host=f.host)
+            if parent.opened_at is not None:
+                self.store.enqueue(
+                    c,
+                    parent,
+                    "note",
+                    bundle.note_payload(f"Also unreachable behind {parent.host}: {f.host} ({inc.summary})."),
+                    now,
+                )
+            self.store.update(c, parent)
+        return Outcome("impact", inc.id, f.fingerprint, f"behind #{parent.id} {parent.host}")
+
+    def _fold_children(self, c: sqlite3.Cursor, inc: Incident, source: str, now: float) -> None:
+        """When a device goes down after the hosts behind it were registered: make their pending incidents impact."""
+        if not self.topology.is_down_check(inc.check_id):
+            return
+        behind = [h for h, _ in self.topology.parents.items() if inc.host in self.topology.ancestors(h)]
+        for h in behind:
+            for child in self._down_incidents(h):
+                if child.state in ("pending", "suppressed") and child.id != inc.id:
+                    child.state, child.parent_id = "impact", inc.id
+                    self.store.event(c, child.id, source, "impact", f"folded into #{inc.id}: {inc.host} is down", now)
+                    self.store.update(c, child)
+                    if h not in inc.doc.setdefault("impact", []):
+                        inc.doc["impact"].append(h)
+
+    def _open(self, c: sqlite3.Cursor, inc: Incident, source: str, now: float, why: str) -> None:
+        self._fold_children(c, inc, source, now)
+        inc.state = "open"
+        inc.opened_at = now
+        kb_sla = inc.doc.get("kb_sla")
+        inc.respond_due, inc.resolve_due = sla.due_times(
+            self.settings,
+            inc.priority,
+            tuple(kb_sla) if kb_sla else None,
+            now,
+        )
+        self.store.event(c, inc.id, source, "opened", f"opened: {why}", now, line=inc.line, priority=inc.priority)
+        if self._never(inc.doc.get("category")):
+            old = inc.line
+            inc.line = sla.next_line(inc.line)
+            self.store.event(
+                c,
+                inc.id,
+                source,
+                "escalated",
+                f"escalated at once ({inc.doc.get('category')}): {old} -> {inc.line}",
+                now,
+            )
+        self.store.bump(c, "opened", inc.classification)
+        draft = bundle.draft(inc, self.settings, self.masker, inc.doc.get("impact", []))
+        self.store.enqueue(c, inc, "open", bundle.to_payload(draft), now)
+        self.store.update(c, inc)
+
+    def _suppress(self, c: sqlite3.Cursor, inc: Incident, source: str, now: float, why: str) -> Outcome:
+        inc.state = "suppressed"
+        inc.doc["suppressed_by"] = why
+        self.store.event(c, inc.id, source, "suppressed", f"not opened: {why}", now)
+        self.store.update(c, inc)
+        return Outcome("suppressed", inc.id, inc.fingerprint, why)
+
+    def _reopen(
+        self, c: sqlite3.Cursor, inc: Incident, source: str, f: Finding, scope: str | None, now: float
+    ) -> Outcome:
+        ago = now - (inc.resolved_at or now)
+        inc.state = "open" if inc.opened_at is not None else "pending"
+        inc.resolved_at = None
+        inc.last_seen = now
+        inc.occurrences += 1
+        inc.scope = scope or inc.scope
+        inc.doc.update(
+            summary=self.masker.text(f.summary),
+            evidence=self._masked_evidence(f),
+            reopened=inc.doc.get("reopened", 0) + 1,
+        )
+        inc.doc.pop("clear_since", None)
+        inc.doc.pop("breaches", None)
+        if inc.opened_at is not None:
+            inc.respond_due, inc.resolve_due = sla.due_times(
+                self.settings,
+                inc.priority,
+                tuple(inc.doc["kb_sla"]) if inc.doc.get("kb_sla") else None,
+                now,
+            )
+        text = f"came back {ago:.0f} s after it was resolved (within the reopen window): reopened"
+        self.store.event(c, inc.id, source, "reopened", text, now)
+        self.store.bump(c, "reopened")
+        if inc.opened_at is not None:
+            self.store.enqueue(
+                c,
+                inc,
+                "reopen",
+                bundle.note_payload(bundle.evidence_note(inc, self.masker, f"Reopened: the problem {text}.")),
+                now,
+            )
+        self.store.update(c, inc)
+        return Outcome("reopened", inc.id, inc.fingerprint)
+
+    def _to_clearing(self, inc: Incident, source: str, now: float, text: str) -> None:
+        with self.store.tx() as c:
+            if inc.state != "clearing":
+                inc.state = "clearing"
+                inc.doc["clear_since"] = now
+                self.store.event(c, inc.id, source, "clearing", text, now)
+                self.store.update(c, inc)
+
+    def _quiet_end(self, inc: Incident, source: str, now: float, why: str) -> Outcome:
+        """End an incident that never reached a ticket: pending (damped), suppressed, or impact."""
+        with self.store.tx() as c:
+            kind = {"pending": "discarded", "suppressed": "resolved", "impact": "resolved"}[inc.state]
+            text = {
+                "pending": f"{why} before open_after ({self.settings.open_after:g} s): damped, no ticket",
+                "suppressed": f"{why} while suppressed: no ticket",
+                "impact": f"{why}: the host answers again",
+            }[inc.state]
+            inc.state = kind
+            inc.resolved_at = now
+            self.store.event(c, inc.id, source, kind, text, now)
+            self.store.update(c, inc)
+            return Outcome(kind, inc.id, inc.fingerprint)
+
+    def _absent(
+        self, inc: Incident, source: str, scope: str, now: float, rechecked: list[Finding] | None
+    ) -> tuple[Outcome, list[Finding] | None]:
+        if inc.state in ("pending", "suppressed", "impact"):
+            return self._quiet_end(inc, source, now, f"{source} no longer finds it"), rechecked
+        if inc.state == "open":
+            self._to_clearing(
+                inc, source, now, f"{source} no longer finds it; resolving after hysteresis and a re-check"
+            )
+            if self.settings.close_after > 0:
+                return Outcome("clearing", inc.id, inc.fingerprint), rechecked
+        if now - inc.last_seen < self.settings.close_after:
+            return Outcome("clearing", inc.id, inc.fingerprint, "within hysteresis"), rechecked
+        recheck = self._rechecks.get(scope)
+        if recheck is None:
+            with self.store.tx() as c:
+                if not inc.doc.get("no_verifier"):
+                    inc.doc["no_verifier"] = True
+                    self.store.event(
+                        c, inc.id, source, "unverified", "gone, but no re-check is available; stays open", now
+                    )
+                    self.store.update(c, inc)
+            return Outcome("still_open", inc.id, inc.fingerprint, "no re-check available"), rechecked
+        if rechecked is None:
+            try:
+                rechecked = list(recheck())
+            except Exception as e:  # a failed re-check proves nothing: the incident stays open
+                log.warning("re-check of %s failed: %s", scope, e)
+                with self.store.tx() as c:
+                    self.store.event(c, inc.id, source, "verify_failed", f"the re-check of {scope} failed: {e}", now)
+                return Outcome("still_open", inc.id, inc.fingerprint, "re-check failed"), rechecked
+        floor = SEVERITY_RANK[self.settings.min_severity]
+        still = [f for f in rechecked if f.fingerprint == inc.fingerprint and SEVERITY_RANK.get(f.severity, 0) >= floor]
+        if still:
+            with self.store.tx() as c:
+                inc.state, inc.last_seen = "open", now
+                inc.doc.pop("clear_since", None)
+                self.store.event(
+                    c, inc.id, source, "verify_failed", f"the re-check still finds: {still[0].summary}", now
+                )
+                self.store.update(c, inc)
+            return Outcome("still_open", inc.id, inc.fingerprint, "re-check still finds it"), rechecked
+        note = (
+            f"Resolved: {source} stopped finding {inc.check_id} on {inc.host} at "
+            f"{bundle.when(inc.doc.get('clear_since'))}, it stayed away for {now - inc.last_seen:.0f} s, "
+            f"and the re-check ({scope}) at {bundle.when(now)} confirms it."
+        )
+        return self._resolve(inc, source, now, note, []), rechecked
+
+    def _verify_push(self, inc: Incident, d: _Deferred, now: float) -> Outcome:
+        d.attempts += 1
+        d.last_try = now
+        try:
+            v = d.verify()
+        except Exception as e:  # a failed re-check proves nothing
+            log.warning("re-check for incident %d failed: %s", inc.id, e)
+            v = Verdict(False, f"The re-check could not run ({type(e).__name__}: {e}); the incident stays open.")
+        evidence = [self.masker.data(e.to_dict()) for e in v.evidence]
+        if d.evidence is not None:
+            evidence.insert(0, self.masker.data(d.evidence.to_dict()))
+        if v.cleared:
+            self._deferred.pop(inc.fingerprint, None)
+            return self._resolve(inc, d.source, now, self.masker.text(v.note), evidence)
+        with self.store.tx() as c:
+            inc.state = "open"
+            inc.doc.pop("clear_since", None)
+            self.store.event(c, inc.id, d.source, "verify_failed", self.masker.text(v.note), now)
+            if inc.opened_at is not None:
+                self.store.enqueue(c, inc, "note", bundle.note_payload(self.masker.text(v.note)), now)
+            self.store.update(c, inc)
+        if d.attempts < self.MAX_REVERIFY:
+            self._deferred[inc.fingerprint] = d
+            d_next = "; will re-check again"
+        else:
+            self._deferred.pop(inc.fingerprint, None)
+            d_next = "; left open for a person to confirm"
+        return Outcome("still_open", inc.id, inc.fingerprint, "re-check does not confirm" + d_next)
+
+    def _resolve(self, inc: Incident, source: str, now: float, note: str, evidence: list[dict[str, Any]]) -> Outcome:
+        with self.store.tx() as c:
+            inc.state = "resolved"
+            inc.resolved_at = now
+            inc.doc.pop("clear_since", None)
+            if evidence:
+                inc.doc["resolution_evidence"] = evidence
+            self.store.event(c, inc.id, source, "resolved", note, now)
+            self.store.bump(c, "resolved", inc.classification)
+            if inc.opened_at is not None:
+                text = note
+                for ev in evidence[:3]:
+                    if ev.get("text"):
+                        text += f"\n\n{ev.get('title', '')}:\n```\n{bundle._excerpt(str(ev['text']))}\n```"
+                self.store.enqueue(c, inc, "close", bundle.note_payload(self.masker.text(text)), now)
+            for child in self.store.children(inc.id):
+                child.state, child.resolved_at = "resolved", now
+                self.store.event(c, child.id, source, "resolved", f"resolved with #{inc.id} ({inc.host})", now)
+                self.store.update(c, child)
+            self.store.update(c, inc)
+        return Outcome("resolved", inc.id, inc.fingerprint)
+
+    def _sla(self, now: float) -> list[Outcome]:
+        out = []
+        for inc in self.store.query(OPEN_STATES):
+            kinds = sla.breached(inc, now)
+            if not kinds:
+                continue
+            with self.store.tx() as c:
+                for kind in kinds:
+                    inc.doc.setdefault("breaches", []).append(kind)
+                    due = inc.respond_due if kind == "respond" else inc.resolve_due
+                    old = inc.line
+                    inc.line = sla.next_line(inc.line)
+                    text = (
+                        f"SLA breach: not {'acknowledged' if kind == 'respond' else 'resolved'} by {bundle.when(due)}"
+                    )
+                    self.store.event(c, inc.id, "sla", "sla_breach", text, now, clock=kind)
+                    self.store.bump(c, "sla_breaches", kind)
+                    if old != inc.line:
+                        self.store.event(c, inc.id, "sla", "escalated", f"escalated {old} -> {inc.line}", now)
+                        text += f"; escalated from {old} to {inc.line}"
+                    if inc.opened_at is not None:
+                        self.store.enqueue(c, inc, "note", bundle.note_payload(text + "."), now)
+                    out.append(Outcome("escalated", inc.id, inc.fingerprint, text))
+                self.store.update(c, inc)
+        return out

@@ -1,0 +1,157 @@
+"""Builds the incident machinery from settings: store, knowledge base, topology, engine, ticket backend, outbox.
+
+:class:`IncidentService` is what the agent, the CLI and other receivers (Alertmanager, traps) hold: its
+``engine`` takes findings, its ``outbox`` delivers, :meth:`start` runs delivery and the SLA/re-check clock in
+background threads, and :meth:`metrics` gives the ``diag_incidents_*`` families for ``/metrics``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from diag.errors import ConfigError
+from diag.exporters.tickets.base import BACKENDS, TicketBackend, TicketError
+from diag.incidents.engine import Engine
+from diag.incidents.knowledge import KnowledgeBase
+from diag.incidents.outbox import Outbox
+from diag.incidents.settings import Settings
+from diag.incidents.store import OPEN_STATES, Store
+from diag.incidents.topology import Topology
+from diag.model import Metric
+from diag.secrets import SecretRef, is_reference
+
+log = logging.getLogger(__name__)
+
+
+def make_backend(settings: Settings) -> TicketBackend:
+    """The configured ticket backend; its module is imported by name (``diag.exporters.tickets.<name>``)."""
+    cfg: dict[str, Any] = dict(settings.tickets)
+    name = str(cfg.get("backend", "local"))
+    try:
+        importlib.import_module(f"diag.exporters.tickets.{name}")
+    except ModuleNotFoundError as e:
+        if e.name != f"diag.exporters.tickets.{name}":
+            raise
+    if name == "local" and not cfg.get("path"):
+        cfg["path"] = str(settings.data / "tickets.sqlite")
+    # Secrets are given by reference; backends get them resolved (docs/incidents.md).
+    cfg = {k: SecretRef(v).reveal() if isinstance(v, str) and is_reference(v) else v for k, v in cfg.items()}
+    try:
+        factory = BACKENDS.get(name)
+        return factory(cfg)
+    except TicketError as e:
+        raise ConfigError(f"agent.incidents.tickets: {e}") from None
+    except Exception as e:  # a backend's own validation error: one line, not a traceback
+        raise ConfigError(f"agent.incidents.tickets: backend {name}: {e}") from None
+
+
+class IncidentService:
+    """Everything incidents, built from :class:`Settings` and (optionally) the inventory's hosts."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        hosts: Mapping[str, Any] | None = None,
+        *,
+        backend: TicketBackend | None = None,
+        kb: KnowledgeBase | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings
+        hosts = hosts or {}
+        self.store = Store(settings.db_path)
+        self.kb = kb if kb is not None else KnowledgeBase.load(settings.knowledge)
+        topo = Topology({n: tuple(getattr(h, "parents", ())) for n, h in hosts.items()}, settings.down_checks)
+        groups = {n: tuple(getattr(h, "groups", ())) for n, h in hosts.items()}
+        self.engine = Engine(self.store, settings, self.kb, topo, groups=groups, clock=clock)
+        self.backend = backend if backend is not None else make_backend(settings)
+        self.outbox = Outbox(
+            self.store,
+            self.backend,
+            backoff_initial=settings.backoff_initial,
+            backoff_max=settings.backoff_max,
+            poll=settings.delivery_poll,
+        )
+        self.engine.on_change.append(self.outbox.wake)
+        self._stop = threading.Event()
+        self._ticker: threading.Thread | None = None
+
+    def start(self) -> None:
+        self.outbox.start()
+        if self._ticker is None:
+            self._ticker = threading.Thread(target=self._tick_loop, name="incident-tick", daemon=True)
+            self._ticker.start()
+
+    def _tick_loop(self) -> None:
+        while not self._stop.wait(self.settings.tick):
+            try:
+                self.engine.tick()
+            except Exception:  # the clock must keep running whatever one tick hit
+                log.exception("incident tick failed")
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.outbox.stop()
+        if self._ticker is not None:
+            self._ticker.join(10)
+            self._ticker = None
+
+    def close(self) -> None:
+        self.stop()
+        self.store.close()
+
+    def metrics(self) -> list[Metric]:
+        """``diag_incidents_*``: open incidents, deliveries, failures, outbox depth, SLA breaches."""
+        open_ = Metric(
+            "diag_incidents_open",
+            "Incidents open now (including those waiting for their verifying re-check).",
+            label_names=("severity", "line", "classification"),
+        )
+        for r in self.store.read(
+            "SELECT severity, line, classification, COUNT(*) FROM incidents WHERE state IN (?, ?) "
+            "GROUP BY severity, line, classification ORDER BY 1, 2, 3",
+            OPEN_STATES,
+        ):
+            open_.add(r[3], r[0], r[1], r[2])
+        states = Metric("diag_incidents_state", "Live incidents by lifecycle state.", label_names=("state",))
+        for r in self.store.read(
+            "SELECT state, COUNT(*) FROM incidents WHERE state IN ('pending','suppressed','impact') GROUP BY state"
+        ):
+            states.add(r[1], r[0])
+        depth = Metric(
+            "diag_incidents_outbox_depth", "Ticket deliveries not done yet, by state.", label_names=("state",)
+        )
+        d = self.store.outbox_depth()
+        for state in ("pending", "parked"):
+            depth.add(d.get(state, 0), state)
+        c = self.store.counters()
+        families = [
+            ("deliveries", "diag_incidents_deliveries", "Deliveries the ticket system accepted.", "action"),
+            ("delivery_failures", "diag_incidents_delivery_failures", "Deliveries that failed.", "reason"),
+            ("sla_breaches", "diag_incidents_sla_breaches", "SLA clocks that ran out.", "kind"),
+            ("opened", "diag_incidents_opened", "Incidents opened.", "classification"),
+            ("resolved", "diag_incidents_resolved", "Incidents resolved after a verifying re-check.", "classification"),
+        ]
+        out = [open_, states, depth]
+        for key, name, help_, label in families:
+            m = Metric(name, help_, "counter", (label,))
+            for (n, lv), v in sorted(c.items()):
+                if n == key:
+                    m.add(v, lv)
+            out.append(m)
+        reopened = Metric("diag_incidents_reopened", "Incidents reopened by a recurrence.", "counter")
+        reopened.add(c.get(("reopened", ""), 0.0))
+        down = Metric("diag_incidents_ticket_system_up", "Whether the last delivery attempt reached the ticket system.")
+        down.add(0.0 if self.outbox.failures else 1.0)
+        out += [reopened, down]
+        return out
+
+    def render(self) -> bytes:
+        from diag.exporters.prometheus import encode_metrics
+
+        return encode_metrics(self.metrics())
