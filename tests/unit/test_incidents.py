@@ -15,7 +15,7 @@ import pytest
 
 from diag.errors import ConfigError
 from diag.incidents.engine import Verdict
-from diag.incidents.knowledge import Facts, Hypothesis, KnowledgeBase, PROVIDERS
+from diag.incidents.knowledge import PROVIDERS, Facts, Hypothesis, KnowledgeBase
 from diag.incidents.masking import Masker
 from diag.incidents.service import IncidentService
 from diag.incidents.settings import from_mapping
@@ -256,7 +256,17 @@ def test_masking_secrets_and_personal_data() -> None:
         "mail ivan.petrov@example.ru, call +7 912 345-67-89 or 8 (495) 123-45-67; badge-123456; 1048576 bytes"
     )
     out = m.text(text)
-    for secret in ("hunter2", "abc.def", "s3cr3tcomm", "eyJhbG", ":pw@", "ivan.petrov", "912 345", "123-45-67", "123456"):
+    for secret in (
+        "hunter2",
+        "abc.def",
+        "s3cr3tcomm",
+        "eyJhbG",
+        ":pw@",
+        "ivan.petrov",
+        "912 345",
+        "123-45-67",
+        "123456",
+    ):
         assert secret not in out, (secret, out)
     assert "password=***" in out and "1048576 bytes" in out and "https://bob:***@example.net" in out
 
@@ -283,7 +293,7 @@ def test_sla_breach_escalates_notes_and_counts(svc: IncidentService, clock: Cloc
     assert inc is not None and inc.line == "L2"
     svc.engine.acknowledge(inc.id, "bob")
     clock.advance(4 * 3600)
-    assert [o.detail for o in svc.engine.tick()][0].startswith("SLA breach: not resolved")
+    assert next(o.detail for o in svc.engine.tick()).startswith("SLA breach: not resolved")
     text = svc.render().decode()
     assert 'diag_incidents_sla_breaches_total{kind="respond"} 1.0' in text
     assert 'diag_incidents_open{classification="typical",line="L3",severity="critical"} 1.0' in text
