@@ -40,6 +40,7 @@ class ProbeState:
     runs: int = 0
     failures: int = 0
     generation: int = 0  # bumps on every recorded run; lets the exporter cache what it rendered
+    interval_s: float = 0.0  # configured time between runs (0: run on demand); alerts compare last_run with it
 
 
 class _Call:
@@ -114,7 +115,9 @@ class ProbeRunner:
         for name, opts in config.probes.items():
             if (only is None and opts.enabled) or (only is not None and name in only):
                 self.probes[name] = probes.get(name)(opts, config.paths)
-        self.states: dict[str, ProbeState] = {n: ProbeState(n) for n in self.probes}
+        self.states: dict[str, ProbeState] = {
+            n: ProbeState(n, interval_s=float(config.probes[n].interval)) for n in self.probes
+        }
         self._inflight: dict[str, _Call] = {}
         self._workers = _Workers(config.probe_workers)
         self._closed = False

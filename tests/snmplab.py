@@ -37,8 +37,12 @@ def _run(argv: list[str], check: bool = True, timeout: float = 60.0, **kw: Any) 
 class SnmpLab:
     """One snmpd in its own namespace with ``interfaces`` ifTable rows (lo + uplink + veth ends)."""
 
-    def __init__(self, interfaces: int = 201, root: Path | None = None, extra_conf: str = "") -> None:
+    def __init__(
+        self, interfaces: int = 201, root: Path | None = None, extra_conf: str = "", prefix: str = "dgn", net: int = 232
+    ) -> None:
         self.interfaces = interfaces
+        #: Namespace/veth name prefix and the second octet of 10.NET.<id>.0/24: another suite's own range.
+        self.prefix, self.net = prefix, net
         #: More snmpd.conf lines (e.g. ``[snmp] serverSendBuf 1024`` to make large answers fail).
         self.extra_conf = extra_conf
         self._own_root = root is None
@@ -52,11 +56,11 @@ class SnmpLab:
     @property
     def address(self) -> str:
         """snmpd's address, reachable from the root namespace."""
-        return f"10.232.{self.lab_id}.2"
+        return f"10.{self.net}.{self.lab_id}.2"
 
     @property
     def host_address(self) -> str:
-        return f"10.232.{self.lab_id}.1"
+        return f"10.{self.net}.{self.lab_id}.1"
 
     @property
     def conf(self) -> Path:
@@ -101,14 +105,14 @@ class SnmpLab:
     def _claim_namespace(self) -> None:
         # `ip netns add` fails when the name exists, so it doubles as a lock between parallel labs.
         for i in range(1, 250):
-            if _run(["ip", "netns", "add", f"dgn-{i}"], check=False).returncode == 0:
-                self.lab_id, self.netns = i, f"dgn-{i}"
+            if _run(["ip", "netns", "add", f"{self.prefix}-{i}"], check=False).returncode == 0:
+                self.lab_id, self.netns = i, f"{self.prefix}-{i}"
                 return
-        raise RuntimeError("no free dgn-N namespace")
+        raise RuntimeError(f"no free {self.prefix}-N namespace")
 
     def _add_interfaces(self) -> None:
         ns, i = self.netns, self.lab_id
-        self.host_veth = f"dgn-{i}-h"
+        self.host_veth = f"{self.prefix}-{i}-h"
         _run(["ip", "link", "add", self.host_veth, "type", "veth", "peer", "name", "uplink", "netns", ns])
         _run(["ip", "addr", "add", f"{self.host_address}/24", "dev", self.host_veth])
         _run(["ip", "link", "set", self.host_veth, "up"])

@@ -143,12 +143,13 @@ def health_metrics(states: Sequence[ProbeState]) -> list[DiagMetric]:
     duration = DiagMetric("diag_probe_duration_seconds", "How long the probe's last run took.")
     last = DiagMetric("diag_probe_last_run_timestamp_seconds", "When the probe last ran (Unix time).")
     failures = DiagMetric("diag_probe_failures_total", "Failed probe runs since the agent started.", "counter")
+    interval = DiagMetric("diag_probe_interval_seconds", "The probe's configured time between runs.")
     findings = DiagMetric(
         "diag_finding",
         "A current finding (1) by check, severity and subject; absent when resolved.",
         label_names=("check", "severity", "subject", "probe"),
     )
-    for m in (success, no_data, duration, last, failures):
+    for m in (success, no_data, duration, last, failures, interval):
         m.label_names = ("probe",)
     seen: set[tuple[str, ...]] = set()
     for s in states:
@@ -159,12 +160,13 @@ def health_metrics(states: Sequence[ProbeState]) -> list[DiagMetric]:
         duration.samples.append(((s.name,), s.duration_s))
         last.samples.append(((s.name,), s.last_run))
         failures.samples.append(((s.name,), float(s.failures)))
+        interval.samples.append(((s.name,), s.interval_s))
         for f in s.result.findings:
             key = (f.check, f.severity, f.subject, s.name)
             if key not in seen:  # a duplicate label set would make the exposition invalid
                 seen.add(key)
                 findings.samples.append((key, 1.0))
-    return [success, no_data, duration, last, failures, findings]
+    return [success, no_data, duration, last, failures, interval, findings]
 
 
 def health_families(states: Sequence[ProbeState]) -> list[Metric]:

@@ -65,7 +65,8 @@ class SnmpExporter:
         target_text = (query.get("target") or [""])[0]
         if not target_text:
             return json_response({"error": "missing target parameter"}, "400 Bad Request")
-        modules = [m for m in (query.get("module") or [DEFAULT_MODULE])[0].split(",") if m]
+        # module=a,b and module=a&module=b both work: Prometheus sends `params: {module: [a, b]}` as the latter
+        modules = [m for value in (query.get("module") or [DEFAULT_MODULE]) for m in value.split(",") if m]
         try:
             target = self.resolve(target_text)
             loaded = [profiles.load(m) for m in modules]

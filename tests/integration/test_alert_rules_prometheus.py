@@ -1,0 +1,260 @@
+"""The shipped alert rules in a real Prometheus, scraping a real ``diag agent``, with real conditions made on this host.
+
+Conditions: a 4 MiB tmpfs filled step by step to 97% (the agent's filesystem probe watches it), a veth whose
+peer in our namespace is set down (the netdev probe sees it administratively up, operationally down), a FIFO in
+the textfile probe's directory (a read that blocks: the probe times out and fails), a port of a real snmpd set
+down behind its veth peer (IF-MIB via the agent's /snmp), and an SNMP target with nothing listening. The rule
+files are the ones in deploy/ with every ``for:`` shortened to 2 s; Prometheus evaluates every second. The test
+reads /api/v1/alerts and checks that each alert fires with its labels and annotations. Ports 20400-20449,
+namespaces dgp-*.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.alerting import Prometheus
+from tests.conftest import DIAG, AgentProcess, free_port, http_get, stop_process, wait_for
+from tests.snmplab import COMMUNITY, SnmpLab
+
+ROOT = Path(__file__).resolve().parents[2]
+RULES = ROOT / "deploy" / "prometheus" / "rules"
+PORTS = range(20400, 20450)
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (tmpfs mount, network namespaces)")
+
+
+def _run(*argv: str) -> None:
+    subprocess.run(argv, check=True, capture_output=True, timeout=60)
+
+
+class Stack:
+    """tmpfs + veth + textfile FIFO + snmpd + agent + Prometheus; torn down in reverse."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.mnt = root / "fill"
+        self.mounted = False
+        self.netns = ""
+        self.veth = ""
+        self.lab: SnmpLab | None = None
+        self.agent: AgentProcess | None = None
+        self.prom: Prometheus | None = None
+
+    def start(self) -> Stack:
+        self.mnt.mkdir()
+        _run("mount", "-t", "tmpfs", "-o", "size=4m", "dgp-alerts", str(self.mnt))
+        self.mounted = True
+        for i in range(1, 250):  # `ip netns add` fails when the name exists: a lock between parallel runs
+            if subprocess.run(["ip", "netns", "add", f"dgp-{i}"], capture_output=True).returncode == 0:
+                self.netns, self.veth = f"dgp-{i}", f"dgp-{i}-h"
+                break
+        _run("ip", "link", "add", self.veth, "type", "veth", "peer", "name", "peer", "netns", self.netns)
+        _run("ip", "link", "set", self.veth, "up")
+        _run("ip", "-n", self.netns, "link", "set", "peer", "up")
+        textfile = self.root / "textfile"
+        textfile.mkdir()
+        os.mkfifo(textfile / "stuck.prom")  # read_text blocks on a FIFO with no writer: the probe times out
+        self.lab = SnmpLab(interfaces=6, prefix="dgp", net=240).start()
+        os.environ["DGP_SNMP_COMMUNITY"] = COMMUNITY
+        agent_port = free_port(PORTS)
+        inventory = self.root / "inventory.yaml"
+        inventory.write_text(
+            f"""agent:
+  hostname: alerts-host
+  probes:
+    filesystem: {{interval: 1}}
+    netdev: {{interval: 1}}
+    textfile: {{interval: 1, timeout: 1, directory: {textfile}}}
+    diskhealth: {{enabled: false}}
+    logscan: {{enabled: false}}
+hosts:
+  sw1:
+    address: {self.lab.address}
+    snmp: {{version: 2c, community: "env:DGP_SNMP_COMMUNITY", timeout: 1, retries: 0}}
+  deadsw:
+    address: 127.0.0.1
+    snmp: {{version: 2c, community: "env:DGP_SNMP_COMMUNITY", port: {free_port(PORTS)}, timeout: 1, retries: 0}}
+"""
+        )
+        log = self.root / "agent.log"
+        args = [DIAG, "agent", "--inventory", str(inventory), "--listen", f"127.0.0.1:{agent_port}"]
+        args += ["--data", str(self.root / "data")]
+        with log.open("wb") as err:
+            proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=err, stderr=err)
+        self.agent = AgentProcess(proc, agent_port, log, args)
+        wait_for(lambda: http_get(self.agent.url + "/healthz", 2)[0] == 200, timeout=30, what="diag agent")  # type: ignore[union-attr]
+        # The deploy rules with every `for:` at 2 s, so that pending -> firing happens within the test.
+        short_for = re.compile(r"(?m)^(\s+for:\s*)\S+")
+        rules = {p.name: short_for.sub(r"\g<1>2s", p.read_text()) for p in sorted(RULES.glob("*.yml"))}
+        agent = f"127.0.0.1:{agent_port}"
+        config = f"""
+global: {{scrape_interval: 1s, evaluation_interval: 1s, scrape_timeout: 1s}}
+rule_files: ["RULES_DIR/*.yml"]
+scrape_configs:
+  - job_name: diag
+    static_configs: [{{targets: ["{agent}"]}}]
+  - job_name: snmp
+    metrics_path: /snmp
+    params: {{module: [system, if_mib]}}  # two values: module=system&module=if_mib
+    static_configs: [{{targets: [sw1, deadsw]}}]
+    relabel_configs:
+      - {{source_labels: [__address__], target_label: __param_target}}
+      - {{source_labels: [__param_target], target_label: instance}}
+      - {{target_label: __address__, replacement: "{agent}"}}
+"""
+        prom_dir = self.root / "prometheus"
+        prom_dir.mkdir()
+        self.prom = Prometheus(free_port(PORTS), prom_dir).start(config, rules)
+        return self
+
+    def close(self) -> None:
+        if self.prom is not None:
+            self.prom.close()
+        if self.agent is not None:
+            stop_process(self.agent.proc)
+        if self.lab is not None:
+            self.lab.close()
+        if self.netns:
+            subprocess.run(["ip", "netns", "del", self.netns], capture_output=True)
+            subprocess.run(["ip", "link", "del", self.veth], capture_output=True)
+        if self.mounted:
+            subprocess.run(["umount", str(self.mnt)], capture_output=True)
+
+    def firing(self, alertname: str, **labels: str) -> dict[str, Any] | None:
+        assert self.prom is not None
+        for a in self.prom.alerts():
+            wanted = {"alertname": alertname, **labels}
+            if a["state"] == "firing" and all(a["labels"].get(k) == v for k, v in wanted.items()):
+                return a
+        return None
+
+    def wait_firing(self, alertname: str, timeout: float = 90, **labels: str) -> dict[str, Any]:
+        found: dict[str, Any] = {}
+
+        def check() -> bool:
+            a = self.firing(alertname, **labels)
+            if a is not None:
+                found.update(a)
+            return a is not None
+
+        try:
+            wait_for(check, timeout=timeout, what=f"{alertname} {labels} firing")
+        except BaseException:
+            assert self.prom is not None and self.agent is not None
+            print("alerts:", [(a["labels"], a["state"]) for a in self.prom.alerts()])
+            print("agent log:", self.agent.stderr()[-2000:])
+            raise
+        return found
+
+
+@pytest.fixture(scope="module")
+def stack() -> Iterator[Stack]:
+    root = Path(tempfile.mkdtemp(prefix="dgp-alerts-"))
+    s = Stack(root)
+    try:
+        yield s.start()
+    finally:
+        s.close()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _check_annotations(alert: dict[str, Any], *in_summary: str) -> None:
+    ann = alert["annotations"]
+    name = alert["labels"]["alertname"]
+    for text in in_summary:
+        assert text in ann["summary"], ann
+    assert ann["description"] and "{{" not in ann["description"], ann  # rendered, not the template
+    assert ann["runbook_url"].endswith("docs/runbooks.md#" + name.lower()), ann
+
+
+def test_filesystem_filling_fires_trend_then_full(stack: Stack) -> None:
+    assert stack.agent is not None
+    mount = str(stack.mnt)
+    # nothing fires on the empty tmpfs (it is watched: its size is exported)
+    wait_for(lambda: f'mountpoint="{mount}"' in stack.agent.metrics(), timeout=30, what="the tmpfs in /metrics")  # type: ignore[union-attr]
+    assert stack.firing("DiagFilesystemFillingUp", mountpoint=mount) is None
+    # fill it in steps, so that Prometheus records a falling trend, up to 97%
+    chunk = b"x" * (128 * 1024)
+    with (stack.mnt / "data").open("wb") as f:
+        for _ in range(31):  # 31 x 128 KiB of 4 MiB = 96.9%
+            f.write(chunk)
+            f.flush()
+            time.sleep(0.5)
+    full = stack.wait_firing("DiagFilesystemAlmostFull", mountpoint=mount)
+    assert full["labels"]["severity"] == "critical" and full["labels"]["fstype"] == "tmpfs"
+    assert full["labels"]["instance"].startswith("127.0.0.1:") and full["labels"]["job"] == "diag"
+    assert 95 < float(full["value"]) < 100
+    _check_annotations(full, mount, "% full")
+    trend = stack.wait_firing("DiagFilesystemFillingUp", mountpoint=mount)
+    assert trend["labels"]["severity"] == "warning" and trend["labels"]["area"] == "host"
+    _check_annotations(trend, mount, "within 24 hours")
+    low = stack.wait_firing("DiagFilesystemSpaceLow", mountpoint=mount)
+    assert low["labels"]["severity"] == "warning"
+    _check_annotations(low, mount, "96.88% full")  # 31 x 128 KiB of 4 MiB, humanizePercentage
+
+
+def test_interface_down_fires_for_that_interface_only(stack: Stack) -> None:
+    assert stack.firing("DiagNetworkInterfaceDown", device=stack.veth) is None
+    _run("ip", "-n", stack.netns, "link", "set", "peer", "down")  # our end keeps IFF_UP, loses its carrier
+    alert = stack.wait_firing("DiagNetworkInterfaceDown", device=stack.veth)
+    assert alert["labels"]["severity"] == "critical" and alert["labels"]["area"] == "host"
+    _check_annotations(alert, stack.veth, "is down")
+    assert "network-path" in alert["annotations"]["description"]
+    firing = [a for a in stack.prom.alerts() if a["labels"]["alertname"] == "DiagNetworkInterfaceDown"]  # type: ignore[union-attr]
+    assert all(a["labels"]["device"] != "lo" for a in firing)
+
+
+def test_failing_probe_fires_with_the_probe_label(stack: Stack) -> None:
+    alert = stack.wait_firing("DiagProbeFailing", probe="textfile")
+    assert alert["labels"]["severity"] == "warning"
+    _check_annotations(alert, "textfile")
+    assert stack.agent is not None
+    error = stack.agent.health()["errors"]["textfile"]
+    assert "timed out after 1 s" in error or "previous run still going after 1 s" in error
+    # the probes that work do not fire
+    assert stack.firing("DiagProbeFailing", probe="filesystem") is None
+
+
+def test_snmp_port_down_and_device_not_answering(stack: Stack) -> None:
+    assert stack.lab is not None
+    # p0 and p1 are a veth pair inside snmpd's namespace: p1 admin down makes p0 oper down while admin up
+    _run("ip", "-n", stack.lab.netns, "link", "set", "p1", "down")
+    alert = stack.wait_firing("DiagSnmpInterfaceDown", instance="sw1", ifName="p0")
+    assert alert["labels"]["severity"] == "critical" and alert["labels"]["job"] == "snmp"
+    _check_annotations(alert, "sw1 p0 is down")
+    # the port that is down on purpose (admin down) does not page anyone
+    assert stack.firing("DiagSnmpInterfaceDown", instance="sw1", ifName="p1") is None
+    dead = stack.wait_firing("DiagSnmpNotAnswering", instance="deadsw")
+    assert dead["labels"]["profile"] in {"system", "if_mib"} and dead["labels"]["severity"] == "critical"
+    _check_annotations(dead, "deadsw does not answer SNMP")
+    assert stack.firing("DiagSnmpNotAnswering", instance="sw1") is None
+    # the device answered a fresh sysUpTime (snmpd started minutes ago): the reboot notice is there, as info
+    rebooted = stack.wait_firing("DiagSnmpDeviceRebooted", instance="sw1")
+    assert rebooted["labels"]["severity"] == "info"
+
+
+def test_rules_api_lists_every_shipped_rule_healthy(stack: Stack) -> None:
+    assert stack.prom is not None
+    status, body = http_get(stack.prom.url + "/api/v1/rules", 5)
+    assert status == 200
+    import json
+
+    groups = json.loads(body)["data"]["groups"]
+    loaded = {r["name"] for g in groups for r in g["rules"]}
+    shipped = set()
+    for p in RULES.glob("*.yml"):
+        shipped |= set(re.findall(r"(?m)^\s+- (?:alert|record): (\S+)", p.read_text()))
+    assert loaded == shipped
+    bad = [(r["name"], r.get("lastError")) for g in groups for r in g["rules"] if r["health"] == "err"]
+    assert not bad
