@@ -15,6 +15,7 @@ from diag.httpd import App, Response, Server, json_response
 from diag.runner import ProbeRunner
 
 if TYPE_CHECKING:  # imported when an Agent is built: load_config (validate, diag probe) needs neither
+    from diag.archive.schedule import ArchiveSchedule
     from diag.exporters.prometheus import Exposition
     from diag.scheduler import ProbeScheduler
 
@@ -74,6 +75,13 @@ class Agent:
         from diag.alertmanager import mount  # POST /api/v1/alertmanager; its parts import only when configured
 
         self.alerts = mount(self.app, cfg, inv, self.incidents.engine if self.incidents is not None else None)
+        self.archive_schedule: ArchiveSchedule | None = None
+        if cfg.archive is not None and inv is not None:  # fetches run in a child process: no paramiko here
+            from diag.archive.schedule import ArchiveSchedule
+
+            self.archive_schedule = ArchiveSchedule(
+                str(Path(inv.file).resolve()), cfg.data.resolve(), cfg.archive.interval, cfg.archive.timeout
+            )
         host, port = config.parse_listen(cfg.listen)
         self.server = Server(self.app, host, port)
         self._stop = threading.Event()
@@ -117,6 +125,8 @@ class Agent:
             if self.incident_feed.poller is not None:
                 self.incident_feed.poller.start()
         self.scheduler.start()
+        if self.archive_schedule is not None:
+            self.archive_schedule.start()
         log.info(
             "diag agent %s listening on http://%s:%d/metrics",
             __version__,
@@ -126,6 +136,8 @@ class Agent:
     def stop(self) -> None:
         log.info("shutting down")
         self.scheduler.shutdown()
+        if self.archive_schedule is not None:
+            self.archive_schedule.stop()
         self.server.stop()
         if self.alerts is not None:
             self.alerts.close()

@@ -16,13 +16,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import msgspec
 
 from diag import yamlsrc
 from diag.errors import ConfigError
 from diag.probes import Paths, ProbeOptions, load_all, probes
+
+if TYPE_CHECKING:
+    from diag.archive.settings import ArchiveSettings
 
 DEFAULT_PORT = 9847
 DEFAULT_LISTEN = f"127.0.0.1:{DEFAULT_PORT}"
@@ -45,6 +48,7 @@ class AgentSpec(msgspec.Struct, forbid_unknown_fields=True):
     probes: dict[str, dict[str, object]] = {}
     alertmanager: dict[str, object] | None = None  # diag.alertmanager.config validates it
     incidents: dict[str, object] | None = None  # diag.incidents.settings validates it
+    archive: dict[str, object] | None = None  # the configuration archive, validated by diag.archive.settings
 
 
 @dataclass(slots=True)
@@ -59,6 +63,7 @@ class AgentConfig:
     probes: dict[str, ProbeOptions] = field(default_factory=dict)
     alertmanager: Any = None  # diag.alertmanager.config.ReceiverConfig when configured
     incidents: Any = None  # diag.incidents.settings.Settings when configured
+    archive: ArchiveSettings | None = None  # None: no scheduled configuration fetches
 
 
 def parse_listen(value: str) -> tuple[str, int]:
@@ -102,6 +107,14 @@ def build(doc: yamlsrc.Doc | None, raw: dict[str, object] | None) -> AgentConfig
         from diag.incidents.settings import build as build_incidents  # only when configured
 
         incidents = build_incidents(doc, spec.incidents, data)  # its problems join doc.problems
+    archive = None
+    if spec.archive is not None:
+        from diag.archive import settings as archive_settings
+
+        try:
+            archive = archive_settings.parse(doc, spec.archive, archive_settings.names_in(doc))
+        except ConfigError as e:  # reported with the others just below
+            doc.problems.extend(p for p in e.problems if p not in doc.problems)
     if doc.problems:
         raise ConfigError(doc.problems)
     return AgentConfig(
@@ -115,4 +128,5 @@ def build(doc: yamlsrc.Doc | None, raw: dict[str, object] | None) -> AgentConfig
         probes=options,
         alertmanager=receiver,
         incidents=incidents,
+        archive=archive,
     )
