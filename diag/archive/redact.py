@@ -18,11 +18,11 @@ import hmac
 import os
 import re
 import secrets as pysecrets
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from diag import secrets
+from diag.archive.names import compile_patterns
 
 TAG_PREFIX = "<masked:"
 
@@ -66,17 +66,6 @@ HOST_PATTERNS: tuple[str, ...] = (
 )
 
 _PRIVATE_KEY = re.compile(r"-----BEGIN ([A-Z0-9 ]*PRIVATE KEY)-----\n.*?\n-----END \1-----", re.S)
-
-
-def compile_patterns(patterns: Iterable[str]) -> list[re.Pattern[str]]:
-    """Compile with MULTILINE (patterns are about lines); re.error names the bad pattern."""
-    out = []
-    for p in patterns:
-        try:
-            out.append(re.compile(p, re.M))
-        except re.error as e:
-            raise re.error(f"{p!r}: {e}") from None
-    return out
 
 
 _DEVICE = compile_patterns(DEVICE_PATTERNS)

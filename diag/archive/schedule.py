@@ -78,6 +78,8 @@ class ArchiveSchedule:
             return None
         finally:
             self.last_duration_s = time.monotonic() - started
+        if self._stop.is_set():
+            return None  # stopped with the agent: its output is cut short, not a result
         rc = self._proc.returncode
         self.runs += 1
         self._report(rc, out, err)

@@ -27,8 +27,7 @@ from pathlib import Path
 import msgspec
 
 from diag import yamlsrc
-from diag.archive import redact
-from diag.archive.store import check_source
+from diag.archive.names import check_source, compile_patterns
 from diag.errors import ConfigError, DiagError
 from diag.inventory import Host, Inventory
 
@@ -62,7 +61,7 @@ class ArchiveSettings:
     files: dict[str, list[str]] = field(default_factory=dict)
     devices: list[str] | None = None
     mask: list[re.Pattern[str]] = field(default_factory=list)
-    ignore: list[re.Pattern[str]] = field(default_factory=lambda: redact.compile_patterns(DEFAULT_IGNORE))
+    ignore: list[re.Pattern[str]] = field(default_factory=lambda: compile_patterns(DEFAULT_IGNORE))
     concurrency: int = 8
     timeout: float = 600.0
     known_hosts: list[Path] = field(default_factory=list)
@@ -110,7 +109,7 @@ def parse(doc: yamlsrc.Doc | None, raw: object, names: set[str] | None = None) -
     for section in ("mask", "ignore"):
         for i, pattern in enumerate(getattr(spec, section)):
             try:
-                compiled[section] += redact.compile_patterns([pattern])
+                compiled[section] += compile_patterns([pattern])
             except re.error as e:
                 doc.problem((*base, section, i), f"bad regular expression: {e}")
     if doc.problems:
@@ -120,7 +119,7 @@ def parse(doc: yamlsrc.Doc | None, raw: object, names: set[str] | None = None) -
         files=spec.files,
         devices=spec.devices,
         mask=compiled["mask"],
-        ignore=[*redact.compile_patterns(DEFAULT_IGNORE), *compiled["ignore"]],
+        ignore=[*compile_patterns(DEFAULT_IGNORE), *compiled["ignore"]],
         concurrency=spec.concurrency,
         timeout=spec.timeout,
         known_hosts=[Path(p) for p in spec.known_hosts],

@@ -22,7 +22,6 @@ import hashlib
 import itertools
 import json
 import os
-import re
 import tempfile
 import time
 import urllib.parse
@@ -31,19 +30,24 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from diag.errors import DiagError
+from diag.archive.names import RUNNING_CONFIG, ArchiveError, check_source, check_target
 
-RUNNING_CONFIG = "running-config"
-_TARGET = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:-]*$")  # the inventory's host-name rule
+__all__ = [
+    "RUNNING_CONFIG",
+    "Archive",
+    "ArchiveError",
+    "Change",
+    "FetchStatus",
+    "Version",
+    "check_source",
+    "check_target",
+]
+
 #: Lines of a diff excerpt attached to an incident (whole diffs stay in the archive).
 EXCERPT_LINES = 60
 EXCERPT_CHARS = 4000
 
 FetchState = Literal["new", "changed", "unchanged", "error"]
-
-
-class ArchiveError(DiagError):
-    """A target, source or version that the archive does not hold (or a name it cannot hold)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,20 +120,6 @@ class Change:
 
 def iso(ts: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
-
-
-def check_target(target: str) -> str:
-    if not _TARGET.match(target):
-        raise ArchiveError(f"{target!r}: a target is an inventory host name (letters, digits and _.:-)")
-    return target
-
-
-def check_source(source: str) -> str:
-    if source == RUNNING_CONFIG:
-        return source
-    if not source.startswith("/") or "\0" in source or "\n" in source or "/../" in source + "/":
-        raise ArchiveError(f"{source!r}: a source is {RUNNING_CONFIG} or an absolute file path without '..'")
-    return source
 
 
 def _source_file(source: str) -> str:

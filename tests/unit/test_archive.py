@@ -10,6 +10,7 @@ import pytest
 from diag import inventory, yamlsrc
 from diag.archive import redact, settings
 from diag.archive.fetch import normalise, plan
+from diag.archive.names import compile_patterns
 from diag.archive.store import RUNNING_CONFIG, Archive, ArchiveError
 from diag.errors import ConfigError
 
@@ -68,7 +69,7 @@ DEVICE_SECRETS = [
 
 
 def masker(key: bytes = b"k" * 32, extra: list[str] | None = None) -> redact.Masker:
-    return redact.Masker(key, redact.compile_patterns(extra or []))
+    return redact.Masker(key, compile_patterns(extra or []))
 
 
 def test_device_secrets_are_masked_and_the_lines_kept() -> None:
@@ -122,7 +123,7 @@ def test_mask_key_is_private_and_stable(tmp_path: Path) -> None:
 
 
 def test_normalise_drops_volatile_lines() -> None:
-    out = normalise(DEVICE.replace("\n", "\r\n") + "\n\n", redact.compile_patterns(settings.DEFAULT_IGNORE))
+    out = normalise(DEVICE.replace("\n", "\r\n") + "\n\n", compile_patterns(settings.DEFAULT_IGNORE))
     assert "Last configuration change" not in out and "Building configuration" not in out
     assert "Current configuration" not in out and out.startswith("\nhostname r1\n") and out.endswith("WifiPass1\n")
 
