@@ -18,9 +18,12 @@ from diag.errors import ConfigError
 from diag.exporters.tickets import build
 from diag.exporters.tickets.base import Attachment, TicketDraft, TicketRejected, TicketUnavailable
 from diag.exporters.tickets.redmine import RedmineBackend
+from tests.conftest import free_port
 from tests.redminelab import PROJECT, RedmineLab
 
 pytestmark = pytest.mark.integration
+
+SILENT_PORTS = range(20340, 20345)
 
 
 def fp() -> str:
@@ -183,7 +186,7 @@ def test_unreachable_and_silent_redmine_are_retryable(redmine_lab: RedmineLab, b
 
     # a peer that accepts the connection and never answers: the client's timeout makes it retryable
     with socket.socket() as silent:
-        silent.bind(("127.0.0.1", 0))
+        silent.bind(("127.0.0.1", free_port(SILENT_PORTS)))
         silent.listen(8)
         port = silent.getsockname()[1]
         accepted: list[socket.socket] = []

@@ -67,7 +67,8 @@ class HttpClient:
         **kw: Any,
     ) -> httpx.Response:
         """Send one request; a response whose status is in ``ok`` is returned, anything else raises."""
-        where = f"{self.backend} {what} ({method} {path})"
+        shown = path.split("?", 1)[0]  # a query string may hold a token
+        where = f"{self.backend} {what} ({method} {shown})"
         try:
             response = self._client.request(method, path, **kw)
         except httpx.TimeoutException:
