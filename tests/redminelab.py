@@ -29,6 +29,7 @@ import json
 import os
 import shutil
 import signal
+import sqlite3
 import subprocess
 import tempfile
 import time
@@ -36,7 +37,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 REDMINE_ROOT = Path("/usr/share/redmine")
 INSTANCES = Path("/var/lib/redmine")  # Rails.root/instances points here
@@ -229,6 +230,7 @@ class RedmineLab:
         self.proc: subprocess.Popen[bytes] | None = None
         self.inst: _Instance | None = None
         self.facts: dict[str, Any] = {}
+        self._port_lock: IO[str] | None = None
 
     # ---- life cycle ----
     def start(self) -> RedmineLab:
@@ -238,6 +240,11 @@ class RedmineLab:
         template, self.facts = _template()
         self.inst = _Instance("dgk-redmine-")
         shutil.copyfile(template, self.inst.db)
+        # The instance's name as the application title: start_server checks it, so a lab never takes another
+        # lab's Redmine (same template, same API key) on a port it thought free for its own.
+        with contextlib.closing(sqlite3.connect(self.inst.db)) as db, db:
+            db.execute("INSERT INTO settings (name, value, updated_on) VALUES ('app_title', ?, datetime('now'))",
+                       (self.inst.name,))
         key_file = self.inst.dir / "api_key"
         key_file.write_text(self.api_key + "\n")
         key_file.chmod(0o600)
@@ -252,9 +259,7 @@ class RedmineLab:
         """Start (or restart after :meth:`stop_server`) ``rails server`` and wait until the REST API answers."""
         assert self.inst is not None
         if not self.port:
-            self.port = next((p for p in self.ports if _port_free(p)), 0)
-            if not self.port:
-                raise RedmineError(f"no free port in {self.ports}")
+            self.port = self._reserve_port()
         log = self.inst.dir / "server.log"
         pidfile = self.inst.dir / "server.pid"
         pidfile.unlink(missing_ok=True)
@@ -269,9 +274,31 @@ class RedmineLab:
                 raise RedmineError(f"rails server exited with {self.proc.returncode}: {self.tail()}")
             with contextlib.suppress(OSError):
                 if self.api("GET", "/issue_statuses.json", timeout=2)[0] == 200:
+                    if f"<title>{self.inst.name}</title>" not in self._login_page():
+                        raise RedmineError(f"another Redmine answers on port {self.port}: {self.tail()}")
                     return
             time.sleep(0.25)
         raise RedmineError(f"Redmine not answering on port {self.port} after 120 s: {self.tail()}")
+
+    def _login_page(self) -> str:
+        with urllib.request.urlopen(self.url + "/login", timeout=5) as r:
+            return bytes(r.read()).decode(errors="replace")
+
+    def _reserve_port(self) -> int:
+        """A port of the range that no other lab holds (a lock file kept open) and nothing listens on."""
+        CACHE.mkdir(parents=True, exist_ok=True)
+        for port in self.ports:
+            f = (CACHE / f"port-{port}.lock").open("w")
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                f.close()
+                continue
+            if _port_free(port):
+                self._port_lock = f
+                return port
+            f.close()
+        raise RedmineError(f"no free port in {self.ports}")
 
     def stop_server(self) -> None:
         """Stop the server by its PID (the lab's data stays), e.g. to test 'ticket system down'."""
@@ -289,6 +316,9 @@ class RedmineLab:
         if self.inst is not None:
             self.inst.remove()
             self.inst = None
+        if self._port_lock is not None:
+            self._port_lock.close()  # releases the flock
+            self._port_lock = None
 
     def __enter__(self) -> RedmineLab:
         return self.start()
