@@ -20,6 +20,7 @@ opened). A recurrence within ``reopen_window`` of resolving reopens the same inc
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import sqlite3
 import threading
@@ -134,21 +135,25 @@ class Engine:
     ) -> list[Outcome]:
         """Open or add to the incident of each finding; findings below ``min_severity`` are ignored."""
         now = self.clock() if now is None else now
+        out = self._ingest(source, [(f, scope) for f in findings], now)
+        self._changed()
+        return out
+
+    def _ingest(self, source: str, pairs: Sequence[tuple[Finding, str | None]], now: float) -> list[Outcome]:
         floor = SEVERITY_RANK[self.settings.min_severity]
         out: list[Outcome] = []
         wanted = []
-        for f in findings:
+        for f, scope in pairs:
             if SEVERITY_RANK.get(f.severity, 0) < floor:
                 out.append(Outcome("ignored", None, f.fingerprint, f"severity {f.severity}"))
             else:
-                wanted.append(f)
+                wanted.append((f, scope))
         # Upstream devices first, so the hosts behind a failed one find its incident already there.
-        wanted.sort(key=lambda f: self.topology.depth(f.host))
-        down_now = {f.host for f in wanted if self.topology.is_down_check(f.check)}
+        wanted.sort(key=lambda p: self.topology.depth(p[0].host))
+        down_now = {f.host for f, _ in wanted if self.topology.is_down_check(f.check)}
         with self._lock:
-            for f in wanted:
+            for f, scope in wanted:
                 out.append(self._one(source, f, scope, now, down_now))
-        self._changed()
         return out
 
     def observe(
@@ -161,18 +166,30 @@ class Engine:
         now: float | None = None,
     ) -> list[Outcome]:
         """A full report of ``scope``: what is in it is present, what the scope had before and lacks now cleared."""
+        return self.observe_many(source, {scope: findings}, {scope: recheck} if recheck else None, now=now)
+
+    def observe_many(
+        self,
+        source: str,
+        reports: Mapping[str, Sequence[Finding]],
+        rechecks: Mapping[str, Recheck] | None = None,
+        *,
+        now: float | None = None,
+    ) -> list[Outcome]:
+        """Several scopes observed together (one playbook run over many hosts): one batch for topology."""
         now = self.clock() if now is None else now
-        if recheck is not None:
-            self._rechecks[scope] = recheck
-        out = self.ingest(source, findings, scope=scope, now=now)
+        for scope, rc in (rechecks or {}).items():
+            self._rechecks[scope] = rc
+        out = self._ingest(source, [(f, scope) for scope, fs in reports.items() for f in fs], now)
         floor = SEVERITY_RANK[self.settings.min_severity]
-        present = {f.fingerprint for f in findings if SEVERITY_RANK.get(f.severity, 0) >= floor}
         with self._lock:
-            gone = [i for i in self.store.in_scope(scope) if i.fingerprint not in present]
-            rechecked: list[Finding] | None = None
-            for inc in gone:
-                action, rechecked = self._absent(inc, source, scope, now, rechecked)
-                out.append(action)
+            for scope, findings in reports.items():
+                present = {f.fingerprint for f in findings if SEVERITY_RANK.get(f.severity, 0) >= floor}
+                gone = [i for i in self.store.in_scope(scope) if i.fingerprint not in present]
+                rechecked: list[Finding] | None = None
+                for inc in gone:
+                    action, rechecked = self._absent(inc, source, scope, now, rechecked)
+                    out.append(action)
         self._changed()
         return out
 
@@ -465,13 +482,15 @@ class Engine:
             parent.doc["impact"] = impact
             self.store.event(c, parent.id, source, "impact", f"{f.host} behind it is unreachable too", now, host=f.host)
             if parent.opened_at is not None:
-                self.store.enqueue(
-                    c,
-                    parent,
-                    "note",
-                    bundle.note_payload(f"Also unreachable behind {parent.host}: {f.host} ({inc.summary})."),
-                    now,
+                # Not sent yet: the ticket is written with the impact in it. Sent: a note says it.
+                draft = bundle.draft(parent, self.settings, self.masker, impact)
+                c.execute(
+                    "UPDATE outbox SET payload = ? WHERE incident_id = ? AND action = 'open' AND state = 'pending'",
+                    (json.dumps(bundle.to_payload(draft)), parent.id),
                 )
+                if c.rowcount == 0:
+                    text = f"Also unreachable behind {parent.host}: {f.host} ({inc.summary})."
+                    self.store.enqueue(c, parent, "note", bundle.note_payload(text), now)
             self.store.update(c, parent)
         return Outcome("impact", inc.id, f.fingerprint, f"behind #{parent.id} {parent.host}")
 

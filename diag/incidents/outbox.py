@@ -19,6 +19,7 @@ the commit sends that note again.
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 import threading
@@ -117,9 +118,18 @@ class Outbox:
     def _done(self, intent: Intent, ref: TicketRef, what: str) -> None:
         now = time.time()
         with self.store.tx() as c:
+            row = c.execute("SELECT payload FROM outbox WHERE id = ?", (intent.id,)).fetchone()
+            changed = row is not None and json.loads(row[0]) != intent.payload
             c.execute(
                 "UPDATE outbox SET state = 'done', done_at = ?, attempts = attempts + 1 WHERE id = ?", (now, intent.id)
             )
+            if intent.action == "open" and changed:
+                # The engine rewrote the draft while this delivery was under way (hosts behind it failed meanwhile):
+                # what the ticket lacks goes after it as a note, in the same transaction.
+                inc = self.store.get(intent.incident_id)
+                if inc is not None and inc.doc.get("impact"):
+                    text = f"Hosts behind {inc.host} that cannot be reached either: {', '.join(inc.doc['impact'])}."
+                    self.store.enqueue(c, inc, "note", bundle.note_payload(text), now)
             if intent.action == "open":
                 c.execute(
                     "UPDATE incidents SET ticket_backend = ?, ticket_id = ?, ticket_url = ? WHERE id = ?",

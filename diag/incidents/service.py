@@ -7,15 +7,14 @@ background threads, and :meth:`metrics` gives the ``diag_incidents_*`` families 
 
 from __future__ import annotations
 
-import importlib
 import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from diag.errors import ConfigError
-from diag.exporters.tickets.base import BACKENDS, TicketBackend, TicketError
+from diag.errors import ConfigError, DiagError, SecretError
+from diag.exporters.tickets.base import TicketBackend
 from diag.incidents.engine import Engine
 from diag.incidents.knowledge import KnowledgeBase
 from diag.incidents.outbox import Outbox
@@ -23,31 +22,24 @@ from diag.incidents.settings import Settings
 from diag.incidents.store import OPEN_STATES, Store
 from diag.incidents.topology import Topology
 from diag.model import Metric
-from diag.secrets import SecretRef, is_reference
 
 log = logging.getLogger(__name__)
 
 
 def make_backend(settings: Settings) -> TicketBackend:
-    """The configured ticket backend; its module is imported by name (``diag.exporters.tickets.<name>``)."""
+    """The configured ticket backend; secrets stay references (``env:``/``file:``) until the backend reveals them."""
+    from diag.exporters.tickets import build
+
     cfg: dict[str, Any] = dict(settings.tickets)
-    name = str(cfg.get("backend", "local"))
-    try:
-        importlib.import_module(f"diag.exporters.tickets.{name}")
-    except ModuleNotFoundError as e:
-        if e.name != f"diag.exporters.tickets.{name}":
-            raise
+    name = str(cfg.pop("backend", "local"))
     if name == "local" and not cfg.get("path"):
         cfg["path"] = str(settings.data / "tickets.sqlite")
-    # Secrets are given by reference; backends get them resolved (docs/incidents.md).
-    cfg = {k: SecretRef(v).reveal() if isinstance(v, str) and is_reference(v) else v for k, v in cfg.items()}
     try:
-        factory = BACKENDS.get(name)
-        return factory(cfg)
-    except TicketError as e:
+        return build(name, cfg)
+    except (ConfigError, SecretError):
+        raise
+    except DiagError as e:  # the registry's "unknown backend", a backend refusing its section
         raise ConfigError(f"agent.incidents.tickets: {e}") from None
-    except Exception as e:  # a backend's own validation error: one line, not a traceback
-        raise ConfigError(f"agent.incidents.tickets: backend {name}: {e}") from None
 
 
 class IncidentService:

@@ -205,8 +205,7 @@ def build(doc: yamlsrc.Doc, raw: Any, data: Path, path: yamlsrc.PathKey = ("agen
         if ends <= starts:
             doc.problem((*path, "maintenance", i, "ends"), "ends must be after starts")
         windows.append(Window(starts, ends, w.reason, tuple(w.hosts), tuple(w.groups), tuple(w.checks)))
-    if not isinstance(spec.tickets.get("backend"), str):
-        doc.problem((*path, "tickets"), "tickets needs backend: NAME (local, redmine, rt, webhook, email)")
+    _check_backend(doc, (*path, "tickets"), spec.tickets)
     for key in ("prometheus", "runbook"):
         url = getattr(spec.links, key)
         if url is not None and not url.startswith(("http://", "https://")):
@@ -237,6 +236,24 @@ def build(doc: yamlsrc.Doc, raw: Any, data: Path, path: yamlsrc.PathKey = ("agen
         database=Path(spec.database) if spec.database else None,
     )
     return settings if len(doc.problems) == before else None
+
+
+def _check_backend(doc: yamlsrc.Doc, path: yamlsrc.PathKey, tickets: dict[str, Any]) -> None:
+    """The backend's own ``Options`` (each backend module declares one) checked here, so errors name FILE:LINE."""
+    import importlib
+    import importlib.util
+
+    name = tickets.get("backend")
+    if not isinstance(name, str):
+        doc.problem(path, "tickets needs backend: NAME (local, redmine, rt, webhook, email)")
+        return
+    module = f"diag.exporters.tickets.{name}"
+    if importlib.util.find_spec(module) is None:
+        doc.problem((*path, "backend"), f"unknown ticket backend {name!r}")
+        return
+    options = getattr(importlib.import_module(module), "Options", None)
+    if options is not None:
+        doc.check_type(path, {k: v for k, v in tickets.items() if k != "backend"}, options)
 
 
 def from_mapping(raw: dict[str, Any], data: Path) -> Settings:

@@ -18,6 +18,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
+from diag.errors import ConfigError
 from diag.exporters.tickets.base import (
     BACKENDS,
     Attachment,
@@ -26,6 +29,7 @@ from diag.exporters.tickets.base import (
     TicketRejected,
     TicketUnavailable,
 )
+from diag.exporters.tickets.options import parse
 
 NAME = "local"
 
@@ -225,15 +229,18 @@ class LocalTickets:
             self.db.close()
 
 
+class Options(msgspec.Struct, forbid_unknown_fields=True):
+    """``tickets: {backend: local, path: FILE, guard_duplicates: true}``; ``path`` defaults to DATA/tickets.sqlite."""
+
+    path: str | None = None
+    guard_duplicates: bool = True
+
+
 def factory(cfg: Mapping[str, Any]) -> LocalTickets:
-    """``{backend: local, path: FILE, guard_duplicates: true}``; the service fills ``path`` from the data dir."""
-    unknown = set(cfg) - {"backend", "path", "guard_duplicates"}
-    if unknown:
-        raise TicketRejected(f"local tickets: unknown option(s) {', '.join(sorted(unknown))}")
-    path = cfg.get("path")
-    if not path:
-        raise TicketRejected("local tickets: no path (the data directory's tickets.sqlite is the default)")
-    return LocalTickets(Path(str(path)), bool(cfg.get("guard_duplicates", True)))
+    opts = parse(NAME, cfg, Options)
+    if not opts.path:
+        raise ConfigError("ticket backend local: no path (the incident service defaults it to DATA/tickets.sqlite)")
+    return LocalTickets(Path(opts.path), opts.guard_duplicates)
 
 
 BACKENDS.add(NAME, factory)
