@@ -72,6 +72,9 @@ class Agent:
             from diag.incidents.agent import attach
 
             self.incidents = attach(self)
+            from diag.archive.hypotheses import register as archive_hypotheses  # "config changed just before"
+
+            archive_hypotheses(cfg.data / "archive", cfg.archive.change_window if cfg.archive else 3600.0)
         from diag.alertmanager import mount  # POST /api/v1/alertmanager; its parts import only when configured
 
         self.alerts = mount(self.app, cfg, inv, self.incidents.engine if self.incidents is not None else None)

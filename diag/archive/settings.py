@@ -13,6 +13,7 @@
         ignore: ['^! Time: ']          # more lines dropped before storing: volatile lines that are not changes
         concurrency: 8
         timeout: 600                   # seconds one scheduled run may take before the agent stops it
+        change_window: 3600            # seconds before a fault in which a config change is a hypothesis
         known_hosts: [/etc/diag/known_hosts]
 
 Every problem is reported as ``FILE:LINE: message`` before anything runs.
@@ -52,6 +53,7 @@ class ArchiveSpec(msgspec.Struct, forbid_unknown_fields=True):
     ignore: list[str] = []
     concurrency: int = 8
     timeout: float = 600.0
+    change_window: float = 3600.0
     known_hosts: list[str] = []
 
 
@@ -64,6 +66,7 @@ class ArchiveSettings:
     ignore: list[re.Pattern[str]] = field(default_factory=lambda: compile_patterns(DEFAULT_IGNORE))
     concurrency: int = 8
     timeout: float = 600.0
+    change_window: float = 3600.0
     known_hosts: list[Path] = field(default_factory=list)
 
     def files_for(self, host: Host) -> list[str]:
@@ -88,8 +91,8 @@ def parse(doc: yamlsrc.Doc | None, raw: object, names: set[str] | None = None) -
     spec = doc.check_type(base, raw or {}, ArchiveSpec)
     if spec is None:
         raise ConfigError(doc.problems)
-    if spec.interval <= 0 or spec.timeout <= 0:
-        doc.problem(base, "interval and timeout must be positive")
+    if spec.interval <= 0 or spec.timeout <= 0 or spec.change_window <= 0:
+        doc.problem(base, "interval, timeout and change_window must be positive")
     if spec.concurrency < 1:
         doc.problem((*base, "concurrency"), "concurrency must be at least 1")
     if names is not None:
@@ -122,6 +125,7 @@ def parse(doc: yamlsrc.Doc | None, raw: object, names: set[str] | None = None) -
         ignore=[*compile_patterns(DEFAULT_IGNORE), *compiled["ignore"]],
         concurrency=spec.concurrency,
         timeout=spec.timeout,
+        change_window=spec.change_window,
         known_hosts=[Path(p) for p in spec.known_hosts],
     )
 

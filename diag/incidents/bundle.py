@@ -113,6 +113,8 @@ def describe(inc: Incident, settings: Settings, impact: Sequence[str] = ()) -> s
         for i, h in enumerate(hyps[:5], 1):
             cause = f" {h['cause']}" if h.get("cause") else ""
             out.append(f"{i}. **{h['title']}** (score {h['score']:.2f}).{cause} _Why: {h['why']}._")
+            for ev in (h.get("evidence") or [])[:1]:  # a provider's backing, e.g. the config archive's diff
+                out += ["", f"   {ev.get('title', '')}:", "", "```", _excerpt(str(ev.get("text", ""))), "```", ""]
         out.append("")
     if impact:
         out += [

@@ -23,7 +23,7 @@ import msgspec
 from diag import yamlsrc
 from diag.errors import ConfigError
 from diag.incidents.settings import Duration, parse_duration
-from diag.model import Finding
+from diag.model import Evidence, Finding
 from diag.registry import Registry
 
 log = logging.getLogger(__name__)
@@ -138,9 +138,11 @@ class Hypothesis:
     unmatched: list[str] = field(default_factory=list)
     why: str = ""
     instructions: str = ""
+    #: What backs a provider's hypothesis (the config archive's diff); kept with it in the incident and ticket.
+    evidence: list[Evidence] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        d: dict[str, Any] = {
             "title": self.title,
             "score": round(self.score, 3),
             "source": self.source,
@@ -150,6 +152,9 @@ class Hypothesis:
             "unmatched": self.unmatched,
             "why": self.why,
         }
+        if self.evidence:
+            d["evidence"] = [e.to_dict() for e in self.evidence]
+        return d
 
 
 @dataclass(slots=True)
