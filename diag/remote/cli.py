@@ -23,7 +23,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     from diag.cli import DEFAULT_INVENTORY, _inventory_path
     from diag.errors import ConfigError
     from diag.remote import playbook as pbmod
-    from diag.remote.runner import run_check
+    from diag.remote.runner import PoolLike, run_check
     from diag.remote.ssh import SSHPool
 
     inv_path = _inventory_path(args, required=True) or DEFAULT_INVENTORY
@@ -60,17 +60,26 @@ def cmd_check(args: argparse.Namespace) -> int:
         max_concurrency=args.concurrency,
         hosts=inv.hosts,
     )
+    runner_pool: PoolLike = pool
+    close = pool.close_all
+    if any(h.device_type != "linux" for h in hosts):  # netmiko is imported only when devices may be among them
+        from diag.network.devices import any_device
+        from diag.network.devices.pool import DevicePool
+
+        if any_device(hosts):  # network devices: steps go through their CLI driver (docs/network-devices.md)
+            devices = DevicePool(pool)
+            runner_pool, close = devices, devices.close_all
     show_progress = not args.json and sys.stderr.isatty()
     try:
         if show_progress:
             from diag.render_check import LiveProgress
 
             with LiveProgress(len(hosts)) as live:
-                report = run_check(hosts, pb, pool, overrides, args.allow_changes, live)
+                report = run_check(hosts, pb, runner_pool, overrides, args.allow_changes, live)
         else:
-            report = run_check(hosts, pb, pool, overrides, args.allow_changes)
+            report = run_check(hosts, pb, runner_pool, overrides, args.allow_changes)
     finally:
-        pool.close_all()
+        close()
     return _report(args, report, data, pb.facts)
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -92,8 +92,15 @@ class Command:
 
     parts: tuple[str | tuple[str, str], ...]
 
-    def render(self, variables: Mapping[str, Any], host: Mapping[str, Any]) -> str:
-        """The shell command with every value quoted; a list value becomes several quoted words."""
+    def render(
+        self, variables: Mapping[str, Any], host: Mapping[str, Any], quote_value: Callable[[Any], str] | None = None
+    ) -> str:
+        """The shell command with every value quoted; a list value becomes several quoted words.
+
+        ``quote_value`` replaces shell quoting where the command is not for a shell (a network device CLI
+        validates values instead: ``diag.network.devices.pool.cli_quote``).
+        """
+        q = quote_value or quote
         out: list[str] = []
         for p in self.parts:
             if isinstance(p, str):
@@ -101,7 +108,7 @@ class Command:
                 continue
             kind, name = p
             value = variables.get(name) if kind == "var" else host.get(name)
-            out.append(quote(value))
+            out.append(q(value))
         return "".join(out)
 
 

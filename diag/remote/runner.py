@@ -241,7 +241,8 @@ class _HostRun:
                 return StepRecord(step.id, "error", reason=f"when: {e}")
             if not go:
                 return StepRecord(step.id, "skipped", reason=f"when: {step.when.text} is false")
-        command = step.command.render(self.variables, self.hview)
+        # A network device's connection validates values for its CLI instead of shell-quoting them.
+        command = step.command.render(self.variables, self.hview, getattr(conn, "quote_value", None))
         if step.changes and not self.allow_changes:
             return StepRecord(step.id, "needs_approval", mask(command), reason="needs approval: changes the host")
         timeout = step.timeout if step.timeout is not None else self.host.command_timeout

@@ -1,0 +1,233 @@
+"""The base network-device driver: a netmiko session over diag's own verified SSH transport, with override hooks.
+
+netmiko does what it is good at (the interactive channel, finding the prompt, reading until it comes back,
+config mode); diag does the connection: TCP, host-key verification against known_hosts (:mod:`diag.remote.hostkeys`
+through :class:`diag.remote.ssh.SSHPool`, never netmiko's AutoAddPolicy), authentication with secrets by
+reference, jump hosts. The authenticated transport is handed to netmiko through a paramiko client whose
+``connect`` does nothing, so netmiko never opens, verifies or authenticates anything itself.
+
+A platform driver subclasses :class:`Driver`, registers itself, and overrides only what differs: class
+attributes (netmiko class underneath, paging command, error pattern, running-config command) and the hooks
+:meth:`Driver.prepare_session`, :meth:`Driver.command_error`, :meth:`Driver.clean_output` and
+:meth:`Driver.clean_config`. Quirks are documented next to the override, with a sample of the device's output.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import re
+import time
+from functools import cache
+from typing import Any, ClassVar
+
+import paramiko
+from netmiko import BaseConnection
+from netmiko.exceptions import NetmikoBaseException, ReadTimeout
+from netmiko.ssh_dispatcher import CLASS_MAPPER
+
+from diag import secrets
+from diag.errors import ConnectError, DiagError, Timeout
+from diag.inventory import Host
+from diag.remote.ssh import CommandResult, ConnectionLost
+
+log = logging.getLogger(__name__)
+
+# netmiko logs every byte it reads and writes at DEBUG; that can include configuration with secrets. Its records
+# go through diag's masking filter like everyone else's, and stay quiet unless someone asked for them.
+logging.getLogger("netmiko").addFilter(secrets.MaskingFilter())
+if logging.getLogger("netmiko").level == logging.NOTSET:
+    logging.getLogger("netmiko").setLevel(logging.WARNING)
+
+
+class DeviceError(DiagError):
+    """A device answered a command with an error (``% Unknown command``), or its output is unusable."""
+
+
+def where_device(host: Host) -> str:
+    """``address:port (name, device_type)``: how every device message names the device."""
+    target = f"[{host.address}]:{host.port}" if ":" in host.address else f"{host.address}:{host.port}"
+    who = host.device_type if host.name == host.address else f"{host.name}, {host.device_type}"
+    return f"{target} ({who})"
+
+
+class _PreAuthClient(paramiko.SSHClient):
+    """A paramiko client around a transport diag already opened, verified and authenticated.
+
+    netmiko calls ``connect()`` then ``invoke_shell()``; ``connect`` must not touch the network (the host key
+    was checked by diag's HostKeyStore, there is nothing to auto-add) and ``close`` leaves the transport to
+    its owner, the SSH pool.
+    """
+
+    def __init__(self, transport: paramiko.Transport) -> None:
+        super().__init__()
+        self.set_missing_host_key_policy(paramiko.RejectPolicy())  # never reached; belt and braces
+        self._transport = transport
+
+    def connect(self, *args: Any, **kwargs: Any) -> None:
+        if self._transport is None or not self._transport.is_active():
+            raise paramiko.SSHException("the verified transport is closed")
+
+    def close(self) -> None:
+        # The pool closes the transport; netmiko already closed its channel. Forget it, do not close it.
+        self._transport = None  # type: ignore[assignment]
+
+
+class _SessionMixin:
+    """Put in front of the platform's netmiko class: diag's transport, and the driver's session hook."""
+
+    _diag_driver: Driver
+    _diag_transport: paramiko.Transport
+
+    def _build_ssh_client(self) -> paramiko.SSHClient:
+        return _PreAuthClient(self._diag_transport)
+
+    def session_preparation(self) -> None:
+        self._diag_driver.prepare_session(self)  # type: ignore[arg-type]  # mixed into a BaseConnection
+
+
+@cache
+def _session_class(netmiko_device_type: str) -> type[BaseConnection]:
+    base = CLASS_MAPPER[netmiko_device_type]
+    cls: type[BaseConnection] = type(f"Diag{base.__name__}", (_SessionMixin, base), {})
+    return cls
+
+
+class Driver:
+    """One connected network device. Subclasses set the class attributes and override the hooks they need."""
+
+    #: The inventory ``device_type`` (set by the subclass; also its registry name).
+    device_type: ClassVar[str] = ""
+    #: The netmiko device type whose class does the session underneath (a key of netmiko's CLASS_MAPPER).
+    netmiko_device_type: ClassVar[str] = "cisco_ios"
+    #: What the prompt ends with, to know the device is ready after login.
+    prompt_pattern: ClassVar[str] = r"[>#]"
+    #: The command that turns off ``--More--`` paging (None: the platform does not page).
+    paging_command: ClassVar[str | None] = "terminal length 0"
+    #: The command that prints the running configuration.
+    running_config_command: ClassVar[str] = "show running-config"
+    #: A line of output that means the command failed (multiline regex).
+    error_pattern: ClassVar[str] = r"^\s*% ?(Unknown command|Invalid input|Incomplete command|Ambiguous command).*$"
+
+    def __init__(self, host: Host, transport: paramiko.Transport) -> None:
+        self.host = host
+        self.where = where_device(host)
+        self.owner: Any = None  # set by open_device(): the private pool to close with the driver
+        self._error_rx = re.compile(self.error_pattern, re.M)
+        sess = _session_class(self.netmiko_device_type)(
+            device_type=self.netmiko_device_type,
+            host=host.address,
+            port=host.port,
+            username=host.user or "",
+            auto_connect=False,
+            ssh_strict=True,
+            system_host_keys=False,
+            alt_host_keys=False,
+            use_keys=False,
+            allow_agent=False,
+            conn_timeout=host.connect_timeout,
+            read_timeout_override=None,
+        )
+        sess._diag_driver = self  # type: ignore[attr-defined]
+        sess._diag_transport = transport  # type: ignore[attr-defined]
+        try:
+            sess._open()  # netmiko's own connect sequence (establish_connection + session_preparation)
+        except ReadTimeout:
+            raise Timeout(f"{self.where}: no CLI prompt within {host.connect_timeout:g} s after login") from None
+        except (NetmikoBaseException, paramiko.SSHException, OSError, EOFError) as e:
+            raise ConnectError(f"{self.where}: cannot start the CLI session: {_one_line(e)}") from None
+        self.session = sess
+        self.broken = False
+        log.debug("%s: CLI session ready, prompt %r", self.where, sess.base_prompt)
+
+    # ---- hooks a platform overrides
+    def prepare_session(self, session: BaseConnection) -> None:
+        """After login: wait for the prompt, learn it, turn paging off. Called once per session."""
+        session._test_channel_read(pattern=self.prompt_pattern)
+        session.set_base_prompt()
+        if self.paging_command:
+            session.disable_paging(command=self.paging_command)
+
+    def command_error(self, output: str) -> str | None:
+        """The error line when ``output`` says the command failed, else None."""
+        m = self._error_rx.search(output)
+        return m.group(0).strip() if m else None
+
+    def clean_output(self, command: str, output: str) -> str:
+        """Remove platform noise from a command's output (default: nothing)."""
+        return output
+
+    def clean_config(self, text: str) -> str:
+        """The running configuration as it should be archived and diffed (default: as printed)."""
+        return text
+
+    # ---- the API
+    @property
+    def alive(self) -> bool:
+        return not self.broken and self.session.remote_conn is not None and self.session.is_alive()
+
+    def send_command(self, command: str, timeout: float | None = None) -> str:
+        """Run one CLI command and return its output; raise DeviceError when the device says it failed."""
+        res = self.run(command, timeout)
+        if res.timed_out:
+            raise Timeout(f"{self.where}: `{res.command}` gave no prompt back within {res.duration_s:.0f} s")
+        if res.exit_status != 0:
+            raise DeviceError(f"{self.where}: `{res.command}`: {res.stderr}")
+        return res.stdout
+
+    def running_config(self, timeout: float | None = None) -> str:
+        """The running configuration (for the configuration archive); DeviceError when it cannot be read."""
+        return self.clean_config(self.send_command(self.running_config_command, timeout))
+
+    def run(self, command: str, timeout: float | None = None, sudo: bool = False) -> CommandResult:
+        """The playbook runner's interface: a CommandResult with exit status 0, or 1 when the device said no.
+
+        A device has no exit status: 1 means the output matched :attr:`error_pattern` (the error line is put in
+        ``stderr``). A command that gives no prompt back within ``timeout`` is ``timed_out`` and the session is
+        dropped (its channel is out of step with the device); a dropped connection raises ConnectionLost.
+        """
+        if sudo:
+            raise DeviceError(f"{self.where}: sudo has no meaning on a network device (step `{command}`)")
+        timeout = self.host.command_timeout if timeout is None else timeout
+        shown = secrets.mask(command)
+        start = time.monotonic()
+        try:
+            raw = self.session.send_command(command, read_timeout=timeout, strip_prompt=True, strip_command=True)
+        except ReadTimeout:
+            self.broken = True
+            return CommandResult(shown, None, "", "", time.monotonic() - start, timed_out=True)
+        except (OSError, EOFError, paramiko.SSHException, NetmikoBaseException) as e:
+            self.broken = True
+            raise ConnectionLost(f"{self.where}: connection lost while running `{shown}`: {_one_line(e)}") from None
+        out = self.clean_output(command, raw if isinstance(raw, str) else str(raw))
+        err = self.command_error(out)
+        text = secrets.mask(out)
+        return CommandResult(
+            shown,
+            0 if err is None else 1,
+            text,
+            secrets.mask(err or ""),
+            time.monotonic() - start,
+            stdout_bytes=len(out.encode()),
+            stderr_bytes=len((err or "").encode()),
+        )
+
+    def close(self) -> None:
+        """Leave the CLI (the platform's ``cleanup``, e.g. ``exit``) and close the channel and, if owned, the pool."""
+        with contextlib.suppress(Exception):  # a dead session cannot say goodbye; closing must still finish
+            self.session.disconnect()
+        self.broken = True
+        owner, self.owner = self.owner, None
+        if owner is not None:
+            owner.close_all()
+
+    def __enter__(self) -> Driver:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _one_line(e: BaseException) -> str:
+    text = " ".join(str(e).split())
+    return secrets.mask(text[:300]) if text else type(e).__name__

@@ -1,0 +1,73 @@
+"""FRRouting's vtysh as the login shell of an SSH user (device_type ``frr``).
+
+netmiko has no FRR device type. vtysh is Cisco-like (``show running-config``, ``configure terminal``,
+``terminal length 0``, ``write memory``, ``end``), so the session underneath is netmiko's ``cisco_ios`` class with
+the differences below overridden. Tested against Debian 12's frr 8.4.4 (tests/frrlab.py).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import ClassVar
+
+from netmiko import BaseConnection
+
+from diag.network.devices import DRIVERS
+from diag.network.devices.base import Driver
+
+# `show running-config` starts with two lines that are not configuration:
+#
+#   Building configuration...
+#
+#   Current configuration:
+#   !
+#   frr version 8.4.4
+#   frr defaults traditional
+#   hostname r1
+_CONFIG_PREAMBLE = re.compile(r"\A\s*Building configuration\.\.\.\s*\n(\s*\n)*\s*Current configuration:\s*\n")
+
+
+@DRIVERS.register("frr")
+class FrrVtysh(Driver):
+    """vtysh over SSH. A member of the ``frrvty`` group gets the privileged prompt (``r1#``) at once."""
+
+    device_type = "frr"
+    netmiko_device_type = "cisco_ios"
+    # vtysh answers a command it does not know, or one for a daemon that is not running, like this:
+    #
+    #   r1# show foo
+    #   % Unknown command: show foo
+    #   r1# show ip
+    #   % Command incomplete: show ip
+    #   r1# show ip ospf neighbor
+    #   ospfd is not running
+    #
+    # The last one has no "%": a playbook step for OSPF on a router without ospfd is a failed step, not an
+    # empty table (which would read as "no neighbours" and hide that OSPF is not running at all).
+    error_pattern: ClassVar[str] = (
+        r"^(% ?(Unknown command|Command incomplete|Ambiguous command|No such|Can't|Invalid|There is no).*"
+        r"|\S+d is not running)$"
+    )
+
+    def prepare_session(self, session: BaseConnection) -> None:
+        """vtysh greets before the first prompt, and knows no ``terminal width``.
+
+        After login vtysh prints a banner, then the prompt (hostname + ``#``)::
+
+            Hello, this is FRRouting (version 8.4.4).
+            Copyright 1996-2005 Kunihiro Ishiguro, et al.
+
+            r1#
+
+        netmiko's IOS preparation sends ``terminal width 511`` first, which vtysh rejects
+        (``% Unknown command: terminal width 511``) while netmiko waits for its echo pattern; vtysh output is not
+        wrapped anyway, so only the prompt is learned and paging turned off (``terminal length 0``).
+        """
+        session._test_channel_read(pattern=r"[>#]\s*$")
+        session.set_base_prompt()
+        if self.paging_command:
+            session.disable_paging(command=self.paging_command)
+
+    def clean_config(self, text: str) -> str:
+        """Drop the ``Building configuration...`` / ``Current configuration:`` preamble (not configuration)."""
+        return _CONFIG_PREAMBLE.sub("", text, count=1).strip("\n") + "\n"

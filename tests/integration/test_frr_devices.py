@@ -1,0 +1,198 @@
+"""Network devices over SSH against real FRRouting (tests/frrlab.py): vtysh as the login shell, netmiko driver.
+
+One lab for the module (two routers, BGP + OSPF between them). Every test that breaks something (an interface shut,
+a route removed, a link down) restores it and waits for the lab to converge again before it ends.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from diag import inventory
+from diag.errors import HostKeyError, Unreachable
+from diag.network.devices import open_device
+from diag.network.devices.base import DeviceError
+from diag.remote import parsers
+from tests.frrlab import BGP_PREFIX, MGMT, OSPF_PREFIX, STATIC_PREFIX, FrrLab
+from tests.lab import keygen
+
+pytestmark = pytest.mark.integration
+PLAYBOOKS = Path(__file__).resolve().parents[2] / "playbooks"
+
+
+@pytest.fixture(scope="module")
+def frr() -> Iterator[FrrLab]:
+    lab = FrrLab()
+    try:
+        lab.start()
+        lab.converged()
+        lab.write_inventory(extra="")
+        yield lab
+    finally:
+        lab.close()
+
+
+def diag(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "diag.cli", *args], cwd=cwd, capture_output=True, text=True, timeout=180
+    )
+
+
+def check(lab: FrrLab, cwd: Path, *args: str, known_hosts: Path | None = None) -> tuple[int, dict[str, Any]]:
+    kh = known_hosts or lab.known_hosts
+    p = diag(cwd, "check", "--json", "-i", str(lab.inventory), "--known-hosts", str(kh), *args)
+    assert p.stdout.strip(), f"no JSON on stdout; stderr: {p.stderr}"
+    return p.returncode, json.loads(p.stdout)
+
+
+def only(doc: dict[str, Any], host: str = "r1") -> dict[str, Any]:
+    by = {r["host"]: r for r in doc["results"]}
+    return by[host]
+
+
+def textfsm(template: str) -> parsers.Parser:
+    return parsers.prepare(parsers.TextfsmParse(template=template), PLAYBOOKS)
+
+
+def r1_host(lab: FrrLab) -> inventory.Host:
+    return inventory.load(lab.inventory).hosts["r1"]
+
+
+def test_driver_runs_show_commands_and_textfsm_parses_them(frr: FrrLab) -> None:
+    with open_device(r1_host(frr), known_hosts=frr.known_hosts) as dev:
+        assert dev.where == f"{MGMT}:22 (r1, frr)"
+        ifaces = {r["interface"]: r for r in textfsm("frr-show-interface.textfsm")(dev.send_command("show interface"))}
+        assert set(ifaces) == {"lo", "eth0", "eth1", "eth2"}
+        assert ifaces["eth0"]["ipv4"] == [f"{MGMT}/30"]
+        assert ifaces["eth1"]["admin_state"] == "up" and ifaces["eth1"]["link_state"] == "up"
+        assert ifaces["eth1"]["description"] == "link to r2"
+        assert ifaces["eth2"]["protodown"] == "off"
+
+        routes = textfsm("frr-show-ip-route.textfsm")(dev.send_command("show ip route"))
+        by = {(r["protocol"], r["prefix"]): r for r in routes if r["selected"] == ">"}
+        assert by[("S", STATIC_PREFIX)]["nexthop"] == "blackhole"
+        assert by[("B", BGP_PREFIX)]["nexthop"] == "10.239.1.2" and by[("B", BGP_PREFIX)]["interface"] == "eth1"
+        assert by[("O", OSPF_PREFIX)]["fib"] == "*"
+        assert by[("C", "10.239.2.0/30")]["interface"] == "eth2"
+
+        bgp = textfsm("frr-show-bgp-summary.textfsm")(dev.send_command("show bgp summary"))
+        assert [(n["neighbor"], n["remote_as"], n["state_pfxrcd"]) for n in bgp] == [("10.239.1.2", "65002", "1")]
+
+        config = dev.running_config()
+        assert config.startswith("!\nfrr version ") and "Building configuration" not in config
+        assert "hostname r1" in config and f"ip route {STATIC_PREFIX} blackhole" in config
+
+        with pytest.raises(DeviceError, match=r"10\.239\.0\.2:22 \(r1, frr\): `show nonsense`: % Unknown command"):
+            dev.send_command("show nonsense")
+        assert dev.send_command("show ip route").count(BGP_PREFIX) == 1  # the session is still in step
+
+
+def test_clean_lab_gives_no_findings(frr: FrrLab, tmp_path: Path) -> None:
+    for pb in ("network-interfaces", "network-routes", "network-neighbors"):
+        rc, doc = check(frr, tmp_path, "-p", pb, "r1")
+        r = only(doc)
+        assert (rc, r["status"], r["findings"]) == (0, "ok", []), (pb, r)
+    assert doc["skipped"] == [] and [s["id"] for s in r["steps"]] == ["bgp", "ospf"]
+
+
+def test_interface_shut_in_frr_becomes_a_finding(frr: FrrLab, tmp_path: Path) -> None:
+    frr.vtysh("r1", "configure terminal", "interface eth2", "shutdown")
+    try:
+        rc, doc = check(frr, tmp_path, "-p", "network-interfaces", "r1")
+        r = only(doc)
+        assert r["status"] == "findings" and rc == 1  # shut by configuration: warning
+        [f] = r["findings"]
+        assert (f["check"], f["severity"], f["subject"]) == ("interface_admin_down", "warning", "eth2")
+        assert "second link to r2" in f["summary"]
+        assert f["evidence"][0]["data"]["command"] == "show interface"
+        assert "Interface eth2 is down" in f["evidence"][0]["text"]
+    finally:
+        frr.vtysh("r1", "configure terminal", "interface eth2", "no shutdown")
+    # The far end shut: r1's eth2 stays enabled but loses its carrier. That is an outage: critical.
+    frr.vtysh("r2", "configure terminal", "interface eth2", "shutdown")
+    try:
+        frr.wait_until("r1", "show interface eth2", lambda o: "line protocol is down" in o)
+        rc, doc = check(frr, tmp_path, "-p", "network-interfaces", "r1")
+        [f] = only(doc)["findings"]
+        assert (rc, f["check"], f["severity"], f["subject"]) == (2, "interface_down", "critical", "eth2")
+    finally:
+        frr.vtysh("r2", "configure terminal", "interface eth2", "no shutdown")
+        frr.wait_until("r1", "show interface eth2", lambda o: "line protocol is up" in o)
+
+
+def test_route_that_disappears_is_found(frr: FrrLab, tmp_path: Path) -> None:
+    frr.vtysh("r1", "configure terminal", f"no ip route {STATIC_PREFIX} blackhole")
+    try:
+        frr.wait_until("r1", "show ip route", lambda o: STATIC_PREFIX not in o)
+        rc, doc = check(frr, tmp_path, "-p", "network-routes", "r1")
+        r = only(doc)
+        [f] = r["findings"]
+        assert (rc, f["check"], f["severity"], f["subject"]) == (2, "route_missing", "critical", STATIC_PREFIX)
+        assert BGP_PREFIX in f["evidence"][0]["text"]  # the table it looked at, which has the others
+        # --var overrides the inventory's expectation: without that prefix, nothing is missing
+        rc, doc = check(frr, tmp_path, "-p", "network-routes", "--var", f"expected_prefixes={BGP_PREFIX}", "r1")
+        assert (rc, only(doc)["findings"]) == (0, [])
+    finally:
+        frr.vtysh("r1", "configure terminal", f"ip route {STATIC_PREFIX} blackhole")
+        frr.wait_until("r1", "show ip route", lambda o: STATIC_PREFIX in o)
+
+
+def test_neighbours_lost_when_the_link_goes_down(frr: FrrLab, tmp_path: Path) -> None:
+    frr.vtysh("r2", "configure terminal", "interface eth1", "shutdown")
+    try:
+        frr.wait_until("r1", "show bgp summary", lambda o: "Active" in o or "Connect" in o or "Idle" in o)
+        frr.wait_until("r1", "show ip ospf neighbor", lambda o: OSPF_PREFIX.split("/")[0] not in o)
+        rc, doc = check(frr, tmp_path, "-p", "network-neighbors", "--var", "expected_ospf_neighbors=10.239.255.2", "r1")
+        found = {(f["check"], f["subject"]) for f in only(doc)["findings"]}
+        assert found == {("bgp_neighbor_down", "10.239.1.2"), ("ospf_neighbor_missing", "10.239.255.2")}
+        assert rc == 2
+        rc, doc = check(frr, tmp_path, "-p", "network-routes", "r1")
+        assert {f["subject"] for f in only(doc)["findings"]} == {BGP_PREFIX, OSPF_PREFIX}
+    finally:
+        frr.vtysh("r2", "configure terminal", "interface eth1", "no shutdown")
+        frr.converged()
+
+
+def test_wrong_host_key_and_dead_device(frr: FrrLab, tmp_path: Path) -> None:
+    other = keygen(tmp_path / "other_key", "not-r1")
+    bad = tmp_path / "known_hosts.bad"
+    bad.write_text(f"{MGMT} {' '.join(other.split()[:2])}\n")
+    rc, doc = check(frr, tmp_path, "-p", "network-interfaces", "r1", "dead", known_hosts=bad)
+    r1, dead = only(doc, "r1"), only(doc, "dead")
+    assert r1["status"] == "hostkey_mismatch" and "host key CHANGED" in r1["error"]
+    assert r1["error"].startswith(f"{MGMT}:22 (r1, frr): ")
+    assert dead["status"] == "unreachable" and dead["error"].startswith(f"{MGMT}:2200 (dead, frr): ")
+    assert rc == 3
+    with pytest.raises(HostKeyError, match="host key CHANGED"):
+        open_device(r1_host(frr), known_hosts=bad)
+    empty = tmp_path / "known_hosts.empty"
+    empty.write_text("")
+    with pytest.raises(HostKeyError, match="unknown host key"):  # never auto-added, not even on first sight
+        open_device(r1_host(frr), known_hosts=empty)
+    assert empty.read_text() == "" and not (tmp_path / ".diag").exists()
+    with pytest.raises(Unreachable, match=r"10\.239\.0\.2:2200 \(dead, frr\)"):
+        open_device(inventory.load(frr.inventory).hosts["dead"], known_hosts=frr.known_hosts)
+
+
+def test_variables_reach_the_cli_validated(frr: FrrLab, tmp_path: Path) -> None:
+    pb = tmp_path / "one-interface.yaml"
+    pb.write_text(
+        "name: one-interface\napplies_to: {device_types: [frr]}\nvars:\n  ifname: {required: true}\n"
+        "steps:\n  - id: show\n    run: show interface {{ ifname }}\n"
+        "    parse: {type: regex, pattern: 'Interface (?P<name>\\S+) is (?P<state>\\w+)'}\n"
+    )
+    rc, doc = check(frr, tmp_path, "-p", str(pb), "--var", "ifname=eth2", "r1")
+    r = only(doc)
+    assert (rc, r["status"], r["steps"][0]["parsed"]) == (0, "ok", {"name": "eth2", "state": "up"})
+    for hostile in ("eth2\nconfigure terminal", "eth2 | include up", "eth2;shutdown"):
+        rc, doc = check(frr, tmp_path, "-p", str(pb), "--var", f"ifname={hostile}", "r1")
+        r = only(doc)
+        assert rc == 3 and r["status"] == "error" and "cannot be sent to a network device CLI" in r["error"], hostile
+    assert "shutdown" not in frr.vtysh("r1", "show running-config")
