@@ -234,8 +234,23 @@ class FrrLab:
         _run(["ip", "-n", "dgf-r1", "addr", "add", f"{MGMT}/30", "dev", "eth0"])
         _run(["ip", "-n", "dgf-r1", "link", "set", "eth0", "up"])
         for link in (1, 2):
-            _run(["ip", "-n", "dgf-r1", "link", "add", f"eth{link}", "type", "veth", "peer", "name", f"eth{link}",
-                  "netns", "dgf-r2"])  # fmt: skip
+            _run(
+                [
+                    "ip",
+                    "-n",
+                    "dgf-r1",
+                    "link",
+                    "add",
+                    f"eth{link}",
+                    "type",
+                    "veth",
+                    "peer",
+                    "name",
+                    f"eth{link}",
+                    "netns",
+                    "dgf-r2",
+                ]
+            )
             for r, last in (("r1", 1), ("r2", 2)):
                 _run(["ip", "-n", f"dgf-{r}", "addr", "add", f"10.239.{link}.{last}/30", "dev", f"eth{link}"])
                 _run(["ip", "-n", f"dgf-{r}", "link", "set", f"eth{link}", "up"])
@@ -253,9 +268,7 @@ class FrrLab:
             os.chown(p, frr.pw_uid, frr.pw_gid)
             p.chmod(0o755 if p.is_dir() else 0o644)
         script = r.dir / "start.sh"
-        script.write_text(
-            _START.format(dir=r.dir, name=name, daemons=" ".join(DAEMONS), lib=FRR_LIB)
-        )
+        script.write_text(_START.format(dir=r.dir, name=name, daemons=" ".join(DAEMONS), lib=FRR_LIB))
         r.holder = subprocess.Popen(
             ["ip", "netns", "exec", r.netns, "unshare", "-m", "-u", "--propagation", "private", "sh", str(script)],
             stdin=subprocess.DEVNULL,
@@ -296,8 +309,20 @@ class FrrLab:
         )
         assert r1.holder is not None
         r1.sshd = subprocess.Popen(
-            ["nsenter", "-t", str(r1.holder.pid), "-m", "-n", "-u", SSHD, "-D", "-f", str(cfg),
-             "-E", str(self.dir / "sshd.log")],  # fmt: skip
+            [
+                "nsenter",
+                "-t",
+                str(r1.holder.pid),
+                "-m",
+                "-n",
+                "-u",
+                SSHD,
+                "-D",
+                "-f",
+                str(cfg),
+                "-E",
+                str(self.dir / "sshd.log"),
+            ],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
