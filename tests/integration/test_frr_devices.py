@@ -33,7 +33,6 @@ def frr() -> Iterator[FrrLab]:
     try:
         lab.start()
         lab.converged()
-        lab.write_inventory(extra="")
         yield lab
     finally:
         lab.close()
