@@ -7,6 +7,7 @@ a route removed, a link down) restores it and waits for the lab to converge agai
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -195,3 +196,26 @@ def test_variables_reach_the_cli_validated(frr: FrrLab, tmp_path: Path) -> None:
         r = only(doc)
         assert rc == 3 and r["status"] == "error" and "cannot be sent to a network device CLI" in r["error"], hostile
     assert "shutdown" not in frr.vtysh("r1", "show running-config")
+
+
+def test_archive_keeps_the_change_that_shut_an_interface(frr: FrrLab, tmp_path: Path) -> None:
+    """`diag config fetch` reads r1's running-config through the driver (archive_support); the diff shows the change."""
+    env = {**os.environ, "DIAG_KNOWN_HOSTS": str(frr.known_hosts)}  # the archive's device reader: default known_hosts
+
+    def config(*args: str) -> subprocess.CompletedProcess[str]:
+        argv = [sys.executable, "-m", "diag.cli", "config", *args]
+        return subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True, timeout=180, env=env)
+
+    data = str(tmp_path / "data")
+    p = config("fetch", "-i", str(frr.inventory), "--data", data, "r1")
+    assert p.returncode == 0, p.stdout + p.stderr
+    frr.vtysh("r1", "configure terminal", "interface eth2", "shutdown")
+    try:
+        p = config("fetch", "-i", str(frr.inventory), "--data", data, "r1")
+        assert p.returncode == 0, p.stdout + p.stderr
+        d = config("diff", "-i", str(frr.inventory), "--data", data, "r1")
+        assert d.returncode == 1, d.stdout + d.stderr
+        added = [line for line in d.stdout.splitlines() if line.startswith("+") and not line.startswith("+++")]
+        assert added == ["+ shutdown"], d.stdout
+    finally:
+        frr.vtysh("r1", "configure terminal", "interface eth2", "no shutdown")

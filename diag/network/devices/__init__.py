@@ -5,6 +5,7 @@ Entry points (docs/network-devices.md):
 - :func:`open_device` ``(host, known_hosts=None, data=None) -> Driver``: a connected driver for one inventory
   host, to use as a context manager: ``send_command(cmd) -> str``, ``running_config() -> str``, ``close()``.
   This is what the configuration archive calls.
+- :func:`archive_support` ``() -> (is_device, read_running_config)``: the pair ``diag.archive.fetch`` asks for.
 - :func:`is_device` ``(host) -> bool``: does a driver exist for the host's ``device_type``?
 - :class:`diag.network.devices.pool.DevicePool`: what ``diag check`` uses so that playbook steps on network
   devices go through their driver instead of a shell.
@@ -19,7 +20,7 @@ from __future__ import annotations
 import importlib
 import pkgutil
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -29,7 +30,7 @@ if TYPE_CHECKING:
     from diag.inventory import Host
     from diag.network.devices.base import Driver
 
-__all__ = ["DRIVERS", "device_types", "driver_class", "is_device", "open_device"]
+__all__ = ["DRIVERS", "archive_support", "device_types", "driver_class", "is_device", "open_device"]
 
 DRIVERS: Registry[type[Driver]] = Registry("device_driver")
 #: Modules of this package that are infrastructure, not drivers.
@@ -105,3 +106,19 @@ def open_device(
         raise
     drv.owner = pool  # closing the driver closes its private pool
     return drv
+
+
+def archive_support(
+    known_hosts: Path | Iterable[Path] | None = None, data: Path | None = None
+) -> tuple[Callable[[Host], bool], Callable[[Host], str]]:
+    """For the configuration archive: (is this host a device with a driver, read its running configuration).
+
+    Each read opens the device with :func:`open_device` (host keys from ``known_hosts``, default
+    ``$DIAG_KNOWN_HOSTS`` or ``~/.ssh/known_hosts``), reads ``running_config()`` and closes it.
+    """
+
+    def read(host: Host) -> str:
+        with open_device(host, known_hosts=known_hosts, data=data) as dev:
+            return dev.running_config()
+
+    return is_device, read
