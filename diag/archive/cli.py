@@ -67,7 +67,7 @@ def _one_source(archive: Archive, spec: str) -> tuple[str, str]:
 
 
 def cmd_fetch(args: argparse.Namespace) -> int:
-    from diag.archive.fetch import Fetcher, device_support, plan
+    from diag.archive.fetch import DeviceSupport, Fetcher, plan
     from diag.archive.store import check_source
     from diag.errors import ConfigError, DiagError
     from diag.remote.ssh import SSHPool
@@ -80,8 +80,6 @@ def cmd_fetch(args: argparse.Namespace) -> int:
             check_source(path)
         except DiagError as e:
             raise ConfigError(f"--file: {e}") from None
-    is_device, reader = device_support()
-    jobs = plan(inv.select(args.targets), settings, is_device, args.file or [])
     known = [Path(p) for p in args.known_hosts] if args.known_hosts else settings.known_hosts or None
     pool = SSHPool(
         known_hosts=known,
@@ -89,9 +87,12 @@ def cmd_fetch(args: argparse.Namespace) -> int:
         max_concurrency=settings.concurrency,
         hosts=inv.hosts,
     )
+    devices = DeviceSupport(pool)
     try:
-        statuses = Fetcher(archive, settings, pool, reader).run(jobs)
+        jobs = plan(inv.select(args.targets), settings, devices.is_device, args.file or [])
+        statuses = Fetcher(archive, settings, pool, devices.reader).run(jobs)
     finally:
+        devices.close()
         pool.close_all()
     if args.json:
         json.dump([s.to_dict() for s in statuses], sys.stdout, indent=2)

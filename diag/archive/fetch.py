@@ -8,13 +8,15 @@ the others. Host files are read with ``cat -- PATH`` on an exec channel: the pat
 
 from __future__ import annotations
 
+import importlib
 import logging
 import re
+import threading
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from diag.archive.redact import Masker, load_key
 from diag.archive.settings import ArchiveSettings
@@ -177,16 +179,37 @@ class Fetcher:
         return statuses
 
 
-def device_support() -> tuple[Callable[[Host], bool], DeviceReader | None]:
-    """(is this host a network device with a driver, the driver's running-config reader) from
-    ``diag.network.devices``; without that package no host is a device."""
-    import importlib
+class DeviceSupport:
+    """Running configurations through the drivers of ``diag.network.devices`` (netmiko), over the fetch's own SSH
+    pool, so host keys, users, keys and jump hosts work as for host files. Without that package (or for a
+    ``device_type`` it has no driver for) a host is not a device. :meth:`close` ends the device sessions."""
 
-    try:
-        devices = importlib.import_module("diag.network.devices")
-    except ModuleNotFoundError as e:
-        if e.name != "diag.network.devices":
-            raise
-        return (lambda host: False), None
-    support: Callable[[], tuple[Callable[[Host], bool], DeviceReader]] = devices.archive_support
-    return support()
+    def __init__(self, pool: SSHPool | None) -> None:
+        self.pool = pool
+        try:
+            self._devices: Any = importlib.import_module("diag.network.devices")
+        except ModuleNotFoundError as e:
+            if e.name != "diag.network.devices":
+                raise
+            self._devices = None
+        self._device_pool: Any = None
+        self._lock = threading.Lock()
+
+    def is_device(self, host: Host) -> bool:
+        return self._devices is not None and bool(self._devices.is_device(host))
+
+    @property
+    def reader(self) -> DeviceReader | None:
+        return self.read if self._devices is not None and self.pool is not None else None
+
+    def read(self, host: Host) -> str:
+        with self._lock:
+            if self._device_pool is None:
+                pool_mod = importlib.import_module("diag.network.devices.pool")
+                self._device_pool = pool_mod.DevicePool(self.pool)
+        text: str = self._device_pool.driver(host).running_config()
+        return text
+
+    def close(self) -> None:
+        if self._device_pool is not None:
+            self._device_pool.close_all()  # the drivers say goodbye, then their SSH pool closes
