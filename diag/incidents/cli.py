@@ -29,12 +29,12 @@ def _settings(args: argparse.Namespace) -> Any:
 
 
 def _store(args: argparse.Namespace) -> Any:
-    from diag.incidents.store import Store
+    from diag.incidents.store import open_store
 
     settings, _ = _settings(args)
-    if not settings.db_path.exists():
+    if not settings.database_url and not settings.db_path.exists():
         raise DiagError(f"{settings.db_path}: no incident database here (is --data right?)")
-    return Store(settings.db_path), settings
+    return open_store(settings), settings
 
 
 def _local_ticket(settings: Any, ticket_id: str | None) -> dict[str, Any] | None:

@@ -23,7 +23,6 @@ import hashlib
 import json
 import logging
 import sqlite3
-import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -119,7 +118,7 @@ class Engine:
         self.groups = {h: tuple(g) for h, g in (groups or {}).items()}
         self.masker = masker or Masker(settings.mask_patterns, settings.mask_defaults)
         self.clock = clock
-        self._lock = threading.RLock()
+        self._lock = store.engine_lock()  # across processes too when the store is shared (PostgreSQL)
         self._deferred: dict[str, _Deferred] = {}
         self._rechecks: dict[str, Recheck] = {}
         self.on_change: list[Callable[[], None]] = []  # e.g. wake the delivery worker

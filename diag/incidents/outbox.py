@@ -63,8 +63,8 @@ class Outbox:
     # ---- one pass
     def run_once(self) -> int:
         """Deliver every due intent once (stopping at the first outage). Returns how many were delivered."""
-        if self.clock() < self.paused_until:
-            return 0
+        if self.clock() < self.paused_until or not self.store.may_deliver():
+            return 0  # backing off, or another process drains this (shared) store's outbox
         done = 0
         for intent in self.store.due_intents():
             if self._stop.is_set():

@@ -19,7 +19,7 @@ from diag.incidents.engine import Engine
 from diag.incidents.knowledge import KnowledgeBase
 from diag.incidents.outbox import Outbox
 from diag.incidents.settings import Settings
-from diag.incidents.store import OPEN_STATES, Store
+from diag.incidents.store import OPEN_STATES, open_store
 from diag.incidents.topology import Topology
 from diag.model import Metric
 
@@ -56,7 +56,7 @@ class IncidentService:
     ) -> None:
         self.settings = settings
         hosts = hosts or {}
-        self.store = Store(settings.db_path)
+        self.store = open_store(settings)
         self.kb = kb if kb is not None else KnowledgeBase.load(settings.knowledge)
         topo = Topology({n: tuple(getattr(h, "parents", ())) for n, h in hosts.items()}, settings.down_checks)
         groups = {n: tuple(getattr(h, "groups", ())) for n, h in hosts.items()}

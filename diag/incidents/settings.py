@@ -121,6 +121,7 @@ class IncidentsSpec(msgspec.Struct, forbid_unknown_fields=True):
     snmp_interval: Duration = 60  # the agent polls the inventory's SNMP devices this often
     note_interval: Duration = 3600  # periodic sources add a note with new evidence at most this often
     database: str | None = None  # default: DATA/incidents.sqlite
+    database_url: str | None = None  # postgresql://... or env:NAME: a store shared by several processes
 
 
 @dataclass(slots=True, frozen=True)
@@ -160,6 +161,7 @@ class Settings:
     snmp_interval: float = 60.0
     note_interval: float = 3600.0
     database: Path | None = None
+    database_url: str | None = None
 
     @property
     def db_path(self) -> Path:
@@ -234,6 +236,7 @@ def build(doc: yamlsrc.Doc, raw: Any, data: Path, path: yamlsrc.PathKey = ("agen
         snmp_interval=max(1.0, dur(("snmp_interval",), spec.snmp_interval)),
         note_interval=dur(("note_interval",), spec.note_interval),
         database=Path(spec.database) if spec.database else None,
+        database_url=spec.database_url,
     )
     return settings if len(doc.problems) == before else None
 

@@ -251,6 +251,14 @@ class Store:
             else:
                 self.db.commit()
 
+    def engine_lock(self) -> Any:
+        """The lock the engine holds around each read-decide-write (a thread lock: one process owns SQLite)."""
+        return threading.RLock()
+
+    def may_deliver(self) -> bool:
+        """Whether this process may drain the outbox now (always, for the embedded single-process store)."""
+        return True
+
     def read(self, sql: str, args: Sequence[Any] = ()) -> list[sqlite3.Row]:
         with self._lock:
             return list(self.db.execute(sql, args))
@@ -368,7 +376,7 @@ class Store:
     def bump(self, c: sqlite3.Cursor, name: str, label: str = "", by: float = 1.0) -> None:
         c.execute(
             "INSERT INTO counters (name, label, value) VALUES (?, ?, ?) "
-            "ON CONFLICT(name, label) DO UPDATE SET value = value + excluded.value",
+            "ON CONFLICT(name, label) DO UPDATE SET value = counters.value + excluded.value",
             (name, label, by),
         )
 
@@ -415,3 +423,14 @@ def _row_intent(r: sqlite3.Row) -> Intent:
         r["created_at"],
         r["done_at"],
     )
+
+
+def open_store(settings: Any) -> Store:
+    """The configured store: PostgreSQL when ``database_url`` is set (scale-out), else SQLite in the data dir."""
+    url = getattr(settings, "database_url", None)
+    if url:
+        from diag.incidents.pgstore import PgStore
+        from diag.secrets import SecretRef, is_reference
+
+        return PgStore(SecretRef(url).reveal() if is_reference(url) else url)
+    return Store(settings.db_path)

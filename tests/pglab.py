@@ -1,0 +1,96 @@
+"""A real PostgreSQL server for tests and benchmarks: a throw-away cluster (initdb) on loopback, stopped by PID.
+
+Runs as the ``postgres`` system user (initdb refuses root) with ``trust`` authentication on 127.0.0.1 only, in a
+temporary directory. Installs the Debian package when it is missing. Ports 20520-20529 belong to it.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import pwd
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+
+def pg_bin() -> Path:
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/postgres"))
+    if not found:
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        lock = ["-o", "DPkg::Lock::Timeout=900"]
+        subprocess.run(["apt-get", *lock, "update", "-q"], check=True, env=env, capture_output=True, timeout=900)
+        subprocess.run(
+            ["apt-get", *lock, "install", "-y", "-q", "--no-install-recommends", "postgresql"],
+            check=True,
+            env=env,
+            capture_output=True,
+            timeout=900,
+        )
+        found = sorted(glob.glob("/usr/lib/postgresql/*/bin/postgres"))
+    return Path(found[-1]).parent
+
+
+def _drop_to_postgres() -> None:
+    pw = pwd.getpwnam("postgres")
+    os.setgid(pw.pw_gid)
+    os.setuid(pw.pw_uid)
+
+
+class PostgresServer:
+    """``with PostgresServer(20520) as pg: pg.url`` gives ``postgresql://postgres@127.0.0.1:PORT/diag``."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.url = f"postgresql://postgres@127.0.0.1:{port}/diag"
+        self.dir = Path(tempfile.mkdtemp(prefix="dgd-pg-"))
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def _as_postgres(self, argv: list[str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            argv, preexec_fn=_drop_to_postgres, capture_output=True, text=True, check=True, timeout=timeout
+        )
+
+    def __enter__(self) -> PostgresServer:
+        bindir = pg_bin()
+        pw = pwd.getpwnam("postgres")
+        os.chown(self.dir, pw.pw_uid, pw.pw_gid)
+        data = self.dir / "data"
+        self._as_postgres(
+            [str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"],
+            timeout=120,
+        )
+        log = open(self.dir / "postgres.log", "wb")
+        self.proc = subprocess.Popen(
+            [str(bindir / "postgres"), "-D", str(data), "-p", str(self.port), "-c", "listen_addresses=127.0.0.1",
+             "-c", f"unix_socket_directories={self.dir}", "-c", "fsync=on", "-c", "max_connections=50"],
+            stdout=log, stderr=subprocess.STDOUT, preexec_fn=_drop_to_postgres,
+        )  # fmt: skip
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            p = subprocess.run(
+                [str(bindir / "pg_isready"), "-h", "127.0.0.1", "-p", str(self.port)], capture_output=True
+            )
+            if p.returncode == 0:
+                break
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"postgres did not start: {(self.dir / 'postgres.log').read_text()}")
+            time.sleep(0.1)
+        else:
+            self.__exit__()
+            raise RuntimeError(f"postgres not ready on {self.port}: {(self.dir / 'postgres.log').read_text()}")
+        self._as_postgres([str(bindir / "createdb"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", "diag"])
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)  # fast shutdown
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        shutil.rmtree(self.dir, ignore_errors=True)
