@@ -66,6 +66,10 @@ class AlertmanagerSpec(msgspec.Struct, forbid_unknown_fields=True):
     rediagnose_after: float = 300.0
     known_hosts: list[str] = []
     prometheus_url: str | None = None
+    #: for playbooks found through the knowledge base: playbook variable -> alert label (same names always map)
+    kb_vars_from_labels: dict[str, str] = msgspec.field(
+        default_factory=lambda: {"path": "mountpoint", "service": "unit"}
+    )
 
 
 @dataclass(slots=True)
@@ -90,6 +94,7 @@ class ReceiverConfig:
     known_hosts: list[str] = field(default_factory=list)
     #: where alerts without a playbook are re-checked (their rule's expression evaluated again); None: not at all
     prometheus_url: str | None = None
+    kb_vars_from_labels: dict[str, str] = field(default_factory=dict)
 
 
 def build(doc: yamlsrc.Doc, raw: Any, base: tuple[str, ...] = ("agent", "alertmanager")) -> ReceiverConfig | None:
@@ -148,6 +153,7 @@ def build(doc: yamlsrc.Doc, raw: Any, base: tuple[str, ...] = ("agent", "alertma
         rediagnose_after=spec.rediagnose_after,
         known_hosts=list(spec.known_hosts),
         prometheus_url=spec.prometheus_url,
+        kb_vars_from_labels=dict(spec.kb_vars_from_labels),
     )
 
 

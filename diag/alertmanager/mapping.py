@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from diag.alertmanager.config import ReceiverConfig, Route
+from diag.alertmanager.config import Route
 from diag.alertmanager.payload import Alert
 from diag.inventory import Host
 from diag.model import SEVERITY_RANK, Evidence, Finding, Severity
@@ -74,10 +74,6 @@ def resolve_host(alert: Alert, index: HostIndex, host_labels: list[str]) -> tupl
             return host, host.name
         fallback = fallback or strip_port(value)
     return None, fallback or "unknown"
-
-
-def route_for(alert: Alert, cfg: ReceiverConfig) -> Route | None:
-    return cfg.routes.get(alert.name, cfg.default_route)
 
 
 def playbook_vars(route: Route, alert: Alert) -> dict[str, Any]:
@@ -167,6 +163,11 @@ def incident_finding(
     labels = {"source": "alertmanager", "alertname": alert.name, "alert_fingerprint": alert.key}
     if playbook:
         labels["playbook"] = playbook
+    # Links a ticket can carry: the rule's graph in Prometheus, and the rule's runbook (a common annotation).
+    if alert.generatorURL:
+        labels["generator_url"] = alert.generatorURL
+    if alert.annotations.get("runbook_url"):
+        labels["runbook_url"] = alert.annotations["runbook_url"]
     return Finding(
         check=alert.name,
         severity=sev,

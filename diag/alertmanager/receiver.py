@@ -118,6 +118,7 @@ class Receiver:
         self._idle = threading.Condition(self._lock)
         self._closing = False
         self.counters: dict[str, int] = {}
+        self._kb_playbooks: dict[str, Any] = {}  # playbook name -> Playbook, or None when it cannot be loaded
         self.store = JobStore(data / "alertmanager.sqlite")
         left = self.store.pending()
         if left:
@@ -215,7 +216,7 @@ class Receiver:
     def firing(self, job: Job) -> None:
         a = job.alert
         host, host_name = mapping.resolve_host(a, self.index, self.cfg.host_labels)
-        route = mapping.route_for(a, self.cfg)
+        route = self.route(a)
         state = self._states.get(a.key)
         repeat = state is not None
         log.info(
@@ -253,7 +254,7 @@ class Receiver:
         host, host_name = (
             (state.host, state.host_name) if state else mapping.resolve_host(a, self.index, self.cfg.host_labels)
         )
-        route = mapping.route_for(a, self.cfg)
+        route = self.route(a)
         fp = state.finding_fp if state else Finding(a.name, "info", "", mapping.subject(a), host=host_name).fingerprint
         log.info(
             "alert %s resolved on %s; verifying before the incident is resolved",
@@ -274,6 +275,47 @@ class Receiver:
             outcome,
             extra={"event": "alert_resolve_outcome", "alertname": a.name, "host": host_name, "outcome": str(outcome)},
         )
+
+    # ---- which playbook
+    def route(self, alert: Alert) -> Route | None:
+        """The diagnosis for an alert: from ``playbooks``, else from the knowledge base, else ``default_playbook``."""
+        configured = self.cfg.routes.get(alert.name)
+        if configured is not None:
+            return configured
+        return self._kb_route(alert) or self.cfg.default_route
+
+    def _kb_route(self, alert: Alert) -> Route | None:
+        """The playbook of the verified knowledge-base entry that matches the alert (its ``remediation``).
+
+        Only verified entries drive automation, and only the playbook's read-only steps run (the runner never runs
+        a ``changes: true`` step from here). Variables come from the alert's labels of the same name, and through
+        ``kb_vars_from_labels`` (``path`` from ``mountpoint``, ``service`` from ``unit`` by default).
+        """
+        kb = getattr(self.engine, "kb", None)
+        if kb is None:
+            return None
+        from diag.incidents.knowledge import Facts
+
+        text = "\n".join([alert.annotations.get("summary", ""), alert.annotations.get("description", "")])
+        facts = Facts(alert.name, dict(alert.labels), text, subject=mapping.subject(alert))
+        entry = kb.classify(facts, providers=()).entry
+        if entry is None or not entry.verified or not entry.remediation:
+            return None
+        name = str(entry.remediation)
+        if name not in self._kb_playbooks:
+            from diag.remote import playbook as pbmod
+
+            try:
+                self._kb_playbooks[name] = pbmod.load(pbmod.find(name))
+            except ConfigError as e:
+                log.warning("knowledge-base entry %s names playbook %s, which cannot be used: %s", entry.id, name, e)
+                self._kb_playbooks[name] = None
+        pb = self._kb_playbooks[name]
+        if pb is None:
+            return None
+        aliases = self.cfg.kb_vars_from_labels
+        from_labels = {v: v if v in alert.labels else aliases.get(v, v) for v in pb.vars}
+        return Route(pb, {}, from_labels)
 
     # ---- diagnosis and verification
     def pool(self) -> PoolLike:

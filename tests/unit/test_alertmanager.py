@@ -199,6 +199,7 @@ def test_incident_finding_is_one_per_alert_with_the_diagnosis_inside() -> None:
     assert f.labels == {
         "source": "alertmanager", "alertname": "DiagFilesystemAlmostFull",
         "alert_fingerprint": "f1c9dd7e9c4ffc6c", "playbook": "disk-full",
+        "generator_url": "http://127.0.0.1:20353/graph?g0.expr=x",
     }  # fmt: skip
     other = _alert(alertname="DiagFilesystemAlmostFull", instance="x:1", severity="warning", mountpoint="/srv/data",
                    device="tmpfs", fstype="tmpfs")  # fmt: skip
@@ -460,3 +461,35 @@ def test_accepted_alerts_survive_a_stop_and_are_resumed_in_order(
     r3 = Receiver(cfg, {}, _GatedEngine(), tmp_path / "data")
     assert r3.store.pending() == [] and r3.status()["pending"] == 0  # done jobs are not replayed
     r3.close()
+
+
+def test_playbook_from_config_then_knowledge_base_then_default(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """alertname -> playbook: the config's `playbooks` first, else the verified KB entry's remediation playbook."""
+    from diag.alertmanager.receiver import Receiver
+    from diag.incidents.knowledge import KnowledgeBase
+
+    class WithKB(_GatedEngine):  # the receiver reads only `kb` of the engine here
+        kb = KnowledgeBase.load()
+
+    monkeypatch.setenv("DGM_TOKEN", "tok-123456")
+    cfg = _agent_cfg(tmp_path, "auth: {bearer_token: env:DGM_TOKEN}\nplaybooks: {DiagHighLoad: linux-baseline}\n")
+    rc = cfg.alertmanager
+    assert rc is not None
+    r = Receiver(rc, {}, WithKB(), tmp_path / "data")
+    try:
+        full = _alert(alertname="DiagFilesystemAlmostFull", mountpoint="/srv")
+        full = decode(
+            _edit(alerts__0__labels=dict(full.labels), alerts__0__annotations={"summary": "/srv is 97% full"})
+        ).alerts[0]
+        route = r.route(full)
+        assert route is not None and route.playbook.name == "disk-full"
+        assert mapping.playbook_vars(route, full) == {"path": "/srv"}  # path from mountpoint (kb_vars_from_labels)
+        unit = _alert(alertname="DiagSystemdUnitFailed", unit="nginx.service")
+        unit = decode(_edit(alerts__0__labels=dict(unit.labels))).alerts[0]
+        route = r.route(unit)
+        assert route is not None and route.playbook.name == "service-down"
+        assert mapping.playbook_vars(route, unit) == {"service": "nginx.service"}
+        assert r.route(_alert(alertname="DiagHighLoad")).playbook.name == "linux-baseline"  # type: ignore[union-attr]
+        assert r.route(_alert(alertname="SomethingNobodyKnows")) is None
+    finally:
+        r.close()
