@@ -71,3 +71,32 @@ def test_mentions_finds_the_section_of_a_changed_line() -> None:
     assert hypotheses.mentions(diff, "eth1")
     assert not hypotheses.mentions(diff, "eth10") and not hypotheses.mentions(diff, "eth")
     assert hypotheses.mentions("@@ -1 +1 @@\n-/dev/sdb1 /data ext4\n+/dev/sdc1 /data ext4\n", "/data")
+
+
+def test_the_agent_registers_the_provider_and_stays_light(tmp_path: Path) -> None:
+    """With agent.incidents and agent.archive, the agent points the provider at DATA/archive with the configured
+    window, and imports neither paramiko nor rich for it (fetches run in a child process)."""
+    import json
+    import subprocess
+    import sys
+
+    from tests.conftest import free_port
+
+    inv = tmp_path / "inventory.yaml"
+    inv.write_text("hosts: {}\nagent:\n  incidents: {}\n  archive: {change_window: 900}\n")
+    port = free_port(range(20230, 20240))
+    code = (
+        "import json, sys\n"
+        "from diag import agent\n"
+        "from diag.archive import hypotheses\n"
+        "from diag.incidents.knowledge import PROVIDERS\n"
+        f"a = agent.load({str(inv)!r}, '127.0.0.1:{port}', {str(tmp_path / 'd')!r})\n"
+        "a.server.httpd.server_close()\n"
+        "print(json.dumps([PROVIDERS.get('config_archive') is hypotheses.PROVIDER, str(hypotheses.PROVIDER.root),\n"
+        "                  hypotheses.PROVIDER.window, a.archive_schedule is not None, sorted(sys.modules)]))\n"
+    )
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    same, root, window, scheduled, modules = json.loads(p.stdout.splitlines()[-1])
+    assert same and root == str(tmp_path / "d" / "archive") and window == 900 and scheduled
+    assert not {m.split(".")[0] for m in modules} & {"paramiko", "rich", "netmiko"}
