@@ -62,6 +62,8 @@ SETUP_RB = """
 require 'json'
 Setting.rest_api_enabled = '1'
 Setting.text_formatting = 'common_mark'
+# No notification mails: with delivery off Redmine still renders them in-process, ~190 ms per issue here
+Setting.notified_events = []
 trackers = Tracker.pluck(:id)
 def field(name, filter, trackers)
   cf = IssueCustomField.find_or_initialize_by(name: name)
@@ -84,6 +86,7 @@ p.enabled_module_names = ['issue_tracking']
 p.save!
 admin = User.find_by_login('admin')
 admin.must_change_passwd = false
+admin.mail_notification = 'none'
 admin.save!
 outsider = User.find_by_login('outsider') ||
   User.new(firstname: 'Out', lastname: 'Sider', mail: 'outsider@example.invalid')
