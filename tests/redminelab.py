@@ -28,16 +28,16 @@ import hashlib
 import json
 import os
 import shutil
-import signal
 import sqlite3
 import subprocess
 import tempfile
 import time
-import urllib.error
 import urllib.request
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
+
+from tests.conftest import json_request, port_is_free, stop_process
 
 REDMINE_ROOT = Path("/usr/share/redmine")
 INSTANCES = Path("/var/lib/redmine")  # Rails.root/instances points here
@@ -137,18 +137,6 @@ def ensure_webrick() -> None:
         text = GEMFILE_LOCAL.read_text() if GEMFILE_LOCAL.exists() else ""
         if "gem 'webrick'" not in text:
             GEMFILE_LOCAL.write_text(text + ("" if not text or text.endswith("\n") else "\n") + "gem 'webrick'\n")
-
-
-def _port_free(port: int) -> bool:
-    import socket
-
-    with socket.socket() as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-        return True
 
 
 class _Instance:
@@ -297,7 +285,7 @@ class RedmineLab:
             except OSError:
                 f.close()
                 continue
-            if _port_free(port):
+            if port_is_free(port):
                 self._port_lock = f
                 return port
             f.close()
@@ -305,13 +293,8 @@ class RedmineLab:
 
     def stop_server(self) -> None:
         """Stop the server by its PID (the lab's data stays), e.g. to test 'ticket system down'."""
-        if self.proc is not None and self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                os.kill(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
+        if self.proc is not None:
+            stop_process(self.proc, timeout=15)
         self.proc = None
 
     def close(self) -> None:
@@ -386,21 +369,7 @@ class RedmineLab:
     def api(
         self, method: str, path: str, body: Any = None, key: str | None = None, timeout: float = 10
     ) -> tuple[int, Any]:
-        data = json.dumps(body).encode() if body is not None else None
-        req = urllib.request.Request(self.url + path, data=data, method=method)
-        req.add_header("X-Redmine-API-Key", self.api_key if key is None else key)
-        if data is not None:
-            req.add_header("Content-Type", "application/json")
-        try:
-            with urllib.request.urlopen(req, timeout=timeout) as r:
-                raw = r.read()
-                return int(r.status), json.loads(raw) if raw.strip() else None
-        except urllib.error.HTTPError as e:
-            raw = e.read()
-            try:
-                return e.code, json.loads(raw) if raw.strip() else None
-            except ValueError:
-                return e.code, raw.decode(errors="replace")
+        return json_request(method, self.url + path, body, {"X-Redmine-API-Key": key or self.api_key}, timeout)
 
     def issue(self, issue_id: int | str, include: str = "journals,attachments") -> dict[str, Any]:
         status, body = self.api("GET", f"/issues/{issue_id}.json?include={include}")

@@ -14,16 +14,15 @@ import contextlib
 import json
 import os
 import shutil
-import signal
 import subprocess
 import tempfile
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+from tests.conftest import free_port, json_request, stop_process
 
 RT_SERVER = Path("/usr/share/request-tracker5/libexec/rt-server")
 RT_SETUP_DB = Path("/usr/sbin/rt-setup-database-5")
@@ -69,24 +68,12 @@ def installed() -> bool:
     return RT_SERVER.exists() and RT_SETUP_DB.exists()
 
 
-def _port_free(port: int) -> bool:
-    import socket
-
-    with socket.socket() as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-        return True
-
-
 class RTLab:
     """One running RT with queues, the fingerprint custom field and a REST2 auth token for root."""
 
     def __init__(self, ports: Sequence[int] = DEFAULT_PORTS) -> None:
         self.ports = ports
-        self.port = next((p for p in ports if _port_free(p)), 0)
+        self.port = free_port(ports)
         self.dir = Path(tempfile.mkdtemp(prefix="dgk-rt-"))
         self.proc: subprocess.Popen[bytes] | None = None
         self.facts: dict[str, Any] = {}
@@ -106,8 +93,6 @@ class RTLab:
     def start(self) -> RTLab:
         if not installed():
             raise RTError(INSTALL_HINT)
-        if not self.port:
-            raise RTError(f"no free port in {self.ports}")
         try:
             for sub in ("etc.d", "mason", "var"):
                 (self.dir / sub).mkdir()
@@ -164,13 +149,8 @@ Set($CommentAddress, 'rt-comment@diaglab.invalid');
         raise RTError(f"RT not answering on port {self.port} after 120 s: {self.tail()}")
 
     def stop_server(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                os.kill(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
+        if self.proc is not None:
+            stop_process(self.proc, timeout=15)
         self.proc = None
 
     def close(self) -> None:
@@ -210,21 +190,7 @@ Set($CommentAddress, 'rt-comment@diaglab.invalid');
         url = f"{self.url}/REST/2.0{path}"
         if query:
             url += "?" + urllib.parse.urlencode(query)
-        data = json.dumps(body).encode() if body is not None else None
-        req = urllib.request.Request(url, data=data, method=method)
-        req.add_header("Authorization", f"token {self.facts.get('token', '')}")
-        if data is not None:
-            req.add_header("Content-Type", "application/json")
-        try:
-            with urllib.request.urlopen(req, timeout=timeout) as r:
-                raw = r.read()
-                return int(r.status), json.loads(raw) if raw.strip() else None
-        except urllib.error.HTTPError as e:
-            raw = e.read()
-            try:
-                return e.code, json.loads(raw) if raw.strip() else None
-            except ValueError:
-                return e.code, raw.decode(errors="replace")
+        return json_request(method, url, body, {"Authorization": f"token {self.facts.get('token', '')}"}, timeout)
 
     def ticket(self, ticket_id: int | str) -> dict[str, Any]:
         status, body = self.api("GET", f"/ticket/{ticket_id}")

@@ -17,7 +17,6 @@ import ipaddress
 import os
 import pwd
 import shutil
-import signal
 import socket
 import subprocess
 import tempfile
@@ -30,6 +29,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+
+from tests.conftest import free_port, stop_process
 
 EXIM = shutil.which("exim4") or "/usr/sbin/exim4"
 USER = "diag"
@@ -92,23 +93,11 @@ plain:
 """
 
 
-def _port_free(port: int) -> bool:
-    with socket.socket() as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-        return True
-
-
 class EximLab:
     """One Exim daemon with a Maildir; ``messages()`` returns what it delivered, parsed."""
 
     def __init__(self, ports: Sequence[int] = DEFAULT_PORTS, starttls: bool = True) -> None:
-        self.port = next((p for p in ports if _port_free(p)), 0)
-        if not self.port:
-            raise RuntimeError(f"no free port in {ports}")
+        self.port = free_port(ports)
         self.starttls = starttls
         self.dir = Path(tempfile.mkdtemp(prefix="dgk-exim-"))
         self.proc: subprocess.Popen[bytes] | None = None
@@ -193,13 +182,8 @@ class EximLab:
         raise AssertionError(f"{len(self.messages())} messages delivered, expected {n}: {self.log()}")
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                os.kill(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
+        if self.proc is not None:
+            stop_process(self.proc)
         self.proc = None
 
     def close(self) -> None:
