@@ -85,6 +85,9 @@ class Agent:
             self.archive_schedule = ArchiveSchedule(
                 str(Path(inv.file).resolve()), cfg.data.resolve(), cfg.archive.interval, cfg.archive.timeout
             )
+        from diag.api import mount as mount_api  # /api/ and /ui: Falcon and the stores load on the first request
+
+        self.api = mount_api(self.app, cfg, inv)
         host, port = config.parse_listen(cfg.listen)
         self.server = Server(self.app, host, port)
         self._stop = threading.Event()
@@ -114,6 +117,7 @@ class Agent:
 
     def _index(self, environ: dict[str, Any]) -> Response:
         body = f"<html><body><h1>diag {__version__}</h1><a href='/metrics'>metrics</a> <a href='/healthz'>healthz</a>"
+        body += " <a href='/ui/'>console</a>"
         return "200 OK", [("Content-Type", "text/html; charset=utf-8")], (body + "</body></html>").encode()
 
     def start(self) -> None:
@@ -144,6 +148,7 @@ class Agent:
         self.server.stop()
         if self.alerts is not None:
             self.alerts.close()
+        self.api.close()
         self.runner.shutdown()
         if self.incidents is not None:
             if self.incident_feed.poller is not None:

@@ -49,6 +49,7 @@ class AgentSpec(msgspec.Struct, forbid_unknown_fields=True):
     alertmanager: dict[str, object] | None = None  # diag.alertmanager.config validates it
     incidents: dict[str, object] | None = None  # diag.incidents.settings validates it
     archive: dict[str, object] | None = None  # the configuration archive, validated by diag.archive.settings
+    api: dict[str, object] | None = None  # diag.api.config validates it
 
 
 @dataclass(slots=True)
@@ -64,6 +65,7 @@ class AgentConfig:
     alertmanager: Any = None  # diag.alertmanager.config.ReceiverConfig when configured
     incidents: Any = None  # diag.incidents.settings.Settings when configured
     archive: ArchiveSettings | None = None  # None: no scheduled configuration fetches
+    api: Any = None  # diag.api.service.ApiSettings when agent.api is given
 
 
 def parse_listen(value: str) -> tuple[str, int]:
@@ -115,6 +117,11 @@ def build(doc: yamlsrc.Doc | None, raw: dict[str, object] | None) -> AgentConfig
             archive = archive_settings.parse(doc, spec.archive, archive_settings.names_in(doc))
         except ConfigError as e:  # reported with the others just below
             doc.problems.extend(p for p in e.problems if p not in doc.problems)
+    api = None
+    if spec.api is not None:
+        from diag.api.config import build as build_api  # only when configured
+
+        api = build_api(doc, spec.api)
     if doc.problems:
         raise ConfigError(doc.problems)
     return AgentConfig(
@@ -129,4 +136,5 @@ def build(doc: yamlsrc.Doc | None, raw: dict[str, object] | None) -> AgentConfig
         alertmanager=receiver,
         incidents=incidents,
         archive=archive,
+        api=api,
     )

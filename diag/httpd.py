@@ -21,6 +21,7 @@ log = logging.getLogger(__name__)
 Response = tuple[str, list[tuple[str, str]], bytes]
 Handler = Callable[[dict[str, Any]], Response]
 StartResponse = Callable[..., Any]
+WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 
 
 def json_response(obj: object, status: str = "200 OK") -> Response:
@@ -64,14 +65,23 @@ class App:
     def __init__(self) -> None:
         self.routes: dict[str, Handler] = {}
         self.methods: dict[str, tuple[str, ...]] = {}
+        self.mounts: list[tuple[str, WSGIApp]] = []
 
     def route(self, path: str, handler: Handler, methods: tuple[str, ...] = ("GET", "HEAD")) -> None:
         self.routes[path] = handler
         self.methods[path] = methods
 
+    def mount(self, prefix: str, app: WSGIApp) -> None:
+        """Hand every path under ``prefix`` (``/api/``) that has no exact route to another WSGI app (the API)."""
+        self.mounts.append((prefix, app))
+
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "/")
         handler = self.routes.get(path)
+        if handler is None:
+            for prefix, wsgi in self.mounts:
+                if path.startswith(prefix) or path == prefix.rstrip("/"):
+                    return wsgi(environ, start_response)
         if handler is None:
             status, headers, body = json_response({"error": "not found"}, "404 Not Found")
         elif environ.get("REQUEST_METHOD") not in self.methods[path]:

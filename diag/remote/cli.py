@@ -47,6 +47,10 @@ def cmd_check(args: argparse.Namespace) -> int:
         raise ConfigError("--concurrency must be at least 1")
 
     data = Path(args.data)
+    from diag.journal import checks as jchecks
+    from diag.journal import local_actor, open_journal
+
+    jchecks.started(open_journal(data), local_actor(), pb.name, args.targets, args.allow_changes)
     if args.backend == "celery":  # the hosts are checked by `diag worker` processes (docs/distributed.md)
         from diag.distributed.backend import CeleryBackend
         from diag.distributed.cli import redis_url
@@ -85,8 +89,14 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def _report(args: argparse.Namespace, report: RunReport, data: Path, keep_facts: bool) -> int:
     """Keep facts, print the report (JSON contract or summary table), return the Nagios exit status."""
+    from diag.journal import checks as jchecks
+    from diag.journal import local_actor, open_journal
     from diag.remote import facts
 
+    journal, actor = open_journal(data), local_actor()
+    for r in report.results:
+        jchecks.host_done(journal, actor, report.playbook, r)
+    jchecks.finished(journal, actor, report)
     if keep_facts:
         for r in report.results:
             if r.status in ("ok", "findings"):

@@ -1,0 +1,95 @@
+"""The HTTP API, the web console and their access control, mounted on the agent's port (docs/api.md, docs/console.md).
+
+:func:`mount` only registers ``/api/`` and ``/ui`` on the agent's :class:`diag.httpd.App`; Falcon, Jinja2 and the
+stores are imported and opened on the first request there, so an agent that nobody calls keeps its memory
+(the agent's RSS budget is 40 MiB). Exact routes (``/api/v1/alertmanager``) stay with their own handlers.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from diag.api.service import Service
+    from diag.config import AgentConfig
+    from diag.httpd import App, StartResponse, WSGIApp
+    from diag.inventory import Inventory
+
+log = logging.getLogger(__name__)
+
+
+class LazyApi:
+    """The Service (stores, jobs), built on the first request to the API or the console, and shared by both."""
+
+    def __init__(self, cfg: AgentConfig, inv: Inventory | None) -> None:
+        self.cfg = cfg
+        self.inv = inv
+        self.service: Service | None = None
+        self._lock = threading.Lock()
+        self.api = _Lazy(self, "diag.api.app")
+        self.console = _Lazy(self, "diag.api.console")
+
+    def get_service(self) -> Service:
+        with self._lock:
+            if self.service is None:
+                from diag.api.service import Service
+
+                svc = Service(self.cfg.data, self.inv, self.cfg.api)
+                svc.incidents = _incidents(self.cfg, self.inv)
+                self.service = svc
+            return self.service
+
+    def close(self) -> None:
+        if self.service is not None:
+            self.service.close()
+
+
+class _Lazy:
+    """A WSGI app that imports ``module`` and calls its ``build(service)`` on the first request."""
+
+    def __init__(self, owner: LazyApi, module: str) -> None:
+        self.owner = owner
+        self.module = module
+        self._app: WSGIApp | None = None
+        self._lock = threading.Lock()
+
+    def _build(self) -> WSGIApp:
+        with self._lock:
+            if self._app is None:
+                import importlib
+
+                svc = self.owner.get_service()
+                self._app = importlib.import_module(self.module).build(svc)
+            return self._app
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        try:
+            app = self._build()
+        except Exception as e:  # a broken install or data directory: say so, and keep /metrics serving
+            log.exception("the API cannot start")
+            body = json.dumps({"error": f"the API cannot start: {type(e).__name__}: {e}"}).encode()
+            start_response(
+                "503 Service Unavailable", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
+            )
+            return [body]
+        return app(environ, start_response)
+
+
+def _incidents(cfg: AgentConfig, inv: Inventory | None) -> Any:
+    """The incident engine's adapter when diag.incidents is part of this build, else None."""
+    try:
+        from diag.api.incidents import adapter  # type: ignore[import-not-found,unused-ignore]
+    except ModuleNotFoundError:
+        return None
+    return adapter(cfg, inv)
+
+
+def mount(app: App, cfg: AgentConfig, inv: Inventory | None) -> LazyApi:
+    lazy = LazyApi(cfg, inv)
+    app.mount("/api/", lazy.api)
+    app.mount("/ui", lazy.console)
+    return lazy

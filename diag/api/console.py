@@ -1,0 +1,423 @@
+"""The web console (``/ui/...``): server-rendered Jinja2 pages over the same Service as the API.
+
+Log in with an API token: the console keeps a server-side session (in memory; a restart logs everyone out)
+whose id travels in a cookie that is HttpOnly, SameSite=Strict, Path=/ui, and Secure when the request came
+over HTTPS. Every form carries the session's CSRF token, compared in constant time; the login form, which has
+no session yet, uses a double-submit cookie. The token is re-checked on every request, so revoking it ends
+its sessions. Pages use one small script (live check progress over server-sent events); the Content Security
+Policy allows scripts and styles from the agent only.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import secrets
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs
+
+import falcon
+import jinja2
+
+from diag import __version__
+from diag.api import policy
+from diag.api.service import Conflict, Invalid, NotFound, Service
+from diag.api.tokens import Principal, token_prefix
+from diag.journal import Record
+
+log = logging.getLogger(__name__)
+
+UI = "/ui"
+COOKIE = "diag_session"
+LOGIN_COOKIE = "diag_login_csrf"
+_HERE = Path(__file__).parent
+_PUBLIC = (f"{UI}/login", f"{UI}/static/")
+_SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+    "Cache-Control": "no-store",
+}
+_SEV_ORDER = {"critical": 0, "warning": 1, "info": 2}
+
+
+@dataclass(slots=True)
+class Session:
+    token_id: str
+    csrf: str
+    expires: float
+
+
+class Sessions:
+    def __init__(self, ttl: float) -> None:
+        self.ttl = ttl
+        self._by_id: dict[str, Session] = {}
+        self._lock = threading.Lock()
+
+    def new(self, token_id: str) -> tuple[str, Session]:
+        sid = secrets.token_urlsafe(32)
+        s = Session(token_id, secrets.token_urlsafe(32), time.time() + self.ttl)
+        with self._lock:
+            now = time.time()
+            for k in [k for k, v in self._by_id.items() if v.expires < now]:
+                del self._by_id[k]
+            self._by_id[sid] = s
+        return sid, s
+
+    def get(self, sid: str) -> Session | None:
+        with self._lock:
+            s = self._by_id.get(sid)
+            if s is not None and s.expires < time.time():
+                del self._by_id[sid]
+                return None
+            return s
+
+    def drop(self, sid: str) -> None:
+        with self._lock:
+            self._by_id.pop(sid, None)
+
+
+def _same(a: str, b: str) -> bool:
+    return hmac.compare_digest(a.encode(), b.encode())
+
+
+def form(req: falcon.Request) -> dict[str, str]:
+    ctype = (req.content_type or "").split(";", 1)[0].strip().lower()
+    if ctype != "application/x-www-form-urlencoded":
+        raise falcon.HTTPUnsupportedMediaType(description="forms must be application/x-www-form-urlencoded")
+    try:
+        fields = parse_qs((req.context.body or b"").decode(), keep_blank_values=True, max_num_fields=200)
+    except (UnicodeDecodeError, ValueError) as e:
+        raise falcon.HTTPBadRequest(description=f"unreadable form: {e}") from None
+    return {k: v[0] for k, v in fields.items()}
+
+
+class SessionGuard:
+    """For ``/ui/``: the session cookie makes the principal; forms must carry the session's CSRF token."""
+
+    def __init__(self, svc: Service) -> None:
+        self.svc = svc
+        self.sessions = Sessions(svc.settings.session_ttl_s)
+        svc.sessions = self.sessions
+
+    def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
+        if not (req.path == UI or req.path.startswith(UI + "/")):
+            return
+        if req.path.startswith(_PUBLIC):
+            return
+        sid = req.cookies.get(COOKIE, "")
+        s = self.sessions.get(sid) if sid else None
+        p = self.svc.tokens.by_id(s.token_id) if s else None
+        if s is None or p is None:
+            if req.method == "GET" and not req.path.endswith("/events"):
+                raise falcon.HTTPSeeOther(f"{UI}/login")
+            raise falcon.HTTPUnauthorized(description="log in first", challenges=["Cookie"])
+        req.context.principal = p
+        req.context.session = s
+        if req.method == "POST":
+            sent = form(req).get("csrf", "")
+            if not _same(sent, s.csrf):
+                self.svc.journal.append(
+                    p.actor, "access.denied", req.path, "csrf", {"reason": "missing or wrong CSRF token"}
+                )
+                raise falcon.HTTPForbidden(description="missing or wrong CSRF token; reload the page")
+
+    def process_response(self, req: falcon.Request, resp: falcon.Response, resource: Any, ok: bool) -> None:
+        if req.path == UI or req.path.startswith(UI + "/"):
+            for k, v in _SECURITY_HEADERS.items():
+                if k == "Cache-Control" and req.path.startswith(f"{UI}/static/"):
+                    continue
+                resp.set_header(k, v)
+
+
+def _fmt_time(ts: float | None) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(ts)) + "Z" if ts else "-"
+
+
+def _ago(ts: float | None) -> str:
+    if not ts:
+        return "never"
+    d = time.time() - ts
+    if d < 90:
+        return f"{d:.0f} s ago"
+    if d < 5400:
+        return f"{d / 60:.0f} min ago"
+    if d < 129600:
+        return f"{d / 3600:.1f} h ago"
+    return f"{d / 86400:.1f} d ago"
+
+
+class Pages:
+    def __init__(self, svc: Service) -> None:
+        self.svc = svc
+        self.env = jinja2.Environment(
+            loader=jinja2.FileSystemLoader(str(_HERE / "templates")),
+            autoescape=jinja2.select_autoescape(default=True),
+            undefined=jinja2.StrictUndefined,
+        )
+        self.env.filters["time"] = _fmt_time
+        self.env.filters["ago"] = _ago
+
+    def render(
+        self, req: falcon.Request, resp: falcon.Response, name: str, status: str = falcon.HTTP_200, **ctx: Any
+    ) -> None:
+        p: Principal | None = getattr(req.context, "principal", None)
+        s: Session | None = getattr(req.context, "session", None)
+        resp.status = status
+        resp.content_type = "text/html; charset=utf-8"
+        resp.text = self.env.get_template(name).render(
+            me=p,
+            csrf=s.csrf if s else "",
+            version=__version__,
+            path=req.path,
+            incidents_enabled=self.svc.incidents is not None,
+            **ctx,
+        )
+
+    # ---- login
+    def on_get_login(self, req: falcon.Request, resp: falcon.Response) -> None:
+        token = secrets.token_urlsafe(24)
+        resp.set_cookie(
+            LOGIN_COOKIE, token, max_age=600, path=f"{UI}/login", secure=req.scheme == "https", same_site="Strict"
+        )
+        self.render(req, resp, "login.html", login_csrf=token, error=None)
+
+    def on_post_login(self, req: falcon.Request, resp: falcon.Response) -> None:
+        f = form(req)
+        cookie = req.cookies.get(LOGIN_COOKIE, "")
+        if not cookie or not _same(f.get("csrf", ""), cookie):
+            raise falcon.HTTPForbidden(description="the login form expired; reload it")
+        token = f.get("token", "").strip()
+        p = self.svc.tokens.authenticate(token) if token else None
+        if p is None:
+            self.svc.journal.append(
+                f"remote:{req.remote_addr}",
+                "login.failed",
+                UI,
+                "invalid token",
+                {"token": token_prefix(token), "via": "console"},
+            )
+            new = secrets.token_urlsafe(24)
+            resp.set_cookie(
+                LOGIN_COOKIE, new, max_age=600, path=f"{UI}/login", secure=req.scheme == "https", same_site="Strict"
+            )
+            self.render(req, resp, "login.html", falcon.HTTP_401, login_csrf=new, error="Invalid or revoked token.")
+            return
+        sid, _ = self.svc.sessions.new(p.token_id)
+        resp.set_cookie(
+            COOKIE,
+            sid,
+            max_age=int(self.svc.settings.session_ttl_s),
+            path=UI,
+            secure=req.scheme == "https",
+            http_only=True,
+            same_site="Strict",
+        )
+        resp.unset_cookie(LOGIN_COOKIE, path=f"{UI}/login")
+        self.svc.journal.append(p.actor, "login", UI, "ok", {"via": "console", "remote": req.remote_addr})
+        raise falcon.HTTPSeeOther(f"{UI}/")
+
+    def on_post_logout(self, req: falcon.Request, resp: falcon.Response) -> None:
+        self.svc.sessions.drop(req.cookies.get(COOKIE, ""))
+        resp.unset_cookie(COOKIE, path=UI)
+        raise falcon.HTTPSeeOther(f"{UI}/login")
+
+    # ---- hosts
+    def on_get_index(self, req: falcon.Request, resp: falcon.Response) -> None:
+        last: dict[str, Record] = {}
+        for rec in self.svc.journal.query(action="check.host", limit=5000, newest_first=True):
+            last.setdefault(rec.target, rec)
+        open_by_host: dict[str, int] = {}
+        if self.svc.incidents is not None:
+            for inc in self.svc.incidents.open_incidents():
+                open_by_host[inc["host"]] = open_by_host.get(inc["host"], 0) + 1
+        rows: list[dict[str, Any]] = []
+        for h in self.svc.hosts.values():
+            r = last.get(h.name)
+            rows.append(
+                {
+                    "name": h.name,
+                    "address": h.address,
+                    "groups": ", ".join(h.groups),
+                    "status": r.result if r else "unknown",
+                    "worst": r.details.get("worst") if r else None,
+                    "findings": r.details.get("findings", 0) if r else 0,
+                    "playbook": r.details.get("playbook", "") if r else "",
+                    "when": r.ts if r else None,
+                    "open": open_by_host.get(h.name, 0),
+                }
+            )
+        rows.sort(key=lambda x: (_SEV_ORDER.get(str(x["worst"]), 3), x["status"] == "ok", x["name"]))
+        self.render(req, resp, "hosts.html", rows=rows)
+
+    # ---- checks
+    def on_get_checks(self, req: falcon.Request, resp: falcon.Response) -> None:
+        from diag.remote import playbook as pbmod
+
+        groups = sorted({g for h in self.svc.hosts.values() for g in h.groups})
+        self.render(
+            req,
+            resp,
+            "checks.html",
+            playbooks=sorted(pbmod.available()),
+            hosts=sorted(self.svc.hosts),
+            groups=groups,
+            jobs=self.svc.jobs.recent()[:50],
+            error=None,
+        )
+
+    def on_post_checks(self, req: falcon.Request, resp: falcon.Response) -> None:
+        f = form(req)
+        targets = [t for t in f.get("targets", "").replace(",", " ").split() if t]
+        variables: dict[str, Any] = {}
+        for line in f.get("vars", "").splitlines():
+            if line.strip():
+                k, sep, v = line.partition("=")
+                if not sep:
+                    return self._check_error(req, resp, f"variable line {line.strip()!r}: write NAME=VALUE")
+                variables[k.strip()] = v.strip()
+        if not targets:
+            return self._check_error(req, resp, "name at least one host or group")
+        try:
+            job, approval = self.svc.start_check(
+                req.context.principal, f.get("playbook", ""), targets, variables, f.get("read_only") == "on"
+            )
+        except policy.Forbidden as e:
+            return self._check_error(req, resp, str(e), falcon.HTTP_403)
+        except (Invalid, NotFound) as e:
+            return self._check_error(req, resp, str(e), falcon.HTTP_422)
+        if job is not None:
+            raise falcon.HTTPSeeOther(f"{UI}/checks/{job.id}")
+        assert approval is not None
+        raise falcon.HTTPSeeOther(f"{UI}/approvals#{approval.id}")
+
+    def _check_error(self, req: falcon.Request, resp: falcon.Response, msg: str, status: str = falcon.HTTP_400) -> None:
+        from diag.remote import playbook as pbmod
+
+        groups = sorted({g for h in self.svc.hosts.values() for g in h.groups})
+        self.render(
+            req,
+            resp,
+            "checks.html",
+            status,
+            playbooks=sorted(pbmod.available()),
+            hosts=sorted(self.svc.hosts),
+            groups=groups,
+            jobs=self.svc.jobs.recent()[:50],
+            error=msg,
+        )
+
+    def on_get_job(self, req: falcon.Request, resp: falcon.Response, job_id: str) -> None:
+        job = self.svc.jobs.get(job_id)
+        if job is None:
+            raise falcon.HTTPNotFound(description="no such check job")
+        self.render(req, resp, "job.html", job=job.summary(), report=job.report)
+
+    def on_get_job_events(self, req: falcon.Request, resp: falcon.Response, job_id: str) -> None:
+        job = self.svc.jobs.get(job_id)
+        if job is None:
+            raise falcon.HTTPNotFound(description="no such check job")
+        last = req.get_header("Last-Event-ID") or ""
+        resp.content_type = "text/event-stream"
+        resp.cache_control = ["no-cache"]
+        resp.stream = job.follow(int(last) if last.isdigit() else 0)
+
+    def on_get_job_result(self, req: falcon.Request, resp: falcon.Response, job_id: str) -> None:
+        from diag.api.app import send
+
+        job = self.svc.jobs.get(job_id)
+        if job is None:
+            raise falcon.HTTPNotFound(description="no such check job")
+        send(
+            resp,
+            job.report if job.report is not None else job.summary(),
+            falcon.HTTP_200 if job.report else falcon.HTTP_202,
+        )
+
+    # ---- approvals
+    def on_get_approvals(self, req: falcon.Request, resp: falcon.Response) -> None:
+        self.render(req, resp, "approvals.html", approvals=self.svc.approvals.list(), error=None)
+
+    def _decide(self, req: falcon.Request, resp: falcon.Response, approval_id: str, approve: bool) -> None:
+        f = form(req)
+        try:
+            _, job = self.svc.decide(req.context.principal, approval_id, approve, f.get("comment", "")[:2000])
+        except policy.Forbidden as e:
+            return self.render(
+                req, resp, "approvals.html", falcon.HTTP_403, approvals=self.svc.approvals.list(), error=str(e)
+            )
+        except (NotFound, Conflict, Invalid) as e:
+            return self.render(
+                req, resp, "approvals.html", falcon.HTTP_409, approvals=self.svc.approvals.list(), error=str(e)
+            )
+        raise falcon.HTTPSeeOther(f"{UI}/checks/{job.id}" if job else f"{UI}/approvals")
+
+    def on_post_approve(self, req: falcon.Request, resp: falcon.Response, approval_id: str) -> None:
+        self._decide(req, resp, approval_id, True)
+
+    def on_post_reject(self, req: falcon.Request, resp: falcon.Response, approval_id: str) -> None:
+        self._decide(req, resp, approval_id, False)
+
+    # ---- journal
+    def on_get_journal(self, req: falcon.Request, resp: falcon.Response) -> None:
+        p: Principal = req.context.principal
+        if not p.at_least("lead"):
+            self.svc.deny(p, "journal.read", "the journal is for leads")
+            return self.render(
+                req,
+                resp,
+                "error.html",
+                falcon.HTTP_403,
+                message=f"The journal needs the lead role; {p.name} is a {p.role}.",
+            )
+        action = (req.get_param("action") or "").strip() or None
+        recs = self.svc.journal.query(action=action, limit=500, newest_first=True)
+        n, problems = self.svc.journal.verify()
+        self.render(
+            req,
+            resp,
+            "journal.html",
+            records=recs,
+            action=action or "",
+            chain_ok=not problems,
+            chain_n=n,
+            problems=problems,
+        )
+
+
+class Static:
+    TYPES = {".css": "text/css; charset=utf-8", ".js": "text/javascript; charset=utf-8"}
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response, name: str) -> None:
+        path = _HERE / "static" / name
+        if "/" in name or name.startswith(".") or path.suffix not in self.TYPES or not path.is_file():
+            raise falcon.HTTPNotFound(description="no such file")
+        resp.content_type = self.TYPES[path.suffix]
+        resp.cache_control = ["max-age=3600"]
+        resp.data = path.read_bytes()
+
+
+def build(svc: Service) -> falcon.App[Any, Any]:
+    """The console's Falcon app: the API's error mapping and body limit, plus the session guard."""
+    from diag.api.app import base
+
+    app = base(svc, [SessionGuard(svc)])
+    pages = Pages(svc)
+    app.add_route(f"{UI}/login", pages, suffix="login")
+    app.add_route(f"{UI}/logout", pages, suffix="logout")
+    app.add_route(UI, pages, suffix="index")
+    app.add_route(f"{UI}/checks", pages, suffix="checks")
+    app.add_route(f"{UI}/checks/{{job_id}}", pages, suffix="job")
+    app.add_route(f"{UI}/checks/{{job_id}}/events", pages, suffix="job_events")
+    app.add_route(f"{UI}/checks/{{job_id}}/result", pages, suffix="job_result")
+    app.add_route(f"{UI}/approvals", pages, suffix="approvals")
+    app.add_route(f"{UI}/approvals/{{approval_id}}/approve", pages, suffix="approve")
+    app.add_route(f"{UI}/approvals/{{approval_id}}/reject", pages, suffix="reject")
+    app.add_route(f"{UI}/journal", pages, suffix="journal")
+    app.add_route(f"{UI}/static/{{name}}", Static())
+    return app

@@ -1,0 +1,203 @@
+"""Check jobs started through the API: run a playbook on hosts in the background, stream progress, keep the result.
+
+A job runs :func:`diag.remote.runner.run_check` (the same runner as ``diag check``) on a worker thread, with
+its own SSH pool. Every host that starts or finishes is an event (numbered, kept with the job), which
+``GET /api/v1/checks/{id}/events`` streams as server-sent events and replays from ``Last-Event-ID``; the final
+result is ``RunReport.to_dict()``, the ``diag check --json`` document. Jobs live in memory: the newest
+``keep`` are kept, and the journal holds the lasting record of every run.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from diag.journal import checks as jchecks
+from diag.journal import open_journal
+
+if TYPE_CHECKING:
+    from diag.inventory import Host
+    from diag.remote.playbook import Playbook
+    from diag.remote.runner import HostResult, RunReport
+
+log = logging.getLogger(__name__)
+
+#: Called with each finished report (the incident engine, when there is one).
+ReportSink = Callable[["RunReport", str], None]
+
+
+@dataclass(slots=True)
+class Event:
+    id: int
+    name: str  # start | host | done
+    data: dict[str, Any]
+
+    def sse(self) -> bytes:
+        return f"id: {self.id}\nevent: {self.name}\ndata: {json.dumps(self.data, default=str)}\n\n".encode()
+
+
+@dataclass(slots=True)
+class Job:
+    id: str
+    actor: str
+    playbook: str
+    targets: list[str]
+    hosts: list[str]
+    allow_changes: bool
+    approval: str | None = None
+    state: str = "queued"  # queued | running | done | failed
+    created: float = field(default_factory=time.time)
+    finished: float | None = None
+    events: list[Event] = field(default_factory=list)
+    report: dict[str, Any] | None = None
+    error: str | None = None
+    cond: threading.Condition = field(default_factory=threading.Condition)
+
+    def emit(self, name: str, data: dict[str, Any], state: str | None = None) -> None:
+        with self.cond:  # the state changes with the event, so a follower never sees "done" without its event
+            self.events.append(Event(len(self.events) + 1, name, data))
+            if state is not None:
+                self.state = state
+            self.cond.notify_all()
+
+    def follow(self, after: int = 0, keepalive: float = 15.0, stop: threading.Event | None = None) -> Iterator[bytes]:
+        """SSE bytes: events after ``after``, then new ones as they come, until the ``done`` event."""
+        sent = after
+        while True:
+            with self.cond:
+                if len(self.events) <= sent and self.state in ("queued", "running"):
+                    self.cond.wait(keepalive)
+                new = self.events[sent:]
+                over = self.state in ("done", "failed")
+            if new:
+                for ev in new:
+                    yield ev.sse()
+                sent += len(new)
+            elif not over:
+                yield b": keepalive\n\n"  # also tells us early when the client is gone (the write fails)
+            if over and sent >= len(self.events):
+                return
+            if stop is not None and stop.is_set():
+                return
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "state": self.state,
+            "actor": self.actor,
+            "playbook": self.playbook,
+            "targets": self.targets,
+            "hosts": self.hosts,
+            "allow_changes": self.allow_changes,
+            "approval": self.approval,
+            "created": self.created,
+            "finished": self.finished,
+            "done_hosts": sum(1 for e in self.events if e.name == "host"),
+            "error": self.error,
+        }
+
+
+class JobManager:
+    """Starts jobs on a small thread pool; remembers the newest ``keep`` of them."""
+
+    def __init__(
+        self,
+        data: Path,
+        known_hosts: list[Path] | None,
+        hosts: Mapping[str, Host],
+        concurrency: int = 20,
+        workers: int = 2,
+        keep: int = 200,
+        sink: ReportSink | None = None,
+    ) -> None:
+        self.data = data
+        self.known_hosts = known_hosts
+        self.hosts = hosts
+        self.concurrency = concurrency
+        self.keep = keep
+        self.sink = sink
+        self.jobs: OrderedDict[str, Job] = OrderedDict()
+        self._lock = threading.Lock()
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="diag-api-job")
+
+    def get(self, job_id: str) -> Job | None:
+        with self._lock:
+            return self.jobs.get(job_id)
+
+    def recent(self) -> list[Job]:
+        with self._lock:
+            return list(reversed(self.jobs.values()))
+
+    def start(
+        self,
+        actor: str,
+        pb: Playbook,
+        targets: list[str],
+        hosts: list[Host],
+        variables: Mapping[str, Any],
+        allow_changes: bool = False,
+        approval: str | None = None,
+    ) -> Job:
+        job = Job(secrets.token_hex(8), actor, pb.name, targets, [h.name for h in hosts], allow_changes, approval)
+        with self._lock:
+            self.jobs[job.id] = job
+            while len(self.jobs) > self.keep:
+                old_id, old = next(iter(self.jobs.items()))
+                if old.state in ("queued", "running"):
+                    break
+                del self.jobs[old_id]
+        jchecks.started(open_journal(self.data), actor, pb.name, targets, allow_changes, job.id)
+        self._pool.submit(self._run, job, pb, hosts, dict(variables))
+        return job
+
+    def _run(self, job: Job, pb: Playbook, hosts: list[Host], variables: dict[str, Any]) -> None:
+        from diag.remote.runner import run_check
+        from diag.remote.ssh import SSHPool
+
+        journal = open_journal(self.data)
+        job.emit("start", {"job": job.id, "playbook": job.playbook, "hosts": job.hosts}, "running")
+
+        def progress(event: str, host: str, result: HostResult | None) -> None:
+            if event == "done" and result is not None:
+                jchecks.host_done(journal, job.actor, job.playbook, result, job.id)
+                job.emit("host", result.to_dict())
+
+        state = "failed"
+        pool = SSHPool(
+            known_hosts=self.known_hosts,
+            tofu_store=self.data / "known_hosts.tofu",
+            max_concurrency=self.concurrency,
+            hosts=self.hosts,
+        )
+        try:
+            report = run_check(hosts, pb, pool, variables, job.allow_changes, progress)
+            job.report = report.to_dict()
+            jchecks.finished(journal, job.actor, report, job.id)
+            if self.sink is not None:
+                try:
+                    self.sink(report, job.actor)
+                except Exception:
+                    log.exception("job %s: handing findings to the incident engine failed", job.id)
+            state = "done"
+        except Exception as e:  # run_check does not raise for host failures; this is a bug or a broken pool
+            log.exception("job %s failed", job.id)
+            job.error = f"{type(e).__name__}: {e}"
+            state = "failed"
+            journal.append(job.actor, "check.failed", ",".join(job.hosts), "error", {"job": job.id, "error": job.error})
+        finally:
+            pool.close_all()
+            job.finished = time.time()
+            exit_status = (job.report or {}).get("exit_status")
+            job.emit("done", {"job": job.id, "state": state, "exit_status": exit_status}, state)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)

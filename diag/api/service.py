@@ -1,0 +1,179 @@
+"""What the API and the console share: the stores (tokens, approvals, journal), the check jobs, and the operations.
+
+Each operation takes the calling :class:`~diag.api.tokens.Principal`, checks it with :mod:`diag.api.policy`,
+journals what happened, and returns plain data; the JSON resources (:mod:`diag.api.app`) and the console pages
+(:mod:`diag.api.console`) are thin layers over it, so a rule holds for both.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from diag.api import policy
+from diag.api.approvals import Approval, ApprovalStore
+from diag.api.jobs import Job, JobManager
+from diag.api.tokens import Principal, TokenStore
+from diag.errors import ConfigError
+from diag.journal import Journal, open_journal
+
+if TYPE_CHECKING:
+    from diag.inventory import Host, Inventory
+    from diag.remote.playbook import Playbook
+
+log = logging.getLogger(__name__)
+
+
+class NotFound(Exception):
+    """A 404 with this reason."""
+
+
+class Invalid(Exception):
+    """A 400/422-style refusal of a well-formed request (unknown host, playbook or variable)."""
+
+
+class Conflict(Exception):
+    """A 409: the request was already decided."""
+
+
+@dataclass(slots=True)
+class ApiSettings:
+    """``agent.api`` in the inventory (docs/api.md)."""
+
+    known_hosts: list[Path] | None = None
+    max_body_bytes: int = 64 * 1024
+    session_ttl_s: float = 8 * 3600
+    check_concurrency: int = 20
+    job_workers: int = 2
+    jobs_kept: int = 200
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Service:
+    """One per agent; built on the first API or console request."""
+
+    def __init__(self, data: Path, inv: Inventory | None, settings: ApiSettings | None = None) -> None:
+        self.data = Path(data)
+        self.inv = inv
+        self.settings = settings or ApiSettings()
+        self.tokens = TokenStore(self.data)
+        self.approvals = ApprovalStore(self.data)
+        self.journal: Journal = open_journal(self.data)
+        self.jobs = JobManager(
+            self.data,
+            self.settings.known_hosts,
+            inv.hosts if inv else {},
+            concurrency=self.settings.check_concurrency,
+            workers=self.settings.job_workers,
+            keep=self.settings.jobs_kept,
+            sink=None,
+        )
+        self.incidents: Any = None  # the incident engine's adapter (diag.api.incidents) when diag.incidents is there
+        self.sessions: Any = None  # the console's sessions (diag.api.console.Sessions)
+        self._lock = threading.Lock()
+
+    # ---- helpers
+    @property
+    def hosts(self) -> Mapping[str, Host]:
+        return self.inv.hosts if self.inv else {}
+
+    def select(self, targets: list[str]) -> list[Host]:
+        if self.inv is None:
+            raise Invalid("the agent has no inventory; start it with --inventory FILE")
+        try:
+            return self.inv.select(targets)
+        except ConfigError as e:
+            raise Invalid(str(e).rsplit(": ", 1)[-1]) from None
+
+    def playbook(self, name: str) -> Playbook:
+        """A playbook by name only: a client never names a file on the agent's disk."""
+        from diag.remote import playbook as pbmod
+
+        known = pbmod.available()
+        if name not in known:
+            raise NotFound(f"no playbook named {name!r}")
+        return pbmod.load(known[name])
+
+    def deny(self, p: Principal | None, what: str, reason: str, target: str = "") -> None:
+        """Journal a refused action (403) before the refusal is sent."""
+        actor = p.actor if p else "anonymous"
+        self.journal.append(actor, "access.denied", target, "forbidden", {"what": what, "reason": reason})
+
+    # ---- checks
+    def start_check(
+        self, p: Principal, playbook: str, targets: list[str], variables: Mapping[str, Any], read_only: bool
+    ) -> tuple[Job | None, Approval | None]:
+        """Start a job, or (for a playbook that changes hosts, unless ``read_only``) file an approval request."""
+        try:
+            policy.require(p, "engineer", "starting a check")  # before anything about playbooks or hosts is told
+            pb = self.playbook(playbook)
+            hosts = self.select(targets)
+            if not hosts:
+                raise Invalid("the targets name no hosts")
+            policy.check_run(p, pb.name, hosts)
+        except policy.Forbidden as e:
+            self.deny(p, "check.start", str(e), ",".join(targets))
+            raise
+        overrides = self._vars(pb, hosts, variables)
+        changing = [s.id for s in pb.steps if s.changes]
+        if changing and not read_only:
+            a = self.approvals.create(p.actor, pb.name, list(targets), overrides, changing, "playbook changes hosts")
+            self.journal.append(
+                p.actor,
+                "approval.requested",
+                ",".join(h.name for h in hosts),
+                "pending",
+                {"approval": a.id, "playbook": pb.name, "steps": changing},
+            )
+            return None, a
+        return self.jobs.start(p.actor, pb, list(targets), hosts, overrides, allow_changes=False), None
+
+    def _vars(self, pb: Playbook, hosts: list[Host], variables: Mapping[str, Any]) -> dict[str, Any]:
+        unknown = sorted(set(variables) - set(pb.vars))
+        if unknown:
+            raise Invalid(f"playbook {pb.name} has no variable {unknown[0]!r} (has: {', '.join(pb.vars) or 'none'})")
+        overrides = {k: str(v) if not isinstance(v, str) else v for k, v in variables.items()}
+        problems = []
+        for h in hosts:  # as `diag check` does: refuse when no host could run with these variables
+            try:
+                pb.resolve_vars(overrides, h.vars)
+            except ConfigError as e:
+                problems.append(str(e))
+        if problems and len(problems) == len(hosts):
+            raise Invalid(problems[0])
+        return overrides
+
+    def decide(self, p: Principal, approval_id: str, approve: bool, comment: str) -> tuple[Approval, Job | None]:
+        a = self.approvals.get(approval_id)
+        if a is None:
+            raise NotFound(f"no approval request {approval_id!r}")
+        pb = self.playbook(a.playbook)
+        hosts = self.select(a.targets)
+        try:
+            policy.approve(p, a.requester, pb.name, hosts)
+        except policy.Forbidden as e:
+            self.deny(p, "approval.decide", str(e), a.id)
+            raise
+        state = "approved" if approve else "rejected"
+        if not self.approvals.decide(a.id, state, p.actor, comment):
+            raise Conflict(f"approval request {a.id} is already {self.approvals.get(a.id).state}")  # type: ignore[union-attr]
+        self.journal.append(
+            p.actor,
+            f"approval.{state}",
+            ",".join(h.name for h in hosts),
+            state,
+            {"approval": a.id, "playbook": pb.name, "requester": a.requester, "comment": comment},
+        )
+        job = None
+        if approve:
+            # Run as the requester, with changes allowed: the journal shows who asked and who approved.
+            job = self.jobs.start(a.requester, pb, a.targets, hosts, a.vars, allow_changes=True, approval=a.id)
+            self.approvals.set_job(a.id, job.id)
+        return self.approvals.get(a.id) or a, job
+
+    def close(self) -> None:
+        self.jobs.close()

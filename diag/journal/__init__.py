@@ -1,0 +1,281 @@
+"""The event journal: an append-only, hash-chained record of who did what, to which target, when, with what result.
+
+Every check run, command sent, finding, incident transition, ticket delivery, approval and login failure is
+one record in ``DATA/journal.db`` (SQLite). Each record carries the SHA-256 of the record before it, and its
+own hash covers its fields and that link, so editing, deleting or inserting a record anywhere but at the end
+breaks the chain, which :meth:`Journal.verify` reports by sequence number. SQLite triggers refuse UPDATE and
+DELETE as well (a guard against mistakes; someone who can write the file can drop them, and the chain is what
+shows it). See docs/journal.md.
+
+Use :func:`record` from any front door: it opens the journal of a data directory, appends, and closes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+FILENAME = "journal.db"
+GENESIS = "0" * 64  # the "previous hash" of the first record
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS journal (
+    seq INTEGER PRIMARY KEY,
+    ts REAL NOT NULL,
+    actor TEXT NOT NULL,
+    action TEXT NOT NULL,
+    target TEXT NOT NULL,
+    result TEXT NOT NULL,
+    details TEXT NOT NULL,
+    prev_hash TEXT NOT NULL,
+    hash TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS journal_ts ON journal (ts);
+CREATE TRIGGER IF NOT EXISTS journal_no_update BEFORE UPDATE ON journal
+    BEGIN SELECT RAISE(ABORT, 'the journal is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS journal_no_delete BEFORE DELETE ON journal
+    BEGIN SELECT RAISE(ABORT, 'the journal is append-only'); END;
+"""
+
+
+@dataclass(slots=True)
+class Record:
+    """One journal entry. ``details`` is free-form JSON (command text, severity, ids...), never a secret."""
+
+    seq: int
+    ts: float
+    actor: str
+    action: str
+    target: str
+    result: str
+    details: dict[str, Any] = field(default_factory=dict)
+    prev_hash: str = GENESIS
+    hash: str = ""
+
+    def digest(self) -> str:
+        """The hash this record must carry: SHA-256 of its canonical JSON, which includes ``prev_hash``."""
+        body = json.dumps(
+            [self.seq, repr(self.ts), self.actor, self.action, self.target, self.result, self.details, self.prev_hash],
+            sort_keys=True,
+            separators=(",", ":"),
+            ensure_ascii=False,
+            default=str,
+        )
+        return hashlib.sha256(body.encode()).hexdigest()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "seq": self.seq,
+            "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.ts)),
+            "ts": self.ts,
+            "actor": self.actor,
+            "action": self.action,
+            "target": self.target,
+            "result": self.result,
+            "details": self.details,
+            "prev_hash": self.prev_hash,
+            "hash": self.hash,
+        }
+
+
+@dataclass(slots=True)
+class Problem:
+    """A break in the chain: the record's sequence number and what is wrong with it."""
+
+    seq: int
+    reason: str
+
+    def __str__(self) -> str:
+        return f"record {self.seq}: {self.reason}"
+
+
+class Journal:
+    """One journal file. Thread-safe: appends are serialised by a lock and an IMMEDIATE transaction."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        # check_same_thread=False: the agent's HTTP threads share one connection, serialised by _lock.
+        self._db = sqlite3.connect(str(path), timeout=30, isolation_level=None, check_same_thread=False)
+        with self._lock:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.executescript(_SCHEMA)
+        if path.stat().st_mode & 0o077:
+            os.chmod(path, 0o600)  # who did what is not for every local user to read
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def __enter__(self) -> Journal:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def append(
+        self,
+        actor: str,
+        action: str,
+        target: str = "",
+        result: str = "",
+        details: Mapping[str, Any] | None = None,
+    ) -> Record:
+        """Add a record at the end of the chain and return it (with its seq and hash)."""
+        with self._lock:
+            # IMMEDIATE takes the write lock before reading the tail, so two processes (the agent and a
+            # `diag check` on the CLI) never chain two records to the same predecessor.
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                row = self._db.execute("SELECT seq, hash FROM journal ORDER BY seq DESC LIMIT 1").fetchone()
+                seq, prev = (row[0] + 1, row[1]) if row else (1, GENESIS)
+                rec = Record(seq, time.time(), actor, action, target, result, dict(details or {}), prev)
+                rec.details = json.loads(json.dumps(rec.details, default=str))  # what is stored is what is hashed
+                rec.hash = rec.digest()
+                self._db.execute(
+                    "INSERT INTO journal VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        rec.seq,
+                        rec.ts,
+                        rec.actor,
+                        rec.action,
+                        rec.target,
+                        rec.result,
+                        json.dumps(rec.details, sort_keys=True, ensure_ascii=False),
+                        rec.prev_hash,
+                        rec.hash,
+                    ),
+                )
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        return rec
+
+    def query(
+        self,
+        since: float | None = None,
+        action: str | None = None,
+        actor: str | None = None,
+        target: str | None = None,
+        limit: int | None = None,
+        newest_first: bool = False,
+    ) -> list[Record]:
+        """Records matching every filter given (``action`` matches a prefix: ``check`` finds ``check.*``)."""
+        where: list[str] = []
+        args: list[Any] = []
+        if since is not None:
+            where.append("ts >= ?")
+            args.append(since)
+        if action:
+            where.append("(action = ? OR action LIKE ? ESCAPE '\\')")
+            args += [action, action.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + ".%"]
+        if actor:
+            where.append("actor = ?")
+            args.append(actor)
+        if target:
+            where.append("target = ?")
+            args.append(target)
+        sql = "SELECT * FROM journal"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY seq " + ("DESC" if newest_first else "ASC")
+        if limit is not None:
+            sql += " LIMIT ?"
+            args.append(int(limit))
+        with self._lock:
+            rows = self._db.execute(sql, args).fetchall()
+        return [_record(r) for r in rows]
+
+    def _rows(self) -> Iterator[tuple[Any, ...]]:
+        with self._lock:
+            cur = self._db.execute("SELECT * FROM journal ORDER BY seq ASC")
+            rows = cur.fetchall()
+        yield from rows
+
+    def verify(self) -> tuple[int, list[Problem]]:
+        """Walk the chain: (records checked, problems). A problem names the first record that does not fit."""
+        problems: list[Problem] = []
+        prev_hash, prev_seq, n = GENESIS, 0, 0
+        for row in self._rows():
+            n += 1
+            try:
+                rec = _record(row)
+            except (ValueError, TypeError) as e:
+                problems.append(Problem(int(row[0]), f"unreadable: {e}"))
+                prev_hash, prev_seq = str(row[8]), int(row[0])
+                continue
+            if rec.seq != prev_seq + 1:
+                problems.append(
+                    Problem(rec.seq, f"follows record {prev_seq}: records {prev_seq + 1}..{rec.seq - 1} are missing")
+                )
+            if rec.prev_hash != prev_hash:
+                problems.append(
+                    Problem(
+                        rec.seq,
+                        "its link to the previous record does not match"
+                        " (a record before it was changed, removed or inserted)",
+                    )
+                )
+            if rec.digest() != rec.hash:
+                problems.append(Problem(rec.seq, "its content does not match its hash (the record was edited)"))
+            prev_hash, prev_seq = rec.hash, rec.seq
+        return n, problems
+
+    def head(self) -> str:
+        """The hash of the last record (GENESIS when empty): anchor it elsewhere to detect truncation too."""
+        with self._lock:
+            row = self._db.execute("SELECT hash FROM journal ORDER BY seq DESC LIMIT 1").fetchone()
+        return str(row[0]) if row else GENESIS
+
+
+def _record(row: tuple[Any, ...]) -> Record:
+    seq, ts, actor, action, target, result, details, prev, h = row
+    return Record(
+        int(seq), float(ts), str(actor), str(action), str(target), str(result), json.loads(details), str(prev), str(h)
+    )
+
+
+_open: dict[Path, Journal] = {}
+_open_lock = threading.Lock()
+
+
+def open_journal(data: Path) -> Journal:
+    """The journal of a data directory, opened once per process and shared."""
+    path = (Path(data) / FILENAME).resolve()
+    with _open_lock:
+        j = _open.get(path)
+        if j is None:
+            j = _open[path] = Journal(path)
+        return j
+
+
+def record(
+    data: Path,
+    actor: str,
+    action: str,
+    target: str = "",
+    result: str = "",
+    details: Mapping[str, Any] | None = None,
+) -> Record:
+    """Append one record to the journal of ``data`` (the ``--data`` / ``agent.data`` directory)."""
+    return open_journal(data).append(actor, action, target, result, details)
+
+
+def local_actor() -> str:
+    """Who runs a CLI command: ``cli:USER`` (the login name, or the uid when there is none)."""
+    import getpass
+
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):
+        return f"cli:uid{os.getuid()}"

@@ -1,0 +1,181 @@
+"""Hostile input against a real ``diag agent``: schemathesis over the OpenAPI document, oversized and malformed
+bodies, webhooks without their credential, and a journal edited behind the agent's back.
+
+The agent here has no hosts (a check can never reach a machine, whatever schemathesis sends); the lab tests
+(test_api_lab.py) cover checks on real hosts.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.apienv import PORTS, ApiEnv, api_env
+from tests.conftest import free_port
+
+pytestmark = pytest.mark.integration
+
+AM_PATH = "/api/v1/alertmanager"
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApiEnv]:
+    with api_env(None, tmp_path_factory.mktemp("api-hostile")) as e:
+        yield e
+
+
+def test_schemathesis_finds_no_server_error_and_no_contract_break(env: ApiEnv, tmp_path: Path) -> None:
+    schema = env.client("admin").get("/api/openapi.json")
+    assert schema.status_code == 200
+    (tmp_path / "openapi.json").write_bytes(schema.content)
+    # 413 (a body over the agent's limit) is a refusal too: schemathesis' default list of refusals lacks it
+    (tmp_path / "schemathesis.toml").write_text(
+        '[checks.negative_data_rejection]\n'
+        'expected-statuses = ["400", "401", "403", "404", "405", "409", "413", "415", "422"]\n'
+    )
+    st = Path(sys.executable).with_name("schemathesis")
+    p = subprocess.run(
+        [str(st), "run", str(tmp_path / "openapi.json"), "--url", env.url,
+         "-H", f"Authorization: Bearer {env.tokens['admin']}",
+         "--checks", "all", "--max-examples", "25", "--workers", "2", "--no-color"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=500,
+    )  # fmt: skip
+    out = p.stdout
+    tail = out[out.find("=== FAILURES") :][:6000] + "\n" + "\n".join(out.splitlines()[-12:]) if p.returncode else out[-3000:]
+    print(tail)
+    assert p.returncode == 0, tail
+    assert "generated" in p.stdout
+    # the agent is still alive and answering after all of it
+    assert env.client("viewer").get("/api/v1/whoami").status_code == 200
+    assert env.proc.poll() is None
+    assert "Traceback" not in env.log.read_text()
+
+
+def test_oversized_and_malformed_bodies_are_refused(env: ApiEnv) -> None:
+    e = env.client("admin")
+    big = b'{"playbook": "facts", "targets": ["' + b"x" * 20000 + b'"]}'  # the env's limit is 16 KiB
+    r = e.post("/api/v1/checks", content=big, headers={"Content-Type": "application/json"})
+    assert r.status_code == 413 and "limit" in r.json()["error"]
+    # also when the client lies about the length before sending anything: refused from the header
+    import socket
+
+    with socket.create_connection(("127.0.0.1", env.port), timeout=10) as s:
+        s.sendall(
+            f"POST /api/v1/checks HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {env.tokens['admin']}\r\n"
+            "Content-Type: application/json\r\nContent-Length: 1073741824\r\n\r\n".encode()
+        )
+        head = s.recv(4096).decode(errors="replace")
+    assert head.startswith("HTTP/1.0 413") or head.startswith("HTTP/1.1 413"), head
+    # the console's forms have the same limit
+    assert httpx.post(env.url + "/ui/login", content=b"a" * 20000,
+                      headers={"Content-Type": "application/x-www-form-urlencoded"}).status_code == 413  # fmt: skip
+    for body, ctype, status in (
+        (b"{not json", "application/json", 400),
+        (b'{"playbook": 1, "targets": []}', "application/json", 400),
+        (b'{"playbook": "facts", "targets": ["all"], "extra": 1}', "application/json", 400),
+        (b'{"playbook": "facts", "targets": ["all"]}', "text/plain", 415),
+        (b'{"playbook": "facts", "targets": ["all"]}', "application/json", 422),  # no hosts in this inventory
+    ):
+        r = e.post("/api/v1/checks", content=body, headers={"Content-Type": ctype})
+        assert r.status_code == status, (body, r.text)
+        assert "error" in r.json()
+
+
+def test_the_alertmanager_webhook_is_closed_to_api_tokens_when_not_configured(env: ApiEnv) -> None:
+    payload = {"version": "4", "status": "firing", "alerts": []}
+    for headers in ({}, {"Authorization": f"Bearer {env.tokens['admin']}"}):
+        r = httpx.post(env.url + AM_PATH, json=payload, headers=headers)
+        assert r.status_code == 403, r.text  # its own credential, and none is configured
+
+
+class RecordingSink:
+    """A fake incident engine (named so): records what the receiver hands over; the real one is diag.incidents."""
+
+    def __init__(self) -> None:
+        self.ingested: list[Any] = []
+
+    def ingest(self, source: str, findings: Sequence[Any]) -> str:
+        self.ingested.extend(findings)
+        return "recorded"
+
+    def resolve(self, source: str, fingerprint: str, verify: Any, evidence: Any) -> str:
+        return "recorded"
+
+
+def test_a_forged_or_replayed_webhook_without_the_credential_is_refused(tmp_path: Path) -> None:
+    from diag import agent as agent_mod
+    from diag.alertmanager import mount
+    from diag.httpd import App, Server
+
+    os.environ["DIAG_TEST_AM_TOKEN"] = "am-secret-" + "9" * 24
+    (tmp_path / "am.pass").write_text("basic-secret-xyz\n")
+    inv = tmp_path / "inventory.yaml"
+    inv.write_text(
+        "hosts: {}\nagent:\n  alertmanager:\n    auth:\n      bearer_token: env:DIAG_TEST_AM_TOKEN\n"
+        f"      basic: {{username: am, password: 'file:{tmp_path / 'am.pass'}'}}\n"
+    )
+    cfg, inventory = agent_mod.load_config(str(inv), data=str(tmp_path / "data"))
+    app, sink = App(), RecordingSink()
+    receiver = mount(app, cfg, inventory, sink=sink)
+    assert receiver is not None
+    server = Server(app, "127.0.0.1", free_port(PORTS))
+    server.start()
+    url = f"http://127.0.0.1:{server.port}{AM_PATH}"
+    body = json.dumps(
+        {"version": "4", "status": "firing", "receiver": "diag", "groupKey": "{}:{}", "groupLabels": {},
+         "commonLabels": {}, "commonAnnotations": {}, "externalURL": "http://am", "truncatedAlerts": 0,
+         "alerts": [{"status": "firing", "labels": {"alertname": "X", "instance": "nowhere"}, "annotations": {},
+                     "startsAt": "2026-01-01T00:00:00Z", "endsAt": "0001-01-01T00:00:00Z",
+                     "generatorURL": "", "fingerprint": "abc"}]}
+    ).encode()  # fmt: skip
+    good = {"Authorization": "Bearer " + os.environ["DIAG_TEST_AM_TOKEN"], "Content-Type": "application/json"}
+    try:
+        accepted = httpx.post(url, content=body, headers=good)
+        assert accepted.status_code == 202, accepted.text  # the credential is what decides, not the payload
+        refused = [
+            {"Content-Type": "application/json"},  # a replay of the same notification, without the credential
+            {**good, "Authorization": "Bearer am-secret-" + "8" * 24},  # forged bearer
+            {**good, "Authorization": "Basic " + base64.b64encode(b"am:guess").decode()},  # wrong password
+            {**good, "Authorization": "Basic " + base64.b64encode(b"admin:basic-secret-xyz").decode()},  # wrong user
+        ]
+        for headers in refused:
+            r = httpx.post(url, content=body, headers=headers)
+            assert r.status_code == 401, (headers.get("Authorization"), r.text)
+        ok_basic = {**good, "Authorization": "Basic " + base64.b64encode(b"am:basic-secret-xyz").decode()}
+        assert httpx.post(url, content=body, headers=ok_basic).status_code == 202
+    finally:
+        server.stop()
+        receiver.close()
+        os.environ.pop("DIAG_TEST_AM_TOKEN", None)
+
+
+def test_an_edited_journal_record_is_detected_and_named(env: ApiEnv) -> None:
+    env.client("viewer").post("/api/v1/checks", json={"playbook": "facts", "targets": ["all"]})  # 403: journaled
+    ok = env.diag("journal", "verify", "--data", str(env.data))
+    assert ok.returncode == 0 and "journal chain ok" in ok.stdout, ok.stderr
+    records = env.journal()
+    victim = next(r for r in records if r["action"] == "access.denied")
+    db = sqlite3.connect(env.data / "journal.db")
+    with pytest.raises(sqlite3.DatabaseError, match="append-only"):
+        db.execute("UPDATE journal SET actor = 'token:admin' WHERE seq = ?", (victim["seq"],))
+    # someone with write access to the file drops the guard and rewrites who did it
+    db.execute("DROP TRIGGER journal_no_update")
+    db.execute("UPDATE journal SET actor = 'token:admin' WHERE seq = ?", (victim["seq"],))
+    db.commit()
+    db.close()
+    bad = env.diag("journal", "verify", "--data", str(env.data))
+    assert bad.returncode == 1
+    assert f"record {victim['seq']}: its content does not match its hash" in bad.stderr
+    assert "BROKEN" in bad.stderr
+    verify = env.client("lead1").get("/api/v1/journal/verify").json()
+    assert verify["ok"] is False and any(p.startswith(f"record {victim['seq']}:") for p in verify["problems"])

@@ -1,0 +1,331 @@
+"""The HTTP API and the console from outside, against a real ``diag agent`` and real sshd hosts (tests/lab.py).
+
+Access control (no token, viewer, engineer outside their groups or playbooks, CSRF), a check started over
+the API whose result is the ``diag check --json`` document of the same check on the CLI, live progress as
+server-sent events, the approval flow proven on a lab host (a changing step never runs before a second lead
+approves), the journal trail of all of it, and the console driven in headless Chromium (screenshots saved).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.apienv import ApiEnv, api_env
+from tests.lab import Lab
+
+pytestmark = pytest.mark.integration
+
+ARTIFACTS = Path(os.environ.get("DIAG_TEST_ARTIFACTS", "test-artifacts")).resolve()
+
+
+@pytest.fixture(scope="module")
+def lab() -> Iterator[Lab]:
+    lb = Lab(2)
+    try:
+        lb.start()
+        yield lb
+    finally:
+        lb.close()
+
+
+@pytest.fixture(scope="module")
+def full_mount(lab: Lab) -> str:
+    """A 4 MiB tmpfs private to h01, filled: disk-full finds it."""
+    mnt = lab.mount_tmpfs("h01", "4M")
+    lab.fill("h01", mnt)
+    return str(mnt)
+
+
+@pytest.fixture(scope="module")
+def env(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApiEnv]:
+    with api_env(lab, tmp_path_factory.mktemp("api")) as e:
+        yield e
+
+
+@pytest.fixture(scope="module")
+def marker_dir(lab: Lab) -> Path:
+    d = lab.dir / "markers"
+    d.mkdir(exist_ok=True)
+    d.chmod(0o777)  # the lab user creates the markers
+    return d
+
+
+def sse_events(client: httpx.Client, path: str, last_id: str | None = None) -> list[tuple[str, str, dict[str, Any]]]:
+    """(id, event, data) of every event until the stream ends (after ``done``)."""
+    out: list[tuple[str, str, dict[str, Any]]] = []
+    headers = {"Last-Event-ID": last_id} if last_id else {}
+    with client.stream("GET", path, headers=headers, timeout=120) as r:
+        assert r.status_code == 200, r.read()
+        assert r.headers["content-type"].startswith("text/event-stream")
+        ev: dict[str, str] = {}
+        for line in r.iter_lines():
+            if line == "":
+                if "event" in ev:
+                    out.append((ev.get("id", ""), ev["event"], json.loads(ev["data"])))
+                ev = {}
+            elif not line.startswith(":"):
+                k, _, v = line.partition(": ")
+                ev[k] = v
+    return out
+
+
+def shape(v: Any) -> Any:
+    """The structure of a JSON value: dict keys (recursively), list item shapes, value types."""
+    if isinstance(v, dict):
+        return {k: shape(x) for k, x in sorted(v.items()) if k not in ("parsed",)}
+    if isinstance(v, list):
+        return [shape(x) for x in v[:1]]
+    return type(v).__name__ if v is not None else None
+
+
+# ---- access control
+
+
+def test_without_a_token_everything_but_metrics_and_healthz_is_closed(env: ApiEnv) -> None:
+    anon = env.client()
+    assert anon.get("/metrics").status_code == 200
+    assert anon.get("/healthz").status_code == 200
+    for path in ("/api/v1/whoami", "/api/openapi.json", "/api/v1/inventory/hosts", "/api/v1/no-such-thing"):
+        r = anon.get(path)
+        assert r.status_code == 401, (path, r.text)
+        assert r.headers["www-authenticate"] == "Bearer"
+    assert anon.post("/api/v1/checks", json={"playbook": "facts", "targets": ["h01"]}).status_code == 401
+    r = anon.get("/ui/", follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"] == "/ui/login"
+    assert anon.get("/ui/checks/x/events").status_code == 401
+    # a wrong token: 401, and a login failure in the journal with the token's public id only
+    forged = env.tokens["viewer"][:-4] + "AAAA"
+    r = anon.get("/api/v1/whoami", headers={"Authorization": f"Bearer {forged}"})
+    assert r.status_code == 401
+    failures = env.journal("login.failed")
+    assert failures and failures[-1]["target"] == "/api/v1/whoami"
+    assert forged.split("_")[2] not in json.dumps(failures)
+    assert failures[-1]["details"]["token"] == "_".join(forged.split("_")[:2]) + "_..."
+
+
+def test_a_viewer_reads_but_cannot_start_a_check(env: ApiEnv) -> None:
+    v = env.client("viewer")
+    assert v.get("/api/v1/whoami").json() == {"name": "viewer", "role": "viewer", "groups": ["*"], "playbooks": ["*"]}
+    assert {h["name"] for h in v.get("/api/v1/inventory/hosts").json()} == {"h01", "h02"}
+    assert "disk-full" in {p["name"] for p in v.get("/api/v1/playbooks").json()}
+    r = v.post("/api/v1/checks", json={"playbook": "facts", "targets": ["h01"]})
+    assert r.status_code == 403 and "engineer" in r.json()["error"]
+    assert v.get("/api/v1/journal").status_code == 403  # the journal is for leads
+    denied = env.journal("access.denied")
+    assert any(d["actor"] == "token:viewer" and d["details"]["what"] == "check.start" for d in denied)
+
+
+def test_an_engineer_outside_their_groups_or_playbooks_is_refused(env: ApiEnv) -> None:
+    e = env.client("eng-web")
+    r = e.post("/api/v1/checks", json={"playbook": "facts", "targets": ["h02"]})
+    assert r.status_code == 403 and "h02" in r.json()["error"]
+    r = e.post("/api/v1/checks", json={"playbook": "facts", "targets": ["lab"]})  # the group holds h02 too
+    assert r.status_code == 403
+    r = e.post("/api/v1/checks", json={"playbook": "linux-baseline", "targets": ["h01"]})
+    assert r.status_code == 403 and "linux-baseline" in r.json()["error"]
+    assert e.post("/api/v1/checks", json={"playbook": "../../etc/passwd", "targets": ["h01"]}).status_code == 404
+    assert e.post("/api/v1/checks", json={"playbook": "facts", "targets": ["nosuch"]}).status_code == 422
+
+
+# ---- a check over the API
+
+
+def test_a_check_streams_progress_and_returns_the_cli_json(env: ApiEnv, lab: Lab, full_mount: str) -> None:
+    e = env.client("eng-web")
+    r = e.post("/api/v1/checks", json={"playbook": "disk-full", "targets": ["web"], "vars": {"path": full_mount}})
+    assert r.status_code == 202, r.text
+    job = r.json()["job"]
+    assert r.json()["status"] == "started" and job["hosts"] == ["h01"]
+    events = sse_events(e, job["links"]["events"])
+    names = [n for _, n, _ in events]
+    assert names == ["start", "host", "done"], names
+    host = events[1][2]
+    assert host["host"] == "h01" and host["status"] == "findings"
+    assert any(f["check"] == "disk_full" and f["subject"] == full_mount for f in host["findings"])
+    assert events[2][2]["exit_status"] == 2
+    # reconnecting with Last-Event-ID replays only what came after
+    assert [n for _, n, _ in sse_events(e, job["links"]["events"], last_id="2")] == ["done"]
+
+    api_doc = e.get(job["links"]["result"]).json()
+    cli = env.diag(
+        "check", "--json", "-i", str(env.dir / "inventory.yaml"), "--known-hosts", str(lab.known_hosts),
+        "--data", str(env.data), "-p", "disk-full", "--var", f"path={full_mount}", "h01",
+    )  # fmt: skip
+    cli_doc = json.loads(cli.stdout)
+    assert cli.returncode == 2 == api_doc["exit_status"]
+    assert shape(api_doc) == shape(cli_doc)
+    for doc in (api_doc, cli_doc):
+        assert doc["playbook"] == "disk-full"
+    assert [(f["check"], f["subject"], f["severity"]) for f in api_doc["results"][0]["findings"]] == [
+        (f["check"], f["subject"], f["severity"]) for f in cli_doc["results"][0]["findings"]
+    ]
+
+    trail = [r for r in env.journal() if r["details"].get("job") == job["id"]]
+    actions = [r["action"] for r in trail]
+    assert actions[0] == "check.started" and actions[-1] == "check.finished"
+    assert {"command.sent", "finding", "check.host"} <= set(actions)
+    assert all(r["actor"] == "token:eng-web" for r in trail)
+    sent = [r for r in trail if r["action"] == "command.sent"]
+    assert any(r["details"]["command"].startswith("df -Pk") and r["target"] == "h01" for r in sent)
+    # the CLI run is journaled too, as the local user
+    assert any(r["action"] == "check.finished" and r["actor"].startswith("cli:") for r in env.journal("check"))
+
+
+# ---- approval flow
+
+
+def test_a_changing_step_runs_only_after_another_lead_approves(env: ApiEnv, marker_dir: Path) -> None:
+    eng, lead1, lead2 = env.client("eng-web"), env.client("lead1"), env.client("lead2")
+    marker = marker_dir / "changed-by-api"
+    body = {"playbook": "change-marker", "targets": ["h01"], "vars": {"marker": str(marker)}}
+
+    # read-only: runs now, the changing step is held back and the host is not touched
+    r = eng.post("/api/v1/checks", json={**body, "read_only": True})
+    assert r.status_code == 202 and r.json()["status"] == "started"
+    sse_events(eng, r.json()["job"]["links"]["events"])
+    res = eng.get(r.json()["job"]["links"]["result"]).json()
+    steps = {s["id"]: s["status"] for s in res["results"][0]["steps"]}
+    assert steps == {"look": "ok", "touch": "needs_approval"}
+    assert not marker.exists()
+
+    # the real request: nothing runs, a request waits
+    r = eng.post("/api/v1/checks", json=body)
+    assert r.status_code == 202 and r.json()["status"] == "needs_approval", r.text
+    a1 = r.json()["approval"]
+    assert a1["state"] == "pending" and a1["changing_steps"] == ["touch"]
+    assert eng.post(f"/api/v1/approvals/{a1['id']}/approve", json={}).status_code == 403  # an engineer cannot
+    r = lead1.post(f"/api/v1/approvals/{a1['id']}/reject", json={"comment": "not in a maintenance window"})
+    assert r.status_code == 200 and r.json()["approval"]["state"] == "rejected" and r.json()["job"] is None
+    assert lead2.post(f"/api/v1/approvals/{a1['id']}/approve", json={}).status_code == 409  # decided once
+    assert not marker.exists()
+
+    # a lead's own request needs another lead
+    r = lead1.post("/api/v1/checks", json=body)
+    a2 = r.json()["approval"]
+    r = lead1.post(f"/api/v1/approvals/{a2['id']}/approve", json={})
+    assert r.status_code == 403 and "requested" in r.json()["error"]
+    assert not marker.exists()
+    r = lead2.post(f"/api/v1/approvals/{a2['id']}/approve", json={"comment": "ok"})
+    assert r.status_code == 200, r.text
+    job = r.json()["job"]
+    assert job["allow_changes"] is True and job["approval"] == a2["id"] and job["actor"] == "token:lead1"
+    sse_events(lead2, job["links"]["events"])
+    res = lead2.get(job["links"]["result"]).json()
+    assert {s["id"]: s["status"] for s in res["results"][0]["steps"]} == {"look": "ok", "touch": "ok"}
+    assert marker.exists()  # created by the lab host's sshd session, as the lab user
+    assert lead2.get(f"/api/v1/approvals/{a2['id']}").json()["job"] == job["id"]
+
+    j = {r["action"]: r for r in env.journal("approval")}
+    assert j["approval.rejected"]["actor"] == "token:lead1"
+    assert j["approval.approved"]["actor"] == "token:lead2" and j["approval.approved"]["details"]["requester"] == "token:lead1"
+    touched = [r for r in env.journal("command.sent") if r["details"].get("step") == "touch"]
+    assert len(touched) == 1 and touched[0]["details"]["job"] == job["id"]
+    held = [r for r in env.journal("command.held") if r["details"].get("step") == "touch"]
+    assert held, "the read-only run's held step is journaled"
+    # the journal API (a lead) shows the same, and its chain is intact
+    assert lead1.get("/api/v1/journal", params={"action": "approval"}).status_code == 200
+    assert lead1.get("/api/v1/journal/verify").json()["ok"] is True
+
+
+# ---- console
+
+
+def _login(env: ApiEnv, who: str) -> httpx.Client:
+    c = httpx.Client(base_url=env.url, timeout=30)
+    page = c.get("/ui/login").text
+    csrf = re.search(r'name="csrf" value="([^"]+)"', page).group(1)  # type: ignore[union-attr]
+    r = c.post("/ui/login", data={"csrf": csrf, "token": env.tokens[who]}, follow_redirects=False)
+    assert r.status_code == 303, r.text
+    cookie = r.headers["set-cookie"]
+    assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and "Path=/ui" in cookie
+    return c
+
+
+def test_console_forms_need_the_sessions_csrf_token(env: ApiEnv) -> None:
+    c = _login(env, "eng-web")
+    page = c.get("/ui/checks")
+    assert page.status_code == 200 and "content-security-policy" in page.headers
+    csrf = re.search(r'name="csrf" value="([^"]+)"', page.text).group(1)  # type: ignore[union-attr]
+    form = {"playbook": "facts", "targets": "h01"}
+    assert c.post("/ui/checks", data=form, follow_redirects=False).status_code == 403
+    assert c.post("/ui/checks", data={**form, "csrf": "x" * len(csrf)}, follow_redirects=False).status_code == 403
+    r = c.post("/ui/checks", data={**form, "csrf": csrf}, follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"].startswith("/ui/checks/")
+    # the bearer API does not take the console's cookie
+    assert c.get("/api/v1/whoami").status_code == 401
+
+
+def _browser() -> Any:
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service as ChromeService
+
+    chromium = shutil.which("chromium") or "/usr/bin/chromium"
+    driver_bin = shutil.which("chromedriver") or "/usr/bin/chromedriver"
+    if not (Path(chromium).exists() and Path(driver_bin).exists()):
+        pytest.fail("headless Chromium needs the Debian packages chromium and chromium-driver (scripts/debian-packages.txt)")
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = chromium
+    for a in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1366,900", "--disable-gpu"):
+        opts.add_argument(a)
+    return webdriver.Chrome(service=ChromeService(executable_path=driver_bin), options=opts)
+
+
+def test_console_in_chromium_login_run_a_check_and_see_its_findings(env: ApiEnv, full_mount: str) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import Select, WebDriverWait
+
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    driver = _browser()
+    wait = WebDriverWait(driver, 60)
+    try:
+
+        def shot(name: str) -> None:
+            path = ARTIFACTS / f"console-{name}.png"
+            driver.save_screenshot(str(path))
+            print(f"screenshot: {path}")
+
+        driver.get(env.url + "/ui/")
+        wait.until(ec.presence_of_element_located((By.ID, "token")))
+        assert driver.current_url.endswith("/ui/login")
+        driver.find_element(By.ID, "token").send_keys("diag_00000000_" + "x" * 43)
+        driver.find_element(By.ID, "login").click()
+        wait.until(ec.presence_of_element_located((By.ID, "login-error")))
+        shot("login-refused")
+        driver.find_element(By.ID, "token").send_keys(env.tokens["eng-web"])
+        driver.find_element(By.ID, "login").click()
+        wait.until(ec.presence_of_element_located((By.ID, "hosts")))
+        assert "eng-web" in driver.find_element(By.TAG_NAME, "header").text
+        shot("hosts")
+
+        driver.get(env.url + "/ui/checks")
+        Select(driver.find_element(By.ID, "playbook")).select_by_value("disk-full")
+        driver.find_element(By.ID, "targets").send_keys("h01")
+        driver.find_element(By.NAME, "vars").send_keys(f"path={full_mount}")
+        driver.find_element(By.ID, "run").click()
+        wait.until(ec.presence_of_element_located((By.ID, "results")))
+        wait.until(lambda d: d.find_element(By.ID, "state").get_attribute("data-state") == "done")
+        section = driver.find_element(By.CSS_SELECTOR, "section.host[data-host='h01']")
+        assert "findings" in section.find_element(By.CSS_SELECTOR, ".st").text
+        texts = [f.text for f in section.find_elements(By.CSS_SELECTOR, ".finding")]
+        assert any(full_mount in t and "critical" in t for t in texts), texts
+        shot("check-live")
+
+        # the host overview now shows h01's last check, worst first
+        driver.get(env.url + "/ui/")
+        row = driver.find_element(By.XPATH, "//table[@id='hosts']//tr[td/strong[text()='h01']]")
+        assert "findings" in row.text and "critical" in row.text
+        shot("hosts-after-check")
+    finally:
+        driver.quit()
+    failures = [r for r in env.journal("login.failed") if r["details"].get("via") == "console"]
+    assert failures, "the console's refused login is journaled"

@@ -1,0 +1,104 @@
+"""API tokens (hashed, revocable, constant-time checked), roles and scopes, and the journal's hash chain."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from diag.api import policy
+from diag.api.tokens import TokenStore, token_prefix
+from diag.errors import ConfigError
+from diag.inventory import Host
+from diag.journal import Journal
+from diag.journal.cli import parse_since
+
+
+def test_tokens_are_stored_only_as_salted_hashes_and_revocation_is_immediate(tmp_path: Path) -> None:
+    store = TokenStore(tmp_path)
+    tok = store.add("alice", "engineer", ["web"], ["disk-full"])
+    secret = tok.split("_")[2]
+    raw = (tmp_path / "api.db").read_bytes()
+    assert secret.encode() not in raw and tok.encode() not in raw
+    p = store.authenticate(tok)
+    assert p is not None and (p.name, p.role, p.groups, p.playbooks) == ("alice", "engineer", ("web",), ("disk-full",))
+    assert store.authenticate(tok[:-1] + ("A" if tok[-1] != "A" else "B")) is None
+    assert store.authenticate("diag_00000000_" + secret) is None  # right secret, wrong id
+    assert store.authenticate("not-a-token") is None and store.authenticate("") is None
+    other = store.add("bob", "viewer")
+    assert store.authenticate(other).role == "viewer"  # type: ignore[union-attr]
+    # the same secret under two salts gives two hashes
+    salts = {bytes(r[0]) for r in sqlite3.connect(tmp_path / "api.db").execute("SELECT salt FROM tokens")}
+    assert len(salts) == 2
+    assert store.revoke("alice") and store.authenticate(tok) is None and store.by_id(p.token_id) is None
+    assert not store.revoke("alice")
+    assert token_prefix(tok) == f"diag_{p.token_id}_..." and secret not in token_prefix(tok)
+    with pytest.raises(ConfigError, match="exists"):
+        store.add("bob", "lead")
+    with pytest.raises(ConfigError, match="role"):
+        store.add("carol", "root")
+
+
+def test_roles_and_scopes(tmp_path: Path) -> None:
+    store = TokenStore(tmp_path)
+    web = Host("w1", "10.0.0.1", groups=("web",))
+    db = Host("d1", "10.0.0.2", groups=("db",))
+    eng = store.authenticate(store.add("eng", "engineer", ["web"], ["disk-full"]))
+    lead = store.authenticate(store.add("lead", "lead"))
+    viewer = store.authenticate(store.add("v", "viewer"))
+    assert eng and lead and viewer
+    policy.check_run(eng, "disk-full", [web])
+    with pytest.raises(policy.Forbidden, match="d1"):
+        policy.check_run(eng, "disk-full", [web, db])
+    with pytest.raises(policy.Forbidden, match="facts"):
+        policy.check_run(eng, "facts", [web])
+    with pytest.raises(policy.Forbidden, match="engineer"):
+        policy.check_run(viewer, "disk-full", [web])
+    policy.check_run(lead, "anything", [web, db])
+    with pytest.raises(policy.Forbidden, match="lead"):
+        policy.approve(eng, "token:x", "disk-full", [web])
+    with pytest.raises(policy.Forbidden, match="requested"):
+        policy.approve(lead, "token:lead", "disk-full", [web])
+    policy.approve(lead, "token:eng", "disk-full", [web])
+
+
+def test_the_journal_chain_detects_edits_deletions_and_insertions(tmp_path: Path) -> None:
+    j = Journal(tmp_path / "journal.db")
+    for i in range(5):
+        j.append("token:a", "check.started", f"h{i}", "running", {"i": i, "odd": "é\n"})
+    assert j.verify() == (5, [])
+    db = sqlite3.connect(tmp_path / "journal.db")
+    with pytest.raises(sqlite3.DatabaseError, match="append-only"):
+        db.execute("DELETE FROM journal WHERE seq = 3")
+    db.execute("DROP TRIGGER journal_no_delete")
+    db.execute("DROP TRIGGER journal_no_update")
+    db.execute("UPDATE journal SET details = ? WHERE seq = 2", (json.dumps({"i": 99, "odd": "é\n"}),))
+    db.execute("DELETE FROM journal WHERE seq = 4")
+    db.commit()
+    n, problems = j.verify()
+    assert n == 4
+    assert [(p.seq, p.reason.split(" (")[0]) for p in problems] == [
+        (2, "its content does not match its hash"),  # record 3 still links to 2's stored hash
+        (5, "follows record 3: records 4..4 are missing"),
+        (5, "its link to the previous record does not match"),
+    ]
+    assert str(problems[0]).startswith("record 2: ")
+    j.close()
+
+
+def test_journal_query_filters_and_since() -> None:
+    assert parse_since("2h", now=10000.0) == 10000.0 - 7200
+    assert parse_since("2026-01-01T00:00:00Z") == parse_since("2026-01-01T00:00")
+    with pytest.raises(ConfigError, match="--since"):
+        parse_since("yesterday")
+
+
+def test_journal_action_filter_is_a_family_not_a_pattern(tmp_path: Path) -> None:
+    j = Journal(tmp_path / "journal.db")
+    for action in ("check.started", "check.host", "checkpoint", "approval.approved", "check_x"):
+        j.append("a", action)
+    assert [r.action for r in j.query(action="check")] == ["check.started", "check.host"]
+    assert [r.action for r in j.query(action="check_x")] == ["check_x"]
+    assert [r.action for r in j.query(limit=2, newest_first=True)] == ["check_x", "approval.approved"]
