@@ -226,7 +226,8 @@ def test_a_changing_step_runs_only_after_another_lead_approves(env: ApiEnv, mark
 
     j = {r["action"]: r for r in env.journal("approval")}
     assert j["approval.rejected"]["actor"] == "token:lead1"
-    assert j["approval.approved"]["actor"] == "token:lead2" and j["approval.approved"]["details"]["requester"] == "token:lead1"
+    assert j["approval.approved"]["actor"] == "token:lead2"
+    assert j["approval.approved"]["details"]["requester"] == "token:lead1"
     touched = [r for r in env.journal("command.sent") if r["details"].get("step") == "touch"]
     assert len(touched) == 1 and touched[0]["details"]["job"] == job["id"]
     held = [r for r in env.journal("command.held") if r["details"].get("step") == "touch"]
@@ -271,7 +272,7 @@ def _browser() -> Any:
     chromium = shutil.which("chromium") or "/usr/bin/chromium"
     driver_bin = shutil.which("chromedriver") or "/usr/bin/chromedriver"
     if not (Path(chromium).exists() and Path(driver_bin).exists()):
-        pytest.fail("headless Chromium needs the Debian packages chromium and chromium-driver (scripts/debian-packages.txt)")
+        pytest.fail("headless Chromium needs Debian's chromium and chromium-driver (scripts/debian-packages.txt)")
     opts = webdriver.ChromeOptions()
     opts.binary_location = chromium
     for a in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1366,900", "--disable-gpu"):
