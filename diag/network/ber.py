@@ -16,6 +16,9 @@ GET = 0xA0
 GETNEXT = 0xA1
 RESPONSE = 0xA2
 GETBULK = 0xA5
+TRAP_V1 = 0xA4
+INFORM = 0xA6
+TRAP_V2 = 0xA7
 REPORT = 0xA8
 
 # Value tags.
@@ -94,6 +97,11 @@ def tlv(tag: int, content: bytes) -> bytes:
 
 def enc_int(n: int) -> bytes:
     return tlv(INTEGER, n.to_bytes(max(1, (n.bit_length() + 8) // 8), "big", signed=True))
+
+
+def enc_uint(tag: int, n: int) -> bytes:
+    """An unsigned SMI integer (Counter32, Gauge32, TimeTicks, Counter64): a leading zero keeps it positive."""
+    return tlv(tag, n.to_bytes(max(1, (n.bit_length() + 8) // 8), "big"))
 
 
 def encode_oid(oid: str) -> bytes:
@@ -205,22 +213,66 @@ def decode_response(data: bytes) -> tuple[int, bytes, int, int, int, int, list[V
     Each varbind is (OID content bytes, value tag, value): int for the integer types, bytes for strings
     and Opaque, dotted text for OIDs and IpAddress, None for NULL and the v2 exceptions.
     """
-    end = len(data)
-    tag, pos, end = _header(data, 0, end)
+    version, community, pos, end = decode_community_header(data)
+    pdu_tag, request_id, err_status, err_index, varbinds, _ = decode_pdu(data, pos, end)
+    return version, community, pdu_tag, request_id, err_status, err_index, varbinds
+
+
+def decode_community_header(data: bytes) -> tuple[int, bytes, int, int]:
+    """The start of a v1/v2c message: (version, community, where the PDU starts, where the message ends)."""
+    tag, pos, end = _header(data, 0, len(data))
     if tag != 0x30:
         raise BerError(f"not an SNMP message (first tag 0x{tag:02x})")
     version, pos = _int(data, pos, end)
     tag, s, pos = _header(data, pos, end)
     if tag != OCTET_STRING:
         raise BerError("no community string")
-    community = data[s:pos]
+    return version, data[s:pos], pos, end
+
+
+def decode_pdu(data: bytes, pos: int, end: int) -> tuple[int, int, int, int, list[Varbind], tuple[int, int]]:
+    """A PDU with the v2 layout at ``pos``: (tag, request id, error status, error index, varbinds, span).
+
+    ``span`` is (start, end) of the whole varbind-list TLV, so that an Inform's Response can echo it.
+    """
     pdu_tag, pos, pend = _header(data, pos, end)
     request_id, pos = _int(data, pos, pend)
     err_status, pos = _int(data, pos, pend)
     err_index, pos = _int(data, pos, pend)
+    start = pos
     tag, pos, vend = _header(data, pos, pend)
     if tag != 0x30:
         raise BerError("no varbind list")
+    return pdu_tag, request_id, err_status, err_index, decode_varbinds(data, pos, vend), (start, vend)
+
+
+def decode_trap_v1(data: bytes, pos: int, end: int) -> tuple[str, str, int, int, int, list[Varbind]]:
+    """An SNMPv1 Trap-PDU at ``pos``: (enterprise, agent address, generic, specific, time-stamp, varbinds)."""
+    tag, pos, pend = _header(data, pos, end)
+    if tag != TRAP_V1:
+        raise BerError(f"not a v1 Trap-PDU (tag 0x{tag:02x})")
+    tag, s, pos = _header(data, pos, pend)
+    if tag != OBJECT_ID:
+        raise BerError("v1 trap without an enterprise OID")
+    enterprise = decode_oid(data[s:pos])
+    tag, s, pos = _header(data, pos, pend)
+    if tag != IPADDRESS or pos - s != 4:
+        raise BerError("v1 trap without an agent address")
+    agent = ".".join(map(str, data[s:pos]))
+    generic, pos = _int(data, pos, pend)
+    specific, pos = _int(data, pos, pend)
+    tag, s, pos = _header(data, pos, pend)
+    if tag != TIMETICKS:
+        raise BerError("v1 trap without a time-stamp")
+    stamp = int.from_bytes(data[s:pos], "big")
+    tag, pos, vend = _header(data, pos, pend)
+    if tag != 0x30:
+        raise BerError("no varbind list")
+    return enterprise, agent, generic, specific, stamp, decode_varbinds(data, pos, vend)
+
+
+def decode_varbinds(data: bytes, pos: int, vend: int) -> list[Varbind]:
+    """The varbinds between ``pos`` and ``vend`` (the content of a varbind list)."""
     varbinds: list[Varbind] = []
     append = varbinds.append
     try:
@@ -275,4 +327,9 @@ def decode_response(data: bytes) -> tuple[int, bytes, int, int, int, int, list[V
         raise BerError("truncated varbind") from None
     if pos != vend:
         raise BerError("varbind list length mismatch")
-    return version, community, pdu_tag, request_id, err_status, err_index, varbinds
+    return varbinds
+
+
+#: Public names for the readers other SNMP codecs (v3 USM, traps) build on.
+read_tlv = _header
+read_int = _int
