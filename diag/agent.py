@@ -17,6 +17,7 @@ from diag.runner import ProbeRunner
 if TYPE_CHECKING:  # imported when an Agent is built: load_config (validate, diag probe) needs neither
     from diag.archive.schedule import ArchiveSchedule
     from diag.exporters.prometheus import Exposition
+    from diag.network.agentparts import NetworkParts
     from diag.scheduler import ProbeScheduler
 
 log = logging.getLogger(__name__)
@@ -63,9 +64,15 @@ class Agent:
         self.app.route("/metrics", self._metrics)
         self.app.route("/healthz", self._healthz)
         self.app.route("/", self._index)
+        self.network: NetworkParts | None = None
+        polled = cfg.snmp_poll.enabled and any(h.snmp.get("profiles") for h in (inv.hosts.values() if inv else ()))
+        if cfg.traps is not None or polled:
+            from diag.network.agentparts import NetworkParts  # trap receiver, SNMP poller: only when configured
+
+            self.network = NetworkParts(cfg, inv, self.runner, self.app)
         from diag.network.exporter import register_routes  # /snmp?target=...&module=... (imports SNMP on first use)
 
-        register_routes(self.app, inv)
+        register_routes(self.app, inv, poller=self.network.poller if self.network else None)
         self.incidents: Any = None
         self.incident_feed: Any = None
         if cfg.incidents is not None:  # findings -> incidents -> tickets; imported only when configured
@@ -93,6 +100,8 @@ class Agent:
         self._stop = threading.Event()
 
     def _metrics(self, environ: dict[str, Any]) -> Response:
+        if self.network is not None:
+            self.network.refresh()
         headers = [("Content-Type", self._content_type), ("Vary", "Accept-Encoding")]
         if "gzip" in environ.get("HTTP_ACCEPT_ENCODING", ""):  # Prometheus always asks for it
             return "200 OK", [*headers, ("Content-Encoding", "gzip")], self.exposition.render(gzip=True)
@@ -112,6 +121,7 @@ class Agent:
                 "no_data": {s.name: s.error for s in states if s.no_data},
                 "running_probes": self.runner.busy(),
                 **({"alertmanager": self.alerts.status()} if self.alerts is not None else {}),
+                **(self.network.status() if self.network is not None else {}),
             }
         )
 
@@ -134,6 +144,8 @@ class Agent:
         self.scheduler.start()
         if self.archive_schedule is not None:
             self.archive_schedule.start()
+        if self.network is not None:
+            self.network.start()
         log.info(
             "diag agent %s listening on http://%s:%d/metrics",
             __version__,
@@ -145,6 +157,8 @@ class Agent:
         self.scheduler.shutdown()
         if self.archive_schedule is not None:
             self.archive_schedule.stop()
+        if self.network is not None:
+            self.network.stop()
         self.server.stop()
         if self.alerts is not None:
             self.alerts.close()

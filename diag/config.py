@@ -10,6 +10,9 @@
       probes:
         filesystem: {interval: 30, warning_percent: 85}
         smart: {enabled: false}
+        reach: {interval: 60, checks: [{type: tcp, target: db-1, port: 5432}]}
+      traps: {listen: ["0.0.0.0:9162"], communities: [env:TRAP_COMMUNITY]}   # diag.network.trapconfig
+      snmp_poll: {interval: 60, concurrency: 32}   # inventory hosts with snmp.profiles
 """
 
 from __future__ import annotations
@@ -37,6 +40,14 @@ class PathsSpec(msgspec.Struct, forbid_unknown_fields=True):
     rootfs: str = "/"
 
 
+class SnmpPollSpec(msgspec.Struct, forbid_unknown_fields=True):
+    """The SNMP poller of inventory devices with ``snmp.profiles`` (on whenever there are such devices)."""
+
+    enabled: bool = True
+    interval: float = 60.0
+    concurrency: int = 32
+
+
 class AgentSpec(msgspec.Struct, forbid_unknown_fields=True):
     listen: str = DEFAULT_LISTEN
     data: str = ".diag"
@@ -50,6 +61,8 @@ class AgentSpec(msgspec.Struct, forbid_unknown_fields=True):
     incidents: dict[str, object] | None = None  # diag.incidents.settings validates it
     archive: dict[str, object] | None = None  # the configuration archive, validated by diag.archive.settings
     api: dict[str, object] | None = None  # diag.api.config validates it
+    traps: dict[str, object] | None = None  # diag.network.trapconfig validates it
+    snmp_poll: SnmpPollSpec = msgspec.field(default_factory=SnmpPollSpec)
 
 
 @dataclass(slots=True)
@@ -66,6 +79,8 @@ class AgentConfig:
     incidents: Any = None  # diag.incidents.settings.Settings when configured
     archive: ArchiveSettings | None = None  # None: no scheduled configuration fetches
     api: Any = None  # diag.api.service.ApiSettings when agent.api is given
+    traps: Any = None  # diag.network.trapconfig.TrapConfig when configured
+    snmp_poll: SnmpPollSpec = field(default_factory=SnmpPollSpec)
 
 
 def parse_listen(value: str) -> tuple[str, int]:
@@ -122,6 +137,13 @@ def build(doc: yamlsrc.Doc | None, raw: dict[str, object] | None) -> AgentConfig
         from diag.api.config import build as build_api  # only when configured
 
         api = build_api(doc, spec.api)
+    traps = None
+    if spec.traps is not None:
+        from diag.network.trapconfig import build as build_traps  # only when configured
+
+        traps = build_traps(doc, spec.traps)  # its problems join doc.problems
+    if spec.snmp_poll.interval <= 0 or spec.snmp_poll.concurrency < 1:
+        doc.problem(("agent", "snmp_poll"), "interval must be positive and concurrency at least 1")
     if doc.problems:
         raise ConfigError(doc.problems)
     return AgentConfig(
@@ -137,4 +159,6 @@ def build(doc: yamlsrc.Doc | None, raw: dict[str, object] | None) -> AgentConfig
         incidents=incidents,
         archive=archive,
         api=api,
+        traps=traps,
+        snmp_poll=spec.snmp_poll,
     )

@@ -181,12 +181,23 @@ class ProbeRunner:
                 state.result = Result()  # stale figures would lie; the failure itself is the signal
             elif result is not None:
                 for f in result.findings:
-                    f.host = self.hostname
+                    f.host = f.host or self.hostname  # network collectors name the device themselves
                     f.labels.setdefault("probe", state.name)
                 state.result = result
             state.generation += 1
         for cb in self.on_result:
             cb(state.name, state)
+
+    def add_source(self, name: str) -> ProbeState:
+        """A state for a collector that runs on its own (SNMP poller, trap receiver): exposed like a probe's."""
+        if name in self.states:
+            raise ValueError(f"{name!r} is already a probe or source")
+        self.states[name] = ProbeState(name)
+        return self.states[name]
+
+    def record(self, name: str, result: Result | None, error: str | None = None, duration: float = 0.0) -> None:
+        """Record an outcome of a source added with :meth:`add_source` (or of a probe run elsewhere)."""
+        self._record(self.states[name], result, error, duration)
 
     def run_all(self) -> dict[str, ProbeState]:
         """Run every probe once, concurrently, and wait for all (``diag probe``)."""

@@ -56,6 +56,8 @@ class SnmpPoller:
         self._thread: threading.Thread | None = None
         #: Called with (host, result) after every scheduled poll of a device (the incident engine listens).
         self.on_result: list[Callable[[Host, Result], None]] = []
+        #: Called with the poller after every background cycle (the agent exposes its summary and findings).
+        self.on_cycle: list[Callable[[SnmpPoller], None]] = []
 
     def poll_host(self, host: Host) -> Result:
         """Poll one device now and return its result (also the incident engine's verifying re-check)."""
@@ -86,6 +88,8 @@ class SnmpPoller:
         while not self._stop.is_set():
             try:
                 self.poll_once()
+                for cb in self.on_cycle:
+                    cb(self)
             except Exception:  # the loop must outlive any one bad cycle; the traceback goes to the log
                 log.exception("SNMP poll cycle failed")
             if self.cycle_seconds > self.interval:
