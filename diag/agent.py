@@ -79,6 +79,8 @@ class Agent:
             from diag.incidents.agent import attach
 
             self.incidents = attach(self)
+            if self.network is not None:
+                self.network.connect(self.incidents.engine)  # trap findings -> incidents
             from diag.archive.hypotheses import register as archive_hypotheses  # "config changed just before"
 
             archive_hypotheses(cfg.data / "archive", cfg.archive.change_window if cfg.archive else 3600.0)

@@ -74,8 +74,8 @@ def attach(agent: Agent) -> IncidentService:
     settings = agent.config.incidents
     hosts = agent.inventory.hosts if agent.inventory is not None else {}
     service = IncidentService(settings, hosts)
-    poller = None
-    if any(h.snmp.get("profiles") for h in hosts.values()) and agent.inventory is not None:
+    poller = agent.network.poller if agent.network is not None else None  # the agent's own, when it polls
+    if poller is None and any(h.snmp.get("profiles") for h in hosts.values()) and agent.inventory is not None:
         from diag.network.poller import SnmpPoller
 
         poller = SnmpPoller(agent.inventory, interval=settings.snmp_interval)

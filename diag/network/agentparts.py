@@ -3,8 +3,10 @@
 Built only when configured (``agent.traps``; inventory hosts with ``snmp.profiles`` unless
 ``agent.snmp_poll.enabled`` is false). Each appears to the exporter as a source of the probe runner
 (``snmp_traps``, ``snmp_poll``), so its metrics, health and current findings are in ``/metrics`` like a
-probe's. Trap findings are events: they go to the findings sink (the incident engine, once it is wired;
-until then the log) and to ``GET /traps``, not to ``diag_finding``.
+probe's. Trap findings are events: they go to the findings sink and to ``GET /traps``, not to
+``diag_finding``. The sink is the incident engine when ``agent.incidents`` is configured (:meth:`connect`),
+else the log. With the engine, a linkUp trap resolves the linkDown's incident only after a re-check of the
+interface (a poll of the device, or a GET of its ifOperStatus), as the engine requires of push sources.
 """
 
 from __future__ import annotations
@@ -13,11 +15,12 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from diag.errors import DiagError
 from diag.httpd import App, Response, json_response
-from diag.model import Finding, Metric, Result
+from diag.model import Evidence, Finding, Metric, Result, fingerprint
 
 if TYPE_CHECKING:
     from diag.config import AgentConfig
@@ -29,6 +32,17 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 FindingSink = Callable[[list[Finding]], object]
+IF_INDEX = "1.3.6.1.2.1.2.2.1.1."
+IF_OPER_STATUS = "1.3.6.1.2.1.2.2.1.8."
+
+
+@dataclass(slots=True)
+class _Verdict:
+    """What the incident engine asks of a verifying re-check (its ``VerdictLike``)."""
+
+    cleared: bool
+    note: str
+    evidence: list[Evidence] = field(default_factory=list)
 
 
 def log_findings(findings: list[Finding]) -> None:
@@ -45,7 +59,8 @@ class NetworkParts:
     ) -> None:
         self.runner = runner
         self.sink = sink or log_findings
-        self._push_polled = sink is not None  # the log would repeat a standing condition every cycle
+        self.inventory = inv
+        self.engine: Any = None
         self.receiver: TrapReceiver | None = None
         self.poller: SnmpPoller | None = None
         self._seen_generation = -1
@@ -114,10 +129,58 @@ class NetworkParts:
             "diag_snmp_poll_cycle_seconds", "How long the last poll of all devices took.",
             samples=[((), poller.cycle_seconds)],
         )  # fmt: skip
-        findings = poller.findings()
-        self.runner.record("snmp_poll", Result([devices, not_answering, cycle], findings), None, poller.cycle_seconds)
-        if findings and self._push_polled:
-            self.sink(findings)
+        # The incident engine gets the polls device by device from the poller itself (diag.incidents.agent).
+        self.runner.record(
+            "snmp_poll", Result([devices, not_answering, cycle], poller.findings()), None, poller.cycle_seconds
+        )
+
+    # -- the incident engine ---------------------------------------------------------------------------
+    def connect(self, engine: Any) -> None:
+        """Send trap findings to the incident engine (``diag.incidents.engine.Engine``) instead of the log."""
+        self.engine = engine
+        self.sink = self._to_engine
+
+    def _to_engine(self, findings: list[Finding]) -> None:
+        opened = [f for f in findings if "resolves" not in f.labels]
+        if opened:
+            self.engine.ingest("snmp_trap", opened)
+        for f in findings:
+            if "resolves" in f.labels:  # linkUp: the condition a linkDown opened may be gone; verify first
+                fp = fingerprint(f.host, f.labels["resolves"], f.subject)
+                self.engine.resolve("snmp_trap", fp, lambda f=f: self.recheck_link(f), f.evidence[0])
+
+    def recheck_link(self, up: Finding) -> _Verdict:
+        """Is the interface of a linkUp trap really up? A poll of the device, else a GET of ifOperStatus."""
+        host = self.inventory.hosts.get(up.host) if self.inventory is not None else None
+        if host is None or not host.snmp:
+            return _Verdict(
+                False, f"{up.host} has no SNMP settings in the inventory: confirm interface {up.subject} by hand"
+            )
+        try:
+            if self.poller is not None and host in self.poller.hosts:
+                result = self.poller.poll_host(host)
+                still = [f for f in result.findings if f.check == "snmp_interface_down" and f.subject == up.subject]
+                why = "still down" if still else "up (no interface-down finding)"
+                evidence = [e for f in still for e in f.evidence]
+                return _Verdict(not still, f"re-check by SNMP poll: interface {up.subject} {why}", evidence)
+            index = next((v for o, _, v in up.evidence[0].data.get("varbinds", []) if o.startswith(IF_INDEX)), None)
+            if index is None:
+                return _Verdict(False, f"the linkUp trap names no ifIndex: confirm interface {up.subject} by hand")
+            from diag.network.snmp import open_session, target_from_host
+
+            session = open_session(target_from_host(host))
+            try:
+                ((oid, _, status),) = session.get([f"{IF_OPER_STATUS}{index}"])
+            finally:
+                session.close()
+        except DiagError as e:
+            return _Verdict(False, f"re-check of interface {up.subject} failed: {e}")
+        text = f"{oid} = {status}"
+        return _Verdict(
+            status == 1,
+            f"re-check by SNMP GET: ifOperStatus.{index} = {status}",
+            [Evidence("metric", "ifOperStatus", text)],
+        )
 
     def _traps(self, environ: dict[str, Any]) -> Response:
         """``GET /traps``: the latest notifications (newest last) with their findings, as JSON."""

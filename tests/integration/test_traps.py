@@ -347,3 +347,61 @@ agent:
     assert "finding warning sw-lab snmp_interface_down" in agent.stderr()  # the sink until incidents are wired
     assert COMMUNITY not in agent.stderr()
     assert agent.stop() == 0
+
+
+def incidents(agent_args: list[str]) -> list[dict[str, object]]:
+    inv = agent_args[agent_args.index("--inventory") + 1]
+    data = agent_args[agent_args.index("--data") + 1]
+    p = subprocess.run([DIAG, "incidents", "list", "--all", "--json", "-i", inv, "--data", data],
+                       capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
+    if p.returncode != 0:
+        return []
+    rows: list[dict[str, object]] = json.loads(p.stdout)["incidents"]
+    return rows
+
+
+def test_agent_trap_opens_an_incident_and_link_up_resolves_it_after_a_poll(
+    start_agent: StartAgent, snmp_lab: SnmpLab, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DGT_TRAP_COMMUNITY", COMMUNITY)
+    monkeypatch.setenv("DGT_LAB_COMMUNITY", LAB_COMMUNITY)
+    trap_port = free_udp_port()
+    inventory = f"""
+hosts:
+  snmp-dev:
+    address: {snmp_lab.address}
+    snmp: {{version: "2c", community: env:DGT_LAB_COMMUNITY, profiles: [system, if_mib], timeout: 2}}
+agent:
+  snmp_poll: {{interval: 300}}
+  traps:
+    listen: ["{snmp_lab.host_address}:{trap_port}"]
+    communities: [env:DGT_TRAP_COMMUNITY]
+  incidents: {{open_after: 0, close_after: 0, tickets: {{backend: local}}}}
+"""
+    agent = start_agent(inventory)
+
+    def trap_from_device(oid: str) -> None:
+        # Sent from inside the device's namespace, so the source address is the inventory host's.
+        p = subprocess.run(
+            ["ip", "netns", "exec", snmp_lab.netns, "snmptrap", "-v2c", "-c", COMMUNITY,
+             f"{snmp_lab.host_address}:{trap_port}", "", oid, f"{IF}.1.3", "i", "3",
+             "1.3.6.1.2.1.31.1.1.1.1.3", "s", "p0"],
+            capture_output=True, text=True, env=ENV, timeout=30, check=False,
+        )  # fmt: skip
+        assert p.returncode == 0, p.stderr
+
+    trap_from_device("1.3.6.1.6.3.1.1.5.3")  # linkDown of p0, which is really up in the lab
+
+    def opened() -> dict[str, object] | None:
+        return next((i for i in incidents(agent.args) if i["check"] == "snmp_interface_down"), None)
+
+    inc = wait_for(opened, timeout=60, what="an incident for the linkDown trap")
+    assert (inc["host"], inc["subject"], inc["severity"]) == ("snmp-dev", "p0", "warning")
+    assert inc["state"] in ("open", "pending")
+    trap_from_device("1.3.6.1.6.3.1.1.5.4")  # linkUp: the engine re-checks by polling snmp-dev, p0 is up
+
+    def resolved() -> dict[str, object] | None:
+        return next((i for i in incidents(agent.args) if i["id"] == inc["id"] and i["state"] == "resolved"), None)
+
+    wait_for(resolved, timeout=60, what="the incident resolved after the linkUp re-check")
+    assert agent.stop() == 0
