@@ -24,6 +24,29 @@ def redis_url(value: str | None) -> str:
     return SecretRef(v).reveal() if is_reference(v) else v
 
 
+def shared_incidents(args: argparse.Namespace) -> Any:
+    """The incident service on the shared store named by the inventory's ``agent.incidents.database_url``."""
+    from diag import inventory, yamlsrc
+    from diag.cli import _inventory_path
+    from diag.errors import ConfigError
+    from diag.incidents.service import IncidentService
+    from diag.incidents.settings import build
+
+    inv = inventory.load(_inventory_path(args, required=True) or "inventory.yaml")
+    doc = inv.doc or yamlsrc.Doc(inv.file, {})
+    raw = inv.agent.get("incidents")
+    settings = build(doc, raw, Path(args.data)) if raw is not None else None
+    if doc.problems:
+        raise ConfigError(doc.problems)
+    if settings is None or not settings.database_url:
+        raise ConfigError(
+            f"{inv.file}:1: --incidents needs agent.incidents.database_url (a PostgreSQL store shared by the workers)"
+        )
+    service = IncidentService(settings, inv.hosts)
+    service.start()  # one process at a time drains the shared outbox (PgStore.may_deliver)
+    return service
+
+
 def cmd_worker(args: argparse.Namespace) -> int:
     from diag.distributed import tasks, worker_metrics
     from diag.distributed.app import DEFAULT_QUEUE, make_app, queue_for
@@ -36,6 +59,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
         data=Path(args.data),
         name=name,
     )
+    if args.incidents:
+        tasks.SETTINGS.incidents = shared_incidents(args)
     queues = [queue_for(s) for s in args.site] if args.site else [DEFAULT_QUEUE]
     if args.site and args.any_site:
         queues.append(DEFAULT_QUEUE)
@@ -119,6 +144,12 @@ def add_commands(sub: Any) -> None:
     w.add_argument("--known-hosts", action="append", metavar="FILE", help="known_hosts file (repeatable)")
     w.add_argument("--data", default=DEFAULT_DATA, help="data directory (TOFU host keys)")
     w.add_argument("--metrics-listen", metavar="HOST:PORT", help="serve the worker's own /metrics here")
+    w.add_argument(
+        "--incidents",
+        action="store_true",
+        help="feed results into the shared incident store (agent.incidents.database_url of --inventory)",
+    )
+    w.add_argument("--inventory", "-i", help="with --incidents: the inventory with the agent.incidents section")
     w.add_argument("--export-snmp", action="store_true", help="with --metrics-listen: also serve the fleet's SNMP")
     w.add_argument("--visibility-timeout", type=float, default=300.0, help="seconds before a lost host is redelivered")
     w.add_argument("--name", help="worker name in results and logs (default HOST-PID)")

@@ -35,6 +35,9 @@ class WorkerSettings:
     known_hosts: list[Path] | None = None
     data: Path = Path(".diag")
     name: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
+    #: The shared incident service (PostgreSQL store) when the worker was started with ``--incidents``: each
+    #: host's first recorded result is observed by the engine, so scheduled checks open and close tickets.
+    incidents: Any = None
 
 
 SETTINGS = WorkerSettings()
@@ -95,8 +98,36 @@ def check_host(task: Any, run_id: str, spec: dict[str, Any]) -> str:
     pipe.hsetnx(results_key(run_id), name, json.dumps(doc, default=str))
     pipe.expire(results_key(run_id), RESULT_TTL_S)
     first, _ = pipe.execute()
+    if first and SETTINGS.incidents is not None:
+        _to_incidents(res, pb, host, inv, spec)
     _observe(res.status, time.monotonic() - t0)
     return "done" if first else "duplicate"
+
+
+def _to_incidents(res: Any, pb: Any, host: Any, inv: Any, spec: dict[str, Any]) -> None:
+    """Observe a host's result in the shared incident engine; the re-check runs the playbook on it again.
+
+    Only the first recorded result of a host gets here (HSETNX above), so a redelivered task never counts an
+    occurrence twice. An engine error is logged, never fails the task: the result is already safe in Redis.
+    """
+    from diag.incidents.sources import observe_report
+    from diag.remote.runner import RunReport, run_host
+    from diag.remote.ssh import SSHPool
+
+    def recheck(name: str) -> list[Any]:
+        from diag.incidents.sources import host_findings
+
+        pool = SSHPool(known_hosts=SETTINGS.known_hosts, tofu_store=SETTINGS.data / "known_hosts.tofu", hosts=inv.hosts)
+        try:
+            again = run_host(host, pb, pool, spec.get("vars", {}), False)
+        finally:
+            pool.close_all()
+        return host_findings(again)
+
+    try:
+        observe_report(SETTINGS.incidents.engine, RunReport(pb.name, [res]), recheck, source="worker")
+    except Exception:
+        log.exception("worker %s: incident engine could not take %s's result", SETTINGS.name, res.host)
 
 
 def snmp_state_key(host: str) -> str:
@@ -126,6 +157,16 @@ def snmp_poll(task: Any, spec: dict[str, Any]) -> str:
     pipe.set(snmp_state_key(name), json.dumps(state_to_dict(state)), ex=RESULT_TTL_S)
     pipe.hset(SNMP_LATEST_KEY, name, json.dumps(doc, default=str))
     pipe.execute()
+    if SETTINGS.incidents is not None:
+        try:  # a full report of the device: new findings open, missing ones clear after a re-poll confirms
+            SETTINGS.incidents.engine.observe(
+                "snmp",
+                f"snmp:{name}",
+                list(result.findings),
+                recheck=lambda: poll_device(host, PollState(dict(state.values), state.polled_at)).findings,
+            )
+        except Exception:
+            log.exception("worker %s: incident engine could not take %s's SNMP poll", SETTINGS.name, name)
     status = "ok" if not result.findings else "findings"
     _observe(status, time.monotonic() - t0)
     return status

@@ -1,9 +1,10 @@
-"""Scale-out with real peers: a real Redis, real `diag worker` (Celery) processes and the real SSH lab.
+"""Scale-out with real peers: a real Redis, real `diag worker` (Celery) processes, the real SSH lab, a real PostgreSQL.
 
 A check is split between two workers; a worker killed with SIGKILL mid-run still ends with every host checked and
 recorded exactly once (its hosts are redelivered to the other worker); the leading `diag scheduler` killed with
 SIGKILL hands over to the waiting one without any interval fired twice; and a site-scoped worker takes only its
-site's hosts.
+site's hosts; and workers that feed a shared PostgreSQL incident store, one killed mid-run, leave exactly one incident
+(one occurrence) and one ticket per host.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from diag.distributed.scheduler import FIRINGS_KEY
 from diag.distributed.tasks import attempts_key
 from diag.remote import playbook as pbmod
 from tests.lab import Lab
+from tests.pglab import PostgresServer
 from tests.redislab import RedisServer
 
 pytestmark = pytest.mark.integration
@@ -318,3 +320,71 @@ def test_scheduler_leader_killed_hands_over_without_double_runs(
     assert after and all(f["by"] == follower for f in after)
     # Every firing dispatched real work: the worker checked h01 at least once per 'fast' firing it saw.
     assert {f["job"] for f in after} == {"fast", "slower"}
+
+
+FULL_PLAYBOOK = """\
+name: full-disk-seen
+description: reports a full /data on every host (the df line is printed, the condition is made up by the test)
+steps:
+  - id: df
+    run: sleep 3; echo '/dev/vdb1 1000 990 10 99% /data'
+    parse: {type: regex, pattern: '(?P<pct>\\d+)% (?P<mnt>\\S+)', types: {pct: int}}
+    checks:
+      - check: disk_full
+        if: parsed.pct >= 95
+        severity: critical
+        summary: "{{ parsed.mnt }} is {{ parsed.pct }}% full"
+"""
+
+
+def test_workers_feed_a_shared_postgres_incident_store_exactly_once(
+    flush: redis.Redis, workers: Workers, lab: Lab, tmp_path: Path
+) -> None:
+    import psycopg
+
+    from diag.incidents.service import IncidentService
+    from diag.incidents.settings import from_mapping
+
+    with PostgresServer(20521) as pg:
+        tickets_db = tmp_path / "tickets.sqlite"
+        inv_path = tmp_path / "inventory.yaml"
+        incidents = {"open_after": 0, "database_url": pg.url, "tickets": {"backend": "local", "path": str(tickets_db)}}
+        inv_path.write_text(lab.inventory.read_text() + f"agent:\n  incidents: {json.dumps(incidents)}\n")
+        pb_path = tmp_path / "full.yaml"
+        pb_path.write_text(FULL_PLAYBOOK)
+        for name in ("wA", "wB"):
+            workers.start(name, "--incidents", "-i", str(inv_path))
+        workers.wait_ready(flush)
+        backend = CeleryBackend(workers.url, inv_path, pb_path, timeout_s=180)
+        inv = inventory.load(str(inv_path))
+        box: dict[str, object] = {}
+        t = threading.Thread(
+            target=lambda: box.update(report=backend.run_check(inv.select(["lab"]), pbmod.load(pb_path)))
+        )
+        t.start()
+        deadline = time.monotonic() + 60
+        while len(flush.hgetall(attempts_key(backend.last_run_id)) if backend.last_run_id else {}) < 4:
+            assert time.monotonic() < deadline, "the workers never started the hosts"
+            time.sleep(0.05)
+        time.sleep(1.0)
+        workers.kill("wA")  # mid-host: its hosts sleep 3 s
+        t.join(240)
+        report = box["report"]
+        assert {r.status for r in report.results} == {"findings"}  # type: ignore[attr-defined]
+        assert any(n > 1 for n in backend.attempts().values())  # some hosts were redelivered to wB
+        settings = from_mapping({"open_after": 0, "database_url": pg.url}, tmp_path / "check")
+        settings.tickets = {"backend": "local", "path": str(tickets_db)}
+        svc = IncidentService(settings)
+        try:
+            incidents_now = svc.store.query()
+            assert sorted(i.host for i in incidents_now) == sorted(lab.hosts)  # one incident per host
+            assert all(i.check_id == "disk_full" and i.occurrences == 1 for i in incidents_now)  # counted once
+            svc.outbox.drain(30)  # wB may already have delivered them: either way, one ticket per host
+            tickets = svc.backend.tickets()  # type: ignore[attr-defined]
+            assert sorted(x["host"] for x in tickets) == sorted(lab.hosts)
+            assert svc.store.outbox_depth() == {}
+        finally:
+            svc.close()
+        with psycopg.connect(pg.url) as c:
+            n = c.execute("SELECT COUNT(*) FROM incidents").fetchone()
+            assert n is not None and n[0] == len(lab.hosts)
