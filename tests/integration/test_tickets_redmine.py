@@ -98,7 +98,9 @@ def test_create_again_returns_the_same_issue(redmine_lab: RedmineLab, backend: R
 
 def test_note_with_attachment_and_no_double_note(redmine_lab: RedmineLab, backend: RedmineBackend) -> None:
     ref = backend.create(draft(fp()))
-    backend.add_note(ref, "Seen again at 07:05 (occurrence 2).", [Attachment("run-2.txt", b"97%\n", "text/plain")])
+    run2 = [Attachment("run-2.txt", b"97%\n", "text/plain")]
+    backend.add_note(ref, "Seen again at 07:05 (occurrence 2).", run2)
+    backend.add_note(ref, "Seen again at 07:05 (occurrence 2).", run2)  # retried with its attachment
     backend.add_note(ref, "Seen again at 07:10 (occurrence 3).")
     backend.add_note(ref, "Seen again at 07:10 (occurrence 3).")  # a retry of the same delivery
     issue = redmine_lab.issue(ref.id)

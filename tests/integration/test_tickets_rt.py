@@ -72,7 +72,9 @@ def test_line_routes_to_a_queue(rt_lab: RTLab, backend: RTBackend) -> None:
 
 def test_notes_attachments_close_reopen(rt_lab: RTLab, backend: RTBackend) -> None:
     ref = backend.create(draft(fp()))
-    backend.add_note(ref, "Seen again (occurrence 2).", [Attachment("run-2.txt", b"97%\n", "text/plain")])
+    run2 = [Attachment("run-2.txt", b"97%\n", "text/plain")]
+    backend.add_note(ref, "Seen again (occurrence 2).", run2)
+    backend.add_note(ref, "Seen again (occurrence 2).", run2)  # retried with its attachment
     backend.add_note(ref, "Seen again (occurrence 3).")
     backend.add_note(ref, "Seen again (occurrence 3).")  # a retried delivery
     backend.close(ref, "Cleared: the re-check found 61%.")

@@ -20,7 +20,7 @@ reported as :class:`TicketRejected` naming the field, never taken as a match. ``
 and checks that the created issue kept the fingerprint (Redmine also drops a value for a field that is not
 enabled for the project or tracker). Status changes are read back, because Redmine ignores a status the
 workflow does not allow instead of refusing it. A note identical to the issue's latest note is not added
-again, so a retry after a crash does not double it.
+again (nor one with the same attachments), so a retry after a crash does not double it.
 """
 
 from __future__ import annotations
@@ -218,7 +218,7 @@ class RedmineBackend:
 
     def add_note(self, ref: TicketRef, text: str, attachments: Sequence[Attachment] = ()) -> None:
         issue = self._issue(ref)
-        if not attachments and _last_note(issue) == text:
+        if _last_note(issue) == text and _last_files(issue) == sorted(a.filename for a in attachments):
             log.info("redmine: issue #%s already has this note; not adding it again", ref.id)
             return
         self._update(ref, {"notes": text}, attachments, "add note")
@@ -294,6 +294,15 @@ def _field_value(issue: Mapping[str, Any], field_id: int) -> str | None:
             value = cf.get("value")
             return value if isinstance(value, str) else None
     return None
+
+
+def _last_files(issue: Mapping[str, Any]) -> list[str]:
+    """Names of the files attached by the latest journal that has a note (what a retried add_note would add)."""
+    journals = [j for j in issue.get("journals") or () if j.get("notes")]
+    if not journals:
+        return []
+    details = journals[-1].get("details") or ()
+    return sorted(str(d.get("new_value")) for d in details if d.get("property") == "attachment")
 
 
 def _last_note(issue: Mapping[str, Any]) -> str | None:

@@ -14,8 +14,8 @@ every queue and status and keeps only tickets that really carry the fingerprint;
 not is a :class:`TicketRejected` (the search did not do what was asked), never a match. ``create`` searches
 first and reads the new ticket back: RT silently drops a custom field that is not applied to the queue. Status
 changes go with the note (``POST /ticket/N/comment`` with ``Status``) and are read back, because RT reports a
-refused transition only as a message. A note identical to the ticket's latest comment/correspondence is not
-added again.
+refused transition only as a message. A note identical to the ticket's latest comment/correspondence (text and
+attachment names) is not added again.
 """
 
 from __future__ import annotations
@@ -171,7 +171,7 @@ class RTBackend:
         return self._ref(ticket_id)
 
     def add_note(self, ref: TicketRef, text: str, attachments: Sequence[Attachment] = ()) -> None:
-        if not attachments and self._last_message(ref) == text.strip():
+        if self._last_message(ref) == (text.strip(), sorted(a.filename for a in attachments)):
             log.info("rt: ticket #%s already has this note; not adding it again", ref.id)
             return
         self._message(ref, text, attachments, None)
@@ -186,7 +186,7 @@ class RTBackend:
     def _set_status(self, ref: TicketRef, note: str, status: str, *, inactive: bool) -> None:
         current = str(self._ticket(ref.id)["Status"])
         if (current in self.options.inactive_statuses) == inactive:  # done already: a retry, or a person did it
-            if note and self._last_message(ref) != note.strip():
+            if note and self._last_message(ref) != (note.strip(), []):
                 self._message(ref, note, (), None)
             return
         answer = self._message(ref, note, (), status)
@@ -209,8 +209,8 @@ class RTBackend:
         r = self.http.request("GET", f"/ticket/{int(ticket_id)}", what=f"read ticket #{ticket_id}", ok=(200,))
         return dict(r.json())
 
-    def _last_message(self, ref: TicketRef) -> str | None:
-        """The text of the ticket's latest comment or correspondence (for the no-double-note guard)."""
+    def _last_message(self, ref: TicketRef) -> tuple[str, list[str]] | None:
+        """Text and file names of the ticket's latest comment or correspondence (the no-double-note guard)."""
         r = self.http.request("GET", f"/ticket/{int(ref.id)}/history", what=f"read history of #{ref.id}",
                               ok=(200,), params={"fields": "Type", "orderby": "id", "order": "DESC",
                                                  "per_page": "20"})
@@ -218,12 +218,15 @@ class RTBackend:
         if txn is None:
             return None
         r = self.http.request("GET", f"/transaction/{int(txn['id'])}/attachments", what="read the latest note",
-                              ok=(200,), params={"fields": "ContentType,Filename,Content", "per_page": "20"})
+                              ok=(200,), params={"fields": "ContentType,Filename,Content", "per_page": "100"})
+        text, files = "", []
         for part in r.json().get("items", []):
-            if not part.get("Filename") and str(part.get("ContentType", "")).startswith("text/plain"):
+            if part.get("Filename"):
+                files.append(str(part["Filename"]))
+            elif str(part.get("ContentType", "")).startswith("text/plain") and not text:
                 # REST2 lists Content as text here (only /attachment/N encodes it in base64)
-                return str(part.get("Content") or "").strip()
-        return None
+                text = str(part.get("Content") or "").strip()
+        return text, sorted(files)
 
     def _carries(self, ticket: Mapping[str, Any], fingerprint: str) -> bool:
         field = self.options.fingerprint_field
