@@ -94,6 +94,7 @@ class Agent:
             self.archive_schedule = ArchiveSchedule(
                 str(Path(inv.file).resolve()), cfg.data.resolve(), cfg.archive.interval, cfg.archive.timeout
             )
+            self.exposition.extra.append(self.archive_schedule.render)
         from diag.api import mount as mount_api  # /api/ and /ui: Falcon and the stores load on the first request
 
         self.api = mount_api(self.app, cfg, inv)

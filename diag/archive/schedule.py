@@ -35,6 +35,10 @@ class ArchiveSchedule:
         self.runs = 0
         self.last_failed = 0
         self.last_duration_s = 0.0
+        self.failed_runs = 0
+        self.last_run_at = 0.0
+        self.sources: dict[tuple[str, str], tuple[bool, int]] = {}  # (target, source) -> (ok, latest version)
+        self._text = b""
         self._stop = threading.Event()
         self._proc: subprocess.Popen[bytes] | None = None
         self._thread: threading.Thread | None = None
@@ -75,6 +79,8 @@ class ArchiveSchedule:
         except subprocess.TimeoutExpired:
             log.error("archive: the fetch run took longer than %g s; stopped", self.timeout)
             self._kill()
+            self.failed_runs += 1
+            self._render()
             return None
         finally:
             self.last_duration_s = time.monotonic() - started
@@ -82,7 +88,9 @@ class ArchiveSchedule:
             return None  # stopped with the agent: its output is cut short, not a result
         rc = self._proc.returncode
         self.runs += 1
+        self.last_run_at = time.time()
         self._report(rc, out, err)
+        self._render()
         return rc
 
     def _report(self, rc: int, out: bytes, err: bytes) -> None:
@@ -95,7 +103,11 @@ class ArchiveSchedule:
             tail = err.decode(errors="replace").strip().splitlines()[-3:]
             log.error("archive: fetch exited %d: %s", rc, " | ".join(tail) or "no output")
             self.last_failed = -1
+            self.failed_runs += 1
             return
+        for s in statuses:
+            if isinstance(s, dict) and isinstance(s.get("target"), str) and isinstance(s.get("source"), str):
+                self.sources[(s["target"], s["source"])] = (s.get("state") != "error", int(s.get("version") or 0))
         failed = [s for s in statuses if isinstance(s, dict) and s.get("state") == "error"]
         changed = sum(1 for s in statuses if isinstance(s, dict) and s.get("state") in ("new", "changed"))
         self.last_failed = len(failed)
@@ -108,6 +120,42 @@ class ArchiveSchedule:
         )
         for s in failed:
             log.warning("archive: %s %s: %s", s.get("target"), s.get("source"), s.get("reason"))
+
+    def _render(self) -> None:
+        """The ``diag_archive_*`` families as exposition text, made once per run (scrapes only read it)."""
+        from diag.exporters.prometheus import encode_metrics
+        from diag.model import Metric
+
+        runs = Metric("diag_archive_runs", "Scheduled configuration fetch runs that finished.", "counter")
+        failed = Metric(
+            "diag_archive_run_failures", "Scheduled fetch runs that timed out or could not run at all.", "counter"
+        )
+        last = Metric("diag_archive_last_run_timestamp_seconds", "When the last scheduled fetch run ended (Unix time).")
+        duration = Metric("diag_archive_last_run_duration_seconds", "How long the last scheduled fetch run took.")
+        ok = Metric(
+            "diag_archive_fetch_success",
+            "Whether the last fetch of this configuration source succeeded (1) or failed (0).",
+            label_names=("target", "source"),
+        )
+        version = Metric(
+            "diag_archive_version",
+            "The latest stored version of this configuration source.",
+            label_names=("target", "source"),
+        )
+        runs.add(self.runs)
+        failed.add(self.failed_runs)
+        if self.last_run_at:
+            last.add(self.last_run_at)
+        duration.add(self.last_duration_s)
+        for (target, source), (good, v) in sorted(self.sources.items()):
+            ok.add(1 if good else 0, target, source)
+            if v:
+                version.add(v, target, source)
+        self._text = encode_metrics([runs, failed, last, duration, ok, version])
+
+    def render(self) -> bytes:
+        """For the agent's ``/metrics`` (``Exposition.extra``)."""
+        return self._text
 
     def _kill(self) -> None:
         proc = self._proc

@@ -174,4 +174,9 @@ def test_the_agent_fetches_on_its_schedule(ssh_lab: Lab, tmp_path: Path, start_a
     status = archive.status("dead", str(app))
     assert status is not None and status.state == "error" and "connection refused" in (status.reason or "")
     wait_for(lambda: "archive: dead" in agent.stderr(), timeout=30, what="the failed source in the agent's log")
+    version2 = f'diag_archive_version{{source="{app}",target="h01"}} 2.0'
+    text = wait_for(lambda: next((t for t in [agent.metrics()] if version2 in t), None), 30, what="the run's metrics")
+    assert f'diag_archive_fetch_success{{source="{app}",target="dead"}} 0.0' in text
+    assert f'diag_archive_fetch_success{{source="{app}",target="h01"}} 1.0' in text
+    assert "diag_archive_runs_total " in text and "diag_archive_last_run_duration_seconds " in text
     assert agent.stop() == 0
