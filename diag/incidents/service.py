@@ -122,19 +122,25 @@ class IncidentService:
         for state in ("pending", "parked"):
             depth.add(d.get(state, 0), state)
         c = self.store.counters()
+        # The label values known in advance are exported at 0 before their first event: a series that is born at 1
+        # has no increase() in Prometheus, so an alert on the first SLA breach would never fire.
         families = [
-            ("deliveries", "diag_incidents_deliveries", "Deliveries the ticket system accepted.", "action"),
-            ("delivery_failures", "diag_incidents_delivery_failures", "Deliveries that failed.", "reason"),
-            ("sla_breaches", "diag_incidents_sla_breaches", "SLA clocks that ran out.", "kind"),
-            ("opened", "diag_incidents_opened", "Incidents opened.", "classification"),
-            ("resolved", "diag_incidents_resolved", "Incidents resolved after a verifying re-check.", "classification"),
-        ]
+            ("deliveries", "diag_incidents_deliveries", "Deliveries the ticket system accepted.", "action",
+             ("open", "note", "close", "reopen")),
+            ("delivery_failures", "diag_incidents_delivery_failures", "Deliveries that failed.", "reason",
+             ("unavailable", "rejected")),
+            ("sla_breaches", "diag_incidents_sla_breaches", "SLA clocks that ran out.", "kind", ("respond", "resolve")),
+            ("opened", "diag_incidents_opened", "Incidents opened.", "classification", ("typical", "atypical")),
+            ("resolved", "diag_incidents_resolved", "Incidents resolved after a verifying re-check.", "classification",
+             ("typical", "atypical")),
+        ]  # fmt: skip
         out = [open_, states, depth]
-        for key, name, help_, label in families:
+        for key, name, help_, label, known in families:
             m = Metric(name, help_, "counter", (label,))
-            for (n, lv), v in sorted(c.items()):
-                if n == key:
-                    m.add(v, lv)
+            values = {lv: 0.0 for lv in known}
+            values.update({lv: v for (n, lv), v in c.items() if n == key})
+            for lv, v in sorted(values.items()):
+                m.add(v, lv)
             out.append(m)
         reopened = Metric("diag_incidents_reopened", "Incidents reopened by a recurrence.", "counter")
         reopened.add(c.get(("reopened", ""), 0.0))

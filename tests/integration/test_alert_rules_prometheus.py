@@ -2,7 +2,8 @@
 
 Conditions: a 4 MiB tmpfs filled step by step to 97% (the agent's filesystem probe watches it), a veth whose
 peer in our namespace is set down (the netdev probe sees it administratively up, operationally down), a FIFO in
-the textfile probe's directory (a read that blocks: the probe times out and fails), a port of a real snmpd set
+the textfile probe's directory (a read that blocks: the probe times out and fails), the incident the down veth
+opens (its 1 s respond clock runs out), a port of a real snmpd set
 down behind its veth peer (IF-MIB via the agent's /snmp), and an SNMP target with nothing listening. The rule
 files are the ones in deploy/ with every ``for:`` shortened to 2 s; Prometheus evaluates every second. The test
 reads /api/v1/alerts and checks that each alert fires with its labels and annotations. Ports 20400-20449,
@@ -78,13 +79,22 @@ class Stack:
     textfile: {{interval: 1, timeout: 1, directory: {textfile}}}
     diskhealth: {{enabled: false}}
     logscan: {{enabled: false}}
+  incidents:
+    open_after: 0
+    tick: 1s
+    # every priority's respond clock is 1 s (the shipped KB's disk-full entry keeps its own 30m)
+    sla:
+      urgent: {{respond: 1s, resolve: 1h}}
+      high: {{respond: 1s, resolve: 1h}}
+      normal: {{respond: 1s, resolve: 1h}}
+      low: {{respond: 1s, resolve: 1h}}
 hosts:
   sw1:
     address: {self.lab.address}
     snmp: {{version: 2c, community: "env:DGP_SNMP_COMMUNITY", timeout: 1, retries: 0}}
   deadsw:
     address: 127.0.0.1
-    snmp: {{version: 2c, community: "env:DGP_SNMP_COMMUNITY", port: {free_port(PORTS)}, timeout: 1, retries: 0}}
+    snmp: {{version: 2c, community: "env:DGP_SNMP_COMMUNITY", port: 20449, timeout: 1, retries: 0}}  # UDP: nobody
 """
         )
         log = self.root / "agent.log"
@@ -213,6 +223,17 @@ def test_interface_down_fires_for_that_interface_only(stack: Stack) -> None:
     assert "network-path" in alert["annotations"]["description"]
     firing = [a for a in stack.prom.alerts() if a["labels"]["alertname"] == "DiagNetworkInterfaceDown"]  # type: ignore[union-attr]
     assert all(a["labels"]["device"] != "lo" for a in firing)
+
+
+def test_incident_from_the_down_interface_breaches_its_sla(stack: Stack) -> None:
+    # the down veth is a link_down finding -> an incident (KB: typical, L1) whose 1 s respond clock runs out
+    breach = stack.wait_firing("DiagIncidentSlaBreached", kind="respond")
+    assert breach["labels"]["severity"] == "warning" and breach["labels"]["area"] == "support"
+    _check_annotations(breach, "ran out of their respond time")
+    critical = stack.wait_firing("DiagIncidentCriticalOpen")
+    assert critical["labels"]["line"] in {"L1", "L2", "L3"} and critical["labels"]["severity"] == "warning"
+    _check_annotations(critical, "critical incident(s) open")
+    assert stack.firing("DiagTicketDeliveryFailing") is None  # the embedded ticket store takes the deliveries
 
 
 def test_failing_probe_fires_with_the_probe_label(stack: Stack) -> None:

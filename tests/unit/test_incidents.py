@@ -296,6 +296,7 @@ def test_sla_breach_escalates_notes_and_counts(svc: IncidentService, clock: Cloc
     assert next(o.detail for o in svc.engine.tick()).startswith("SLA breach: not resolved")
     text = svc.render().decode()
     assert 'diag_incidents_sla_breaches_total{kind="respond"} 1.0' in text
+    assert 'diag_incidents_delivery_failures_total{reason="rejected"} 0.0' in text  # known labels start at 0
     assert 'diag_incidents_open{classification="typical",line="L3",severity="critical"} 1.0' in text
     (t,) = tickets(svc)
     notes = [n["text"] for n in svc.backend.ticket(t["id"])["notes"]]  # type: ignore[attr-defined]
