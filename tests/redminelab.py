@@ -4,7 +4,7 @@ Each lab is its own Redmine *instance* (Debian's multi-tenancy: ``/var/lib/redmi
 log/, tmp/; ``X_DEBIAN_SITEID=NAME`` selects it), so it never touches the package's ``default`` instance and
 several labs can run at once on different ports. Its sqlite database is a fresh copy of a template that is built
 once per Redmine version and set-up script (migrate, default data, then ``rails runner``: REST on, the fingerprint
-custom field, a project, an admin API key) and cached in ``/var/tmp/diag-tests``; building it takes ~30 s, a
+custom field, two projects, an admin API key) and cached in ``/var/tmp/diag-tests``; building it takes ~30 s, a
 start from it ~10 s.
 
 Facts measured on Debian 12 (see docs/tickets.md): the package's setup fails with bookworm's default bundler
@@ -84,6 +84,12 @@ p.is_public = false
 p.tracker_ids = trackers
 p.enabled_module_names = ['issue_tracking']
 p.save!
+other = Project.find_or_initialize_by(identifier: 'other')
+other.name = 'another team'
+other.is_public = false
+other.tracker_ids = trackers
+other.enabled_module_names = ['issue_tracking']
+other.save!
 admin = User.find_by_login('admin')
 admin.must_change_passwd = false
 admin.mail_notification = 'none'

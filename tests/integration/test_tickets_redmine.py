@@ -127,6 +127,16 @@ def test_close_and_reopen(redmine_lab: RedmineLab, backend: RedmineBackend) -> N
     assert backend.find(draft(fp()).fingerprint) is None
 
 
+def test_an_issue_moved_to_another_project(redmine_lab: RedmineLab, backend: RedmineBackend) -> None:
+    f = fp()
+    ref = backend.create(draft(f))
+    assert redmine_lab.api("PUT", f"/issues/{ref.id}.json", {"issue": {"project_id": "other"}})[0] == 204
+    assert redmine_lab.issue(ref.id)["project"]["name"] == "another team"
+    assert backend.find(f) is None  # searched in the configured project only
+    everywhere = build("redmine", redmine_lab.backend_config(search_all_projects=True))
+    assert everywhere.find(f) == ref
+
+
 def test_resolved_is_refused_as_closed_status(redmine_lab: RedmineLab) -> None:
     b = build("redmine", redmine_lab.backend_config(closed_status="Resolved"))
     with pytest.raises(TicketRejected, match=r"'Resolved' is not a closed status.*Closed, Rejected"):

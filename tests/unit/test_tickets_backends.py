@@ -48,6 +48,9 @@ def test_email_options_take_from_and_need_a_recipient() -> None:
     assert isinstance(b, EmailBackend) and b.domain == "example.org" and b.options.security == "starttls"
     with pytest.raises(TicketRejected, match="'to' needs at least one address"):
         build("email", {"host": "127.0.0.1", "from": "diag@example.org", "to": []})
+    with pytest.raises(ConfigError, match="username/password need security: starttls or tls"):
+        build("email", {"host": "127.0.0.1", "from": "diag@example.org", "to": ["ops@example.org"],
+                        "security": "none", "username": "diag", "password": "env:X"})
 
 
 def test_webhook_signature_is_hmac_over_timestamp_dot_body() -> None:

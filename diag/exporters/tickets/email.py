@@ -33,6 +33,7 @@ from typing import Any, Literal
 
 import msgspec
 
+from diag.errors import ConfigError
 from diag.exporters.tickets.base import (
     BACKENDS,
     Attachment,
@@ -84,6 +85,9 @@ class EmailBackend:
     def __init__(self, options: Options) -> None:
         if not options.to:
             raise TicketRejected("ticket backend email: 'to' needs at least one address")
+        if options.username and options.security == "none":
+            # AUTH PLAIN/LOGIN over a clear connection hands the password to anyone on the path
+            raise ConfigError("ticket backend email: username/password need security: starttls or tls")
         self.options = options
         self._password = secret(NAME, "password", options.password)
         self.domain = options.domain or options.from_addr.rpartition("@")[2] or "localhost"
