@@ -14,7 +14,8 @@ probe cycle is also timed probe by probe (with the CPU of the helper programs th
 re-render and gzip that the first scrape after a cycle pays. The line "all costs in" adds scrape,
 re-render and one probe cycle for a 15 s probe interval and a 15 s scrape interval.
 
-Usage: .venv/bin/python bench/agent_vs_node_exporter.py [--scrapes 100] [--idle 60]
+Usage: .venv/bin/python bench/agent_vs_node_exporter.py [--scrapes 100] [--idle 60] [--incidents]
+(--incidents: the default agent also runs the incident engine, agent.incidents: {}, for its RSS)
 Prints everything; asserts nothing.
 """
 
@@ -121,8 +122,10 @@ def samples(text: str) -> tuple[int, int]:
     return len(lines), len(host)
 
 
-def start_diag(tmp: Path, name: str, port: int, probe_interval: float | None) -> subprocess.Popen[bytes]:
-    lines = ["hosts: {}", "agent:", "  probes:"]
+def start_diag(
+    tmp: Path, name: str, port: int, probe_interval: float | None, extra: str = ""
+) -> subprocess.Popen[bytes]:
+    lines = ["hosts: {}", "agent:", *([f"  {extra}"] if extra else []), "  probes:"]
     if probe_interval is not None:
         sys.path.insert(0, str(ROOT))
         from diag import config
@@ -226,6 +229,7 @@ def main() -> int:
     ap.add_argument("--cycles", type=int, default=20, help="probe cycles timed in-process")
     ap.add_argument("--idle", type=float, default=60.0, help="seconds of probe-only CPU on the default agent")
     ap.add_argument("--ports", default="19250,19251,19252", help="diag (quiet), node_exporter, diag (default)")
+    ap.add_argument("--incidents", action="store_true", help="the default agent also runs the incident engine")
     args = ap.parse_args()
     p_quiet, p_ne, p_default = (int(p) for p in args.ports.split(","))
 
@@ -235,7 +239,9 @@ def main() -> int:
         try:
             quiet = start_diag(tmp, "diag-quiet", p_quiet, probe_interval=3600)
             procs.append(quiet)
-            default = start_diag(tmp, "diag-default", p_default, probe_interval=None)
+            default = start_diag(
+                tmp, "diag-default", p_default, probe_interval=None, extra="incidents: {}" if args.incidents else ""
+            )
             procs.append(default)
             ne_log = (tmp / "node_exporter.log").open("wb")
             ne = subprocess.Popen(

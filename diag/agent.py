@@ -44,6 +44,18 @@ def _limit_malloc_arenas(arenas: int = 2) -> None:
         log.debug("cannot tune malloc: %s", e)
 
 
+def _trim_malloc() -> None:
+    """Give the heap that start-up freed (module compilation, YAML parsing) back to the system (glibc only)."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None)
+        if hasattr(libc, "malloc_trim"):
+            libc.malloc_trim(0)
+    except OSError as e:
+        log.debug("cannot trim malloc: %s", e)
+
+
 class Agent:
     """Wires inventory, probes, scheduler, exporter and HTTP together; usable without the CLI."""
 
@@ -139,6 +151,7 @@ class Agent:
         # need not walk it again on every full collection.
         gc.collect()
         gc.freeze()
+        _trim_malloc()
         self.server.start()
         if self.incidents is not None:
             self.incidents.start()

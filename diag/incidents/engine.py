@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from diag.incidents import bundle, sla
-from diag.incidents.knowledge import Facts, KnowledgeBase
+from diag.incidents.knowledge import Facts, HypothesisProvider, KnowledgeBase
 from diag.incidents.masking import Masker
 from diag.incidents.settings import Settings
 from diag.incidents.store import OPEN_STATES, Incident, Store
@@ -110,6 +110,7 @@ class Engine:
         groups: Mapping[str, Sequence[str]] | None = None,
         masker: Masker | None = None,
         clock: Callable[[], float] = time.time,
+        providers: Sequence[HypothesisProvider] | None = None,
     ) -> None:
         self.store = store
         self.settings = settings
@@ -118,6 +119,7 @@ class Engine:
         self.groups = {h: tuple(g) for h, g in (groups or {}).items()}
         self.masker = masker or Masker(settings.mask_patterns, settings.mask_defaults)
         self.clock = clock
+        self.providers = providers  # None: every provider registered in knowledge.PROVIDERS
         self._lock = store.engine_lock()  # across processes too when the store is shared (PostgreSQL)
         self._deferred: dict[str, _Deferred] = {}
         self._rechecks: dict[str, Recheck] = {}
@@ -181,14 +183,27 @@ class Engine:
             self._rechecks[scope] = rc
         out = self._ingest(source, [(f, scope) for scope, fs in reports.items() for f in fs], now)
         floor = SEVERITY_RANK[self.settings.min_severity]
+        waiting: dict[str, list[Incident]] = {}  # scope -> incidents whose re-check is due
         with self._lock:
             for scope, findings in reports.items():
                 present = {f.fingerprint for f in findings if SEVERITY_RANK.get(f.severity, 0) >= floor}
-                gone = [i for i in self.store.in_scope(scope) if i.fingerprint not in present]
-                rechecked: list[Finding] | None = None
-                for inc in gone:
-                    action, rechecked = self._absent(inc, source, scope, now, rechecked)
-                    out.append(action)
+                for inc in self.store.in_scope(scope):
+                    if inc.fingerprint not in present:
+                        action = self._absent(inc, source, scope, now)
+                        if action is None:
+                            waiting.setdefault(scope, []).append(inc)
+                        else:
+                            out.append(action)
+        # Re-checks run without the engine lock (a playbook over SSH takes seconds), one per scope.
+        for scope, incs in waiting.items():
+            try:
+                rechecked: list[Finding] | Exception = list(self._rechecks[scope]())
+            except Exception as e:  # a failed re-check proves nothing: the incidents stay open
+                log.warning("re-check of %s failed: %s", scope, e)
+                rechecked = e
+            with self._lock:
+                for inc in incs:
+                    out.append(self._after_recheck(inc, source, scope, now, rechecked))
         self._changed()
         return out
 
@@ -203,18 +218,21 @@ class Engine:
     ) -> Outcome:
         """A push source reports the condition gone: resolve once ``verify()`` confirms (maybe after hysteresis)."""
         now = self.clock() if now is None else now
+        d = _Deferred(verify, evidence, source)
         with self._lock:
             inc = self.store.live(fingerprint)
             if inc is None:
                 return Outcome("unknown", None, fingerprint, "no live incident")
             if inc.state in ("pending", "suppressed", "impact"):
                 out = self._quiet_end(inc, source, now, f"{source} reports it cleared")
-            elif now - inc.last_seen < self.settings.close_after:
-                self._deferred[fingerprint] = _Deferred(verify, evidence, source)
+                self._changed()
+                return out
+            if now - inc.last_seen < self.settings.close_after:
+                self._deferred[fingerprint] = d
                 self._to_clearing(inc, source, now, f"{source} reports it cleared; re-check after hysteresis")
-                out = Outcome("deferred", inc.id, fingerprint, "re-check after close_after")
-            else:
-                out = self._verify_push(inc, _Deferred(verify, evidence, source), now)
+                self._changed()
+                return Outcome("deferred", inc.id, fingerprint, "re-check after close_after")
+        out = self._verify_push(inc, d, now)
         self._changed()
         return out
 
@@ -224,6 +242,7 @@ class Engine:
         """Run deferred re-checks that are due and look at SLA clocks."""
         now = self.clock() if now is None else now
         out: list[Outcome] = []
+        due: list[tuple[Incident, _Deferred]] = []
         with self._lock:
             for fp, d in list(self._deferred.items()):
                 inc = self.store.live(fp)
@@ -232,7 +251,10 @@ class Engine:
                     continue
                 wait = self.settings.close_after
                 if now - inc.last_seen >= wait and (d.attempts == 0 or now - d.last_try >= wait):
-                    out.append(self._verify_push(inc, d, now))
+                    due.append((inc, d))
+        for inc, d in due:  # outside the lock: a re-check may take seconds (a playbook over SSH)
+            out.append(self._verify_push(inc, d, now))
+        with self._lock:
             out.extend(self._sla(now))
         self._changed()
         return out
@@ -374,7 +396,8 @@ class Engine:
             n = self.store.count(fp)
             facts = Facts.of(f)
             facts.text = self.masker.text(facts.text)
-            klass = self.kb.classify(facts)
+            facts.first_seen = now
+            klass = self.kb.classify(facts, self.providers)
             category = category or klass.category
             never = self._never(category)
             evidence = self._masked_evidence(f)
@@ -602,21 +625,19 @@ class Engine:
             self.store.update(c, inc)
             return Outcome(kind, inc.id, inc.fingerprint)
 
-    def _absent(
-        self, inc: Incident, source: str, scope: str, now: float, rechecked: list[Finding] | None
-    ) -> tuple[Outcome, list[Finding] | None]:
+    def _absent(self, inc: Incident, source: str, scope: str, now: float) -> Outcome | None:
+        """Handle an incident its scope no longer reports; None when its re-check is due (the caller runs it)."""
         if inc.state in ("pending", "suppressed", "impact"):
-            return self._quiet_end(inc, source, now, f"{source} no longer finds it"), rechecked
+            return self._quiet_end(inc, source, now, f"{source} no longer finds it")
         if inc.state == "open":
             self._to_clearing(
                 inc, source, now, f"{source} no longer finds it; resolving after hysteresis and a re-check"
             )
             if self.settings.close_after > 0:
-                return Outcome("clearing", inc.id, inc.fingerprint), rechecked
+                return Outcome("clearing", inc.id, inc.fingerprint)
         if now - inc.last_seen < self.settings.close_after:
-            return Outcome("clearing", inc.id, inc.fingerprint, "within hysteresis"), rechecked
-        recheck = self._rechecks.get(scope)
-        if recheck is None:
+            return Outcome("clearing", inc.id, inc.fingerprint, "within hysteresis")
+        if scope not in self._rechecks:
             with self.store.tx() as c:
                 if not inc.doc.get("no_verifier"):
                     inc.doc["no_verifier"] = True
@@ -624,15 +645,21 @@ class Engine:
                         c, inc.id, source, "unverified", "gone, but no re-check is available; stays open", now
                     )
                     self.store.update(c, inc)
-            return Outcome("still_open", inc.id, inc.fingerprint, "no re-check available"), rechecked
-        if rechecked is None:
-            try:
-                rechecked = list(recheck())
-            except Exception as e:  # a failed re-check proves nothing: the incident stays open
-                log.warning("re-check of %s failed: %s", scope, e)
-                with self.store.tx() as c:
-                    self.store.event(c, inc.id, source, "verify_failed", f"the re-check of {scope} failed: {e}", now)
-                return Outcome("still_open", inc.id, inc.fingerprint, "re-check failed"), rechecked
+            return Outcome("still_open", inc.id, inc.fingerprint, "no re-check available")
+        return None
+
+    def _after_recheck(
+        self, inc: Incident, source: str, scope: str, now: float, rechecked: list[Finding] | Exception
+    ) -> Outcome:
+        current = self.store.live(inc.fingerprint)
+        if current is None or current.id != inc.id or current.state != "clearing" or current.last_seen > inc.last_seen:
+            return Outcome("still_open", inc.id, inc.fingerprint, "seen again during the re-check")
+        inc = current
+        if isinstance(rechecked, Exception):
+            with self.store.tx() as c:
+                text = f"the re-check of {scope} failed: {rechecked}"
+                self.store.event(c, inc.id, source, "verify_failed", text, now)
+            return Outcome("still_open", inc.id, inc.fingerprint, "re-check failed")
         floor = SEVERITY_RANK[self.settings.min_severity]
         still = [f for f in rechecked if f.fingerprint == inc.fingerprint and SEVERITY_RANK.get(f.severity, 0) >= floor]
         if still:
@@ -643,22 +670,34 @@ class Engine:
                     c, inc.id, source, "verify_failed", f"the re-check still finds: {still[0].summary}", now
                 )
                 self.store.update(c, inc)
-            return Outcome("still_open", inc.id, inc.fingerprint, "re-check still finds it"), rechecked
+            return Outcome("still_open", inc.id, inc.fingerprint, "re-check still finds it")
         note = (
             f"Resolved: {source} stopped finding {inc.check_id} on {inc.host} at "
             f"{bundle.when(inc.doc.get('clear_since'))}, it stayed away for {now - inc.last_seen:.0f} s, "
             f"and the re-check ({scope}) at {bundle.when(now)} confirms it."
         )
-        return self._resolve(inc, source, now, note, []), rechecked
+        return self._resolve(inc, source, now, note, [])
 
     def _verify_push(self, inc: Incident, d: _Deferred, now: float) -> Outcome:
+        """Run ``d.verify()`` without holding the engine lock, then apply its verdict under it."""
         d.attempts += 1
         d.last_try = now
+        seen = inc.last_seen
         try:
             v = d.verify()
         except Exception as e:  # a failed re-check proves nothing
             log.warning("re-check for incident %d failed: %s", inc.id, e)
             v = Verdict(False, f"The re-check could not run ({type(e).__name__}: {e}); the incident stays open.")
+        with self._lock:
+            current = self.store.live(inc.fingerprint)
+            if current is None or current.id != inc.id or current.state not in OPEN_STATES:
+                return Outcome("unknown", inc.id, inc.fingerprint, "the incident changed during the re-check")
+            if current.last_seen > seen:  # it fired again while the re-check ran: the re-check is stale
+                self._deferred.pop(inc.fingerprint, None)
+                return Outcome("still_open", inc.id, inc.fingerprint, "seen again during the re-check")
+            return self._apply_verdict(current, d, v, now)
+
+    def _apply_verdict(self, inc: Incident, d: _Deferred, v: VerdictLike, now: float) -> Outcome:
         evidence = [self.masker.data(e.to_dict()) for e in v.evidence]
         if d.evidence is not None:
             evidence.insert(0, self.masker.data(d.evidence.to_dict()))

@@ -212,6 +212,14 @@ def build(doc: yamlsrc.Doc, raw: Any, data: Path, path: yamlsrc.PathKey = ("agen
         url = getattr(spec.links, key)
         if url is not None and not url.startswith(("http://", "https://")):
             doc.problem((*path, "links", key), f"{key} must be an http(s) URL")
+    if spec.knowledge:  # the KB's own FILE:LINE problems, so `diag inventory validate` reports them too
+        from diag.errors import ConfigError
+        from diag.incidents.knowledge import KnowledgeBase
+
+        try:
+            KnowledgeBase.load([Path(p) for p in spec.knowledge])
+        except ConfigError as e:
+            doc.problems.extend(e.problems)
     settings = Settings(
         data=data,
         open_after=dur(("open_after",), spec.open_after),

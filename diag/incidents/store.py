@@ -227,6 +227,7 @@ class Store:
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=FULL")
         self.db.execute("PRAGMA foreign_keys=ON")
+        self.db.execute("PRAGMA cache_size=-256")  # KiB: the default 2 MiB page cache is the agent's RSS budget
         with self._lock:
             self.db.executescript(SCHEMA)
 

@@ -29,7 +29,8 @@ from diag.model import Finding
 from diag.remote import playbook
 from diag.remote.runner import run_check
 from diag.remote.ssh import SSHPool
-from tests.lab import LAB_USER, Lab
+from tests.conftest import wait_for
+from tests.lab import LAB_USER, Lab, port_open
 
 pytestmark = pytest.mark.integration
 
@@ -166,6 +167,10 @@ def test_a_dead_switch_is_one_incident_with_the_hosts_behind_it_as_impact(
         finally:
             subprocess.run(["ip", "-n", sw.netns, "link", "set", "eth0", "up"], check=True)
             subprocess.run(["ip", "-n", sw.netns, "route", "replace", "default", "via", sw.gateway], check=True)
+            # neighbour entries that failed during the outage would answer "no route" for a while yet
+            subprocess.run(["ip", "neigh", "flush", "dev", sw.veth], check=False)
+        for addr in [lab.host(n).address for n in ("h01", "hA", "hB", "hC")]:
+            wait_for(lambda a=addr: port_open(a, 22), 30, what=f"{addr} reachable again")
 
         report = runner.run(all4, pbs["alive"])
         assert [r.status for r in report.results] == ["ok"] * 4

@@ -83,6 +83,7 @@ class LocalTickets:
             self.db.row_factory = sqlite3.Row
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=FULL")
+            self.db.execute("PRAGMA cache_size=-256")  # KiB: the agent's RSS budget is tight
             self.db.executescript(_SCHEMA)
             if guard_duplicates:
                 self.db.execute("CREATE UNIQUE INDEX IF NOT EXISTS tickets_fp_unique ON tickets(fingerprint)")
