@@ -14,6 +14,7 @@ import hmac
 import os
 import threading
 from dataclasses import dataclass, field
+from typing import Any
 
 from diag.network import ber
 from diag.network.ber import BerError, enc_int, tlv
@@ -61,6 +62,16 @@ def localize(ku: bytes, engine_id: bytes, hash_name: str) -> bytes:
 
 
 def _cfb(key: bytes, iv: bytes, data: bytes, encrypt: bool) -> bytes:
+    """AES-128-CFB128: OpenSSL's, through the libcrypto that hashlib already loaded, else ``cryptography``."""
+    if len(key) != 16 or len(iv) != 16:
+        raise BerError("AES-128 needs a 16-octet key and IV")
+    lib = _libcrypto()
+    if lib is not None:
+        return _cfb_openssl(lib, key, iv, data, encrypt)
+    return _cfb_cryptography(key, iv, data, encrypt)
+
+
+def _cfb_cryptography(key: bytes, iv: bytes, data: bytes, encrypt: bool) -> bytes:
     from cryptography.hazmat.primitives.ciphers import Cipher, algorithms
 
     try:  # CFB moved to the "decrepit" namespace in cryptography 47
@@ -70,6 +81,68 @@ def _cfb(key: bytes, iv: bytes, data: bytes, encrypt: bool) -> bytes:
     cipher = Cipher(algorithms.AES(key), CFB(iv))
     ctx = cipher.encryptor() if encrypt else cipher.decryptor()
     return ctx.update(data) + ctx.finalize()
+
+
+_openssl: Any = None  # the bound libcrypto, False when there is none to use
+_openssl_lock = threading.Lock()
+
+
+def _libcrypto() -> Any:
+    """OpenSSL's libcrypto as hashlib loaded it (already mapped: binding it costs no memory), or None.
+
+    ``cryptography`` would do the same cipher but its bindings add ~7.6 MiB to the agent (docs/traps.md).
+    Only the six EVP calls of one cipher are bound, with their exact C signatures.
+    """
+    global _openssl
+    with _openssl_lock:
+        if _openssl is None:
+            _openssl = False
+            try:
+                import _hashlib  # noqa: F401 - makes sure libcrypto is loaded
+                import ctypes
+
+                with open("/proc/self/maps", encoding="utf-8") as maps:
+                    path = next((line.split()[-1] for line in maps if "/libcrypto.so" in line), None)
+                if path is not None:
+                    lib = ctypes.CDLL(path)
+                    vp, ip = ctypes.c_void_p, ctypes.POINTER(ctypes.c_int)
+                    lib.EVP_CIPHER_CTX_new.restype = vp
+                    lib.EVP_CIPHER_CTX_new.argtypes = []
+                    lib.EVP_CIPHER_CTX_free.restype = None
+                    lib.EVP_CIPHER_CTX_free.argtypes = [vp]
+                    lib.EVP_aes_128_cfb128.restype = vp
+                    lib.EVP_aes_128_cfb128.argtypes = []
+                    lib.EVP_CipherInit_ex.restype = ctypes.c_int
+                    lib.EVP_CipherInit_ex.argtypes = [vp, vp, vp, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_int]
+                    lib.EVP_CipherUpdate.restype = ctypes.c_int
+                    lib.EVP_CipherUpdate.argtypes = [vp, ctypes.c_char_p, ip, ctypes.c_char_p, ctypes.c_int]
+                    lib.EVP_CipherFinal_ex.restype = ctypes.c_int
+                    lib.EVP_CipherFinal_ex.argtypes = [vp, ctypes.c_char_p, ip]
+                    _openssl = lib
+            except (OSError, ImportError, AttributeError):  # no /proc, no OpenSSL-backed hashlib: cryptography
+                _openssl = False
+        return _openssl or None
+
+
+def _cfb_openssl(lib: Any, key: bytes, iv: bytes, data: bytes, encrypt: bool) -> bytes:
+    import ctypes
+
+    ctx = lib.EVP_CIPHER_CTX_new()
+    if not ctx:
+        raise MemoryError("EVP_CIPHER_CTX_new failed")
+    try:
+        if lib.EVP_CipherInit_ex(ctx, lib.EVP_aes_128_cfb128(), None, key, iv, 1 if encrypt else 0) != 1:
+            raise BerError("AES initialisation failed")
+        out = ctypes.create_string_buffer(len(data) + 16)  # CFB is a stream mode: never more than the input
+        n, m = ctypes.c_int(0), ctypes.c_int(0)
+        if lib.EVP_CipherUpdate(ctx, out, ctypes.byref(n), data, len(data)) != 1:
+            raise BerError("AES failed")
+        tail = ctypes.create_string_buffer(16)
+        if lib.EVP_CipherFinal_ex(ctx, tail, ctypes.byref(m)) != 1:
+            raise BerError("AES failed")
+        return out.raw[: n.value] + tail.raw[: m.value]
+    finally:
+        lib.EVP_CIPHER_CTX_free(ctx)
 
 
 def aes_iv(boots: int, engine_time: int, salt: bytes) -> bytes:

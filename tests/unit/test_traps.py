@@ -281,3 +281,16 @@ def test_engine_identity_persists_and_boots_grow(tmp_path: Path) -> None:
     e1, b1 = trapconfig.engine_identity(cfg, tmp_path)
     e2, b2 = trapconfig.engine_identity(cfg, tmp_path)
     assert e1 == e2 and b2 == b1 + 1 and 5 <= len(e1) <= 32
+
+
+def test_aes_cfb_through_openssl_matches_cryptography() -> None:
+    import os
+
+    assert usm._libcrypto() is not None  # Linux with an OpenSSL-backed hashlib: the bound path is the one used
+    for size in (0, 1, 15, 16, 17, 333, 1500):
+        key, iv, data = os.urandom(16), os.urandom(16), os.urandom(size)
+        sealed = usm._cfb(key, iv, data, encrypt=True)
+        assert sealed == usm._cfb_cryptography(key, iv, data, encrypt=True)
+        assert usm._cfb(key, iv, sealed, encrypt=False) == data
+    with pytest.raises(ber.BerError):
+        usm._cfb(b"short", bytes(16), b"x", encrypt=True)
