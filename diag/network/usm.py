@@ -2,8 +2,9 @@
 
 What a notification receiver needs: parse a v3 message, check its HMAC, decrypt AES-128-CFB, and
 build the Reports (engine-ID discovery, time window) and Responses it sends back. The primitives are
-the standard library's ``hashlib``/``hmac`` and ``cryptography``'s AES; only the protocol glue (key
-derivation and localisation, IV and HMAC placement) is written here, and the tests check it against
+the standard library's ``hashlib``/``hmac`` and OpenSSL's AES (the libcrypto hashlib loaded, through
+ctypes; ``cryptography`` where there is none); only the protocol glue (key derivation and localisation,
+IV and HMAC placement) is written here, and the tests check it against
 net-snmp's ``snmptrap``/``snmpinform``. docs/traps.md says why this and not pysnmp (measured).
 """
 
