@@ -91,6 +91,14 @@ def test_notes_attachments_close_reopen(rt_lab: RTLab, backend: RTBackend) -> No
     ]
 
 
+def test_correspond_mode_writes_to_the_requestors(rt_lab: RTLab) -> None:
+    b = build("rt", rt_lab.backend_config(note="correspond", requestors=["noc@diaglab.invalid"]))
+    ref = b.create(draft(fp()))
+    b.add_note(ref, "We are on it.")
+    assert [r["id"] for r in rt_lab.ticket(ref.id)["Requestor"]] == ["noc@diaglab.invalid"]
+    assert [(m["type"], m["text"].strip()) for m in rt_lab.messages(ref.id)][-1] == ("Correspond", "We are on it.")
+
+
 def test_subject_tag_mode(rt_lab: RTLab) -> None:
     b = build("rt", rt_lab.backend_config(fingerprint_field=None, queue="No field"))
     f = fp()
