@@ -99,6 +99,8 @@ class Agent:
         from diag.alertmanager import mount  # POST /api/v1/alertmanager; its parts import only when configured
 
         self.alerts = mount(self.app, cfg, inv, self.incidents.engine if self.incidents is not None else None)
+        if self.alerts is not None:
+            self.exposition.extra.append(self.alerts.render)  # diag_alertmanager_*
         self.archive_schedule: ArchiveSchedule | None = None
         if cfg.archive is not None and inv is not None:  # fetches run in a child process: no paramiko here
             from diag.archive.schedule import ArchiveSchedule

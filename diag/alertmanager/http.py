@@ -31,6 +31,7 @@ def handler(receiver: Receiver, credential: Credential, max_body: int) -> Any:
         try:
             credential.check(environ.get("HTTP_AUTHORIZATION"))
         except Denied as e:
+            receiver.count("notifications", "denied")
             log.warning(
                 "alertmanager receiver: refused a request from %s: %s",
                 environ.get("REMOTE_ADDR", "?"),
@@ -40,10 +41,12 @@ def handler(receiver: Receiver, credential: Credential, max_body: int) -> Any:
             raise HTTPError(e.status, str(e), [("WWW-Authenticate", e.challenge)] if e.challenge else []) from None
         ctype = environ.get("CONTENT_TYPE", "").split(";", 1)[0].strip().lower()
         if ctype != "application/json":
+            receiver.count("notifications", "bad_payload")
             raise HTTPError("415 Unsupported Media Type", f"Content-Type must be application/json, not {ctype!r}")
         try:
             msg = decode(body)
         except PayloadError as e:
+            receiver.count("notifications", "bad_payload")
             log.warning("alertmanager receiver: refused a payload: %s", e, extra={"event": "alertmanager_bad_payload"})
             raise HTTPError("400 Bad Request", str(e)) from None
         try:

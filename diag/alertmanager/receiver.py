@@ -31,7 +31,7 @@ from diag.alertmanager.payload import Alert, Message
 from diag.alertmanager.queue import JobStore
 from diag.errors import ConfigError
 from diag.inventory import Host
-from diag.model import SEVERITY_RANK, Evidence, Finding
+from diag.model import SEVERITY_RANK, Evidence, Finding, Metric
 
 if TYPE_CHECKING:
     from diag.alertmanager.engine import IncidentSink
@@ -117,7 +117,7 @@ class Receiver:
         self._executor = ThreadPoolExecutor(max_workers=cfg.workers, thread_name_prefix="diag-alert")
         self._idle = threading.Condition(self._lock)
         self._closing = False
-        self.counters: dict[str, int] = {}
+        self.counters: dict[tuple[str, str], int] = {}  # (family, label value) -> count, for /metrics and /healthz
         self._kb_playbooks: dict[str, Any] = {}  # playbook name -> Playbook, or None when it cannot be loaded
         self.store = JobStore(data / "alertmanager.sqlite")
         left = self.store.pending()
@@ -132,13 +132,13 @@ class Receiver:
         """Queue every alert of the message; Busy when the queue is full. Returns what was accepted."""
         with self._lock:
             if self._pending + len(msg.alerts) > self.cfg.max_pending:
-                self._count("notifications_refused")
+                self.count("notifications", "busy")
                 raise Busy(f"{self._pending} alerts are waiting (max_pending {self.cfg.max_pending}); retry later")
-            self._count("notifications")
+            self.count("notifications", "accepted")
             # On disk before the 202 goes out: Alertmanager will not send an acknowledged notification again.
             ids = self.store.add(msg.alerts, msg.externalURL)
             for job_id, alert in zip(ids, msg.alerts, strict=True):
-                self._count(f"alerts_{alert.status}")
+                self.count("alerts", alert.status)
                 self._enqueue(Job(job_id, alert, msg.externalURL))
             pending = self._pending
         if msg.truncatedAlerts:
@@ -159,13 +159,44 @@ class Receiver:
         self._queues[job.alert.key] = deque([job])
         self._executor.submit(self._drain, job.alert.key)
 
-    def _count(self, name: str) -> None:
-        self.counters[name] = self.counters.get(name, 0) + 1
+    def count(self, family: str, label: str) -> None:
+        """Count an event (callers that do not hold the lock may call it: a lost increment is not possible here,
+        dict updates of one key are atomic under the GIL, and the figures are for monitoring)."""
+        key = (family, label)
+        self.counters[key] = self.counters.get(key, 0) + 1
 
     def status(self) -> dict[str, Any]:
         """For ``/healthz``: alerts waiting or being worked on, firing alerts remembered, and counters."""
         with self._lock:
-            return {"pending": self._pending, "firing": len(self._states), **dict(sorted(self.counters.items()))}
+            counts = {f"{fam}_{lbl}": n for (fam, lbl), n in sorted(self.counters.items())}
+            return {"pending": self._pending, "firing": len(self._states), **counts}
+
+    def metrics(self) -> list[Metric]:
+        """``diag_alertmanager_*`` for the agent's /metrics."""
+        families = [
+            ("notifications", "result", "Webhook notifications by how the receiver answered them."),
+            ("alerts", "status", "Alerts accepted, by their status (firing or resolved)."),
+            ("diagnoses", "status", "Diagnosis playbook runs by host status (ok, findings, unreachable, ...)."),
+            ("rechecks", "result", "Verifying re-checks of resolved alerts: cleared, or the incident kept open."),
+        ]
+        out = []
+        for fam, label, help_ in families:
+            m = Metric(f"diag_alertmanager_{fam}", help_, "counter", (label,))
+            for (f, lv), n in sorted(self.counters.items()):
+                if f == fam:
+                    m.add(n, lv)
+            out.append(m)
+        with self._lock:
+            pending = self._pending
+        out.append(
+            Metric("diag_alertmanager_pending_alerts", "Alerts accepted and not handed to the engine yet.").add(pending)
+        )
+        return out
+
+    def render(self) -> bytes:
+        from diag.exporters.prometheus import encode_metrics
+
+        return encode_metrics(self.metrics())
 
     def _drain(self, key: str) -> None:
         while True:
@@ -264,7 +295,9 @@ class Receiver:
         )
 
         def verify() -> Verdict:
-            return self.verify(a, host, route, state.diagnosis if state else None)
+            verdict = self.verify(a, host, route, state.diagnosis if state else None)
+            self.count("rechecks", "cleared" if verdict.cleared else "kept_open")
+            return verdict
 
         outcome = self.engine.resolve(SOURCE, fp, verify, mapping.alert_evidence(a, job.external_url))
         self._states.pop(a.key, None)
@@ -358,8 +391,7 @@ class Receiver:
         if r.error:
             evidence.append(Evidence("text", f"diagnosis {r.status}", r.error, {"status": r.status}))
         d = Diagnosis(pb.name, r.status, r.error, list(r.findings), evidence, r.duration_s)
-        with self._lock:
-            self._count(f"diagnoses_{r.status}")
+        self.count("diagnoses", r.status)
         log.info(
             "diagnosis %s on %s: %s, %d findings in %.2f s",
             pb.name,

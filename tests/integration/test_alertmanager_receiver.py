@@ -11,6 +11,7 @@ repeats, ordering, the verifying re-check, refusing a wrong token).
 from __future__ import annotations
 
 import json
+import subprocess
 import threading
 import time
 import urllib.parse
@@ -26,7 +27,7 @@ from diag.alertmanager import mount
 from diag.alertmanager.receiver import SOURCE, Verdict
 from diag.httpd import App, Server
 from diag.model import Evidence, Finding
-from tests.alerting import Alertmanager, Prometheus
+from tests.alerting import PROMTOOL, Alertmanager, Prometheus
 from tests.conftest import free_port, wait_for
 from tests.lab import Lab
 
@@ -205,6 +206,13 @@ def test_alert_is_diagnosed_repeated_and_resolved_after_a_recheck(
     time.sleep(4)  # past repeat_interval: a resolved alert is not notified as firing again
     assert len(engine.ingested) == ingested
     assert receiver.wait_idle(30)
+    text = receiver.render().decode()
+    assert 'diag_alertmanager_alerts_total{status="resolved"} 1.0' in text
+    assert 'diag_alertmanager_diagnoses_total{status="findings"}' in text
+    assert 'diag_alertmanager_rechecks_total{result="cleared"} 1.0' in text
+    assert "diag_alertmanager_pending_alerts 0.0" in text
+    check = subprocess.run([PROMTOOL, "check", "metrics"], input=text, capture_output=True, text=True, check=False)
+    assert (check.returncode, check.stdout + check.stderr) == (0, "")
 
 
 def test_resolved_while_still_full_keeps_the_incident_open(

@@ -327,6 +327,10 @@ class _RecordingReceiver:
     def __init__(self, busy: bool = False) -> None:
         self.messages: list[Any] = []
         self.busy = busy
+        self.counts: dict[tuple[str, str], int] = {}
+
+    def count(self, family: str, label: str) -> None:
+        self.counts[(family, label)] = self.counts.get((family, label), 0) + 1
 
     def handle(self, msg: Any) -> dict[str, Any]:
         from diag.alertmanager.receiver import Busy
@@ -361,6 +365,7 @@ def test_receiver_route_checks_size_auth_type_and_payload(monkeypatch: pytest.Mo
     status, _, body = _call(app, "POST", PATH, b" " * 5000, good)
     assert status.startswith("413")
     assert len(rec.messages) == 1  # nothing refused reached the receiver
+    assert rec.counts == {("notifications", "denied"): 2, ("notifications", "bad_payload"): 2}
 
     app.route(PATH, handler(_RecordingReceiver(busy=True), Credential(bearer=SecretRef("env:DGM_TOKEN")), 4096),  # type: ignore[arg-type]
               methods=("POST",))  # fmt: skip
@@ -460,6 +465,7 @@ def test_accepted_alerts_survive_a_stop_and_are_resumed_in_order(
     r2.close()
     r3 = Receiver(cfg, {}, _GatedEngine(), tmp_path / "data")
     assert r3.store.pending() == [] and r3.status()["pending"] == 0  # done jobs are not replayed
+    assert r.status()["alerts_firing"] == 3 and r.status()["notifications_accepted"] == 1
     r3.close()
 
 
