@@ -144,7 +144,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     for src in _sources(archive, target, source):
         st = archive.status(target, src)
         if st is not None and not st.ok:
-            print(f"{target}:{src}: last fetch failed at {st.at:.0f}: {st.reason}", file=sys.stderr)
+            print(f"{target}:{src}: the last fetch failed at {iso(st.at)}: {st.reason}", file=sys.stderr)
     return 0
 
 

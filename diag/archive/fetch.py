@@ -57,16 +57,20 @@ def plan(
     is_device: Callable[[Host], bool],
     extra_files: Iterable[str] = (),
 ) -> list[Job]:
-    """Jobs for ``hosts``: a device's running configuration (when it has a driver and ``devices`` selects it),
-    the files configured for the host plus ``extra_files``. Hosts with nothing to fetch get no job."""
+    """Jobs for ``hosts``: a device's running configuration (when it has a driver and ``devices`` selects it), or
+    the files configured for a shell host plus ``extra_files`` (a device's CLI has no files to ``cat``, so a group
+    such as ``all`` that holds both gives files only to the shell hosts). Hosts with nothing to fetch get no job."""
     extra = [check_source(p) for p in extra_files]
     jobs = []
     for h in hosts:
-        device = is_device(h) and settings.wants_device(h)
+        if is_device(h):
+            if settings.wants_device(h):
+                jobs.append(Job(h, [], True))
+            continue
         files = [p for p in [*settings.files_for(h), *extra] if p != RUNNING_CONFIG]
         files = list(dict.fromkeys(files))
-        if device or files:
-            jobs.append(Job(h, files, device))
+        if files:
+            jobs.append(Job(h, files))
     return jobs
 
 

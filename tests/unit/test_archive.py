@@ -210,7 +210,9 @@ def test_settings_and_plan(tmp_path: Path) -> None:
     jobs = plan(inv.hosts.values(), s, lambda h: h.device_type != "linux", ["/etc/hosts"])
     by = {j.host.name: j for j in jobs}
     assert by["web-03"].sources == ["/etc/fstab", "/etc/nginx/nginx.conf", "/etc/hosts"]
-    assert by["sw-1"].sources == [RUNNING_CONFIG, "/etc/hosts"]
+    assert by["sw-1"].sources == [RUNNING_CONFIG]  # a device CLI has no files to read
+    s.devices = ["linux"]
+    assert [j.host.name for j in plan(inv.hosts.values(), s, lambda h: h.device_type != "linux")] == ["web-03"]
 
 
 def test_settings_errors_name_file_and_line(tmp_path: Path) -> None:
