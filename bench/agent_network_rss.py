@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -171,6 +172,13 @@ def main() -> None:
     ap.add_argument("--only-throughput", action="store_true")
     a = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="dgt-bench-"))
+    try:
+        run(a, tmp)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def run(a: argparse.Namespace, tmp: Path) -> None:
     if not a.only_throughput:
         memory(a.traps, a.settle, tmp)
     n = 5000
