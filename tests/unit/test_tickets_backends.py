@@ -43,6 +43,14 @@ def test_secrets_are_references_only(monkeypatch: pytest.MonkeyPatch) -> None:
     assert mask("key=a-secret-that-is-masked") == "key=***"  # revealed values are masked in logs
 
 
+def test_httpx_request_lines_are_not_logged() -> None:
+    import logging
+
+    import diag.exporters.tickets.httpclient  # noqa: F401 - importing it quiets httpx
+
+    assert not logging.getLogger("httpx").isEnabledFor(logging.INFO)
+
+
 def test_email_options_take_from_and_need_a_recipient() -> None:
     b = build("email", {"host": "127.0.0.1", "from": "diag@example.org", "to": ["ops@example.org"]})
     assert isinstance(b, EmailBackend) and b.domain == "example.org" and b.options.security == "starttls"

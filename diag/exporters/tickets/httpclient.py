@@ -8,6 +8,7 @@ travel in headers), and are masked of every revealed secret in case a server ech
 
 from __future__ import annotations
 
+import logging
 import ssl
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -16,6 +17,10 @@ import httpx
 
 from diag.exporters.tickets.base import TicketRejected, TicketUnavailable
 from diag.secrets import mask
+
+# httpx logs every request's full URL at INFO; a webhook URL may carry a token in its path or query, and the
+# backends log what they did themselves.
+logging.getLogger("httpx").setLevel(logging.WARNING)
 
 RETRYABLE_STATUS = frozenset({408, 425, 429})
 REASON_LIMIT = 300  # a server's error page is not a log line
