@@ -405,3 +405,21 @@ agent:
 
     wait_for(resolved, timeout=60, what="the incident resolved after the linkUp re-check")
     assert agent.stop() == 0
+
+
+def test_cli_listen_stops_cleanly_on_sigterm() -> None:
+    port = free_udp_port()
+    proc = subprocess.Popen(
+        [DIAG, "traps", "listen", "--listen", f"[::1]:{port}", "--community-env", "DGT_TRAP_COMMUNITY"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=ENV, text=True,
+    )  # fmt: skip
+    assert proc.stderr is not None
+    assert f"listening for SNMP traps on udp [::1]:{port}" in proc.stderr.readline()
+    m = mark()
+    assert netsnmp("snmptrap", "-v2c", "-c", COMMUNITY, f"udp6:[::1]:{port}", "", "1.3.6.1.6.3.1.1.5.1",
+                   MARK, "s", m).returncode == 0  # fmt: skip
+    assert proc.stdout is not None
+    line = proc.stdout.readline()  # the rich line of the coldStart
+    assert "coldStart" in line and "device restarted" in line
+    assert stop_process(proc, signal.SIGTERM) == 0
+    assert "received 1 notifications, rejected 0" in proc.stderr.read()
