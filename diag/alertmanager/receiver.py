@@ -47,10 +47,11 @@ class Busy(Exception):
 
 @dataclass(slots=True)
 class Job:
-    id: int  # its row in the on-disk queue
+    id: int  # its row in the on-disk queue (0: made by the receiver itself, not stored)
     alert: Alert
     external_url: str
     received: float = field(default_factory=time.monotonic)
+    follow_up: bool = False  # the engine's damping ran out while the alert still fires: tell it again
 
 
 @dataclass(slots=True)
@@ -90,6 +91,7 @@ class _AlertState:
     host_name: str
     finding_fp: str
     diagnosis: Diagnosis | None = None
+    follow_up: threading.Timer | None = None
 
 
 class Receiver:
@@ -212,7 +214,8 @@ class Receiver:
             except Exception:  # one alert's failure must not stop the others or kill the worker
                 log.exception("alert %s (%s): processing failed", job.alert.name, key)
             finally:
-                self.store.done(job.id)
+                if job.id:
+                    self.store.done(job.id)
                 with self._lock:
                     self._pending -= 1
 
@@ -231,6 +234,9 @@ class Receiver:
         """Finish the alerts being worked on; queued ones stay on disk and are resumed at the next start."""
         with self._lock:
             self._closing = True
+            for st in self._states.values():
+                if st.follow_up is not None:
+                    st.follow_up.cancel()
         self._executor.shutdown(wait=True, cancel_futures=True)
         with self._pool_lock:
             if self._pool is not None and hasattr(self._pool, "close_all"):
@@ -253,7 +259,7 @@ class Receiver:
         log.info(
             "alert %s %s on %s (%s)",
             a.name,
-            "repeats" if repeat else "fires",
+            "still fires" if job.follow_up else "repeats" if repeat else "fires",
             host_name,
             "inventory host" if host else "not in the inventory",
             extra={"event": "alert_firing", "alertname": a.name, "host": host_name, "repeat": repeat},
@@ -278,6 +284,31 @@ class Receiver:
             outcome,
             extra={"event": "alert_incident", "alertname": a.name, "host": host_name, "outcome": str(outcome)},
         )
+        self._follow_up_if_damped(job, state, outcome)
+
+    def _follow_up_if_damped(self, job: Job, state: _AlertState, outcome: Any) -> None:
+        """Tell the engine again when its damping (``open_after``) has run out and the alert still fires.
+
+        The engine opens a damped ("pending") incident when the condition is seen again after ``open_after``. A
+        periodic probe is seen again on its own; an alert is repeated by Alertmanager only every
+        ``repeat_interval`` (hours), so without this the ticket would wait for the repeat. A resolved alert
+        cancels the follow-up, and the engine then discards the damped incident: no ticket for a flap.
+        """
+        outcomes = outcome if isinstance(outcome, list) else [outcome]
+        if not any(getattr(o, "action", "") == "pending" for o in outcomes):
+            return
+        delay = float(getattr(getattr(self.engine, "settings", None), "open_after", 0.0) or 0.0)
+        if state.follow_up is not None:
+            state.follow_up.cancel()
+        state.follow_up = threading.Timer(delay + 0.5, self._follow_up, (job,))
+        state.follow_up.daemon = True
+        state.follow_up.start()
+
+    def _follow_up(self, job: Job) -> None:
+        with self._lock:
+            if self._closing or job.alert.key not in self._states:
+                return  # resolved (or the agent stops) meanwhile
+            self._enqueue(Job(0, job.alert, job.external_url, follow_up=True))
 
     def resolved(self, job: Job) -> None:
         a = job.alert
@@ -299,6 +330,8 @@ class Receiver:
             self.count("rechecks", "cleared" if verdict.cleared else "kept_open")
             return verdict
 
+        if state is not None and state.follow_up is not None:
+            state.follow_up.cancel()
         outcome = self.engine.resolve(SOURCE, fp, verify, mapping.alert_evidence(a, job.external_url))
         self._states.pop(a.key, None)
         log.info(

@@ -166,8 +166,11 @@ def central_inventory(stack: Stack, redmine: RedmineLab) -> str:
         # No `playbooks:` here: the knowledge base's disk-full entry names the playbook (its remediation), and
         # its `path` comes from the alert's `mountpoint` label (kb_vars_from_labels).
         + "  incidents:\n"
-        + "    open_after: 0\n"  # Prometheus's `for:` and Alertmanager's group_wait already damped it
-        + "    close_after: 0\n"
+        # Damping and hysteresis as in production, only shorter: the receiver tells the engine again when
+        # open_after has passed (Alertmanager would repeat only after repeat_interval), and the engine runs the
+        # receiver's re-check once close_after has passed since the last firing notification.
+        + "    open_after: 2\n"
+        + "    close_after: 2\n"
         + "    tick: 1\n"
         + "    delivery: {poll: 0.2, backoff_initial: 0.5}\n"
         + f"    links: {{prometheus: '{stack.prometheus.url}'}}\n"

@@ -499,3 +499,64 @@ def test_playbook_from_config_then_knowledge_base_then_default(tmp_path: Path, m
         assert r.route(_alert(alertname="SomethingNobodyKnows")) is None
     finally:
         r.close()
+
+
+class _DampingEngine:
+    """A fake engine (named so) that damps like the real one: pending first, opened once open_after has passed."""
+
+    class settings:  # read as engine.settings.open_after, like the real engine's
+        open_after = 0.3
+
+    def __init__(self) -> None:
+        import time
+
+        self.first: dict[str, float] = {}
+        self.actions: list[str] = []
+        self.clock = time.monotonic
+
+    def ingest(self, source: str, findings: Any) -> list[Any]:
+        from types import SimpleNamespace
+
+        out = []
+        for f in findings:
+            t0 = self.first.setdefault(f.fingerprint, self.clock())
+            action = "opened" if self.clock() - t0 >= self.settings.open_after else "pending"
+            self.actions.append(action)
+            out.append(SimpleNamespace(action=action))
+        return out
+
+    def resolve(self, source: str, fingerprint: str, verify: Any, evidence: Any) -> str:
+        self.actions.append("resolve")
+        return "discarded"
+
+
+def test_a_damped_alert_is_told_again_when_open_after_has_passed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import time
+
+    from diag.alertmanager.receiver import Receiver
+
+    monkeypatch.setenv("DGM_TOKEN", "tok-123456")
+    cfg = _agent_cfg(tmp_path, "auth: {bearer_token: env:DGM_TOKEN}\n").alertmanager
+    assert cfg is not None
+    engine = _DampingEngine()
+    r = Receiver(cfg, {}, engine, tmp_path / "data")
+    try:
+        r.handle(decode(FIRING))
+        deadline = time.monotonic() + 10
+        while engine.actions != ["pending", "opened"] and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert engine.actions == ["pending", "opened"]  # no Alertmanager repeat needed for the ticket to open
+
+        # A flap: resolved within open_after cancels the follow-up, so the damped incident is never opened.
+        doc = json.loads(FIRING)
+        doc["alerts"][0]["fingerprint"] = doc["alerts"][0]["labels"]["mountpoint"] = "flap"
+        r.handle(decode(json.dumps(doc).encode()))
+        doc["alerts"][0]["status"] = "resolved"
+        r.handle(decode(json.dumps(doc).encode()))
+        assert r.wait_idle(10)
+        time.sleep(0.6)
+        assert engine.actions == ["pending", "opened", "pending", "resolve"]
+    finally:
+        r.close()
