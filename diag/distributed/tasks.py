@@ -68,6 +68,7 @@ def _cached(kind: str, path: str, loader: Any) -> Any:
 def check_host(task: Any, run_id: str, spec: dict[str, Any]) -> str:
     """Run ``spec['playbook']`` on ``spec['host']``; returns 'done', 'duplicate' or the failure status."""
     from diag import inventory
+    from diag.network.devices import pool_for
     from diag.remote import playbook as pbmod
     from diag.remote.runner import HostResult, run_host
     from diag.remote.ssh import SSHPool
@@ -86,7 +87,8 @@ def check_host(task: Any, run_id: str, spec: dict[str, Any]) -> str:
     except Exception as e:  # the worker's copy of the inventory or playbook is broken or lacks the host
         res = HostResult(name, "error", f"worker {SETTINGS.name}: {' '.join(str(e).split())[:300]}")
     else:
-        pool = SSHPool(known_hosts=SETTINGS.known_hosts, tofu_store=SETTINGS.data / "known_hosts.tofu", hosts=inv.hosts)
+        ssh = SSHPool(known_hosts=SETTINGS.known_hosts, tofu_store=SETTINGS.data / "known_hosts.tofu", hosts=inv.hosts)
+        pool = pool_for(ssh, [host])  # a network device's steps go through its CLI driver
         try:
             res = run_host(host, pb, pool, spec.get("vars", {}), bool(spec.get("allow_changes", False)))
         finally:

@@ -22,8 +22,9 @@ def cmd_check(args: argparse.Namespace) -> int:
     from diag import inventory
     from diag.cli import DEFAULT_INVENTORY, _inventory_path
     from diag.errors import ConfigError
+    from diag.network.devices import pool_for
     from diag.remote import playbook as pbmod
-    from diag.remote.runner import PoolLike, run_check
+    from diag.remote.runner import run_check
     from diag.remote.ssh import SSHPool
 
     inv_path = _inventory_path(args, required=True) or DEFAULT_INVENTORY
@@ -64,15 +65,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         max_concurrency=args.concurrency,
         hosts=inv.hosts,
     )
-    runner_pool: PoolLike = pool
-    close = pool.close_all
-    if any(h.device_type != "linux" for h in hosts):  # netmiko is imported only when devices may be among them
-        from diag.network.devices import any_device
-        from diag.network.devices.pool import DevicePool
-
-        if any_device(hosts):  # network devices: steps go through their CLI driver (docs/network-devices.md)
-            devices = DevicePool(pool)
-            runner_pool, close = devices, devices.close_all
+    runner_pool = pool_for(pool, hosts)  # network devices: steps go through their CLI driver (network-devices.md)
     show_progress = not args.json and sys.stderr.isatty()
     try:
         if show_progress:
@@ -83,7 +76,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         else:
             report = run_check(hosts, pb, runner_pool, overrides, args.allow_changes)
     finally:
-        close()
+        runner_pool.close_all()
     return _report(args, report, data, pb.facts)
 
 

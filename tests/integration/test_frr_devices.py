@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,8 +25,12 @@ from diag.network.devices.base import DeviceError
 from diag.remote import parsers
 from tests.frrlab import BGP_PREFIX, MGMT, OSPF_PREFIX, STATIC_PREFIX, FrrLab
 from tests.lab import keygen
+from tests.redislab import RedisServer
 
 pytestmark = pytest.mark.integration
+#: eth2 is shut and unshut by several tests: its "Link downs" grows, which the playbook rightly calls flapping.
+NO_FLAPS = ("--var", "flap_threshold=1000")
+REDIS_PORT = 20150  # this suite's port range: 20150-20199
 PLAYBOOKS = Path(__file__).resolve().parents[2] / "playbooks"
 
 
@@ -105,7 +111,7 @@ def test_clean_lab_gives_no_findings(frr: FrrLab, tmp_path: Path) -> None:
 def test_interface_shut_in_frr_becomes_a_finding(frr: FrrLab, tmp_path: Path) -> None:
     frr.vtysh("r1", "configure terminal", "interface eth2", "shutdown")
     try:
-        rc, doc = check(frr, tmp_path, "-p", "network-interfaces", "r1")
+        rc, doc = check(frr, tmp_path, "-p", "network-interfaces", *NO_FLAPS, "r1")
         r = only(doc)
         assert r["status"] == "findings" and rc == 1  # shut by configuration: warning
         [f] = r["findings"]
@@ -119,7 +125,7 @@ def test_interface_shut_in_frr_becomes_a_finding(frr: FrrLab, tmp_path: Path) ->
     frr.vtysh("r2", "configure terminal", "interface eth2", "shutdown")
     try:
         frr.wait_until("r1", "show interface eth2", lambda o: "line protocol is down" in o)
-        rc, doc = check(frr, tmp_path, "-p", "network-interfaces", "r1")
+        rc, doc = check(frr, tmp_path, "-p", "network-interfaces", *NO_FLAPS, "r1")
         [f] = only(doc)["findings"]
         assert (rc, f["check"], f["severity"], f["subject"]) == (2, "interface_down", "critical", "eth2")
     finally:
@@ -200,18 +206,21 @@ def test_variables_reach_the_cli_validated(frr: FrrLab, tmp_path: Path) -> None:
 
 def test_archive_keeps_the_change_that_shut_an_interface(frr: FrrLab, tmp_path: Path) -> None:
     """`diag config fetch` reads r1's running-config through the driver (archive_support); the diff shows the change."""
-    env = {**os.environ, "DIAG_KNOWN_HOSTS": str(frr.known_hosts)}  # the archive's device reader: default known_hosts
 
     def config(*args: str) -> subprocess.CompletedProcess[str]:
         argv = [sys.executable, "-m", "diag.cli", "config", *args]
-        return subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True, timeout=180, env=env)
+        return subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True, timeout=180)
 
     data = str(tmp_path / "data")
-    p = config("fetch", "-i", str(frr.inventory), "--data", data, "r1")
+    kh = ("--known-hosts", str(frr.known_hosts))
+    p = config("fetch", "--json", "-i", str(frr.inventory), "--data", data, "r1")  # ~/.ssh/known_hosts: no r1
+    [st] = json.loads(p.stdout)
+    assert p.returncode == 3 and "unknown host key" in json.dumps(st), st
+    p = config("fetch", "-i", str(frr.inventory), "--data", data, *kh, "r1")
     assert p.returncode == 0, p.stdout + p.stderr
     frr.vtysh("r1", "configure terminal", "interface eth2", "shutdown")
     try:
-        p = config("fetch", "-i", str(frr.inventory), "--data", data, "r1")
+        p = config("fetch", "-i", str(frr.inventory), "--data", data, *kh, "r1")
         assert p.returncode == 0, p.stdout + p.stderr
         d = config("diff", "-i", str(frr.inventory), "--data", data, "r1")
         assert d.returncode == 1, d.stdout + d.stderr
@@ -219,3 +228,68 @@ def test_archive_keeps_the_change_that_shut_an_interface(frr: FrrLab, tmp_path: 
         assert added == ["+ shutdown"], d.stdout
     finally:
         frr.vtysh("r1", "configure terminal", "interface eth2", "no shutdown")
+
+
+def test_celery_worker_checks_a_device_through_its_driver(frr: FrrLab, tmp_path: Path) -> None:
+    """`diag check --backend celery`: a real `diag worker` on a real Redis runs the device playbook via the driver."""
+    with RedisServer(REDIS_PORT) as redis_server:
+        log = tmp_path / "worker.log"
+        argv = [sys.executable, "-m", "diag.cli", "worker", "--redis", redis_server.url, "--name", "dgf-w1"]
+        argv += [
+            "--known-hosts",
+            str(frr.known_hosts),
+            "--data",
+            str(tmp_path / "w"),
+            "--concurrency",
+            "1",
+            "--log-level",
+            "INFO",
+        ]
+        with open(log, "wb") as out:
+            worker = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, cwd=tmp_path, start_new_session=True)
+        try:
+            deadline = time.monotonic() + 90
+            while "ready." not in log.read_text(errors="replace"):
+                assert worker.poll() is None and time.monotonic() < deadline, log.read_text()
+                time.sleep(0.1)
+            frr.vtysh("r1", "configure terminal", "interface eth2", "shutdown")
+            try:
+                p = diag(
+                    tmp_path,
+                    "check",
+                    "--json",
+                    "-i",
+                    str(frr.inventory),
+                    "--backend",
+                    "celery",
+                    "--redis",
+                    redis_server.url,
+                    "-p",
+                    "network-interfaces",
+                    *NO_FLAPS,
+                    "r1",
+                )
+            finally:
+                frr.vtysh("r1", "configure terminal", "interface eth2", "no shutdown")
+            doc = json.loads(p.stdout)
+            r = only(doc)
+            assert [(f["check"], f["subject"]) for f in r["findings"]] == [("interface_admin_down", "eth2")], r
+            assert p.returncode == 1
+            # vtysh as a login shell would also answer a plain exec channel (`vtysh -c CMD`); that the worker went
+            # through the driver shows in how a variable is treated: validated for the CLI, not shell-quoted.
+            pb = tmp_path / "one-interface.yaml"
+            pb.write_text(
+                "name: one-interface\napplies_to: {device_types: [frr]}\nvars:\n  ifname: {required: true}\n"
+                "steps:\n  - id: show\n    run: show interface {{ ifname }}\n"
+            )
+            args = ["check", "--json", "-i", str(frr.inventory), "--backend", "celery", "--redis", redis_server.url]
+            p = diag(tmp_path, *args, "-p", str(pb), "--var", "ifname=eth2 x", "r1")
+            r = only(json.loads(p.stdout))
+            assert p.returncode == 3 and "cannot be sent to a network device CLI" in r["error"], r
+        finally:
+            os.killpg(worker.pid, signal.SIGTERM)
+            try:
+                worker.wait(15)
+            except subprocess.TimeoutExpired:
+                os.killpg(worker.pid, signal.SIGKILL)
+                worker.wait()

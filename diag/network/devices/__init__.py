@@ -29,8 +29,10 @@ from diag.registry import Registry
 if TYPE_CHECKING:
     from diag.inventory import Host
     from diag.network.devices.base import Driver
+    from diag.network.devices.pool import DevicePool
+    from diag.remote.ssh import SSHPool
 
-__all__ = ["DRIVERS", "archive_support", "device_types", "driver_class", "is_device", "open_device"]
+__all__ = ["DRIVERS", "archive_support", "device_types", "driver_class", "is_device", "open_device", "pool_for"]
 
 DRIVERS: Registry[type[Driver]] = Registry("device_driver")
 #: Modules of this package that are infrastructure, not drivers.
@@ -69,6 +71,17 @@ def is_device(host: Host) -> bool:
 
 def any_device(hosts: Iterable[Host]) -> bool:
     return any(is_device(h) for h in hosts)
+
+
+def pool_for(ssh: SSHPool, hosts: Iterable[Host]) -> SSHPool | DevicePool:
+    """The pool a playbook run over ``hosts`` should use: ``ssh`` itself, or a DevicePool around it when a network
+    device is among them. netmiko is imported only then. Closing the returned pool closes ``ssh`` too."""
+    hosts = list(hosts)
+    if all(h.device_type == "linux" for h in hosts) or not any_device(hosts):
+        return ssh
+    from diag.network.devices.pool import DevicePool
+
+    return DevicePool(ssh)
 
 
 def driver_class(device_type: str) -> type[Driver]:
