@@ -181,8 +181,8 @@ def test_wrong_host_key_and_dead_device(frr: FrrLab, tmp_path: Path) -> None:
     empty = tmp_path / "known_hosts.empty"
     empty.write_text("")
     with pytest.raises(HostKeyError, match="unknown host key"):  # never auto-added, not even on first sight
-        open_device(r1_host(frr), known_hosts=empty)
-    assert empty.read_text() == "" and not (tmp_path / ".diag").exists()
+        open_device(r1_host(frr), known_hosts=empty, data=tmp_path / "data")
+    assert empty.read_text() == "" and not (tmp_path / "data" / "known_hosts.tofu").exists()
     with pytest.raises(Unreachable, match=r"10\.239\.0\.2:2200 \(dead, frr\)"):
         open_device(inventory.load(frr.inventory).hosts["dead"], known_hosts=frr.known_hosts)
 
