@@ -560,3 +560,30 @@ def test_a_damped_alert_is_told_again_when_open_after_has_passed(
         assert engine.actions == ["pending", "opened", "pending", "resolve"]
     finally:
         r.close()
+
+
+def test_a_full_queue_refuses_the_notification_whole(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """More alerts than max_pending: 503 for the whole notification (Alertmanager retries it), nothing half-taken."""
+    from diag.alertmanager.receiver import Busy, Receiver
+
+    monkeypatch.setenv("DGM_TOKEN", "tok-123456")
+    cfg = _agent_cfg(tmp_path, "auth: {bearer_token: env:DGM_TOKEN}\nmax_pending: 2\nworkers: 1\n").alertmanager
+    assert cfg is not None
+    engine = _GatedEngine()
+    r = Receiver(cfg, {}, engine, tmp_path / "data")
+    try:
+        doc = json.loads(FIRING)
+        doc["alerts"] = [
+            {**doc["alerts"][0], "fingerprint": f"q{i}", "labels": {"alertname": f"A{i}"}} for i in range(2)
+        ]
+        assert r.handle(decode(json.dumps(doc).encode()))["pending"] == 2
+        with pytest.raises(Busy, match="2 alerts are waiting"):
+            r.handle(decode(FIRING))
+        assert len(r.store.pending()) == 2  # the refused one was not stored either
+        assert r.status()["notifications_busy"] == 1
+        engine.gate.set()
+        assert r.wait_idle(10) and r.handle(decode(FIRING))["accepted"] == 1  # room again
+        assert r.wait_idle(10)
+    finally:
+        engine.gate.set()
+        r.close()
