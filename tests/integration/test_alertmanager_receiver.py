@@ -30,6 +30,7 @@ from diag.model import Evidence, Finding
 from tests.alerting import PROMTOOL, Alertmanager, Prometheus
 from tests.conftest import free_port, wait_for
 from tests.lab import Lab
+from tests.lab import lab as one_lab
 
 pytestmark = pytest.mark.integration
 
@@ -59,12 +60,8 @@ class RecordingEngine:
 
 @pytest.fixture(scope="module")
 def lab() -> Iterator[Lab]:
-    lb = Lab(1)
-    try:
-        lb.start()
+    with one_lab(1) as lb:
         yield lb
-    finally:
-        lb.close()
 
 
 @pytest.fixture(scope="module")
