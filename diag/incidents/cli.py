@@ -132,51 +132,39 @@ def _service(args: argparse.Namespace) -> Any:
 
 
 def cmd_ack(args: argparse.Namespace) -> int:
-    svc = _service(args)
-    try:
+    with _service(args) as svc:
         inc = svc.engine.acknowledge(args.id, args.by)
-        print(f"incident {inc.id} acknowledged by {args.by}")
-    finally:
-        svc.close()
+    print(f"incident {inc.id} acknowledged by {args.by}")
     return 0
 
 
 def cmd_retry(args: argparse.Namespace) -> int:
-    svc = _service(args)
-    try:
+    with _service(args) as svc:
         n = svc.outbox.retry(args.id)
-        print(f"incident {args.id}: {n} parked deliveries queued again")
-    finally:
-        svc.close()
+    print(f"incident {args.id}: {n} parked deliveries queued again")
     return 0
 
 
 def cmd_silence(args: argparse.Namespace) -> int:
     from diag.incidents.settings import parse_duration
 
-    svc = _service(args)
     try:
-        try:
-            seconds = parse_duration(args.duration)
-        except ValueError as e:
-            raise DiagError(str(e)) from None
+        seconds = parse_duration(args.duration)
+    except ValueError as e:
+        raise DiagError(str(e)) from None
+    with _service(args) as svc:
         sid = svc.engine.silence(args.host or [], args.check or [], seconds, args.reason, args.by)
-        print(f"silence {sid} until {seconds:g} s from now")
-    finally:
-        svc.close()
+    print(f"silence {sid} until {seconds:g} s from now")
     return 0
 
 
 def cmd_deliver(args: argparse.Namespace) -> int:
     """Run the outbox until nothing is due (or --timeout); exit 1 when deliveries remain."""
-    svc = _service(args)
-    try:
+    with _service(args) as svc:
         ok = svc.outbox.drain(args.timeout)
         depth = svc.store.outbox_depth()
         print(json.dumps({"drained": ok, "outbox": depth, "last_error": svc.outbox.last_error}))
-        return 0 if ok else 1
-    finally:
-        svc.close()
+    return 0 if ok else 1
 
 
 def cmd_kb_validate(args: argparse.Namespace) -> int:

@@ -400,35 +400,17 @@ class Engine:
             klass = self.kb.classify(facts, self.providers)
             category = category or klass.category
             never = self._never(category)
-            evidence = self._masked_evidence(f)
-            inc = Incident(
-                id=0,
-                fingerprint=fp,
-                ticket_key=fp if n == 0 else f"{fp}-{n + 1}",
-                host=f.host,
-                check_id=f.check,
-                subject=f.subject,
-                source=source,
-                scope=scope,
-                state="pending",
-                severity=f.severity,
-                classification=klass.classification,
-                line=klass.line,
-                priority=sla.priority_for(f.severity, klass.priority, never),
-                first_seen=now,
-                last_seen=now,
-                doc={
-                    "summary": self.masker.text(f.summary),
-                    "cause": self.masker.text(f.cause or ""),
-                    "category": category,
-                    "labels": self.masker.data(dict(f.labels)),
-                    "evidence": evidence,
-                    "evidence_hash": _evidence_hash(evidence),
-                    "kb": klass.entry.summary() if klass.entry else None,
-                    "kb_sla": list(klass.sla) if klass.sla else None,
-                    "hypotheses": [h.to_dict() for h in klass.hypotheses],
-                    "impact": [],
-                },
+            inc = self._row(f, source, scope, "pending", now, n)
+            inc.classification, inc.line = klass.classification, klass.line
+            inc.priority = sla.priority_for(f.severity, klass.priority, never)
+            inc.doc.update(
+                cause=self.masker.text(f.cause or ""),
+                category=category,
+                labels=self.masker.data(dict(f.labels)),
+                evidence_hash=_evidence_hash(inc.doc["evidence"]),
+                kb=klass.entry.summary() if klass.entry else None,
+                kb_sla=list(klass.sla) if klass.sla else None,
+                hypotheses=[h.to_dict() for h in klass.hypotheses],
             )
             self.store.insert(c, inc)
             self.store.event(
@@ -450,6 +432,28 @@ class Engine:
                 return Outcome("opened", inc.id, fp)
             self.store.update(c, inc)
             return Outcome("pending", inc.id, fp, f"opens after {self.settings.open_after:g} s")
+
+    def _row(self, f: Finding, source: str, scope: str | None, state: str, now: float, earlier: int) -> Incident:
+        """A new incident row for ``f``; ``earlier`` incidents of the fingerprint make its ticket key ``FP-N``."""
+        fp = f.fingerprint
+        return Incident(
+            id=0,
+            fingerprint=fp,
+            ticket_key=fp if earlier == 0 else f"{fp}-{earlier + 1}",
+            host=f.host,
+            check_id=f.check,
+            subject=f.subject,
+            source=source,
+            scope=scope,
+            state=state,
+            severity=f.severity,
+            classification="atypical",
+            line="L2",
+            priority="normal",
+            first_seen=now,
+            last_seen=now,
+            doc={"summary": self.masker.text(f.summary), "evidence": self._masked_evidence(f), "impact": []},
+        )
 
     def _down_parent(self, host: str, down_now: set[str]) -> Incident | None:
         """The live "down" incident of the upstream device nearest the root, if one is down."""
@@ -473,28 +477,13 @@ class Engine:
     def _impact(
         self, c: sqlite3.Cursor, parent: Incident, source: str, f: Finding, scope: str | None, now: float
     ) -> Outcome:
-        inc = Incident(
-            id=0,
-            fingerprint=f.fingerprint,
-            ticket_key=f.fingerprint,
-            host=f.host,
-            check_id=f.check,
-            subject=f.subject,
-            source=source,
-            scope=scope,
-            state="impact",
-            severity=f.severity,
-            classification=parent.classification,
-            line=parent.line,
-            priority=parent.priority,
-            first_seen=now,
-            last_seen=now,
-            parent_id=parent.id,
-            doc={"summary": self.masker.text(f.summary), "evidence": self._masked_evidence(f), "impact": []},
+        inc = self._row(f, source, scope, "impact", now, self.store.count(f.fingerprint))
+        inc.classification, inc.line, inc.priority, inc.parent_id = (
+            parent.classification,
+            parent.line,
+            parent.priority,
+            parent.id,
         )
-        n = self.store.count(inc.fingerprint)
-        if n:
-            inc.ticket_key = f"{inc.fingerprint}-{n + 1}"
         self.store.insert(c, inc)
         text = f"{f.host} is unreachable behind {parent.host} (incident #{parent.id}), which is down"
         self.store.event(c, inc.id, source, "impact", text, now, parent=parent.id)

@@ -209,8 +209,12 @@ def _text_test(rx: re.Pattern[str]) -> Callable[[Facts], bool]:
     return lambda f: bool(rx.search(f.text))
 
 
-def parse(doc: yamlsrc.Doc, seen: dict[str, str] | None = None) -> list[Entry]:
-    """Entries of one loaded file; problems (``FILE:LINE: message``) go to ``doc.problems``."""
+def parse(doc: yamlsrc.Doc, seen: dict[str, tuple[yamlsrc.Doc, yamlsrc.PathKey]] | None = None) -> list[Entry]:
+    """Entries of one loaded file; problems (``FILE:LINE: message``) go to ``doc.problems``.
+
+    Line numbers are looked up only for problems: ``doc.where`` composes the file again with PyYAML (~1.5 MiB
+    that the agent's RSS budget cannot spare for a valid knowledge base).
+    """
     seen = {} if seen is None else seen
     data = doc.data
     if not isinstance(data, dict) or not isinstance(data.get("entries"), list):
@@ -227,9 +231,10 @@ def parse(doc: yamlsrc.Doc, seen: dict[str, str] | None = None) -> list[Entry]:
         if not _ID.match(spec.id):
             doc.problem((*path, "id"), f"id {spec.id!r} may hold only lower-case letters, digits and _.-")
         if spec.id in seen:
-            doc.problem((*path, "id"), f"duplicate id {spec.id!r} (first in {seen[spec.id]})")
+            first_doc, first_path = seen[spec.id]
+            doc.problem((*path, "id"), f"duplicate id {spec.id!r} (first in {first_doc.where(first_path)})")
             continue
-        seen[spec.id] = doc.where((*path, "id"))
+        seen[spec.id] = (doc, (*path, "id"))
         symptoms = _symptoms(doc, (*path, "match"), spec.match)
         if not (spec.match.checks or spec.match.labels or spec.match.evidence):
             doc.problem((*path, "match"), "match needs at least one of checks, labels, evidence")
@@ -256,7 +261,7 @@ def parse(doc: yamlsrc.Doc, seen: dict[str, str] | None = None) -> list[Entry]:
                 category=spec.category,
                 verified=spec.verified,
                 symptoms=symptoms,
-                file=doc.where(path),
+                file=doc.file,
             )
         )
     return out
@@ -298,7 +303,7 @@ class KnowledgeBase:
         if shipped and (d := shipped_dir()) is not None:
             all_dirs.insert(0, d)
         problems: list[str] = []
-        seen: dict[str, str] = {}
+        seen: dict[str, tuple[yamlsrc.Doc, yamlsrc.PathKey]] = {}
         entries: list[Entry] = []
         for f in files(all_dirs):
             try:

@@ -97,6 +97,12 @@ class IncidentService:
         self.stop()
         self.store.close()
 
+    def __enter__(self) -> IncidentService:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def metrics(self) -> list[Metric]:
         """``diag_incidents_*``: open incidents, deliveries, failures, outbox depth, SLA breaches."""
         open_ = Metric(
