@@ -111,7 +111,7 @@ class Agent:
             self.exposition.extra.append(self.archive_schedule.render)
         from diag.api import mount as mount_api  # /api/ and /ui: Falcon and the stores load on the first request
 
-        self.api = mount_api(self.app, cfg, inv)
+        self.api = mount_api(self.app, cfg, inv, self.incidents)
         host, port = config.parse_listen(cfg.listen)
         self.server = Server(self.app, host, port)
         self._stop = threading.Event()

@@ -1,7 +1,8 @@
 """A running ``diag agent`` with the API, tokens for every role, and an SSH lab behind it, for the API tests.
 
 The agent is a real process (``diag agent``) on a port of the API tests' range, with a data directory, an
-inventory of the lab's hosts (``h01`` in groups lab+web, ``h02`` in lab+db) and a ``playbooks/`` directory in
+inventory of the lab's hosts (``h01`` in groups lab+web, ``h02`` in lab+db), the incident engine on
+(``open_after: 0``, the local ticket store) and a ``playbooks/`` directory in
 its working directory holding test playbooks (one with a step that changes the host). Tokens are made with
 the real CLI (``diag api token add``). Everything is stopped by PID at teardown.
 """
@@ -95,6 +96,7 @@ def inventory_text(lab: Lab) -> str:
           api:
             known_hosts: ['{lab.known_hosts}']
             max_body_bytes: 16384
+          incidents: {{open_after: 0, close_after: 0, tickets: {{backend: local}}}}
         """
     )
 
@@ -106,7 +108,11 @@ def api_env(lab: Lab | None, base: Path) -> Iterator[ApiEnv]:
     (base / "playbooks").mkdir(exist_ok=True)
     (base / "playbooks" / "change-marker.yaml").write_text(CHANGE_PLAYBOOK)
     inv = base / "inventory.yaml"
-    inv.write_text(inventory_text(lab) if lab else "hosts: {}\nagent:\n  api: {max_body_bytes: 16384}\n")
+    inv.write_text(
+        inventory_text(lab)
+        if lab
+        else "hosts: {}\nagent:\n  api: {max_body_bytes: 16384}\n  incidents: {open_after: 0, close_after: 0}\n"
+    )
     data = base / "data"
     tokens: dict[str, str] = {}
     for name, (role, groups, playbooks) in ROLES.items():

@@ -25,9 +25,10 @@ log = logging.getLogger(__name__)
 class LazyApi:
     """The Service (stores, jobs), built on the first request to the API or the console, and shared by both."""
 
-    def __init__(self, cfg: AgentConfig, inv: Inventory | None) -> None:
+    def __init__(self, cfg: AgentConfig, inv: Inventory | None, incidents: Any = None) -> None:
         self.cfg = cfg
         self.inv = inv
+        self.incidents = incidents  # the agent's IncidentService when agent.incidents is configured
         self.service: Service | None = None
         self._lock = threading.Lock()
         self.api = _Lazy(self, "diag.api.app")
@@ -39,7 +40,14 @@ class LazyApi:
                 from diag.api.service import Service
 
                 svc = Service(self.cfg.data, self.inv, self.cfg.api)
-                svc.incidents = _incidents(self.cfg, self.inv)
+                if self.incidents is not None:
+                    from diag.api.incidents import adapter
+
+                    svc.incidents = adapter(
+                        self.incidents, svc.data, dict(svc.hosts), svc.journal, svc.settings.known_hosts
+                    )
+                    if svc.incidents is not None:
+                        svc.jobs.sink = svc.incidents.feed  # check results become incidents
                 self.service = svc
             return self.service
 
@@ -79,17 +87,8 @@ class _Lazy:
         return app(environ, start_response)
 
 
-def _incidents(cfg: AgentConfig, inv: Inventory | None) -> Any:
-    """The incident engine's adapter when diag.incidents is part of this build, else None."""
-    try:
-        from diag.api.incidents import adapter  # type: ignore[import-not-found,unused-ignore]
-    except ModuleNotFoundError:
-        return None
-    return adapter(cfg, inv)
-
-
-def mount(app: App, cfg: AgentConfig, inv: Inventory | None) -> LazyApi:
-    lazy = LazyApi(cfg, inv)
+def mount(app: App, cfg: AgentConfig, inv: Inventory | None, incidents: Any = None) -> LazyApi:
+    lazy = LazyApi(cfg, inv, incidents)
     app.mount("/api/", lazy.api)
     app.mount("/ui", lazy.console)
     return lazy

@@ -300,6 +300,128 @@ def _text_param(req: falcon.Request, name: str, max_length: int) -> str | None:
     return value
 
 
+class IncidentsResource:
+    """``/api/v1/incidents`` and ``/api/v1/kb``: the incident engine's incidents and knowledge base."""
+
+    def __init__(self, svc: Service) -> None:
+        self.svc = svc
+
+    def _inc(self) -> Any:
+        if self.svc.incidents is None:
+            raise falcon.HTTPNotFound(description="incidents are not configured on this agent (agent.incidents)")
+        return self.svc.incidents
+
+    def _id(self, incident_id: str) -> int:
+        if not incident_id.isdigit() or len(incident_id) > 18:
+            raise falcon.HTTPNotFound(description=f"no incident {incident_id!r}")
+        return int(incident_id)
+
+    def _may(self, req: falcon.Request, what: str, iid: int) -> Principal:
+        p = principal(req)
+        inc = self._inc()
+        host = inc.host_of(iid)
+        try:
+            policy.incident_action(p, what, host, inc.show(iid)["host"])
+        except policy.Forbidden as e:
+            self.svc.deny(p, what, str(e), f"incident:{iid}")
+            raise
+        return p
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        state = _text_param(req, "state", 20)
+        states = None
+        if state is not None:
+            if state not in _INCIDENT_STATES:
+                raise falcon.HTTPBadRequest(description=f"state: one of {', '.join(_INCIDENT_STATES)}")
+            states = [state]
+        send(
+            resp,
+            self._inc().incidents(
+                states,
+                severity=_enum_param(req, "severity", ("info", "warning", "critical")),
+                line=_enum_param(req, "line", ("L1", "L2", "L3")),
+                host=_text_param(req, "host", 200),
+                classification=_enum_param(req, "classification", ("typical", "atypical")),
+            ),
+        )
+
+    def on_get_one(self, req: falcon.Request, resp: falcon.Response, incident_id: str) -> None:
+        send(resp, self._incident_call("show", self._id(incident_id)))
+
+    def _incident_call(self, name: str, *args: Any) -> Any:
+        from diag.api.incidents import IncidentError
+
+        try:
+            return getattr(self._inc(), name)(*args)
+        except IncidentError as e:
+            status = {404: falcon.HTTP_404, 409: falcon.HTTP_409}.get(e.status, falcon.HTTP_422)
+            raise falcon.HTTPError(status, description=str(e)) from None
+
+    def on_post_acknowledge(self, req: falcon.Request, resp: falcon.Response, incident_id: str) -> None:
+        iid = self._id(incident_id)
+        self._incident_call("show", iid)
+        p = self._may(req, "incident.acknowledge", iid)
+        send(resp, self._incident_call("acknowledge", iid, p.actor))
+
+    def on_post_assign(self, req: falcon.Request, resp: falcon.Response, incident_id: str) -> None:
+        iid = self._id(incident_id)
+        body: schemas.Assign = decode(req, schemas.Assign)
+        self._incident_call("show", iid)
+        p = self._may(req, "incident.assign", iid)
+        send(resp, self._incident_call("assign", iid, body.assignee, p.actor))
+
+    def on_post_note(self, req: falcon.Request, resp: falcon.Response, incident_id: str) -> None:
+        iid = self._id(incident_id)
+        body: schemas.Note = decode(req, schemas.Note)
+        self._incident_call("show", iid)
+        p = self._may(req, "incident.note", iid)
+        send(resp, self._incident_call("note", iid, body.text, p.actor))
+
+    def on_post_resolve(self, req: falcon.Request, resp: falcon.Response, incident_id: str) -> None:
+        iid = self._id(incident_id)
+        body: schemas.Decision = decode(req, schemas.Decision) if req.context.body else schemas.Decision()
+        self._incident_call("show", iid)
+        p = self._may(req, "incident.resolve", iid)
+        send(resp, self._incident_call("resolve", iid, p.actor, body.comment))
+
+    def on_get_kb(self, req: falcon.Request, resp: falcon.Response) -> None:
+        send(resp, self._incident_call("kb"))
+
+    def on_post_kb(self, req: falcon.Request, resp: falcon.Response) -> None:
+        body: schemas.Proposal = decode(req, schemas.Proposal)
+        if not body.incident.is_integer():
+            raise falcon.HTTPNotFound(description=f"no incident {body.incident}")
+        p = principal(req)
+        try:
+            policy.require(p, "engineer", "proposing a KB entry")
+        except policy.Forbidden as e:
+            self.svc.deny(p, "kb.propose", str(e))
+            raise
+        entry = self._incident_call(
+            "propose", int(body.incident), p.actor, body.title, body.cause, body.instructions, body.typical, body.id
+        )
+        send(resp, entry, falcon.HTTP_201)
+
+    def on_post_verify(self, req: falcon.Request, resp: falcon.Response, entry_id: str) -> None:
+        p = principal(req)
+        try:
+            policy.require(p, "lead", "verifying a KB entry")
+        except policy.Forbidden as e:
+            self.svc.deny(p, "kb.verify", str(e), f"kb:{entry_id}")
+            raise
+        send(resp, self._incident_call("verify_entry", entry_id, p.actor))
+
+
+_INCIDENT_STATES = ("pending", "open", "clearing", "resolved", "suppressed", "impact", "discarded")
+
+
+def _enum_param(req: falcon.Request, name: str, allowed: tuple[str, ...]) -> str | None:
+    value = req.get_param(name)
+    if value is not None and value not in allowed:
+        raise falcon.HTTPBadRequest(description=f"{name}: one of {', '.join(allowed)}")
+    return value
+
+
 class OpenAPIDoc:
     def __init__(self, doc: bytes) -> None:
         self.doc = doc
@@ -365,4 +487,11 @@ def build(svc: Service) -> falcon.App[Any, Any]:
     app.add_route(f"{API}/approvals/{{approval_id}}/reject", approvals, suffix="reject")
     app.add_route(f"{API}/journal", journal)
     app.add_route(f"{API}/journal/verify", journal, suffix="verify")
+    inc = IncidentsResource(svc)
+    app.add_route(f"{API}/incidents", inc)
+    app.add_route(f"{API}/incidents/{{incident_id}}", inc, suffix="one")
+    for action in ("acknowledge", "assign", "note", "resolve"):
+        app.add_route(f"{API}/incidents/{{incident_id}}/{action}", inc, suffix=action)
+    app.add_route(f"{API}/kb", inc, suffix="kb")
+    app.add_route(f"{API}/kb/{{entry_id}}/verify", inc, suffix="verify")
     return app

@@ -43,6 +43,7 @@ _SECURITY_HEADERS = {
     "X-Frame-Options": "DENY",
     "Cache-Control": "no-store",
 }
+_INCIDENT_ACTIONS = ("acknowledge", "assign", "note", "resolve", "propose")
 _SEV_ORDER = {"critical": 0, "warning": 1, "info": 2}
 
 
@@ -152,16 +153,25 @@ def _ago(ts: float | None) -> str:
     return f"{d / 86400:.1f} d ago"
 
 
+def _left(seconds: float | None) -> str:
+    """SLA time left as a person reads it: 1 h 20 min, 12 min, or how long ago it ran out."""
+    if seconds is None:
+        return "-"
+    s = abs(seconds)
+    text = f"{s / 3600:.0f} h {s % 3600 / 60:.0f} min" if s >= 3600 else f"{s / 60:.0f} min"
+    return text if seconds >= 0 else f"breached {text} ago"
+
+
 class Pages:
     def __init__(self, svc: Service) -> None:
         self.svc = svc
         self.env = jinja2.Environment(
             loader=jinja2.FileSystemLoader(str(_HERE / "templates")),
             autoescape=jinja2.select_autoescape(default=True),
-            undefined=jinja2.StrictUndefined,
         )
         self.env.filters["time"] = _fmt_time
         self.env.filters["ago"] = _ago
+        self.env.filters["left"] = _left
 
     def render(
         self, req: falcon.Request, resp: falcon.Response, name: str, status: str = falcon.HTTP_200, **ctx: Any
@@ -363,6 +373,100 @@ class Pages:
     def on_post_reject(self, req: falcon.Request, resp: falcon.Response, approval_id: str) -> None:
         self._decide(req, resp, approval_id, False)
 
+    # ---- incidents and knowledge base
+    def _incidents(self, req: falcon.Request, resp: falcon.Response) -> Any:
+        if self.svc.incidents is None:
+            self.render(req, resp, "error.html", falcon.HTTP_404, message="Incidents are not configured on this agent.")
+            return None
+        return self.svc.incidents
+
+    def on_get_incidents(self, req: falcon.Request, resp: falcon.Response) -> None:
+        inc = self._incidents(req, resp)
+        if inc is None:
+            return
+        state = req.get_param("state") or None
+        states = [state] if state in ("resolved", "pending", "suppressed", "impact", "discarded") else None
+        rows = inc.incidents(states, severity=req.get_param("severity"), line=req.get_param("line"),
+                             host=req.get_param("host"))  # fmt: skip
+        self.render(req, resp, "incidents.html", incidents=rows, state=state or "open")
+
+    def on_get_incident(self, req: falcon.Request, resp: falcon.Response, incident_id: str) -> None:
+        from diag.api.incidents import IncidentError
+
+        inc = self._incidents(req, resp)
+        if inc is None:
+            return
+        try:
+            d = inc.show(int(incident_id)) if incident_id.isdigit() and len(incident_id) < 19 else None
+        except IncidentError:
+            d = None
+        if d is None:
+            self.render(req, resp, "error.html", falcon.HTTP_404, message=f"No incident {incident_id}.")
+            return
+        self.render(req, resp, "incident.html", inc=d, error=req.get_param("error"))
+
+    def on_post_incident_action(
+        self, req: falcon.Request, resp: falcon.Response, incident_id: str, action: str
+    ) -> None:
+        from urllib.parse import quote
+
+        from diag.api.incidents import IncidentError
+
+        inc = self._incidents(req, resp)
+        if inc is None:
+            return
+        if not incident_id.isdigit() or len(incident_id) > 18 or action not in _INCIDENT_ACTIONS:
+            raise falcon.HTTPNotFound(description="no such incident action")
+        iid, f, p = int(incident_id), form(req), req.context.principal
+        try:
+            if action == "propose":
+                policy.require(p, "engineer", "proposing a KB entry")
+                inc.propose(iid, p.actor, f.get("title", "")[:200], f.get("cause", "")[:2000],
+                            f.get("instructions", "")[:4000], f.get("typical") == "on", "")  # fmt: skip
+                raise falcon.HTTPSeeOther(f"{UI}/kb")
+            policy.incident_action(p, f"incident.{action}", inc.host_of(iid), inc.show(iid)["host"])
+            if action == "acknowledge":
+                inc.acknowledge(iid, p.actor)
+            elif action == "assign":
+                inc.assign(iid, f.get("assignee", "").strip()[:100] or p.name, p.actor)
+            elif action == "note" and f.get("text", "").strip():
+                inc.note(iid, f["text"].strip()[:4000], p.actor)
+            elif action == "resolve":
+                inc.resolve(iid, p.actor, f.get("comment", "")[:2000])
+        except (policy.Forbidden, IncidentError) as e:
+            if isinstance(e, policy.Forbidden):
+                self.svc.deny(p, f"incident.{action}", str(e), f"incident:{iid}")
+            raise falcon.HTTPSeeOther(f"{UI}/incidents/{iid}?error={quote(str(e))}") from None
+        raise falcon.HTTPSeeOther(f"{UI}/incidents/{iid}")
+
+    def on_get_kb(self, req: falcon.Request, resp: falcon.Response) -> None:
+        from diag.api.incidents import IncidentError
+
+        inc = self._incidents(req, resp)
+        if inc is None:
+            return
+        try:
+            entries, error = inc.kb(), req.get_param("error")
+        except IncidentError as e:
+            entries, error = [], str(e)
+        self.render(req, resp, "kb.html", entries=entries, error=error)
+
+    def on_post_kb_verify(self, req: falcon.Request, resp: falcon.Response, entry_id: str) -> None:
+        from urllib.parse import quote
+
+        from diag.api.incidents import IncidentError
+
+        inc = self._incidents(req, resp)
+        if inc is None:
+            return
+        p = req.context.principal
+        try:
+            policy.require(p, "lead", "verifying a KB entry")
+            inc.verify_entry(entry_id, p.actor)
+        except (policy.Forbidden, IncidentError) as e:
+            raise falcon.HTTPSeeOther(f"{UI}/kb?error={quote(str(e))}") from None
+        raise falcon.HTTPSeeOther(f"{UI}/kb")
+
     # ---- journal
     def on_get_journal(self, req: falcon.Request, resp: falcon.Response) -> None:
         p: Principal = req.context.principal
@@ -419,5 +523,10 @@ def build(svc: Service) -> falcon.App[Any, Any]:
     app.add_route(f"{UI}/approvals/{{approval_id}}/approve", pages, suffix="approve")
     app.add_route(f"{UI}/approvals/{{approval_id}}/reject", pages, suffix="reject")
     app.add_route(f"{UI}/journal", pages, suffix="journal")
+    app.add_route(f"{UI}/incidents", pages, suffix="incidents")
+    app.add_route(f"{UI}/incidents/{{incident_id}}", pages, suffix="incident")
+    app.add_route(f"{UI}/incidents/{{incident_id}}/{{action}}", pages, suffix="incident_action")
+    app.add_route(f"{UI}/kb", pages, suffix="kb")
+    app.add_route(f"{UI}/kb/{{entry_id}}/verify", pages, suffix="kb_verify")
     app.add_route(f"{UI}/static/{{name}}", Static())
     return app

@@ -31,8 +31,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-#: Called with each finished report (the incident engine, when there is one).
-ReportSink = Callable[["RunReport", str], None]
+#: Called with each finished report, the actor and the variables (the incident engine, when there is one).
+ReportSink = Callable[["RunReport", str, dict[str, Any]], None]
 
 
 @dataclass(slots=True)
@@ -184,7 +184,7 @@ class JobManager:
             jchecks.finished(journal, job.actor, report, job.id)
             if self.sink is not None:
                 try:
-                    self.sink(report, job.actor)
+                    self.sink(report, job.actor, variables)
                 except Exception:
                     log.exception("job %s: handing findings to the incident engine failed", job.id)
             state = "done"

@@ -117,10 +117,102 @@ OPS: tuple[Op, ...] = (
         extra=("400", "403"),
     ),
     Op("get", f"{API}/journal/verify", "Check the journal's hash chain", "lead", s.JournalVerifyOut, extra=("403",)),
+    Op(
+        "get",
+        f"{API}/incidents",
+        "Incidents (open ones unless state says otherwise), worst and least SLA time left first",
+        "viewer",
+        list[dict[str, Any]],
+        query=(
+            (
+                "state",
+                {
+                    "type": "string",
+                    "enum": ["pending", "open", "clearing", "resolved", "suppressed", "impact", "discarded"],
+                },
+                "only this state",
+            ),
+            ("severity", {"type": "string", "enum": ["info", "warning", "critical"]}, "only this severity"),
+            ("line", {"type": "string", "enum": ["L1", "L2", "L3"]}, "only this support line"),
+            ("host", {"type": "string", "maxLength": 200}, "only this host"),
+            ("classification", {"type": "string", "enum": ["typical", "atypical"]}, "typical or atypical"),
+        ),
+        extra=("400", "404"),
+    ),
+    Op(
+        "get",
+        f"{API}/incidents/{{incident_id}}",
+        "An incident with its evidence, hypotheses, ticket and events",
+        "viewer",
+        dict[str, Any],
+        extra=("404",),
+    ),
+    Op(
+        "post",
+        f"{API}/incidents/{{incident_id}}/acknowledge",
+        "Take the incident (stops the respond clock)",
+        "engineer",
+        dict[str, Any],
+        extra=("404",),
+    ),
+    Op(
+        "post",
+        f"{API}/incidents/{{incident_id}}/assign",
+        "Assign the incident to someone (a ticket note)",
+        "engineer",
+        dict[str, Any],
+        body=s.Assign,
+        extra=("400", "404", "413", "415"),
+    ),
+    Op(
+        "post",
+        f"{API}/incidents/{{incident_id}}/note",
+        "Add a note (the ticket gets it too)",
+        "engineer",
+        dict[str, Any],
+        body=s.Note,
+        extra=("400", "404", "413", "415"),
+    ),
+    Op(
+        "post",
+        f"{API}/incidents/{{incident_id}}/resolve",
+        "Resolve after a verifying re-check (the playbook runs again on the host)",
+        "engineer",
+        dict[str, Any],
+        body=s.Decision,
+        extra=("400", "404", "409", "413", "415", "422"),
+    ),
+    Op(
+        "get",
+        f"{API}/kb",
+        "Knowledge-base entries with their verification state",
+        "viewer",
+        list[dict[str, Any]],
+        extra=("404", "422"),
+    ),
+    Op(
+        "post",
+        f"{API}/kb",
+        "Propose a KB entry from a resolved incident",
+        "engineer",
+        dict[str, Any],
+        body=s.Proposal,
+        status="201",
+        extra=("400", "404", "409", "413", "415", "422"),
+    ),
+    Op(
+        "post",
+        f"{API}/kb/{{entry_id}}/verify",
+        "Verify a proposed KB entry",
+        "lead",
+        dict[str, Any],
+        extra=("404", "409"),
+    ),
 )
 
 _REASONS = {
     "200": "OK",
+    "201": "Created",
     "202": "Accepted",
     "400": "Bad request (the reason says what)",
     "401": "No token, or an invalid or revoked one",
@@ -183,7 +275,7 @@ def document(extra_ops: tuple[Op, ...] = ()) -> bytes:
         }
         if op.body is not None:
             operation["requestBody"] = {
-                "required": op.method == "post" and op.body is s.CheckRequest,
+                "required": op.body is not s.Decision,
                 "content": {"application/json": {"schema": by_type[id(op.body)]}},
             }
         paths.setdefault(op.path, {})[op.method] = operation

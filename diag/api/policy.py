@@ -56,3 +56,12 @@ def approve(p: Principal, requester: str, playbook: str, hosts: Sequence[Host]) 
         raise Forbidden("a change cannot be approved by the token that requested it")
     if not playbook_allowed(p, playbook) or hosts_outside(p, hosts):
         raise Forbidden(f"the request's playbook or hosts are outside the scope of token {p.name!r}")
+
+
+def incident_action(p: Principal, what: str, host: Host | None, host_name: str) -> None:
+    """Working an incident (acknowledge, assign, note, resolve): an engineer on a host in their groups."""
+    require(p, "engineer", what)
+    if p.role == "admin" or "*" in p.groups:
+        return
+    if host is None or not host_allowed(p, host):
+        raise Forbidden(f"host {host_name!r} is outside the host groups granted to token {p.name!r}")

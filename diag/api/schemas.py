@@ -171,3 +171,23 @@ class JournalVerifyOut(msgspec.Struct):
     records: int
     head: str
     problems: list[str]
+
+
+class Assign(msgspec.Struct, forbid_unknown_fields=True):
+    assignee: Annotated[str, Meta(min_length=1, max_length=100)]
+
+
+class Note(msgspec.Struct, forbid_unknown_fields=True):
+    text: Annotated[str, Meta(min_length=1, max_length=4000)]
+
+
+class Proposal(msgspec.Struct, forbid_unknown_fields=True):
+    """A KB entry proposed from a resolved incident (a lead verifies it)."""
+
+    #: a number, not an integer: JSON Schema counts 7.0 as an integer, and msgspec's strict int does not
+    incident: Annotated[float, Meta(ge=1, le=1e15)]
+    id: Annotated[str, Meta(max_length=80)] = ""
+    title: Annotated[str, Meta(max_length=200)] = ""
+    cause: Annotated[str, Meta(max_length=2000)] = ""
+    instructions: Annotated[str, Meta(max_length=4000)] = ""
+    typical: bool = False

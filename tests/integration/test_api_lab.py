@@ -326,7 +326,73 @@ def test_console_in_chromium_login_run_a_check_and_see_its_findings(env: ApiEnv,
         row = driver.find_element(By.XPATH, "//table[@id='hosts']//tr[td/strong[text()='h01']]")
         assert "findings" in row.text and "critical" in row.text
         shot("hosts-after-check")
+
+        # the finding is an incident: open it from the list, see its evidence and its ticket
+        driver.get(env.url + "/ui/incidents")
+        xpath = f"//table[@id='incidents']//tr[td[text()='h01']]//a[contains(., '{full_mount}')]"
+        link = driver.find_element(By.XPATH, xpath)
+        shot("incidents")
+        link.click()
+        wait.until(ec.presence_of_element_located((By.ID, "evidence")))
+        assert "df -Pk" in driver.find_element(By.ID, "evidence").text
+        assert driver.find_element(By.ID, "incident-state").text == "open"
+
+        def ticket_delivered(d: Any) -> bool:
+            if "not delivered" not in d.find_element(By.ID, "ticket").text:
+                return True
+            d.refresh()
+            return False
+
+        WebDriverWait(driver, 60, poll_frequency=1).until(ticket_delivered)
+        shot("incident")
     finally:
         driver.quit()
     failures = [r for r in env.journal("login.failed") if r["details"].get("via") == "console"]
     assert failures, "the console's refused login is journaled"
+
+
+# ---- incidents and knowledge base over the API (runs last: it empties h01's full filesystem)
+
+
+def test_incident_work_resolve_with_recheck_and_kb_proposal(env: ApiEnv, lab: Lab, full_mount: str) -> None:
+    v, e, lead = env.client("viewer"), env.client("eng-web"), env.client("lead1")
+    incs = [i for i in v.get("/api/v1/incidents", params={"host": "h01"}).json() if i["subject"] == full_mount]
+    assert len(incs) == 1, "two checks of the same condition are one incident"
+    iid = incs[0]["id"]
+    inc = v.get(f"/api/v1/incidents/{iid}").json()
+    assert inc["state"] == "open" and inc["check"] == "disk_full" and inc["severity"] == "critical"
+    assert any("df -Pk" in ev["title"] for ev in inc["evidence"])
+    assert inc["sla_left_s"] is not None and inc["sla_clock"] == "respond"
+    assert v.get("/api/v1/incidents", params={"severity": "warning", "host": "h01"}).json() == [
+        i for i in v.get("/api/v1/incidents", params={"host": "h01"}).json() if i["severity"] == "warning"
+    ]
+    assert v.post(f"/api/v1/incidents/{iid}/acknowledge").status_code == 403  # a viewer only reads
+    assert e.post(f"/api/v1/incidents/{iid}/acknowledge").json()["acked_at"] is not None
+    assert e.post(f"/api/v1/incidents/{iid}/assign", json={"assignee": "ivanov"}).json()["assignee"] == "ivanov"
+    assert e.post(f"/api/v1/incidents/{iid}/note", json={"text": "logs rotate at 03:00"}).status_code == 200
+    # resolving re-checks first: the filesystem is still full, so it stays open
+    r = e.post(f"/api/v1/incidents/{iid}/resolve", json={"comment": "cleaned"})
+    assert r.status_code == 200 and r.json()["state"] != "resolved", r.json()["outcome"]
+    assert e.post("/api/v1/kb", json={"incident": iid}).status_code == 409  # only resolved incidents
+    lab.exec("h01", ["rm", "-f", f"{full_mount}/fill"])
+    r = e.post(f"/api/v1/incidents/{iid}/resolve", json={"comment": "removed the fill file"})
+    assert r.status_code == 200 and r.json()["state"] == "resolved", r.json()
+    kinds = [ev["kind"] for ev in r.json()["events"]]
+    assert {"acknowledged", "assigned", "note", "resolved"} <= set(kinds)
+
+    r = e.post("/api/v1/kb", json={"incident": iid, "title": "Test tmpfs filled", "instructions": "rm the fill file",
+                                   "typical": True})  # fmt: skip
+    assert r.status_code == 201, r.text
+    entry = r.json()
+    assert entry["proposed"] and not entry["verified"]
+    assert e.post(f"/api/v1/kb/{entry['id']}/verify").status_code == 403  # a lead verifies
+    r = lead.post(f"/api/v1/kb/{entry['id']}/verify")
+    assert r.status_code == 200 and r.json()["verified"] and r.json()["verified_by"] == "token:lead1"
+    assert {x["id"]: x["verified"] for x in v.get("/api/v1/kb").json()}[entry["id"]] is True
+
+    # all of it is in the journal, with the hash chain intact
+    actions = {r["action"] for r in env.journal() if r["target"] in (f"incident:{iid}", f"kb:{entry['id']}")}
+    assert {"incident.opened", "incident.acknowledged", "incident.assigned", "incident.note", "incident.resolved",
+            "kb.proposed", "kb.verified"} <= actions, actions  # fmt: skip
+    assert "incident.ticket" in {r["action"] for r in env.journal("incident")}  # the delivery to the ticket store
+    assert env.diag("journal", "verify", "--data", str(env.data)).returncode == 0

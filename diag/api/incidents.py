@@ -1,0 +1,362 @@
+"""The API's view of the incident engine (diag.incidents): list, show, acknowledge, assign, note, resolve; the KB.
+
+Everything goes through the engine's own calls where it has them (``acknowledge``, ``resolve`` with a
+verifying re-check, ``observe_report`` for check results); assignment and notes are incident events plus a
+ticket note in the same transaction, as ``acknowledge`` does it. Incident events (transitions, ticket
+deliveries) are copied into the event journal as ``incident.<kind>`` records after every change.
+
+Knowledge base: entries are read with :class:`diag.incidents.knowledge.KnowledgeBase`; an entry proposed from
+a resolved incident is a KB file of its own under ``DATA/knowledge-proposed/`` (``verified: false``), which a
+lead verifies (``verified: true, verified_by``). Add that directory to ``agent.incidents.knowledge`` so that
+the engine reads the entries; only verified ones drive classification.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import yaml
+
+from diag.errors import ConfigError, DiagError
+from diag.journal import Journal
+
+if TYPE_CHECKING:
+    from diag.incidents.service import IncidentService
+    from diag.inventory import Host
+    from diag.model import Evidence, Finding
+    from diag.remote.runner import RunReport
+
+log = logging.getLogger(__name__)
+
+PROPOSED = "knowledge-proposed"
+_SLUG = re.compile(r"[^a-z0-9]+")
+_ENTRY_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,79}$")
+
+
+class IncidentError(Exception):
+    """A request the incident side refuses: ``status`` is the HTTP status (404, 409, 422)."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+
+
+@dataclass(slots=True)
+class _Verdict:
+    cleared: bool
+    note: str
+    evidence: list[Evidence] = field(default_factory=list)
+
+
+class Incidents:
+    def __init__(
+        self,
+        service: IncidentService,
+        data: Path,
+        hosts: dict[str, Host],
+        journal: Journal,
+        known_hosts: list[Path] | None,
+    ) -> None:
+        self.service = service
+        self.engine = service.engine
+        self.store = service.store
+        self.data = data
+        self.hosts = hosts
+        self.journal = journal
+        self.known_hosts = known_hosts
+        self._sync_lock = threading.Lock()
+        #: (playbook, host) -> the variables of the last check that fed it: its re-check runs with the same ones
+        self._vars: dict[tuple[str, str], dict[str, Any]] = {}
+        last = journal.query(action="incident", limit=1, newest_first=True)
+        self._synced = int(last[0].details.get("event_id", 0)) if last else 0
+        self.engine.on_change.append(self.sync)
+
+    # ---- journal
+    def sync(self) -> None:
+        """Copy incident events newer than the last copied one into the journal (transitions, deliveries)."""
+        with self._sync_lock:
+            rows = self.store.read(
+                "SELECT e.id, e.incident_id, e.at, e.actor, e.kind, e.text, i.host, i.check_id, i.state "
+                "FROM events e JOIN incidents i ON i.id = e.incident_id WHERE e.id > ? ORDER BY e.id LIMIT 1000",
+                (self._synced,),
+            )
+            for r in rows:
+                self.journal.append(
+                    str(r[3]),
+                    f"incident.{r[4]}",
+                    f"incident:{r[1]}",
+                    str(r[8]),
+                    {"event_id": r[0], "incident": r[1], "host": r[6], "check": r[7], "text": r[5], "at": r[2]},
+                )
+                self._synced = int(r[0])
+
+    # ---- reading
+    def _sla(self, d: dict[str, Any], now: float) -> dict[str, Any]:
+        due = d.get("resolve_due") if d.get("acked_at") else d.get("respond_due") or d.get("resolve_due")
+        d["sla_clock"] = "resolve" if d.get("acked_at") else "respond"
+        d["sla_left_s"] = round(due - now, 1) if isinstance(due, int | float) else None
+        return d
+
+    def incidents(
+        self,
+        states: Sequence[str] | None = None,
+        severity: str | None = None,
+        line: str | None = None,
+        host: str | None = None,
+        classification: str | None = None,
+        limit: int = 500,
+    ) -> list[dict[str, Any]]:
+        from diag.incidents.store import OPEN_STATES
+
+        now = time.time()
+        out = []
+        for inc in self.store.query(list(states) if states else list(OPEN_STATES), limit=5000):
+            if severity and inc.severity != severity:
+                continue
+            if line and inc.line != line:
+                continue
+            if host and inc.host != host:
+                continue
+            if classification and inc.classification != classification:
+                continue
+            d = inc.to_dict()
+            d.pop("evidence", None)  # the list stays small; show has it
+            d["assignee"] = self._assignee(inc.id)
+            out.append(self._sla(d, now))
+            if len(out) >= limit:
+                break
+        rank = {"critical": 0, "warning": 1, "info": 2}
+        out.sort(key=lambda d: (rank.get(d["severity"], 3), d["sla_left_s"] if d["sla_left_s"] is not None else 1e18))
+        return out
+
+    def open_incidents(self) -> list[dict[str, Any]]:
+        return self.incidents()
+
+    def _must(self, incident_id: int) -> Any:
+        inc = self.store.get(incident_id)
+        if inc is None:
+            raise IncidentError(404, f"no incident {incident_id}")
+        return inc
+
+    def _assignee(self, incident_id: int) -> str | None:
+        rows = self.store.read(
+            "SELECT text FROM events WHERE incident_id = ? AND kind = 'assigned' ORDER BY id DESC LIMIT 1",
+            (incident_id,),
+        )
+        return str(rows[0][0]).removeprefix("assigned to ") if rows else None
+
+    def show(self, incident_id: int) -> dict[str, Any]:
+        inc = self._must(incident_id)
+        d = self._sla(inc.to_dict(), time.time())
+        d["assignee"] = self._assignee(inc.id)
+        d["events"] = [e.to_dict() for e in self.store.events(inc.id)]
+        return d
+
+    def host_of(self, incident_id: int) -> Host | None:
+        return self.hosts.get(self._must(incident_id).host)
+
+    # ---- changing
+    def acknowledge(self, incident_id: int, who: str) -> dict[str, Any]:
+        self._must(incident_id)
+        self.engine.acknowledge(incident_id, who)
+        return self.show(incident_id)
+
+    def _event_and_note(self, incident_id: int, who: str, kind: str, text: str, note: str) -> dict[str, Any]:
+        from diag.incidents import bundle
+
+        inc = self._must(incident_id)
+        now = time.time()
+        with self.store.tx() as c:
+            self.store.event(c, inc.id, who, kind, text, now)
+            if inc.opened_at is not None and inc.ticket_key:
+                self.store.enqueue(c, inc, "note", bundle.note_payload(note), now)
+        self.sync()
+        self.service.outbox.wake()
+        return self.show(incident_id)
+
+    def assign(self, incident_id: int, assignee: str, who: str) -> dict[str, Any]:
+        return self._event_and_note(
+            incident_id, who, "assigned", f"assigned to {assignee}", f"Assigned to {assignee} by {who}."
+        )
+
+    def note(self, incident_id: int, text: str, who: str) -> dict[str, Any]:
+        return self._event_and_note(incident_id, who, "note", text, f"Note from {who}: {text}")
+
+    def resolve(self, incident_id: int, who: str, comment: str) -> dict[str, Any]:
+        """Resolve only through a verifying re-check: the playbook that found it runs again on the host."""
+        inc = self._must(incident_id)
+        if inc.state not in ("open", "clearing"):
+            raise IncidentError(409, f"incident {incident_id} is {inc.state}, not open")
+        scope = inc.scope or ""
+        m = re.fullmatch(r"playbook:([A-Za-z0-9_.-]+)@(.+)", scope)
+        if m is None or m.group(2) not in self.hosts:
+            raise IncidentError(
+                409,
+                f"incident {incident_id} came from {scope or inc.source}; it resolves when that source re-checks it",
+            )
+        playbook, host = m.group(1), self.hosts[m.group(2)]
+        fingerprint = inc.fingerprint
+        if (playbook, host.name) not in self._vars:
+            # without the variables of the check that found it, a re-check could look elsewhere and "clear" it
+            raise IncidentError(409, f"run {playbook} on {host.name} again (a check feeds its own re-check)")
+        variables = self._vars[(playbook, host.name)]
+
+        def verify() -> _Verdict:
+            findings = self.recheck(playbook, host, variables)
+            still = [f for f in findings if f.fingerprint == fingerprint]
+            if still:
+                return _Verdict(
+                    False, f"re-check by {who}: {playbook} on {host.name} still finds it: {still[0].summary}"
+                )
+            return _Verdict(True, f"re-check by {who}: {playbook} on {host.name} no longer finds it. {comment}".strip())
+
+        out = self.engine.resolve(f"api:{who}", fingerprint, verify)
+        self.sync()
+        d = self.show(incident_id)
+        d["outcome"] = str(out)
+        return d
+
+    def recheck(self, playbook: str, host: Host, variables: dict[str, Any]) -> Sequence[Finding]:
+        """Run ``playbook`` on ``host`` again (its own SSH pool) and return what it finds now."""
+        from diag.incidents.sources import host_findings
+        from diag.remote import playbook as pbmod
+        from diag.remote.runner import run_host
+        from diag.remote.ssh import SSHPool
+
+        pb = pbmod.load(pbmod.find(playbook))
+        pool = SSHPool(known_hosts=self.known_hosts, tofu_store=self.data / "known_hosts.tofu", max_concurrency=1,
+                       hosts=self.hosts)  # fmt: skip
+        try:
+            r = run_host(host, pb, pool, variables)
+        finally:
+            pool.close_all()
+        return host_findings(r)
+
+    def feed(self, report: RunReport, actor: str, variables: dict[str, Any]) -> None:
+        """A check job's results go to the engine host by host (clearing works per playbook and host)."""
+        from diag.incidents.sources import observe_report
+
+        playbook = report.playbook
+        for r in report.results:
+            self._vars[(playbook, r.host)] = dict(variables)
+        observe_report(
+            self.engine, report, recheck=lambda h: self.recheck(playbook, self.hosts[h], variables), source="api"
+        )
+        self.sync()
+
+    # ---- knowledge base
+    @property
+    def proposed_dir(self) -> Path:
+        return self.data / PROPOSED
+
+    def kb(self) -> list[dict[str, Any]]:
+        from diag.incidents.knowledge import KnowledgeBase
+
+        dirs = list(self.service.settings.knowledge)
+        if self.proposed_dir.is_dir() and self.proposed_dir.resolve() not in {d.resolve() for d in dirs}:
+            dirs.append(self.proposed_dir)
+        try:
+            entries = KnowledgeBase.load(dirs).entries
+        except ConfigError as err:
+            raise IncidentError(422, "; ".join(err.problems[:3])) from None
+        out: list[dict[str, Any]] = []
+        for entry in entries:
+            d = entry.summary()
+            name, _, line = entry.file.rpartition(":")  # FILE:LINE
+            path = Path(name if line.isdigit() else entry.file)
+            d["proposed"] = path.parent.resolve() == self.proposed_dir.resolve()
+            d["verified_by"] = self._verified_by(path, entry.id) if d["proposed"] else None
+            out.append(d)
+        return out
+
+    def _verified_by(self, path: Path, entry_id: str) -> str | None:
+        doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        for e in doc.get("entries", []):
+            if e.get("id") == entry_id:
+                by = e.get("verified_by")
+                return str(by) if by else None
+        return None
+
+    def propose(
+        self, incident_id: int, who: str, title: str, cause: str, instructions: str, typical: bool, entry_id: str
+    ) -> dict[str, Any]:
+        inc = self._must(incident_id)
+        if inc.state != "resolved":
+            raise IncidentError(409, f"incident {incident_id} is {inc.state}: propose KB entries from resolved ones")
+        eid = entry_id or _SLUG.sub("-", f"{inc.check_id}-{incident_id}".lower()).strip("-")[:80]
+        if not _ENTRY_ID.match(eid):
+            raise IncidentError(422, f"entry id {eid!r}: lower-case letters, digits and -")
+        if any(e["id"] == eid for e in self.kb()):
+            raise IncidentError(409, f"a KB entry {eid!r} exists")
+        entry = {
+            "id": eid,
+            "title": title or inc.summary or inc.check_id,
+            "match": {"checks": [inc.check_id]},
+            "cause": cause or str(inc.doc.get("cause") or "") or "to be written",
+            "typical": typical,
+            "line": "L1" if typical else inc.line,
+            "priority": inc.priority,
+            "instructions": instructions,
+            "verified": False,
+            "proposed_by": who,
+            "from_incident": incident_id,
+        }
+        self.proposed_dir.mkdir(parents=True, exist_ok=True)
+        path = self.proposed_dir / f"{eid}.yaml"
+        self._write(path, entry)
+        self.journal.append(who, "kb.proposed", f"kb:{eid}", "draft", {"incident": incident_id, "file": str(path)})
+        return next(e for e in self.kb() if e["id"] == eid)
+
+    def _write(self, path: Path, entry: dict[str, Any]) -> None:
+        # the engine's KB format has no proposed_by/from_incident keys: keep them as a comment
+        meta = {k: entry.pop(k) for k in ("proposed_by", "from_incident") if k in entry}
+        head = "".join(f"# {k}: {v}\n" for k, v in meta.items())
+        text = head + yaml.safe_dump({"entries": [entry]}, sort_keys=False, allow_unicode=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(path)
+
+    def verify_entry(self, entry_id: str, who: str) -> dict[str, Any]:
+        path = self.proposed_dir / f"{entry_id}.yaml"
+        if not _ENTRY_ID.match(entry_id) or not path.is_file():
+            known = any(e["id"] == entry_id for e in self.kb())
+            raise IncidentError(
+                409 if known else 404,
+                f"KB entry {entry_id!r} is not a proposed one (edit its file to change it)"
+                if known
+                else f"no KB entry {entry_id!r}",
+            )
+        text = path.read_text(encoding="utf-8")
+        head = "".join(line + "\n" for line in text.splitlines() if line.startswith("#"))
+        doc = yaml.safe_load(text) or {}
+        entry = doc["entries"][0]
+        if entry.get("verified"):
+            raise IncidentError(409, f"KB entry {entry_id!r} is already verified by {entry.get('verified_by')}")
+        entry["verified"] = True
+        entry["verified_by"] = who
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(
+            head + yaml.safe_dump({"entries": [entry]}, sort_keys=False, allow_unicode=True), encoding="utf-8"
+        )
+        tmp.replace(path)
+        self.journal.append(who, "kb.verified", f"kb:{entry_id}", "verified", {"file": str(path)})
+        return next(e for e in self.kb() if e["id"] == entry_id)
+
+
+def adapter(
+    service: Any, data: Path, hosts: dict[str, Host], journal: Journal, known_hosts: list[Path] | None
+) -> Incidents | None:
+    if service is None:
+        return None
+    try:
+        return Incidents(service, data, hosts, journal, known_hosts)
+    except DiagError:
+        log.exception("the incident engine cannot be used by the API")
+        return None
