@@ -423,10 +423,16 @@ def _enum_param(req: falcon.Request, name: str, allowed: tuple[str, ...]) -> str
 
 
 class OpenAPIDoc:
-    def __init__(self, doc: bytes) -> None:
-        self.doc = doc
+    """Built on its first request (0.8 MiB of schemas that most agents never need)."""
+
+    def __init__(self) -> None:
+        self.doc: bytes | None = None
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        if self.doc is None:
+            from diag.api import openapi
+
+            self.doc = openapi.document()
         resp.content_type = falcon.MEDIA_JSON
         resp.data = self.doc
 
@@ -461,10 +467,8 @@ def base(svc: Service, middleware: list[Any]) -> falcon.App[Any, Any]:
 
 def build(svc: Service) -> falcon.App[Any, Any]:
     """The Falcon app serving the API (the console is another app on the same Service: Jinja2 loads only for it)."""
-    from diag.api import openapi
-
     app = base(svc, [])
-    app.add_route(OPENAPI, OpenAPIDoc(openapi.document()))
+    app.add_route(OPENAPI, OpenAPIDoc())
     app.add_route(f"{API}/whoami", Whoami())
     hosts, pbs, checks, approvals, journal = (
         Hosts(svc),
