@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 SOURCE = "alertmanager"
+ATTEMPTS = 5  # tries of one job before it is given up (backoff 1, 2, 4, 8 s between them)
 
 
 class Busy(Exception):
@@ -119,6 +120,7 @@ class Receiver:
         self._executor = ThreadPoolExecutor(max_workers=cfg.workers, thread_name_prefix="diag-alert")
         self._idle = threading.Condition(self._lock)
         self._closing = False
+        self._stopping = threading.Event()  # interrupts the backoff of a failing job when the receiver stops
         self.counters: dict[tuple[str, str], int] = {}  # (family, label value) -> count, for /metrics and /healthz
         self._kb_playbooks: dict[str, Any] = {}  # playbook name -> Playbook, or None when it cannot be loaded
         self.store = JobStore(data / "alertmanager.sqlite")
@@ -210,14 +212,40 @@ class Receiver:
                     return
                 job = q.popleft()
             try:
-                self.process(job)
-            except Exception:  # one alert's failure must not stop the others or kill the worker
-                log.exception("alert %s (%s): processing failed", job.alert.name, key)
+                finished = self._work(job)
             finally:
-                if job.id:
-                    self.store.done(job.id)
                 with self._lock:
                     self._pending -= 1
+            if finished and job.id:
+                self.store.done(job.id)
+
+    def _work(self, job: Job) -> bool:
+        """Process a job, trying again with backoff when it fails (the engine's database busy, say).
+
+        False when the receiver stops in between: the job stays on disk for the next start. A job that fails
+        every attempt is logged with its traceback and dropped, so one poisoned alert cannot block its successors.
+        """
+        for attempt in range(1, ATTEMPTS + 1):
+            try:
+                self.process(job)
+                return True
+            except Exception as e:  # one alert's failure must not stop the others or kill the worker
+                if attempt == ATTEMPTS:
+                    log.exception("alert %s (%s): giving up after %d attempts", job.alert.name, job.alert.key, attempt)
+                    return True
+                delay = min(2.0 ** (attempt - 1), 30.0)
+                log.warning(
+                    "alert %s (%s): attempt %d failed (%s: %s); trying again in %g s",
+                    job.alert.name,
+                    job.alert.key,
+                    attempt,
+                    type(e).__name__,
+                    e,
+                    delay,
+                )
+                if self._stopping.wait(delay):
+                    return False
+        return True
 
     def wait_idle(self, timeout: float | None = None) -> bool:
         """Wait until no alert is queued or being worked on (tests, the bench, shutdown)."""
@@ -232,6 +260,7 @@ class Receiver:
 
     def close(self) -> None:
         """Finish the alerts being worked on; queued ones stay on disk and are resumed at the next start."""
+        self._stopping.set()
         with self._lock:
             self._closing = True
             for st in self._states.values():

@@ -587,3 +587,59 @@ def test_a_full_queue_refuses_the_notification_whole(tmp_path: Path, monkeypatch
     finally:
         engine.gate.set()
         r.close()
+
+
+def test_a_failing_engine_is_tried_again_and_the_alert_kept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The engine failing (database busy, say) is tried again with backoff; the job leaves the disk only when done."""
+    from diag.alertmanager import receiver as receiver_mod
+    from diag.alertmanager.receiver import Receiver
+
+    class Flaky(_GatedEngine):  # a fake engine (named so) that fails twice, then works
+        calls = 0
+
+        def ingest(self, source: str, findings: Any) -> str:
+            Flaky.calls += 1
+            if Flaky.calls <= 2:
+                raise RuntimeError("database is locked")
+            self.seen.extend(f.labels["alert_fingerprint"] for f in findings)
+            return "recorded"
+
+    monkeypatch.setenv("DGM_TOKEN", "tok-123456")
+    cfg = _agent_cfg(tmp_path, "auth: {bearer_token: env:DGM_TOKEN}\n").alertmanager
+    assert cfg is not None
+    engine = Flaky()
+    r = Receiver(cfg, {}, engine, tmp_path / "data")
+    try:
+        r.handle(decode(FIRING))
+        assert r.wait_idle(20)
+        assert Flaky.calls == 3 and engine.seen == ["f1c9dd7e9c4ffc6c"] and r.store.pending() == []
+        assert "attempt 1 failed (RuntimeError: database is locked); trying again in 1 s" in caplog.text
+    finally:
+        r.close()
+    monkeypatch.setattr(receiver_mod, "ATTEMPTS", 1)  # and one that never works is given up, not retried forever
+    Flaky.calls = -100
+    r = Receiver(cfg, {}, Flaky(), tmp_path / "data2")
+    try:
+        r.handle(decode(FIRING))
+        assert r.wait_idle(20) and r.store.pending() == []
+        assert "giving up after 1 attempts" in caplog.text
+    finally:
+        r.close()
+    # Stopping while a failing job waits for its next attempt leaves it on disk for the next start.
+    import time
+
+    from diag.alertmanager.queue import JobStore
+
+    monkeypatch.setattr(receiver_mod, "ATTEMPTS", 5)
+    Flaky.calls = -100
+    r = Receiver(cfg, {}, Flaky(), tmp_path / "data3")
+    r.handle(decode(FIRING))
+    deadline = time.monotonic() + 10
+    while Flaky.calls == -100 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    r.close()  # interrupts the backoff: had it run on, the attempts would end in "giving up" and the job be gone
+    left = JobStore(tmp_path / "data3" / "alertmanager.sqlite")
+    assert [a.key for _, a, _ in left.pending()] == ["f1c9dd7e9c4ffc6c"]
+    left.close()
