@@ -338,6 +338,11 @@ class Engine:
                 self.store.event(
                     c, inc.id, source, "flap", "the condition came back before the re-check closed it", now
                 )
+            if inc.state == "pending" and self.topology.is_down_check(inc.check_id):
+                # Seen before its upstream device failed (another batch): behind a down device it is impact.
+                parent = self._down_parent(inc.host, down_now)
+                if parent is not None:
+                    return self._behind(c, inc, parent, source, now)
             if inc.state == "pending":
                 if now - inc.first_seen >= self.settings.open_after:
                     why = self._suppressed_by(inc.host, inc.check_id, now)
@@ -478,20 +483,23 @@ class Engine:
         self, c: sqlite3.Cursor, parent: Incident, source: str, f: Finding, scope: str | None, now: float
     ) -> Outcome:
         inc = self._row(f, source, scope, "impact", now, self.store.count(f.fingerprint))
-        inc.classification, inc.line, inc.priority, inc.parent_id = (
-            parent.classification,
-            parent.line,
-            parent.priority,
-            parent.id,
-        )
         self.store.insert(c, inc)
-        text = f"{f.host} is unreachable behind {parent.host} (incident #{parent.id}), which is down"
+        return self._behind(c, inc, parent, source, now)
+
+    def _behind(self, c: sqlite3.Cursor, inc: Incident, parent: Incident, source: str, now: float) -> Outcome:
+        """Make ``inc`` (a host that does not answer) impact of ``parent`` (the down device upstream of it)."""
+        inc.state, inc.parent_id = "impact", parent.id
+        inc.classification, inc.line, inc.priority = parent.classification, parent.line, parent.priority
+        self.store.update(c, inc)
+        text = f"{inc.host} is unreachable behind {parent.host} (incident #{parent.id}), which is down"
         self.store.event(c, inc.id, source, "impact", text, now, parent=parent.id)
         impact = list(parent.doc.get("impact", []))
-        if f.host not in impact:
-            impact.append(f.host)
+        if inc.host not in impact:
+            impact.append(inc.host)
             parent.doc["impact"] = impact
-            self.store.event(c, parent.id, source, "impact", f"{f.host} behind it is unreachable too", now, host=f.host)
+            self.store.event(
+                c, parent.id, source, "impact", f"{inc.host} behind it is unreachable too", now, host=inc.host
+            )
             if parent.opened_at is not None:
                 # Not sent yet: the ticket is written with the impact in it. Sent: a note says it.
                 draft = bundle.draft(parent, self.settings, self.masker, impact)
@@ -500,10 +508,10 @@ class Engine:
                     (json.dumps(bundle.to_payload(draft)), parent.id),
                 )
                 if c.rowcount == 0:
-                    text = f"Also unreachable behind {parent.host}: {f.host} ({inc.summary})."
+                    text = f"Also unreachable behind {parent.host}: {inc.host} ({inc.summary})."
                     self.store.enqueue(c, parent, "note", bundle.note_payload(text), now)
             self.store.update(c, parent)
-        return Outcome("impact", inc.id, f.fingerprint, f"behind #{parent.id} {parent.host}")
+        return Outcome("impact", inc.id, inc.fingerprint, f"behind #{parent.id} {parent.host}")
 
     def _fold_children(self, c: sqlite3.Cursor, inc: Incident, source: str, now: float) -> None:
         """When a device goes down after the hosts behind it were registered: make their pending incidents impact."""

@@ -196,6 +196,27 @@ def test_topology_one_incident_on_the_switch(tmp_path: Path, clock: Clock) -> No
     assert "a, b, c" in t["description"]
 
 
+def test_topology_hosts_first_in_their_own_batches_still_fold(tmp_path: Path, clock: Clock) -> None:
+    class H:
+        def __init__(self, parents: tuple[str, ...] = ()) -> None:
+            self.parents, self.groups = parents, ()
+
+    svc = make(tmp_path, clock, {"sw1": H(), "a": H(("sw1",)), "b": H(("sw1",))})
+    down = {h: Finding("host_unreachable", "critical", f"{h}: no route", host=h) for h in ("sw1", "a", "b")}
+    svc.engine.observe("ssh", "ssh@a", [down["a"]])
+    svc.engine.observe("ssh", "ssh@b", [down["b"]])
+    clock.advance(30)
+    svc.engine.observe("ssh", "ssh@sw1", [down["sw1"]])  # the switch is registered after its hosts
+    clock.advance(31)  # the hosts' damping is over first: they still must not open on their own
+    assert svc.engine.observe("ssh", "ssh@a", [down["a"]])[0].action == "impact"
+    assert svc.engine.observe("ssh", "ssh@b", [down["b"]])[0].action == "impact"
+    clock.advance(30)
+    assert svc.engine.observe("ssh", "ssh@sw1", [down["sw1"]])[0].action == "opened"
+    (t,) = tickets(svc)
+    assert t["host"] == "sw1" and "a, b" in t["description"]
+    svc.close()
+
+
 def test_classification_typical_and_atypical(svc: IncidentService, clock: Clock) -> None:
     svc.settings.open_after = 0
     svc.engine.ingest("probe", [disk()])
