@@ -1,0 +1,255 @@
+"""A report as JSON (the figures), CSV (one row per incident of the period) or one self-contained HTML page with
+SVG charts drawn on the server by pygal (no script, no external file: it opens from a mail attachment)."""
+
+from __future__ import annotations
+
+import csv
+import html
+import io
+import json
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from diag.reports.data import Row
+from diag.reports.figures import breaches, in_period
+
+CSV_COLUMNS = (
+    "id",
+    "host",
+    "check",
+    "cause",
+    "subject",
+    "severity",
+    "classification",
+    "line",
+    "priority",
+    "opened_at",
+    "acked_at",
+    "resolved_at",
+    "time_to_ack_s",
+    "time_to_resolve_s",
+    "sla_breached",
+    "reopened",
+    "state",
+)
+
+
+def iso(t: float | None) -> str:
+    return "" if t is None else datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def to_json(report: dict[str, Any]) -> str:
+    return json.dumps(report, indent=2, sort_keys=False) + "\n"
+
+
+def to_csv(rows: Sequence[Row], start: float, end: float) -> str:
+    out = io.StringIO()
+    w = csv.writer(out, lineterminator="\n")
+    w.writerow(CSV_COLUMNS)
+    for r in in_period(rows, start, end):
+        assert r.opened_at is not None
+        w.writerow(
+            [
+                r.id,
+                r.host,
+                r.check,
+                r.cause,
+                r.subject,
+                r.severity,
+                r.classification,
+                r.line,
+                r.priority,
+                iso(r.opened_at),
+                iso(r.acked_at),
+                iso(r.resolved_at),
+                "" if r.acked_at is None else round(r.acked_at - r.opened_at, 3),
+                "" if r.resolved_at is None else round(r.resolved_at - r.opened_at, 3),
+                ",".join(sorted(breaches(r))),
+                r.reopened,
+                r.state,
+            ]
+        )
+    return out.getvalue()
+
+
+def duration(s: float | None) -> str:
+    if s is None:
+        return "-"
+    if s < 120:
+        return f"{s:.0f} s"
+    if s < 7200:
+        return f"{s / 60:.0f} min"
+    if s < 2 * 86400:
+        return f"{s / 3600:.1f} h"
+    return f"{s / 86400:.1f} d"
+
+
+def pct(x: float | None, digits: int = 1) -> str:
+    return "-" if x is None else f"{100 * x:.{digits}f} %"
+
+
+def _chart_config() -> Any:
+    import pygal  # type: ignore[import-untyped]
+    from pygal.style import Style  # type: ignore[import-untyped]
+
+    style = Style(
+        background="white",
+        plot_background="white",
+        font_family="DejaVu Sans, sans-serif",
+        colors=("#3465a4", "#cc0000", "#73d216", "#f57900", "#75507b", "#c4a000", "#555753"),
+        title_font_size=16,
+        label_font_size=12,
+        major_label_font_size=12,
+        legend_font_size=12,
+    )
+    cfg = pygal.Config()
+    cfg.style = style
+    cfg.js = []  # pygal links its tooltip script from a CDN by default: a report must open offline
+    cfg.disable_xml_declaration = True
+    cfg.width, cfg.height = 640, 320
+    cfg.print_values = True
+    return cfg
+
+
+def _svg(chart: Any) -> str:
+    return str(chart.render(is_unicode=True))
+
+
+def charts(report: dict[str, Any]) -> dict[str, str]:
+    import pygal
+
+    cfg = _chart_config()
+    out = {}
+    bar = pygal.HorizontalBar(cfg, title="Incidents by cause (top)", show_legend=False)
+    causes = list(reversed(report["by_cause"]))
+    bar.x_labels = [c["name"] for c in causes]
+    bar.add("incidents", [c["count"] for c in causes])
+    out["by_cause"] = _svg(bar)
+    bar = pygal.Bar(cfg, title="Incidents by line and group", show_legend=True)
+    bar.x_labels = [x["name"] for x in report["by_line"]] + [g["name"] for g in report["by_group"]]
+    bar.add("by line", [x["count"] for x in report["by_line"]] + [None] * len(report["by_group"]))
+    bar.add("by group", [None] * len(report["by_line"]) + [g["count"] for g in report["by_group"]])
+    out["by_line_group"] = _svg(bar)
+    t = report["typical"]
+    pie = pygal.Pie(cfg, title="Typical (KB, line 1) vs atypical", inner_radius=0.45)
+    pie.add("typical", t["typical"])
+    pie.add("atypical", t["atypical"])
+    out["typical"] = _svg(pie)
+    sla = report["sla"]["by_line"]
+    bar = pygal.Bar(cfg, title="SLA compliance by line (%)", range=(0, 100), show_legend=False)
+    bar.x_labels = list(sla)
+    bar.add("within SLA", [round(100 * (v["compliance"] or 0), 1) for v in sla.values()])
+    out["sla"] = _svg(bar)
+    f = report["forecast"]
+    line = pygal.Line(cfg, title="Incidents opened per day, and forecast", show_dots=True, print_values=False)
+    line.show_minor_x_labels, line.x_labels_major_every = False, 7
+    n = len(f["daily"])
+    line.x_labels = [str(i - n) for i in range(n)] + [f"+{i + 1}" for i in range(len(f["forecast_daily"]))]
+    line.add("opened", list(f["daily"]) + [None] * len(f["forecast_daily"]))
+    line.add("forecast", [None] * n + [round(x, 1) for x in f["forecast_daily"]])
+    out["forecast"] = _svg(line)
+    return out
+
+
+def _table(head: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    h = "".join(f"<th>{html.escape(str(x))}</th>" for x in head)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(x))}</td>" for x in r) + "</tr>" for r in rows)
+    return f"<table><thead><tr>{h}</tr></thead><tbody>{body or '<tr><td>none</td></tr>'}</tbody></table>"
+
+
+CSS = """
+body{font-family:"DejaVu Sans",sans-serif;margin:24px;color:#222;max-width:1340px}
+h1{font-size:24px;margin:0 0 4px} h2{font-size:18px;margin:28px 0 8px;border-bottom:1px solid #ccc}
+.kpis{display:flex;flex-wrap:wrap;gap:12px}
+.kpi{border:1px solid #ccc;border-radius:6px;padding:10px 16px;min-width:150px}
+.kpi b{display:block;font-size:22px}.kpi span{color:#555;font-size:13px}
+.charts{display:flex;flex-wrap:wrap;gap:12px}.charts svg{width:640px;height:320px;border:1px solid #eee}
+table{border-collapse:collapse;font-size:13px;margin:6px 0}td,th{border:1px solid #ccc;padding:3px 8px;text-align:left}
+th{background:#f3f3f3}.bad{color:#c00}
+"""
+
+
+def to_html(report: dict[str, Any], title: str = "diag support-quality report") -> str:
+    p = report["period"]
+    t, sla = report["totals"], report["sla"]
+    kpis = [
+        ("incidents", t["incidents"]),
+        ("MTTA", duration(report["mtta_s"])),
+        ("MTTR", duration(report["mttr_s"])),
+        ("SLA compliance", pct(sla["compliance"])),
+        ("typical share", pct(report["typical"]["typical_share"])),
+        ("reopen rate", pct(report["reopen_rate"])),
+        ("escalations", t["escalations"]),
+        ("forecast next 7 days", f"{report['forecast']['forecast_total']:.0f}"),
+    ]
+    parts = [
+        f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
+        f"<style>{CSS}</style></head><body><h1>{html.escape(title)}</h1>",
+        f"<p>{iso(p['start'])} to {iso(p['end'])} ({p['days']:.0f} days). Generated by diag report.</p>",
+        "<div class='kpis'>"
+        + "".join(f"<div class='kpi'><b>{html.escape(str(v))}</b><span>{k}</span></div>" for k, v in kpis)
+        + "</div>",
+        "<h2>Charts</h2><div class='charts'>" + "".join(charts(report).values()) + "</div>",
+        "<h2>Incidents by host</h2>"
+        + _table(("host", "incidents"), [(x["name"], x["count"]) for x in report["by_host"]]),
+        "<h2>SLA</h2>"
+        + _table(
+            ("line", "incidents", "within SLA", "compliance"),
+            [(k, v["incidents"], v["within_sla"], pct(v["compliance"])) for k, v in sla["by_line"].items()],
+        )
+        + f"<p>Breaches: {html.escape(json.dumps(sla['breaches']))}; "
+        + f"incidents breached: {sla['incidents_breached']}.</p>",
+        "<h2>Recurring incidents (same cause, same host)</h2>"
+        + _table(("cause", "host", "times"), [(x["cause"], x["host"], x["count"]) for x in report["recurring"]]),
+        "<h2>Candidates for new knowledge-base entries (atypical, repeated)</h2>"
+        + _table(
+            ("cause", "incidents", "hosts"), [(x["cause"], x["count"], x["hosts"]) for x in report["kb_candidates"]]
+        ),
+        "<h2>Candidates for automation (typical, by time to resolve)</h2>"
+        + _table(
+            ("KB entry", "incidents", "hours to resolve"),
+            [(x["kb"], x["count"], f"{x['hours_to_resolve']:.1f}") for x in report["automation_candidates"]],
+        ),
+        "<h2>Availability</h2>"
+        + _table(
+            ("host", "downtime", "availability", "SLO met"),
+            [
+                (x["host"], duration(x["downtime_s"]), pct(x["availability"], 3), "yes" if x["slo_met"] else "NO")
+                for x in report["availability"]["hosts"]
+            ],
+        )
+        + _table(
+            ("host", "service", "downtime", "availability", "SLO met"),
+            [
+                (
+                    x["host"],
+                    x["service"],
+                    duration(x["downtime_s"]),
+                    pct(x["availability"], 3),
+                    "yes" if x["slo_met"] else "NO",
+                )
+                for x in report["availability"]["services"]
+            ],
+        ),
+    ]
+    if "engineers" in report:
+        parts.append(
+            "<h2>Per engineer (lead only)</h2>"
+            + _table(
+                ("engineer", "acknowledged", "mean time to ack", "resolved", "mean time to resolve", "SLA breached"),
+                [
+                    (
+                        e["engineer"],
+                        e["acknowledged"],
+                        duration(e["mean_time_to_ack_s"]),
+                        e["resolved"],
+                        duration(e["mean_time_to_resolve_s"]),
+                        e["sla_breached"],
+                    )
+                    for e in report["engineers"]
+                ],
+            )
+        )
+    parts.append("</body></html>\n")
+    return "".join(parts)
