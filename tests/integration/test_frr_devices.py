@@ -93,6 +93,7 @@ def test_driver_runs_show_commands_and_textfsm_parses_them(frr: FrrLab) -> None:
 
         config = dev.running_config()
         assert config.startswith("!\nfrr version ") and "Building configuration" not in config
+        assert config.rstrip().endswith("\nend")  # read to the end: "hostname r1" inside did not stop the read
         assert "hostname r1" in config and f"ip route {STATIC_PREFIX} blackhole" in config
 
         with pytest.raises(DeviceError, match=r"10\.239\.0\.2:22 \(r1, frr\): `show nonsense`: % Unknown command"):
@@ -166,7 +167,7 @@ def test_neighbours_lost_when_the_link_goes_down(frr: FrrLab, tmp_path: Path) ->
         frr.converged()
 
 
-def test_wrong_host_key_and_dead_device(frr: FrrLab, tmp_path: Path) -> None:
+def test_wrong_host_key_refused_key_and_dead_device(frr: FrrLab, tmp_path: Path) -> None:
     other = keygen(tmp_path / "other_key", "not-r1")
     bad = tmp_path / "known_hosts.bad"
     bad.write_text(f"{MGMT} {' '.join(other.split()[:2])}\n")
@@ -178,6 +179,25 @@ def test_wrong_host_key_and_dead_device(frr: FrrLab, tmp_path: Path) -> None:
     assert rc == 3
     with pytest.raises(HostKeyError, match="host key CHANGED"):
         open_device(r1_host(frr), known_hosts=bad)
+    # the right host key, a key the device does not accept
+    inv = frr.write_inventory(
+        tmp_path / "inv.yaml",
+        f"  r1-badkey:\n    address: {MGMT}\n    groups: [routers]\n    ssh_key: {tmp_path / 'other_key'}\n",
+    )
+    p = diag(
+        tmp_path,
+        "check",
+        "--json",
+        "-i",
+        str(inv),
+        "--known-hosts",
+        str(frr.known_hosts),
+        "-p",
+        "network-interfaces",
+        "r1-badkey",
+    )
+    r = only(json.loads(p.stdout), "r1-badkey")
+    assert (p.returncode, r["status"]) == (3, "auth_failed") and r["error"].startswith(f"{MGMT}:22 (r1-badkey, frr): ")
     empty = tmp_path / "known_hosts.empty"
     empty.write_text("")
     with pytest.raises(HostKeyError, match="unknown host key"):  # never auto-added, not even on first sight

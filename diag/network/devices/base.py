@@ -138,6 +138,11 @@ class Driver:
             raise ConnectError(f"{self.where}: cannot start the CLI session: {_one_line(e)}") from None
         self.session = sess
         self.broken = False
+        # The end of a command's output: the prompt learned at login (any mode: "r1#", "r1(config-if)#"), alone on
+        # the last line. Passing it saves netmiko's find_prompt() round trip before every command (measured:
+        # 85 -> 37 ms per FRR show command, bench/frr_cli.py). Anchored at a line start and at the end of what was
+        # read, so "hostname r1" inside show running-config cannot end the read early.
+        self._end_rx = rf"(?:\A|\n){re.escape(sess.base_prompt)}[^\n]{{0,64}}[>#][ ]*\Z"
         log.debug("%s: CLI session ready, prompt %r", self.where, sess.base_prompt)
 
     # ---- hooks a platform overrides
@@ -192,7 +197,9 @@ class Driver:
         shown = secrets.mask(command)
         start = time.monotonic()
         try:
-            raw = self.session.send_command(command, read_timeout=timeout, strip_prompt=True, strip_command=True)
+            raw = self.session.send_command(
+                command, expect_string=self._end_rx, read_timeout=timeout, strip_prompt=True, strip_command=True
+            )
         except ReadTimeout:
             self.broken = True
             return CommandResult(shown, None, "", "", time.monotonic() - start, timed_out=True)
