@@ -87,10 +87,15 @@ class Agent:
         register_routes(self.app, inv, poller=self.network.poller if self.network else None)
         self.incidents: Any = None
         self.incident_feed: Any = None
+        self.incident_journal: Any = None
         if cfg.incidents is not None:  # findings -> incidents -> tickets; imported only when configured
             from diag.incidents.agent import attach
 
             self.incidents = attach(self)
+            from diag.journal import open_journal
+            from diag.journal.incidents import attach as journal_incidents  # transitions, deliveries -> journal
+
+            self.incident_journal = journal_incidents(self.incidents, open_journal(cfg.data))
             if self.network is not None:
                 self.network.connect(self.incidents.engine)  # trap findings -> incidents
             from diag.archive.hypotheses import register as archive_hypotheses  # "config changed just before"
@@ -111,7 +116,7 @@ class Agent:
             self.exposition.extra.append(self.archive_schedule.render)
         from diag.api import mount as mount_api  # /api/ and /ui: Falcon and the stores load on the first request
 
-        self.api = mount_api(self.app, cfg, inv, self.incidents)
+        self.api = mount_api(self.app, cfg, inv, self.incidents, self.incident_journal)
         host, port = config.parse_listen(cfg.listen)
         self.server = Server(self.app, host, port)
         self._stop = threading.Event()

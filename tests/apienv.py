@@ -35,6 +35,10 @@ ROLES = {
     "admin": ("admin", [], []),
 }
 
+#: The Alertmanager webhook's own credentials (the agent without a lab has them configured).
+AM_TOKEN = "am-secret-" + "9" * 24
+AM_PASSWORD = "basic-secret-xyz"
+
 CHANGE_PLAYBOOK = """\
 name: change-marker
 description: a test playbook whose second step changes the host (creates a marker file)
@@ -108,10 +112,23 @@ def api_env(lab: Lab | None, base: Path) -> Iterator[ApiEnv]:
     (base / "playbooks").mkdir(exist_ok=True)
     (base / "playbooks" / "change-marker.yaml").write_text(CHANGE_PLAYBOOK)
     inv = base / "inventory.yaml"
+    (base / "am.token").write_text(AM_TOKEN + "\n")
+    (base / "am.pass").write_text(AM_PASSWORD + "\n")
     inv.write_text(
         inventory_text(lab)
         if lab
-        else "hosts: {}\nagent:\n  api: {max_body_bytes: 16384}\n  incidents: {open_after: 0, close_after: 0}\n"
+        else textwrap.dedent(
+            f"""\
+            hosts: {{}}
+            agent:
+              api: {{max_body_bytes: 16384}}
+              incidents: {{open_after: 0, close_after: 0}}
+              alertmanager:
+                auth:
+                  bearer_token: 'file:{base / "am.token"}'
+                  basic: {{username: am, password: 'file:{base / "am.pass"}'}}
+            """
+        )
     )
     data = base / "data"
     tokens: dict[str, str] = {}

@@ -25,10 +25,13 @@ log = logging.getLogger(__name__)
 class LazyApi:
     """The Service (stores, jobs), built on the first request to the API or the console, and shared by both."""
 
-    def __init__(self, cfg: AgentConfig, inv: Inventory | None, incidents: Any = None) -> None:
+    def __init__(
+        self, cfg: AgentConfig, inv: Inventory | None, incidents: Any = None, journal_feed: Any = None
+    ) -> None:
         self.cfg = cfg
         self.inv = inv
         self.incidents = incidents  # the agent's IncidentService when agent.incidents is configured
+        self.journal_feed = journal_feed  # diag.journal.incidents.IncidentJournal
         self.service: Service | None = None
         self._lock = threading.Lock()
         self.api = _Lazy(self, "diag.api.app")
@@ -44,7 +47,12 @@ class LazyApi:
                     from diag.api.incidents import adapter
 
                     svc.incidents = adapter(
-                        self.incidents, svc.data, dict(svc.hosts), svc.journal, svc.settings.known_hosts
+                        self.incidents,
+                        svc.data,
+                        dict(svc.hosts),
+                        svc.journal,
+                        svc.settings.known_hosts,
+                        self.journal_feed,
                     )
                     if svc.incidents is not None:
                         svc.jobs.sink = svc.incidents.feed  # check results become incidents
@@ -87,8 +95,10 @@ class _Lazy:
         return app(environ, start_response)
 
 
-def mount(app: App, cfg: AgentConfig, inv: Inventory | None, incidents: Any = None) -> LazyApi:
-    lazy = LazyApi(cfg, inv, incidents)
+def mount(
+    app: App, cfg: AgentConfig, inv: Inventory | None, incidents: Any = None, journal_feed: Any = None
+) -> LazyApi:
+    lazy = LazyApi(cfg, inv, incidents, journal_feed)
     app.mount("/api/", lazy.api)
     app.mount("/ui", lazy.console)
     return lazy

@@ -3,7 +3,7 @@
 Everything goes through the engine's own calls where it has them (``acknowledge``, ``resolve`` with a
 verifying re-check, ``observe_report`` for check results); assignment and notes are incident events plus a
 ticket note in the same transaction, as ``acknowledge`` does it. Incident events (transitions, ticket
-deliveries) are copied into the event journal as ``incident.<kind>`` records after every change.
+deliveries) reach the event journal through :mod:`diag.journal.incidents`, which the agent attaches.
 
 Knowledge base: entries are read with :class:`diag.incidents.knowledge.KnowledgeBase`; an entry proposed from
 a resolved incident is a KB file of its own under ``DATA/knowledge-proposed/`` (``verified: false``), which a
@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 import re
-import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -63,6 +62,7 @@ class Incidents:
         hosts: dict[str, Host],
         journal: Journal,
         known_hosts: list[Path] | None,
+        journal_feed: Any = None,
     ) -> None:
         self.service = service
         self.engine = service.engine
@@ -71,31 +71,15 @@ class Incidents:
         self.hosts = hosts
         self.journal = journal
         self.known_hosts = known_hosts
-        self._sync_lock = threading.Lock()
+        self.journal_feed = journal_feed
         #: (playbook, host) -> the variables of the last check that fed it: its re-check runs with the same ones
         self._vars: dict[tuple[str, str], dict[str, Any]] = {}
-        last = journal.query(action="incident", limit=1, newest_first=True)
-        self._synced = int(last[0].details.get("event_id", 0)) if last else 0
-        self.engine.on_change.append(self.sync)
 
     # ---- journal
     def sync(self) -> None:
-        """Copy incident events newer than the last copied one into the journal (transitions, deliveries)."""
-        with self._sync_lock:
-            rows = self.store.read(
-                "SELECT e.id, e.incident_id, e.at, e.actor, e.kind, e.text, i.host, i.check_id, i.state "
-                "FROM events e JOIN incidents i ON i.id = e.incident_id WHERE e.id > ? ORDER BY e.id LIMIT 1000",
-                (self._synced,),
-            )
-            for r in rows:
-                self.journal.append(
-                    str(r[3]),
-                    f"incident.{r[4]}",
-                    f"incident:{r[1]}",
-                    str(r[8]),
-                    {"event_id": r[0], "incident": r[1], "host": r[6], "check": r[7], "text": r[5], "at": r[2]},
-                )
-                self._synced = int(r[0])
+        """Copy new incident events into the journal now (the agent's feed does it after every engine change)."""
+        if self.journal_feed is not None:
+            self.journal_feed.sync()
 
     # ---- reading
     def _sla(self, d: dict[str, Any], now: float) -> dict[str, Any]:
@@ -351,12 +335,17 @@ class Incidents:
 
 
 def adapter(
-    service: Any, data: Path, hosts: dict[str, Host], journal: Journal, known_hosts: list[Path] | None
+    service: Any,
+    data: Path,
+    hosts: dict[str, Host],
+    journal: Journal,
+    known_hosts: list[Path] | None,
+    journal_feed: Any = None,
 ) -> Incidents | None:
     if service is None:
         return None
     try:
-        return Incidents(service, data, hosts, journal, known_hosts)
+        return Incidents(service, data, hosts, journal, known_hosts, journal_feed)
     except DiagError:
         log.exception("the incident engine cannot be used by the API")
         return None

@@ -1,5 +1,6 @@
 """Hostile input against a real ``diag agent``: schemathesis over the OpenAPI document, oversized and malformed
-bodies, webhooks without their credential, and a journal edited behind the agent's back.
+bodies, Alertmanager notifications without the webhook's own credential, and a journal edited behind the
+agent's back.
 
 The agent here has no hosts (a check can never reach a machine, whatever schemathesis sends); the lab tests
 (test_api_lab.py) cover checks on real hosts.
@@ -9,19 +10,16 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import sqlite3
 import subprocess
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 
-from tests.apienv import PORTS, ApiEnv, api_env
-from tests.conftest import free_port
+from tests.apienv import AM_PASSWORD, AM_TOKEN, ApiEnv, api_env
 
 pytestmark = pytest.mark.integration
 
@@ -93,46 +91,9 @@ def test_oversized_and_malformed_bodies_are_refused(env: ApiEnv) -> None:
         assert "error" in r.json()
 
 
-def test_the_alertmanager_webhook_is_closed_to_api_tokens_when_not_configured(env: ApiEnv) -> None:
-    payload = {"version": "4", "status": "firing", "alerts": []}
-    for headers in ({}, {"Authorization": f"Bearer {env.tokens['admin']}"}):
-        r = httpx.post(env.url + AM_PATH, json=payload, headers=headers)
-        assert r.status_code == 403, r.text  # its own credential, and none is configured
-
-
-class RecordingSink:
-    """A fake incident engine (named so): records what the receiver hands over; the real one is diag.incidents."""
-
-    def __init__(self) -> None:
-        self.ingested: list[Any] = []
-
-    def ingest(self, source: str, findings: Sequence[Any]) -> str:
-        self.ingested.extend(findings)
-        return "recorded"
-
-    def resolve(self, source: str, fingerprint: str, verify: Any, evidence: Any) -> str:
-        return "recorded"
-
-
-def test_a_forged_or_replayed_webhook_without_the_credential_is_refused(tmp_path: Path) -> None:
-    from diag import agent as agent_mod
-    from diag.alertmanager import mount
-    from diag.httpd import App, Server
-
-    os.environ["DIAG_TEST_AM_TOKEN"] = "am-secret-" + "9" * 24
-    (tmp_path / "am.pass").write_text("basic-secret-xyz\n")
-    inv = tmp_path / "inventory.yaml"
-    inv.write_text(
-        "hosts: {}\nagent:\n  alertmanager:\n    auth:\n      bearer_token: env:DIAG_TEST_AM_TOKEN\n"
-        f"      basic: {{username: am, password: 'file:{tmp_path / 'am.pass'}'}}\n"
-    )
-    cfg, inventory = agent_mod.load_config(str(inv), data=str(tmp_path / "data"))
-    app, sink = App(), RecordingSink()
-    receiver = mount(app, cfg, inventory, sink=sink)
-    assert receiver is not None
-    server = Server(app, "127.0.0.1", free_port(PORTS))
-    server.start()
-    url = f"http://127.0.0.1:{server.port}{AM_PATH}"
+def test_a_forged_or_replayed_webhook_without_the_credential_is_refused(env: ApiEnv) -> None:
+    """The Alertmanager webhook on the real agent takes only its own credential (bearer or basic)."""
+    url = env.url + AM_PATH
     body = json.dumps(
         {"version": "4", "status": "firing", "receiver": "diag", "groupKey": "{}:{}", "groupLabels": {},
          "commonLabels": {}, "commonAnnotations": {}, "externalURL": "http://am", "truncatedAlerts": 0,
@@ -140,25 +101,21 @@ def test_a_forged_or_replayed_webhook_without_the_credential_is_refused(tmp_path
                      "startsAt": "2026-01-01T00:00:00Z", "endsAt": "0001-01-01T00:00:00Z",
                      "generatorURL": "", "fingerprint": "abc"}]}
     ).encode()  # fmt: skip
-    good = {"Authorization": "Bearer " + os.environ["DIAG_TEST_AM_TOKEN"], "Content-Type": "application/json"}
-    try:
-        accepted = httpx.post(url, content=body, headers=good)
-        assert accepted.status_code == 202, accepted.text  # the credential is what decides, not the payload
-        refused = [
-            {"Content-Type": "application/json"},  # a replay of the same notification, without the credential
-            {**good, "Authorization": "Bearer am-secret-" + "8" * 24},  # forged bearer
-            {**good, "Authorization": "Basic " + base64.b64encode(b"am:guess").decode()},  # wrong password
-            {**good, "Authorization": "Basic " + base64.b64encode(b"admin:basic-secret-xyz").decode()},  # wrong user
-        ]
-        for headers in refused:
-            r = httpx.post(url, content=body, headers=headers)
-            assert r.status_code == 401, (headers.get("Authorization"), r.text)
-        ok_basic = {**good, "Authorization": "Basic " + base64.b64encode(b"am:basic-secret-xyz").decode()}
-        assert httpx.post(url, content=body, headers=ok_basic).status_code == 202
-    finally:
-        server.stop()
-        receiver.close()
-        os.environ.pop("DIAG_TEST_AM_TOKEN", None)
+    good = {"Authorization": f"Bearer {AM_TOKEN}", "Content-Type": "application/json"}
+    accepted = httpx.post(url, content=body, headers=good)
+    assert accepted.status_code == 202, accepted.text  # the credential is what decides, not the payload
+    refused = [
+        {"Content-Type": "application/json"},  # a replay of the same notification, without the credential
+        {**good, "Authorization": "Bearer am-secret-" + "8" * 24},  # forged bearer
+        {**good, "Authorization": f"Bearer {env.tokens['admin']}"},  # an API token does not open the webhook
+        {**good, "Authorization": "Basic " + base64.b64encode(b"am:guess").decode()},  # wrong password
+        {**good, "Authorization": "Basic " + base64.b64encode(f"admin:{AM_PASSWORD}".encode()).decode()},  # user
+    ]
+    for headers in refused:
+        r = httpx.post(url, content=body, headers=headers)
+        assert r.status_code == 401, (headers.get("Authorization"), r.text)
+    ok_basic = {**good, "Authorization": "Basic " + base64.b64encode(f"am:{AM_PASSWORD}".encode()).decode()}
+    assert httpx.post(url, content=body, headers=ok_basic).status_code == 202
 
 
 def test_an_edited_journal_record_is_detected_and_named(env: ApiEnv) -> None:

@@ -102,3 +102,31 @@ def test_journal_action_filter_is_a_family_not_a_pattern(tmp_path: Path) -> None
     assert [r.action for r in j.query(action="check")] == ["check.started", "check.host"]
     assert [r.action for r in j.query(action="check_x")] == ["check_x"]
     assert [r.action for r in j.query(limit=2, newest_first=True)] == ["check_x", "approval.approved"]
+
+
+def test_incident_transitions_are_copied_into_the_journal_once(tmp_path: Path) -> None:
+    from diag.incidents.service import IncidentService
+    from diag.incidents.settings import from_mapping
+    from diag.journal.incidents import IncidentJournal, attach
+    from diag.model import Finding
+
+    svc = IncidentService(from_mapping({"open_after": 0, "close_after": 0}, tmp_path), {})
+    j = Journal(tmp_path / "journal.db")
+    try:
+        attach(svc, j)
+        svc.engine.ingest("test", [Finding("disk_full", "critical", "/ is full", "/", host="web-03")])
+        iid = svc.store.query()[0].id
+        svc.engine.acknowledge(iid, "token:petrov")
+        recs = j.query(action="incident")
+        kinds = [r.action for r in recs]
+        assert "incident.opened" in kinds and kinds[-1] == "incident.acknowledged"
+        assert recs[-1].actor == "token:petrov" and recs[-1].target == f"incident:{iid}"
+        assert recs[0].details["host"] == "web-03" and recs[0].details["check"] == "disk_full"
+        # a restart picks up where the journal stops: nothing twice
+        again = IncidentJournal(svc.store, j)
+        again.sync()
+        assert len(j.query(action="incident")) == len(recs)
+        assert j.verify() == (len(j.query()), [])
+    finally:
+        svc.close()
+        j.close()
