@@ -32,6 +32,10 @@ def handler(receiver: Receiver, credential: Credential, max_body: int) -> Any:
             credential.check(environ.get("HTTP_AUTHORIZATION"))
         except Denied as e:
             receiver.count("notifications", "denied")
+            receiver.record(
+                "login.failed", "/api/v1/alertmanager", e.status.split(" ", 1)[0], {"reason": str(e)},
+                actor=f"remote:{environ.get('REMOTE_ADDR', '?')}",
+            )  # fmt: skip
             log.warning(
                 "alertmanager receiver: refused a request from %s: %s",
                 environ.get("REMOTE_ADDR", "?"),

@@ -16,6 +16,7 @@ playbook again, on the host itself, so an incident is never closed on Alertmanag
 from __future__ import annotations
 
 import logging
+import sqlite3
 import threading
 import time
 from collections import deque
@@ -40,6 +41,12 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 SOURCE = "alertmanager"
 ATTEMPTS = 5  # tries of one job before it is given up (backoff 1, 2, 4, 8 s between them)
+
+
+def _outcome_text(outcome: Any) -> str:
+    """The engine's answer as a short result: ``opened #3``, ``occurrence #3 (occurrence 2)``."""
+    outcomes = outcome if isinstance(outcome, list) else [outcome]
+    return "; ".join(str(o) for o in outcomes)[:200]
 
 
 class Busy(Exception):
@@ -124,6 +131,9 @@ class Receiver:
         self.counters: dict[tuple[str, str], int] = {}  # (family, label value) -> count, for /metrics and /healthz
         self._kb_playbooks: dict[str, Any] = {}  # playbook name -> Playbook, or None when it cannot be loaded
         self.store = JobStore(data / "alertmanager.sqlite")
+        from diag.journal import open_journal  # the event journal (docs/journal.md), shared with diag check
+
+        self.journal = open_journal(data)
         left = self.store.pending()
         if left:
             log.info("alertmanager receiver: resuming %d alerts accepted before the last stop", len(left))
@@ -162,6 +172,13 @@ class Receiver:
             return
         self._queues[job.alert.key] = deque([job])
         self._executor.submit(self._drain, job.alert.key)
+
+    def record(self, action: str, target: str, result: str, details: dict[str, Any], actor: str = SOURCE) -> None:
+        """One event journal record; a journal that cannot be written is logged, and the alert goes on."""
+        try:
+            self.journal.append(actor, action, target, result, details)
+        except (OSError, sqlite3.Error) as e:
+            log.error("event journal %s: cannot record %s on %s: %s", self.journal.path, action, target, e)
 
     def count(self, family: str, label: str) -> None:
         """Count an event (callers that do not hold the lock may call it: a lost increment is not possible here,
@@ -313,6 +330,13 @@ class Receiver:
             outcome,
             extra={"event": "alert_incident", "alertname": a.name, "host": host_name, "outcome": str(outcome)},
         )
+        self.record(
+            "alert.firing",
+            host_name,
+            _outcome_text(outcome),
+            {"alertname": a.name, "alert": a.key, "subject": finding.subject, "fingerprint": finding.fingerprint,
+             "repeat": repeat, "follow_up": job.follow_up, "playbook": route.playbook.name if route else None},
+        )  # fmt: skip
         self._follow_up_if_damped(job, state, outcome)
 
     def _follow_up_if_damped(self, job: Job, state: _AlertState, outcome: Any) -> None:
@@ -363,6 +387,12 @@ class Receiver:
             state.follow_up.cancel()
         outcome = self.engine.resolve(SOURCE, fp, verify, mapping.alert_evidence(a, job.external_url))
         self._states.pop(a.key, None)
+        self.record(
+            "alert.resolved",
+            host_name,
+            _outcome_text(outcome),
+            {"alertname": a.name, "alert": a.key, "fingerprint": fp},
+        )
         log.info(
             "alert %s on %s: %s",
             a.name,
@@ -440,6 +470,15 @@ class Receiver:
             reason = report.skipped[0]["reason"] if report.skipped else "playbook did not run"
             return Diagnosis(pb.name, "error", reason, [], [], time.monotonic() - t0)
         r = report.results[0]
+        from diag.journal import checks as jchecks
+
+        try:  # the same trail as `diag check`: who ran which playbook on which host, every command, every finding
+            job = f"alert:{alert.key}"
+            jchecks.started(self.journal, SOURCE, pb.name, [host.name], False, job=job)
+            jchecks.host_done(self.journal, SOURCE, pb.name, r, job=job)
+            jchecks.finished(self.journal, SOURCE, report, job=job)
+        except (OSError, sqlite3.Error) as e:
+            log.error("event journal %s: cannot record the diagnosis on %s: %s", self.journal.path, host.name, e)
         evidence: list[Evidence] = []
         seen: set[str] = set()
         for f in r.findings:

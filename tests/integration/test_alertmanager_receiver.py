@@ -203,6 +203,15 @@ def test_alert_is_diagnosed_repeated_and_resolved_after_a_recheck(
     time.sleep(4)  # past repeat_interval: a resolved alert is not notified as firing again
     assert len(engine.ingested) == ingested
     assert receiver.wait_idle(30)
+    # The event journal has the trail `diag check` leaves, with the receiver as the actor, and the alert's events.
+    recs = [(r.actor, r.action, r.target, r.result) for r in receiver.journal.query(limit=1000)]
+    assert ("alertmanager", "alert.firing", "h01", "recorded") in recs
+    assert ("alertmanager", "check.started", "h01", "running") in recs
+    assert ("alertmanager", "finding", "h01", "critical") in recs
+    sent = [r for r in receiver.journal.query(limit=1000) if r.action == "command.sent"]
+    assert any(r.details["command"] == f"df -Pk {mnt}" and r.details["job"].startswith("alert:") for r in sent)
+    assert ("alertmanager", "alert.resolved", "h01", "resolved") in recs
+    assert receiver.journal.verify()[1] == []
     text = receiver.render().decode()
     assert 'diag_alertmanager_alerts_total{status="resolved"} 1.0' in text
     assert 'diag_alertmanager_diagnoses_total{status="findings"}' in text
@@ -232,7 +241,7 @@ def test_resolved_while_still_full_keeps_the_incident_open(
 def test_a_wrong_token_is_refused_and_nothing_reaches_the_engine(
     lab: Lab, receiver_url: tuple[str, RecordingEngine, Any], alertmanager: Callable[[str, str], Alertmanager]
 ) -> None:
-    url, engine, _ = receiver_url
+    url, engine, receiver = receiver_url
     before = (len(engine.ingested), len(engine.resolved))
     am = alertmanager(url, "not-the-token")
     am.post_alerts([_alert(lab, "/nonexistent", device="x")])
@@ -242,6 +251,8 @@ def test_a_wrong_token_is_refused_and_nothing_reaches_the_engine(
         what="Alertmanager to count a failed notification",
     )
     assert "401" in am.tail(20000)  # Alertmanager logs the receiver's answer
+    denied = [r for r in receiver.journal.query(limit=1000) if r.action == "login.failed"]
+    assert denied and denied[-1].actor == "remote:127.0.0.1" and denied[-1].result == "401"
     assert (len(engine.ingested), len(engine.resolved)) == before
 
 

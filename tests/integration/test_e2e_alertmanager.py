@@ -254,5 +254,13 @@ def test_full_disk_to_one_redmine_issue_a_note_and_a_close(
     metrics = receiver.metrics()
     assert 'diag_alertmanager_rechecks_total{result="cleared"} 1.0' in metrics
     assert 'diag_alertmanager_notifications_total{result="accepted"}' in metrics
+    # The central agent's event journal: the alert, the diagnosis run with each command, the incident's lifecycle.
+    from diag.journal import Journal
+
+    with Journal(Path(receiver.args[receiver.args.index("--data") + 1]) / "journal.db") as journal:
+        actions = {(r.actor, r.action, r.target) for r in journal.query(limit=5000)}
+        assert {("alertmanager", "alert.firing", "h01"), ("alertmanager", "alert.resolved", "h01")} <= actions
+        assert ("alertmanager", "command.sent", "h01") in actions
+        assert journal.verify()[1] == []
     log = receiver.stderr()
     assert "alert DiagFilesystemAlmostFull fires on h01" in log and "resolved on h01" in log

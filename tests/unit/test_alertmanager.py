@@ -328,9 +328,13 @@ class _RecordingReceiver:
         self.messages: list[Any] = []
         self.busy = busy
         self.counts: dict[tuple[str, str], int] = {}
+        self.records: list[tuple[str, str, str]] = []
 
     def count(self, family: str, label: str) -> None:
         self.counts[(family, label)] = self.counts.get((family, label), 0) + 1
+
+    def record(self, action: str, target: str, result: str, details: dict[str, Any], actor: str = "") -> None:
+        self.records.append((actor, action, result))
 
     def handle(self, msg: Any) -> dict[str, Any]:
         from diag.alertmanager.receiver import Busy
@@ -366,6 +370,7 @@ def test_receiver_route_checks_size_auth_type_and_payload(monkeypatch: pytest.Mo
     assert status.startswith("413")
     assert len(rec.messages) == 1  # nothing refused reached the receiver
     assert rec.counts == {("notifications", "denied"): 2, ("notifications", "bad_payload"): 2}
+    assert rec.records == [("remote:?", "login.failed", "401")] * 2  # journaled like any refused login
 
     app.route(PATH, handler(_RecordingReceiver(busy=True), Credential(bearer=SecretRef("env:DGM_TOKEN")), 4096),  # type: ignore[arg-type]
               methods=("POST",))  # fmt: skip
