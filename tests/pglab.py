@@ -1,7 +1,7 @@
 """A real PostgreSQL server for tests and benchmarks: a throw-away cluster (initdb) on loopback, stopped by PID.
 
 Runs as the ``postgres`` system user (initdb refuses root) with ``trust`` authentication on 127.0.0.1 only, in a
-temporary directory. Installs the Debian package when it is missing. Ports 20520-20529 belong to it.
+temporary directory. The package comes from scripts/debian-packages.txt. Ports 20520-20529 belong to it.
 """
 
 from __future__ import annotations
@@ -19,18 +19,8 @@ from pathlib import Path
 
 def pg_bin() -> Path:
     found = sorted(glob.glob("/usr/lib/postgresql/*/bin/postgres"))
-    if not found:
-        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        lock = ["-o", "DPkg::Lock::Timeout=900"]
-        subprocess.run(["apt-get", *lock, "update", "-q"], check=True, env=env, capture_output=True, timeout=900)
-        subprocess.run(
-            ["apt-get", *lock, "install", "-y", "-q", "--no-install-recommends", "postgresql"],
-            check=True,
-            env=env,
-            capture_output=True,
-            timeout=900,
-        )
-        found = sorted(glob.glob("/usr/lib/postgresql/*/bin/postgres"))
+    if not found:  # scripts/test.sh installs every package the tests need
+        raise RuntimeError("PostgreSQL is not installed: apt-get install postgresql (in scripts/debian-packages.txt)")
     return Path(found[-1]).parent
 
 

@@ -1,12 +1,11 @@
 """A real Redis server for tests and benchmarks: ``redis-server`` on loopback, no persistence, stopped by PID.
 
-Installs the Debian package when it is missing (CI machines are fresh). Ports 20500-20549 belong to the
+The package comes from scripts/debian-packages.txt (scripts/test.sh installs it). Ports 20500-20549 belong to the
 scale-out tests and benches.
 """
 
 from __future__ import annotations
 
-import os
 import shutil
 import socket
 import subprocess
@@ -18,18 +17,8 @@ REDIS_SERVER = "/usr/bin/redis-server"
 
 
 def ensure_redis() -> None:
-    if Path(REDIS_SERVER).exists():
-        return
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    lock = ["-o", "DPkg::Lock::Timeout=900"]
-    subprocess.run(["apt-get", *lock, "update", "-q"], check=True, env=env, capture_output=True, timeout=900)
-    subprocess.run(
-        ["apt-get", *lock, "install", "-y", "-q", "--no-install-recommends", "redis-server"],
-        check=True,
-        env=env,
-        capture_output=True,
-        timeout=900,
-    )
+    if not Path(REDIS_SERVER).exists():  # scripts/test.sh installs every package the tests need
+        raise RuntimeError("redis-server is not installed (it is in scripts/debian-packages.txt)")
 
 
 class RedisServer:

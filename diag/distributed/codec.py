@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from diag.model import Evidence, Finding, Metric, Result
@@ -9,20 +10,23 @@ from diag.network.profiles import PollState
 from diag.remote.runner import HostResult, StepRecord
 
 
+def finding_from_dict(f: dict[str, Any], host: str) -> Finding:
+    """A finding from :meth:`Finding.to_dict` output (plus ``host`` and ``observed_at`` when present)."""
+    return Finding(
+        check=f["check"],
+        severity=f["severity"],
+        summary=f["summary"],
+        subject=f.get("subject", ""),
+        cause=f.get("cause"),
+        evidence=[Evidence(e["kind"], e["title"], e.get("text", ""), e.get("data", {})) for e in f["evidence"]],
+        host=f.get("host") or host,
+        observed_at=f.get("observed_at") or time.time(),
+    )
+
+
 def host_result_from_dict(d: dict[str, Any]) -> HostResult:
     """Rebuild a :class:`HostResult` from :meth:`HostResult.to_dict` output (the ``diag check --json`` shape)."""
-    findings = [
-        Finding(
-            check=f["check"],
-            severity=f["severity"],
-            summary=f["summary"],
-            subject=f.get("subject", ""),
-            cause=f.get("cause"),
-            evidence=[Evidence(e["kind"], e["title"], e.get("text", ""), e.get("data", {})) for e in f["evidence"]],
-            host=d["host"],
-        )
-        for f in d.get("findings", [])
-    ]
+    findings = [finding_from_dict(f, d["host"]) for f in d.get("findings", [])]
     steps = [
         StepRecord(
             id=s["id"],
@@ -53,19 +57,7 @@ def result_from_dict(d: dict[str, Any]) -> Result:
         Metric(m["name"], m["help"], m["kind"], tuple(m["labels"]), [(tuple(lv), float(v)) for lv, v in m["samples"]])
         for m in d.get("metrics", [])
     ]
-    findings = [
-        Finding(
-            check=f["check"],
-            severity=f["severity"],
-            summary=f["summary"],
-            subject=f.get("subject", ""),
-            cause=f.get("cause"),
-            evidence=[Evidence(e["kind"], e["title"], e.get("text", ""), e.get("data", {})) for e in f["evidence"]],
-            host=f.get("host", ""),
-            observed_at=f.get("observed_at", 0.0),
-        )
-        for f in d.get("findings", [])
-    ]
+    findings = [finding_from_dict(f, "") for f in d.get("findings", [])]
     return Result(metrics, findings)
 
 

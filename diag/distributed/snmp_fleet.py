@@ -12,32 +12,26 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from diag.model import Finding, Metric
+from diag.model import Finding, Metric, Result
 
 
 def fleet_metrics(redis_client: Any, max_age_s: float = 600.0) -> tuple[list[Metric], list[Finding]]:
     """Every fresh device result merged into families with ``target`` as the first label, and its findings."""
     from diag.distributed.codec import result_from_dict
     from diag.distributed.tasks import SNMP_LATEST_KEY
+    from diag.network.poller import merge_by_target
 
-    merged: dict[str, Metric] = {}
     findings: list[Finding] = []
+    fresh: list[tuple[str, Result]] = []
     now = time.time()
     for host, raw in sorted(redis_client.hgetall(SNMP_LATEST_KEY).items()):
         doc = json.loads(raw)
         if now - float(doc.get("at", 0)) > max_age_s:
             continue
-        name = host.decode() if isinstance(host, bytes) else str(host)
         result = result_from_dict(doc["result"])
         findings.extend(result.findings)
-        for m in result.metrics:
-            family = merged.get(m.name)
-            if family is None:
-                family = merged[m.name] = Metric(m.name, m.help, m.kind, ("target", *m.label_names))
-            elif family.label_names[1:] != m.label_names:
-                continue  # the same name with other labels from another profile: keep the first
-            family.samples.extend(((name, *labels), value) for labels, value in m.samples)
-    return list(merged.values()), findings
+        fresh.append((host.decode() if isinstance(host, bytes) else str(host), result))
+    return merge_by_target(fresh), findings
 
 
 class FleetSnmpCollector:

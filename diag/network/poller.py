@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
@@ -23,6 +23,20 @@ if TYPE_CHECKING:
     from diag.network.profiles import PollState
 
 log = logging.getLogger(__name__)
+
+
+def merge_by_target(results: Iterable[tuple[str, Result]]) -> list[Metric]:
+    """Devices' metrics merged into one family per name, with ``target`` (the device) as the first label."""
+    merged: dict[str, Metric] = {}
+    for host, result in results:
+        for m in result.metrics:
+            family = merged.get(m.name)
+            if family is None:
+                family = merged[m.name] = Metric(m.name, m.help, m.kind, ("target", *m.label_names))
+            elif family.label_names[1:] != m.label_names:
+                continue  # the same name with other labels from another profile: keep the first
+            family.samples.extend(((host, *labels), value) for labels, value in m.samples)
+    return list(merged.values())
 
 
 def poll_device(host: Host, state: PollState) -> Result:
@@ -111,18 +125,9 @@ class SnmpPoller:
 
     def metrics(self) -> list[Metric]:
         """Every device's metrics, families merged across devices with ``target`` as the first label."""
-        merged: dict[str, Metric] = {}
         with self._lock:
             results = sorted(self.results.items())
-        for host, result in results:
-            for m in result.metrics:
-                family = merged.get(m.name)
-                if family is None:
-                    family = merged[m.name] = Metric(m.name, m.help, m.kind, ("target", *m.label_names))
-                elif family.label_names[1:] != m.label_names:
-                    continue  # the same name with other labels from another profile: keep the first
-                family.samples.extend(((host, *labels), value) for labels, value in m.samples)
-        return list(merged.values())
+        return merge_by_target(results)
 
     def findings(self) -> list[Finding]:
         with self._lock:
