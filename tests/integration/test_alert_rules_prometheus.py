@@ -3,7 +3,8 @@
 Conditions: a 4 MiB tmpfs filled step by step to 97% (the agent's filesystem probe watches it), a veth whose
 peer in our namespace is set down (the netdev probe sees it administratively up, operationally down), a FIFO in
 the textfile probe's directory (a read that blocks: the probe times out and fails), the incident the down veth
-opens (its 1 s respond clock runs out), a port of a real snmpd set
+opens (its 1 s respond clock runs out), a closed TCP port, ping and an HTTPS
+site answering 503 with a certificate that expires in 2 days (the reach probe), a port of a real snmpd set
 down behind its veth peer (IF-MIB via the agent's /snmp), and an SNMP target with nothing listening. The rule
 files are the ones in deploy/ with every ``for:`` shortened to 2 s; Prometheus evaluates every second. The test
 reads /api/v1/alerts and checks that each alert fires with its labels and annotations. Ports 20400-20449,
@@ -12,11 +13,15 @@ namespaces dgp-*.
 
 from __future__ import annotations
 
+import datetime as dt
+import http.server
 import os
 import re
 import shutil
+import ssl
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,6 +31,7 @@ import pytest
 
 from tests.alerting import Prometheus
 from tests.conftest import DIAG, AgentProcess, free_port, http_get, stop_process, wait_for
+from tests.integration.test_reach_http import _Handler, make_cert
 from tests.snmplab import COMMUNITY, SnmpLab
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -51,6 +57,20 @@ class Stack:
         self.lab: SnmpLab | None = None
         self.agent: AgentProcess | None = None
         self.prom: Prometheus | None = None
+        self.https: http.server.ThreadingHTTPServer | None = None
+        self.https_url = ""
+
+    def _serve_https(self) -> None:
+        """A web server whose certificate expires in 2 days and whose application fails (503)."""
+        now = dt.datetime.now(dt.UTC)
+        cert = make_cert(self.root, now - dt.timedelta(days=1), now + dt.timedelta(days=2))
+        port = free_port(PORTS)
+        self.https = http.server.ThreadingHTTPServer(("127.0.0.1", port), type("H", (_Handler,), {"status": 503}))
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(*cert)
+        self.https.socket = ctx.wrap_socket(self.https.socket, server_side=True)
+        threading.Thread(target=self.https.serve_forever, daemon=True).start()
+        self.https_url = f"https://127.0.0.1:{port}/"
 
     def start(self) -> Stack:
         self.mnt.mkdir()
@@ -67,6 +87,7 @@ class Stack:
         textfile.mkdir()
         os.mkfifo(textfile / "stuck.prom")  # read_text blocks on a FIFO with no writer: the probe times out
         self.lab = SnmpLab(interfaces=6, prefix="dgp", net=240).start()
+        self._serve_https()
         os.environ["DGP_SNMP_COMMUNITY"] = COMMUNITY
         agent_port = free_port(PORTS)
         inventory = self.root / "inventory.yaml"
@@ -79,6 +100,13 @@ class Stack:
     textfile: {{interval: 1, timeout: 1, directory: {textfile}}}
     diskhealth: {{enabled: false}}
     logscan: {{enabled: false}}
+    reach:
+      interval: 1
+      timeout: 5
+      checks:
+        - {{type: ping, target: 127.0.0.1, count: 2, timeout: 1}}
+        - {{type: tcp, target: 127.0.0.1, port: 20448, timeout: 1}}   # nothing listens: refused
+        - {{type: http, target: "{self.https_url}", cafile: "{self.root / "cert.pem"}", timeout: 2}}
   incidents:
     open_after: 0
     tick: 1s
@@ -131,6 +159,9 @@ scrape_configs:
     def close(self) -> None:
         if self.prom is not None:
             self.prom.close()
+        if self.https is not None:
+            self.https.shutdown()
+            self.https.server_close()
         if self.agent is not None:
             stop_process(self.agent.proc)
         if self.lab is not None:
@@ -263,6 +294,21 @@ def test_snmp_port_down_and_device_not_answering(stack: Stack) -> None:
     # the device answered a fresh sysUpTime (snmpd started minutes ago): the reboot notice is there, as info
     rebooted = stack.wait_firing("DiagSnmpDeviceRebooted", instance="sw1")
     assert rebooted["labels"]["severity"] == "info"
+
+
+def test_reachability_down_port_failing_site_and_expiring_certificate(stack: Stack) -> None:
+    down = stack.wait_firing("DiagReachTargetDown", check="tcp:20448")
+    assert down["labels"]["target"] == "127.0.0.1" and down["labels"]["area"] == "reach"
+    _check_annotations(down, "tcp:20448 check of 127.0.0.1")
+    cert = stack.wait_firing("DiagCertificateExpiresSoon", target=stack.https_url)
+    assert cert["labels"]["severity"] == "warning"
+    assert 1.9 * 86400 < float(cert["value"]) < 2 * 86400
+    _check_annotations(cert, "expires in 1d 23h")  # humanizeDuration of just under 2 days
+    err = stack.wait_firing("DiagHttpServerError", target=stack.https_url)
+    assert float(err["value"]) == 503 and err["labels"]["severity"] == "critical"
+    _check_annotations(err, "answers HTTP 503")
+    assert stack.firing("DiagReachTargetDown", check="ping") is None  # 127.0.0.1 answers
+    assert stack.firing("DiagCertificateExpired") is None
 
 
 def test_rules_api_lists_every_shipped_rule_healthy(stack: Stack) -> None:

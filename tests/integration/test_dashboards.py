@@ -1,6 +1,7 @@
 """The Grafana dashboards and the alert rules against what a live agent really exports, and a real Prometheus.
 
-One real ``diag agent`` (host probes, a textfile directory, a scanned log, a backup job, ``agent.incidents``) and
+One real ``diag agent`` (host probes, a textfile directory, a scanned log, a backup job, reach checks of loopback
+and a local HTTPS server, ``agent.incidents``) and
 its ``/snmp`` exporter polling a real snmpd (tests/snmplab.py, namespace dgp-N) are scraped; the metric families
 they declare (``# TYPE`` lines, present even when a family has no sample yet) are the names a dashboard query or a
 rule may read, besides the rules' recorded ``diag:*`` series and Prometheus's own per-target series. A handful of
@@ -14,12 +15,16 @@ references, gridPos. Ports 20400-20449.
 
 from __future__ import annotations
 
+import datetime as dt
+import http.server
 import json
 import os
 import re
 import shutil
+import ssl
 import subprocess
 import tempfile
+import threading
 import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,6 +35,7 @@ import yaml
 
 from tests.alerting import Prometheus
 from tests.conftest import DIAG, AgentProcess, free_port, http_get, stop_process, wait_for
+from tests.integration.test_reach_http import _Handler, make_cert
 from tests.promql import metric_names
 from tests.snmplab import COMMUNITY, SnmpLab
 
@@ -81,9 +87,19 @@ class Live:
         self.agent: AgentProcess | None = None
         self.prom: Prometheus | None = None
         self.names: set[str] = set()
+        self.https: http.server.ThreadingHTTPServer | None = None
+        self.https_url = ""
 
     def start(self) -> Live:
         self.lab = SnmpLab(interfaces=4, prefix="dgp", net=240).start()
+        now = dt.datetime.now(dt.UTC)
+        cert = make_cert(self.root, now - dt.timedelta(days=1), now + dt.timedelta(days=30))
+        self.https = http.server.ThreadingHTTPServer(("127.0.0.1", free_port(PORTS)), _Handler)
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(*cert)
+        self.https.socket = ctx.wrap_socket(self.https.socket, server_side=True)
+        threading.Thread(target=self.https.serve_forever, daemon=True).start()
+        self.https_url = f"https://127.0.0.1:{self.https.server_address[1]}/"
         os.environ["DGP_SNMP_COMMUNITY"] = COMMUNITY
         (self.root / "textfile").mkdir()
         (self.root / "textfile" / "ok.prom").write_text("site_batch_ok 1\n")
@@ -100,6 +116,11 @@ class Live:
     backup: {{enabled: true, jobs: [{{name: db, glob: "{self.root}/backups/*.sql.gz", max_age_hours: 26}}]}}
     diskhealth: {{enabled: false}}
     cpu: {{interval: 2}}               # the busy/iowait ratios exist from the second run on
+    reach:
+      interval: 2
+      checks:
+        - {{type: ping, target: 127.0.0.1, count: 2, timeout: 1}}
+        - {{type: http, target: "{self.https_url}", cafile: "{self.root / "cert.pem"}", timeout: 2}}
     diskio: {{interval: 2}}
   incidents: {{open_after: 0}}
 hosts:
@@ -119,7 +140,7 @@ hosts:
         def all_ran() -> bool:
             text = agent.metrics()
             ran = set(re.findall(r'^diag_probe_success\{probe="(\w+)"\}', text, re.M))
-            return len(ran) >= 17 and "diag_cpu_busy_ratio" in text and "diag_disk_busy_ratio" in text
+            return len(ran) >= 18 and "diag_cpu_busy_ratio" in text and "diag_reach_tls_cert_expiry_seconds" in text
 
         wait_for(all_ran, timeout=60, what="every probe's first run")
         self.names = _families(agent.metrics())
@@ -150,6 +171,9 @@ scrape_configs:
     def close(self) -> None:
         if self.prom is not None:
             self.prom.close()
+        if self.https is not None:
+            self.https.shutdown()
+            self.https.server_close()
         if self.agent is not None:
             stop_process(self.agent.proc)
         if self.lab is not None:
