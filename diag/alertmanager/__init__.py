@@ -34,6 +34,7 @@ def mount(app: App, cfg: AgentConfig, inv: Inventory | None, sink: Any = None) -
 
         sink = build_sink(cfg)
     rc = cfg.alertmanager
+    rc.credential.ensure_readable()  # a missing secret stops the agent at start, with FILE:LINE
     receiver = Receiver(rc, inv.hosts if inv else {}, sink, cfg.data)
     app.route(PATH, handler(receiver, rc.credential, rc.max_body_bytes), methods=("POST",))
     return receiver

@@ -13,7 +13,7 @@ import binascii
 import hmac
 import logging
 
-from diag.errors import SecretError
+from diag.errors import ConfigError, SecretError
 from diag.secrets import SecretRef
 
 log = logging.getLogger(__name__)
@@ -39,10 +39,25 @@ class Credential:
         bearer: SecretRef | None = None,
         basic_user: str | None = None,
         basic_password: SecretRef | None = None,
+        where: dict[str, str] | None = None,
     ) -> None:
         self.bearer = bearer
         self.basic_user = basic_user
         self.basic_password = basic_password
+        self.where = where or {}  # "bearer"/"basic" -> FILE:LINE of the reference, for errors at start
+
+    def ensure_readable(self) -> None:
+        """Read every configured secret once (agent start): ConfigError with FILE:LINE for those that cannot be."""
+        problems = []
+        for key, ref in (("bearer", self.bearer), ("basic", self.basic_password)):
+            if ref is None:
+                continue
+            try:
+                ref.reveal()
+            except SecretError as e:
+                problems.append(f"{self.where.get(key, 'agent.alertmanager.auth')}: {e}")
+        if problems:
+            raise ConfigError(problems)
 
     @property
     def configured(self) -> bool:

@@ -28,7 +28,7 @@ import msgspec
 
 from diag import yamlsrc
 from diag.alertmanager.auth import Credential
-from diag.errors import ConfigError, SecretError
+from diag.errors import ConfigError
 from diag.secrets import SecretRef, is_reference
 
 if TYPE_CHECKING:
@@ -162,18 +162,19 @@ def _credential(doc: yamlsrc.Doc, path: tuple[str, ...], auth: AuthSpec) -> Cred
         if not is_reference(value):
             doc.problem(where, "must be a reference (env:NAME or file:PATH), not a literal secret")
             return None
-        r = SecretRef(value)
-        try:
-            r.reveal()  # fail at start, not on the first alert; the value is read again on every request
-        except SecretError as e:
-            doc.problem(where, str(e))
-        return r
+        # Not read here: validating the file (diag inventory validate) needs no secrets. The agent reads it at start
+        # (Credential.ensure_readable, FILE:LINE on failure) and again on every request.
+        return SecretRef(value)
 
     bearer = ref((*path, "bearer_token"), auth.bearer_token) if auth.bearer_token is not None else None
     user = password = None
+    where: dict[str, str] = {}
+    if bearer is not None:
+        where["bearer"] = doc.where((*path, "bearer_token"))
     if auth.basic is not None:
         user = auth.basic.username
         password = ref((*path, "basic", "password"), auth.basic.password)
+        where["basic"] = doc.where((*path, "basic", "password"))
     if auth.bearer_token is None and auth.basic is None:
         doc.problem(path, "auth needs bearer_token or basic (without one the endpoint accepts nothing)")
-    return Credential(bearer, user, password)
+    return Credential(bearer, user, password, where)

@@ -262,8 +262,12 @@ def test_config_problems_name_file_and_line(tmp_path: Path, monkeypatch: pytest.
     assert f"{inv}:7: playbook disk-full has no variable 'nope' (has: path, depth, top, scan_seconds, warning_pct, " \
            "deleted_open_mib_warning)" in problems  # fmt: skip
     assert f"{inv}:8: workers must be at least 1" in problems
+    # A secret that is not there is not the file's fault: validation passes, the agent's start stops with FILE:LINE.
+    cfg = _agent_cfg(tmp_path, "auth: {bearer_token: env:DGM_MISSING}\n")
+    from diag.alertmanager import mount
+
     with pytest.raises(ConfigError) as e:
-        _agent_cfg(tmp_path, "auth: {bearer_token: env:DGM_MISSING}\n")
+        mount(App(), cfg, None, sink=_GatedEngine())
     assert e.value.problems == [f"{inv}:4: secret env:DGM_MISSING: environment variable DGM_MISSING is not set"]
     with pytest.raises(ConfigError) as e:
         _agent_cfg(tmp_path, "auth: {}\nhost_label: instance\n")
