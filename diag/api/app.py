@@ -384,6 +384,16 @@ class IncidentsResource:
         p = self._may(req, "incident.resolve", iid)
         send(resp, self._incident_call("resolve", iid, p.actor, body.comment))
 
+    def on_get_reports(self, req: falcon.Request, resp: falcon.Response) -> None:
+        p = principal(req)
+        try:
+            policy.require(p, "lead", "reading reports")
+        except policy.Forbidden as e:
+            self.svc.deny(p, "reports.read", str(e))
+            raise
+        days = req.get_param_as_float("days", min_value=1, max_value=3660) or 30.0
+        send(resp, self._incident_call("report", days, "lead"))
+
     def on_get_kb(self, req: falcon.Request, resp: falcon.Response) -> None:
         send(resp, self._incident_call("kb"))
 
@@ -497,5 +507,6 @@ def build(svc: Service) -> falcon.App[Any, Any]:
     for action in ("acknowledge", "assign", "note", "resolve"):
         app.add_route(f"{API}/incidents/{{incident_id}}/{action}", inc, suffix=action)
     app.add_route(f"{API}/kb", inc, suffix="kb")
+    app.add_route(f"{API}/reports", inc, suffix="reports")
     app.add_route(f"{API}/kb/{{entry_id}}/verify", inc, suffix="verify")
     return app

@@ -133,6 +133,8 @@ class SessionGuard:
             for k, v in _SECURITY_HEADERS.items():
                 if k == "Cache-Control" and req.path.startswith(f"{UI}/static/"):
                     continue
+                if k == "Content-Security-Policy" and getattr(resp.context, "own_csp", False):
+                    continue
                 resp.set_header(k, v)
 
 
@@ -467,6 +469,28 @@ class Pages:
             raise falcon.HTTPSeeOther(f"{UI}/kb?error={quote(str(e))}") from None
         raise falcon.HTTPSeeOther(f"{UI}/kb")
 
+    def on_get_reports(self, req: falcon.Request, resp: falcon.Response) -> None:
+        from diag.reports import render
+
+        inc = self._incidents(req, resp)
+        if inc is None:
+            return
+        p: Principal = req.context.principal
+        if not p.at_least("lead"):
+            self.svc.deny(p, "reports.read", "reports are for leads")
+            return self.render(
+                req, resp, "error.html", falcon.HTTP_403, message=f"Reports need the lead role; {p.name} is a {p.role}."
+            )
+        days = req.get_param_as_float("days", min_value=1, max_value=3660) or 30.0
+        resp.content_type = "text/html; charset=utf-8"
+        resp.text = render.to_html(inc.report(days, "lead"))
+        # the report is a standalone page with its own inline stylesheet and inline SVG charts, and no script
+        resp.set_header(
+            "Content-Security-Policy",
+            "default-src 'none'; style-src 'unsafe-inline'; img-src data:; frame-ancestors 'none'",
+        )
+        resp.context.own_csp = True
+
     # ---- journal
     def on_get_journal(self, req: falcon.Request, resp: falcon.Response) -> None:
         p: Principal = req.context.principal
@@ -527,6 +551,7 @@ def build(svc: Service) -> falcon.App[Any, Any]:
     app.add_route(f"{UI}/incidents/{{incident_id}}", pages, suffix="incident")
     app.add_route(f"{UI}/incidents/{{incident_id}}/{{action}}", pages, suffix="incident_action")
     app.add_route(f"{UI}/kb", pages, suffix="kb")
+    app.add_route(f"{UI}/reports", pages, suffix="reports")
     app.add_route(f"{UI}/kb/{{entry_id}}/verify", pages, suffix="kb_verify")
     app.add_route(f"{UI}/static/{{name}}", Static())
     return app

@@ -235,6 +235,20 @@ class Incidents:
         )
         self.sync()
 
+    # ---- reports (diag.reports: support-quality figures over the incident store)
+    def report(self, days: float, role: str) -> dict[str, Any]:
+        from diag.reports import data, figures
+
+        end = time.time()
+        opts = figures.Options(
+            start=end - days * figures.DAY,
+            end=end,
+            role=role,
+            groups={h.name: h.groups for h in self.hosts.values()},
+            down_checks=frozenset(self.service.settings.down_checks),
+        )
+        return figures.compute(data.load(self.store, end), opts)
+
     # ---- knowledge base
     @property
     def proposed_dir(self) -> Path:

@@ -396,3 +396,11 @@ def test_incident_work_resolve_with_recheck_and_kb_proposal(env: ApiEnv, lab: La
             "kb.proposed", "kb.verified"} <= actions, actions  # fmt: skip
     assert "incident.ticket" in {r["action"] for r in env.journal("incident")}  # the delivery to the ticket store
     assert env.diag("journal", "verify", "--data", str(env.data)).returncode == 0
+
+    # a lead sees the support-quality report (diag.reports) over the same store; an engineer does not
+    assert e.get("/api/v1/reports").status_code == 403
+    rep = lead.get("/api/v1/reports", params={"days": 1}).json()
+    assert rep["totals"]["incidents"] >= 1 and rep["totals"]["resolved"] >= 1
+    page = _login(env, "lead1").get("/ui/reports", params={"days": 1})
+    assert page.status_code == 200 and "<svg" in page.text
+    assert "script-src" not in page.headers["content-security-policy"]  # default-src 'none': no script runs
