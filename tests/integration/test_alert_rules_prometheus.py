@@ -59,6 +59,7 @@ class Stack:
         self.prom: Prometheus | None = None
         self.https: http.server.ThreadingHTTPServer | None = None
         self.https_url = ""
+        self.trap_port = 0
 
     def _serve_https(self) -> None:
         """A web server whose certificate expires in 2 days and whose application fails (503)."""
@@ -90,6 +91,7 @@ class Stack:
         self._serve_https()
         os.environ["DGP_SNMP_COMMUNITY"] = COMMUNITY
         agent_port = free_port(PORTS)
+        self.trap_port = 20445  # UDP
         inventory = self.root / "inventory.yaml"
         inventory.write_text(
             f"""agent:
@@ -107,6 +109,8 @@ class Stack:
         - {{type: ping, target: 127.0.0.1, count: 2, timeout: 1}}
         - {{type: tcp, target: 127.0.0.1, port: 20448, timeout: 1}}   # nothing listens: refused
         - {{type: http, target: "{self.https_url}", cafile: "{self.root / "cert.pem"}", timeout: 2}}
+  archive: {{interval: 5, files: {{archived: [/etc/hostname]}}}}   # its one host has no sshd: fetch fails
+  traps: {{listen: ["127.0.0.1:{self.trap_port}"], communities: ["env:DGP_SNMP_COMMUNITY"]}}
   incidents:
     open_after: 0
     tick: 1s
@@ -116,7 +120,10 @@ class Stack:
       high: {{respond: 1s, resolve: 1h}}
       normal: {{respond: 1s, resolve: 1h}}
       low: {{respond: 1s, resolve: 1h}}
+groups:
+  archived: {{}}
 hosts:
+  nossh: {{address: 127.0.0.1, port: 20446, groups: [archived]}}
   sw1:
     address: {self.lab.address}
     snmp: {{version: 2c, community: "env:DGP_SNMP_COMMUNITY", timeout: 1, retries: 0}}
@@ -309,6 +316,23 @@ def test_reachability_down_port_failing_site_and_expiring_certificate(stack: Sta
     _check_annotations(err, "answers HTTP 503")
     assert stack.firing("DiagReachTargetDown", check="ping") is None  # 127.0.0.1 answers
     assert stack.firing("DiagCertificateExpired") is None
+
+
+def test_refused_trap_and_failing_config_fetch(stack: Stack) -> None:
+    # a device sending with the wrong community: the receiver refuses it, and says so
+    subprocess.run(
+        ["snmptrap", "-v", "2c", "-c", "not-the-community", f"127.0.0.1:{stack.trap_port}", "", "1.3.6.1.6.3.1.1.5.3"],
+        check=True, capture_output=True, timeout=30,
+    )  # fmt: skip
+    refused = stack.wait_firing("DiagSnmpTrapsRejected")
+    assert refused["labels"]["reason"] == "bad_community" and refused["labels"]["area"] == "diag"
+    # the other reasons, exported at 0, do not fire
+    fired = {a["labels"]["reason"] for a in stack.prom.alerts() if a["labels"]["alertname"] == "DiagSnmpTrapsRejected"}  # type: ignore[union-attr]
+    assert fired == {"bad_community"}
+    _check_annotations(refused, "refuses SNMP traps")
+    fetch = stack.wait_firing("DiagConfigFetchFailing", target="nossh")
+    assert fetch["labels"]["source"] == "/etc/hostname"
+    _check_annotations(fetch, "cannot fetch /etc/hostname from nossh")
 
 
 def test_rules_api_lists_every_shipped_rule_healthy(stack: Stack) -> None:

@@ -1,7 +1,7 @@
 """The Grafana dashboards and the alert rules against what a live agent really exports, and a real Prometheus.
 
 One real ``diag agent`` (host probes, a textfile directory, a scanned log, a backup job, reach checks of loopback
-and a local HTTPS server, ``agent.incidents``) and
+and a local HTTPS server, ``agent.incidents``, the configuration archive, the trap and Alertmanager receivers) and
 its ``/snmp`` exporter polling a real snmpd (tests/snmplab.py, namespace dgp-N) are scraped; the metric families
 they declare (``# TYPE`` lines, present even when a family has no sample yet) are the names a dashboard query or a
 rule may read, besides the rules' recorded ``diag:*`` series and Prometheus's own per-target series. A handful of
@@ -123,7 +123,13 @@ class Live:
         - {{type: http, target: "{self.https_url}", cafile: "{self.root / "cert.pem"}", timeout: 2}}
     diskio: {{interval: 2}}
   incidents: {{open_after: 0}}
+  archive: {{interval: 5, files: {{archived: [/etc/hostname]}}}}
+  traps: {{listen: ["127.0.0.1:20444"], communities: ["env:DGP_SNMP_COMMUNITY"]}}
+  alertmanager: {{auth: {{bearer_token: "env:DGP_SNMP_COMMUNITY"}}}}
+groups:
+  archived: {{}}
 hosts:
+  nossh: {{address: 127.0.0.1, port: 20446, groups: [archived]}}
   sw1:
     address: {self.lab.address}
     snmp: {{version: 2c, community: "env:DGP_SNMP_COMMUNITY", timeout: 1, retries: 0}}
@@ -140,7 +146,12 @@ hosts:
         def all_ran() -> bool:
             text = agent.metrics()
             ran = set(re.findall(r'^diag_probe_success\{probe="(\w+)"\}', text, re.M))
-            return len(ran) >= 18 and "diag_cpu_busy_ratio" in text and "diag_reach_tls_cert_expiry_seconds" in text
+            return (
+                len(ran) >= 18
+                and "diag_cpu_busy_ratio" in text
+                and "diag_reach_tls_cert_expiry_seconds" in text
+                and "diag_archive_run_failures_total" in text
+            )
 
         wait_for(all_ran, timeout=60, what="every probe's first run")
         self.names = _families(agent.metrics())
