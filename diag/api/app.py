@@ -30,6 +30,8 @@ log = logging.getLogger(__name__)
 
 API = "/api/v1"
 OPENAPI = "/api/openapi.json"
+#: an id or event number: ASCII digits only ("¹".isdigit() is true, and int("¹") raises)
+ASCII_INT = re.compile(r"[0-9]{1,18}")
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 _encoder = msgspec.json.Encoder(enc_hook=str)  # parsed step values may hold anything; the CLI prints them with str
 
@@ -219,7 +221,7 @@ class Checks:
         last = req.get_header("Last-Event-ID") or ""
         resp.content_type = "text/event-stream"
         resp.cache_control = ["no-cache"]
-        resp.stream = job.follow(int(last) if last.isdigit() else 0)
+        resp.stream = job.follow(int(last) if ASCII_INT.fullmatch(last) else 0)
 
 
 class Approvals:
@@ -312,7 +314,7 @@ class IncidentsResource:
         return self.svc.incidents
 
     def _id(self, incident_id: str) -> int:
-        if not incident_id.isdigit() or len(incident_id) > 18:
+        if not ASCII_INT.fullmatch(incident_id):
             raise falcon.HTTPNotFound(description=f"no incident {incident_id!r}")
         return int(incident_id)
 

@@ -25,6 +25,7 @@ import jinja2
 
 from diag import __version__
 from diag.api import policy
+from diag.api.app import ASCII_INT
 from diag.api.service import Conflict, Invalid, NotFound, Service
 from diag.api.tokens import Principal, token_prefix
 from diag.journal import Record
@@ -337,7 +338,7 @@ class Pages:
         last = req.get_header("Last-Event-ID") or ""
         resp.content_type = "text/event-stream"
         resp.cache_control = ["no-cache"]
-        resp.stream = job.follow(int(last) if last.isdigit() else 0)
+        resp.stream = job.follow(int(last) if ASCII_INT.fullmatch(last) else 0)
 
     def on_get_job_result(self, req: falcon.Request, resp: falcon.Response, job_id: str) -> None:
         from diag.api.app import send
@@ -399,7 +400,7 @@ class Pages:
         if inc is None:
             return
         try:
-            d = inc.show(int(incident_id)) if incident_id.isdigit() and len(incident_id) < 19 else None
+            d = inc.show(int(incident_id)) if ASCII_INT.fullmatch(incident_id) else None
         except IncidentError:
             d = None
         if d is None:
@@ -417,7 +418,7 @@ class Pages:
         inc = self._incidents(req, resp)
         if inc is None:
             return
-        if not incident_id.isdigit() or len(incident_id) > 18 or action not in _INCIDENT_ACTIONS:
+        if not ASCII_INT.fullmatch(incident_id) or action not in _INCIDENT_ACTIONS:
             raise falcon.HTTPNotFound(description="no such incident action")
         iid, f, p = int(incident_id), form(req), req.context.principal
         try:
