@@ -19,7 +19,7 @@ from diag.journal.cli import parse_since
 def test_tokens_are_stored_only_as_salted_hashes_and_revocation_is_immediate(tmp_path: Path) -> None:
     store = TokenStore(tmp_path)
     tok = store.add("alice", "engineer", ["web"], ["disk-full"])
-    secret = tok.split("_")[2]
+    secret = tok.split("_", 2)[2]
     raw = (tmp_path / "api.db").read_bytes()
     assert secret.encode() not in raw and tok.encode() not in raw
     p = store.authenticate(tok)
