@@ -111,6 +111,7 @@ class Stack:
         - {{type: http, target: "{self.https_url}", cafile: "{self.root / "cert.pem"}", timeout: 2}}
   archive: {{interval: 5, files: {{archived: [/etc/hostname]}}}}   # its one host has no sshd: fetch fails
   traps: {{listen: ["127.0.0.1:{self.trap_port}"], communities: ["env:DGP_SNMP_COMMUNITY"]}}
+  snmp_poll: {{interval: 1}}   # hosts with snmp.profiles, served on /snmp/inventory
   incidents:
     open_after: 0
     tick: 1s
@@ -126,7 +127,7 @@ hosts:
   nossh: {{address: 127.0.0.1, port: 20446, groups: [archived]}}
   sw1:
     address: {self.lab.address}
-    snmp: {{version: 2c, community: "env:DGP_SNMP_COMMUNITY", timeout: 1, retries: 0}}
+    snmp: {{version: 2c, community: "env:DGP_SNMP_COMMUNITY", timeout: 1, retries: 0, profiles: [system, if_mib]}}
   deadsw:
     address: 127.0.0.1
     snmp: {{version: 2c, community: "env:DGP_SNMP_COMMUNITY", port: 20449, timeout: 1, retries: 0}}  # UDP: nobody
@@ -157,6 +158,12 @@ scrape_configs:
       - {{source_labels: [__address__], target_label: __param_target}}
       - {{source_labels: [__param_target], target_label: instance}}
       - {{target_label: __address__, replacement: "{agent}"}}
+  - job_name: snmp-inventory   # the agent's own poll of inventory devices: one scrape, a target label per device
+    metrics_path: /snmp/inventory
+    static_configs: [{{targets: ["{agent}"]}}]
+    metric_relabel_configs:
+      - {{source_labels: [target], target_label: instance}}
+      - {{regex: target, action: labeldrop}}
 """
         prom_dir = self.root / "prometheus"
         prom_dir.mkdir()
@@ -294,6 +301,9 @@ def test_snmp_port_down_and_device_not_answering(stack: Stack) -> None:
     _check_annotations(alert, "sw1 p0 is down")
     # the port that is down on purpose (admin down) does not page anyone
     assert stack.firing("DiagSnmpInterfaceDown", instance="sw1", ifName="p1") is None
+    # the same from the agent's own poller (/snmp/inventory), relabeled so that instance is the device
+    polled = stack.wait_firing("DiagSnmpInterfaceDown", instance="sw1", ifName="p0", job="snmp-inventory")
+    _check_annotations(polled, "sw1 p0 is down")
     dead = stack.wait_firing("DiagSnmpNotAnswering", instance="deadsw")
     assert dead["labels"]["profile"] in {"system", "if_mib"} and dead["labels"]["severity"] == "critical"
     _check_annotations(dead, "deadsw does not answer SNMP")
