@@ -191,6 +191,26 @@ def compute(rows: Sequence[Row], o: Options) -> dict[str, Any]:
     ranked.sort(key=lambda a: (-a[0], -a[1], a[2]))
     automation = [{"kb": key, "count": n, "hours_to_resolve": hours} for hours, n, key in ranked]
     reopened = sum(1 for r in period if r.reopened > 0)
+    # handling per group (675n: "analysis of request handling per group"): the same figures within each group
+    per_group: dict[str, list[Row]] = defaultdict(list)
+    for r in period:
+        for g in groups.get(r.host) or ("(no group)",):
+            per_group[g].append(r)
+    group_handling = []
+    for g, rs in sorted(per_group.items()):
+        g_ack = [r.acked_at - r.opened_at for r in rs if r.acked_at is not None and r.opened_at is not None]
+        g_res = [r.resolved_at - r.opened_at for r in rs if r.resolved_at is not None and r.opened_at is not None]
+        ok = sum(1 for r in rs if not breaches(r))
+        group_handling.append(
+            {
+                "group": g,
+                "incidents": len(rs),
+                "mtta_s": _mean(g_ack),
+                "mttr_s": _mean(g_res),
+                "sla_compliance": _share(ok, len(rs)),
+                "typical_share": _share(sum(1 for r in rs if r.classification == "typical"), len(rs)),
+            }
+        )
     report: dict[str, Any] = {
         "period": {"start": o.start, "end": o.end, "days": (o.end - o.start) / DAY},
         "totals": {
@@ -207,6 +227,7 @@ def compute(rows: Sequence[Row], o: Options) -> dict[str, Any]:
         "by_cause": _ranked(Counter(r.cause for r in period), o.top),
         "by_host": _ranked(Counter(r.host for r in period), o.top),
         "by_group": _ranked(by_group),
+        "groups": group_handling,
         "by_line": _ranked(Counter(r.line for r in period)),
         "by_severity": _ranked(Counter(r.severity for r in period)),
         "typical": {

@@ -191,6 +191,21 @@ def to_html(report: dict[str, Any], title: str = "diag support-quality report") 
         + "".join(f"<div class='kpi'><b>{html.escape(str(v))}</b><span>{k}</span></div>" for k, v in kpis)
         + "</div>",
         "<h2>Charts</h2><div class='charts'>" + "".join(charts(report).values()) + "</div>",
+        "<h2>Handling per group</h2>"
+        + _table(
+            ("group", "incidents", "MTTA", "MTTR", "SLA compliance", "typical share"),
+            [
+                (
+                    g["group"],
+                    g["incidents"],
+                    duration(g["mtta_s"]),
+                    duration(g["mttr_s"]),
+                    pct(g["sla_compliance"]),
+                    pct(g["typical_share"]),
+                )
+                for g in report["groups"]
+            ],
+        ),
         "<h2>Incidents by host</h2>"
         + _table(("host", "incidents"), [(x["name"], x["count"]) for x in report["by_host"]]),
         "<h2>SLA</h2>"

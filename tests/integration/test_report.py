@@ -256,6 +256,15 @@ def test_json_figures_match_a_recomputation_from_the_database(store: tuple[Path,
     groups = {"web-1": "web", "web-2": "web", "db-1": "db", "sw-1": "network"}
     assert {g["name"]: g["count"] for g in rep["by_group"]} == dict(Counter(groups[r[1]] for r in rows))
     assert {x["name"]: x["count"] for x in rep["by_line"]} == dict(Counter(r[5] for r in rows))
+    # handling per group: web (web-1 and web-2) by hand
+    web = [r for r in rows if groups[r[1]] == "web"]
+    g = next(x for x in rep["groups"] if x["group"] == "web")
+    assert g["incidents"] == len(web)
+    assert g["mtta_s"] == pytest.approx(statistics.fmean([r[7] - r[6] for r in web if r[7] is not None]))
+    assert g["mttr_s"] == pytest.approx(statistics.fmean([r[8] - r[6] for r in web if r[8] is not None]))
+    assert g["sla_compliance"] == pytest.approx(sum(1 for r in web if r[0] not in h["breached"]) / len(web))
+    assert g["typical_share"] == pytest.approx(sum(1 for r in web if r[4] == "typical") / len(web))
+    assert [x["group"] for x in rep["groups"]] == ["db", "network", "web"]
     # recurring: disk_full on web-1 (3 incidents + 1 reopen = 4), app_deadlock on db-1 (3)
     recurring = {(x["cause"], x["host"]): x["count"] for x in rep["recurring"]}
     assert recurring == {("disk_full", "web-1"): 4, ("app_deadlock", "db-1"): 3}
