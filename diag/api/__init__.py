@@ -100,5 +100,5 @@ def mount(
 ) -> LazyApi:
     lazy = LazyApi(cfg, inv, incidents, journal_feed)
     app.mount("/api/", lazy.api)
-    app.mount("/ui", lazy.console)
+    app.mount("/ui/", lazy.console)  # and /ui itself
     return lazy
