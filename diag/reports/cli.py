@@ -38,6 +38,12 @@ def cmd_report(args: argparse.Namespace) -> int:
         rows = data.load(store, end)
     finally:
         store.close()
+    if args.role == "lead" and settings.tickets.get("backend") == "redmine" and not args.no_tickets:
+        # Per-engineer figures also count what people did in Redmine (who answered or took each ticket).
+        from diag.incidents.service import make_backend
+        from diag.reports.redmine import enrich
+
+        enrich(rows, make_backend(settings))
     opts = figures.Options(
         start=start,
         end=end,
@@ -68,5 +74,6 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--format", choices=["html", "csv", "json"], default="html")
     p.add_argument("--output", "-o", help="write to this file instead of stdout")
     p.add_argument("--role", choices=["engineer", "lead"], default="engineer", help="lead adds per-engineer figures")
+    p.add_argument("--no-tickets", action="store_true", help="with --role lead: do not read the ticket system")
     p.add_argument("--slo", type=float, default=0.999, help="availability objective per host/service (default 0.999)")
     p.set_defaults(func=cmd_report)

@@ -47,13 +47,16 @@ class Row:
     kb_id: str | None
     reopened: int
     events: list[Event] = field(default_factory=list)
+    ticket_backend: str | None = None
+    ticket_id: str | None = None
 
 
 def load(store: Readable, until: float) -> list[Row]:
     """Every incident first seen before ``until``, with its report-relevant events (in time order)."""
     rows = store.read(
         "SELECT id, host, check_id, subject, state, severity, classification, line, priority, first_seen, "
-        "opened_at, acked_at, resolved_at, doc FROM incidents WHERE first_seen < ? ORDER BY id",
+        "opened_at, acked_at, resolved_at, doc, ticket_backend, ticket_id "
+        "FROM incidents WHERE first_seen < ? ORDER BY id",
         (until,),
     )
     out: dict[int, Row] = {}
@@ -77,6 +80,8 @@ def load(store: Readable, until: float) -> list[Row]:
             resolved_at=r[12],
             kb_id=kb.get("id") if isinstance(kb, dict) else None,
             reopened=int(doc.get("reopened", 0)),
+            ticket_backend=r[14],
+            ticket_id=r[15],
         )
     marks = ",".join("?" * len(EVENT_KINDS))  # placeholders only: the values are bound
     for e in store.read(
