@@ -160,8 +160,8 @@ def _left(seconds: float | None) -> str:
     """SLA time left as a person reads it: 1 h 20 min, 12 min, or how long ago it ran out."""
     if seconds is None:
         return "-"
-    s = abs(seconds)
-    text = f"{s / 3600:.0f} h {s % 3600 / 60:.0f} min" if s >= 3600 else f"{s / 60:.0f} min"
+    minutes = round(abs(seconds) / 60)  # whole minutes first, so 14,399 s reads 4 h 0 min, not 4 h 60 min
+    text = f"{minutes // 60} h {minutes % 60} min" if minutes >= 60 else f"{minutes} min"
     return text if seconds >= 0 else f"breached {text} ago"
 
 

@@ -130,3 +130,12 @@ def test_incident_transitions_are_copied_into_the_journal_once(tmp_path: Path) -
     finally:
         svc.close()
         j.close()
+
+
+def test_sla_time_left_reads_in_whole_minutes() -> None:
+    from diag.api.console import _left
+
+    assert _left(14399) == "4 h 0 min"
+    assert _left(3540) == "59 min"
+    assert _left(-90) == "breached 2 min ago"
+    assert _left(None) == "-"
