@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from diag.errors import DiagError
+
 FILENAME = "journal.db"
 GENESIS = "0" * 64  # the "previous hash" of the first record
 
@@ -102,15 +104,19 @@ class Journal:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        # check_same_thread=False: the agent's HTTP threads share one connection, serialised by _lock.
-        self._db = sqlite3.connect(str(path), timeout=30, isolation_level=None, check_same_thread=False)
-        with self._lock:
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.executescript(_SCHEMA)
-        if path.stat().st_mode & 0o077:
-            os.chmod(path, 0o600)  # who did what is not for every local user to read
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            # check_same_thread=False: the agent's HTTP threads share one connection, serialised by _lock.
+            self._db = sqlite3.connect(str(path), timeout=30, isolation_level=None, check_same_thread=False)
+            with self._lock:
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.executescript(_SCHEMA)
+            if path.stat().st_mode & 0o077:
+                os.chmod(path, 0o600)  # who did what is not for every local user to read
+        except (OSError, sqlite3.Error) as e:
+            # an unjournaled action is not allowed to pass silently: one line, and the caller stops
+            raise DiagError(f"{path}: cannot open the event journal: {e}") from None
 
     def close(self) -> None:
         with self._lock:
