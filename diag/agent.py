@@ -117,6 +117,11 @@ class Agent:
         from diag.api import mount as mount_api  # /api/ and /ui: Falcon and the stores load on the first request
 
         self.api = mount_api(self.app, cfg, inv, self.incidents, self.incident_journal)
+        from diag.alertmanager import PATH as ALERTMANAGER_PATH
+        from diag.api import guard_routes
+
+        # Everything but the scrape endpoints needs a token (/traps...); the webhook has its own credential.
+        guard_routes(self.app, self.api, webhooks=(ALERTMANAGER_PATH,))
         host, port = config.parse_listen(cfg.listen)
         self.server = Server(self.app, host, port)
         self._stop = threading.Event()

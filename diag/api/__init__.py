@@ -95,6 +95,11 @@ class _Lazy:
         return app(environ, start_response)
 
 
+#: Plain agent routes that stay open: Prometheus scrapes them. ``/snmp`` polls only inventory devices (no
+#: default community is configured by the agent), so it cannot be pointed at an outside address.
+OPEN_PATHS = frozenset({"/metrics", "/healthz", "/", "/snmp", "/snmp/inventory"})
+
+
 def mount(
     app: App, cfg: AgentConfig, inv: Inventory | None, incidents: Any = None, journal_feed: Any = None
 ) -> LazyApi:
@@ -102,3 +107,44 @@ def mount(
     app.mount("/api/", lazy.api)
     app.mount("/ui/", lazy.console)  # and /ui itself
     return lazy
+
+
+def guard_routes(app: App, lazy: LazyApi, webhooks: Iterable[str] = ()) -> list[str]:
+    """Put every other plain route (``/traps`` and whatever comes later) behind an API token (any role).
+
+    ``webhooks`` are routes with their own credential (the Alertmanager receiver). Returns the guarded paths.
+    """
+    guarded = []
+    for path, handler in list(app.routes.items()):
+        if path in OPEN_PATHS or path in webhooks:
+            continue
+        app.routes[path] = _TokenRequired(lazy, handler, path)
+        guarded.append(path)
+    return guarded
+
+
+class _TokenRequired:
+    """A plain route that answers 401 without a valid, unrevoked bearer token (journaled like the API's)."""
+
+    def __init__(self, lazy: LazyApi, handler: Any, path: str) -> None:
+        self.lazy, self.handler, self.path = lazy, handler, path
+
+    def __call__(self, environ: dict[str, Any]) -> Any:
+        from diag.api.tokens import token_prefix
+        from diag.httpd import json_response
+
+        scheme, _, value = environ.get("HTTP_AUTHORIZATION", "").strip().partition(" ")
+        token = value.strip() if scheme.lower() == "bearer" else ""
+        svc = self.lazy.get_service()
+        if token and svc.tokens.authenticate(token) is not None:
+            return self.handler(environ)
+        if token:
+            svc.journal.append(
+                f"remote:{environ.get('REMOTE_ADDR', '?')}",
+                "login.failed",
+                self.path,
+                "invalid token",
+                {"token": token_prefix(token), "via": "route"},
+            )
+        status, headers, body = json_response({"error": "a valid bearer token is required"}, "401 Unauthorized")
+        return status, [*headers, ("WWW-Authenticate", "Bearer")], body

@@ -13,6 +13,7 @@ import signal
 import socket
 import subprocess
 import threading
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -333,7 +334,15 @@ agent:
         'check="reach_tcp_port"' in line and 'severity="critical"' in line and f'subject="127.0.0.1:{closed}"' in line
         for line in findings
     ), findings
-    status, body = agent.get("/traps")
+    status, _ = agent.get("/traps")
+    assert status == 401  # trap contents need an API token, like everything but the scrape endpoints
+    data_dir = agent.args[agent.args.index("--data") + 1]
+    made = subprocess.run([DIAG, "api", "token", "add", "noc", "--role", "viewer", "--data", data_dir],
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    req = urllib.request.Request(agent.url + "/traps", headers={"Authorization": f"Bearer {made.stdout.strip()}"})
+    with urllib.request.urlopen(req, timeout=10) as r:
+        status, body = r.status, r.read()
     assert status == 200
     (event,) = [
         e for e in json.loads(body)["events"] if {"oid": MARK, "type": "OCTET STRING", "value": m} in e["varbinds"]
