@@ -2,7 +2,7 @@
 
 Three agents run side by side on this machine: the default configuration (host probes only), and the same
 plus the network collectors (trap receiver with a v2c community and a v3 authPriv user, the SNMP poller of a
-real snmpd in a ``dgt-N`` namespace (tests/snmplab.py) every 10 s, reach checks every 10 s). The third one
+real snmpd in a ``dgt-N`` namespace (tests/labs/snmplab.py) every 10 s, reach checks every 10 s). The third one
 is the second after it has decrypted v3 authPriv traps (which imports ``cryptography``'s AES). Each gets N
 v2c traps from one ``snmptrap`` per trap first, then RSS (VmRSS) is read after a settle time. Also prints
 how many v2c traps per second a receiver turns into findings when the same recorded datagram is sent to it
@@ -29,8 +29,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.snmplab import COMMUNITY as LAB_COMMUNITY  # noqa: E402
-from tests.snmplab import SnmpLab  # noqa: E402
+from tests.labs.snmplab import COMMUNITY as LAB_COMMUNITY  # noqa: E402
+from tests.labs.snmplab import SnmpLab  # noqa: E402
 
 DIAG = str(Path(sys.executable).with_name("diag"))
 ENV = {**os.environ, "MIBS": "", "B_COMM": "dgt-bench-comm", "B_AUTH": "dgt-bench-auth", "B_PRIV": "dgt-bench-priv",
@@ -86,8 +86,8 @@ def _blast(port: int, count: int) -> float:
 def diag_throughput(port: int, count: int) -> tuple[int, float]:
     """Traps per second a TrapReceiver (its own thread, UDP) turns into findings, the same way as snmptrapd."""
     os.environ["B_COMM12"] = "dgt-bench-co"
-    from diag.network import trapconfig
-    from diag.network.traps import TrapReceiver
+    from diag.network.traps import config as trapconfig
+    from diag.network.traps.receiver import TrapReceiver
 
     cfg = trapconfig.build_standalone(
         {"listen": [f"127.0.0.1:{port}"], "communities": ["env:B_COMM12"], "rate_limit": 1e9, "history": 10}

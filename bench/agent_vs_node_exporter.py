@@ -181,7 +181,7 @@ def probe_cycle(cycles: int) -> tuple[float, float, float, float, dict[str, floa
     sys.path.insert(0, str(ROOT))
     from diag import config
     from diag.exporters.prometheus import Exposition
-    from diag.runner import ProbeRunner
+    from diag.probes.runner import ProbeRunner
 
     def cpu() -> tuple[float, float]:
         t = os.times()

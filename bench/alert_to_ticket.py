@@ -1,6 +1,6 @@
 """Bench: from an Alertmanager webhook received to the ticket created in a real Redmine, with a 5-command diagnosis.
 
-Everything real: a lab host with OpenSSH sshd (tests/lab.py), Redmine 5.0 on SQLite (tests/redminelab.py), and
+Everything real: a lab host with OpenSSH sshd (tests/labs/lab.py), Redmine 5.0 on SQLite (tests/labs/redminelab.py), and
 diag's own receiver, incident engine, outbox and Redmine backend, wired as ``diag agent`` wires them, in this
 process so that each stage can be timed. Each run posts one webhook (version 4, bearer token) for a new alert on
 the lab host; the receiver answers 202, runs bench/fanout-playbook.yaml (the same 5 commands as
@@ -122,14 +122,14 @@ def main() -> int:
     args = ap.parse_args()
 
     import diag.exporters.tickets.redmine  # noqa: F401 - registers the backend
-    from diag import agent as agent_mod
+    from diag.agent import daemon as agent_mod
     from diag.alertmanager import PATH, mount
     from diag.exporters.tickets.base import BACKENDS
-    from diag.httpd import App, Server
     from diag.incidents.service import IncidentService
+    from diag.wsgi import App, Server
     from tests.conftest import free_port
-    from tests.lab import Lab
-    from tests.redminelab import RedmineLab
+    from tests.labs.lab import Lab
+    from tests.labs.redminelab import RedmineLab
 
     with tempfile.TemporaryDirectory(prefix="dgm-bench-") as tmp_s, Lab(1) as lab, RedmineLab(REDMINE_PORTS) as rm:
         tmp = Path(tmp_s)

@@ -37,7 +37,7 @@ def rss():
     for line in open('/proc/self/status'):
         if line.startswith('VmRSS'):
             return int(line.split()[1]) / 1024
-import diag.agent, diag.remote.runner, msgspec, sqlite3
+import diag.agent.daemon, diag.remote.runner, msgspec, sqlite3
 base = rss()
 for m in sys.argv[1:]:
     importlib.import_module(m)

@@ -37,15 +37,16 @@ import redis  # noqa: E402
 
 from bench.gen_inventory import generate  # noqa: E402
 from diag import inventory  # noqa: E402
-from diag.distributed.backend import CeleryBackend, LocalBackend  # noqa: E402
+from diag.distributed.backend import CeleryBackend  # noqa: E402
 from diag.distributed.leader import Leadership  # noqa: E402
 from diag.distributed.scheduler import DistributedScheduler, ScheduledCheck  # noqa: E402
 from diag.distributed.tasks import results_key  # noqa: E402
 from diag.remote import playbook as pbmod  # noqa: E402
 from diag.remote.ssh import SSHPool  # noqa: E402
-from tests.lab import Lab  # noqa: E402
-from tests.redislab import RedisServer  # noqa: E402
-from tests.snmplab import COMMUNITY, SnmpLab  # noqa: E402
+from diag.services.backends import LocalBackend  # noqa: E402
+from tests.labs.lab import Lab  # noqa: E402
+from tests.labs.redislab import RedisServer  # noqa: E402
+from tests.labs.snmplab import COMMUNITY, SnmpLab  # noqa: E402
 
 PLAYBOOK = ROOT / "bench" / "fanout-playbook.yaml"
 REDIS_PORT = 20510
@@ -192,7 +193,7 @@ def snmp_fleet(args: argparse.Namespace, url: str, tmp: Path) -> None:
     from diag.distributed.app import make_app
     from diag.distributed.backend import dispatch_snmp
     from diag.distributed.tasks import SNMP_LATEST_KEY
-    from diag.network.poller import SnmpPoller
+    from diag.network.snmp.poller import SnmpPoller
 
     print(f"\n== SNMP: {args.snmp_devices} devices on {args.snmpd} real snmpd endpoints (system + if_mib, 20 ifaces)")
     os.environ["DGD_BENCH_COMMUNITY"] = COMMUNITY

@@ -1,4 +1,4 @@
-"""Network-device CLI bench: show commands on a real FRR router (tests/frrlab.py) with diag's driver and with peers.
+"""Network-device CLI bench: show commands on a real FRR router (labs/frrlab.py) with diag's driver and with peers.
 
 Each variant opens one session to r1 (vtysh as the login shell), runs the same show commands, checks every output
 (a variant whose output lacks what it must contain is reported as failed, not timed) and closes. Median of ``--runs``
@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT))
 
 from diag import inventory  # noqa: E402
 from diag.network.devices import open_device  # noqa: E402
-from tests.frrlab import BGP_PREFIX, MGMT, VTY_USER, FrrLab  # noqa: E402
+from tests.labs.frrlab import BGP_PREFIX, MGMT, VTY_USER, FrrLab  # noqa: E402
 
 CHECKS = {"show ip route": BGP_PREFIX, "show interface": "Interface eth2 is", "show bgp summary": "10.239.1.2"}
 

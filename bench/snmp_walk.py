@@ -1,6 +1,6 @@
 """Benchmark: ifTable + ifXTable of a 201-interface snmpd with diag, ``snmpbulkwalk`` and snmp_exporter.
 
-One real net-snmp snmpd in a namespace (tests/snmplab.py). Each contender runs N times, alternating, and
+One real net-snmp snmpd in a namespace (tests/labs/snmplab.py). Each contender runs N times, alternating, and
 the median is printed with the ratios the issue asks for:
 
 - walk: diag's v2c walk of both tables in this process (lean BER, ``V2Session.walk_raw``) against two
@@ -32,9 +32,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from diag.exporters.prometheus import encode_metrics  # noqa: E402
-from diag.network import ber, profiles, snmp  # noqa: E402
-from tests.snmplab import COMMUNITY, SnmpLab  # noqa: E402
+from diag.exporters.exposition import encode_metrics  # noqa: E402
+from diag.network.snmp import ber, profiles  # noqa: E402
+from diag.network.snmp import client as snmp  # noqa: E402
+from tests.labs.snmplab import COMMUNITY, SnmpLab  # noqa: E402
 
 DIAG = str(Path(sys.executable).with_name("diag"))
 SNMP_EXPORTER = "/usr/bin/prometheus-snmp-exporter"

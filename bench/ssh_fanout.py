@@ -1,6 +1,6 @@
 """SSH fan-out bench: the same 5-command diagnosis on 50 lab hosts with diag, paramiko threads, parallel-ssh, Ansible.
 
-Builds a lab of real sshd hosts (tests/lab.py), then runs each variant ``--runs`` times (median reported) and
+Builds a lab of real sshd hosts (tests/labs/lab.py), then runs each variant ``--runs`` times (median reported) and
 prints wall time, controller CPU (the children's utime+stime around each subprocess) and ratios. Every variant
 uses the same key exchange (curve25519-sha256), checks host keys against the lab's known_hosts, and has its output
 verified (a variant that failed on a host is reported as failed, not timed). Run as root::
@@ -142,7 +142,7 @@ def main() -> int:
         if shutil.which(tool) is None:
             sys.exit(f"{tool} missing: apt-get install -y pssh ansible (see scripts/debian-packages.txt)")
 
-    from tests.lab import Lab
+    from tests.labs.lab import Lab
 
     lab = Lab(args.hosts)
     work = Path(tempfile.mkdtemp(prefix="dgs-bench-"))
@@ -174,7 +174,7 @@ def main() -> int:
 
 
 def build_variants(lab: object, work: Path, args: argparse.Namespace) -> tuple[list[Variant], list[dict[str, float]]]:
-    from tests.lab import Lab
+    from tests.labs.lab import Lab
 
     assert isinstance(lab, Lab)
     hosts = list(lab.hosts.values())

@@ -1,6 +1,6 @@
 """Benchmark: open an issue and add a note in a real Redmine through diag's backend, raw httpx and curl.
 
-One real Redmine 5.0 (tests/redminelab.py). Each round, alternating, every contender opens one issue carrying
+One real Redmine 5.0 (tests/labs/redminelab.py). Each round, alternating, every contender opens one issue carrying
 a fresh fingerprint in the custom field and then adds one note to it:
 
 - curl: one ``curl`` process per request (POST /issues.json, PUT /issues/N.json): Redmine's own time plus a
@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT))
 from diag.exporters.tickets import build  # noqa: E402
 from diag.exporters.tickets.base import TicketDraft  # noqa: E402
 from diag.exporters.tickets.redmine import RedmineBackend  # noqa: E402
-from tests.redminelab import PROJECT, RedmineLab  # noqa: E402
+from tests.labs.redminelab import PROJECT, RedmineLab  # noqa: E402
 
 PORTS = range(20300, 20310)
 

@@ -19,6 +19,12 @@ MetricKind = Literal["gauge", "counter", "info", "unknown", "histogram", "summar
 
 #: Host statuses of a remote run, as in the ``diag check --json`` contract.
 HostStatus = Literal["ok", "findings", "unreachable", "auth_failed", "hostkey_mismatch", "timeout", "error"]
+#: Host statuses that mean the host could not be checked (exit status 3).
+UNCHECKED: frozenset[str] = frozenset({"unreachable", "auth_failed", "hostkey_mismatch", "timeout", "error"})
+#: Which failure wins when a host fails more than once (a host-key mismatch over a later timeout).
+_PRECEDENCE = {"hostkey_mismatch": 6, "auth_failed": 5, "unreachable": 4, "timeout": 3, "error": 2}  # worst wins
+#: What one playbook step did on one host.
+StepStatus = Literal["ok", "failed", "skipped", "needs_approval", "timeout", "error"]
 
 
 @dataclass(slots=True)
@@ -137,3 +143,164 @@ def worst_severity(findings: list[Finding]) -> Severity | None:
     if not findings:
         return None
     return max((f.severity for f in findings), key=SEVERITY_RANK.__getitem__)
+
+
+# ---- remote runs: what ``diag check`` reports (one entry of ``results`` per host in the JSON contract)
+
+
+@dataclass(slots=True)
+class StepRecord:
+    """What one step did on one host."""
+
+    id: str
+    status: StepStatus
+    command: str = ""
+    reason: str | None = None
+    exit_status: int | None = None
+    duration_s: float = 0.0
+    stdout: str = ""
+    stderr: str = ""
+    truncated: bool = False
+    parsed: Any = None
+
+    def evidence(self) -> Evidence:
+        return Evidence(
+            kind="command",
+            title=self.command or self.id,
+            text=self.stdout,
+            data={
+                "step": self.id,
+                "command": self.command,
+                "exit_status": self.exit_status,
+                "duration_s": round(self.duration_s, 3),
+                "stderr": self.stderr,
+                "truncated": self.truncated,
+                "parsed": self.parsed,
+            },
+        )
+
+    def view(self) -> dict[str, Any]:
+        """What later expressions see of this step (``df.exit``, ``df.parsed``, ``df.skipped``...)."""
+        ran = self.status in ("ok", "failed", "timeout") or (self.status == "error" and self.exit_status is not None)
+        return {
+            "exit": self.exit_status,
+            "ok": self.status == "ok",
+            "ran": ran,
+            "skipped": not ran,
+            "timed_out": self.status == "timeout",
+            "stdout": self.stdout,
+            "stderr": self.stderr,
+            "parsed": self.parsed,
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "status": self.status,
+            "reason": self.reason,
+            "exit_status": self.exit_status,
+            "duration_s": round(self.duration_s, 3),
+            "parsed": self.parsed,
+        }
+
+
+@dataclass(slots=True)
+class HostResult:
+    """The outcome of a playbook on one host (one entry of ``results`` in the JSON contract)."""
+
+    host: str
+    status: HostStatus = "ok"
+    error: str | None = None
+    duration_s: float = 0.0
+    findings: list[Finding] = field(default_factory=list)
+    steps: list[StepRecord] = field(default_factory=list)
+
+    @property
+    def worst(self) -> Severity | None:
+        return worst_severity(self.findings)
+
+    def fail(self, status: HostStatus, error: str) -> None:
+        """Record a failure; the most telling one wins (a host-key mismatch over a later timeout)."""
+        if _PRECEDENCE.get(status, 0) > _PRECEDENCE.get(self.status, 0):
+            self.status, self.error = status, error
+        elif self.error is None:
+            self.error = error
+
+    def values(self) -> dict[str, Any]:
+        """Parsed values of the steps that ran (what ``facts`` keeps per host)."""
+        return {s.id: s.parsed for s in self.steps if s.parsed is not None}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "host": self.host,
+            "status": self.status,
+            "error": self.error,
+            "duration_s": round(self.duration_s, 3),
+            "worst_severity": self.worst,
+            "findings": [f.to_dict() for f in self.findings],
+            "steps": [s.to_dict() for s in self.steps],
+        }
+
+
+@dataclass(slots=True)
+class RunReport:
+    """All hosts' results of one ``diag check``."""
+
+    playbook: str
+    results: list[HostResult]
+    skipped: list[dict[str, str]] = field(default_factory=list)  # hosts the playbook does not apply to
+    duration_s: float = 0.0
+
+    def exit_code(self) -> int:
+        """Nagios: 3 when a host could not be checked, else 2/1/0 for the worst severity critical/warning/other."""
+        if any(r.status in UNCHECKED for r in self.results):
+            return 3
+        worst = max((SEVERITY_RANK[f.severity] for r in self.results for f in r.findings), default=0)
+        return worst if worst in (1, 2) else 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "playbook": self.playbook,
+            "results": [r.to_dict() for r in self.results],
+            "skipped": self.skipped,
+            "duration_s": round(self.duration_s, 3),
+            "exit_status": self.exit_code(),
+        }
+
+
+# ---- incidents as readers see them (the store's queries return these; the engine keeps its own Incident)
+
+
+@dataclass(slots=True)
+class IncidentEvent:
+    """One journal event of an incident as readers (reports, console) see it."""
+
+    at: float
+    actor: str
+    kind: str
+    data: dict[str, Any]
+
+
+@dataclass(slots=True)
+class IncidentRow:
+    """One incident as readers outside the engine see it (reports, per-engineer figures): the read model."""
+
+    id: int
+    host: str
+    check: str
+    subject: str
+    cause: str  # the finding's cause id, else the check: what "the same cause" means in recurrence
+    state: str
+    severity: str
+    classification: str
+    line: str
+    priority: str
+    first_seen: float
+    opened_at: float | None
+    acked_at: float | None
+    resolved_at: float | None
+    kb_id: str | None
+    reopened: int
+    events: list[IncidentEvent] = field(default_factory=list)
+    ticket_backend: str | None = None
+    ticket_id: str | None = None

@@ -22,7 +22,9 @@ PY=${PYTHON:-python3}
 .venv/bin/pip install -q --upgrade pip >/dev/null
 .venv/bin/pip install -q -e '.[test]'
 
-echo "== ruff"; .venv/bin/ruff check diag tests bench
+echo "== ruff"; .venv/bin/ruff check diag tests bench scripts
 echo "== mypy"; .venv/bin/mypy
+echo "== lint-imports"; .venv/bin/lint-imports --no-cache
+echo "== import cycles"; .venv/bin/python scripts/import_cycles.py --all
 echo "== pytest"
 exec .venv/bin/pytest "$@"

@@ -1,18 +1,25 @@
 """What the receiver needs of the incident engine: open or enrich an incident, and resolve it after a re-check.
 
 The receiver is written against this protocol so that it can be tested and reasoned about on its own;
-:func:`diag.alertmanager.wiring.build_sink` binds it to the engine of :mod:`diag.incidents`.
+the agent hands it the engine of :mod:`diag.incidents` (:func:`diag.alertmanager.mount`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, Protocol
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 from diag.model import Evidence, Finding
 
-if TYPE_CHECKING:
-    from diag.alertmanager.receiver import Verdict
+
+@dataclass(slots=True)
+class Verdict:
+    """The verifying re-check's answer: is the condition gone, and the note that says why (with evidence)."""
+
+    cleared: bool
+    note: str
+    evidence: list[Evidence] = field(default_factory=list)
 
 
 class IncidentSink(Protocol):

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from diag.alertmanager.auth import Credential, Denied
 from diag.alertmanager.payload import PayloadError, decode
-from diag.httpd import HTTPError, Response, json_response, read_body
+from diag.wsgi import HTTPError, Response, json_response, read_body
 
 if TYPE_CHECKING:
     from diag.alertmanager.receiver import Receiver
@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 
 
 def handler(receiver: Receiver, credential: Credential, max_body: int) -> Any:
-    """The WSGI-level handler for the agent's :class:`diag.httpd.App`."""
+    """The WSGI-level handler for the agent's :class:`diag.wsgi.App`."""
     from diag.alertmanager.receiver import Busy
 
     def handle(environ: dict[str, Any]) -> Response:

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from diag.alertmanager import mapping
 from diag.alertmanager.config import ReceiverConfig, Route
+from diag.alertmanager.engine import Verdict
 from diag.alertmanager.payload import Alert, Message
 from diag.alertmanager.queue import JobStore
 from diag.errors import ConfigError
@@ -80,15 +81,6 @@ class Diagnosis:
 
     def problems(self) -> list[Finding]:
         return [f for f in self.findings if SEVERITY_RANK[f.severity] >= SEVERITY_RANK["warning"]]
-
-
-@dataclass(slots=True)
-class Verdict:
-    """The verifying re-check's answer: is the condition gone, and the note that says why (with evidence)."""
-
-    cleared: bool
-    note: str
-    evidence: list[Evidence] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -215,7 +207,7 @@ class Receiver:
         return out
 
     def render(self) -> bytes:
-        from diag.exporters.prometheus import encode_metrics
+        from diag.exporters.exposition import encode_metrics
 
         return encode_metrics(self.metrics())
 
@@ -458,27 +450,21 @@ class Receiver:
 
     def diagnose(self, host: Host, route: Route, alert: Alert) -> Diagnosis:
         """Run the route's playbook on the host (the runner ``diag check`` uses); never raises."""
-        from diag.remote.runner import run_check
+        from diag.services import check as svc
+        from diag.services.backends import LocalBackend
 
         pb = route.playbook
         t0 = time.monotonic()
+        # the same use case and trail as `diag check`: who ran which playbook on which host, every command and finding
+        req = svc.CheckRequest(pb, [host], mapping.playbook_vars(route, alert), actor=SOURCE, job=f"alert:{alert.key}")
         try:
-            report = run_check([host], pb, self.pool(), mapping.playbook_vars(route, alert))
+            report = svc.run(req, LocalBackend(self.pool()), [svc.JournalObserver(self.journal, strict=False)])
         except ConfigError as e:  # a label value that does not fit the variable's type
             return Diagnosis(pb.name, "error", str(e), [], [], time.monotonic() - t0)
         if not report.results:
             reason = report.skipped[0]["reason"] if report.skipped else "playbook did not run"
             return Diagnosis(pb.name, "error", reason, [], [], time.monotonic() - t0)
         r = report.results[0]
-        from diag.journal import checks as jchecks
-
-        try:  # the same trail as `diag check`: who ran which playbook on which host, every command, every finding
-            job = f"alert:{alert.key}"
-            jchecks.started(self.journal, SOURCE, pb.name, [host.name], False, job=job)
-            jchecks.host_done(self.journal, SOURCE, pb.name, r, job=job)
-            jchecks.finished(self.journal, SOURCE, report, job=job)
-        except (OSError, sqlite3.Error) as e:
-            log.error("event journal %s: cannot record the diagnosis on %s: %s", self.journal.path, host.name, e)
         evidence: list[Evidence] = []
         seen: set[str] = set()
         for f in r.findings:

@@ -1,6 +1,6 @@
 """The HTTP API, the web console and their access control, mounted on the agent's port (docs/api.md, docs/console.md).
 
-:func:`mount` only registers ``/api/`` and ``/ui`` on the agent's :class:`diag.httpd.App`; Falcon, Jinja2 and the
+:func:`mount` only registers ``/api/`` and ``/ui`` on the agent's :class:`diag.wsgi.App`; Falcon, Jinja2 and the
 stores are imported and opened on the first request there, so an agent that nobody calls keeps its memory
 (the agent's RSS budget is 40 MiB). Exact routes (``/api/v1/alertmanager``) stay with their own handlers.
 """
@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from diag.api.service import Service
     from diag.config import AgentConfig
-    from diag.httpd import App, StartResponse, WSGIApp
     from diag.inventory import Inventory
+    from diag.wsgi import App, StartResponse, WSGIApp
 
 log = logging.getLogger(__name__)
 
@@ -131,7 +131,7 @@ class _TokenRequired:
 
     def __call__(self, environ: dict[str, Any]) -> Any:
         from diag.api.tokens import token_prefix
-        from diag.httpd import json_response
+        from diag.wsgi import json_response
 
         scheme, _, value = environ.get("HTTP_AUTHORIZATION", "").strip().partition(" ")
         token = value.strip() if scheme.lower() == "bearer" else ""

@@ -21,7 +21,7 @@ import msgspec
 from diag.api import policy, schemas
 from diag.api.service import Conflict, Invalid, NotFound, Service
 from diag.api.tokens import Principal, token_prefix
-from diag.httpd import HTTPError, read_body
+from diag.wsgi import HTTPError, read_body
 
 if TYPE_CHECKING:
     from diag.api.jobs import Job
@@ -266,7 +266,7 @@ class JournalResource:
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         self._lead(req)
-        from diag.journal.cli import parse_since
+        from diag.journal.period import parse_since
 
         since = req.get_param("since")
         ts = req.get_param_as_float("since_ts", min_value=0, max_value=1e11)

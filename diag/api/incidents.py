@@ -29,8 +29,7 @@ from diag.journal import Journal
 if TYPE_CHECKING:
     from diag.incidents.service import IncidentService
     from diag.inventory import Host
-    from diag.model import Evidence, Finding
-    from diag.remote.runner import RunReport
+    from diag.model import Evidence, Finding, RunReport
 
 log = logging.getLogger(__name__)
 
@@ -130,11 +129,7 @@ class Incidents:
         return inc
 
     def _assignee(self, incident_id: int) -> str | None:
-        rows = self.store.read(
-            "SELECT text FROM events WHERE incident_id = ? AND kind = 'assigned' ORDER BY id DESC LIMIT 1",
-            (incident_id,),
-        )
-        return str(rows[0][0]).removeprefix("assigned to ") if rows else None
+        return self.store.assignee(incident_id)
 
     def show(self, incident_id: int) -> dict[str, Any]:
         inc = self._must(incident_id)
@@ -207,20 +202,27 @@ class Incidents:
         d["outcome"] = str(out)
         return d
 
-    def recheck(self, playbook: str, host: Host, variables: dict[str, Any]) -> Sequence[Finding]:
+    def recheck(
+        self, playbook: str, host: Host, variables: dict[str, Any], actor: str = "api"
+    ) -> Sequence[Finding]:
         """Run ``playbook`` on ``host`` again (its own SSH pool) and return what it finds now."""
         from diag.incidents.sources import host_findings
         from diag.remote import playbook as pbmod
-        from diag.remote.runner import run_host
-        from diag.remote.ssh import SSHPool
+        from diag.services import check as svc
+        from diag.services.backends import LocalBackend, ssh_pool
 
         pb = pbmod.load(pbmod.find(playbook))
-        pool = SSHPool(known_hosts=self.known_hosts, tofu_store=self.data / "known_hosts.tofu", max_concurrency=1,
-                       hosts=self.hosts)  # fmt: skip
-        try:
-            r = run_host(host, pb, pool, variables)
+        req = svc.CheckRequest(pb, [host], variables, actor=actor, job="recheck")
+        backend = LocalBackend.over(ssh_pool(self.data, self.hosts, self.known_hosts, 1), [host])
+        try:  # the same use case and journal trail as `diag check`
+            report = svc.run(req, backend, [svc.JournalObserver(self.journal)])
         finally:
-            pool.close_all()
+            backend.close()
+        if not report.results:  # the playbook does not apply to the host: nothing can be confirmed
+            from diag.model import HostResult
+
+            return host_findings(HostResult(host.name, "error", report.skipped[0]["reason"] if report.skipped else ""))
+        r = report.results[0]
         return host_findings(r)
 
     def feed(self, report: RunReport, actor: str, variables: dict[str, Any]) -> None:

@@ -1,6 +1,6 @@
 """Check jobs started through the API: run a playbook on hosts in the background, stream progress, keep the result.
 
-A job runs :func:`diag.remote.runner.run_check` (the same runner as ``diag check``) on a worker thread, with
+A job runs the use case :func:`diag.services.check.run` (as ``diag check`` does) on a worker thread, with
 its own SSH pool. Every host that starts or finishes is an event (numbered, kept with the job), which
 ``GET /api/v1/checks/{id}/events`` streams as server-sent events and replays from ``Last-Event-ID``; the final
 result is ``RunReport.to_dict()``, the ``diag check --json`` document. Jobs live in memory: the newest
@@ -21,13 +21,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from diag.journal import checks as jchecks
 from diag.journal import open_journal
+from diag.services.check import CheckRequest, Observer
 
 if TYPE_CHECKING:
     from diag.inventory import Host
+    from diag.model import HostResult, RunReport
     from diag.remote.playbook import Playbook
-    from diag.remote.runner import HostResult, RunReport
 
 log = logging.getLogger(__name__)
 
@@ -155,49 +155,41 @@ class JobManager:
                 if old.state in ("queued", "running"):
                     break
                 del self.jobs[old_id]
-        jchecks.started(open_journal(self.data), actor, pb.name, targets, allow_changes, job.id)
         self._pool.submit(self._run, job, pb, hosts, dict(variables))
         return job
 
     def _run(self, job: Job, pb: Playbook, hosts: list[Host], variables: dict[str, Any]) -> None:
-        from diag.remote.runner import run_check
-        from diag.remote.ssh import SSHPool
+        from diag.services import check as svc
+        from diag.services.backends import LocalBackend, ssh_pool
 
-        journal = open_journal(self.data)
         job.emit("start", {"job": job.id, "playbook": job.playbook, "hosts": job.hosts}, "running")
-
-        def progress(event: str, host: str, result: HostResult | None) -> None:
-            if event == "done" and result is not None:
-                jchecks.host_done(journal, job.actor, job.playbook, result, job.id)
-                job.emit("host", result.to_dict())
-
+        req = svc.CheckRequest(pb, hosts, variables, job.allow_changes, list(job.targets), job.actor, job.id)
+        observers: list[svc.Observer] = [svc.JournalObserver(open_journal(self.data)), _JobEvents(job)]
+        if self.sink is not None:
+            observers.append(svc.FindingsObserver(self.sink))
         state = "failed"
-        pool = SSHPool(
-            known_hosts=self.known_hosts,
-            tofu_store=self.data / "known_hosts.tofu",
-            max_concurrency=self.concurrency,
-            hosts=self.hosts,
-        )
+        backend = LocalBackend.over(ssh_pool(self.data, self.hosts, self.known_hosts, self.concurrency), hosts)
         try:
-            report = run_check(hosts, pb, pool, variables, job.allow_changes, progress)
-            job.report = report.to_dict()
-            jchecks.finished(journal, job.actor, report, job.id)
-            if self.sink is not None:
-                try:
-                    self.sink(report, job.actor, variables)
-                except Exception:
-                    log.exception("job %s: handing findings to the incident engine failed", job.id)
+            job.report = svc.run(req, backend, observers).to_dict()
             state = "done"
-        except Exception as e:  # run_check does not raise for host failures; this is a bug or a broken pool
+        except Exception as e:  # host failures are results; this is a bug or a broken pool (journaled by the observer)
             log.exception("job %s failed", job.id)
             job.error = f"{type(e).__name__}: {e}"
-            state = "failed"
-            journal.append(job.actor, "check.failed", ",".join(job.hosts), "error", {"job": job.id, "error": job.error})
         finally:
-            pool.close_all()
+            backend.close()
             job.finished = time.time()
             exit_status = (job.report or {}).get("exit_status")
             job.emit("done", {"job": job.id, "state": state, "exit_status": exit_status}, state)
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+class _JobEvents(Observer):
+    """Each finished host becomes a ``host`` event of the job (what the SSE stream and the console show)."""
+
+    def __init__(self, job: Job) -> None:
+        self.job = job
+
+    def host_done(self, req: CheckRequest, result: HostResult) -> None:
+        self.job.emit("host", result.to_dict())

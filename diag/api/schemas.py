@@ -1,6 +1,6 @@
 """Request and response shapes of the HTTP API, as msgspec structs: they validate bodies and give the OpenAPI schemas.
 
-``CheckReport`` mirrors :meth:`diag.remote.runner.RunReport.to_dict` (the ``diag check --json`` contract of
+``CheckReport`` mirrors :meth:`diag.model.RunReport.to_dict` (the ``diag check --json`` contract of
 shared/DESIGN.md); the API returns that dict itself, and the struct only documents it.
 """
 

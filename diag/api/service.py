@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -18,6 +17,7 @@ from diag.api import policy
 from diag.api.approvals import Approval, ApprovalStore
 from diag.api.jobs import Job, JobManager
 from diag.api.tokens import Principal, TokenStore
+from diag.config.api import ApiSettings
 from diag.errors import ConfigError
 from diag.journal import Journal, open_journal
 
@@ -38,19 +38,6 @@ class Invalid(Exception):
 
 class Conflict(Exception):
     """A 409: the request was already decided."""
-
-
-@dataclass(slots=True)
-class ApiSettings:
-    """``agent.api`` in the inventory (docs/api.md)."""
-
-    known_hosts: list[Path] | None = None
-    max_body_bytes: int = 64 * 1024
-    session_ttl_s: float = 8 * 3600
-    check_concurrency: int = 20
-    job_workers: int = 2
-    jobs_kept: int = 200
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class Service:

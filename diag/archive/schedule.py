@@ -123,7 +123,7 @@ class ArchiveSchedule:
 
     def _render(self) -> None:
         """The ``diag_archive_*`` families as exposition text, made once per run (scrapes only read it)."""
-        from diag.exporters.prometheus import encode_metrics
+        from diag.exporters.exposition import encode_metrics
         from diag.model import Metric
 
         runs = Metric("diag_archive_runs", "Scheduled configuration fetch runs that finished.", "counter")

@@ -1,7 +1,7 @@
-"""Where a check's per-host work runs: in this process (the default) or on Celery workers.
+"""The Celery backend of "run a check" (:mod:`diag.services.backends`): one task per host on ``diag worker`` processes.
 
-Both backends take the same inputs and return the same :class:`~diag.remote.runner.RunReport`, so ``diag check``
-renders and exits the same way whichever ran it.
+It takes the same inputs and returns the same :class:`~diag.model.RunReport` as the in-process backend, so
+``diag check`` renders and exits the same way whichever ran it.
 """
 
 from __future__ import annotations
@@ -11,41 +11,12 @@ import time
 import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from diag.inventory import Host
+from diag.model import HostResult, RunReport
 from diag.remote.playbook import Playbook
-from diag.remote.runner import HostResult, PoolLike, Progress, RunReport, run_check
-
-
-class ExecutionBackend(Protocol):
-    """Runs a playbook on hosts and returns every host's result, in the order of ``hosts``."""
-
-    def run_check(
-        self,
-        hosts: Sequence[Host],
-        pb: Playbook,
-        variables: Mapping[str, Any] | None = None,
-        allow_changes: bool = False,
-        progress: Progress | None = None,
-    ) -> RunReport: ...
-
-
-class LocalBackend:
-    """The in-process thread pool over one SSH pool (what ``diag check`` always did)."""
-
-    def __init__(self, pool: PoolLike) -> None:
-        self.pool = pool
-
-    def run_check(
-        self,
-        hosts: Sequence[Host],
-        pb: Playbook,
-        variables: Mapping[str, Any] | None = None,
-        allow_changes: bool = False,
-        progress: Progress | None = None,
-    ) -> RunReport:
-        return run_check(hosts, pb, self.pool, variables, allow_changes, progress)
+from diag.remote.runner import Progress
 
 
 class CeleryBackend:

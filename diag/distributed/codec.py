@@ -5,9 +5,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from diag.model import Evidence, Finding, Metric, Result
-from diag.network.profiles import PollState
-from diag.remote.runner import HostResult, StepRecord
+from diag.model import Evidence, Finding, HostResult, Metric, Result, StepRecord
+from diag.network.snmp.profiles import PollState
 
 
 def finding_from_dict(f: dict[str, Any], host: str) -> Finding:

@@ -19,7 +19,7 @@ def fleet_metrics(redis_client: Any, max_age_s: float = 600.0) -> tuple[list[Met
     """Every fresh device result merged into families with ``target`` as the first label, and its findings."""
     from diag.distributed.codec import result_from_dict
     from diag.distributed.tasks import SNMP_LATEST_KEY
-    from diag.network.poller import merge_by_target
+    from diag.network.snmp.poller import merge_by_target
 
     findings: list[Finding] = []
     fresh: list[tuple[str, Result]] = []

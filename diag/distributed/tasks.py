@@ -68,9 +68,10 @@ def _cached(kind: str, path: str, loader: Any) -> Any:
 def check_host(task: Any, run_id: str, spec: dict[str, Any]) -> str:
     """Run ``spec['playbook']`` on ``spec['host']``; returns 'done', 'duplicate' or the failure status."""
     from diag import inventory
+    from diag.model import HostResult
     from diag.network.devices import pool_for
     from diag.remote import playbook as pbmod
-    from diag.remote.runner import HostResult, run_host
+    from diag.remote.runner import run_host
     from diag.remote.ssh import SSHPool
 
     r = _client()
@@ -113,7 +114,8 @@ def _to_incidents(res: Any, pb: Any, host: Any, inv: Any, spec: dict[str, Any]) 
     occurrence twice. An engine error is logged, never fails the task: the result is already safe in Redis.
     """
     from diag.incidents.sources import observe_report
-    from diag.remote.runner import RunReport, run_host
+    from diag.model import RunReport
+    from diag.remote.runner import run_host
     from diag.remote.ssh import SSHPool
 
     def recheck(name: str) -> list[Any]:
@@ -140,8 +142,8 @@ def snmp_poll(task: Any, spec: dict[str, Any]) -> str:
     """Poll one SNMP device; its poll state lives in Redis so the next cycle may run on any worker."""
     from diag import inventory
     from diag.distributed.codec import result_to_dict, state_from_dict, state_to_dict
-    from diag.network.poller import poll_device
-    from diag.network.profiles import PollState
+    from diag.network.snmp.poller import poll_device
+    from diag.network.snmp.profiles import PollState
 
     r = _client()
     name = spec["host"]

@@ -22,7 +22,7 @@ import msgspec
 
 from diag import yamlsrc
 from diag.errors import ConfigError
-from diag.incidents.settings import Duration, parse_duration
+from diag.incidents.durations import SlaSpec, parse_duration
 from diag.model import Evidence, Finding
 from diag.registry import Registry
 
@@ -37,11 +37,6 @@ class MatchSpec(msgspec.Struct, forbid_unknown_fields=True):
     checks: list[str] = []  # the finding's check id is one of these
     labels: dict[str, str] = {}  # each label's value matches this regex (whole value)
     evidence: list[str] = []  # each regex is found in the summary, cause or evidence text
-
-
-class SlaSpec(msgspec.Struct, forbid_unknown_fields=True):
-    respond: Duration
-    resolve: Duration
 
 
 class EntrySpec(msgspec.Struct, forbid_unknown_fields=True):

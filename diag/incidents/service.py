@@ -19,7 +19,8 @@ from diag.incidents.engine import Engine
 from diag.incidents.knowledge import KnowledgeBase
 from diag.incidents.outbox import Outbox
 from diag.incidents.settings import Settings
-from diag.incidents.store import OPEN_STATES, open_store
+from diag.incidents.store import OPEN_STATES
+from diag.incidents.stores import open_store
 from diag.incidents.topology import Topology
 from diag.model import Metric
 
@@ -156,6 +157,6 @@ class IncidentService:
         return out
 
     def render(self) -> bytes:
-        from diag.exporters.prometheus import encode_metrics
+        from diag.exporters.exposition import encode_metrics
 
         return encode_metrics(self.metrics())

@@ -31,8 +31,7 @@ from typing import Any, Literal
 import msgspec
 
 from diag import yamlsrc
-
-Duration = float | int | str
+from diag.incidents.durations import Duration, SlaSpec, parse_duration
 
 #: Respond/resolve times (seconds) per priority, when neither config nor the KB says otherwise. The standards
 #: name no numbers (SUPPORT-WORK.md): these are common ITIL-style starting points, meant to be configured.
@@ -51,29 +50,6 @@ DEFAULT_DOWN_CHECKS = (
     "reach_unreachable",
     "target_no_reply",
 )
-
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
-
-
-def parse_duration(value: Duration) -> float:
-    """Seconds from ``90``, ``"90s"``, ``"15m"``, ``"4h"``, ``"1d"``; ValueError with the reason."""
-    if isinstance(value, bool):
-        raise ValueError(f"{value!r} is not a duration")
-    if isinstance(value, int | float):
-        if value < 0:
-            raise ValueError(f"duration {value} is negative")
-        return float(value)
-    m = _DURATION.match(value)
-    if not m:
-        raise ValueError(f"duration {value!r} must be a number of seconds or like 90s, 15m, 4h, 1d")
-    return float(m.group(1)) * _UNITS[m.group(2) or "s"]
-
-
-class SlaSpec(msgspec.Struct, forbid_unknown_fields=True):
-    respond: Duration
-    resolve: Duration
-
 
 class WindowSpec(msgspec.Struct, forbid_unknown_fields=True):
     """A maintenance window or silence: what it covers (empty = everything) and when."""

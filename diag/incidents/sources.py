@@ -15,7 +15,7 @@ from diag.model import Evidence, Finding
 
 if TYPE_CHECKING:
     from diag.incidents.engine import Engine, Outcome
-    from diag.remote.runner import HostResult, RunReport
+    from diag.model import HostResult, RunReport
 
 _STATUS_CHECK = {
     "unreachable": ("host_unreachable", "critical", "does not answer"),

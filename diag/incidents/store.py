@@ -18,11 +18,16 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from diag.model import IncidentEvent, IncidentRow
+
 #: pending: seen, damped (not opened yet); open; clearing: gone, waiting for hysteresis and the re-check;
 #: resolved; suppressed: a silence or maintenance window held it back; impact: a host behind a failed upstream
 #: device (its incident is the parent's); discarded: cleared before it was ever opened.
 ACTIVE_STATES = ("pending", "open", "clearing", "suppressed", "impact")
 OPEN_STATES = ("open", "clearing")
+
+#: Event kinds that quality reports read (occurrence notes and ticket deliveries do not change the figures).
+REPORT_EVENT_KINDS = ("acknowledged", "sla_breach", "escalated", "reopened", "resolved", "opened")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS incidents (
@@ -264,6 +269,70 @@ class Store:
         with self._lock:
             return list(self.db.execute(sql, args))
 
+    # ---- read models for the journal feed, the API and reports (the only SQL on these tables outside the engine)
+    def report_rows(self, until: float, kinds: Sequence[str] = REPORT_EVENT_KINDS) -> list[IncidentRow]:
+        """Every incident first seen before ``until``, with its events of ``kinds`` (in time order)."""
+        rows = self.read(
+            "SELECT id, host, check_id, subject, state, severity, classification, line, priority, first_seen, "
+            "opened_at, acked_at, resolved_at, doc, ticket_backend, ticket_id "
+            "FROM incidents WHERE first_seen < ? ORDER BY id",
+            (until,),
+        )
+        out: dict[int, IncidentRow] = {}
+        for r in rows:
+            doc = json.loads(r[13]) if isinstance(r[13], str) else dict(r[13] or {})
+            kb = doc.get("kb") or {}
+            out[int(r[0])] = IncidentRow(
+                id=int(r[0]),
+                host=r[1],
+                check=r[2],
+                subject=r[3],
+                cause=str(doc.get("cause") or r[2]),
+                state=r[4],
+                severity=r[5],
+                classification=r[6],
+                line=r[7],
+                priority=r[8],
+                first_seen=float(r[9]),
+                opened_at=r[10],
+                acked_at=r[11],
+                resolved_at=r[12],
+                kb_id=kb.get("id") if isinstance(kb, dict) else None,
+                reopened=int(doc.get("reopened", 0)),
+                ticket_backend=r[14],
+                ticket_id=r[15],
+            )
+        marks = ",".join("?" * len(kinds))  # placeholders only: the values are bound
+        for e in self.read(
+            f"SELECT incident_id, at, actor, kind, data FROM events WHERE kind IN ({marks}) AND at < ? ORDER BY at, id",  # noqa: S608
+            (*kinds, until),
+        ):
+            row = out.get(int(e[0]))
+            if row is not None:
+                data = json.loads(e[4]) if isinstance(e[4], str) else dict(e[4] or {})
+                row.events.append(IncidentEvent(float(e[1]), e[2], e[3], data))
+        return list(out.values())
+
+    def events_after(self, after_id: int, limit: int = 1000) -> list[tuple[Any, ...]]:
+        """Events newer than ``after_id`` with their incident's host, check and state (for the journal feed):
+        ``(event id, incident id, at, actor, kind, text, host, check, state)`` in event order."""
+        return [
+            tuple(r)
+            for r in self.read(
+                "SELECT e.id, e.incident_id, e.at, e.actor, e.kind, e.text, i.host, i.check_id, i.state "
+                "FROM events e JOIN incidents i ON i.id = e.incident_id WHERE e.id > ? ORDER BY e.id LIMIT ?",
+                (after_id, limit),
+            )
+        ]
+
+    def assignee(self, incident_id: int) -> str | None:
+        """Who the incident was last assigned to, if anyone."""
+        rows = self.read(
+            "SELECT text FROM events WHERE incident_id = ? AND kind = 'assigned' ORDER BY id DESC LIMIT 1",
+            (incident_id,),
+        )
+        return str(rows[0][0]).removeprefix("assigned to ") if rows else None
+
     # ---- incidents
     def live(self, fingerprint: str) -> Incident | None:
         rows = self.read(
@@ -424,14 +493,3 @@ def _row_intent(r: sqlite3.Row) -> Intent:
         r["created_at"],
         r["done_at"],
     )
-
-
-def open_store(settings: Any) -> Store:
-    """The configured store: PostgreSQL when ``database_url`` is set (scale-out), else SQLite in the data dir."""
-    url = getattr(settings, "database_url", None)
-    if url:
-        from diag.incidents.pgstore import PgStore
-        from diag.secrets import SecretRef, is_reference
-
-        return PgStore(SecretRef(url).reveal() if is_reference(url) else url)
-    return Store(settings.db_path)

@@ -18,7 +18,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +27,9 @@ from diag.errors import DiagError
 
 FILENAME = "journal.db"
 GENESIS = "0" * 64  # the "previous hash" of the first record
+
+#: (actor, action, target, result, details): one record to append
+Entry = tuple[str, str, str, str, "Mapping[str, Any] | None"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS journal (
@@ -137,6 +140,13 @@ class Journal:
         details: Mapping[str, Any] | None = None,
     ) -> Record:
         """Add a record at the end of the chain and return it (with its seq and hash)."""
+        return self.append_many([(actor, action, target, result, details)])[0]
+
+    def append_many(self, entries: Sequence[Entry]) -> list[Record]:
+        """Add several records in one transaction (one fsync): a host's commands, findings and outcome together."""
+        if not entries:
+            return []
+        out: list[Record] = []
         with self._lock:
             # IMMEDIATE takes the write lock before reading the tail, so two processes (the agent and a
             # `diag check` on the CLI) never chain two records to the same predecessor.
@@ -144,28 +154,31 @@ class Journal:
             try:
                 row = self._db.execute("SELECT seq, hash FROM journal ORDER BY seq DESC LIMIT 1").fetchone()
                 seq, prev = (row[0] + 1, row[1]) if row else (1, GENESIS)
-                rec = Record(seq, time.time(), actor, action, target, result, dict(details or {}), prev)
-                rec.details = json.loads(json.dumps(rec.details, default=str))  # what is stored is what is hashed
-                rec.hash = rec.digest()
-                self._db.execute(
-                    "INSERT INTO journal VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        rec.seq,
-                        rec.ts,
-                        rec.actor,
-                        rec.action,
-                        rec.target,
-                        rec.result,
-                        json.dumps(rec.details, sort_keys=True, ensure_ascii=False),
-                        rec.prev_hash,
-                        rec.hash,
-                    ),
-                )
+                for actor, action, target, result, details in entries:
+                    rec = Record(seq, time.time(), actor, action, target, result, dict(details or {}), prev)
+                    rec.details = json.loads(json.dumps(rec.details, default=str))  # what is stored is what is hashed
+                    rec.hash = rec.digest()
+                    self._db.execute(
+                        "INSERT INTO journal VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        (
+                            rec.seq,
+                            rec.ts,
+                            rec.actor,
+                            rec.action,
+                            rec.target,
+                            rec.result,
+                            json.dumps(rec.details, sort_keys=True, ensure_ascii=False),
+                            rec.prev_hash,
+                            rec.hash,
+                        ),
+                    )
+                    out.append(rec)
+                    seq, prev = seq + 1, rec.hash
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
-        return rec
+        return out
 
     def query(
         self,

@@ -9,10 +9,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from diag.journal import Journal
+from diag.journal import Entry, Journal
 
 if TYPE_CHECKING:
-    from diag.remote.runner import HostResult, RunReport
+    from diag.model import HostResult, RunReport
 
 #: step statuses that mean the command was sent to the host
 _SENT = frozenset({"ok", "failed", "timeout"})
@@ -27,33 +27,52 @@ def started(j: Journal, actor: str, playbook: str, targets: Sequence[str], allow
 
 def host_done(j: Journal, actor: str, playbook: str, r: HostResult, job: str = "") -> None:
     """One host's commands and findings, then its outcome."""
+    j.append_many(host_entries(actor, playbook, r, job))
+
+
+def host_entries(actor: str, playbook: str, r: HostResult, job: str = "") -> list[Entry]:
+    """The records of one host's run: each command sent or held back, each finding, then the host's outcome."""
     base = {"playbook": playbook, **({"job": job} if job else {})}
+    out: list[Entry] = []
     for s in r.steps:
         if s.status in _SENT or (s.status == "error" and s.exit_status is not None):
-            j.append(
-                actor,
-                "command.sent",
-                r.host,
-                f"exit {s.exit_status}" if s.exit_status is not None else s.status,
-                {**base, "step": s.id, "command": s.command, "duration_s": round(s.duration_s, 3)},
+            out.append(
+                (
+                    actor,
+                    "command.sent",
+                    r.host,
+                    f"exit {s.exit_status}" if s.exit_status is not None else s.status,
+                    {**base, "step": s.id, "command": s.command, "duration_s": round(s.duration_s, 3)},
+                )
             )
         elif s.status == "needs_approval":
-            j.append(actor, "command.held", r.host, "needs approval", {**base, "step": s.id, "command": s.command})
+            out.append((actor, "command.held", r.host, "needs approval", {**base, "step": s.id, "command": s.command}))
     for f in r.findings:
-        j.append(
-            actor,
-            "finding",
-            r.host,
-            f.severity,
-            {**base, "check": f.check, "summary": f.summary, "subject": f.subject, "fingerprint": f.fingerprint},
+        out.append(
+            (
+                actor,
+                "finding",
+                r.host,
+                f.severity,
+                {**base, "check": f.check, "summary": f.summary, "subject": f.subject, "fingerprint": f.fingerprint},
+            )
         )
-    j.append(
-        actor,
-        "check.host",
-        r.host,
-        r.status,
-        {**base, "worst": r.worst, "findings": len(r.findings), "error": r.error, "duration_s": round(r.duration_s, 3)},
+    out.append(
+        (
+            actor,
+            "check.host",
+            r.host,
+            r.status,
+            {
+                **base,
+                "worst": r.worst,
+                "findings": len(r.findings),
+                "error": r.error,
+                "duration_s": round(r.duration_s, 3),
+            },
+        )
     )
+    return out
 
 
 def finished(j: Journal, actor: str, report: RunReport, job: str = "") -> None:

@@ -30,11 +30,7 @@ class IncidentJournal:
         """Copy the events newer than the last copied one (never raises: the engine must go on)."""
         try:
             with self._lock:
-                rows = self.store.read(
-                    "SELECT e.id, e.incident_id, e.at, e.actor, e.kind, e.text, i.host, i.check_id, i.state "
-                    "FROM events e JOIN incidents i ON i.id = e.incident_id WHERE e.id > ? ORDER BY e.id LIMIT 1000",
-                    (self._synced,),
-                )
+                rows = self.store.events_after(self._synced)
                 for r in rows:
                     self.journal.append(
                         str(r[3]),

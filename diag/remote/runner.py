@@ -16,12 +16,16 @@ import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
 from diag.errors import ConfigError, ConnectError, DiagError
 from diag.inventory import Host
-from diag.model import SEVERITY_RANK, Evidence, Finding, HostStatus, Severity, worst_severity
+from diag.model import (
+    Finding,
+    HostResult,
+    RunReport,
+    StepRecord,
+)
 from diag.remote import host_status
 from diag.remote.expr import ExprError
 from diag.remote.parsers import ParseError
@@ -31,10 +35,7 @@ from diag.secrets import mask
 log = logging.getLogger(__name__)
 
 EVIDENCE_CAP = 32 * 1024  # characters of stdout (and of stderr) kept per step in evidence
-StepStatus = Literal["ok", "failed", "skipped", "needs_approval", "timeout", "error"]
 #: Host statuses that mean "this host could not be (fully) checked": Nagios UNKNOWN, exit 3.
-UNCHECKED: frozenset[str] = frozenset({"unreachable", "auth_failed", "hostkey_mismatch", "timeout", "error"})
-_PRECEDENCE = {"hostkey_mismatch": 6, "auth_failed": 5, "unreachable": 4, "timeout": 3, "error": 2}  # worst wins
 
 
 class CommandResultLike(Protocol):
@@ -61,126 +62,6 @@ class PoolLike(Protocol):
 
 #: progress(event, host name, result): "start" before a host begins, "done" (with its result) after.
 Progress = Callable[[str, str, "HostResult | None"], None]
-
-
-@dataclass(slots=True)
-class StepRecord:
-    """What one step did on one host."""
-
-    id: str
-    status: StepStatus
-    command: str = ""
-    reason: str | None = None
-    exit_status: int | None = None
-    duration_s: float = 0.0
-    stdout: str = ""
-    stderr: str = ""
-    truncated: bool = False
-    parsed: Any = None
-
-    def evidence(self) -> Evidence:
-        return Evidence(
-            kind="command",
-            title=self.command or self.id,
-            text=self.stdout,
-            data={
-                "step": self.id,
-                "command": self.command,
-                "exit_status": self.exit_status,
-                "duration_s": round(self.duration_s, 3),
-                "stderr": self.stderr,
-                "truncated": self.truncated,
-                "parsed": self.parsed,
-            },
-        )
-
-    def view(self) -> dict[str, Any]:
-        """What later expressions see of this step (``df.exit``, ``df.parsed``, ``df.skipped``...)."""
-        ran = self.status in ("ok", "failed", "timeout") or (self.status == "error" and self.exit_status is not None)
-        return {
-            "exit": self.exit_status,
-            "ok": self.status == "ok",
-            "ran": ran,
-            "skipped": not ran,
-            "timed_out": self.status == "timeout",
-            "stdout": self.stdout,
-            "stderr": self.stderr,
-            "parsed": self.parsed,
-        }
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "status": self.status,
-            "reason": self.reason,
-            "exit_status": self.exit_status,
-            "duration_s": round(self.duration_s, 3),
-            "parsed": self.parsed,
-        }
-
-
-@dataclass(slots=True)
-class HostResult:
-    """The outcome of a playbook on one host (one entry of ``results`` in the JSON contract)."""
-
-    host: str
-    status: HostStatus = "ok"
-    error: str | None = None
-    duration_s: float = 0.0
-    findings: list[Finding] = field(default_factory=list)
-    steps: list[StepRecord] = field(default_factory=list)
-
-    @property
-    def worst(self) -> Severity | None:
-        return worst_severity(self.findings)
-
-    def fail(self, status: HostStatus, error: str) -> None:
-        """Record a failure; the most telling one wins (a host-key mismatch over a later timeout)."""
-        if _PRECEDENCE.get(status, 0) > _PRECEDENCE.get(self.status, 0):
-            self.status, self.error = status, error
-        elif self.error is None:
-            self.error = error
-
-    def values(self) -> dict[str, Any]:
-        """Parsed values of the steps that ran (what ``facts`` keeps per host)."""
-        return {s.id: s.parsed for s in self.steps if s.parsed is not None}
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "host": self.host,
-            "status": self.status,
-            "error": self.error,
-            "duration_s": round(self.duration_s, 3),
-            "worst_severity": self.worst,
-            "findings": [f.to_dict() for f in self.findings],
-            "steps": [s.to_dict() for s in self.steps],
-        }
-
-
-@dataclass(slots=True)
-class RunReport:
-    """All hosts' results of one ``diag check``."""
-
-    playbook: str
-    results: list[HostResult]
-    skipped: list[dict[str, str]] = field(default_factory=list)  # hosts the playbook does not apply to
-    duration_s: float = 0.0
-
-    def exit_code(self) -> int:
-        """Nagios: 3 when a host could not be checked, else 2/1/0 for the worst severity critical/warning/other."""
-        if any(r.status in UNCHECKED for r in self.results):
-            return 3
-        worst = max((SEVERITY_RANK[f.severity] for r in self.results for f in r.findings), default=0)
-        return worst if worst in (1, 2) else 0
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "playbook": self.playbook,
-            "results": [r.to_dict() for r in self.results],
-            "skipped": self.skipped,
-            "duration_s": round(self.duration_s, 3),
-            "exit_status": self.exit_code(),
-        }
 
 
 def _cap(text: str) -> tuple[str, bool]:

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from diag.reports.data import Row
+from diag.model import IncidentRow as Row
 
 DAY = 86400.0
 #: Checks that mean a service (not the whole host) is down; the host-level ones are the incidents' down_checks.

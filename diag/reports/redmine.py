@@ -15,7 +15,8 @@ from datetime import datetime
 from typing import Any
 
 from diag.exporters.tickets.base import TicketError
-from diag.reports.data import Event, Row
+from diag.model import IncidentEvent as Event
+from diag.model import IncidentRow as Row
 
 log = logging.getLogger(__name__)
 

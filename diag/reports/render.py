@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from diag.reports.data import Row
+from diag.model import IncidentRow as Row
 from diag.reports.figures import breaches, in_period
 
 CSV_COLUMNS = (

@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from tests.lab import Lab
-from tests.redminelab import RedmineLab
+from tests.labs.lab import Lab
+from tests.labs.redminelab import RedmineLab
 
 
 def _need_root() -> None:
@@ -53,7 +53,7 @@ def make_lab() -> Iterator[Callable[..., Lab]]:
 
 @pytest.fixture(scope="session")
 def redmine_lab() -> Iterator[RedmineLab]:
-    """A real Redmine on 127.0.0.1 (tests/redminelab.py), shared by the session; ``lab.backend_config()`` configures
+    """A real Redmine on 127.0.0.1 (labs/redminelab.py), shared by the session; ``lab.backend_config()`` configures
     the ``redmine`` ticket backend for it. Tests that stop it (``stop_server``) must ``start_server`` it again."""
     _need_root()
     lab = RedmineLab()

@@ -174,7 +174,7 @@ def test_agent_does_not_import_cli_only_libraries(tmp_path: Path) -> None:
     inv.write_text("hosts: {}\n")
     code = (
         "import json, sys\n"
-        "from diag import cli, agent\n"
+        "from diag.agent import daemon as agent\nfrom diag.cli import main as cli\n"
         f"args = cli.build_parser().parse_args(['agent', '--inventory', {str(inv)!r}, '--listen', '127.0.0.1:1'])\n"
         f"a = agent.load(args.inventory, '127.0.0.1:1', {str(tmp_path / 'd')!r})\n"
         "a.runner.run_all()\n"

@@ -29,10 +29,10 @@ from typing import Any
 
 import pytest
 
-from tests.alerting import Prometheus
 from tests.conftest import DIAG, AgentProcess, free_port, http_get, stop_process, wait_for
 from tests.integration.test_reach_http import _Handler, make_cert
-from tests.snmplab import COMMUNITY, SnmpLab
+from tests.labs.alerting import Prometheus
+from tests.labs.snmplab import COMMUNITY, SnmpLab
 
 ROOT = Path(__file__).resolve().parents[2]
 RULES = ROOT / "deploy" / "prometheus" / "rules"

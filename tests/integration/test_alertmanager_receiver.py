@@ -22,15 +22,15 @@ from typing import Any
 
 import pytest
 
-from diag import agent as agent_mod
+from diag.agent import daemon as agent_mod
 from diag.alertmanager import mount
 from diag.alertmanager.receiver import SOURCE, Verdict
-from diag.httpd import App, Server
 from diag.model import Evidence, Finding
-from tests.alerting import PROMTOOL, Alertmanager, Prometheus
+from diag.wsgi import App, Server
 from tests.conftest import free_port, wait_for
-from tests.lab import Lab
-from tests.lab import lab as one_lab
+from tests.labs.alerting import PROMTOOL, Alertmanager, Prometheus
+from tests.labs.lab import Lab
+from tests.labs.lab import lab as one_lab
 
 pytestmark = pytest.mark.integration
 

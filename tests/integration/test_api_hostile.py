@@ -19,7 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.apienv import AM_PASSWORD, AM_TOKEN, ApiEnv, api_env
+from tests.labs.apienv import AM_PASSWORD, AM_TOKEN, ApiEnv, api_env
 
 pytestmark = pytest.mark.integration
 

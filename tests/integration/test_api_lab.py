@@ -1,4 +1,4 @@
-"""The HTTP API and the console from outside, against a real ``diag agent`` and real sshd hosts (tests/lab.py).
+"""The HTTP API and the console from outside, against a real ``diag agent`` and real sshd hosts (tests/labs/lab.py).
 
 Access control (no token, viewer, engineer outside their groups or playbooks, CSRF), a check started over
 the API whose result is the ``diag check --json`` document of the same check on the CLI, live progress as
@@ -19,8 +19,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.apienv import ApiEnv, api_env
-from tests.lab import Lab
+from tests.labs.apienv import ApiEnv, api_env
+from tests.labs.lab import Lab
 
 pytestmark = pytest.mark.integration
 

@@ -1,4 +1,4 @@
-"""The configuration archive against a real CLI device: FRRouting's r1 (tests/frrlab.py), reached over SSH by a user
+"""The configuration archive against a real CLI device: FRRouting's r1 (labs/frrlab.py), reached over SSH by a user
 whose shell is vtysh, read through the netmiko driver of diag/network/devices, through the real ``diag config`` CLI.
 
 An interface shut down in FRR appears in the running-config diff as ``+ shutdown`` under ``interface eth2``; an OSPF
@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from diag.archive.store import RUNNING_CONFIG, Archive
-from tests.frrlab import FrrLab
+from tests.labs.frrlab import FrrLab
 
 pytestmark = pytest.mark.integration
 KEY = "k" + uuid.uuid4().hex[:7]  # an OSPF authentication key (at most 8 characters)

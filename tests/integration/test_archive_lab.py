@@ -1,4 +1,4 @@
-"""The configuration archive against the SSH lab (real sshd hosts in namespaces, tests/lab.py) through the real CLI.
+"""The configuration archive against the SSH lab (real sshd hosts in namespaces, labs/lab.py) through the real CLI.
 
 One flow, in order: fetch files from two hosts and a dead one (status with the reason, exit 3), secrets masked in
 the store, an unchanged fetch makes no version, a change on the host makes a second version that ``diag config
@@ -21,7 +21,7 @@ import pytest
 
 from diag.archive.store import Archive
 from tests.conftest import StartAgent, free_port, wait_for
-from tests.lab import Lab
+from tests.labs.lab import Lab
 
 pytestmark = pytest.mark.integration
 

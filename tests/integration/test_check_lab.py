@@ -1,4 +1,4 @@
-"""`diag check` against the SSH lab: real sshd hosts in network namespaces (tests/lab.py), the real CLI.
+"""`diag check` against the SSH lab: real sshd hosts in network namespaces (tests/labs/lab.py), the real CLI.
 
 Covers the ok path, every failure status on one host while the others finish (exit 3), linux-baseline
 finding a real full tmpfs with the df output as evidence, facts kept with history, and hostile variables
@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from tests.lab import LAB_USER, Lab
+from tests.labs.lab import LAB_USER, Lab
 
 pytestmark = pytest.mark.integration
 

@@ -2,7 +2,7 @@
 
 One real ``diag agent`` (host probes, a textfile directory, a scanned log, a backup job, reach checks of loopback
 and a local HTTPS server, ``agent.incidents``, the configuration archive, the trap and Alertmanager receivers) and
-its ``/snmp`` exporter polling a real snmpd (tests/snmplab.py, namespace dgp-N) are scraped; the metric families
+its ``/snmp`` exporter polling a real snmpd (tests/labs/snmplab.py, namespace dgp-N) are scraped; the metric families
 they declare (``# TYPE`` lines, present even when a family has no sample yet) are the names a dashboard query or a
 rule may read, besides the rules' recorded ``diag:*`` series and Prometheus's own per-target series. A handful of
 families cannot appear on this machine (no systemd, no sensors, no SMART disks, no UPS MIB in net-snmp); they are
@@ -33,11 +33,11 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.alerting import Prometheus
 from tests.conftest import DIAG, AgentProcess, free_port, http_get, stop_process, wait_for
 from tests.integration.test_reach_http import _Handler, make_cert
-from tests.promql import metric_names
-from tests.snmplab import COMMUNITY, SnmpLab
+from tests.labs.alerting import Prometheus
+from tests.labs.promql import metric_names
+from tests.labs.snmplab import COMMUNITY, SnmpLab
 
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARDS = sorted((ROOT / "deploy" / "grafana" / "dashboards").glob("*.json"))

@@ -28,9 +28,9 @@ from diag.distributed.backend import CeleryBackend
 from diag.distributed.scheduler import FIRINGS_KEY
 from diag.distributed.tasks import attempts_key
 from diag.remote import playbook as pbmod
-from tests.lab import Lab
-from tests.pglab import PostgresServer
-from tests.redislab import RedisServer
+from tests.labs.lab import Lab
+from tests.labs.pglab import PostgresServer
+from tests.labs.redislab import RedisServer
 
 pytestmark = pytest.mark.integration
 

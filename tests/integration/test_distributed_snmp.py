@@ -1,4 +1,4 @@
-"""SNMP polls sharded across real `diag worker` processes: real Redis, real snmpd (tests/snmplab.py).
+"""SNMP polls sharded across real `diag worker` processes: real Redis, real snmpd (tests/labs/snmplab.py).
 
 Two workers poll the devices; the poll state travels through Redis (so the second cycle's rate rules work even
 when another worker polls), and a worker started with --export-snmp serves every device's metrics with a target
@@ -23,8 +23,8 @@ from diag.distributed.backend import dispatch_snmp
 from diag.distributed.snmp_fleet import fleet_metrics
 from diag.distributed.tasks import SNMP_LATEST_KEY, snmp_state_key
 from tests.integration.test_distributed import Workers
-from tests.redislab import RedisServer
-from tests.snmplab import COMMUNITY, SnmpLab
+from tests.labs.redislab import RedisServer
+from tests.labs.snmplab import COMMUNITY, SnmpLab
 
 pytestmark = pytest.mark.integration
 

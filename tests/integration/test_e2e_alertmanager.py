@@ -2,7 +2,7 @@
 
 The chain, every part a real server started here:
 
-- lab host ``h01`` (a network namespace with OpenSSH sshd, tests/lab.py) runs a ``diag agent`` of its own, as every
+- lab host ``h01`` (a network namespace with OpenSSH sshd, tests/labs/lab.py) runs a ``diag agent`` of its own, as every
   monitored host does; its filesystem probe watches a 4 MiB tmpfs private to the host;
 - Prometheus (Debian ``prometheus``) scrapes that agent every second and evaluates the shipped rules
   (deploy/prometheus/rules/diag-alerts.yml, with their ``for:`` shortened to 1 s);
@@ -11,7 +11,7 @@ The chain, every part a real server started here:
 - the central agent maps ``instance`` to h01, finds the playbook through the knowledge base (the verified
   ``disk-full`` entry lists the alertname and names ``disk-full`` as its playbook), runs it over SSH on h01 with
   ``path`` from the alert's ``mountpoint``, and its incident engine files the ticket in Redmine
-  (tests/redminelab.py: Debian ``redmine`` on SQLite, REST on loopback).
+  (tests/labs/redminelab.py: Debian ``redmine`` on SQLite, REST on loopback).
 
 The test fills the tmpfs to 97 %: one Redmine issue appears, typical and for line 1 with the knowledge base's
 instructions, carrying the df evidence and the evidence attachment.
@@ -33,10 +33,10 @@ from typing import Any, TypeVar
 import pytest
 
 from diag.probes import load_all, probes
-from tests.alerting import Alertmanager, Prometheus
 from tests.conftest import DIAG, AgentProcess, StartAgent, free_port, stop_process, wait_for
-from tests.lab import Lab
-from tests.redminelab import RedmineError, RedmineLab
+from tests.labs.alerting import Alertmanager, Prometheus
+from tests.labs.lab import Lab
+from tests.labs.redminelab import RedmineError, RedmineLab
 
 pytestmark = pytest.mark.integration
 T = TypeVar("T")

@@ -1,4 +1,4 @@
-"""Network devices over SSH against real FRRouting (tests/frrlab.py): vtysh as the login shell, netmiko driver.
+"""Network devices over SSH against real FRRouting (tests/labs/frrlab.py): vtysh as the login shell, netmiko driver.
 
 One lab for the module (two routers, BGP + OSPF between them). Every test that breaks something (an interface shut,
 a route removed, a link down) restores it and waits for the lab to converge again before it ends.
@@ -23,9 +23,9 @@ from diag.errors import HostKeyError, Unreachable
 from diag.network.devices import open_device
 from diag.network.devices.base import DeviceError
 from diag.remote import parsers
-from tests.frrlab import BGP_PREFIX, MGMT, OSPF_PREFIX, STATIC_PREFIX, FrrLab
-from tests.lab import keygen
-from tests.redislab import RedisServer
+from tests.labs.frrlab import BGP_PREFIX, MGMT, OSPF_PREFIX, STATIC_PREFIX, FrrLab
+from tests.labs.lab import keygen
+from tests.labs.redislab import RedisServer
 
 pytestmark = pytest.mark.integration
 #: eth2 is shut and unshut by several tests: its "Link downs" grows, which the playbook rightly calls flapping.

@@ -7,7 +7,7 @@
    the test SIGKILLs it exactly there: before an open, after the search, after the ticket was created but
    before that was committed, after the commit; the same for notes and the close. It is restarted each time.
    In the end there is exactly one ticket per incident, every incident has its ticket, nothing is pending.
-2. The real Redmine of tests/redminelab.py is stopped; incidents keep coming; the outbox backs off; Redmine is
+2. The real Redmine of tests/labs/redminelab.py is stopped; incidents keep coming; the outbox backs off; Redmine is
    started again and everything queued is delivered, once.
 """
 

@@ -1,4 +1,4 @@
-"""Incidents from real failures in the SSH lab (tests/lab.py): a dead switch, and a full disk vs an unknown fault.
+"""Incidents from real failures in the SSH lab (tests/labs/lab.py): a dead switch, and a full disk vs an unknown fault.
 
 The lab: ``sw1`` is a lab host whose namespace routes for three hosts behind it (``hA``, ``hB``, ``hC``, each on a
 veth into sw1's namespace); the inventory says ``parents: [sw1]`` for them. The playbooks run over SSH exactly as
@@ -30,7 +30,7 @@ from diag.remote import playbook
 from diag.remote.runner import run_check
 from diag.remote.ssh import SSHPool
 from tests.conftest import wait_for
-from tests.lab import LAB_USER, Lab, port_open
+from tests.labs.lab import LAB_USER, Lab, port_open
 
 pytestmark = pytest.mark.integration
 

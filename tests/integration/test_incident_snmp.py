@@ -1,7 +1,7 @@
 """The agent's SNMP polls feed the incident engine: a real snmpd that hangs is one incident, and its recovery closes it.
 
-tests/snmplab.py's snmpd is frozen with SIGSTOP (it keeps its socket and answers nothing, like a hung device): the
-poller's ``snmp_not_answering`` finding opens an incident through :class:`diag.incidents.agent.AgentFeed`, the
+tests/labs/snmplab.py's snmpd is frozen with SIGSTOP (it keeps its socket and answers nothing, like a hung device): the
+poller's ``snmp_not_answering`` finding opens an incident through :class:`diag.agent.incidents.AgentFeed`, the
 same wiring ``diag agent`` uses. Thawed, the next poll no longer finds it, the re-check (a poll of that device
 again) confirms it, and the ticket is closed. A poll cycle that still fails adds an occurrence, not a ticket.
 """
@@ -14,12 +14,12 @@ from pathlib import Path
 import pytest
 
 from diag import config, inventory
-from diag.incidents.agent import AgentFeed
+from diag.agent.incidents import AgentFeed
 from diag.incidents.service import IncidentService
 from diag.incidents.settings import from_mapping
-from diag.network.poller import SnmpPoller
-from diag.runner import ProbeRunner
-from tests.snmplab import COMMUNITY, SnmpLab
+from diag.network.snmp.poller import SnmpPoller
+from diag.probes.runner import ProbeRunner
+from tests.labs.snmplab import COMMUNITY, SnmpLab
 
 pytestmark = pytest.mark.integration
 

@@ -30,7 +30,7 @@ from diag.incidents.pgstore import PgStore
 from diag.incidents.service import IncidentService
 from diag.incidents.settings import from_mapping
 from tests.integration.test_incident_delivery import TARGETS, deliver, finding
-from tests.pglab import PostgresServer
+from tests.labs.pglab import PostgresServer
 
 pytestmark = pytest.mark.integration
 

@@ -1,4 +1,4 @@
-"""Reachability checks in a routed lab (tests/routedlab.py): traceroute hops, a broken path, loss, ports, HTTPS, DNS.
+"""Reachability checks in a routed lab (labs/routedlab.py): traceroute hops, a broken path, loss, ports, HTTPS, DNS.
 
 Every probe runs ``diag net ... --json`` inside namespace dgr-a; peers (HTTP servers) run in dgr-b. Tests that break
 the lab (link down, blackhole, loss, sysctl) restore it in ``finally`` so the module can share one lab.
@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from tests.routedlab import ADDR, BLACKHOLE, NETNS_ETC, RoutedLab, nsx, run
+from tests.labs.routedlab import ADDR, BLACKHOLE, NETNS_ETC, RoutedLab, nsx, run
 
 pytestmark = pytest.mark.integration
 

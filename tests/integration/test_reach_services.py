@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.routedlab import ADDR, RoutedLab
+from tests.labs.routedlab import ADDR, RoutedLab
 
 pytestmark = pytest.mark.integration
 

@@ -25,7 +25,7 @@ from typing import Any
 
 import pytest
 
-from diag import agent
+from diag.agent import daemon as agent
 from diag.incidents.service import IncidentService
 from diag.model import Evidence, Finding
 from tests.conftest import DIAG

@@ -1,4 +1,4 @@
-"""`diag report --role lead` reads who handled each ticket from a real Redmine (tests/redminelab.py).
+"""`diag report --role lead` reads who handled each ticket from a real Redmine (tests/labs/redminelab.py).
 
 An incident is opened and delivered to Redmine by the real engine and outbox; an engineer (a Redmine user the test
 creates) takes the ticket and writes a note in Redmine, through Redmine's own REST API as that user. The lead's
@@ -20,7 +20,7 @@ from diag.incidents.service import IncidentService
 from diag.incidents.settings import from_mapping
 from diag.model import Evidence, Finding
 from tests.conftest import json_request
-from tests.redminelab import PROJECT, RedmineLab
+from tests.labs.redminelab import PROJECT, RedmineLab
 
 pytestmark = pytest.mark.integration
 

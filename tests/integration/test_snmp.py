@@ -16,9 +16,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from diag.network import profiles, snmp
+from diag.network.snmp import client as snmp
+from diag.network.snmp import profiles
 from tests.conftest import DIAG, StartAgent
-from tests.snmplab import COMMUNITY, V3_AUTH, V3_AUTH_USER, V3_PRIV, V3_USER, SnmpLab
+from tests.labs.snmplab import COMMUNITY, V3_AUTH, V3_AUTH_USER, V3_PRIV, V3_USER, SnmpLab
 
 pytestmark = pytest.mark.integration
 

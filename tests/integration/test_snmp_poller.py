@@ -9,10 +9,11 @@ from pathlib import Path
 import pytest
 
 from diag import inventory
-from diag.httpd import App
-from diag.network.exporter import register_routes
-from diag.network.poller import SnmpPoller
-from tests.snmplab import COMMUNITY, SnmpLab
+from diag.agent.snmp_route import register_routes
+from diag.exporters.exposition import encode_metrics
+from diag.network.snmp.poller import SnmpPoller
+from diag.wsgi import App
+from tests.labs.snmplab import COMMUNITY, SnmpLab
 
 pytestmark = pytest.mark.integration
 
@@ -43,7 +44,7 @@ def test_poll_inventory_devices(lab: SnmpLab, tmp_path: Path, monkeypatch: pytes
     assert [f.check for f in results["sw2"].findings] == ["snmp_not_answering"]
     assert [(f.check, f.host) for f in results["sw3"].findings] == [("snmp_poll_failed", "sw3")]
     assert "unknown SNMP profile 'nope'" in results["sw3"].findings[0].summary
-    text = poller.render().decode()
+    text = encode_metrics(poller.metrics()).decode()
     assert re.search(r'^diag_snmp_up\{profile="system",target="sw1"\} 1\.0$', text, re.M)
     assert re.search(r'^diag_snmp_up\{profile="system",target="sw2"\} 0\.0$', text, re.M)
     rows = re.findall(r'^diag_snmp_if_hc_in_octets_total\{[^}]*target="sw1"\}', text, re.M)

@@ -22,7 +22,7 @@ from diag.inventory import Host, load
 from diag.remote import quote, sh_join, sudo_wrap
 from diag.remote.ssh import ConnectionLost, SSHPool, host_status
 from diag.secrets import SecretRef
-from tests.lab import Lab
+from tests.labs.lab import Lab
 
 pytestmark = pytest.mark.integration
 

@@ -1,4 +1,4 @@
-"""The email ticket backend through a real Exim on loopback (tests/smtplab.py), reading the delivered Maildir."""
+"""The email ticket backend through a real Exim on loopback (tests/labs/smtplab.py), reading the delivered Maildir."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from diag.errors import ConfigError
 from diag.exporters.tickets import build
 from diag.exporters.tickets.base import Attachment, TicketDraft, TicketRejected, TicketUnavailable
 from diag.exporters.tickets.email import EmailBackend
-from tests.smtplab import PASSWORD, USER, EximLab
+from tests.labs.smtplab import PASSWORD, USER, EximLab
 
 pytestmark = pytest.mark.integration
 

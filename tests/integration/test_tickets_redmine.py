@@ -1,4 +1,4 @@
-"""The redmine ticket backend against a real Redmine 5.0 (tests/redminelab.py): dedup, notes, uploads, status, errors.
+"""The redmine ticket backend against a real Redmine 5.0 (labs/redminelab.py): dedup, notes, uploads, status, errors.
 
 What the test checks on the issue is read with the lab's own plain REST client, not through the backend.
 """
@@ -19,7 +19,7 @@ from diag.exporters.tickets import build
 from diag.exporters.tickets.base import Attachment, TicketDraft, TicketRejected, TicketUnavailable
 from diag.exporters.tickets.redmine import RedmineBackend
 from tests.conftest import free_port
-from tests.redminelab import PROJECT, RedmineLab
+from tests.labs.redminelab import PROJECT, RedmineLab
 
 pytestmark = pytest.mark.integration
 

@@ -1,4 +1,4 @@
-"""The rt ticket backend against a real Request Tracker 5.0.3 (tests/rtlab.py): dedup, notes, attachments, status.
+"""The rt ticket backend against a real Request Tracker 5.0.3 (tests/labs/rtlab.py): dedup, notes, attachments, status.
 
 What the test checks on the ticket is read with the lab's own REST2 client, not through the backend.
 """
@@ -14,7 +14,7 @@ import pytest
 from diag.exporters.tickets import build
 from diag.exporters.tickets.base import Attachment, TicketDraft, TicketRejected, TicketUnavailable
 from diag.exporters.tickets.rt import RTBackend
-from tests.rtlab import RTLab
+from tests.labs.rtlab import RTLab
 
 pytestmark = pytest.mark.integration
 

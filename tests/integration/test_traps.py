@@ -2,7 +2,7 @@
 
 One receiver (in process, UDP 127.0.0.1 and [::1] on a port in 20100-20149) serves the protocol tests; the CLI
 and agent tests run ``diag`` as real processes. The agent test also polls a real snmpd in a ``dgt-N`` network
-namespace (tests/snmplab.py) and runs scheduled reachability checks.
+namespace (tests/labs/snmplab.py) and runs scheduled reachability checks.
 """
 
 from __future__ import annotations
@@ -21,12 +21,12 @@ from pathlib import Path
 import pytest
 
 from diag.model import Finding
-from diag.network import trapconfig
-from diag.network.trapevents import TrapEvent
-from diag.network.traps import TrapReceiver
+from diag.network.traps import config as trapconfig
+from diag.network.traps.events import TrapEvent
+from diag.network.traps.receiver import TrapReceiver
 from tests.conftest import DIAG, StartAgent, free_port, stop_process, wait_for
-from tests.snmplab import COMMUNITY as LAB_COMMUNITY
-from tests.snmplab import SnmpLab
+from tests.labs.snmplab import COMMUNITY as LAB_COMMUNITY
+from tests.labs.snmplab import SnmpLab
 
 pytestmark = pytest.mark.integration
 

@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.alerting import PROMTOOL
-from tests.promql import metric_names
+from tests.labs.alerting import PROMTOOL
+from tests.labs.promql import metric_names
 
 ROOT = Path(__file__).resolve().parents[2]
 RULE_FILES = sorted((ROOT / "deploy" / "prometheus" / "rules").glob("*.yml"))

@@ -18,8 +18,8 @@ from diag import config, inventory, yamlsrc
 from diag.alertmanager import mapping
 from diag.alertmanager.auth import Credential, Denied
 from diag.alertmanager.payload import Alert, PayloadError, decode
-from diag.httpd import App, HTTPError, json_response, read_body
 from diag.secrets import SecretRef
+from diag.wsgi import App, HTTPError, json_response, read_body
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "alertmanager"
 FIRING = (FIXTURES / "firing.json").read_bytes()
@@ -277,7 +277,7 @@ def test_config_problems_name_file_and_line(tmp_path: Path, monkeypatch: pytest.
     assert e.value.problems == [f"{inv}:4: auth needs bearer_token or basic (without one the endpoint accepts nothing)"]
 
 
-# ---- HTTP: POST support in diag.httpd and the receiver's route
+# ---- HTTP: POST support in diag.wsgi and the receiver's route
 def _call(app: App, method: str, path: str, body: bytes = b"", headers: dict[str, str] | None = None,
           length: str | None = None) -> tuple[str, dict[str, str], dict[str, Any]]:  # fmt: skip
     environ: dict[str, Any] = {

@@ -13,7 +13,7 @@ from diag.api.tokens import TokenStore, token_prefix
 from diag.errors import ConfigError
 from diag.inventory import Host
 from diag.journal import Journal
-from diag.journal.cli import parse_since
+from diag.journal.period import parse_since
 
 
 def test_tokens_are_stored_only_as_salted_hashes_and_revocation_is_immediate(tmp_path: Path) -> None:

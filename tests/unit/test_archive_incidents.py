@@ -87,7 +87,7 @@ def test_the_agent_registers_the_provider_and_stays_light(tmp_path: Path) -> Non
     port = free_port(range(20230, 20240))
     code = (
         "import json, sys\n"
-        "from diag import agent\n"
+        "from diag.agent import daemon as agent\n"
         "from diag.archive import hypotheses\n"
         "from diag.incidents.knowledge import PROVIDERS\n"
         f"a = agent.load({str(inv)!r}, '127.0.0.1:{port}', {str(tmp_path / 'd')!r})\n"

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from diag import config
-from diag.runner import ProbeRunner
+from diag.probes.runner import ProbeRunner
 
 ROOT = Path(__file__).resolve().parents[2]
 DOC = ROOT / "docs" / "probes.md"

@@ -15,7 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from diag import config
 from diag.exporters.prometheus import DiagCollector, Exposition
 from diag.model import Result
-from diag.runner import ProbeRunner, ProbeState
+from diag.probes.runner import ProbeRunner, ProbeState
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "agent" / "proc"
 PROMTOOL = shutil.which("promtool") or "/usr/bin/promtool"

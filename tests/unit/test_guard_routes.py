@@ -8,7 +8,7 @@ from typing import Any
 from diag import config
 from diag.api import OPEN_PATHS, LazyApi, guard_routes
 from diag.api.tokens import TokenStore
-from diag.httpd import App, json_response
+from diag.wsgi import App, json_response
 
 
 def call(app: App, path: str, token: str | None = None) -> str:

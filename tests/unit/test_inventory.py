@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from diag import inventory
-from diag.cli import main
+from diag.cli.main import main
 from diag.errors import ConfigError
 from diag.secrets import SecretRef
 

@@ -1,4 +1,4 @@
-"""Network-device drivers and playbooks without a network: FRR outputs recorded from tests/frrlab.py.
+"""Network-device drivers and playbooks without a network: FRR outputs recorded from tests/labs/frrlab.py.
 
 The recorded outputs (tests/fixtures/devices/frr/) are replayed through tests/unit/fake_ssh.py's FakeConnection (a
 fake, named so); the real FRR is exercised by tests/integration/test_frr_devices.py.
@@ -14,13 +14,14 @@ import pytest
 from diag import yamlsrc
 from diag.errors import ConfigError, RegistryError
 from diag.inventory import Host
+from diag.model import HostResult
 from diag.network.devices import device_types, driver_class, is_device
 from diag.network.devices.base import where_device
 from diag.network.devices.frr import FrrVtysh
 from diag.network.devices.pool import DeviceConnection, cli_quote
 from diag.remote import parsers
 from diag.remote import playbook as pbmod
-from diag.remote.runner import HostResult, run_check
+from diag.remote.runner import run_check
 from tests.unit.fake_ssh import SHIPPED, FakeConnection, FakePool, result
 
 FRR = Path(__file__).resolve().parent.parent / "fixtures" / "devices" / "frr"

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from diag import cli
+from diag.cli import main as cli
 from diag.errors import ConfigError
 from diag.remote import playbook as pbmod
 from diag.remote.runner import host_view

@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from diag.model import HostResult
 from diag.remote import facts
 from diag.remote import playbook as pbmod
-from diag.remote.runner import HostResult, run_check
+from diag.remote.runner import run_check
 from tests.unit.fake_ssh import SHIPPED, FakePool, host, scenario
 
 

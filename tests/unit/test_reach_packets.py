@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from diag.network import reach
-from diag.network.reach_packets import (
+from diag.network.reach.packets import (
     ICMP_DEST_UNREACH,
     ICMP_ECHO_REPLY,
     ICMP_TIME_EXCEEDED,

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from diag import config
-from diag.runner import ProbeRunner, ProbeState
+from diag.probes.runner import ProbeRunner, ProbeState
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "agent" / "proc"
 

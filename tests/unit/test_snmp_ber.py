@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from diag.errors import ConfigError, RegistryError
-from diag.network import ber, profiles
+from diag.network.snmp import ber, profiles
 
 
 def test_oid_round_trip_and_order() -> None:

@@ -14,7 +14,8 @@ from typing import Any
 
 import pytest
 
-from diag.network import ber, profiles, snmp
+from diag.network.snmp import ber, profiles
+from diag.network.snmp import client as snmp
 from tests.conftest import free_port
 
 ROOT = "1.3.6.1.2.1.2.2.1"

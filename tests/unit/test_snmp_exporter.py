@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from diag import inventory
-from diag.httpd import App
-from diag.network.exporter import register_routes
+from diag.agent.snmp_route import register_routes
+from diag.wsgi import App
 
 INVENTORY = """\
 defaults:

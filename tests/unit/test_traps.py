@@ -2,7 +2,7 @@
 
 The fixtures in tests/fixtures/traps/ were captured from net-snmp with community ``dgt-recorded`` and the v3
 user ``dgtuser`` (SHA ``dgt-auth-pass``, AES ``dgt-priv-pass``); v3 messages the tests need beyond those are
-built with :func:`diag.network.usm.build_message` acting as the sending engine.
+built with :func:`diag.network.snmp.usm.build_message` acting as the sending engine.
 """
 
 from __future__ import annotations
@@ -14,9 +14,10 @@ import pytest
 from diag import yamlsrc
 from diag.errors import ConfigError
 from diag.model import Finding
-from diag.network import ber, trapconfig, usm
-from diag.network.trapevents import TrapEvent
-from diag.network.traps import TrapReceiver
+from diag.network.snmp import ber, usm
+from diag.network.traps import config as trapconfig
+from diag.network.traps.events import TrapEvent
+from diag.network.traps.receiver import TrapReceiver
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "traps"
 SRC = ("192.0.2.10", 40000)

@@ -40,7 +40,7 @@ def test_first_use_of_a_type_from_many_threads_does_not_crash() -> None:
     # time together; each run needs a fresh interpreter, so run a few and require every one to exit 0.
     code = (
         "import threading\n"
-        "from diag.network import profiles\n"
+        "from diag.network.snmp import profiles\n"
         "b = threading.Barrier(8)\n"
         "def go():\n"
         "    b.wait()\n"

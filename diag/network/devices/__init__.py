@@ -17,14 +17,11 @@ packages can add drivers through the entry-point group ``diag.device_driver``.
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
-import threading
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from diag.registry import Registry
+from diag.network.devices.registry import DRIVERS, any_device, device_types, driver_class, is_device
 
 if TYPE_CHECKING:
     from diag.inventory import Host
@@ -32,45 +29,16 @@ if TYPE_CHECKING:
     from diag.network.devices.pool import DevicePool
     from diag.remote.ssh import SSHPool
 
-__all__ = ["DRIVERS", "archive_support", "device_types", "driver_class", "is_device", "open_device", "pool_for"]
-
-DRIVERS: Registry[type[Driver]] = Registry("device_driver")
-#: Modules of this package that are infrastructure, not drivers.
-_NOT_DRIVERS = frozenset({"base", "pool"})
-_loaded = False
-_load_lock = threading.Lock()
-
-
-def _load_drivers() -> None:
-    """Import every driver module of this package once (each registers itself). Imports netmiko."""
-    global _loaded
-    if _loaded:
-        return
-    with _load_lock:
-        if _loaded:
-            return
-        for mod in pkgutil.iter_modules(__path__):
-            if mod.name not in _NOT_DRIVERS and not mod.name.startswith("_"):
-                importlib.import_module(f"{__name__}.{mod.name}")
-        _loaded = True
-
-
-def device_types() -> list[str]:
-    """Every inventory ``device_type`` a driver exists for."""
-    _load_drivers()
-    return DRIVERS.names()
-
-
-def is_device(host: Host) -> bool:
-    """Is ``host`` a network device with a driver (as opposed to a shell host such as ``linux``)?"""
-    if host.device_type == "linux":  # the common case: answer without importing netmiko
-        return False
-    _load_drivers()
-    return host.device_type in DRIVERS or host.device_type in DRIVERS.names()
-
-
-def any_device(hosts: Iterable[Host]) -> bool:
-    return any(is_device(h) for h in hosts)
+__all__ = [
+    "DRIVERS",
+    "any_device",
+    "archive_support",
+    "device_types",
+    "driver_class",
+    "is_device",
+    "open_device",
+    "pool_for",
+]
 
 
 def pool_for(ssh: SSHPool, hosts: Iterable[Host]) -> SSHPool | DevicePool:
@@ -82,12 +50,6 @@ def pool_for(ssh: SSHPool, hosts: Iterable[Host]) -> SSHPool | DevicePool:
     from diag.network.devices.pool import DevicePool
 
     return DevicePool(ssh)
-
-
-def driver_class(device_type: str) -> type[Driver]:
-    """The driver class for ``device_type``; RegistryError (with the closest known name) otherwise."""
-    _load_drivers()
-    return DRIVERS.get(device_type)
 
 
 def open_device(

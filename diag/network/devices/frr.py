@@ -2,7 +2,7 @@
 
 netmiko has no FRR device type. vtysh is Cisco-like (``show running-config``, ``configure terminal``,
 ``terminal length 0``, ``write memory``, ``end``), so the session underneath is netmiko's ``cisco_ios`` class with
-the differences below overridden. Tested against Debian 12's frr 8.4.4 (tests/frrlab.py).
+the differences below overridden. Tested against Debian 12's frr 8.4.4 (tests/labs/frrlab.py).
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from typing import ClassVar
 
 from netmiko import BaseConnection
 
-from diag.network.devices import DRIVERS
 from diag.network.devices.base import Driver
+from diag.network.devices.registry import DRIVERS
 
 # `show running-config` starts with two lines that are not configuration:
 #

@@ -16,8 +16,8 @@ from typing import Any
 
 from diag.errors import ConfigError, ConnectError
 from diag.inventory import Host
-from diag.network.devices import driver_class, is_device
 from diag.network.devices.base import Driver, where_device
+from diag.network.devices.registry import driver_class, is_device
 from diag.remote.ssh import CommandResult, SSHConnection, SSHPool, where
 
 #: What a variable value may hold on a network CLI: interface names (GigabitEthernet0/1.100, eth0), addresses

@@ -11,7 +11,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from diag.errors import NoData
-from diag.exporters.prometheus import encode, to_families
+from diag.exporters.exposition import encode, to_families
 from diag.probes.base import Paths
 from diag.probes.textfile import TextfileOptions, TextfileProbe
 

@@ -1,0 +1,1 @@
+"""``diag agent``: the daemon (composition root, HTTP routes, schedules). A front door."""

@@ -1,0 +1,183 @@
+"""The ``diag`` command line: parse arguments, call the library, render the answer, set the exit status.
+
+Expected errors (DiagError) print one line per problem on stderr and exit 2; a traceback is a bug.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from diag import __version__
+from diag.cli.common import DEFAULT_INVENTORY, inventory_path
+from diag.errors import ConfigError, DiagError
+
+Command = Callable[[argparse.Namespace], int]
+
+
+def cmd_agent(args: argparse.Namespace) -> int:
+    from diag import logs
+    from diag.agent import daemon as agent
+    cfg, inv = agent.load_config(inventory_path(args), args.listen, args.data)
+    # Logging is set up before the probes are built, so that what they log at start is in the chosen format.
+    logs.setup(args.log_level or cfg.log_level, args.log_format or cfg.log_format)
+    agent.Agent(cfg, inv).serve_forever()
+    return 0
+
+
+def cmd_probe(args: argparse.Namespace) -> int:
+    from diag.agent import daemon as agent
+    from diag.probes.runner import ProbeRunner
+
+    a_cfg, _ = agent.load_config(inventory_path(args), data=args.data)  # no Agent: its port may be taken
+    runner = ProbeRunner(a_cfg, only=args.only or None)
+    states = runner.run_all()
+    runner.shutdown()
+    if args.json:
+        out = {
+            "host": runner.hostname,
+            "probes": [
+                {
+                    "probe": s.name,
+                    "success": s.success,
+                    "no_data": s.no_data,
+                    "error": s.error,
+                    "duration_s": round(s.duration_s, 4),
+                    "samples": [
+                        {"name": name, "labels": labels, "value": value}
+                        for m in s.result.metrics
+                        for name, labels, value in m.iter_samples()
+                    ],
+                    "findings": [f.to_dict() for f in s.result.findings],
+                }
+                for s in states.values()
+            ],
+        }
+        json.dump(out, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        from diag.cli.render_probe import probe_table
+
+        probe_table(states)
+    worst = max((_rank(f.severity) for s in states.values() for f in s.result.findings), default=0)
+    return worst
+
+
+def _rank(sev: str) -> int:
+    return {"info": 0, "warning": 1, "critical": 2}[sev]
+
+
+def cmd_inventory_validate(args: argparse.Namespace) -> int:
+    from diag.agent import daemon as agent
+
+    agent.load_config(args.file)  # validates the inventory and the agent section, raising ConfigError
+    print(f"{args.file}: ok")
+    return 0
+
+
+def cmd_inventory_list(args: argparse.Namespace) -> int:
+    from diag import inventory
+
+    inv = inventory.load(inventory_path(args, required=True) or DEFAULT_INVENTORY)
+    hosts = inv.select(args.targets) if args.targets else list(inv.hosts.values())
+    if args.json:
+        rows: list[dict[str, Any]] = [
+            {
+                "name": h.name,
+                "address": h.address,
+                "port": h.port,
+                "device_type": h.device_type,
+                "groups": list(h.groups),
+                "tags": list(h.tags),
+                "parents": list(h.parents),
+                "site": h.site,
+            }
+            for h in hosts
+        ]
+        json.dump(rows, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("host", "address", "type", "groups", "parents", box=None)
+    for h in hosts:
+        table.add_row(h.name, f"{h.address}:{h.port}", h.device_type, ",".join(h.groups), ",".join(h.parents))
+    Console().print(table)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="diag", description="Infrastructure monitoring and remote diagnostics.")
+    p.add_argument("--version", action="version", version=f"diag {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    a = sub.add_parser("agent", help="run the monitoring daemon (/metrics, probes, scheduler)")
+    a.add_argument("--inventory", "-i", help=f"inventory file (default: ./{DEFAULT_INVENTORY} if present)")
+    a.add_argument("--listen", help="HOST:PORT to serve on (default 127.0.0.1:9847)")
+    a.add_argument("--data", help="data directory (default ./.diag)")
+    a.add_argument("--log-format", choices=["text", "json"])
+    a.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    a.set_defaults(func=cmd_agent)
+
+    pr = sub.add_parser("probe", help="run the local probes once and print samples and findings")
+    pr.add_argument("--inventory", "-i")
+    pr.add_argument("--data", help="data directory (default ./.diag)")
+    pr.add_argument("--json", action="store_true", help="print one JSON document")
+    pr.add_argument("--only", action="append", metavar="PROBE", help="run only this probe (repeatable)")
+    pr.set_defaults(func=cmd_probe)
+
+    inv = sub.add_parser("inventory", help="validate or list the inventory")
+    isub = inv.add_subparsers(dest="action", required=True, metavar="ACTION")
+    v = isub.add_parser("validate", help="check FILE; exit 2 with FILE:LINE: message lines on errors")
+    v.add_argument("file")
+    v.set_defaults(func=cmd_inventory_validate)
+    ls = isub.add_parser("list", help="list resolved hosts")
+    ls.add_argument("--inventory", "-i")
+    ls.add_argument("--json", action="store_true")
+    ls.add_argument("targets", nargs="*", help="host or group names")
+    ls.set_defaults(func=cmd_inventory_list)
+
+    for modname in _EXTENSION_MODULES:
+        importlib.import_module(modname).add_commands(sub)
+    return p
+
+
+#: The command modules of diag/cli/ that add subcommands (``add_commands(subparsers)``); each keeps heavy imports
+#: inside its commands so that ``diag --help`` stays fast. A missing one is an ImportError, never skipped.
+_EXTENSION_MODULES = [
+    "diag.cli.check",
+    "diag.cli.snmp",
+    "diag.cli.reach",
+    "diag.cli.traps",
+    "diag.cli.archive",
+    "diag.cli.incidents",
+    "diag.cli.journal",
+    "diag.cli.api",
+    "diag.cli.report",
+    "diag.cli.distributed",
+]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except ConfigError as e:
+        for line in e.problems:
+            print(line, file=sys.stderr)
+        return 2
+    except DiagError as e:
+        print(f"diag: {e}", file=sys.stderr)
+        return 3
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

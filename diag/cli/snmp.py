@@ -1,0 +1,169 @@
+"""``diag snmp get|walk|poll``: ask one SNMP agent from the command line.
+
+The target is an inventory host (by name or address, with its credentials) or an address with the
+credentials given as options. SNMP modules are imported inside the commands so ``diag --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from diag.network.snmp.client import Target, Var
+
+
+def add_commands(sub: Any) -> None:
+    """Register ``snmp`` with its ``get``, ``walk`` and ``poll`` actions."""
+    p = sub.add_parser("snmp", help="SNMP get, walk and profile poll of one device")
+    ps = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+
+    def common(c: argparse.ArgumentParser) -> None:
+        c.add_argument("--inventory", "-i", help="inventory file: take the target's SNMP settings from its host")
+        c.add_argument("--version", "-v", dest="snmp_version", choices=["1", "2c", "3"], help="SNMP version")
+        c.add_argument("--community", "-c", help="v1/v2c community (default: env DIAG_SNMP_COMMUNITY or public)")
+        c.add_argument("--user", "-u", help="v3 user")
+        c.add_argument("--auth-protocol", "-a", default=None, help="v3 auth protocol (SHA, MD5, SHA256...)")
+        c.add_argument("--auth-key-env", metavar="VAR", help="v3 auth password from this environment variable")
+        c.add_argument("--priv-protocol", "-x", default=None, help="v3 privacy protocol (AES, DES...)")
+        c.add_argument("--priv-key-env", metavar="VAR", help="v3 privacy password from this environment variable")
+        c.add_argument("--timeout", "-t", type=float, help="seconds per try (default 2)")
+        c.add_argument("--retries", "-r", type=int, help="extra tries (default 1)")
+        c.add_argument("--json", action="store_true", help="print JSON")
+        c.add_argument("target", metavar="TARGET[:PORT]", help="address, host name or inventory host")
+
+    g = ps.add_parser("get", help="GET one or more OIDs (numeric)")
+    common(g)
+    g.add_argument("oids", nargs="+", metavar="OID")
+    g.set_defaults(func=cmd_get)
+    w = ps.add_parser("walk", help="walk a subtree (GETBULK; GETNEXT with --no-bulk or v1)")
+    common(w)
+    w.add_argument("oid", metavar="OID")
+    w.add_argument("--no-bulk", action="store_true", help="walk with GETNEXT")
+    w.add_argument("--max-repetitions", type=int, help="GETBULK max-repetitions to start with (default 100)")
+    w.set_defaults(func=cmd_walk)
+    o = ps.add_parser("poll", help="poll profiles and print metrics and findings")
+    common(o)
+    o.add_argument("--profile", "-p", action="append", help="profile name (repeatable; default: system, if_mib)")
+    o.set_defaults(func=cmd_poll)
+    ls = ps.add_parser("profiles", help="list the SNMP profiles")
+    ls.set_defaults(func=cmd_profiles)
+
+
+def _target(args: argparse.Namespace) -> Target:
+    from diag import inventory
+    from diag.errors import ConfigError
+    from diag.network.snmp.client import Target, parse_target, target_from_host
+
+    try:
+        name, port = parse_target(args.target, 0)
+    except ValueError as e:
+        raise ConfigError(f"{args.target}: {e}") from None
+    target: Target | None = None
+    inv_file = args.inventory or ("inventory.yaml" if Path("inventory.yaml").exists() else None)
+    if inv_file:
+        inv = inventory.load(inv_file)
+        host = inv.hosts.get(name) or next((h for h in inv.hosts.values() if h.address == name), None)
+        if host is not None:
+            target = target_from_host(host, port or None)
+    if target is None:
+        target = Target(host=name, port=port or 161, community=os.environ.get("DIAG_SNMP_COMMUNITY", "public"))
+    if args.snmp_version:
+        target.version = args.snmp_version
+    if args.community:
+        target.community = args.community
+    if args.user:
+        target.user = args.user
+        target.version = "3" if not args.snmp_version else target.version
+    if args.auth_protocol:
+        target.auth_protocol = args.auth_protocol
+    if args.priv_protocol:
+        target.priv_protocol = args.priv_protocol
+    for opt, attr in ((args.auth_key_env, "auth_key"), (args.priv_key_env, "priv_key")):
+        if opt:
+            if opt not in os.environ:
+                raise ConfigError(f"environment variable {opt} is not set")
+            setattr(target, attr, os.environ[opt])
+    if args.timeout is not None:
+        target.timeout = args.timeout
+    if args.retries is not None:
+        target.retries = args.retries
+    return target
+
+
+def _print_vars(vars: list[Var], as_json: bool) -> None:
+    from diag.network.snmp.client import format_value
+
+    if as_json:
+        out = [
+            {"oid": o, "type": t, "value": v.hex() if isinstance(v, bytes) else v, "text": format_value(t, v)}
+            for o, t, v in vars
+        ]
+        json.dump(out, sys.stdout, indent=1)
+        print()
+        return
+    for o, t, v in vars:
+        print(f".{o} = {t}: {format_value(t, v)}")
+
+
+def cmd_get(args: argparse.Namespace) -> int:
+    from diag.network.snmp.client import open_session
+
+    target = _target(args)
+    s = open_session(target)
+    try:
+        _print_vars(s.get(args.oids), args.json)
+    finally:
+        s.close()
+    return 0
+
+
+def cmd_walk(args: argparse.Namespace) -> int:
+    from diag.network.snmp.client import open_session
+
+    target = _target(args)
+    if args.max_repetitions:
+        target.max_repetitions = args.max_repetitions
+    s = open_session(target)
+    try:
+        _print_vars(s.walk(args.oid, bulk=not args.no_bulk), args.json)
+    finally:
+        s.close()
+    return 0
+
+
+def cmd_poll(args: argparse.Namespace) -> int:
+    from diag.exporters.exposition import encode_metrics
+    from diag.network.snmp import profiles
+
+    target = _target(args)
+    loaded = [profiles.load(n) for n in (args.profile or ["system", "if_mib"])]
+    result = profiles.poll(target, loaded)
+    if args.json:
+        doc = {
+            "target": target.label,
+            "metrics": [
+                {"name": n, "labels": labels, "value": v} for m in result.metrics for n, labels, v in m.iter_samples()
+            ],
+            "findings": [f.to_dict() for f in result.findings],
+        }
+        json.dump(doc, sys.stdout, indent=1)
+        print()
+    else:
+        sys.stdout.write(encode_metrics(result.metrics).decode())
+        for f in result.findings:
+            print(f"# {f.severity.upper()} {f.check}: {f.summary}")
+    up = [v for m in result.metrics if m.name.endswith("_up") for _, v in m.samples]
+    return 0 if up and all(up) else 1
+
+
+def cmd_profiles(args: argparse.Namespace) -> int:
+    from diag.network.snmp import profiles
+
+    for name in profiles.profile_names():
+        print(f"{name}: {profiles.load(name).spec.description}")
+    return 0

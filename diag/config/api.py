@@ -1,0 +1,65 @@
+"""``agent.api`` in the inventory: settings of the HTTP API and console, validated with FILE:LINE errors.
+
+::
+
+    agent:
+      api:
+        known_hosts: [/etc/diag/known_hosts]   # for checks started through the API (default ~/.ssh/known_hosts)
+        max_body_bytes: 65536                  # larger request bodies are refused with 413
+        session_ttl: 28800                     # console sessions last this long (s)
+        check_concurrency: 20                  # hosts a job works on at once
+        job_workers: 2                         # jobs that run at once (more wait their turn)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from diag import yamlsrc
+
+
+@dataclass(slots=True)
+class ApiSettings:
+    """``agent.api`` in the inventory (docs/api.md)."""
+
+    known_hosts: list[Path] | None = None
+    max_body_bytes: int = 64 * 1024
+    session_ttl_s: float = 8 * 3600
+    check_concurrency: int = 20
+    job_workers: int = 2
+    jobs_kept: int = 200
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class ApiSpec(msgspec.Struct, forbid_unknown_fields=True):
+    known_hosts: list[str] | None = None
+    max_body_bytes: int = 64 * 1024
+    session_ttl: float = 8 * 3600
+    check_concurrency: int = 20
+    job_workers: int = 2
+    jobs_kept: int = 200
+
+
+def build(doc: yamlsrc.Doc, raw: Any, base: tuple[str, ...] = ("agent", "api")) -> ApiSettings | None:
+    spec = doc.check_type(base, raw if raw is not None else {}, ApiSpec)
+    if spec is None:
+        return None
+    for name in ("check_concurrency", "job_workers", "jobs_kept"):
+        if getattr(spec, name) < 1:
+            doc.problem((*base, name), f"{name} must be at least 1")
+    if not 1024 <= spec.max_body_bytes <= 64 << 20:
+        doc.problem((*base, "max_body_bytes"), "max_body_bytes must be between 1024 and 67108864")
+    if spec.session_ttl < 60:
+        doc.problem((*base, "session_ttl"), "session_ttl must be at least 60 seconds")
+    return ApiSettings(
+        known_hosts=[Path(p) for p in spec.known_hosts] if spec.known_hosts is not None else None,
+        max_body_bytes=spec.max_body_bytes,
+        session_ttl_s=spec.session_ttl,
+        check_concurrency=spec.check_concurrency,
+        job_workers=spec.job_workers,
+        jobs_kept=spec.jobs_kept,
+    )

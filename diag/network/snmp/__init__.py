@@ -1,0 +1,1 @@
+"""SNMP: BER and USM codecs, the client (v1/v2c/v3), device profiles and the poller."""

@@ -1,0 +1,366 @@
+"""SNMP profiles (data files with numeric OIDs) and the poll that turns one into metrics and findings.
+
+A profile (``diag/network/snmp/profiles/NAME.yaml``) lists scalars and table columns to fetch, which string
+columns label the rows, and finding rules (``equals``, ``above``, ``below``, ``rising``, ``went_back``,
+``rate_above``).
+Adding a profile means adding one file; docs/snmp.md describes the format. :func:`poll` walks only the
+columns a profile names, so a poll asks for far fewer values than a whole-table walk.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import msgspec
+
+from diag import yamlsrc
+from diag.errors import ConfigError, RegistryError
+from diag.model import Evidence, Result, Severity
+from diag.network.snmp import ber
+from diag.network.snmp.client import Session, SnmpError, SnmpTimeout, Target, V2Session, open_session
+
+PROFILE_DIR = Path(__file__).with_name("profiles")
+PREFIX = "diag_snmp_"
+
+
+class ExponentSpec(msgspec.Struct, forbid_unknown_fields=True):
+    """Multiply by 10 ** (factor * (column value + offset)) of the same row (ENTITY-SENSOR's scale)."""
+
+    oid: str
+    factor: float = 1.0
+    offset: float = 0.0
+
+
+class MetricSpec(msgspec.Struct, forbid_unknown_fields=True):
+    name: str
+    oid: str
+    help: str
+    kind: Literal["gauge", "counter"] = "gauge"
+    scale: float = 1.0
+    #: A column of the same table whose row value multiplies this one (hrStorageAllocationUnits).
+    scale_by: str | None = None
+    #: Powers of ten from other columns of the row: sensor value -> units (scale and precision).
+    exponent_by: list[ExponentSpec] = []
+    #: A column of the same row to divide by (supply level / max capacity). Rows where either is
+    #: negative or the divisor is 0 have no sample: those are "unknown" in the MIBs that do this.
+    divide_by: str | None = None
+
+
+class RuleSpec(msgspec.Struct, forbid_unknown_fields=True):
+    check: str
+    metric: str
+    test: Literal["equals", "above", "below", "rising", "went_back", "rate_above"]
+    summary: str
+    severity: Severity = "warning"
+    value: float = 0.0
+    #: Only rows where this other metric equals ``when_value`` (e.g. admin up for an oper-down rule).
+    when: str | None = None
+    when_value: float = 0.0
+    #: rate_above: divide the counter's rate per second by this metric of the same row (if_speed_bytes),
+    #: so ``value`` is a utilisation ratio.
+    per: str | None = None
+
+
+class TableSpec(msgspec.Struct, forbid_unknown_fields=True):
+    name: str
+    index: str
+    metrics: list[MetricSpec]
+    labels: dict[str, str] = {}
+    #: The label that names a row in findings (falls back to the index).
+    subject: str | None = None
+
+
+class ProfileSpec(msgspec.Struct, forbid_unknown_fields=True):
+    description: str
+    #: Strings fetched as labels of one info metric (value 1), e.g. sysDescr and sysName.
+    info: dict[str, str] = {}
+    info_metric: str = "info"
+    scalars: list[MetricSpec] = []
+    tables: list[TableSpec] = []
+    rules: list[RuleSpec] = []
+
+
+@dataclass(slots=True)
+class Profile:
+    name: str
+    file: str
+    spec: ProfileSpec
+
+
+@dataclass(slots=True)
+class PollState:
+    """What a poll remembers of a target for the next one: sysUpTime and counter values."""
+
+    values: dict[tuple[str, str], float] = field(default_factory=dict)
+    polled_at: float = 0.0
+
+
+def profile_names(directory: Path = PROFILE_DIR) -> list[str]:
+    return sorted(p.stem for p in directory.glob("*.yaml"))
+
+
+_cache: dict[Path, Profile] = {}
+
+
+def load(name: str, directory: Path = PROFILE_DIR) -> Profile:
+    """The profile ``name`` (its file in ``directory``); ConfigError naming FILE:LINE when invalid."""
+    path = directory / f"{name}.yaml"
+    if path in _cache:
+        return _cache[path]
+    if not name.replace("_", "").replace("-", "").isalnum() or not path.is_file():
+        raise RegistryError(f"unknown SNMP profile {name!r} (known: {', '.join(profile_names(directory))})")
+    doc = yamlsrc.load_file(path)
+    spec = doc.check_type((), doc.data, ProfileSpec)
+    if spec is None:
+        raise ConfigError(doc.problems)
+    _validate(doc, spec)
+    profile = Profile(name, str(path), spec)
+    _cache[path] = profile
+    return profile
+
+
+def _validate(doc: yamlsrc.Doc, spec: ProfileSpec) -> None:
+    names: set[str] = set()
+    for i, m in enumerate(spec.scalars):
+        names.add(m.name)
+        _check_oid(doc, ("scalars", i, "oid"), m.oid)
+    for label, oid in spec.info.items():
+        _check_oid(doc, ("info", label), oid)
+    for t, table in enumerate(spec.tables):
+        for i, m in enumerate(table.metrics):
+            names.add(m.name)
+            _check_oid(doc, ("tables", t, "metrics", i, "oid"), m.oid)
+            if m.scale_by:
+                _check_oid(doc, ("tables", t, "metrics", i, "scale_by"), m.scale_by)
+            if m.divide_by:
+                _check_oid(doc, ("tables", t, "metrics", i, "divide_by"), m.divide_by)
+            for e, exp in enumerate(m.exponent_by):
+                _check_oid(doc, ("tables", t, "metrics", i, "exponent_by", e, "oid"), exp.oid)
+        for label, oid in table.labels.items():
+            _check_oid(doc, ("tables", t, "labels", label), oid)
+    for r, rule in enumerate(spec.rules):
+        for key in ("metric", "when", "per"):
+            ref = getattr(rule, key)
+            if ref is not None and ref not in names:
+                doc.problem(("rules", r, key), f"{key}: no metric {ref!r} in this profile")
+    if doc.problems:
+        raise ConfigError(doc.problems)
+
+
+def _check_oid(doc: yamlsrc.Doc, path: yamlsrc.PathKey, oid: str) -> None:
+    try:
+        ber.encode_oid(oid)
+    except ber.BerError as e:
+        doc.problem(path, str(e))
+
+
+def _number(type_name: str, value: Any) -> float | None:
+    """A value as a number, or None for a type that is not one (a wrong type from the agent)."""
+    if isinstance(value, int):
+        return float(value)
+    if isinstance(value, bytes):  # some agents send numbers as strings (UCD laLoad)
+        try:
+            return float(value.decode().strip())
+        except (UnicodeDecodeError, ValueError):
+            return None
+    return None
+
+
+def _scaled(value: float, scale: float) -> float:
+    """value * scale, dividing for 0.01-like scales so 41 * 0.01 shows as 0.41, not 0.41000000000000003."""
+    if 0 < scale < 1:
+        inverse = round(1 / scale)
+        if abs(inverse * scale - 1) < 1e-12:
+            return value / inverse
+    return value * scale
+
+
+def _label(value: Any) -> str:
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace").rstrip("\x00")
+    return "" if value is None else str(value)
+
+
+def _walk(session: Session, oid: str) -> list[tuple[str, str, Any]]:
+    """(index, type name, value) of every row of a column."""
+    if isinstance(session, V2Session):  # the fast path: suffixes straight from the BER bytes
+        prefix = ber.encode_oid(oid)
+        n = len(prefix)
+        names = ber.TYPE_NAMES
+        return [(ber.decode_suffix(o[n:]), names[tag], v) for o, tag, v in session.walk_raw(prefix)]
+    cut = len(oid.strip(".")) + 1
+    return [(o[cut:], t, v) for o, t, v in session.walk(oid)]
+
+
+def poll(
+    target: Target,
+    profiles: Iterable[Profile],
+    state: PollState | None = None,
+    session: Session | None = None,
+) -> Result:
+    """Fetch every profile's values from the target: metrics ``diag_snmp_*`` and findings.
+
+    A target that does not answer gives ``diag_snmp_up 0`` and a critical finding, never an exception;
+    ``state`` (kept by the caller between polls) lets rules see reboots and rising counters.
+    """
+    result = Result()
+    up = result.metric(PREFIX + "up", "1 if the SNMP agent answered the last poll", labels=("profile",))
+    started = time.monotonic()
+    own = session is None
+    previous = dict(state.values) if state is not None else {}
+    current: dict[tuple[str, str], float] = {}
+    now = time.time()
+    elapsed = now - state.polled_at if state is not None and state.polled_at else None
+    try:
+        if session is None:
+            session = open_session(target)
+        for profile in profiles:
+            try:
+                _poll_profile(session, profile, result, current, previous, elapsed)
+            except SnmpError as e:
+                up.add(0, profile.name)
+                check = "snmp_not_answering" if isinstance(e, SnmpTimeout) else "snmp_poll_failed"
+                result.find(
+                    check, "critical", str(e), target.name or target.label,
+                    evidence=[Evidence("text", "SNMP error", str(e), {"profile": profile.name})],
+                )  # fmt: skip
+                if isinstance(e, SnmpTimeout):
+                    break  # the next profiles would wait the same timeout again
+            else:
+                up.add(1, profile.name)
+    except SnmpError as e:
+        result.find("snmp_poll_failed", "critical", str(e), target.name or target.label)
+    finally:
+        if own and session is not None:
+            session.close()
+    result.metric(PREFIX + "poll_duration_seconds", "How long the SNMP poll took").add(time.monotonic() - started)
+    if state is not None:
+        state.values.update(current)
+        state.polled_at = now
+    host = target.name or target.label
+    for f in result.findings:
+        f.host = host
+    return result
+
+
+def _poll_profile(
+    session: Session,
+    profile: Profile,
+    result: Result,
+    current: dict[tuple[str, str], float],
+    previous: dict[tuple[str, str], float],
+    elapsed: float | None,
+) -> None:
+    spec = profile.spec
+    #: metric name -> {row index: (value, subject)} for the rules.
+    seen: dict[str, dict[str, tuple[float, str]]] = {}
+    bad: list[str] = []
+    if spec.scalars or spec.info:
+        info_oids = [o.strip(".") + ".0" for o in spec.info.values()]
+        oids = [m.oid.strip(".") + ".0" for m in spec.scalars]
+        got = {o: (t, v) for o, t, v in session.get(info_oids + oids) if v is not None}
+        if spec.info:
+            names = tuple(spec.info)
+            info = result.metric(PREFIX + spec.info_metric, f"{profile.name} strings as labels", labels=names)
+            info.add(1, *[_label(got[o][1]) if o in got else "" for o in info_oids])
+        for m, oid in zip(spec.scalars, oids, strict=True):
+            if oid not in got:
+                continue
+            value = _number(*got[oid])
+            if value is None:
+                bad.append(f"{oid} ({got[oid][0]})")
+                continue
+            value = _scaled(value, m.scale)
+            result.metric(PREFIX + m.name, m.help, m.kind).add(value)
+            seen[m.name] = {"": (value, "")}
+    for table in spec.tables:
+        labels = {name: {i: _label(v) for i, _, v in _walk(session, oid)} for name, oid in table.labels.items()}
+        label_names = (table.index, *labels)
+        for m in table.metrics:
+            family = result.metric(PREFIX + m.name, m.help, m.kind, label_names)
+            rows = seen.setdefault(m.name, {})
+            add = family.samples.append
+            factors = {i: _number(t, v) for i, t, v in _walk(session, m.scale_by)} if m.scale_by else {}
+            for exp in m.exponent_by:
+                for i, t, v in _walk(session, exp.oid):
+                    n = _number(t, v)
+                    if n is not None:
+                        factors[i] = (factors.get(i) or 1.0) * 10 ** (exp.factor * (n + exp.offset))
+            divisors = {i: _number(t, v) for i, t, v in _walk(session, m.divide_by)} if m.divide_by else None
+            for index, type_name, raw in _walk(session, m.oid):
+                value = _number(type_name, raw)
+                if value is None:
+                    bad.append(f"{m.oid}.{index} ({type_name})")
+                    continue
+                if divisors is not None:
+                    divisor = divisors.get(index)
+                    if value < 0 or not divisor or divisor < 0:
+                        continue
+                    value /= divisor
+                value = _scaled(value, m.scale) * (factors.get(index) or 1.0)
+                values = (index, *[col.get(index, "") for col in labels.values()])
+                add((values, value))
+                subject = labels[table.subject].get(index, "") if table.subject in labels else ""
+                rows[index] = (value, subject or index)
+    if bad:
+        result.find(
+            "snmp_bad_value", "warning",
+            f"{len(bad)} values of profile {profile.name} are not numbers (wrong type from the agent)",
+            profile.name, evidence=[Evidence("text", "values of a wrong type", "\n".join(bad[:20]))],
+        )  # fmt: skip
+    for rule in spec.rules:
+        _apply(rule, profile.name, seen, result, current, previous, elapsed)
+
+
+def _apply(
+    rule: RuleSpec,
+    profile: str,
+    seen: dict[str, dict[str, tuple[float, str]]],
+    result: Result,
+    current: dict[tuple[str, str], float],
+    previous: dict[tuple[str, str], float],
+    elapsed: float | None,
+) -> None:
+    rows = seen.get(rule.metric, {})
+    per = seen.get(rule.per, {}) if rule.per else None
+    when = seen.get(rule.when, {}) if rule.when else None
+    for index, (value, subject) in rows.items():
+        if when is not None and (index not in when or when[index][0] != rule.when_value):
+            continue
+        key = (f"{profile}/{rule.metric}", index)
+        shown = value
+        if rule.test in ("rising", "went_back", "rate_above"):
+            current[key] = value
+            before = previous.get(key)
+            if before is None:
+                continue
+            if rule.test == "rate_above":
+                divisor = per[index][0] if per is not None and index in per else 1.0
+                if not elapsed or elapsed <= 0 or value < before or not divisor:  # first poll, reset, no speed
+                    continue
+                shown = (value - before) / elapsed / divisor
+                hit = shown > rule.value
+            else:
+                hit = value > before if rule.test == "rising" else value < before
+        elif rule.test == "equals":
+            hit = value == rule.value
+        elif rule.test == "above":
+            hit = value > rule.value
+        else:
+            hit = value < rule.value
+        if not hit:
+            continue
+        before_text = f"{previous[key]:g}" if key in previous else ""
+        summary = rule.summary.format(
+            subject=subject, value=f"{shown:g}", previous=before_text, limit=f"{rule.value:g}", percent=f"{shown:.0%}"
+        )
+        evidence = Evidence(
+            "metric", f"{PREFIX}{rule.metric}", f"{rule.metric}[{index}] = {value:g}",
+            {"index": index, "value": value, "previous": previous.get(key), "profile": profile, "result": shown},
+        )  # fmt: skip
+        f = result.find(rule.check, rule.severity, summary, subject, evidence=[evidence])
+        f.labels = {"profile": profile}

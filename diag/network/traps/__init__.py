@@ -1,0 +1,1 @@
+"""SNMP traps and informs: the receiver, its configuration, and trap -> finding events."""
