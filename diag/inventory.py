@@ -116,6 +116,19 @@ class Host:
         v = self.snmp.get(key)
         return v if isinstance(v, SecretRef) else None
 
+    def public(self) -> dict[str, Any]:
+        """What a listing shows of the host (``diag inventory list --json``, ``GET /api/v1/hosts``): no secrets."""
+        return {
+            "name": self.name,
+            "address": self.address,
+            "port": self.port,
+            "device_type": self.device_type,
+            "groups": list(self.groups),
+            "tags": list(self.tags),
+            "parents": list(self.parents),
+            "site": self.site,
+        }
+
 
 @dataclass(slots=True)
 class Inventory:

@@ -118,31 +118,18 @@ class Whoami:
         send(resp, schemas.WhoAmI(p.name, p.role, list(p.groups), list(p.playbooks)))
 
 
-def host_out(h: Any) -> dict[str, Any]:
-    return {
-        "name": h.name,
-        "address": h.address,
-        "port": h.port,
-        "device_type": h.device_type,
-        "groups": list(h.groups),
-        "tags": list(h.tags),
-        "parents": list(h.parents),
-        "site": h.site,
-    }
-
-
 class Hosts:
     def __init__(self, svc: Service) -> None:
         self.svc = svc
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        send(resp, [host_out(h) for h in self.svc.hosts.values()])
+        send(resp, [h.public() for h in self.svc.hosts.values()])
 
     def on_get_one(self, req: falcon.Request, resp: falcon.Response, name: str) -> None:
         h = self.svc.hosts.get(name)
         if h is None:
             raise falcon.HTTPNotFound(description=f"no host named {name!r}")
-        send(resp, host_out(h))
+        send(resp, h.public())
 
 
 def playbook_out(pb: Any) -> dict[str, Any]:

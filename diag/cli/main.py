@@ -85,19 +85,7 @@ def cmd_inventory_list(args: argparse.Namespace) -> int:
     inv = inventory.load(inventory_path(args, required=True) or DEFAULT_INVENTORY)
     hosts = inv.select(args.targets) if args.targets else list(inv.hosts.values())
     if args.json:
-        rows: list[dict[str, Any]] = [
-            {
-                "name": h.name,
-                "address": h.address,
-                "port": h.port,
-                "device_type": h.device_type,
-                "groups": list(h.groups),
-                "tags": list(h.tags),
-                "parents": list(h.parents),
-                "site": h.site,
-            }
-            for h in hosts
-        ]
+        rows: list[dict[str, Any]] = [h.public() for h in hosts]
         json.dump(rows, sys.stdout, indent=2)
         sys.stdout.write("\n")
         return 0

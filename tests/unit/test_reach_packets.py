@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from diag.network import reach
+from diag.network.reach import trace
 from diag.network.reach.packets import (
     ICMP_DEST_UNREACH,
     ICMP_ECHO_REPLY,
@@ -81,10 +81,10 @@ def test_time_exceeded_quoting_tcp_syn() -> None:
 def test_unreachables_classified() -> None:
     port = parse_icmp(packet("port_unreachable_udp"), "ignored")
     assert (port.src, port.type, port.code) == (B, ICMP_DEST_UNREACH, 3)
-    assert reach._classify(port, B) == "reached"  # the destination itself says port unreachable
+    assert trace._classify(port, B) == "reached"  # the destination itself says port unreachable
     net = parse_icmp(packet("net_unreachable_icmp"), "ignored")
     assert (net.src, net.type, net.code) == (R1, ICMP_DEST_UNREACH, 0)
-    assert reach._classify(net, B) == "network unreachable"
+    assert trace._classify(net, B) == "network unreachable"
     assert net.quoted is not None and net.quoted.dport == 9
 
 

@@ -9,6 +9,7 @@ the first and parks the delivery with the reason on the second.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -16,6 +17,8 @@ from typing import Any, Protocol
 from diag.errors import DiagError
 from diag.model import Severity
 from diag.registry import Registry
+
+log = logging.getLogger(__name__)
 
 
 class TicketError(DiagError):
@@ -98,3 +101,17 @@ class TicketBackend(Protocol):
 BackendFactory = Callable[[Mapping[str, Any]], TicketBackend]
 
 BACKENDS: Registry[BackendFactory] = Registry("ticket_backends")
+
+
+def oldest(system: str, fingerprint: str, matches: Sequence[Mapping[str, Any]]) -> Mapping[str, Any] | None:
+    """Of the tickets a search found that really carry ``fingerprint`` (oldest first), the one to use.
+
+    Two tickets for one fingerprint mean someone (or an older diag) created a duplicate: the oldest stays the
+    incident's ticket, so notes keep landing where people already look, and the duplicate is said in the log.
+    """
+    if not matches:
+        return None
+    if len(matches) > 1:
+        log.warning("%s: %d tickets carry fingerprint %s; using the oldest, #%s",
+                    system, len(matches), fingerprint, matches[0]["id"])  # fmt: skip
+    return matches[0]

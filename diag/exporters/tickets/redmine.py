@@ -39,6 +39,7 @@ from diag.exporters.tickets.base import (
     TicketDraft,
     TicketRef,
     TicketRejected,
+    oldest,
 )
 from diag.exporters.tickets.httpclient import REASON_LIMIT, HttpClient
 from diag.exporters.tickets.options import parse, secret
@@ -174,12 +175,8 @@ class RedmineBackend:
                     f"{fingerprint!r} in custom field {fid}: Redmine ignored the filter. Make field {fid} an issue "
                     f"field 'used as a filter', visible, and enabled for project {self.options.project!r}"
                 )
-        if not matches:
-            return None
-        if len(matches) > 1:
-            log.warning("redmine: %d issues carry fingerprint %s; using the oldest, #%s",
-                        len(matches), fingerprint, matches[0]["id"])
-        return self._ref(matches[0]["id"])
+        first = oldest("redmine", fingerprint, matches)
+        return self._ref(first["id"]) if first is not None else None
 
     def create(self, draft: TicketDraft) -> TicketRef:
         existing = self.find(draft.fingerprint)

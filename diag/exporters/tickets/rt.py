@@ -28,7 +28,7 @@ from typing import Any, Literal
 import httpx
 import msgspec
 
-from diag.exporters.tickets.base import BACKENDS, Attachment, TicketDraft, TicketRef, TicketRejected
+from diag.exporters.tickets.base import BACKENDS, Attachment, TicketDraft, TicketRef, TicketRejected, oldest
 from diag.exporters.tickets.httpclient import REASON_LIMIT, HttpClient
 from diag.exporters.tickets.options import parse, secret
 
@@ -127,12 +127,8 @@ class RTBackend:
                     f"rt: the search {query} returned ticket #{ticket['id']} which does not carry {fingerprint!r}; "
                     f"check that {o.fingerprint_field or 'the subject tag'} is what diag writes"
                 )
-        if not matches:
-            return None
-        if len(matches) > 1:
-            log.warning("rt: %d tickets carry fingerprint %s; using the oldest, #%s",
-                        len(matches), fingerprint, matches[0]["id"])
-        return self._ref(matches[0]["id"])
+        first = oldest("rt", fingerprint, matches)
+        return self._ref(first["id"]) if first is not None else None
 
     def create(self, draft: TicketDraft) -> TicketRef:
         existing = self.find(draft.fingerprint)
