@@ -45,6 +45,13 @@ def add_commands(sub: Any) -> None:
     w.add_argument("oid", metavar="OID")
     w.add_argument("--no-bulk", action="store_true", help="walk with GETNEXT")
     w.add_argument("--max-repetitions", type=int, help="GETBULK max-repetitions to start with (default 100)")
+    w.add_argument(
+        "--no-check-increasing",
+        "-Cc",
+        dest="check_increasing",
+        action="store_false",
+        help="walk on when the agent answers OIDs out of order (net-snmp's -Cc); a repeated OID still ends it",
+    )
     w.set_defaults(func=cmd_walk)
     o = ps.add_parser("poll", help="poll profiles and print metrics and findings")
     common(o)
@@ -55,7 +62,6 @@ def add_commands(sub: Any) -> None:
 
 
 def _target(args: argparse.Namespace) -> Target:
-    from diag import inventory
     from diag.errors import ConfigError
     from diag.network.snmp.client import Target, parse_target, target_from_host
 
@@ -66,6 +72,8 @@ def _target(args: argparse.Namespace) -> Target:
     target: Target | None = None
     inv_file = args.inventory or ("inventory.yaml" if Path("inventory.yaml").exists() else None)
     if inv_file:
+        from diag import inventory  # only then: it costs a fifth of a walk command's start-up
+
         inv = inventory.load(inv_file)
         host = inv.hosts.get(name) or next((h for h in inv.hosts.values() if h.address == name), None)
         if host is not None:
@@ -123,17 +131,41 @@ def cmd_get(args: argparse.Namespace) -> int:
 
 
 def cmd_walk(args: argparse.Namespace) -> int:
-    from diag.network.snmp.client import open_session
+    """Print the walk as it arrives (text), or as one JSON list; exit 1 when the agent cut it short."""
+    from diag.network.snmp import ber
+    from diag.network.snmp.client import Walked, format_value, open_session
 
     target = _target(args)
     if args.max_repetitions:
         target.max_repetitions = args.max_repetitions
     s = open_session(target)
     try:
-        _print_vars(s.walk(args.oid, bulk=not args.no_bulk), args.json)
+        status: Walked[object] = Walked()
+        root = s.encode_oid(args.oid)
+        got: list[Var] = []
+        count = 0
+        names, decode, write = ber.TYPE_NAMES, ber.decode_oid, sys.stdout.write
+        for chunk in s.walk_chunks(root, not args.no_bulk, args.check_increasing, status):
+            vars = [(decode(o), names[t], v) for o, t, v in chunk]
+            count += len(vars)
+            if args.json:
+                got += vars
+            else:  # one write per answer, while the agent works on the next one
+                write("".join(f".{o} = {t}: {format_value(t, v)}\n" for o, t, v in vars))
+        if status.warning:
+            print(f"diag: warning: {status.warning}", file=sys.stderr)
+        elif not count:
+            # Nothing under the OID: it may be a scalar instance; ask for it, as snmpwalk does.
+            fallback = [v for v in s.get([args.oid]) if v[1] not in ("noSuchObject", "noSuchInstance")]
+            if args.json:
+                got = fallback
+            else:
+                _print_vars(fallback, False)
+        if args.json:
+            _print_vars(got, True)
     finally:
         s.close()
-    return 0
+    return 1 if status.warning else 0
 
 
 def cmd_poll(args: argparse.Namespace) -> int:

@@ -1,4 +1,4 @@
-"""The v2c client's behaviour on agents that misbehave: tooBig, garbage, loops, stale answers, wrong types.
+"""The client's behaviour on agents that misbehave: tooBig, garbage, loops, disorder, stale answers, wrong types.
 
 A small scripted agent on 127.0.0.1 (ports 19500-19599) answers with BER built here; each fault is one
 switch. The real snmpd tests (tests/integration/test_snmp.py) cover the well-behaved paths.
@@ -7,6 +7,7 @@ switch. The real snmpd tests (tests/integration/test_snmp.py) cover the well-beh
 from __future__ import annotations
 
 import socket
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -16,7 +17,7 @@ import pytest
 
 from diag.network.snmp import ber, profiles
 from diag.network.snmp import client as snmp
-from tests.conftest import free_port
+from tests.conftest import DIAG, free_port
 
 ROOT = "1.3.6.1.2.1.2.2.1"
 
@@ -43,6 +44,7 @@ class FakeAgent:
         self.sock.bind(("127.0.0.1", self.port))
         self.sock.settimeout(0.2)
         self.requests: list[tuple[int, int]] = []  # (pdu, max-repetitions)
+        self.version = 1
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self.serve, daemon=True)
         self.thread.start()
@@ -66,8 +68,9 @@ class FakeAgent:
                 data, peer = self.sock.recvfrom(65536)
             except TimeoutError:
                 continue
-            _, _, pdu, rid, _, b, vbs = ber.decode_response(data)  # requests share the layout
+            version, _, pdu, rid, _, b, vbs = ber.decode_response(data)  # requests share the layout
             self.requests.append((pdu, b))
+            self.version = version
             if self.fault == "garbage":
                 self.sock.sendto(b"\x30\x05\x02\x01\x01\x04\x09", peer)
                 continue
@@ -80,6 +83,10 @@ class FakeAgent:
                 else:
                     have = {r[0]: r for r in self.rows}
                     out = [have.get(o, (o, ber.NO_SUCH_OBJECT, None)) for o, _, _ in vbs]
+                    missing = [i for i, o in enumerate(vbs, 1) if o[0] not in have]
+                    if version == 0 and missing:  # v1: the whole request fails, naming the first missing OID
+                        self.sock.sendto(self.reply(rid, 2, [(o, ber.NULL, None) for o, _, _ in vbs], missing[0]), peer)
+                        continue
             elif pdu == ber.GETNEXT:
                 nxt = self.after(vbs[0][0])
                 out = nxt[:1] or [(vbs[0][0], ber.END_OF_MIB_VIEW, None)]
@@ -92,13 +99,20 @@ class FakeAgent:
                     out = self.after(vbs[0][0])[: min(b, self.max_bulk)]
                     if self.fault == "loop" and len(out) > 1:
                         out = [out[0], out[0]]
+                    if self.fault == "disorder":  # a UPS card's agent: rows 5 and 6 swapped in its answers
+                        out = [self.swapped.get(r[0], r) for r in out]
                     out = out or [(vbs[0][0], ber.END_OF_MIB_VIEW, None)]
             self.sock.sendto(self.reply(rid, status, out), peer)
 
-    def reply(self, rid: int, status: int, vbs: list[tuple[bytes, int, Any]]) -> bytes:
+    @property
+    def swapped(self) -> dict[bytes, tuple[bytes, int, Any]]:
+        a, b = self.rows[4], self.rows[5]
+        return {a[0]: b, b[0]: a}
+
+    def reply(self, rid: int, status: int, vbs: list[tuple[bytes, int, Any]], index: int = 0) -> bytes:
         body = b"".join(ber.tlv(0x30, ber.tlv(ber.OBJECT_ID, o) + enc_value(t, v)) for o, t, v in vbs)
-        pdu = ber.tlv(ber.RESPONSE, ber.enc_int(rid) + ber.enc_int(status) + ber.enc_int(0) + ber.tlv(0x30, body))
-        return ber.tlv(0x30, ber.enc_int(1) + ber.tlv(ber.OCTET_STRING, b"public") + pdu)
+        pdu = ber.tlv(ber.RESPONSE, ber.enc_int(rid) + ber.enc_int(status) + ber.enc_int(index) + ber.tlv(0x30, body))
+        return ber.tlv(0x30, ber.enc_int(self.version) + ber.tlv(ber.OCTET_STRING, b"public") + pdu)
 
 
 TABLE: dict[str, tuple[int, Any]] = {
@@ -163,9 +177,65 @@ def test_garbage_is_a_one_line_error(agent: FakeAgent) -> None:
 
 
 @pytest.mark.parametrize("agent", ["loop"], indirect=True)
-def test_oids_not_increasing_is_a_loop_error(agent: FakeAgent) -> None:
-    with pytest.raises(snmp.SnmpError, match=r"OIDs not increasing: 1\.3\.6\.1\.2\.1\.2\.2\.1\.2\.1 after .* \(loop\)"):
-        snmp.V2Session(target(agent)).walk(ROOT)
+def test_a_loop_keeps_what_came_before_with_a_warning(agent: FakeAgent) -> None:
+    for check in (True, False):  # a repeated OID ends the walk even when out-of-order ones are allowed
+        with snmp.Session(target(agent)) as s:
+            got = s.walk(ROOT, check_increasing=check)
+        assert [o for o, _, _ in got] == [f"{ROOT}.2.1"]
+        assert got.warning == (
+            f"127.0.0.1:{agent.port}: OID {ROOT}.2.1 came again after {ROOT}.2.1 (loop): walk of {ROOT} stopped, 1 values kept"
+        )
+
+
+@pytest.mark.parametrize("agent", ["disorder"], indirect=True)
+def test_out_of_order_answers_keep_the_rows_and_walk_on_when_asked(agent: FakeAgent) -> None:
+    """Rows 5 and 6 come swapped: the walk stops at 6 -> 5 with 5 rows kept; -Cc walks on and gets all 60."""
+    with snmp.Session(target(agent, max_repetitions=4)) as s:
+        got = s.walk(ROOT)
+        assert [o for o, _, _ in got] == [f"{ROOT}.2.{i}" for i in (1, 2, 3, 4, 6)]
+        assert got.warning.endswith(
+            f"OIDs not increasing: {ROOT}.2.5 after {ROOT}.2.6: walk of {ROOT} stopped, 5 values kept "
+            "(--no-check-increasing walks on past this)"
+        )
+        every = s.walk(ROOT, check_increasing=False)
+    assert every.warning == "" and len(every) == 60
+    assert {o for o, _, _ in every} == {f"{ROOT}.{c}.{i}" for c in (2, 10) for i in range(1, 31)}
+
+
+@pytest.mark.parametrize("agent", ["disorder"], indirect=True)
+def test_cli_walk_prints_what_it_got_and_exits_1(agent: FakeAgent) -> None:
+    argv = [DIAG, "snmp", "walk", "-c", "public", "-t", "0.5", f"127.0.0.1:{agent.port}", ROOT]
+    p = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+    assert p.returncode == 1
+    assert p.stdout.splitlines() == [f".{ROOT}.2.{i} = OCTET STRING: eth{i}" for i in (1, 2, 3, 4, 6)]
+    assert p.stderr.startswith(f"diag: warning: 127.0.0.1:{agent.port}: OIDs not increasing: ")
+    p = subprocess.run([*argv[:3], "-Cc", *argv[3:]], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0 and p.stderr == "" and len(p.stdout.splitlines()) == 60
+
+
+def test_walk_of_a_scalar_falls_back_to_get(agent: FakeAgent) -> None:
+    with snmp.Session(target(agent)) as s:
+        assert s.walk("1.3.6.1.2.1.2.3.0") == []  # nothing under it
+        assert s.walk("1.3.6.1.2.1.2.3.0", get_fallback=True) == [("1.3.6.1.2.1.2.3.0", "INTEGER", 5)]
+        assert s.walk("1.3.6.1.2.1.2.4.0", get_fallback=True) == []  # not there at all: nothing
+    p = subprocess.run(
+        [DIAG, "snmp", "walk", "-c", "public", "-t", "0.5", f"127.0.0.1:{agent.port}", "1.3.6.1.2.1.2.3.0"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert (p.returncode, p.stdout) == (0, ".1.3.6.1.2.1.2.3.0 = INTEGER: 5\n")
+
+
+def test_v1_get_asks_again_without_the_missing_oid(agent: FakeAgent) -> None:
+    oids = [f"{ROOT}.2.1", "1.3.6.1.2.1.2.9.0", f"{ROOT}.10.3", "1.3.6.1.2.1.2.8.0"]
+    with snmp.Session(target(agent, version="1")) as s:
+        got = s.get(oids)
+    assert got == [
+        (f"{ROOT}.2.1", "OCTET STRING", b"eth1"),
+        ("1.3.6.1.2.1.2.9.0", "noSuchObject", None),
+        (f"{ROOT}.10.3", "Counter32", 3000),
+        ("1.3.6.1.2.1.2.8.0", "noSuchObject", None),
+    ]
+    assert [pdu for pdu, _ in agent.requests] == [ber.GET] * 3  # all four, then three, then two
 
 
 @pytest.mark.parametrize("agent", ["stale"], indirect=True)

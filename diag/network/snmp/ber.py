@@ -9,6 +9,7 @@ compares bytes and turns only what it keeps into text. Decoding an
 
 from __future__ import annotations
 
+import struct
 from typing import Any
 
 # PDU tags (context-specific, constructed).
@@ -179,6 +180,33 @@ def encode_request(
 
 
 # -- decoding ------------------------------------------------------------------------------------------
+#: Opaque-wrapped types (net-snmp's ASN_OPAQUE_*: tag 0x9f then one of these; UCD and vendor MIBs use them).
+_OPAQUE_FLOAT = 0x78
+_OPAQUE_DOUBLE = 0x79
+_OPAQUE_INTEGERS = {0x76: False, 0x7A: True, 0x7B: False}  # Counter64, Integer64, Unsigned64: signed?
+
+
+def decode_opaque(raw: bytes) -> Any:
+    """An Opaque's content: a float for the wrapped float/double, an int for the wrapped 64-bit integers,
+    else the bytes as they came. A float32 is given as the shortest decimal that is the same float32
+    (0.12, not 0.11999999731779099), as net-snmp's own printing would round it."""
+    if len(raw) < 3 or raw[0] != 0x9F or raw[2] != len(raw) - 3:
+        return raw
+    kind, body = raw[1], raw[3:]
+    if kind == _OPAQUE_FLOAT and len(body) == 4:
+        value = struct.unpack(">f", body)[0]
+        for digits in range(6, 10):
+            short = float(f"{value:.{digits}g}")
+            if struct.pack(">f", short) == body:
+                return short
+        return value
+    if kind == _OPAQUE_DOUBLE and len(body) == 8:
+        return struct.unpack(">d", body)[0]
+    if kind in _OPAQUE_INTEGERS and 0 < len(body) <= 9:
+        return int.from_bytes(body, "big", signed=_OPAQUE_INTEGERS[kind])
+    return raw
+
+
 def _header(data: bytes, pos: int, end: int) -> tuple[int, int, int]:
     """(tag, content start, content end) of the TLV at ``pos``."""
     if pos + 2 > end:
@@ -210,8 +238,9 @@ Varbind = tuple[bytes, int, Any]
 def decode_response(data: bytes) -> tuple[int, bytes, int, int, int, int, list[Varbind]]:
     """A v1/v2c message: (version, community, pdu tag, request id, error status, error index, varbinds).
 
-    Each varbind is (OID content bytes, value tag, value): int for the integer types, bytes for strings
-    and Opaque, dotted text for OIDs and IpAddress, None for NULL and the v2 exceptions.
+    Each varbind is (OID content bytes, value tag, value): int for the integer types, bytes for strings,
+    dotted text for OIDs and IpAddress, None for NULL and the v2 exceptions; an Opaque is a float or int
+    when it wraps one (:func:`decode_opaque`), else bytes.
     """
     version, community, pos, end = decode_community_header(data)
     pdu_tag, request_id, err_status, err_index, varbinds, _ = decode_pdu(data, pos, end)
@@ -305,8 +334,10 @@ def decode_varbinds(data: bytes, pos: int, vend: int) -> list[Varbind]:
             raw = data[vs:ve]
             if vtag in UNSIGNED:
                 value: Any = int.from_bytes(raw, "big")
-            elif vtag in (OCTET_STRING, OPAQUE):
+            elif vtag == OCTET_STRING:
                 value = raw
+            elif vtag == OPAQUE:
+                value = decode_opaque(raw)
             elif vtag == INTEGER:
                 if not raw:
                     raise BerError(f"empty INTEGER at byte {pos}")

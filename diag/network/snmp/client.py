@@ -1,10 +1,12 @@
-"""The SNMP client: GET, GETNEXT and GETBULK walks over v2c (lean BER, ``ber.py``) and v3 (net-snmp via ezsnmp).
+"""The SNMP client: GET, GETNEXT and GETBULK walks for v1, v2c and v3 on one engine (``ber.py`` + ``usm.py``).
 
-v2c, the hot path of polling, speaks BER on a plain UDP socket: request ids are matched, stale answers
-dropped, and max-repetitions adapts (halved on ``tooBig``, a timeout, or an answer slower than half the
-timeout). v3 (authNoPriv/authPriv with SHA/AES) goes through ezsnmp, net-snmp's own USM. Every failure
-is an :class:`SnmpError` whose one-line message starts with ``host:port``. docs/snmp.md explains the
-choice with measurements.
+Every version speaks BER on a plain UDP socket: request ids are matched, stale answers dropped, and
+max-repetitions adapts (halved on ``tooBig``, a timeout, or an answer slower than half the timeout). v3
+adds the User-based Security Model around the same PDUs (engine discovery, time window, HMAC, AES/DES),
+with the code the trap receiver uses. Values come back exactly as the agent encoded them (type tag and
+octets), which is what net-snmp's printed form through ezsnmp did not give (docs/snmp.md, measured).
+Walks are tolerant: an agent that answers out of order or in a loop gives what it sent, with a warning.
+Every failure is an :class:`SnmpError` whose one-line message starts with ``host:port``.
 """
 
 from __future__ import annotations
@@ -12,11 +14,12 @@ from __future__ import annotations
 import random
 import socket
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from diag.errors import AuthError, DiagError, Timeout
-from diag.network.snmp import ber
+from diag.network.snmp import ber, usm
 
 if TYPE_CHECKING:
     from diag.inventory import Host
@@ -116,41 +119,166 @@ def format_value(type_name: str, value: Any) -> str:
             return value.decode()
         except UnicodeDecodeError:
             return value.hex(" ").upper()
+    if isinstance(value, float):
+        return repr(value)
     return "" if value is None else str(value)
 
 
-class Session(Protocol):
-    target: Target
-
-    def get(self, oids: list[str]) -> list[Var]: ...
-
-    def getnext(self, oids: list[str]) -> list[Var]: ...
-
-    def walk(self, root: str, bulk: bool = True) -> list[Var]: ...
-
-    def close(self) -> None: ...
+_T = TypeVar("_T")
 
 
-def open_session(target: Target) -> Session:
-    """A session for the target's version: lean BER for v1/v2c, net-snmp (ezsnmp) for v3."""
-    if target.version in ("1", "2c", "2"):
-        return V2Session(target)
-    if target.version == "3":
-        return V3Session(target)
-    raise SnmpError(f"{target.label}: unknown SNMP version {target.version!r}")
+class Walked(list[_T]):
+    """The values of a walk in the order received; ``warning`` says why it stopped early ('' if it did not)."""
+
+    warning: str = ""
 
 
-# -- v1/v2c ------------------------------------------------------------------------------------------------
-class V2Session:
-    """v1/v2c over one connected UDP socket (connected, so the kernel drops datagrams from anyone else)."""
+# -- the engine -----------------------------------------------------------------------------------------
+#: What a v3 Report's counter means, for the error a user reads.
+_REPORTS = {
+    usm.UNKNOWN_USER_NAMES: "Unknown user name",
+    usm.WRONG_DIGESTS: "wrong digest (auth password or protocol)",
+    usm.UNSUPPORTED_SEC_LEVELS: "security level not allowed for this user",
+    usm.DECRYPTION_ERRORS: "agent could not decrypt (privacy password or protocol)",
+}
+_AUTH_ALIASES = {"SHA1": "SHA", "SHA-1": "SHA", "SHA-224": "SHA224", "SHA-256": "SHA256", "SHA-384": "SHA384",
+                 "SHA-512": "SHA512"}  # fmt: skip
+_PRIV_ALIASES = {"AES128": "AES", "AES-128": "AES"}
+NO_SUCH_NAME = 2
+Answer = tuple[int, int, list[ber.Varbind]]
+
+
+class _Community:
+    """v1/v2c framing: the community in clear, the PDU as it is."""
+
+    def __init__(self, target: Target) -> None:
+        self.version = 0 if target.version == "1" else 1
+        self.community = target.community.encode()
+
+    def encode(self, pdu: int, rid: int, oids: list[bytes], a: int, b: int) -> bytes:
+        return ber.encode_request(self.version, self.community, pdu, rid, oids, a, b)
+
+    def decode(self, data: bytes) -> tuple[int, int, int, int, list[ber.Varbind]] | None:
+        """(pdu tag, request id, status, index, varbinds), or None for a message that is not ours."""
+        version, _community, pdu, rid, status, index, varbinds = ber.decode_response(data)
+        if version != self.version:
+            return None
+        return pdu, rid, status, index, varbinds
+
+
+class _Usm:
+    """v3 framing (RFC 3412/3414): engine discovery, the time window, HMAC and privacy around each PDU.
+
+    The agent is the authoritative engine: its engine ID localises the keys, and its boots/time (kept
+    as an offset from our clock) go into every authenticated request.
+    """
 
     def __init__(self, target: Target) -> None:
         self.target = target
-        self._version = 0 if target.version == "1" else 1
-        self._community = target.community.encode()
+        label = target.label
+        if not target.user:
+            raise SnmpError(f"{label}: SNMPv3 needs a user")
+        auth = _AUTH_ALIASES.get(target.auth_protocol.upper(), target.auth_protocol.upper())
+        priv = _PRIV_ALIASES.get(target.priv_protocol.upper(), target.priv_protocol.upper())
+        if target.priv_key and not target.auth_key:
+            raise SnmpAuthError(f"{label}: SNMPv3 privacy needs an auth password too")
+        try:
+            self.user = usm.User.create(
+                target.user,
+                auth if target.auth_key else None,
+                target.auth_key,
+                priv if target.priv_key else None,
+                target.priv_key,
+                usm.CLIENT_PRIV_PROTOCOLS,
+            )
+        except ValueError as e:  # the message names the user and the problem, never the password
+            raise SnmpAuthError(f"{label}: SNMPv3 {e}") from None
+        self.level = self.user.level
+        self.user_name = target.user.encode()
+        self.context = target.context.encode()
+        self.engine_id = b""
+        self.boots = 0
+        self.time_offset = 0.0  # agent's engine time = monotonic clock + offset
+        self.auth_key = self.priv_key = b""
+
+    @property
+    def engine_time(self) -> int:
+        return max(0, int(time.monotonic() + self.time_offset))
+
+    def learn(self, engine_id: bytes, boots: int, engine_time: int) -> None:
+        if engine_id != self.engine_id and engine_id:
+            self.engine_id = engine_id
+            if self.level:
+                self.auth_key, self.priv_key = self.user.keys(engine_id)
+        self.boots = boots
+        self.time_offset = engine_time - time.monotonic()
+
+    def encode(self, pdu: int, rid: int, oids: list[bytes], a: int, b: int, level: int | None = None) -> bytes:
+        level = self.level if level is None else level
+        varbinds = ber.tlv(0x30, b"".join(ber.tlv(0x30, ber.tlv(ber.OBJECT_ID, o) + b"\x05\x00") for o in oids))
+        body = usm.pdu(pdu, rid, varbinds, a, b)
+        scoped = usm.scoped_pdu(self.engine_id, self.context, body)
+        name = self.user_name if level or self.engine_id else b""
+        return usm.build_message(
+            rid, self.engine_id, self.boots, self.engine_time if level else 0, name, scoped,
+            self.user, level, max_size=65507, reportable=True,
+        )  # fmt: skip
+
+    def decode(self, data: bytes) -> tuple[int, int, int, int, list[ber.Varbind]] | None:
+        msg = usm.parse_message(data)
+        if msg.flags & usm.FLAG_AUTH:
+            if not self.level or not self.engine_id or msg.engine_id != self.engine_id:
+                return None
+            if not msg.authentic(self.user, self.auth_key):
+                return None  # not from the agent that holds our key: drop it, as net-snmp does
+            self.learn(msg.engine_id, msg.boots, msg.engine_time)
+            scoped = msg.plaintext(self.priv_key, self.user.priv_protocol or "AES")
+        elif msg.flags & usm.FLAG_PRIV:
+            return None
+        else:
+            scoped = msg.scoped
+        _, _, pos, end = usm.parse_scoped(scoped)
+        pdu, rid, status, index, varbinds, _ = ber.decode_pdu(scoped, pos, end)
+        if pdu == ber.REPORT:
+            # A Report may not carry our request id (the agent could not read the PDU): match the msgID.
+            if varbinds and varbinds[0][0] == _UNKNOWN_ENGINE:
+                self.learn(msg.engine_id, msg.boots, msg.engine_time)
+            elif varbinds and varbinds[0][0] == _NOT_IN_TIME and msg.flags & usm.FLAG_AUTH:
+                pass  # learn() above took the agent's boots and time
+            return pdu, msg.msg_id, status, index, varbinds
+        if not msg.flags & usm.FLAG_AUTH and self.level:
+            return None  # an unauthenticated Response to an authenticated request is not believed
+        return pdu, rid, status, index, varbinds
+
+
+_UNKNOWN_ENGINE = ber.encode_oid(usm.UNKNOWN_ENGINE_IDS)
+_NOT_IN_TIME = ber.encode_oid(usm.NOT_IN_TIME_WINDOWS)
+_REPORT_OIDS = {ber.encode_oid(k): v for k, v in _REPORTS.items()}
+
+
+def open_session(target: Target) -> Session:
+    """A session for the target's version (v1, v2c or v3); SnmpError names a bad version."""
+    if target.version in ("1", "2c", "2", "3"):
+        return Session(target)
+    raise SnmpError(f"{target.label}: unknown SNMP version {target.version!r}")
+
+
+class Session:
+    """One agent over one connected UDP socket (connected, so the kernel drops datagrams from anyone else)."""
+
+    def __init__(self, target: Target) -> None:
+        self.target = target
+        self._codec: _Community | _Usm
+        if target.version == "3":
+            self._codec = _Usm(target)
+        elif target.version in ("1", "2c", "2"):
+            self._codec = _Community(target)
+        else:
+            raise SnmpError(f"{target.label}: unknown SNMP version {target.version!r}")
+        self._version = 0 if target.version == "1" else 1  # GETBULK from v2c on
         self._request_id = random.randrange(1, 1 << 30)
         self.max_repetitions = max(MIN_REPETITIONS, target.max_repetitions)
-        #: Requests sent and answers received, for tests and the bench.
+        #: Requests sent, for tests and the bench.
         self.requests = 0
         try:
             info = socket.getaddrinfo(target.host, target.port, type=socket.SOCK_DGRAM)
@@ -168,47 +296,93 @@ class V2Session:
     def close(self) -> None:
         self._sock.close()
 
-    def __enter__(self) -> V2Session:
+    def __enter__(self) -> Session:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _oid(self, oid: str) -> bytes:
+    def encode_oid(self, oid: str) -> bytes:
+        """The BER form of a dotted OID; SnmpError (naming the target) when it is not one."""
         try:
             return ber.encode_oid(oid)
         except ber.BerError as e:
             raise SnmpError(f"{self.target.label}: {e}") from None
 
-    def request(
-        self, pdu: int, oids: list[bytes], a: int = 0, b: int = 0, attempts: int | None = None
-    ) -> tuple[int, int, list[ber.Varbind]]:
+    # -- one request ------------------------------------------------------------------------------------
+    def request(self, pdu: int, oids: list[bytes], a: int = 0, b: int = 0, attempts: int | None = None) -> Answer:
         """One request with retries: (error status, error index, varbinds). Raises SnmpTimeout."""
+        tries = self.target.retries + 1 if attempts is None else attempts
+        return self._await(self._send(pdu, oids, a, b), pdu, oids, a, b, tries)
+
+    def _send(self, pdu: int, oids: list[bytes], a: int, b: int) -> int:
+        """Send one request (after v3 engine discovery, the first time); returns its request id."""
+        codec = self._codec
+        if isinstance(codec, _Usm) and not codec.engine_id:
+            self._discover(self.target.retries + 1)
+        self._request_id = self._request_id % 0x7FFFFFFF + 1
+        rid = self._request_id
+        msg = codec.encode(pdu, rid, oids, a, b)
+        self.requests += 1
+        try:
+            self._sock.send(msg)
+        except OSError as e:
+            raise SnmpError(f"{self.target.label}: cannot send: {e.strerror or e}") from None
+        return rid
+
+    def _await(self, rid: int, pdu: int, oids: list[bytes], a: int, b: int, tries: int) -> Answer:
+        """The answer to request ``rid``, sending it again on a timeout, up to ``tries`` sends in all."""
         t = self.target
-        tries = t.retries + 1 if attempts is None else attempts
+        sent, resent = 1, 0
+        while True:
+            answer = self._receive(rid, time.monotonic() + t.timeout)
+            if answer is None:
+                if sent >= tries:
+                    raise SnmpTimeout(self._no_answer(tries))
+                sent += 1
+                rid = self._send(pdu, oids, a, b)
+                continue
+            tag, status, index, varbinds = answer
+            if tag == ber.REPORT:
+                oid = varbinds[0][0] if varbinds else b""
+                if oid in (_NOT_IN_TIME, _UNKNOWN_ENGINE) and resent < 2:
+                    resent += 1  # the agent told us its boots/time (or engine ID): send again, not a try
+                    rid = self._send(pdu, oids, a, b)
+                    continue
+                why = _REPORT_OIDS.get(oid, f"report {ber.decode_oid(oid) if oid else '(empty)'}")
+                raise SnmpAuthError(f"{t.label}: SNMPv3 authentication failed for user {t.user}: {why}")
+            return status, index, varbinds
+
+    def _discover(self, tries: int) -> None:
+        """RFC 3414 4: an unauthenticated, empty request; the agent's Report names its engine ID, boots and time."""
+        codec = self._codec
+        assert isinstance(codec, _Usm)
         for _ in range(tries):
             self._request_id = self._request_id % 0x7FFFFFFF + 1
             rid = self._request_id
-            msg = ber.encode_request(self._version, self._community, pdu, rid, oids, a, b)
             self.requests += 1
             try:
-                self._sock.send(msg)
+                self._sock.send(codec.encode(ber.GET, rid, [], 0, 0, level=0))
             except OSError as e:
-                raise SnmpError(f"{t.label}: cannot send: {e.strerror or e}") from None
-            answer = self._receive(rid, time.monotonic() + t.timeout)
-            if answer is not None:
-                return answer
+                raise SnmpError(f"{self.target.label}: cannot send: {e.strerror or e}") from None
+            answer = self._receive(rid, time.monotonic() + self.target.timeout)
+            if answer is not None and codec.engine_id:
+                return
         raise SnmpTimeout(self._no_answer(tries))
 
     def _no_answer(self, tries: int) -> str:
         t = self.target
-        return (
-            f"{t.label}: no answer: wrong community or host down "
-            f"(timeout {t.timeout:g}s, {tries} {'try' if tries == 1 else 'tries'})"
-        )
+        if t.version == "3":
+            # An agent that cannot decrypt a request drops it silently: a wrong privacy password looks
+            # like a dead host, as a wrong community does in v2c.
+            why = "host down or wrong privacy password" if t.priv_key else "host down"
+        else:
+            why = "wrong community or host down"
+        return f"{t.label}: no answer: {why} (timeout {t.timeout:g}s, {tries} {'try' if tries == 1 else 'tries'})"
 
-    def _receive(self, rid: int, deadline: float) -> tuple[int, int, list[ber.Varbind]] | None:
+    def _receive(self, rid: int, deadline: float) -> tuple[int, int, int, list[ber.Varbind]] | None:
         t = self.target
+        codec = self._codec
         while True:
             left = deadline - time.monotonic()
             if left <= 0:
@@ -223,14 +397,17 @@ class V2Session:
             except OSError as e:
                 raise SnmpError(f"{t.label}: {e.strerror or e}") from None
             try:
-                _version, _community, pdu, got_rid, status, index, varbinds = ber.decode_response(data)
+                got = codec.decode(data)
             except ber.BerError as e:
                 raise SnmpError(f"{t.label}: malformed answer ({len(data)} bytes): {e}") from None
+            if got is None:
+                continue
+            pdu, got_rid, status, index, varbinds = got
             if got_rid != rid:  # a late answer to an earlier try: not ours any more
                 continue
-            if pdu != ber.RESPONSE:
+            if pdu not in (ber.RESPONSE, ber.REPORT):
                 raise SnmpError(f"{t.label}: answer is not a Response PDU (tag 0x{pdu:02x})")
-            return status, index, varbinds
+            return pdu, status, index, varbinds
 
     def _check(self, status: int, index: int, oids: list[bytes]) -> None:
         if status:
@@ -238,206 +415,149 @@ class V2Session:
             where = f" at {ber.decode_oid(oids[index - 1])}" if 0 < index <= len(oids) else ""
             raise SnmpError(f"{self.target.label}: agent answered {name}{where}")
 
-    def _vars(self, varbinds: list[ber.Varbind]) -> list[Var]:
+    @staticmethod
+    def _vars(varbinds: list[ber.Varbind]) -> list[Var]:
         names = ber.TYPE_NAMES
         return [(ber.decode_oid(o), names[tag], v) for o, tag, v in varbinds]
 
+    # -- GET and GETNEXT --------------------------------------------------------------------------------
     def get(self, oids: list[str]) -> list[Var]:
-        """GET; a tooBig answer splits the request in halves."""
-        return self._vars(self._get_raw(ber.GET, [self._oid(o) for o in oids]))
+        """GET; a tooBig answer splits the request in halves; v1's noSuchName drops that OID and asks again."""
+        return self._vars(self._get_raw(ber.GET, [self.encode_oid(o) for o in oids]))
 
     def getnext(self, oids: list[str]) -> list[Var]:
-        return self._vars(self._get_raw(ber.GETNEXT, [self._oid(o) for o in oids]))
+        return self._vars(self._get_raw(ber.GETNEXT, [self.encode_oid(o) for o in oids]))
 
     def _get_raw(self, pdu: int, oids: list[bytes]) -> list[ber.Varbind]:
+        if not oids:
+            return []
         status, index, varbinds = self.request(pdu, oids)
         if status == ber.TOO_BIG and len(oids) > 1:
             half = len(oids) // 2
             return self._get_raw(pdu, oids[:half]) + self._get_raw(pdu, oids[half:])
+        if status == NO_SUCH_NAME and self._version == 0 and 0 < index <= len(oids):
+            # v1 fails the whole request for one missing OID; like snmpget, ask again without it. The
+            # missing one reads as v2c would give it: noSuchObject (GET) or endOfMibView (GETNEXT).
+            missing = oids[index - 1]
+            rest = self._get_raw(pdu, oids[: index - 1] + oids[index:])
+            tag = ber.NO_SUCH_OBJECT if pdu == ber.GET else ber.END_OF_MIB_VIEW
+            return [*rest[: index - 1], (missing, tag, None), *rest[index - 1 :]]
         self._check(status, index, oids)
         if len(varbinds) != len(oids):
             raise SnmpError(f"{self.target.label}: asked for {len(oids)} values, got {len(varbinds)}")
         return varbinds
 
-    def walk(self, root: str, bulk: bool = True) -> list[Var]:
-        """Every value under ``root``, in order (GETBULK unless v1 or ``bulk=False``)."""
-        return self._vars(self.walk_raw(self._oid(root), bulk))
+    # -- walks ------------------------------------------------------------------------------------------
+    def walk(
+        self, root: str, bulk: bool = True, check_increasing: bool = True, get_fallback: bool = False
+    ) -> Walked[Var]:
+        """Every value under ``root`` in the order received (GETBULK unless v1 or ``bulk=False``).
 
-    def walk_raw(self, root: bytes, bulk: bool = True) -> list[ber.Varbind]:
-        """The walk with OIDs kept as BER bytes (what profile polling uses)."""
+        ``get_fallback``: a walk that finds nothing under ``root`` asks for ``root`` itself (net-snmp's
+        snmpwalk does the same, so walking a scalar instance such as sysName.0 gives its value).
+        """
+        raw = self.walk_raw(self.encode_oid(root), bulk, check_increasing)
+        out: Walked[Var] = Walked(self._vars(raw))
+        out.warning = raw.warning
+        if not out and not raw.warning and get_fallback:
+            got = self.get([root])
+            out.extend(v for v in got if v[1] not in ("noSuchObject", "noSuchInstance", "endOfMibView"))
+        return out
+
+    def walk_raw(self, root: bytes, bulk: bool = True, check_increasing: bool = True) -> Walked[ber.Varbind]:
+        """The walk with OIDs kept as BER bytes (what profile polling uses); see :meth:`walk_chunks`."""
+        out: Walked[ber.Varbind] = Walked()
+        for chunk in self.walk_chunks(root, bulk, check_increasing, out):
+            out += chunk
+        return out
+
+    def walk_chunks(
+        self, root: bytes, bulk: bool = True, check_increasing: bool = True, result: Walked[Any] | None = None
+    ) -> Iterator[list[ber.Varbind]]:
+        """The values under ``root`` as they arrive, one list per answer.
+
+        The request for the next answer is already on its way when a list is handed out, so what the
+        caller does with it (print it, turn it into metrics) overlaps the agent's work on the next one.
+        An agent that answers an OID not after the one asked for (out of order) ends the walk there,
+        keeping what came before, and sets ``result.warning``; ``check_increasing=False`` (net-snmp's
+        ``-Cc``) walks on from the OID it gave. An OID seen twice is a loop and always ends the walk.
+        """
         t = self.target
         bulk = bulk and self._version == 1
-        out: list[ber.Varbind] = []
         seen: set[bytes] = set()
         seen_add = seen.add
+        kept = 0
         last = root
         timeouts = 0
+        reps = self.max_repetitions
+        rid = self._send(ber.GETBULK, [last], 0, reps) if bulk else self._send(ber.GETNEXT, [last], 0, 0)
+        started = time.monotonic()
         while True:
-            reps = self.max_repetitions
-            started = time.monotonic()
             try:
                 if bulk:
-                    status, index, varbinds = self.request(ber.GETBULK, [last], 0, reps, attempts=1)
+                    status, index, varbinds = self._await(rid, ber.GETBULK, [last], 0, reps, 1)
                 else:
-                    status, index, varbinds = self.request(ber.GETNEXT, [last], attempts=1)
+                    status, index, varbinds = self._await(rid, ber.GETNEXT, [last], 0, 0, 1)
             except SnmpTimeout:
                 # A device may drop large requests: retry smaller, within the configured tries.
                 timeouts += 1
                 if timeouts > t.retries:
-                    where = f" (walk of {ber.decode_oid(root)} stopped after {len(out)} values)" if out else ""
+                    where = f" (walk of {ber.decode_oid(root)} stopped after {kept} values)" if kept else ""
                     raise SnmpTimeout(self._no_answer(timeouts) + where) from None
-                self.max_repetitions = max(MIN_REPETITIONS, reps // 2)
+                reps = self.max_repetitions = max(MIN_REPETITIONS, reps // 2)
+                rid = self._send(ber.GETBULK, [last], 0, reps) if bulk else self._send(ber.GETNEXT, [last], 0, 0)
+                started = time.monotonic()
                 continue
             timeouts = 0
             if status == ber.TOO_BIG and bulk and reps > MIN_REPETITIONS:
-                self.max_repetitions = max(MIN_REPETITIONS, reps // 2)
+                reps = self.max_repetitions = max(MIN_REPETITIONS, reps // 2)
+                rid = self._send(ber.GETBULK, [last], 0, reps)
+                started = time.monotonic()
                 continue
-            if status == 2 and not bulk and self._version == 0:  # v1 noSuchName: the end of the MIB
-                return out
+            if status == NO_SUCH_NAME and not bulk and self._version == 0:  # v1 noSuchName: the end of the MIB
+                return
             self._check(status, index, [last])
             if not varbinds:
                 raise SnmpError(f"{t.label}: empty answer to a walk request at {ber.decode_oid(last)}")
             if bulk and reps > 8 and time.monotonic() - started > t.timeout / 2:
                 self.max_repetitions = reps // 2  # slow on large answers: ask for less
+            chunk: list[ber.Varbind] = []
+            append = chunk.append
+            done = False
             for oid, tag, value in varbinds:
                 if tag == ber.END_OF_MIB_VIEW or not oid.startswith(root):
-                    return out
+                    done = True
+                    break
                 # Bytes order equals OID order except across multi-byte arcs of different lengths
                 # (16383 = ff 7f, 16384 = 81 80 00): bytes only pick the rare cases to check exactly, and
                 # the seen set catches a cycle whatever the order says.
-                if (oid <= last and ber.arcs(oid) <= ber.arcs(last)) or oid in seen:
-                    raise SnmpError(
-                        f"{t.label}: OIDs not increasing: {ber.decode_oid(oid)} after {ber.decode_oid(last)} (loop)"
+                if oid in seen:
+                    why = f"OID {ber.decode_oid(oid)} came again after {ber.decode_oid(last)} (loop)"
+                elif check_increasing and oid <= last and ber.arcs(oid) <= ber.arcs(last):
+                    why = f"OIDs not increasing: {ber.decode_oid(oid)} after {ber.decode_oid(last)}"
+                else:
+                    seen_add(oid)
+                    append((oid, tag, value))
+                    last = oid
+                    continue
+                if result is not None:
+                    result.warning = (
+                        f"{t.label}: {why}: walk of {ber.decode_oid(root)} stopped, {kept + len(chunk)} values kept"
+                        + (" (--no-check-increasing walks on past this)" if "increasing" in why else "")
                     )
-                seen_add(oid)
-                out.append((oid, tag, value))
-                last = oid
+                done = True
+                break
+            kept += len(chunk)
+            if not done:  # ask for the next answer before handing this one out
+                reps = self.max_repetitions
+                rid = self._send(ber.GETBULK, [last], 0, reps) if bulk else self._send(ber.GETNEXT, [last], 0, 0)
+                started = time.monotonic()
+            if chunk:
+                yield chunk
+            if done:
+                return
 
 
-# -- v3 ----------------------------------------------------------------------------------------------------
-_EZ_TYPES = {
-    "INTEGER": "INTEGER",
-    "INTEGER32": "INTEGER",
-    "STRING": "OCTET STRING",
-    "OCTETSTR": "OCTET STRING",
-    "Hex-STRING": "OCTET STRING",
-    "OID": "OID",
-    "OBJECTID": "OID",
-    "IpAddress": "IpAddress",
-    "IPADDR": "IpAddress",
-    "Counter32": "Counter32",
-    "COUNTER": "Counter32",
-    "Gauge32": "Gauge32",
-    "GAUGE": "Gauge32",
-    "UNSIGNED32": "Gauge32",
-    "Timeticks": "Timeticks",
-    "TICKS": "Timeticks",
-    "Counter64": "Counter64",
-    "COUNTER64": "Counter64",
-    "Opaque": "Opaque",
-    "NULL": "NULL",
-}
-
-
-class V3Session:
-    """v3 through ezsnmp (net-snmp's USM: engine discovery, key localisation, SHA/AES)."""
-
-    def __init__(self, target: Target) -> None:
-        from ezsnmp import Session as EzSession  # type: ignore[import-untyped]
-
-        self.target = target
-        if not target.user:
-            raise SnmpError(f"{target.label}: SNMPv3 needs a user")
-        for what, key in (("auth", target.auth_key), ("priv", target.priv_key)):
-            if key and len(key) < 8:  # net-snmp refuses them with only a message on stderr
-                raise SnmpAuthError(f"{target.label}: SNMPv3 {what} password must have at least 8 characters")
-        if target.priv_key and not target.auth_key:
-            raise SnmpAuthError(f"{target.label}: SNMPv3 privacy needs an auth password too")
-        kw: dict[str, Any] = {
-            "hostname": target.host if ":" not in target.host else f"[{target.host}]",
-            "port_number": str(target.port),
-            "version": "3",
-            "security_username": target.user,
-            "security_level": target.security_level,
-            "timeout": str(target.timeout),
-            "retries": str(target.retries),
-            "print_oids_numerically": True,
-            "print_full_oids": True,
-            "print_enums_numerically": True,
-            "print_timeticks_numerically": True,
-            "set_max_repeaters_to_num": str(target.max_repetitions),
-        }
-        if target.auth_key:
-            kw |= {"auth_protocol": target.auth_protocol, "auth_passphrase": target.auth_key}
-        if target.priv_key:
-            kw |= {"privacy_protocol": target.priv_protocol, "privacy_passphrase": target.priv_key}
-        if target.context:
-            kw["context"] = target.context
-        try:
-            self._s = EzSession(**kw)
-        except Exception as e:  # ezsnmp raises its own classes for bad arguments
-            raise self._error(e) from None
-
-    def close(self) -> None:
-        self._s.close()
-
-    def _error(self, e: Exception) -> SnmpError:
-        text = " ".join(str(e).split()) or type(e).__name__
-        low = text.lower()
-        label = self.target.label
-        if "timeout" in low or "timed out" in low:
-            # An agent that cannot decrypt a request drops it silently: a wrong privacy password looks
-            # like a dead host, as a wrong community does in v2c.
-            why = "host down or wrong privacy password" if self.target.priv_key else "host down"
-            return SnmpTimeout(
-                f"{label}: no answer: {why} (timeout {self.target.timeout:g}s, {self.target.retries + 1} tries)"
-            )
-        if "authentication" in low or "decrypt" in low or "unknown user" in low or "usm" in low:
-            return SnmpAuthError(f"{label}: SNMPv3 authentication failed for user {self.target.user}: {text}")
-        return SnmpError(f"{label}: {text}")
-
-    def _convert(self, results: Any) -> list[Var]:
-        out: list[Var] = []
-        for r in results:
-            # ezsnmp splits the OID into a base and the last arc ("index"), always.
-            index = str(r.index or "")
-            oid = str(r.oid).lstrip(".") + (f".{index}" if index else "")
-            etype = str(r.type)
-            # With timeticks printed numerically, ezsnmp puts the number in the type field too.
-            kind = "Timeticks" if etype.isdigit() else _EZ_TYPES.get(etype, etype)
-            raw = str(r.value)
-            if etype.startswith("NOSUCH") or etype == "ENDOFMIBVIEW":
-                continue
-            value: Any
-            if kind in ("INTEGER", "Counter32", "Gauge32", "Timeticks", "Counter64"):
-                try:
-                    value = int(raw.split()[0])
-                except (ValueError, IndexError):
-                    raise SnmpError(f"{self.target.label}: {oid}: {kind} value {raw!r} is not a number") from None
-            elif kind == "OCTET STRING":
-                value = bytes.fromhex(raw) if str(r.type) == "Hex-STRING" else raw.encode()
-            elif kind == "NULL" or "No Such" in raw or "No more variables" in raw:
-                continue
-            else:
-                value = raw.lstrip(".")
-            out.append((oid, kind, value))
-        return out
-
-    def _call(self, method: str, *args: Any) -> list[Var]:
-        try:
-            return self._convert(getattr(self._s, method)(*args))
-        except SnmpError:
-            raise
-        except Exception as e:
-            raise self._error(e) from None
-
-    def get(self, oids: list[str]) -> list[Var]:
-        return self._call("get", oids)
-
-    def getnext(self, oids: list[str]) -> list[Var]:
-        return self._call("get_next", oids)
-
-    def walk(self, root: str, bulk: bool = True) -> list[Var]:
-        out = self._call("bulk_walk" if bulk else "walk", root)
-        prefix = root.strip(".") + "."
-        return [v for v in out if v[0].startswith(prefix)]
+#: Earlier names of the one session class (v1/v2c and v3 were separate before issue 17).
+V2Session = Session
+V3Session = Session

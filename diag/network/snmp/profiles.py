@@ -9,6 +9,7 @@ columns a profile names, so a poll asks for far fewer values than a whole-table 
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -21,7 +22,7 @@ from diag import yamlsrc
 from diag.errors import ConfigError, RegistryError
 from diag.model import Evidence, Result, Severity
 from diag.network.snmp import ber
-from diag.network.snmp.client import Session, SnmpError, SnmpTimeout, Target, V2Session, open_session
+from diag.network.snmp.client import Session, SnmpError, SnmpTimeout, Target, Walked, open_session
 
 PROFILE_DIR = Path(__file__).with_name("profiles")
 PREFIX = "diag_snmp_"
@@ -35,11 +36,26 @@ class ExponentSpec(msgspec.Struct, forbid_unknown_fields=True):
     offset: float = 0.0
 
 
+class FallbackSpec(msgspec.Struct, forbid_unknown_fields=True):
+    """Another column for the rows where the metric's own column is absent (ifInOctets for ifHCInOctets)."""
+
+    oid: str
+    #: Instead of the metric's ``scale`` (ifSpeed is bit/s where ifHighSpeed is Mbit/s).
+    scale: float | None = None
+    #: The value of the metric's ``variant_label`` on rows taken from here (e.g. "32").
+    variant: str = ""
+
+
 class MetricSpec(msgspec.Struct, forbid_unknown_fields=True):
     name: str
     oid: str
     help: str
     kind: Literal["gauge", "counter"] = "gauge"
+    #: Rows the column lacks are taken from the first fallback that has them.
+    fallback: list[FallbackSpec] = []
+    #: A label that says which column a row came from (``counter_bits``: "64" or "32"), and its value here.
+    variant_label: str | None = None
+    variant: str = ""
     scale: float = 1.0
     #: A column of the same table whose row value multiplies this one (hrStorageAllocationUnits).
     scale_by: str | None = None
@@ -70,8 +86,18 @@ class TableSpec(msgspec.Struct, forbid_unknown_fields=True):
     index: str
     metrics: list[MetricSpec]
     labels: dict[str, str] = {}
-    #: The label that names a row in findings (falls back to the index).
-    subject: str | None = None
+    #: The label that names a row in findings; a list: the first that is not empty (else the index).
+    subject: str | list[str] | None = None
+    #: Subtrees walked whole, once, instead of one walk per column: the columns under them are cut out
+    #: of these walks (fewer round trips when a profile uses most columns of a table, as if_mib does).
+    walk: list[str] = []
+
+
+class DetectSpec(msgspec.Struct, forbid_unknown_fields=True):
+    """When auto-selection picks the profile: sysObjectID under one of these, or sysDescr matching one."""
+
+    sys_object_id: list[str] = []
+    sys_descr: list[str] = []
 
 
 class ProfileSpec(msgspec.Struct, forbid_unknown_fields=True):
@@ -82,6 +108,10 @@ class ProfileSpec(msgspec.Struct, forbid_unknown_fields=True):
     scalars: list[MetricSpec] = []
     tables: list[TableSpec] = []
     rules: list[RuleSpec] = []
+    #: Auto-selection (``profiles: [auto]``): which devices this profile is for.
+    detect: DetectSpec | None = None
+    #: Profiles auto-selection adds with this one (a vendor UPS profile may want ``ups`` too).
+    with_profiles: list[str] = []
 
 
 @dataclass(slots=True)
@@ -97,6 +127,16 @@ class PollState:
 
     values: dict[tuple[str, str], float] = field(default_factory=dict)
     polled_at: float = 0.0
+    #: What auto-selection chose for the device (asked again when empty).
+    detected: tuple[str, ...] = ()
+
+
+#: The profile name that stands for auto-selection from sysObjectID (``profiles: [auto]``).
+AUTO = "auto"
+#: What auto-selection always polls: every SNMP device has these.
+AUTO_BASE = ("system", "if_mib")
+SYS_DESCR = "1.3.6.1.2.1.1.1.0"
+SYS_OBJECT_ID = "1.3.6.1.2.1.1.2.0"
 
 
 def profile_names(directory: Path = PROFILE_DIR) -> list[str]:
@@ -108,6 +148,8 @@ _cache: dict[Path, Profile] = {}
 
 def load(name: str, directory: Path = PROFILE_DIR) -> Profile:
     """The profile ``name`` (its file in ``directory``); ConfigError naming FILE:LINE when invalid."""
+    if name == AUTO:
+        return Profile(AUTO, "", ProfileSpec(description="the profiles auto-selection picks from sysObjectID"))
     path = directory / f"{name}.yaml"
     if path in _cache:
         return _cache[path]
@@ -140,8 +182,24 @@ def _validate(doc: yamlsrc.Doc, spec: ProfileSpec) -> None:
                 _check_oid(doc, ("tables", t, "metrics", i, "divide_by"), m.divide_by)
             for e, exp in enumerate(m.exponent_by):
                 _check_oid(doc, ("tables", t, "metrics", i, "exponent_by", e, "oid"), exp.oid)
+            for f, fb in enumerate(m.fallback):
+                _check_oid(doc, ("tables", t, "metrics", i, "fallback", f, "oid"), fb.oid)
         for label, oid in table.labels.items():
             _check_oid(doc, ("tables", t, "labels", label), oid)
+        for w, oid in enumerate(table.walk):
+            _check_oid(doc, ("tables", t, "walk", w), oid)
+        subjects = [table.subject] if isinstance(table.subject, str) else table.subject or []
+        for subject in subjects:
+            if subject not in table.labels:
+                doc.problem(("tables", t, "subject"), f"subject: no label {subject!r} in this table")
+    if spec.detect is not None:
+        for d, oid in enumerate(spec.detect.sys_object_id):
+            _check_oid(doc, ("detect", "sys_object_id", d), oid)
+        for d, pattern in enumerate(spec.detect.sys_descr):
+            try:
+                re.compile(pattern)
+            except re.error as e:
+                doc.problem(("detect", "sys_descr", d), f"not a regular expression: {e}")
     for r, rule in enumerate(spec.rules):
         for key in ("metric", "when", "per"):
             ref = getattr(rule, key)
@@ -160,7 +218,7 @@ def _check_oid(doc: yamlsrc.Doc, path: yamlsrc.PathKey, oid: str) -> None:
 
 def _number(type_name: str, value: Any) -> float | None:
     """A value as a number, or None for a type that is not one (a wrong type from the agent)."""
-    if isinstance(value, int):
+    if isinstance(value, (int, float)):  # float: an Opaque-wrapped float (UCD laLoadFloat, vendor MIBs)
         return float(value)
     if isinstance(value, bytes):  # some agents send numbers as strings (UCD laLoad)
         try:
@@ -185,15 +243,96 @@ def _label(value: Any) -> str:
     return "" if value is None else str(value)
 
 
-def _walk(session: Session, oid: str) -> list[tuple[str, str, Any]]:
-    """(index, type name, value) of every row of a column."""
-    if isinstance(session, V2Session):  # the fast path: suffixes straight from the BER bytes
-        prefix = ber.encode_oid(oid)
-        n = len(prefix)
+def _under(oid: str, prefix: str) -> bool:
+    oid, prefix = oid.strip("."), prefix.strip(".")
+    return oid == prefix or oid.startswith(prefix + ".")
+
+
+def detect(sys_object_id: str, sys_descr: str, directory: Path = PROFILE_DIR) -> list[str]:
+    """The profiles for a device, from its sysObjectID and sysDescr (as LibreNMS's OS detection does).
+
+    Always :data:`AUTO_BASE`; then every profile whose ``detect`` matches, with its ``with_profiles``,
+    in name order.
+    """
+    names = list(AUTO_BASE)
+    for name in profile_names(directory):
+        spec = load(name, directory).spec
+        d = spec.detect
+        if d is None:
+            continue
+        if any(_under(sys_object_id, p) for p in d.sys_object_id) or any(re.search(p, sys_descr) for p in d.sys_descr):
+            names += [n for n in (name, *spec.with_profiles) if n not in names]
+    return names
+
+
+def _expand_auto(session: Session, chosen: list[Profile], state: PollState | None) -> list[Profile]:
+    """``auto`` replaced by what :func:`detect` picks (kept in ``state``: asked once per device)."""
+    names = state.detected if state is not None else ()
+    if not names:
+        got = {o: v for o, _, v in session.get([SYS_OBJECT_ID, SYS_DESCR])}
+        descr = got.get(SYS_DESCR)
+        names = tuple(detect(str(got.get(SYS_OBJECT_ID) or ""), _label(descr) if descr is not None else ""))
+        if state is not None:
+            state.detected = names
+    out: list[Profile] = []
+    for p in chosen:
+        for q in [load(n) for n in names] if p.name == AUTO else [p]:
+            if all(q.name != r.name for r in out):
+                out.append(q)
+    return out
+
+
+Row = tuple[str, str, Any]  # (row index, type name, value)
+
+
+class _Columns:
+    """A table's columns as rows: cut out of whole-subtree walks (``TableSpec.walk``) or walked one by one.
+
+    Walks an agent cut short (out of order, a loop) still give their rows; their warnings are collected.
+    """
+
+    def __init__(self, session: Session, table: TableSpec, incomplete: list[str]) -> None:
+        self.session = session
+        self.incomplete = incomplete
+        self.roots = [ber.encode_oid(o) for o in table.walk]
+        self.cache: dict[str, list[Row]] = {}
+        wanted = {*table.labels.values()}
+        for m in table.metrics:
+            wanted |= {m.oid, *(f.oid for f in m.fallback), *(e.oid for e in m.exponent_by)}
+            wanted |= {o for o in (m.scale_by, m.divide_by) if o}
+        self.wanted = {ber.encode_oid(o): o for o in wanted}
+        self.walked: set[bytes] = set()
+
+    def _walk(self, root: bytes) -> Walked[ber.Varbind]:
+        walked = self.session.walk_raw(root)
+        if walked.warning:
+            self.incomplete.append(walked.warning)
+        return walked
+
+    def get(self, oid: str) -> list[Row]:
+        hit = self.cache.get(oid)
+        if hit is not None:
+            return hit
+        col = ber.encode_oid(oid)
+        root = next((r for r in self.roots if col.startswith(r)), None)
         names = ber.TYPE_NAMES
-        return [(ber.decode_suffix(o[n:]), names[tag], v) for o, tag, v in session.walk_raw(prefix)]
-    cut = len(oid.strip(".")) + 1
-    return [(o[cut:], t, v) for o, t, v in session.walk(oid)]
+        if root is None:
+            n = len(col)
+            rows = self.cache[oid] = [(ber.decode_suffix(o[n:]), names[t], v) for o, t, v in self._walk(col)]
+            return rows
+        if root not in self.walked:  # one walk of the subtree feeds every wanted column under it
+            self.walked.add(root)
+            under = {c: o for c, o in self.wanted.items() if c.startswith(root)}
+            lengths = sorted({len(c) for c in under})
+            groups: dict[str, list[Row]] = {o: [] for o in under.values()}
+            for o, t, v in self._walk(root):
+                for n in lengths:
+                    name = under.get(o[:n])
+                    if name is not None:
+                        groups[name].append((ber.decode_suffix(o[n:]), names[t], v))
+                        break
+            self.cache.update(groups)
+        return self.cache.setdefault(oid, [])
 
 
 def poll(
@@ -205,10 +344,21 @@ def poll(
     """Fetch every profile's values from the target: metrics ``diag_snmp_*`` and findings.
 
     A target that does not answer gives ``diag_snmp_up 0`` and a critical finding, never an exception;
-    ``state`` (kept by the caller between polls) lets rules see reboots and rising counters.
+    ``state`` (kept by the caller between polls) lets rules see reboots and rising counters. A profile
+    named ``auto`` stands for the profiles :func:`detect` picks for the device.
     """
     result = Result()
     up = result.metric(PREFIX + "up", "1 if the SNMP agent answered the last poll", labels=("profile",))
+    samples = result.metric(
+        PREFIX + "profile_samples",
+        "Samples the profile found on the device (0: the device has none of its objects: wrong profile?)",
+        labels=("profile",),
+    )
+    cut = result.metric(
+        PREFIX + "incomplete_walks",
+        "Walks the agent cut short (OIDs out of order or in a loop): their tables are partial",
+        labels=("profile",),
+    )
     started = time.monotonic()
     own = session is None
     previous = dict(state.values) if state is not None else {}
@@ -218,9 +368,20 @@ def poll(
     try:
         if session is None:
             session = open_session(target)
-        for profile in profiles:
+        chosen = list(profiles)
+        if any(p.name == AUTO for p in chosen):
             try:
-                _poll_profile(session, profile, result, current, previous, elapsed)
+                chosen = _expand_auto(session, chosen, state)
+            except SnmpError as e:
+                up.add(0, AUTO)
+                check = "snmp_not_answering" if isinstance(e, SnmpTimeout) else "snmp_poll_failed"
+                result.find(check, "critical", str(e), target.name or target.label)
+                chosen = []
+        for profile in chosen:
+            incomplete: list[str] = []
+            before = sum(len(m.samples) for m in result.metrics)
+            try:
+                _poll_profile(session, profile, result, current, previous, elapsed, incomplete)
             except SnmpError as e:
                 up.add(0, profile.name)
                 check = "snmp_not_answering" if isinstance(e, SnmpTimeout) else "snmp_poll_failed"
@@ -232,6 +393,15 @@ def poll(
                     break  # the next profiles would wait the same timeout again
             else:
                 up.add(1, profile.name)
+                samples.add(sum(len(m.samples) for m in result.metrics) - before, profile.name)
+                cut.add(len(incomplete), profile.name)
+                if incomplete:
+                    result.find(
+                        "snmp_walk_incomplete", "warning",
+                        f"{len(incomplete)} walks of profile {profile.name} were cut short by the agent; "
+                        "their tables are partial",
+                        profile.name, evidence=[Evidence("text", "walks cut short", "\n".join(incomplete[:20]))],
+                    )  # fmt: skip
     except SnmpError as e:
         result.find("snmp_poll_failed", "critical", str(e), target.name or target.label)
     finally:
@@ -254,6 +424,7 @@ def _poll_profile(
     current: dict[tuple[str, str], float],
     previous: dict[tuple[str, str], float],
     elapsed: float | None,
+    incomplete: list[str],
 ) -> None:
     spec = profile.spec
     #: metric name -> {row index: (value, subject)} for the rules.
@@ -266,7 +437,8 @@ def _poll_profile(
         if spec.info:
             names = tuple(spec.info)
             info = result.metric(PREFIX + spec.info_metric, f"{profile.name} strings as labels", labels=names)
-            info.add(1, *[_label(got[o][1]) if o in got else "" for o in info_oids])
+            if any(o in got for o in info_oids):
+                info.add(1, *[_label(got[o][1]) if o in got else "" for o in info_oids])
         for m, oid in zip(spec.scalars, oids, strict=True):
             if oid not in got:
                 continue
@@ -278,34 +450,45 @@ def _poll_profile(
             result.metric(PREFIX + m.name, m.help, m.kind).add(value)
             seen[m.name] = {"": (value, "")}
     for table in spec.tables:
-        labels = {name: {i: _label(v) for i, _, v in _walk(session, oid)} for name, oid in table.labels.items()}
+        cols = _Columns(session, table, incomplete)
+        labels = {name: {i: _label(v) for i, _, v in cols.get(oid)} for name, oid in table.labels.items()}
+        subjects = [labels[n] for n in ([table.subject] if isinstance(table.subject, str) else table.subject or [])]
         label_names = (table.index, *labels)
         for m in table.metrics:
-            family = result.metric(PREFIX + m.name, m.help, m.kind, label_names)
+            family = result.metric(
+                PREFIX + m.name, m.help, m.kind, label_names + ((m.variant_label,) if m.variant_label else ())
+            )
             rows = seen.setdefault(m.name, {})
             add = family.samples.append
-            factors = {i: _number(t, v) for i, t, v in _walk(session, m.scale_by)} if m.scale_by else {}
+            factors = {i: _number(t, v) for i, t, v in cols.get(m.scale_by)} if m.scale_by else {}
             for exp in m.exponent_by:
-                for i, t, v in _walk(session, exp.oid):
+                for i, t, v in cols.get(exp.oid):
                     n = _number(t, v)
                     if n is not None:
                         factors[i] = (factors.get(i) or 1.0) * 10 ** (exp.factor * (n + exp.offset))
-            divisors = {i: _number(t, v) for i, t, v in _walk(session, m.divide_by)} if m.divide_by else None
-            for index, type_name, raw in _walk(session, m.oid):
-                value = _number(type_name, raw)
-                if value is None:
-                    bad.append(f"{m.oid}.{index} ({type_name})")
-                    continue
-                if divisors is not None:
-                    divisor = divisors.get(index)
-                    if value < 0 or not divisor or divisor < 0:
+            divisors = {i: _number(t, v) for i, t, v in cols.get(m.divide_by)} if m.divide_by else None
+            sources = [(m.oid, m.scale, m.variant)]
+            sources += [(f.oid, m.scale if f.scale is None else f.scale, f.variant) for f in m.fallback]
+            taken: set[str] = set()
+            for oid, scale, variant in sources:
+                for index, type_name, raw in cols.get(oid):
+                    if index in taken:
                         continue
-                    value /= divisor
-                value = _scaled(value, m.scale) * (factors.get(index) or 1.0)
-                values = (index, *[col.get(index, "") for col in labels.values()])
-                add((values, value))
-                subject = labels[table.subject].get(index, "") if table.subject in labels else ""
-                rows[index] = (value, subject or index)
+                    taken.add(index)
+                    value = _number(type_name, raw)
+                    if value is None:
+                        bad.append(f"{oid}.{index} ({type_name})")
+                        continue
+                    if divisors is not None:
+                        divisor = divisors.get(index)
+                        if value < 0 or not divisor or divisor < 0:
+                            continue
+                        value /= divisor
+                    value = _scaled(value, scale) * (factors.get(index) or 1.0)
+                    values = (index, *[col.get(index, "") for col in labels.values()])
+                    add(((*values, variant) if m.variant_label else values, value))
+                    subject = next((col[index] for col in subjects if col.get(index)), index)
+                    rows[index] = (value, subject)
     if bad:
         result.find(
             "snmp_bad_value", "warning",

@@ -31,6 +31,9 @@ AUTH_PROTOCOLS: dict[str, tuple[str, int]] = {
 }
 #: Privacy protocols the receiver can decrypt (AES-128-CFB, RFC 3826).
 PRIV_PROTOCOLS = ("AES",)
+#: Privacy protocols the polling client speaks: AES, and DES-CBC (RFC 3414 8.1) for old devices that know
+#: nothing else (the receiver refuses DES; docs/traps.md says why).
+CLIENT_PRIV_PROTOCOLS = ("AES", "DES")
 
 FLAG_AUTH = 0x01
 FLAG_PRIV = 0x02
@@ -146,6 +149,41 @@ def _cfb_openssl(lib: Any, key: bytes, iv: bytes, data: bytes, encrypt: bool) ->
         lib.EVP_CIPHER_CTX_free(ctx)
 
 
+def _des_cbc(key: bytes, iv: bytes, data: bytes, encrypt: bool) -> bytes:
+    """DES-CBC through ``cryptography`` (single DES is three-key TripleDES with one key repeated)."""
+    from cryptography.hazmat.primitives.ciphers import Cipher, modes
+
+    try:  # TripleDES moved to the "decrepit" namespace in cryptography 43
+        from cryptography.hazmat.decrepit.ciphers.algorithms import TripleDES
+    except ImportError:  # pragma: no cover - older cryptography
+        from cryptography.hazmat.primitives.ciphers.algorithms import TripleDES
+    if len(data) % 8:
+        raise BerError("DES ciphertext is not a multiple of 8 octets")
+    cipher = Cipher(TripleDES(key[:8] * 3), modes.CBC(iv))
+    ctx = cipher.encryptor() if encrypt else cipher.decryptor()
+    return ctx.update(data) + ctx.finalize()
+
+
+def encrypt(protocol: str, priv_key: bytes, boots: int, engine_time: int, scoped: bytes) -> tuple[bytes, bytes]:
+    """(msgPrivacyParameters, encrypted ScopedPDU) for AES (RFC 3826) or DES (RFC 3414 8.1.1.1)."""
+    if protocol == "DES":
+        salt = boots.to_bytes(4, "big") + _salt.next()[4:]
+        iv = bytes(a ^ b for a, b in zip(priv_key[8:16], salt, strict=True))
+        return salt, _des_cbc(priv_key, iv, scoped + bytes(-len(scoped) % 8), encrypt=True)
+    salt = _salt.next()
+    return salt, _cfb(priv_key, aes_iv(boots, engine_time, salt), scoped, encrypt=True)
+
+
+def decrypt(protocol: str, priv_key: bytes, boots: int, engine_time: int, params: bytes, data: bytes) -> bytes:
+    """The plaintext ScopedPDU (maybe with DES padding after it); BerError on bad parameters."""
+    if len(params) != 8 or len(priv_key) < 16:
+        raise BerError("bad privacy parameters")
+    if protocol == "DES":
+        iv = bytes(a ^ b for a, b in zip(priv_key[8:16], params, strict=True))
+        return _des_cbc(priv_key, iv, data, encrypt=False)
+    return _cfb(priv_key[:16], aes_iv(boots, engine_time, params), data, encrypt=False)
+
+
 def aes_iv(boots: int, engine_time: int, salt: bytes) -> bytes:
     """RFC 3826 3.1.2.1: engineBoots (4 octets) | engineTime (4 octets) | the 8-octet salt."""
     return boots.to_bytes(4, "big") + engine_time.to_bytes(4, "big") + salt
@@ -165,14 +203,20 @@ class User:
 
     @classmethod
     def create(
-        cls, name: str, auth_protocol: str | None, auth_key: str, priv_protocol: str | None, priv_key: str
+        cls,
+        name: str,
+        auth_protocol: str | None,
+        auth_key: str,
+        priv_protocol: str | None,
+        priv_key: str,
+        priv_protocols: tuple[str, ...] = PRIV_PROTOCOLS,
     ) -> User:
         """ValueError names what is wrong (unknown protocol, short password); the passwords are never in it."""
         if auth_protocol is not None and auth_protocol not in AUTH_PROTOCOLS:
-            raise ValueError(f"user {name}: unknown auth protocol {auth_protocol!r}")
-        if priv_protocol is not None and priv_protocol not in PRIV_PROTOCOLS:
+            raise ValueError(f"user {name}: unknown auth protocol {auth_protocol!r}; use {', '.join(AUTH_PROTOCOLS)}")
+        if priv_protocol is not None and priv_protocol not in priv_protocols:
             raise ValueError(
-                f"user {name}: privacy protocol {priv_protocol!r} is not supported; use {', '.join(PRIV_PROTOCOLS)}"
+                f"user {name}: privacy protocol {priv_protocol!r} is not supported; use {', '.join(priv_protocols)}"
             )
         if priv_protocol and not auth_protocol:
             raise ValueError(f"user {name}: privacy needs an auth protocol too")
@@ -200,6 +244,7 @@ class User:
                     self._local.clear()
                 h = AUTH_PROTOCOLS[self.auth_protocol][0] if self.auth_protocol else "sha1"
                 auth = localize(self.auth_ku, engine_id, h) if self.auth_ku else b""
+                # AES-128 uses the first 16 octets; DES the first 8 as key and the next 8 as pre-IV.
                 priv = localize(self.priv_ku, engine_id, h)[:16] if self.priv_ku else b""
                 hit = self._local[engine_id] = (auth, priv)
             return hit
@@ -236,13 +281,13 @@ class Message:
         zeroed = self.raw[:o] + bytes(n) + self.raw[o + n :]
         return hmac.compare_digest(user.digest(key, zeroed), self.auth_params)
 
-    def plaintext(self, priv_key: bytes) -> bytes:
+    def plaintext(self, priv_key: bytes, protocol: str = "AES") -> bytes:
         """The ScopedPDU TLV, decrypted when the message is encrypted (BerError if it does not decode)."""
         if not self.flags & FLAG_PRIV:
             return self.scoped
-        if len(self.priv_params) != 8 or not priv_key:
+        if not priv_key:
             raise BerError("bad privacy parameters")
-        return _cfb(priv_key, aes_iv(self.boots, self.engine_time, self.priv_params), self.scoped, encrypt=False)
+        return decrypt(protocol, priv_key, self.boots, self.engine_time, self.priv_params, self.scoped)
 
 
 def parse_message(data: bytes) -> Message:
@@ -373,8 +418,8 @@ def build_message(
     if level and user is not None:
         auth_key, priv_key = user.keys(engine_id)
     if level & FLAG_PRIV and user is not None:
-        salt = _salt.next()
-        msg_data = tlv(ber.OCTET_STRING, _cfb(priv_key, aes_iv(boots, engine_time, salt), scoped, encrypt=True))
+        salt, secret = encrypt(user.priv_protocol or "AES", priv_key, boots, engine_time, scoped)
+        msg_data = tlv(ber.OCTET_STRING, secret)
     else:
         salt, msg_data = b"", scoped
     n = AUTH_PROTOCOLS[user.auth_protocol][1] if level & FLAG_AUTH and user and user.auth_protocol else 0
