@@ -3,7 +3,7 @@
 One real net-snmp snmpd in a namespace (tests/labs/snmplab.py). Each contender runs N times, alternating, and
 the median is printed with the ratios the issue asks for:
 
-- walk: diag's v2c walk of both tables in this process (lean BER, ``V2Session.walk_raw``) against two
+- walk: diag's v2c walk of both tables in this process (lean BER, ``Session.walk_raw``) against two
   ``snmpbulkwalk -On`` runs (one per table, net-snmp's default max-repetitions 10 and diag's 100).
 - walk + render: ``/snmp?target=...&module=if_mib`` on a running ``diag agent`` against
   ``/snmp?target=...&module=if_mib`` on ``prometheus-snmp-exporter`` with the upstream if_mib module
@@ -169,7 +169,7 @@ def main() -> int:
             roots = [ber.encode_oid(IF_TABLE), ber.encode_oid(IF_X_TABLE)]
 
             def diag_walk() -> int:
-                with snmp.V2Session(target) as s:
+                with snmp.Session(target) as s:
                     return sum(len(s.walk_raw(r)) for r in roots)
 
             def bulkwalk(reps: int) -> Callable[[], None]:

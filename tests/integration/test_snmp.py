@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import struct
 import subprocess
 import threading
 from collections.abc import Iterator
@@ -40,6 +41,10 @@ def v2(lab: SnmpLab, **kw: object) -> snmp.Target:
 
 def v3(lab: SnmpLab, auth: str = V3_AUTH, priv: str = V3_PRIV) -> snmp.Target:
     return snmp.Target(lab.address, version="3", user=V3_USER, auth_key=auth, priv_key=priv)
+
+
+def v3_target(lab: SnmpLab) -> snmp.Target:
+    return snmp.Target(lab.address, version="3", user=V3_USER, auth_key=V3_AUTH, priv_key=V3_PRIV, timeout=5)
 
 
 def netsnmp_walk(lab: SnmpLab, root: str, v3: bool = False) -> dict[str, str]:
@@ -81,7 +86,7 @@ def counters_quiet(values: dict[str, str]) -> dict[str, str]:
 
 @pytest.mark.parametrize("root", [IF_TABLE, IF_X_TABLE, "1.3.6.1.2.1.1"])
 def test_v2c_walk_equals_snmpbulkwalk(lab: SnmpLab, root: str) -> None:
-    with snmp.V2Session(v2(lab)) as s:
+    with snmp.Session(v2(lab)) as s:
         got = ours(s.walk(root))
     want = netsnmp_walk(lab, root)
     assert len(want) > 10
@@ -93,15 +98,95 @@ def test_v2c_walk_equals_snmpbulkwalk(lab: SnmpLab, root: str) -> None:
     }
 
 
+#: net-snmp's printed type -> ours ("" is how it prints an empty OCTET STRING, with no type).
+NETSNMP_TYPES = {"Hex-STRING": "OCTET STRING", "STRING": "OCTET STRING", "": "OCTET STRING", "OID": "OID"}
+
+
+def netsnmp_typed(lab: SnmpLab, root: str, v3: bool) -> dict[str, tuple[str, object]]:
+    """``snmpbulkwalk -On -Oe -Ox`` as {oid: (our type name, value)}: strings as hex, numbers as numbers."""
+    out: dict[str, tuple[str, object]] = {}
+    lines: list[str] = []
+    for line in lab.netsnmp("snmpbulkwalk", root, v3=v3, options=("-Oe", "-Ox")).splitlines():
+        if line.startswith(".") or not lines:
+            lines.append(line)
+        else:  # long hex strings wrap onto more lines
+            lines[-1] += " " + line
+    for line in lines:
+        m = _LINE.match(line)
+        assert m, f"unparsed snmpbulkwalk line: {line!r}"
+        oid, kind, value = m.group(1), m.group(2) or "", m.group(3)
+        if value.startswith("No more variables left"):
+            continue
+        kind = NETSNMP_TYPES.get(kind, kind)
+        parsed: object
+        if kind == "OCTET STRING":
+            parsed = "" if value == '""' else "".join(value.split()).lower()
+        elif kind == "Timeticks":
+            parsed = int(value.split(")")[0].lstrip("("))
+        elif kind == "Opaque":
+            assert value.startswith("Float: "), line
+            parsed = value.split()[1]  # as net-snmp prints the float32: %f
+        elif kind in ("OID", "IpAddress"):
+            parsed = value.lstrip(".")
+        else:
+            parsed = int(value.split()[0])
+        out[oid] = (kind, parsed)
+    return out
+
+
+def typed(vars: list[snmp.Var]) -> dict[str, tuple[str, object]]:
+    return {o: (t, v.hex() if isinstance(v, bytes) else v) for o, t, v in vars}
+
+
+#: Tables whose rows come and go while walking (sockets, processes): our own walk's socket is a row too.
+CHURN = ("1.3.6.1.2.1.6.", "1.3.6.1.2.1.7.", "1.3.6.1.2.1.25.4.", "1.3.6.1.2.1.25.5.")
+
+
+@pytest.mark.parametrize("version", ["2c", "3"])
+def test_whole_tree_walk_equals_snmpbulkwalk_type_and_value(lab: SnmpLab, version: str) -> None:
+    """Everything the agent has, v2c and v3 authPriv, against snmpbulkwalk before and after our walk.
+
+    Every OID both net-snmp walks saw must be in ours with the same type; a value that did not move
+    between them must be ours exactly (strings octet for octet), and a counter that moved must lie between.
+    """
+    v3 = version == "3"
+    before = netsnmp_typed(lab, "1.3", v3)
+    with snmp.open_session(v3_target(lab) if v3 else v2(lab, timeout=5)) as s:
+        walked = s.walk("1.3")
+    ours = typed(walked)
+    after = netsnmp_typed(lab, "1.3", v3)
+    assert walked.warning == "" and len(ours) > 30000
+    both = before.keys() & after.keys()
+    assert both - ours.keys() == set()
+    extra = ours.keys() - before.keys() - after.keys()
+    assert len(extra) < 50 and all(o.startswith(CHURN) for o in extra), sorted(extra)[:10]
+    moved = 0
+    for oid in sorted(both):
+        (kind, a), (kind_b, b), (our_kind, got) = before[oid], after[oid], ours[oid]
+        assert kind == kind_b == our_kind, (oid, kind, our_kind)
+        if a == b:
+            if kind == "Opaque":  # the same float32 as net-snmp's, which prints it with %f
+                assert f"{struct.unpack('>f', struct.pack('>f', got))[0]:.6f}" == a, oid  # type: ignore[arg-type]
+            else:
+                assert got == a, oid
+        else:
+            moved += 1
+            if kind in ("Counter32", "Counter64", "Timeticks"):
+                assert min(a, b) <= got <= max(a, b), (oid, a, got, b)  # type: ignore[operator]
+    empty = sum(1 for k, v in ours.values() if k == "OCTET STRING" and v == "")
+    assert empty > 100  # ifAlias and friends: empty strings keep their type (ezsnmp gave them type '""')
+    assert moved < len(both) // 10
+
+
 def test_walk_covers_all_interfaces(lab: SnmpLab) -> None:
-    with snmp.V2Session(v2(lab)) as s:
+    with snmp.Session(v2(lab)) as s:
         names = s.walk("1.3.6.1.2.1.31.1.1.1.1")
     assert len(names) >= 200
     assert (b"uplink") in {v for _, _, v in names}
 
 
 def test_getnext_walk_equals_bulk_walk(lab: SnmpLab) -> None:
-    with snmp.V2Session(v2(lab)) as s:
+    with snmp.Session(v2(lab)) as s:
         bulk = [o for o, _, _ in s.walk("1.3.6.1.2.1.2.2.1.2")]
         nxt = [o for o, _, _ in s.walk("1.3.6.1.2.1.2.2.1.2", bulk=False)]
     assert bulk == nxt and len(bulk) >= 200
@@ -109,7 +194,7 @@ def test_getnext_walk_equals_bulk_walk(lab: SnmpLab) -> None:
 
 def test_counter64_values_match_snmpget(lab: SnmpLab) -> None:
     oids = [f"1.3.6.1.2.1.31.1.1.1.6.{i}" for i in range(3, 8)]
-    with snmp.V2Session(v2(lab)) as s:
+    with snmp.Session(v2(lab)) as s:
         got = s.get(oids)
     ref = lab.netsnmp("snmpget", *oids)
     assert [t for _, t, _ in got] == ["Counter64"] * 5
@@ -138,31 +223,31 @@ def test_v3_wrong_password_is_an_auth_error(lab: SnmpLab) -> None:
 def test_wrong_community_is_a_clear_timeout(lab: SnmpLab) -> None:
     t = snmp.Target(lab.address, community="wrong-community", timeout=0.3, retries=1)
     with pytest.raises(snmp.SnmpTimeout) as e:
-        snmp.V2Session(t).get(["1.3.6.1.2.1.1.5.0"])
+        snmp.Session(t).get(["1.3.6.1.2.1.1.5.0"])
     assert str(e.value) == f"{lab.address}:161: no answer: wrong community or host down (timeout 0.3s, 2 tries)"
 
 
 def test_agent_frozen_mid_walk(lab: SnmpLab) -> None:
     """SIGSTOP snmpd after the walk started: a timeout that says how far the walk got, then it recovers."""
-    s = snmp.V2Session(v2(lab, timeout=0.5, retries=1, max_repetitions=5))
-    original = s.request
+    s = snmp.Session(v2(lab, timeout=0.5, retries=1, max_repetitions=5))
+    original = s._send
     calls = 0
 
-    def request(*a: object, **kw: object) -> object:
+    def send(*a: object, **kw: object) -> object:
         nonlocal calls
         calls += 1
         if calls == 5:
             lab.freeze()
         return original(*a, **kw)  # type: ignore[arg-type]
 
-    s.request = request  # type: ignore[method-assign]
+    s._send = send  # type: ignore[method-assign,assignment]
     try:
         with pytest.raises(snmp.SnmpTimeout, match=r"stopped after 20 values"):
             s.walk(IF_TABLE)
     finally:
         lab.thaw()
         s.close()
-    with snmp.V2Session(v2(lab)) as s2:  # snmpd answers again once thawed
+    with snmp.Session(v2(lab)) as s2:  # snmpd answers again once thawed
         assert len(s2.walk("1.3.6.1.2.1.2.2.1.1")) >= 200
 
 
@@ -174,8 +259,8 @@ def test_poll_if_mib_and_findings(lab: SnmpLab) -> None:
     by_name = {m.name: m for m in first.metrics}
     assert by_name["diag_snmp_up"].samples == [(("system",), 1.0), (("if_mib",), 1.0)]
     octets = by_name["diag_snmp_if_hc_in_octets"]
-    assert octets.label_names == ("ifIndex", "ifName", "ifAlias", "ifDescr")
-    assert len(octets.samples) >= 200
+    assert octets.label_names == ("ifIndex", "ifName", "ifAlias", "ifDescr", "counter_bits")
+    assert len(octets.samples) >= 200 and {labels[4] for labels, _ in octets.samples} == {"64"}
     rows = {labels[1]: labels for labels, _ in octets.samples}
     assert rows["p5"][3] == "p5"  # ifDescr; snmpd keeps ifAlias itself (SNMP SET), so it is empty here
     down = sorted(f.subject for f in first.findings if f.check == "snmp_interface_down")
@@ -233,7 +318,7 @@ def test_concurrent_sessions_match_replies(lab: SnmpLab) -> None:
     results: dict[int, list[str]] = {}
 
     def run(n: int) -> None:
-        with snmp.V2Session(v2(lab)) as s:
+        with snmp.Session(v2(lab)) as s:
             results[n] = [o for o, _, _ in s.walk("1.3.6.1.2.1.31.1.1.1.1")]
 
     threads = [threading.Thread(target=run, args=(n,)) for n in range(4)]
@@ -290,12 +375,12 @@ def test_v3_wrong_user_and_wrong_privacy_password(lab: SnmpLab) -> None:
 
 def test_v1_walk_with_getnext(lab: SnmpLab) -> None:
     """v1 has no GETBULK and ends a walk with noSuchName at the end of the MIB view."""
-    with snmp.V2Session(v2(lab, version="1")) as s:
+    with snmp.Session(v2(lab, version="1")) as s:
         names = s.walk("1.3.6.1.2.1.31.1.1.1.1")
         assert s.requests == len(names) + 1  # one GETNEXT per value, and the one past the end
         s.requests = 0
         assert s.walk("1.3.6.1.9") == []  # past everything snmpd has: noSuchName, not an error
         assert s.requests == 1
-    with snmp.V2Session(v2(lab)) as s2:
+    with snmp.Session(v2(lab)) as s2:
         assert names == s2.walk("1.3.6.1.2.1.31.1.1.1.1")
         assert s2.walk("1.3.6.1.9") == []  # v2c: endOfMibView

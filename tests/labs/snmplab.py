@@ -197,12 +197,12 @@ class SnmpLab:
         return self.log.read_text(errors="replace")[-2000:] if self.log.exists() else ""
 
     # -- reference tools -------------------------------------------------------------------------------
-    def netsnmp(self, tool: str, *args: str, v3: bool = False) -> str:
-        """Run a net-snmp tool (snmpget, snmpbulkwalk...) against the lab with numeric output."""
+    def netsnmp(self, tool: str, *args: str, v3: bool = False, options: tuple[str, ...] = ("-Oe", "-Ot")) -> str:
+        """Run a net-snmp tool (snmpget, snmpbulkwalk...) against the lab with numeric output (-On)."""
         auth = (
             ["-v3", "-l", "authPriv", "-u", V3_USER, "-a", "SHA", "-A", V3_AUTH, "-x", "AES", "-X", V3_PRIV]
             if v3
             else ["-v2c", "-c", COMMUNITY]
         )
         env = {**os.environ, "MIBS": ""}
-        return _run([tool, *auth, "-On", "-Oe", "-Ot", "-t", "5", self.address, *args], env=env).stdout
+        return _run([tool, *auth, "-On", *options, "-t", "5", self.address, *args], env=env).stdout

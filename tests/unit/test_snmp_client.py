@@ -134,7 +134,7 @@ def target(a: FakeAgent, **kw: Any) -> snmp.Target:
 
 
 def test_walk_in_order(agent: FakeAgent) -> None:
-    with snmp.V2Session(target(agent, max_repetitions=7)) as s:
+    with snmp.Session(target(agent, max_repetitions=7)) as s:
         got = s.walk(ROOT)
     assert [o for o, _, _ in got] == [f"{ROOT}.2.{i}" for i in range(1, 31)] + [f"{ROOT}.10.{i}" for i in range(1, 31)]
     assert got[0] == (f"{ROOT}.2.1", "OCTET STRING", b"eth1") and got[-1] == (f"{ROOT}.10.30", "Counter32", 30000)
@@ -145,7 +145,7 @@ def test_walk_across_multibyte_arcs_of_different_lengths() -> None:
     idx = [1, 127, 128, 16383, 16384, 2**21, 2**28]
     a = FakeAgent({**{f"{ROOT}.2.{i}": (ber.INTEGER, i) for i in idx}, "1.3.6.1.2.1.3.0": (ber.INTEGER, 0)})
     try:
-        with snmp.V2Session(target(a, max_repetitions=3)) as s:
+        with snmp.Session(target(a, max_repetitions=3)) as s:
             assert [v for _, _, v in s.walk(ROOT)] == idx
     finally:
         a.close()
@@ -153,7 +153,7 @@ def test_walk_across_multibyte_arcs_of_different_lengths() -> None:
 
 @pytest.mark.parametrize("agent", ["toobig"], indirect=True)
 def test_toobig_halves_max_repetitions_and_splits_gets(agent: FakeAgent) -> None:
-    with snmp.V2Session(target(agent, max_repetitions=40)) as s:
+    with snmp.Session(target(agent, max_repetitions=40)) as s:
         walked = s.walk(ROOT)
         got = s.get([f"{ROOT}.2.{i}" for i in range(1, 9)])
         assert s.max_repetitions == 2  # 40 -> 20 -> 10 -> 5 -> 2: the first size the agent accepts
@@ -164,7 +164,7 @@ def test_toobig_halves_max_repetitions_and_splits_gets(agent: FakeAgent) -> None
 
 @pytest.mark.parametrize("agent", ["slow"], indirect=True)
 def test_slow_answers_halve_max_repetitions(agent: FakeAgent) -> None:
-    with snmp.V2Session(target(agent, max_repetitions=32)) as s:  # timeout 0.3 s: 0.2 s is "slow"
+    with snmp.Session(target(agent, max_repetitions=32)) as s:  # timeout 0.3 s: 0.2 s is "slow"
         assert len(s.walk(ROOT)) == 60
         assert s.max_repetitions == 8  # 32 -> 16 -> 8, then answers come fast
     assert [b for pdu, b in agent.requests if pdu == ber.GETBULK][:3] == [32, 16, 8]
@@ -173,7 +173,7 @@ def test_slow_answers_halve_max_repetitions(agent: FakeAgent) -> None:
 @pytest.mark.parametrize("agent", ["garbage"], indirect=True)
 def test_garbage_is_a_one_line_error(agent: FakeAgent) -> None:
     with pytest.raises(snmp.SnmpError, match=rf"^127\.0\.0\.1:{agent.port}: malformed answer \(7 bytes\): "):
-        snmp.V2Session(target(agent)).get(["1.3.6.1.2.1.2.3.0"])
+        snmp.Session(target(agent)).get(["1.3.6.1.2.1.2.3.0"])
 
 
 @pytest.mark.parametrize("agent", ["loop"], indirect=True)
@@ -183,7 +183,8 @@ def test_a_loop_keeps_what_came_before_with_a_warning(agent: FakeAgent) -> None:
             got = s.walk(ROOT, check_increasing=check)
         assert [o for o, _, _ in got] == [f"{ROOT}.2.1"]
         assert got.warning == (
-            f"127.0.0.1:{agent.port}: OID {ROOT}.2.1 came again after {ROOT}.2.1 (loop): walk of {ROOT} stopped, 1 values kept"
+            f"127.0.0.1:{agent.port}: OID {ROOT}.2.1 came again after {ROOT}.2.1 (loop): "
+            f"walk of {ROOT} stopped, 1 values kept"
         )
 
 
@@ -240,14 +241,14 @@ def test_v1_get_asks_again_without_the_missing_oid(agent: FakeAgent) -> None:
 
 @pytest.mark.parametrize("agent", ["stale"], indirect=True)
 def test_stale_answers_are_dropped(agent: FakeAgent) -> None:
-    with snmp.V2Session(target(agent)) as s:
+    with snmp.Session(target(agent)) as s:
         assert s.get(["1.3.6.1.2.1.2.3.0"]) == [("1.3.6.1.2.1.2.3.0", "INTEGER", 5)]
 
 
 def test_no_agent_is_a_clear_error() -> None:
     port = free_port(range(19500, 19600))
     with pytest.raises(snmp.SnmpError, match=rf"^127\.0\.0\.1:{port}: port unreachable"):
-        snmp.V2Session(snmp.Target("127.0.0.1", port, timeout=0.3)).get(["1.3.6.1.2.1.1.3.0"])
+        snmp.Session(snmp.Target("127.0.0.1", port, timeout=0.3)).get(["1.3.6.1.2.1.1.3.0"])
 
 
 def test_silent_agent_times_out_and_halves_bulk() -> None:
@@ -255,7 +256,7 @@ def test_silent_agent_times_out_and_halves_bulk() -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as quiet:
         port = free_port(range(19500, 19600))
         quiet.bind(("127.0.0.1", port))
-        s = snmp.V2Session(snmp.Target("127.0.0.1", port, timeout=0.1, retries=2, max_repetitions=64))
+        s = snmp.Session(snmp.Target("127.0.0.1", port, timeout=0.1, retries=2, max_repetitions=64))
         with pytest.raises(
             snmp.SnmpTimeout, match=r"no answer: wrong community or host down \(timeout 0.1s, 3 tries\)"
         ):

@@ -556,8 +556,3 @@ class Session:
                 yield chunk
             if done:
                 return
-
-
-#: Earlier names of the one session class (v1/v2c and v3 were separate before issue 17).
-V2Session = Session
-V3Session = Session
