@@ -14,6 +14,7 @@ import struct
 import subprocess
 import threading
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -102,9 +103,9 @@ def test_v2c_walk_equals_snmpbulkwalk(lab: SnmpLab, root: str) -> None:
 NETSNMP_TYPES = {"Hex-STRING": "OCTET STRING", "STRING": "OCTET STRING", "": "OCTET STRING", "OID": "OID"}
 
 
-def netsnmp_typed(lab: SnmpLab, root: str, v3: bool) -> dict[str, tuple[str, object]]:
+def netsnmp_typed(lab: SnmpLab, root: str, v3: bool) -> dict[str, tuple[str, Any]]:
     """``snmpbulkwalk -On -Oe -Ox`` as {oid: (our type name, value)}: strings as hex, numbers as numbers."""
-    out: dict[str, tuple[str, object]] = {}
+    out: dict[str, tuple[str, Any]] = {}
     lines: list[str] = []
     for line in lab.netsnmp("snmpbulkwalk", root, v3=v3, options=("-Oe", "-Ox")).splitlines():
         if line.startswith(".") or not lines:
@@ -118,7 +119,7 @@ def netsnmp_typed(lab: SnmpLab, root: str, v3: bool) -> dict[str, tuple[str, obj
         if value.startswith("No more variables left"):
             continue
         kind = NETSNMP_TYPES.get(kind, kind)
-        parsed: object
+        parsed: Any
         if kind == "OCTET STRING":
             parsed = "" if value == '""' else "".join(value.split()).lower()
         elif kind == "Timeticks":
@@ -134,7 +135,7 @@ def netsnmp_typed(lab: SnmpLab, root: str, v3: bool) -> dict[str, tuple[str, obj
     return out
 
 
-def typed(vars: list[snmp.Var]) -> dict[str, tuple[str, object]]:
+def typed(vars: list[snmp.Var]) -> dict[str, tuple[str, Any]]:
     return {o: (t, v.hex() if isinstance(v, bytes) else v) for o, t, v in vars}
 
 
@@ -166,13 +167,13 @@ def test_whole_tree_walk_equals_snmpbulkwalk_type_and_value(lab: SnmpLab, versio
         assert kind == kind_b == our_kind, (oid, kind, our_kind)
         if a == b:
             if kind == "Opaque":  # the same float32 as net-snmp's, which prints it with %f
-                assert f"{struct.unpack('>f', struct.pack('>f', got))[0]:.6f}" == a, oid  # type: ignore[arg-type]
+                assert f"{struct.unpack('>f', struct.pack('>f', got))[0]:.6f}" == a, oid
             else:
                 assert got == a, oid
         else:
             moved += 1
             if kind in ("Counter32", "Counter64", "Timeticks"):
-                assert min(a, b) <= got <= max(a, b), (oid, a, got, b)  # type: ignore[operator]
+                assert min(a, b) <= got <= max(a, b), (oid, a, got, b)
     empty = sum(1 for k, v in ours.values() if k == "OCTET STRING" and v == "")
     assert empty > 100  # ifAlias and friends: empty strings keep their type (ezsnmp gave them type '""')
     assert moved < len(both) // 10
