@@ -125,8 +125,9 @@ def main() -> int:
     from diag.agent import daemon as agent_mod
     from diag.alertmanager import PATH, mount
     from diag.exporters.tickets.base import BACKENDS
+    from diag.httpserver import BoundedServer as Server
     from diag.incidents.service import IncidentService
-    from diag.wsgi import App, Server
+    from diag.wsgi import App
     from tests.conftest import free_port
     from tests.labs.lab import Lab
     from tests.labs.redminelab import RedmineLab

@@ -1,20 +1,17 @@
-"""The agent's HTTP server: a small WSGI app (``/metrics``, ``/healthz``) on a threading wsgiref server.
+"""The agent's small WSGI toolkit: an exact-path router (``/metrics``, ``/healthz``) and body reading.
 
-This is the same server prometheus_client's own ``start_http_server`` uses; other front doors (API,
-webhooks) mount more routes on :class:`App`. A route answers GET/HEAD unless it names other methods; a
-POST handler reads its body with :func:`read_body`, which refuses bodies over the route's limit (413)
-before reading them, so a client cannot make the agent buffer more than it allows.
+The server that runs it is :mod:`diag.httpserver` (bounded: a connection cap, per-client limits, read
+deadlines); other front doors (API, webhooks) mount more routes on :class:`App`. A route answers GET/HEAD
+unless it names other methods; a POST handler reads its body with :func:`read_body`, which refuses bodies
+over the route's limit (413) before reading them, so a client cannot make the agent buffer more than it allows.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import threading
 from collections.abc import Callable, Iterable
-from socketserver import ThreadingMixIn
 from typing import Any
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +36,8 @@ class HTTPError(Exception):
 def read_body(environ: dict[str, Any], limit: int) -> bytes:
     """The request body, at most ``limit`` bytes: 411 without Content-Length, 413 when it says more."""
     raw = environ.get("CONTENT_LENGTH") or ""
+    if not raw.strip() and environ.get("wsgi.input_terminated"):
+        raw = "0"  # the server (waitress) framed the request: no length and no chunks means no body
     if not raw.strip().isdigit():
         # wsgiref does not decode chunked bodies, so a length is the only way to know where the body ends.
         raise HTTPError("411 Length Required", "a Content-Length header is required")
@@ -98,38 +97,3 @@ class App:
                 status, headers, body = json_response({"error": "internal error"}, "500 Internal Server Error")
         start_response(status, [*headers, ("Content-Length", str(len(body)))])
         return [b"" if environ.get("REQUEST_METHOD") == "HEAD" else body]
-
-
-class _ThreadingServer(ThreadingMixIn, WSGIServer):
-    daemon_threads = True
-    allow_reuse_address = True
-
-
-class _QuietHandler(WSGIRequestHandler):
-    timeout = 30  # seconds a client may stall (headers or body) before its thread gives up on it
-
-    def log_message(self, format: str, *args: Any) -> None:  # scrapes every 15 s would flood the log
-        log.debug("%s " + format, self.address_string(), *args)
-
-
-class Server:
-    """Serves an App on HOST:PORT in a background thread until ``stop``."""
-
-    def __init__(self, app: App, host: str, port: int) -> None:
-        if ":" in host:
-            import socket
-
-            _ThreadingServer.address_family = socket.AF_INET6
-        self.httpd = make_server(host, port, app, server_class=_ThreadingServer, handler_class=_QuietHandler)
-        self.thread = threading.Thread(target=self.httpd.serve_forever, name="httpd", daemon=True)
-
-    @property
-    def port(self) -> int:
-        return int(self.httpd.server_address[1])
-
-    def start(self) -> None:
-        self.thread.start()
-
-    def stop(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()

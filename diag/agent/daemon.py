@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from diag import __version__, config, inventory
 from diag.probes.runner import ProbeRunner
-from diag.wsgi import App, Response, Server, json_response
+from diag.wsgi import App, Response, json_response
 
 if TYPE_CHECKING:  # imported when an Agent is built: load_config (validate, diag probe) needs neither
     from diag.agent.network import NetworkParts
@@ -77,6 +77,15 @@ class Agent:
         self.app.route("/metrics", self._metrics)
         self.app.route("/healthz", self._healthz)
         self.app.route("/", self._index)
+        self.anchorer: Any = None
+        if cfg.journal is not None:  # key the journal now (a wrong key stops the agent) and anchor its head
+            from diag.journal import open_journal
+            from diag.journal.anchor import Anchorer
+
+            self.anchorer = Anchorer(
+                open_journal(cfg.data, cfg.journal.key), cfg.journal.anchor, cfg.journal.anchor_interval
+            )
+            self.exposition.extra.append(self.anchorer.render)  # diag_journal_head_*
         self.network: NetworkParts | None = None
         polled = cfg.snmp_poll.enabled and any(h.snmp.get("profiles") for h in (inv.hosts.values() if inv else ()))
         if cfg.traps is not None or polled:
@@ -126,7 +135,10 @@ class Agent:
         # Everything but the scrape endpoints needs a token (/traps...); the webhook has its own credential.
         guard_routes(self.app, self.api, webhooks=(ALERTMANAGER_PATH,))
         host, port = config.parse_listen(cfg.listen)
-        self.server = Server(self.app, host, port)
+        from diag.httpserver import BoundedServer
+
+        self.server = BoundedServer(self.app, host, port, cfg.http)
+        self.exposition.extra.append(self.server.stats.render)  # diag_http_connections_*
         self._stop = threading.Event()
 
     def _metrics(self, environ: dict[str, Any]) -> Response:
@@ -173,6 +185,8 @@ class Agent:
             if self.incident_feed.poller is not None:
                 self.incident_feed.poller.start()
         self.scheduler.start()
+        if self.anchorer is not None:
+            self.anchorer.start()
         if self.archive_schedule is not None:
             self.archive_schedule.start()
         if self.network is not None:
@@ -180,7 +194,7 @@ class Agent:
         log.info(
             "diag agent %s listening on http://%s:%d/metrics",
             __version__,
-            *self.server.httpd.server_address[:2],
+            *self.server.server_address,
         )
 
     def stop(self) -> None:
@@ -194,6 +208,8 @@ class Agent:
         if self.alerts is not None:
             self.alerts.close()
         self.api.close()
+        if self.anchorer is not None:
+            self.anchorer.stop()
         self.runner.shutdown()
         if self.incidents is not None:
             if self.incident_feed.poller is not None:

@@ -71,6 +71,8 @@ class Guard:
 
     def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
         req.context.body = b""
+        if req.path.startswith("/api/"):
+            self._authenticate(req)  # 401 first: an anonymous client learns nothing about bodies or paths
         if req.method in _BODY_METHODS:
             try:
                 req.context.body = read_body(req.env, self.svc.settings.max_body_bytes)
@@ -78,8 +80,8 @@ class Guard:
                 raise falcon.HTTPError(
                     e.status.replace("Content Too Large", "Payload Too Large"), description=e.reason
                 ) from None
-        if not req.path.startswith("/api/"):
-            return  # the console authenticates with its session cookie (diag.api.console)
+
+    def _authenticate(self, req: falcon.Request) -> None:
         token = bearer(req)
         if token is None:
             raise falcon.HTTPUnauthorized(description="a bearer token is required", challenges=["Bearer"])
@@ -216,19 +218,20 @@ class Approvals:
         self.svc = svc
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        from diag.api.approvals import STATES
+
         state = req.get_param("state")
-        if state is not None and state not in ("pending", "approved", "rejected"):
-            raise falcon.HTTPBadRequest(description="state must be pending, approved or rejected")
-        send(resp, [a.to_dict() for a in self.svc.approvals.list(state)])
+        if state is not None and state not in STATES:
+            raise falcon.HTTPBadRequest(description=f"state must be one of {', '.join(STATES)}")
+        send(resp, [a.to_dict() for a in self.svc.list_approvals(state)])
 
     def on_get_one(self, req: falcon.Request, resp: falcon.Response, approval_id: str) -> None:
-        a = self.svc.approvals.get(approval_id)
-        if a is None:
-            raise falcon.HTTPNotFound(description=f"no approval request {approval_id!r}")
-        send(resp, a.to_dict())
+        send(resp, self.svc.get_approval(approval_id).to_dict())
 
     def _decide(self, req: falcon.Request, resp: falcon.Response, approval_id: str, approve: bool) -> None:
-        body: schemas.Decision = decode(req, schemas.Decision) if req.context.body else schemas.Decision()
+        if not req.context.body:
+            raise falcon.HTTPBadRequest(description='a body {"comment": "..."} is required')
+        body: schemas.ApprovalDecision = decode(req, schemas.ApprovalDecision)
         a, job = self.svc.decide(principal(req), approval_id, approve, body.comment)
         send(resp, {"approval": a.to_dict(), "job": job_out(job) if job else None})
 

@@ -2,8 +2,10 @@
 
 Log in with an API token: the console keeps a server-side session (in memory; a restart logs everyone out)
 whose id travels in a cookie that is HttpOnly, SameSite=Strict, Path=/ui, and Secure when the request came
-over HTTPS. Every form carries the session's CSRF token, compared in constant time; the login form, which has
-no session yet, uses a double-submit cookie. The token is re-checked on every request, so revoking it ends
+over HTTPS (also through a trusted TLS proxy, ``agent.http.trusted_proxy``) or ``agent.api.secure_cookies``
+says so. Every form carries the session's CSRF token, compared in constant time; the login form, which has
+no session yet, uses a double-submit cookie; and every POST whose browser names its Origin (or Referer) must
+come from the console's own origin. The token is re-checked on every request, so revoking it ends
 its sessions. Pages use one small script (live check progress over server-sent events); the Content Security
 Policy allows scripts and styles from the agent only.
 """
@@ -99,6 +101,20 @@ def form(req: falcon.Request) -> dict[str, str]:
     return {k: v[0] for k, v in fields.items()}
 
 
+def same_origin(req: falcon.Request) -> bool:
+    """A browser's POST names where its form came from; it must be this console (no Origin/Referer: not a
+    browser, and the CSRF token decides alone)."""
+    own = f"{req.scheme}://{req.netloc}".lower()
+    origin = req.get_header("Origin")
+    if origin is not None:
+        return origin.strip().lower() == own  # "null" (sandboxed frames, file:) never matches
+    referer = req.get_header("Referer")
+    if referer is not None:
+        r = referer.strip().lower()
+        return r == own or r.startswith(own + "/")
+    return True
+
+
 class SessionGuard:
     """For ``/ui/``: the session cookie makes the principal; forms must carry the session's CSRF token."""
 
@@ -110,6 +126,18 @@ class SessionGuard:
     def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
         if not (req.path == UI or req.path.startswith(UI + "/")):
             return
+        if req.method == "POST" and not same_origin(req):
+            self.svc.journal.append(
+                f"remote:{req.remote_addr}",
+                "access.denied",
+                req.path,
+                "csrf",
+                {
+                    "reason": "cross-origin form",
+                    "origin": (req.get_header("Origin") or req.get_header("Referer") or "")[:200],
+                },
+            )
+            raise falcon.HTTPForbidden(description="this form was sent from another site")
         if req.path.startswith(_PUBLIC):
             return
         sid = req.cookies.get(COOKIE, "")
@@ -192,11 +220,15 @@ class Pages:
             **ctx,
         )
 
+    def secure(self, req: falcon.Request) -> bool:
+        """Secure cookies over HTTPS, through a trusted TLS proxy (waitress rewrote the scheme), or when told."""
+        return req.scheme == "https" or self.svc.settings.secure_cookies
+
     # ---- login
     def on_get_login(self, req: falcon.Request, resp: falcon.Response) -> None:
         token = secrets.token_urlsafe(24)
         resp.set_cookie(
-            LOGIN_COOKIE, token, max_age=600, path=f"{UI}/login", secure=req.scheme == "https", same_site="Strict"
+            LOGIN_COOKIE, token, max_age=600, path=f"{UI}/login", secure=self.secure(req), same_site="Strict"
         )
         self.render(req, resp, "login.html", login_csrf=token, error=None)
 
@@ -217,7 +249,7 @@ class Pages:
             )
             new = secrets.token_urlsafe(24)
             resp.set_cookie(
-                LOGIN_COOKIE, new, max_age=600, path=f"{UI}/login", secure=req.scheme == "https", same_site="Strict"
+                LOGIN_COOKIE, new, max_age=600, path=f"{UI}/login", secure=self.secure(req), same_site="Strict"
             )
             self.render(req, resp, "login.html", falcon.HTTP_401, login_csrf=new, error="Invalid or revoked token.")
             return
@@ -227,7 +259,7 @@ class Pages:
             sid,
             max_age=int(self.svc.settings.session_ttl_s),
             path=UI,
-            secure=req.scheme == "https",
+            secure=self.secure(req),
             http_only=True,
             same_site="Strict",
         )
@@ -354,7 +386,7 @@ class Pages:
 
     # ---- approvals
     def on_get_approvals(self, req: falcon.Request, resp: falcon.Response) -> None:
-        self.render(req, resp, "approvals.html", approvals=self.svc.approvals.list(), error=None)
+        self.render(req, resp, "approvals.html", approvals=self.svc.list_approvals(), error=None)
 
     def _decide(self, req: falcon.Request, resp: falcon.Response, approval_id: str, approve: bool) -> None:
         f = form(req)
@@ -362,11 +394,15 @@ class Pages:
             _, job = self.svc.decide(req.context.principal, approval_id, approve, f.get("comment", "")[:2000])
         except policy.Forbidden as e:
             return self.render(
-                req, resp, "approvals.html", falcon.HTTP_403, approvals=self.svc.approvals.list(), error=str(e)
+                req, resp, "approvals.html", falcon.HTTP_403, approvals=self.svc.list_approvals(), error=str(e)
             )
-        except (NotFound, Conflict, Invalid) as e:
+        except Invalid as e:
             return self.render(
-                req, resp, "approvals.html", falcon.HTTP_409, approvals=self.svc.approvals.list(), error=str(e)
+                req, resp, "approvals.html", falcon.HTTP_422, approvals=self.svc.list_approvals(), error=str(e)
+            )
+        except (NotFound, Conflict) as e:
+            return self.render(
+                req, resp, "approvals.html", falcon.HTTP_409, approvals=self.svc.list_approvals(), error=str(e)
             )
         raise falcon.HTTPSeeOther(f"{UI}/checks/{job.id}" if job else f"{UI}/approvals")
 

@@ -78,27 +78,34 @@ OPS: tuple[Op, ...] = (
         "Approval requests (newest first)",
         "viewer",
         list[s.ApprovalOut],
-        query=(("state", {"type": "string", "enum": ["pending", "approved", "rejected"]}, "only this state"),),
+        query=(
+            (
+                "state",
+                {"type": "string", "enum": ["pending", "approved", "rejected", "cancelled", "expired"]},
+                "only this state",
+            ),
+        ),
         extra=("400",),
     ),
     Op("get", f"{API}/approvals/{{approval_id}}", "One approval request", "viewer", s.ApprovalOut, extra=("404",)),
     Op(
         "post",
         f"{API}/approvals/{{approval_id}}/approve",
-        "Approve a request (a lead other than the requester); its job starts with changes allowed",
+        "Approve a request (a lead other than the requester, with a comment); its job starts with changes allowed."
+        " The requester's token, role and scope are checked again: 409 and the request cancelled if they no longer fit",
         "lead",
         dict[str, Any],
-        body=s.Decision,
-        extra=("400", "403", "404", "409", "413", "415"),
+        body=s.ApprovalDecision,
+        extra=("400", "403", "404", "409", "413", "415", "422"),
     ),
     Op(
         "post",
         f"{API}/approvals/{{approval_id}}/reject",
-        "Reject a request",
+        "Reject a request (with a comment)",
         "lead",
         dict[str, Any],
-        body=s.Decision,
-        extra=("400", "403", "404", "409", "413", "415"),
+        body=s.ApprovalDecision,
+        extra=("400", "403", "404", "409", "413", "415", "422"),
     ),
     Op(
         "get",
@@ -218,16 +225,16 @@ _REASONS = {
     "401": "No token, or an invalid or revoked one",
     "403": "The token's role or scope does not allow this",
     "404": "No such thing",
-    "409": "Already decided",
+    "409": "Already decided, cancelled or expired",
     "413": "Body over the limit",
     "415": "Body is not JSON",
-    "422": "Unknown host, group or variable",
+    "422": "Unknown host, group or variable, or a required comment is blank",
 }
 
 
 def document(extra_ops: tuple[Op, ...] = ()) -> bytes:
     ops = OPS + extra_ops
-    types: list[Any] = [s.Error]
+    types: list[Any] = [s.Error, s.SseStart, s.SseDone, s.HostResultOut]
     for op in ops:
         if op.response is not None:
             types.append(op.response)
@@ -246,9 +253,21 @@ def document(extra_ops: tuple[Op, ...] = ()) -> bytes:
             {"name": n, "in": "query", "required": False, "schema": sch, "description": d} for n, sch, d in op.query
         ]
         if op.stream:
+            # The stream is text; each event's `data:` line is a JSON object, described per event name (an
+            # OpenAPI 3.1 media type has no item schema; 3.2's itemSchema is the same idea).
             ok: dict[str, Any] = {
-                "description": "text/event-stream",
-                "content": {"text/event-stream": {"schema": {"type": "string"}}},
+                "description": "text/event-stream: `event: start|host|done`, `id: N`, and `data:` one JSON object"
+                " (start: SseStart, host: HostResultOut, the host's result as in CheckReport, done: SseDone)",
+                "content": {
+                    "text/event-stream": {
+                        "schema": {"type": "string"},
+                        "x-events": {
+                            "start": {"$ref": "#/components/schemas/SseStart"},
+                            "host": {"$ref": "#/components/schemas/HostResultOut"},
+                            "done": {"$ref": "#/components/schemas/SseDone"},
+                        },
+                    }
+                },
             }
         else:
             ok = {
@@ -258,7 +277,10 @@ def document(extra_ops: tuple[Op, ...] = ()) -> bytes:
         responses: dict[str, Any] = {op.status: ok, "401": _err("401", error_ref)}
         if op.role != "viewer":
             responses["403"] = _err("403", error_ref)
-        for code in op.extra:
+        extra = list(op.extra)
+        if op.method == "post":  # every body is read under the limit first; a declared body may be refused
+            extra += ["413"] + (["400", "415", "422"] if op.body is not None else [])
+        for code in extra:
             if code == "202" and op.status != "202":
                 responses[code] = {
                     "description": "Still running",

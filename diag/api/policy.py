@@ -31,7 +31,12 @@ def playbook_allowed(p: Principal, playbook: str) -> bool:
 
 
 def host_allowed(p: Principal, host: Host) -> bool:
-    return p.role == "admin" or "*" in p.groups or any(g in p.groups for g in host.groups)
+    return groups_allowed(p, host.groups)
+
+
+def groups_allowed(p: Principal, groups: Iterable[str]) -> bool:
+    """Is a host in these groups within the token's scope?"""
+    return p.role == "admin" or "*" in p.groups or any(g in p.groups for g in groups)
 
 
 def hosts_outside(p: Principal, hosts: Iterable[Host]) -> list[str]:

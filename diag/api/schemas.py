@@ -29,6 +29,12 @@ class Decision(msgspec.Struct, forbid_unknown_fields=True):
     comment: Annotated[str, Meta(max_length=2000)] = ""
 
 
+class ApprovalDecision(msgspec.Struct, forbid_unknown_fields=True):
+    """Approving or rejecting a change needs a reason in the journal."""
+
+    comment: Annotated[str, Meta(min_length=1, max_length=2000, pattern=r"\S")]
+
+
 class Error(msgspec.Struct):
     error: str
 
@@ -95,6 +101,38 @@ class JobOut(msgspec.Struct):
     links: dict[str, str] = {}
 
 
+class SseStart(msgspec.Struct):
+    """The ``start`` event of a check's event stream."""
+
+    job: str
+    playbook: str
+    hosts: list[str]
+
+
+class SseDone(msgspec.Struct):
+    """The ``done`` event: the job's final state and the exit status ``diag check`` would have."""
+
+    job: str
+    state: Literal["done", "failed"]
+    exit_status: int | None
+
+
+class ApprovalHost(msgspec.Struct):
+    name: str
+    groups: list[str]
+
+
+class RenderedCommand(msgspec.Struct):
+    """One changing step on one host, as it will be sent (or why the host cannot run it: ``error``)."""
+
+    host: str
+    step: str
+    command: str
+    sudo: bool
+    when: str | None = None
+    error: str | None = None
+
+
 class ApprovalOut(msgspec.Struct):
     id: str
     requester: str
@@ -103,12 +141,15 @@ class ApprovalOut(msgspec.Struct):
     vars: dict[str, Any]
     changing_steps: list[str]
     reason: str
-    state: Literal["pending", "approved", "rejected"]
+    state: Literal["pending", "approved", "rejected", "cancelled", "expired"]
     created: float
     decided_by: str | None
     decided_at: float | None
     comment: str | None
     job: str | None
+    hosts: list[ApprovalHost]
+    commands: list[RenderedCommand]
+    expires: float | None
 
 
 class CheckAccepted(msgspec.Struct):

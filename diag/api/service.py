@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from diag.api import approvals as appr
 from diag.api import policy
 from diag.api.approvals import Approval, ApprovalStore
 from diag.api.jobs import Job, JobManager
@@ -108,7 +109,18 @@ class Service:
         overrides = self._vars(pb, hosts, variables)
         changing = [s.id for s in pb.steps if s.changes]
         if changing and not read_only:
-            a = self.approvals.create(p.actor, pb.name, list(targets), overrides, changing, "playbook changes hosts")
+            a = self.approvals.create(
+                p.actor,
+                pb.name,
+                list(targets),
+                overrides,
+                changing,
+                "playbook changes hosts",
+                requester_token=p.token_id,
+                hosts=[{"name": h.name, "groups": list(h.groups)} for h in hosts],
+                commands=rendered_commands(pb, hosts, overrides),
+                ttl=self.settings.approval_ttl_s,
+            )
             self.journal.append(
                 p.actor,
                 "approval.requested",
@@ -134,10 +146,25 @@ class Service:
             raise Invalid(problems[0])
         return overrides
 
-    def decide(self, p: Principal, approval_id: str, approve: bool, comment: str) -> tuple[Approval, Job | None]:
+    def expire_due(self) -> None:
+        """Close pending requests whose time is up (journaled as ``approval.expired``)."""
+        for a in self.approvals.due():
+            appr.cancel(self.approvals, self.journal, a, "diag", "no decision before it expired", "expired")
+
+    def list_approvals(self, state: str | None = None) -> list[Approval]:
+        self.expire_due()
+        return self.approvals.list(state)
+
+    def get_approval(self, approval_id: str) -> Approval:
+        self.expire_due()
         a = self.approvals.get(approval_id)
         if a is None:
             raise NotFound(f"no approval request {approval_id!r}")
+        return a
+
+    def decide(self, p: Principal, approval_id: str, approve: bool, comment: str) -> tuple[Approval, Job | None]:
+        """Approve or reject, with a comment; the requester is re-checked now, not trusted from when they asked."""
+        a = self.get_approval(approval_id)
         pb = self.playbook(a.playbook)
         hosts = self.select(a.targets)
         try:
@@ -145,6 +172,21 @@ class Service:
         except policy.Forbidden as e:
             self.deny(p, "approval.decide", str(e), a.id)
             raise
+        if not comment.strip():
+            raise Invalid("a comment is required to approve or reject a change")
+        if a.state == "pending":
+            # The requester's token, role and scope as they are now: a revoked or narrowed token's request is
+            # cancelled (journaled) instead of running as that token.
+            requester = appr.requester_of(self.tokens, a)
+            why = appr.refusal(requester, a)
+            if why is None and requester is not None:
+                try:
+                    policy.check_run(requester, pb.name, hosts)
+                except policy.Forbidden as e:
+                    why = f"the requester may no longer run it: {e}"
+            if why is not None:
+                appr.cancel(self.approvals, self.journal, a, p.actor, why)
+                raise Conflict(f"approval request {a.id} is cancelled: {why}")
         state = "approved" if approve else "rejected"
         if not self.approvals.decide(a.id, state, p.actor, comment):
             raise Conflict(f"approval request {a.id} is already {self.approvals.get(a.id).state}")  # type: ignore[union-attr]
@@ -164,3 +206,35 @@ class Service:
 
     def close(self) -> None:
         self.jobs.close()
+
+
+def rendered_commands(pb: Playbook, hosts: list[Host], overrides: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """What each changing step will send to each host, rendered and quoted as the runner will (secrets masked).
+
+    A lead approves these commands, not a playbook name: ``marker=/etc/...`` shows up inside the command.
+    Network devices quote values for their CLI instead of for a shell; their commands are shown shell-quoted.
+    """
+    from diag.remote.runner import host_view
+    from diag.secrets import mask
+
+    out: list[dict[str, Any]] = []
+    for h in hosts:
+        try:
+            variables = pb.resolve_vars(overrides, h.vars)
+        except ConfigError as e:
+            out.append({"host": h.name, "step": "", "command": "", "sudo": False, "when": None, "error": str(e)})
+            continue
+        for step in pb.steps:
+            if step.changes:
+                text = step.command.render(variables, host_view(h))
+                out.append(
+                    {
+                        "host": h.name,
+                        "step": step.id,
+                        "command": mask(text),
+                        "sudo": step.sudo,
+                        "when": step.when.text if step.when is not None else None,
+                        "error": None,
+                    }
+                )
+    return out

@@ -160,6 +160,41 @@ class TokenStore:
             return None
         return Principal(row[0], row[1], tuple(json.loads(row[2])), tuple(json.loads(row[3])), tid)
 
+    def by_name(self, name: str) -> Principal | None:
+        """The principal of an unrevoked token by its name."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT name, role, groups, playbooks, id FROM tokens WHERE name = ? AND revoked IS NULL", (name,)
+            ).fetchone()
+        return Principal(row[0], row[1], tuple(json.loads(row[2])), tuple(json.loads(row[3])), row[4]) if row else None
+
+    def change(
+        self,
+        name: str,
+        role: str | None = None,
+        groups: Sequence[str] | None = None,
+        playbooks: Sequence[str] | None = None,
+    ) -> Principal:
+        """Change an active token's role or scope (the agent sees it on the next request); ConfigError if none."""
+        p = self.by_name(name)
+        if p is None:
+            raise ConfigError(f"no active token named {name!r}")
+        if role is not None and role not in ROLES:
+            raise ConfigError(f"role {role!r}: one of {', '.join(ROLES)}")
+        new = Principal(
+            p.name,
+            role or p.role,
+            tuple(groups) if groups is not None else p.groups,
+            tuple(playbooks) if playbooks is not None else p.playbooks,
+            p.token_id,
+        )
+        with self._lock:
+            self._db.execute(
+                "UPDATE tokens SET role = ?, groups = ?, playbooks = ? WHERE id = ? AND revoked IS NULL",
+                (new.role, json.dumps(list(new.groups)), json.dumps(list(new.playbooks)), p.token_id),
+            )
+        return new
+
     def by_id(self, token_id: str) -> Principal | None:
         """The principal of an unrevoked token by its public id (a console session re-checks it every request)."""
         with self._lock:

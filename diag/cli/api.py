@@ -1,4 +1,4 @@
-"""``diag api token add|list|revoke``: manage the API's tokens (stored hashed in DATA/api.db)."""
+"""``diag api token add|list|revoke|scope``: manage the API's tokens (stored hashed in DATA/api.db)."""
 
 from __future__ import annotations
 
@@ -74,11 +74,54 @@ def cmd_revoke(args: argparse.Namespace) -> int:
     from diag.errors import ConfigError
     from diag.journal import local_actor, record
 
-    if not _store(args).revoke(args.name):
+    store = _store(args)
+    before = store.by_name(args.name)
+    if not store.revoke(args.name):
         raise ConfigError(f"no active token named {args.name!r}")
     record(Path(args.data), local_actor(), "token.revoked", f"token:{args.name}", "ok")
     print(f"token {args.name!r} revoked")
+    _cancel_pending(args, store, before.token_id if before else None)
     return 0
+
+
+def cmd_scope(args: argparse.Namespace) -> int:
+    """Change a token's role or scope; its pending approval requests that no longer fit are cancelled."""
+    from diag.errors import ConfigError
+    from diag.journal import local_actor, record
+
+    if args.role is None and args.groups is None and args.playbooks is None:
+        raise ConfigError("give --role, --groups or --playbooks")
+    store = _store(args)
+    p = store.change(
+        args.name,
+        args.role,
+        _split(args.groups) if args.groups is not None else None,
+        _split(args.playbooks) if args.playbooks is not None else None,
+    )
+    record(
+        Path(args.data),
+        local_actor(),
+        "token.changed",
+        f"token:{p.name}",
+        "ok",
+        {"role": p.role, "groups": list(p.groups), "playbooks": list(p.playbooks)},
+    )
+    print(f"token {p.name!r}: {p.role}; groups {','.join(p.groups)}; playbooks {','.join(p.playbooks)}")
+    _cancel_pending(args, store, p.token_id)
+    return 0
+
+
+def _cancel_pending(args: argparse.Namespace, store: Any, token_id: str | None) -> None:
+    """Pending approval requests of the token that it may no longer make are cancelled now, journaled."""
+    from diag.api.approvals import ApprovalStore, cancel_unfit
+    from diag.journal import local_actor, open_journal
+
+    approvals = ApprovalStore(Path(args.data))
+    try:
+        for a, why in cancel_unfit(approvals, store, open_journal(Path(args.data)), local_actor(), token_id):
+            print(f"approval request {a.id} ({a.playbook} on {','.join(a.targets)}) cancelled: {why}")
+    finally:
+        approvals.close()
 
 
 def add_commands(sub: Any) -> None:
@@ -101,5 +144,11 @@ def add_commands(sub: Any) -> None:
     r = tsub.add_parser("revoke", help="revoke a token by name or id (takes effect at once)")
     r.add_argument("name")
     r.set_defaults(func=cmd_revoke)
-    for q in (a, ls, r):
+    sc = tsub.add_parser("scope", help="change a token's role or scope (pending requests that no longer fit end)")
+    sc.add_argument("name")
+    sc.add_argument("--role", choices=ROLES)
+    sc.add_argument("--groups", action="append", metavar="G[,G]", help="host groups it may act on ('*': all)")
+    sc.add_argument("--playbooks", action="append", metavar="P[,P]", help="playbooks it may run ('*': all)")
+    sc.set_defaults(func=cmd_scope)
+    for q in (a, ls, r, sc):
         q.add_argument("--data", default=DEFAULT_DATA, help="the agent's data directory (default ./.diag)")

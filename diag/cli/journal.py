@@ -1,4 +1,5 @@
-"""``diag journal [--since WHEN] [--json]`` (read the event journal) and ``diag journal verify`` (check its chain)."""
+"""``diag journal [--since WHEN] [--json]`` (read the event journal), ``diag journal verify [--key K] [--anchor F]``
+(check its chain, its key and its external anchors), ``diag journal key new FILE`` and ``diag journal anchor``."""
 
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ def _journal_path(args: argparse.Namespace) -> Path:
 def cmd_list(args: argparse.Namespace) -> int:
     from diag.journal import Journal
 
-    with Journal(_journal_path(args)) as j:
+    with Journal(_journal_path(args), verify_only=True) as j:
         recs = j.query(
             since=parse_since(args.since) if args.since else None,
             action=args.action,
@@ -55,18 +56,76 @@ def _short(details: dict[str, Any]) -> str:
     return text if len(text) <= 160 else text[:157] + "..."
 
 
-def cmd_verify(args: argparse.Namespace) -> int:
-    from diag.journal import Journal
+def _key_ref(value: str | None) -> str | None:
+    """``--key``: a reference (file:PATH, env:NAME) or a plain path."""
+    if value is None or value.startswith(("file:", "env:")):
+        return value
+    return f"file:{value}"
 
-    with Journal(_journal_path(args)) as j:
-        n, problems = j.verify()
-        head = j.head()
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from diag.journal import load_key
+    from diag.journal.anchor import check, parse
+
+    key_ref = _key_ref(args.key)
+    key = load_key(key_ref) if key_ref else None
+    anchors = []
+    for a in args.anchor or []:
+        try:
+            anchors += parse(Path(a))
+        except OSError as e:
+            raise ConfigError(f"{a}: cannot read the anchor file: {e.strerror}") from None
+        if not anchors:
+            raise ConfigError(f"{a}: no diag-journal-anchor line in it")
+    # Opened with the given key when there is one: a journal keyed with another key is refused (exit 3).
+    with _open_plain(args) as j:
+        n, problems = j.verify(key)
+        problems += check(j, anchors)
+        head_seq, head = j.head_record()
+        keyed = j.keyed_from is not None
     for p in problems:
         print(f"{args.data}/journal.db: {p}", file=sys.stderr)
     if problems:
         print(f"journal chain BROKEN: {len(problems)} problem(s) in {n} records", file=sys.stderr)
         return 1
-    print(f"journal chain ok: {n} records, head {head}")
+    extra = ("; keyed" if keyed else "; not keyed") + (f"; {len(anchors)} anchor(s) match" if anchors else "")
+    print(f"journal chain ok: {n} records, head {head_seq} {head}{extra}")
+    return 0
+
+
+def _open_plain(args: argparse.Namespace) -> Any:
+    """The journal file for reading and verifying: its own key reference is used only when it can be read."""
+    from diag.journal import Journal
+
+    return Journal(_journal_path(args), verify_only=True)
+
+
+def cmd_key_new(args: argparse.Namespace) -> int:
+    import os
+    import secrets
+
+    path = Path(args.file)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o400)
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot create the key file: {e.strerror}") from None
+    with os.fdopen(fd, "w") as f:
+        f.write(secrets.token_urlsafe(32) + "\n")
+    print(f"journal key written to {path} (mode 0400); set agent.journal.key: file:{path.resolve()}")
+    return 0
+
+
+def cmd_anchor(args: argparse.Namespace) -> int:
+    from diag.journal import Journal
+    from diag.journal.anchor import line, write
+
+    with Journal(_journal_path(args), verify_only=True) as j:
+        text = line(j)
+    try:
+        write(args.to, text)
+    except OSError as e:
+        raise ConfigError(f"{args.to}: cannot append the anchor: {e.strerror}") from None
+    print(text)
     return 0
 
 
@@ -81,8 +140,20 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--limit", type=int, help="only the newest N records")
     p.add_argument("--json", action="store_true", help="print one JSON list")
     p.set_defaults(func=cmd_list)
-    jsub = p.add_subparsers(dest="action_cmd", required=False, metavar="verify")
+    jsub = p.add_subparsers(dest="action_cmd", required=False, metavar="verify|key|anchor")
     v = jsub.add_parser("verify", help="check the hash chain; exit 1 naming each record that does not fit")
     # SUPPRESS: `diag journal --data X verify` keeps X (a subparser default would override it)
     v.add_argument("--data", default=argparse.SUPPRESS, help="data directory (default ./.diag)")
+    v.add_argument("--key", help="the journal's key (file:PATH, env:NAME or a path): checks keyed records with it")
+    v.add_argument(
+        "--anchor", action="append", metavar="FILE", help="a file with anchor lines (sink file or syslog export)"
+    )
     v.set_defaults(func=cmd_verify)
+    k = jsub.add_parser("key", help="make a journal key: `diag journal key new FILE`")
+    k.add_argument("key_cmd", choices=["new"])
+    k.add_argument("file", help="where to write it (outside the data directory)")
+    k.set_defaults(func=cmd_key_new)
+    an = jsub.add_parser("anchor", help="append the journal's head to an anchor sink now (a file or syslog)")
+    an.add_argument("--data", default=argparse.SUPPRESS, help="data directory (default ./.diag)")
+    an.add_argument("--to", required=True, help="an anchor file (on another mount) or 'syslog'")
+    an.set_defaults(func=cmd_anchor)

@@ -48,6 +48,17 @@ class SnmpPollSpec(msgspec.Struct, forbid_unknown_fields=True):
     concurrency: int = 32
 
 
+class HttpSpec(msgspec.Struct, forbid_unknown_fields=True):
+    """The agent's HTTP server (diag.httpserver.Limits, docs/agent.md)."""
+
+    threads: int = 8
+    connection_limit: int = 256
+    per_client: int = 32
+    read_timeout: float = 10.0
+    idle_timeout: float = 30.0
+    trusted_proxy: str | None = None
+
+
 class AgentSpec(msgspec.Struct, forbid_unknown_fields=True):
     listen: str = DEFAULT_LISTEN
     data: str = ".diag"
@@ -63,6 +74,8 @@ class AgentSpec(msgspec.Struct, forbid_unknown_fields=True):
     api: dict[str, object] | None = None  # diag.config.api validates it
     traps: dict[str, object] | None = None  # diag.network.traps.config validates it
     snmp_poll: SnmpPollSpec = msgspec.field(default_factory=SnmpPollSpec)
+    http: HttpSpec = msgspec.field(default_factory=HttpSpec)
+    journal: dict[str, object] | None = None  # diag.journal.settings validates it
 
 
 @dataclass(slots=True)
@@ -81,6 +94,8 @@ class AgentConfig:
     api: Any = None  # diag.config.api.ApiSettings when agent.api is given
     traps: Any = None  # diag.network.traps.config.TrapConfig when configured
     snmp_poll: SnmpPollSpec = field(default_factory=SnmpPollSpec)
+    http: Any = None  # diag.httpserver.Limits
+    journal: Any = None  # diag.journal.settings.JournalSettings when agent.journal is given
 
 
 def parse_listen(value: str) -> tuple[str, int]:
@@ -144,6 +159,12 @@ def build(doc: yamlsrc.Doc | None, raw: dict[str, object] | None) -> AgentConfig
         traps = build_traps(doc, spec.traps)  # its problems join doc.problems
     if spec.snmp_poll.interval <= 0 or spec.snmp_poll.concurrency < 1:
         doc.problem(("agent", "snmp_poll"), "interval must be positive and concurrency at least 1")
+    http = _http(doc, spec.http)
+    journal = None
+    if spec.journal is not None:
+        from diag.journal.settings import build as build_journal  # only when configured
+
+        journal = build_journal(doc, spec.journal, data)
     if doc.problems:
         raise ConfigError(doc.problems)
     return AgentConfig(
@@ -161,4 +182,26 @@ def build(doc: yamlsrc.Doc | None, raw: dict[str, object] | None) -> AgentConfig
         api=api,
         traps=traps,
         snmp_poll=spec.snmp_poll,
+        http=http,
+        journal=journal,
+    )
+
+
+def _http(doc: yamlsrc.Doc, spec: HttpSpec) -> Any:
+    from diag.httpserver import Limits
+
+    for name in ("threads", "connection_limit", "per_client"):
+        if getattr(spec, name) < 1:
+            doc.problem(("agent", "http", name), f"{name} must be at least 1")
+    if spec.threads > 64 or spec.connection_limit > 10000:
+        doc.problem(("agent", "http"), "threads must be at most 64 and connection_limit at most 10000")
+    if spec.read_timeout <= 0 or spec.idle_timeout <= 0:
+        doc.problem(("agent", "http"), "read_timeout and idle_timeout must be positive")
+    return Limits(
+        threads=spec.threads,
+        connection_limit=spec.connection_limit,
+        per_client=spec.per_client,
+        read_timeout=spec.read_timeout,
+        idle_timeout=spec.idle_timeout,
+        trusted_proxy=spec.trusted_proxy,
     )

@@ -9,6 +9,8 @@
         session_ttl: 28800                     # console sessions last this long (s)
         check_concurrency: 20                  # hosts a job works on at once
         job_workers: 2                         # jobs that run at once (more wait their turn)
+        approval_ttl: 86400                    # a pending approval request expires after this (s)
+        secure_cookies: false                  # true behind a TLS proxy that is not agent.http.trusted_proxy
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ class ApiSettings:
     check_concurrency: int = 20
     job_workers: int = 2
     jobs_kept: int = 200
+    approval_ttl_s: float = 24 * 3600  # a pending approval request expires after this
+    secure_cookies: bool = False  # Secure on console cookies even over plain HTTP (a TLS proxy in front)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -42,6 +46,8 @@ class ApiSpec(msgspec.Struct, forbid_unknown_fields=True):
     check_concurrency: int = 20
     job_workers: int = 2
     jobs_kept: int = 200
+    approval_ttl: float = 24 * 3600
+    secure_cookies: bool = False
 
 
 def build(doc: yamlsrc.Doc, raw: Any, base: tuple[str, ...] = ("agent", "api")) -> ApiSettings | None:
@@ -53,6 +59,8 @@ def build(doc: yamlsrc.Doc, raw: Any, base: tuple[str, ...] = ("agent", "api")) 
             doc.problem((*base, name), f"{name} must be at least 1")
     if not 1024 <= spec.max_body_bytes <= 64 << 20:
         doc.problem((*base, "max_body_bytes"), "max_body_bytes must be between 1024 and 67108864")
+    if spec.approval_ttl < 60:
+        doc.problem((*base, "approval_ttl"), "approval_ttl must be at least 60 seconds")
     if spec.session_ttl < 60:
         doc.problem((*base, "session_ttl"), "session_ttl must be at least 60 seconds")
     return ApiSettings(
@@ -62,4 +70,6 @@ def build(doc: yamlsrc.Doc, raw: Any, base: tuple[str, ...] = ("agent", "api")) 
         check_concurrency=spec.check_concurrency,
         job_workers=spec.job_workers,
         jobs_kept=spec.jobs_kept,
+        approval_ttl_s=spec.approval_ttl,
+        secure_cookies=spec.secure_cookies,
     )

@@ -7,12 +7,19 @@ breaks the chain, which :meth:`Journal.verify` reports by sequence number. SQLit
 DELETE as well (a guard against mistakes; someone who can write the file can drop them, and the chain is what
 shows it). See docs/journal.md.
 
+Keyed (``agent.journal.key``, a ``file:``/``env:`` reference to a secret kept outside the data directory): from
+the ``journal.keyed`` record on, a record's hash is an HMAC-SHA256 under that key, so someone who can write the
+file but not read the key cannot recompute the chain after an edit. The head (sequence number + hash) is also
+written to an external anchor (:mod:`diag.journal.anchor`), so re-chaining and truncation of the tail show up
+in ``diag journal verify --key ... --anchor ...``.
+
 Use :func:`record` from any front door: it opens the journal of a data directory, appends, and closes.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import os
 import sqlite3
@@ -44,6 +51,7 @@ CREATE TABLE IF NOT EXISTS journal (
     hash TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS journal_ts ON journal (ts);
+CREATE TABLE IF NOT EXISTS journal_meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TRIGGER IF NOT EXISTS journal_no_update BEFORE UPDATE ON journal
     BEGIN SELECT RAISE(ABORT, 'the journal is append-only'); END;
 CREATE TRIGGER IF NOT EXISTS journal_no_delete BEFORE DELETE ON journal
@@ -65,8 +73,9 @@ class Record:
     prev_hash: str = GENESIS
     hash: str = ""
 
-    def digest(self) -> str:
-        """The hash this record must carry: SHA-256 of its canonical JSON, which includes ``prev_hash``."""
+    def digest(self, key: bytes | None = None) -> str:
+        """The hash this record must carry: SHA-256 of its canonical JSON (which includes ``prev_hash``), or
+        HMAC-SHA256 under ``key`` in a keyed journal."""
         body = json.dumps(
             [self.seq, repr(self.ts), self.actor, self.action, self.target, self.result, self.details, self.prev_hash],
             sort_keys=True,
@@ -74,6 +83,8 @@ class Record:
             ensure_ascii=False,
             default=str,
         )
+        if key is not None:
+            return hmac.new(key, body.encode(), hashlib.sha256).hexdigest()
         return hashlib.sha256(body.encode()).hexdigest()
 
     def to_dict(self) -> dict[str, Any]:
@@ -102,12 +113,39 @@ class Problem:
         return f"record {self.seq}: {self.reason}"
 
 
-class Journal:
-    """One journal file. Thread-safe: appends are serialised by a lock and an IMMEDIATE transaction."""
+def key_id(key: bytes) -> str:
+    """A public fingerprint of a journal key (stored in the journal to catch a wrong key, never the key)."""
+    return hashlib.sha256(b"diag-journal-key-id\0" + key).hexdigest()[:16]
 
-    def __init__(self, path: Path) -> None:
+
+def load_key(ref: str) -> bytes:
+    """The key behind a ``file:PATH`` / ``env:NAME`` reference (DiagError naming it when it cannot be read)."""
+    from diag.errors import SecretError
+    from diag.secrets import SecretRef
+
+    try:
+        value = SecretRef(ref).reveal()
+    except SecretError as e:
+        raise DiagError(f"journal key: {e}") from None
+    if len(value) < 16:
+        raise DiagError(f"journal key {ref}: at least 16 characters (`diag journal key new FILE` makes one)")
+    return value.encode()
+
+
+class Journal:
+    """One journal file. Thread-safe: appends are serialised by a lock and an IMMEDIATE transaction.
+
+    ``key`` (a secret reference) keys the journal: a journal without a key gets one (a ``journal.keyed``
+    record), a keyed one must be opened with the same key. Opened without ``key``, a keyed journal reads its
+    key through the reference it stored; a process that cannot read it cannot append (DiagError).
+    """
+
+    def __init__(self, path: Path, key: str | None = None, verify_only: bool = False) -> None:
         self.path = path
         self._lock = threading.Lock()
+        self._key: bytes | None = None
+        self.keyed_from: int | None = None  # the first keyed record
+        self.key_ref: str | None = None
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             # check_same_thread=False: the agent's HTTP threads share one connection, serialised by _lock.
@@ -117,9 +155,41 @@ class Journal:
                 self._db.executescript(_SCHEMA)
             if path.stat().st_mode & 0o077:
                 os.chmod(path, 0o600)  # who did what is not for every local user to read
+            meta = self.meta()
         except (OSError, sqlite3.Error) as e:
             # an unjournaled action is not allowed to pass silently: one line, and the caller stops
             raise DiagError(f"{path}: cannot open the event journal: {e}") from None
+        if "keyed_from" in meta:
+            self.keyed_from, self.key_ref = int(meta["keyed_from"]), meta.get("key_ref")
+            try:
+                self._key = load_key(key or self.key_ref or "")
+            except DiagError:
+                if not verify_only:  # a process that cannot key its records must not append any
+                    raise
+                return  # reading and verifying with a key given by the verifier still work
+            if key_id(self._key) != meta.get("key_id"):
+                raise DiagError(
+                    f"{path}: the journal is keyed with key {meta.get('key_id')} ({self.key_ref}), "
+                    f"not with {key or self.key_ref} ({key_id(self._key)})"
+                )
+            if key:
+                self.key_ref = key
+        elif key:
+            self._key_it(key, load_key(key))
+
+    def meta(self) -> dict[str, str]:
+        with self._lock:
+            return dict(self._db.execute("SELECT name, value FROM journal_meta").fetchall())
+
+    def _key_it(self, ref: str, key: bytes) -> None:
+        """Start keying: the ``journal.keyed`` record is the first with an HMAC (and chains to the plain ones)."""
+        kid = key_id(key)
+        rec = self._append([("diag", "journal.keyed", "journal", "ok", {"key_id": kid, "key": ref})], key)[0]
+        self.keyed_from, self._key, self.key_ref = rec.seq, key, ref
+
+    @property
+    def keyed(self) -> bool:
+        return self._key is not None
 
     def close(self) -> None:
         with self._lock:
@@ -144,6 +214,11 @@ class Journal:
 
     def append_many(self, entries: Sequence[Entry]) -> list[Record]:
         """Add several records in one transaction (one fsync): a host's commands, findings and outcome together."""
+        if self.keyed_from is not None and self._key is None:
+            raise DiagError(f"{self.path}: the journal is keyed and its key {self.key_ref} cannot be read here")
+        return self._append(entries, self._key)
+
+    def _append(self, entries: Sequence[Entry], key: bytes | None) -> list[Record]:
         if not entries:
             return []
         out: list[Record] = []
@@ -157,7 +232,7 @@ class Journal:
                 for actor, action, target, result, details in entries:
                     rec = Record(seq, time.time(), actor, action, target, result, dict(details or {}), prev)
                     rec.details = json.loads(json.dumps(rec.details, default=str))  # what is stored is what is hashed
-                    rec.hash = rec.digest()
+                    rec.hash = rec.digest(key)
                     self._db.execute(
                         "INSERT INTO journal VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                         (
@@ -172,6 +247,15 @@ class Journal:
                             rec.hash,
                         ),
                     )
+                    if action == "journal.keyed" and key is not None:  # in the same transaction as its record
+                        self._db.executemany(
+                            "INSERT OR REPLACE INTO journal_meta VALUES (?, ?)",
+                            [
+                                ("keyed_from", str(rec.seq)),
+                                ("key_id", key_id(key)),
+                                ("key_ref", str(rec.details["key"])),
+                            ],
+                        )
                     out.append(rec)
                     seq, prev = seq + 1, rec.hash
                 self._db.execute("COMMIT")
@@ -221,9 +305,27 @@ class Journal:
             rows = cur.fetchall()
         yield from rows
 
-    def verify(self) -> tuple[int, list[Problem]]:
-        """Walk the chain: (records checked, problems). A problem names the first record that does not fit."""
+    def verify(self, key: bytes | None = None) -> tuple[int, list[Problem]]:
+        """Walk the chain: (records checked, problems). A problem names the first record that does not fit.
+
+        ``key`` is the verifier's own copy of the key: with it, a journal that no longer says it is keyed (its
+        ``journal_meta`` was dropped to re-chain it with plain SHA-256) is a problem, and keyed records are
+        checked with it rather than with the key the journal's reference points at.
+        """
         problems: list[Problem] = []
+        keyed_from = self.keyed_from
+        if key is not None and keyed_from is None:
+            problems.append(
+                Problem(0, "a key was given but the journal does not say it is keyed (its key record was removed?)")
+            )
+        if key is None and keyed_from is not None and self._key is None:
+            problems.append(
+                Problem(
+                    keyed_from,
+                    f"records from here on are keyed and the key ({self.key_ref}) cannot be read: give --key",
+                )
+            )
+        key = key if key is not None else self._key
         prev_hash, prev_seq, n = GENESIS, 0, 0
         for row in self._rows():
             n += 1
@@ -245,16 +347,32 @@ class Journal:
                         " (a record before it was changed, removed or inserted)",
                     )
                 )
-            if rec.digest() != rec.hash:
+            use = key if keyed_from is not None and rec.seq >= keyed_from else None
+            if keyed_from is not None and rec.seq >= keyed_from and key is None:
+                prev_hash, prev_seq = rec.hash, rec.seq  # links are still checked; contents need the key
+                continue
+            if keyed_from is not None and rec.seq == keyed_from and rec.action != "journal.keyed":
+                problems.append(Problem(rec.seq, "the journal says keying began here, but this is not its key record"))
+            if rec.digest(use) != rec.hash:
                 problems.append(Problem(rec.seq, "its content does not match its hash (the record was edited)"))
             prev_hash, prev_seq = rec.hash, rec.seq
         return n, problems
 
     def head(self) -> str:
         """The hash of the last record (GENESIS when empty): anchor it elsewhere to detect truncation too."""
+        return self.head_record()[1]
+
+    def head_record(self) -> tuple[int, str]:
+        """(sequence number, hash) of the last record; (0, GENESIS) when empty."""
         with self._lock:
-            row = self._db.execute("SELECT hash FROM journal ORDER BY seq DESC LIMIT 1").fetchone()
-        return str(row[0]) if row else GENESIS
+            row = self._db.execute("SELECT seq, hash FROM journal ORDER BY seq DESC LIMIT 1").fetchone()
+        return (int(row[0]), str(row[1])) if row else (0, GENESIS)
+
+    def hash_of(self, seq: int) -> str | None:
+        """The stored hash of record ``seq`` (None when there is no such record)."""
+        with self._lock:
+            row = self._db.execute("SELECT hash FROM journal WHERE seq = ?", (seq,)).fetchone()
+        return str(row[0]) if row else None
 
 
 def _record(row: tuple[Any, ...]) -> Record:
@@ -268,13 +386,16 @@ _open: dict[Path, Journal] = {}
 _open_lock = threading.Lock()
 
 
-def open_journal(data: Path) -> Journal:
-    """The journal of a data directory, opened once per process and shared."""
+def open_journal(data: Path, key: str | None = None) -> Journal:
+    """The journal of a data directory, opened once per process and shared (keyed with ``key`` if given)."""
     path = (Path(data) / FILENAME).resolve()
     with _open_lock:
         j = _open.get(path)
         if j is None:
-            j = _open[path] = Journal(path)
+            j = _open[path] = Journal(path, key)
+        elif key is not None and (not j.keyed or j.key_ref != key):
+            j.close()
+            j = _open[path] = Journal(path, key)
         return j
 
 

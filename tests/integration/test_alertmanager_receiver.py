@@ -25,8 +25,9 @@ import pytest
 from diag.agent import daemon as agent_mod
 from diag.alertmanager import mount
 from diag.alertmanager.receiver import SOURCE, Verdict
+from diag.httpserver import BoundedServer as Server
 from diag.model import Evidence, Finding
-from diag.wsgi import App, Server
+from diag.wsgi import App
 from tests.conftest import free_port, wait_for
 from tests.labs.alerting import PROMTOOL, Alertmanager, Prometheus
 from tests.labs.lab import Lab

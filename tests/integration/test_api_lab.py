@@ -202,17 +202,22 @@ def test_a_changing_step_runs_only_after_another_lead_approves(env: ApiEnv, mark
     assert r.status_code == 202 and r.json()["status"] == "needs_approval", r.text
     a1 = r.json()["approval"]
     assert a1["state"] == "pending" and a1["changing_steps"] == ["touch"]
-    assert eng.post(f"/api/v1/approvals/{a1['id']}/approve", json={}).status_code == 403  # an engineer cannot
+    assert a1["vars"] == {"marker": str(marker)}
+    assert a1["commands"] == [{"host": "h01", "step": "touch", "command": f"touch {marker}", "sudo": False,
+                               "when": None, "error": None}]  # fmt: skip
+    assert eng.post(f"/api/v1/approvals/{a1['id']}/approve", json={"comment": "mine"}).status_code == 403
     r = lead1.post(f"/api/v1/approvals/{a1['id']}/reject", json={"comment": "not in a maintenance window"})
     assert r.status_code == 200 and r.json()["approval"]["state"] == "rejected" and r.json()["job"] is None
-    assert lead2.post(f"/api/v1/approvals/{a1['id']}/approve", json={}).status_code == 409  # decided once
+    assert lead2.post(f"/api/v1/approvals/{a1['id']}/approve", json={"comment": "x"}).status_code == 409  # once
     assert not marker.exists()
 
     # a lead's own request needs another lead
     r = lead1.post("/api/v1/checks", json=body)
     a2 = r.json()["approval"]
-    r = lead1.post(f"/api/v1/approvals/{a2['id']}/approve", json={})
+    r = lead1.post(f"/api/v1/approvals/{a2['id']}/approve", json={"comment": "my own"})
     assert r.status_code == 403 and "requested" in r.json()["error"]
+    for blank in ({}, {"comment": ""}, {"comment": "   "}):  # a decision needs a reason in the journal
+        assert lead2.post(f"/api/v1/approvals/{a2['id']}/approve", json=blank).status_code == 400
     assert not marker.exists()
     r = lead2.post(f"/api/v1/approvals/{a2['id']}/approve", json={"comment": "ok"})
     assert r.status_code == 200, r.text

@@ -91,7 +91,7 @@ def test_the_agent_registers_the_provider_and_stays_light(tmp_path: Path) -> Non
         "from diag.archive import hypotheses\n"
         "from diag.incidents.knowledge import PROVIDERS\n"
         f"a = agent.load({str(inv)!r}, '127.0.0.1:{port}', {str(tmp_path / 'd')!r})\n"
-        "a.server.httpd.server_close()\n"
+        "a.server.stop()\n"
         "print(json.dumps([PROVIDERS.get('config_archive') is hypotheses.PROVIDER, str(hypotheses.PROVIDER.root),\n"
         "                  hypotheses.PROVIDER.window, a.archive_schedule is not None, sorted(sys.modules)]))\n"
     )
