@@ -19,7 +19,7 @@ import falcon
 import msgspec
 
 from diag.api import policy, schemas
-from diag.api.service import Conflict, Invalid, NotFound, Service
+from diag.api.service import Busy, Conflict, Invalid, NotFound, Service
 from diag.api.tokens import Principal, token_prefix
 from diag.wsgi import HTTPError, read_body
 
@@ -210,7 +210,7 @@ class Checks:
         last = req.get_header("Last-Event-ID") or ""
         resp.content_type = "text/event-stream"
         resp.cache_control = ["no-cache"]
-        resp.stream = job.follow(int(last) if ASCII_INT.fullmatch(last) else 0)
+        resp.stream = self.svc.stream(job, int(last) if ASCII_INT.fullmatch(last) else 0)
 
 
 class Approvals:
@@ -456,6 +456,11 @@ def _map_errors(app: falcon.App[Any, Any], svc: Service) -> None:
     app.add_error_handler(NotFound, not_found)
     app.add_error_handler(Invalid, invalid)
     app.add_error_handler(Conflict, conflict)
+
+    def busy(req: falcon.Request, resp: falcon.Response, ex: Exception, params: dict[str, Any]) -> None:
+        raise falcon.HTTPServiceUnavailable(description=str(ex), retry_after=5)
+
+    app.add_error_handler(Busy, busy)
 
 
 def base(svc: Service, middleware: list[Any]) -> falcon.App[Any, Any]:

@@ -370,7 +370,7 @@ class Pages:
         last = req.get_header("Last-Event-ID") or ""
         resp.content_type = "text/event-stream"
         resp.cache_control = ["no-cache"]
-        resp.stream = job.follow(int(last) if ASCII_INT.fullmatch(last) else 0)
+        resp.stream = self.svc.stream(job, int(last) if ASCII_INT.fullmatch(last) else 0)
 
     def on_get_job_result(self, req: falcon.Request, resp: falcon.Response, job_id: str) -> None:
         from diag.api.app import send

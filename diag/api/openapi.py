@@ -69,7 +69,7 @@ OPS: tuple[Op, ...] = (
         "Live progress as server-sent events: start, host (a host's result), done",
         "viewer",
         None,
-        extra=("404",),
+        extra=("404", "503"),
         stream=True,
     ),
     Op(
@@ -229,6 +229,7 @@ _REASONS = {
     "413": "Body over the limit",
     "415": "Body is not JSON",
     "422": "Unknown host, group or variable, or a required comment is blank",
+    "503": "Too many event streams are open (agent.api.max_streams); retry after Retry-After seconds",
 }
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -35,6 +35,10 @@ class NotFound(Exception):
 
 class Invalid(Exception):
     """A 400/422-style refusal of a well-formed request (unknown host, playbook or variable)."""
+
+
+class Busy(Exception):
+    """A 503: a bounded resource (event streams) is in use; retry later."""
 
 
 class Conflict(Exception):
@@ -63,8 +67,24 @@ class Service:
         self.incidents: Any = None  # the incident engine's adapter (diag.api.incidents) when diag.incidents is there
         self.sessions: Any = None  # the console's sessions (diag.api.console.Sessions)
         self._lock = threading.Lock()
+        # An event stream holds one of the HTTP server's few workers while it is open: cap them, so that
+        # clients following checks cannot take every worker from /metrics and the webhook.
+        self._streams = threading.BoundedSemaphore(self.settings.max_streams)
 
     # ---- helpers
+    def stream(self, job: Job, after: int) -> Iterator[bytes]:
+        """A job's event stream, within the cap on open streams (Busy when it is reached)."""
+        if not self._streams.acquire(blocking=False):
+            raise Busy(f"{self.settings.max_streams} event streams are open; try again shortly")
+
+        def gen() -> Iterator[bytes]:
+            try:
+                yield from job.follow(after)
+            finally:
+                self._streams.release()
+
+        return gen()
+
     @property
     def hosts(self) -> Mapping[str, Host]:
         return self.inv.hosts if self.inv else {}

@@ -11,6 +11,7 @@
         job_workers: 2                         # jobs that run at once (more wait their turn)
         approval_ttl: 86400                    # a pending approval request expires after this (s)
         secure_cookies: false                  # true behind a TLS proxy that is not agent.http.trusted_proxy
+        max_streams: 4                         # live event streams at once (each holds an HTTP worker)
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ class ApiSettings:
     jobs_kept: int = 200
     approval_ttl_s: float = 24 * 3600  # a pending approval request expires after this
     secure_cookies: bool = False  # Secure on console cookies even over plain HTTP (a TLS proxy in front)
+    max_streams: int = 4  # event streams open at once: each holds an HTTP worker (agent.http.threads) while open
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -48,13 +50,14 @@ class ApiSpec(msgspec.Struct, forbid_unknown_fields=True):
     jobs_kept: int = 200
     approval_ttl: float = 24 * 3600
     secure_cookies: bool = False
+    max_streams: int = 4
 
 
 def build(doc: yamlsrc.Doc, raw: Any, base: tuple[str, ...] = ("agent", "api")) -> ApiSettings | None:
     spec = doc.check_type(base, raw if raw is not None else {}, ApiSpec)
     if spec is None:
         return None
-    for name in ("check_concurrency", "job_workers", "jobs_kept"):
+    for name in ("check_concurrency", "job_workers", "jobs_kept", "max_streams"):
         if getattr(spec, name) < 1:
             doc.problem((*base, name), f"{name} must be at least 1")
     if not 1024 <= spec.max_body_bytes <= 64 << 20:
@@ -72,4 +75,5 @@ def build(doc: yamlsrc.Doc, raw: Any, base: tuple[str, ...] = ("agent", "api")) 
         jobs_kept=spec.jobs_kept,
         approval_ttl_s=spec.approval_ttl,
         secure_cookies=spec.secure_cookies,
+        max_streams=spec.max_streams,
     )

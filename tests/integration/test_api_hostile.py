@@ -140,3 +140,73 @@ def test_an_edited_journal_record_is_detected_and_named(env: ApiEnv) -> None:
     assert "BROKEN" in bad.stderr
     verify = env.client("lead1").get("/api/v1/journal/verify").json()
     assert verify["ok"] is False and any(p.startswith(f"record {victim['seq']}:") for p in verify["problems"])
+
+
+def _raw(port: int, request: bytes, source: str = "127.0.0.1") -> str:
+    """Send a raw request; the status line and headers of the answer."""
+    import socket
+
+    with socket.create_connection(("127.0.0.1", port), timeout=10, source_address=(source, 0)) as s:
+        s.sendall(request)
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            data += chunk
+    return data.decode(errors="replace")
+
+
+def test_an_anonymous_post_without_a_body_is_401_not_411(env: ApiEnv) -> None:
+    for path in ("/api/v1/checks", "/api/v1/approvals/x/approve", "/api/v1/nowhere"):
+        head = _raw(env.port, f"POST {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+        assert head.startswith("HTTP/1.1 401"), head
+        assert "www-authenticate: bearer" in head.lower()
+    # with a token and no Content-Length the server framed an empty body: the body's own checks answer
+    r = env.client("admin").post("/api/v1/kb/x/verify")
+    assert r.status_code in (404, 409), r.text
+
+
+def test_a_login_form_from_another_origin_is_refused_and_journaled(env: ApiEnv) -> None:
+    import re
+
+    c = httpx.Client(base_url=env.url, timeout=30)
+    csrf = re.search(r'name="csrf" value="([^"]+)"', c.get("/ui/login").text).group(1)  # type: ignore[union-attr]
+    form = {"csrf": csrf, "token": env.tokens["viewer"]}
+    for bad in ({"Origin": "http://evil.example"}, {"Origin": "null"}, {"Referer": "http://evil.example/x"}):
+        r = c.post("/ui/login", data=form, headers=bad, follow_redirects=False)
+        assert r.status_code == 403, (bad, r.text)
+    denied = [r for r in env.journal("access.denied") if r["details"].get("reason") == "cross-origin form"]
+    assert len(denied) >= 3 and denied[0]["target"] == "/ui/login"
+    r = c.post("/ui/login", data=form, headers={"Origin": env.url}, follow_redirects=False)
+    assert r.status_code == 303, r.text  # the console's own origin, with the double-submit cookie: logged in
+
+
+def test_session_cookies_are_secure_behind_a_trusted_tls_proxy(tmp_path: Path) -> None:
+    from tests.conftest import DIAG, free_port, stop_process, wait_for
+    from tests.labs.apienv import PORTS
+
+    inv = tmp_path / "inventory.yaml"
+    inv.write_text("hosts: {}\nagent:\n  http: {trusted_proxy: 127.0.0.1}\n  api: {}\n")
+    port = free_port(PORTS)
+    log = tmp_path / "agent.log"
+    with log.open("wb") as err:
+        proc = subprocess.Popen(
+            [DIAG, "agent", "--inventory", str(inv), "--listen", f"127.0.0.1:{port}", "--data", str(tmp_path / "d")],
+            stdin=subprocess.DEVNULL, stdout=err, stderr=err,
+        )  # fmt: skip
+    try:
+        wait_for(lambda: httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200, timeout=30, what="agent")
+
+        def cookie(source: str, proto: str | None) -> str:
+            fwd = f"X-Forwarded-Proto: {proto}\r\n" if proto else ""
+            req = f"GET /ui/login HTTP/1.1\r\nHost: diag.example\r\n{fwd}Connection: close\r\n\r\n"
+            head = _raw(port, req.encode(), source)
+            return next(line for line in head.split("\r\n") if line.lower().startswith("set-cookie:"))
+
+        assert "; secure" in cookie("127.0.0.1", "https").lower()  # the TLS proxy says the client spoke HTTPS
+        assert "; secure" not in cookie("127.0.0.1", None).lower()
+        assert "; secure" not in cookie("127.0.0.3", "https").lower()  # anyone else's header is not believed
+    finally:
+        stop_process(proc)
+    assert "Traceback" not in log.read_text()

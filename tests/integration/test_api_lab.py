@@ -242,6 +242,38 @@ def test_a_changing_step_runs_only_after_another_lead_approves(env: ApiEnv, mark
     assert lead1.get("/api/v1/journal/verify").json()["ok"] is True
 
 
+def test_approval_after_revoke_or_narrowing_is_refused_and_journaled(env: ApiEnv, marker_dir: Path) -> None:
+    """The requester's token is checked again when a lead decides; the CLI cancels what no longer fits."""
+    lead2 = env.client("lead2")
+    made = {}
+    for name in ("eng3", "eng5"):
+        p = env.diag("api", "token", "add", name, "--role", "engineer", "--groups", "web",
+                     "--playbooks", "change-marker", "--data", str(env.data))  # fmt: skip
+        assert p.returncode == 0, p.stderr
+        made[name] = p.stdout.strip()
+    ids = {}
+    for name, token in made.items():
+        marker = marker_dir / f"after-{name}"
+        c = httpx.Client(base_url=env.url, headers={"Authorization": f"Bearer {token}"}, timeout=30)
+        body = {"playbook": "change-marker", "targets": ["h01"], "vars": {"marker": str(marker)}}
+        r = c.post("/api/v1/checks", json=body)
+        assert r.status_code == 202 and r.json()["status"] == "needs_approval", r.text
+        ids[name] = r.json()["approval"]["id"]
+    revoke = env.diag("api", "token", "revoke", "eng3", "--data", str(env.data))
+    assert revoke.returncode == 0 and f"approval request {ids['eng3']}" in revoke.stdout, revoke.stdout
+    narrow = env.diag("api", "token", "scope", "eng5", "--groups", "db", "--data", str(env.data))
+    assert narrow.returncode == 0 and f"approval request {ids['eng5']}" in narrow.stdout, narrow.stdout
+    for name, aid in ids.items():
+        r = lead2.post(f"/api/v1/approvals/{aid}/approve", json={"comment": "approving after the change"})
+        assert r.status_code == 409 and "cancelled" in r.json()["error"], r.text
+        assert lead2.get(f"/api/v1/approvals/{aid}").json()["state"] == "cancelled"
+        assert not (marker_dir / f"after-{name}").exists()
+    cancelled = {r["details"]["approval"]: r for r in env.journal("approval.cancelled")}
+    assert "revoked" in cancelled[ids["eng3"]]["details"]["reason"]
+    assert "no longer in the groups" in cancelled[ids["eng5"]]["details"]["reason"]
+    assert not [r for r in env.journal("check.started") if r["actor"] in ("token:eng3", "token:eng5")]
+
+
 # ---- console
 
 
@@ -357,6 +389,50 @@ def test_console_in_chromium_login_run_a_check_and_see_its_findings(
         driver.quit()
     failures = [r for r in env.journal("login.failed") if r["details"].get("via") == "console"]
     assert failures, "the console's refused login is journaled"
+
+
+def test_console_approvals_show_variables_and_rendered_commands_in_chromium(
+    env: ApiEnv, marker_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    marker = marker_dir / "asked-in-console"
+    r = env.client("eng-web").post(
+        "/api/v1/checks", json={"playbook": "change-marker", "targets": ["h01"], "vars": {"marker": str(marker)}}
+    )
+    aid = r.json()["approval"]["id"]
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    driver = _browser()
+    wait = WebDriverWait(driver, 60)
+    try:
+        driver.get(env.url + "/ui/login")
+        wait.until(ec.presence_of_element_located((By.ID, "token")))
+        driver.find_element(By.ID, "token").send_keys(env.tokens["lead1"])
+        driver.find_element(By.ID, "login").click()
+        wait.until(ec.presence_of_element_located((By.ID, "hosts")))
+        driver.get(env.url + "/ui/approvals")
+        section = wait.until(ec.presence_of_element_located((By.ID, aid)))
+        commands = [e.text for e in section.find_elements(By.CSS_SELECTOR, "pre.command")]
+        assert commands == [f"touch {marker}"], commands  # what will run, with the variable filled in
+        assert f"marker={marker}" in section.find_element(By.CSS_SELECTOR, "td.vars").text
+        assert "token:eng-web" in section.text and "h01" in section.text
+        path = ARTIFACTS / "console-approval.png"
+        driver.save_screenshot(str(path))
+        with capsys.disabled():
+            print(f"\nscreenshot: {path}")
+        # no comment: the browser does not send the form (and the server would refuse it)
+        driver.find_element(By.ID, f"approve-{aid}").click()
+        assert env.client("lead1").get(f"/api/v1/approvals/{aid}").json()["state"] == "pending"
+        driver.find_element(By.ID, f"comment-{aid}").send_keys("no change window today")
+        driver.find_element(By.ID, f"reject-{aid}").click()
+        wait.until(lambda d: d.find_element(By.ID, aid).get_attribute("data-state") == "rejected")
+    finally:
+        driver.quit()
+    a = env.client("lead1").get(f"/api/v1/approvals/{aid}").json()
+    assert a["state"] == "rejected" and a["comment"] == "no change window today" and a["decided_by"] == "token:lead1"
+    assert not marker.exists()
 
 
 # ---- incidents and knowledge base over the API (runs last: it empties h01's full filesystem)

@@ -359,6 +359,16 @@ def test_cli_walk_json_equals_snmpbulkwalk(lab: SnmpLab) -> None:
     assert bad.stderr == f"diag: {lab.address}:161: no answer: wrong community or host down (timeout 0.2s, 1 try)\n"
 
 
+def test_cli_walk_json_piped_into_head_ends_quietly(lab: SnmpLab) -> None:
+    """`diag snmp walk --json | head`: the reader leaves early; no BrokenPipe traceback (issue 15)."""
+    env = {**os.environ, "DIAG_SNMP_COMMUNITY": COMMUNITY}
+    p = subprocess.run(
+        f"{DIAG} snmp walk --json {lab.address} 1.3.6.1.2.1 | head -2",
+        shell=True, capture_output=True, text=True, timeout=120, env=env,
+    )  # fmt: skip
+    assert p.stdout.count("\n") == 2 and p.stderr == "", p.stderr
+
+
 def test_v3_wrong_user_and_wrong_privacy_password(lab: SnmpLab) -> None:
     with pytest.raises(snmp.SnmpAuthError, match=r"authentication failed for user nobody: .*Unknown user name"):
         snmp.open_session(snmp.Target(lab.address, version="3", user="nobody", auth_key=V3_AUTH)).get(

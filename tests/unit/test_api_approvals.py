@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from diag import inventory
+from diag.api.jobs import Event
 from diag.api.service import ApiSettings, Conflict, Invalid, Service
 from diag.api.tokens import Principal
 from tests.labs.apienv import CHANGE_PLAYBOOK
@@ -146,3 +148,18 @@ def test_a_decision_needs_a_comment_and_a_request_expires(svc: Service) -> None:
         svc.decide(lead, late, True, "too late")
     a, job = svc.decide(lead, aid, False, "not in a maintenance window")
     assert a.state == "rejected" and a.comment == "not in a maintenance window" and job is None
+
+
+def test_event_streams_are_capped_so_they_cannot_hold_every_http_worker(svc: Service) -> None:
+    from diag.api.jobs import Job
+    from diag.api.service import Busy
+
+    svc.settings.max_streams = 1
+    svc._streams = threading.BoundedSemaphore(1)
+    job = Job("j1", "token:x", "facts", ["w1"], ["w1"], False, state="done")
+    job.events.append(Event(1, "done", {"job": "j1", "state": "done", "exit_status": 0}))
+    first = svc.stream(job, 0)
+    with pytest.raises(Busy, match="1 event streams are open"):
+        svc.stream(job, 0)
+    assert b"event: done" in b"".join(first)  # read to its end: the slot is free again
+    assert b"event: done" in b"".join(svc.stream(job, 0))
