@@ -160,7 +160,11 @@ class _Server(TcpWSGIServer):  # type: ignore[misc]
     def maintenance(self, now: float) -> None:
         mono = time.monotonic()
         for ch in list(self.active_channels.values()):
-            if not isinstance(ch, _Channel) or not ch.waiting():
+            if not isinstance(ch, _Channel) or ch.requests:
+                continue  # a worker is on it
+            if not ch.waiting():  # an answer the client does not read: as idle as a silent one
+                if ch.total_outbufs_len and now - ch.last_activity > self.limits.idle_timeout:
+                    self._close(ch, "idle")
                 continue
             if ch.request_started is not None:
                 if mono - ch.request_started > self.limits.read_timeout:
