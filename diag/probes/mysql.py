@@ -1,0 +1,22 @@
+"""MySQL and MariaDB health (``agent.probes.mysql``): every configured instance, and its backup jobs
+(docs/databases.md). Off until instances or backup jobs are configured; the driver is imported on the first run.
+"""
+
+from __future__ import annotations
+
+from diag.databases.options import DatabaseOptions
+from diag.databases.probe import DatabaseProbe
+from diag.probes.base import register
+
+
+class MysqlOptions(DatabaseOptions, kw_only=True):
+    pass
+
+
+@register
+class MysqlProbe(DatabaseProbe):
+    name = "mysql"
+    help = "MySQL/MariaDB servers: up, connections, locks, long queries, replication, storage, backups and restores."
+    Options = MysqlOptions
+    engine = "mysql"
+    collector = "diag.databases.mysql:MysqlInstance"

@@ -1,0 +1,23 @@
+"""PostgreSQL health (``agent.probes.postgres``): every configured instance, and its backup jobs (docs/databases.md).
+
+Off until instances or backup jobs are configured; psycopg is imported on the first run only.
+"""
+
+from __future__ import annotations
+
+from diag.databases.options import DatabaseOptions
+from diag.databases.probe import DatabaseProbe
+from diag.probes.base import register
+
+
+class PostgresOptions(DatabaseOptions, kw_only=True):
+    pass
+
+
+@register
+class PostgresProbe(DatabaseProbe):
+    name = "postgres"
+    help = "PostgreSQL servers: up, connections, locks, long queries, replication, storage, backups and restores."
+    Options = PostgresOptions
+    engine = "postgres"
+    collector = "diag.databases.postgres:PostgresInstance"

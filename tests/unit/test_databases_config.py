@@ -1,0 +1,80 @@
+"""The database probes' configuration and the literal masking of query text (no server needed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from diag import config
+from diag.databases.options import dsn_keys
+from diag.databases.sqlmask import mask_sql
+from diag.errors import ConfigError
+
+
+@pytest.mark.parametrize(
+    ("sql", "masked"),
+    [
+        ("SELECT * FROM t WHERE a = 'x''y' AND b = 42", "SELECT * FROM t WHERE a = ? AND b = ?"),
+        ("UPDATE acct SET card = E'4111\\'1111' WHERE id=$1", "UPDATE acct SET card = ? WHERE id=$1"),
+        ("SELECT $$secret body$$, $fn$ also $fn$, 1.5e3, .5, 0xFF, x'ff'", "SELECT ?, ?, ?, ?, ?, ?"),
+        ("SELECT t1.c2, \"Col\" FROM t1 -- where pw = 'hunter2'", 'SELECT t1.c2, "Col" FROM t1 --'),
+        ("SELECT 1 /* token 'abc' */ FROM t", "SELECT ? /* */ FROM t"),
+        ("INSERT INTO t VALUES ('unterminated", "INSERT INTO t VALUES (?"),
+    ],
+)
+def test_literals_are_masked(sql: str, masked: str) -> None:
+    assert mask_sql(sql) == masked
+
+
+def test_mysql_double_quoted_strings_are_masked_too() -> None:
+    assert mask_sql('SELECT * FROM `t` WHERE name = "alice"', double_quoted_strings=True) == (
+        "SELECT * FROM `t` WHERE name = ?"
+    )
+    assert len(mask_sql("SELECT " + "a, " * 500 + "b", limit=50)) == 50
+
+
+def test_dsn_forms() -> None:
+    assert dsn_keys("postgresql://diag@db1:5433/app?sslmode=require") == {
+        "sslmode": "require", "user": "diag", "host": "db1", "port": "5433", "dbname": "app"
+    }  # fmt: skip
+    assert dsn_keys("host=/run/postgresql port=5432 user=diag dbname='my db'")["dbname"] == "my db"
+    assert dsn_keys("mysql://diag@localhost/?unix_socket=/run/mysqld/mysqld.sock")["unix_socket"] == (
+        "/run/mysqld/mysqld.sock"
+    )
+
+
+@pytest.mark.parametrize(
+    ("probe", "body", "message"),
+    [
+        ("postgres", '{instances: [{name: a, dsn: "postgresql://u:hunter2@h/db"}]}', "must not hold the password"),
+        ("postgres", '{instances: [{name: a, dsn: "host=h password=hunter2"}]}', "must not hold the password"),
+        ("mysql", "{instances: [{name: a, dsn: 'mysql://u@h/', password: hunter2}]}", "must be a reference"),
+        ("mysql", "{instances: [{name: a, dsn: 'mysql://u@h/'}, {name: a, dsn: 'mysql://u@g/'}]}", "duplicate"),
+        (
+            "postgres",
+            "{backups: [{name: b, glob: /x, max_age_hours: 1, verify: {instance: nope}}]}",
+            "not a configured",
+        ),
+        ("postgres", "{instances: [{name: a, dsn: x=y}], connections_warning_percent: 99}", "connections_warning"),
+    ],
+)
+def test_bad_configuration_names_the_file_and_line(probe: str, body: str, message: str, tmp_path: Path) -> None:
+    from diag import inventory
+
+    inv = tmp_path / "inventory.yaml"
+    inv.write_text(f"hosts: {{}}\nagent:\n  probes:\n    {probe}: {body}\n")
+    inv_doc = inventory.load(str(inv))
+    with pytest.raises(ConfigError) as e:
+        config.build(inv_doc.doc, dict(inv_doc.agent))
+    text = "\n".join(e.value.problems)
+    assert message in text and "inventory.yaml:4" in text, text
+    assert "hunter2" not in text
+
+
+def test_nothing_configured_means_disabled_and_no_driver_imported() -> None:
+    import sys
+
+    cfg = config.build(None, {})
+    assert cfg.probes["postgres"].enabled is False and cfg.probes["mysql"].enabled is False
+    assert "MySQLdb" not in sys.modules
