@@ -4,9 +4,9 @@
 
 from __future__ import annotations
 
-from diag.databases.options import DatabaseOptions
-from diag.databases.probe import DatabaseProbe
 from diag.probes.base import register
+from diag.probes.databases.options import DatabaseOptions
+from diag.probes.databases.probe import DatabaseProbe
 
 
 class MysqlOptions(DatabaseOptions, kw_only=True):
@@ -19,4 +19,4 @@ class MysqlProbe(DatabaseProbe):
     help = "MySQL/MariaDB servers: up, connections, locks, long queries, replication, storage, backups and restores."
     Options = MysqlOptions
     engine = "mysql"
-    collector = "diag.databases.mysql:MysqlInstance"
+    collector = "diag.probes.databases.mysql:MysqlInstance"

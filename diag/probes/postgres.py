@@ -5,9 +5,9 @@ Off until instances or backup jobs are configured; psycopg is imported on the fi
 
 from __future__ import annotations
 
-from diag.databases.options import DatabaseOptions
-from diag.databases.probe import DatabaseProbe
 from diag.probes.base import register
+from diag.probes.databases.options import DatabaseOptions
+from diag.probes.databases.probe import DatabaseProbe
 
 
 class PostgresOptions(DatabaseOptions, kw_only=True):
@@ -20,4 +20,4 @@ class PostgresProbe(DatabaseProbe):
     help = "PostgreSQL servers: up, connections, locks, long queries, replication, storage, backups and restores."
     Options = PostgresOptions
     engine = "postgres"
-    collector = "diag.databases.postgres:PostgresInstance"
+    collector = "diag.probes.databases.postgres:PostgresInstance"

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from diag import config
-from diag.databases.options import dsn_keys
-from diag.databases.sqlmask import mask_sql
 from diag.errors import ConfigError
+from diag.probes.databases.options import dsn_keys
+from diag.probes.databases.sqlmask import mask_sql
 
 
 @pytest.mark.parametrize(

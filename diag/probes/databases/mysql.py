@@ -12,11 +12,11 @@ from typing import Any
 
 import MySQLdb
 
-from diag.databases.common import Families, Session, StartTimes, percent, sessions_evidence, size_text
-from diag.databases.options import DatabaseOptions, Instance, dsn_keys
-from diag.databases.sqlmask import mask_sql
 from diag.errors import ProbeError
 from diag.model import Evidence, Result
+from diag.probes.databases.common import Families, Session, StartTimes, percent, sessions_evidence, size_text
+from diag.probes.databases.options import DatabaseOptions, Instance, dsn_keys
+from diag.probes.databases.sqlmask import mask_sql
 from diag.secrets import mask
 
 VARIABLES = ("version", "version_comment", "read_only", "max_connections", "log_bin")

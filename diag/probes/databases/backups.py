@@ -32,10 +32,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO, Any, Literal
 
-from diag.databases.common import Families, size_text
-from diag.databases.options import BackupJob, DatabaseOptions, Instance, dsn_keys
 from diag.model import Evidence, Result
 from diag.probes.base import Paths
+from diag.probes.databases.common import Families, size_text
+from diag.probes.databases.options import BackupJob, DatabaseOptions, Instance, dsn_keys
 from diag.secrets import mask
 
 log = logging.getLogger(__name__)
@@ -159,7 +159,7 @@ class Restorer:
         return env
 
     def _mysql_argv(self, tmp: Path, database: str | None) -> list[str]:
-        from diag.databases.mysql import connect_params
+        from diag.probes.databases.mysql import connect_params
 
         params = connect_params(self.inst)
         secret = self.inst.secret()

@@ -7,15 +7,16 @@ is configured. The monitoring role needs ``pg_monitor`` (sessions of other users
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import psycopg
 
-from diag.databases.common import Families, Session, StartTimes, percent, sessions_evidence, size_text
-from diag.databases.options import DatabaseOptions, Instance
-from diag.databases.sqlmask import mask_sql
 from diag.errors import ProbeError
 from diag.model import Evidence, Result
+from diag.probes.databases.common import Families, Session, StartTimes, percent, sessions_evidence, size_text
+from diag.probes.databases.options import DatabaseOptions, Instance
+from diag.probes.databases.sqlmask import mask_sql
 from diag.secrets import mask
 
 SERVER_SQL = """
@@ -519,8 +520,15 @@ class PostgresInstance:
             return
         receive, replay, since_replay, paused, receiver, has_primary = standby
         lag_b = max(0.0, (receive or 0.0) - (replay or 0.0)) if receive is not None and replay is not None else None
-        # An idle primary sends nothing: then the last replayed transaction ages although nothing is behind.
-        lag_s = 0.0 if lag_b == 0 else (since_replay or 0.0)
+        # The age of the last replayed transaction alone is no lag: after an idle minute on the primary, a burst of
+        # WAL would look a minute behind for the instant it takes to replay it. So the lag counts from the first run
+        # that saw the standby behind (and never exceeds that age); an idle primary with nothing behind is 0.
+        if not lag_b:
+            self.prev.pop("behind_since", None)
+            lag_s = 0.0
+        else:
+            behind_since = self.prev.setdefault("behind_since", time.time())
+            lag_s = min(since_replay or 0.0, max(0.0, time.time() - behind_since))
         fam.add("diag_postgres_replica_lag_bytes", H["lagb"], lag_b, {**labels, "replica": "self"})
         fam.add("diag_postgres_replica_lag_seconds", H["lags"], lag_s, {**labels, "replica": "self"})
         fam.add("diag_postgres_wal_receiver_up", H["receiver"], 1 if receiver == "streaming" else 0, labels)

@@ -9,12 +9,12 @@ from __future__ import annotations
 import importlib
 from typing import Any, ClassVar, Literal
 
-from diag.databases.backups import BackupWatcher
-from diag.databases.common import Families, StartTimes
-from diag.databases.options import DatabaseOptions
 from diag.errors import NoData, ProbeError
 from diag.model import Result
 from diag.probes.base import Paths, Probe, ProbeOptions
+from diag.probes.databases.backups import BackupWatcher
+from diag.probes.databases.common import Families, StartTimes
+from diag.probes.databases.options import DatabaseOptions
 
 
 class DatabaseProbe(Probe):
