@@ -149,6 +149,7 @@ _EXTENSION_MODULES = [
     "diag.cli.api",
     "diag.cli.report",
     "diag.cli.distributed",
+    "diag.cli.line1",
 ]
 
 

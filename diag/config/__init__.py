@@ -73,6 +73,7 @@ class AgentSpec(msgspec.Struct, forbid_unknown_fields=True):
     archive: dict[str, object] | None = None  # the configuration archive, validated by diag.archive.settings
     api: dict[str, object] | None = None  # diag.config.api validates it
     traps: dict[str, object] | None = None  # diag.network.traps.config validates it
+    line1: dict[str, object] | None = None  # diag.line1.settings validates it (docs/line1.md)
     snmp_poll: SnmpPollSpec = msgspec.field(default_factory=SnmpPollSpec)
     http: HttpSpec = msgspec.field(default_factory=HttpSpec)
     journal: dict[str, object] | None = None  # diag.journal.settings validates it
@@ -96,6 +97,7 @@ class AgentConfig:
     snmp_poll: SnmpPollSpec = field(default_factory=SnmpPollSpec)
     http: Any = None  # diag.httpserver.Limits
     journal: Any = None  # diag.journal.settings.JournalSettings when agent.journal is given
+    line1: Any = None  # diag.line1.settings.Settings when configured
 
 
 def parse_listen(value: str) -> tuple[str, int]:
@@ -157,6 +159,14 @@ def build(doc: yamlsrc.Doc | None, raw: dict[str, object] | None) -> AgentConfig
         from diag.network.traps.config import build as build_traps  # only when configured
 
         traps = build_traps(doc, spec.traps)  # its problems join doc.problems
+    line1 = None
+    if spec.line1 is not None:
+        from diag.line1 import settings as line1_settings  # only when configured
+
+        try:
+            line1 = line1_settings.from_doc(doc, spec.line1)
+        except ConfigError as e:
+            doc.problems.extend(p for p in e.problems if p not in doc.problems)
     if spec.snmp_poll.interval <= 0 or spec.snmp_poll.concurrency < 1:
         doc.problem(("agent", "snmp_poll"), "interval must be positive and concurrency at least 1")
     http = _http(doc, spec.http)
@@ -184,6 +194,7 @@ def build(doc: yamlsrc.Doc | None, raw: dict[str, object] | None) -> AgentConfig
         snmp_poll=spec.snmp_poll,
         http=http,
         journal=journal,
+        line1=line1,
     )
 
 

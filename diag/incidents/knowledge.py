@@ -39,6 +39,17 @@ class MatchSpec(msgspec.Struct, forbid_unknown_fields=True):
     evidence: list[str] = []  # each regex is found in the summary, cause or evidence text
 
 
+class IntakeSpec(msgspec.Struct, forbid_unknown_fields=True):
+    """How a ticket filed by a person is recognised and handled by line-1 automation (docs/line1.md)."""
+
+    signatures: list[str]  # regexes over the ticket's subject and text (Russian and English wording)
+    playbook: str  # the diagnosis playbook diag runs on the ticket's subject
+    vars: dict[str, Any] = {}  # its variables: fixed here, never taken from the ticket text
+    change: str | None = None  # a standard change (changes/*.yaml) applied when the diagnosis confirms the entry
+    params: dict[str, Any] = {}  # the change's parameters (checked against its allowed values)
+    answer: str = ""  # the standard answer the requester gets when the change verified
+
+
 class EntrySpec(msgspec.Struct, forbid_unknown_fields=True):
     id: str
     title: str
@@ -54,6 +65,7 @@ class EntrySpec(msgspec.Struct, forbid_unknown_fields=True):
     category: str | None = None
     verified: bool = False
     verified_by: str | None = None
+    intake: IntakeSpec | None = None
 
 
 class FileSpec(msgspec.Struct, forbid_unknown_fields=True):
@@ -65,6 +77,22 @@ class Symptom:
     kind: str  # check | label | evidence
     text: str  # how it reads in an explanation
     test: Callable[[Facts], bool]
+
+
+@dataclass(slots=True)
+class Intake:
+    """An entry's line-1 intake: compiled signatures and what to run."""
+
+    signatures: list[tuple[str, re.Pattern[str]]]
+    playbook: str
+    vars: dict[str, Any]
+    change: str | None
+    params: dict[str, Any]
+    answer: str
+
+    def matched(self, text: str) -> list[str]:
+        """The signatures found in a ticket's text (as written in the entry)."""
+        return [src for src, rx in self.signatures if rx.search(text)]
 
 
 @dataclass(slots=True)
@@ -83,6 +111,12 @@ class Entry:
     verified: bool
     symptoms: list[Symptom]
     file: str
+    intake: Intake | None = None
+
+    def confirmed_by(self, finding: Finding) -> bool:
+        """Every symptom of the entry matches this finding (what makes a person's ticket typical)."""
+        facts = Facts.of(finding)
+        return bool(self.symptoms) and all(s.test(facts) for s in self.symptoms)
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -235,6 +269,7 @@ def parse(doc: yamlsrc.Doc, seen: dict[str, tuple[yamlsrc.Doc, yamlsrc.PathKey]]
             doc.problem((*path, "match"), "match needs at least one of checks, labels, evidence")
         if spec.typical and not spec.instructions.strip():
             doc.problem((*path, "instructions"), "a typical entry needs instructions (what line 1 tells the user)")
+        intake = _intake(doc, (*path, "intake"), spec) if spec.intake is not None else None
         sla = None
         if spec.sla is not None:
             try:
@@ -257,9 +292,28 @@ def parse(doc: yamlsrc.Doc, seen: dict[str, tuple[yamlsrc.Doc, yamlsrc.PathKey]]
                 verified=spec.verified,
                 symptoms=symptoms,
                 file=doc.file,
+                intake=intake,
             )
         )
     return out
+
+
+def _intake(doc: yamlsrc.Doc, path: yamlsrc.PathKey, spec: EntrySpec) -> Intake | None:
+    i = spec.intake
+    assert i is not None
+    sigs = []
+    for n, pattern in enumerate(i.signatures):
+        rx = _compile(doc, (*path, "signatures", n), pattern)
+        if rx is not None:
+            sigs.append((pattern, rx))
+    if not i.signatures:
+        doc.problem((*path, "signatures"), "intake needs at least one signature (words people use for it)")
+    if i.change and not (spec.verified and spec.typical):
+        # a standard change runs without a human: only a lead-verified, typical entry may ask for one
+        doc.problem((*path, "change"), "only a verified, typical entry may apply a standard change")
+    if i.change and not i.answer.strip():
+        doc.problem((*path, "answer"), "an entry that applies a standard change needs the standard answer")
+    return Intake(sigs, i.playbook, dict(i.vars), i.change, dict(i.params), i.answer.strip())
 
 
 def shipped_dir() -> Path | None:

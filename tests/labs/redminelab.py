@@ -389,3 +389,26 @@ class RedmineLab:
         if status != 200:
             raise RedmineError(f"GET issues: {status} {body}")
         return list(body["issues"])
+
+
+def add_person(lab: RedmineLab, login: str, firstname: str, lastname: str) -> tuple[int, str]:
+    """A non-admin user who is a Reporter in the lab project, as a person filing tickets: (user id, API key)."""
+    status, body = lab.api("GET", f"/users.json?name={login}")
+    users = [u for u in (body or {}).get("users", []) if u.get("login") == login]
+    if users:
+        uid = int(users[0]["id"])
+    else:
+        status, body = lab.api("POST", "/users.json", {"user": {
+            "login": login, "firstname": firstname, "lastname": lastname, "mail": f"{login}@example.invalid",
+            "password": f"{login}-pass-12345", "mail_notification": "none"}})
+        if status != 201:
+            raise RedmineError(f"create user {login}: {status} {body}")
+        uid = int(body["user"]["id"])
+        _, roles = lab.api("GET", "/roles.json")
+        reporter = next(r["id"] for r in roles["roles"] if r["name"] in ("Reporter", "Репортёр"))
+        status, body = lab.api("POST", f"/projects/{PROJECT}/memberships.json",
+                               {"membership": {"user_id": uid, "role_ids": [reporter]}})
+        if status not in (201, 422):  # 422: already a member
+            raise RedmineError(f"membership of {login}: {status} {body}")
+    status, body = lab.api("GET", f"/users/{uid}.json")
+    return uid, str(body["user"]["api_key"])

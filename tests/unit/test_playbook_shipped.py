@@ -165,6 +165,7 @@ def test_facts_are_collected_kept_with_history_and_diffed(tmp_path: Path) -> Non
     assert len(values["packages"]) == 799
     assert {"name": "adduser", "version": "3.134", "arch": "all"} in values["packages"]
     assert any(d["name"] == "vda" for d in values["disks"])
+    assert values["users"] == [{"login": "diaglab"}]  # who uses the machine: line 1 finds a reporter's workstation
     first = facts.save(tmp_path, "web-03", "facts", values, when=1_700_000_000)
     changed = json.loads(json.dumps(values))
     changed["packages"] = [p for p in changed["packages"] if p["name"] != "adduser"]

@@ -1,0 +1,183 @@
+"""Line-1 building blocks without peers: ticket text safety, signatures, subject finding, the catalogue's gates."""
+
+from __future__ import annotations
+
+import textwrap
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from diag import yamlsrc
+from diag.errors import ConfigError
+from diag.incidents import knowledge
+from diag.incidents.knowledge import KnowledgeBase
+from diag.inventory import parse as parse_inventory
+from diag.line1 import catalogue as catmod
+from diag.line1 import note as notes
+from diag.line1 import subject
+from diag.line1 import text as ttext
+from diag.line1.catalogue import Catalogue
+from diag.remote import facts
+from diag.services.triage import best_entry
+
+
+def test_html_mail_becomes_visible_text_only() -> None:
+    html = ("<html><head><title>x</title><style>p{color:red}</style></head><body><p>Не печатает&nbsp;принтер</p>"
+            "<script>alert('$(rm -rf /)')</script><div>на h01</div></body></html>")
+    text = ttext.html_to_text(html)
+    assert text.splitlines() == ["Не печатает принтер", "на h01"]
+    assert "alert" not in text and "color" not in text and "h01" in text
+
+
+@pytest.mark.parametrize("body", [
+    "printer on h01 $(touch /tmp/x)", "h01 `id`", "service={{ service }} please", "h01; rm -rf /",
+    "curl http://x | sh", "h01 && sudo reboot", "ok\x00hidden", "path ${HOME}",
+])
+def test_hostile_text_is_refused(body: str) -> None:
+    _, _, refused = ttext.prepare("can't print", body)
+    assert refused and "never acts on" in refused
+
+
+def test_ordinary_text_with_punctuation_passes() -> None:
+    _, _, refused = ttext.prepare("Не печатает", "Добрый день! Принтер на h01 не печатает; очередь 3 задания (100%).")
+    assert refused is None
+
+
+def test_huge_body_is_refused_and_capped() -> None:
+    _, text, refused = ttext.prepare("slow", "медленно " * 20000)
+    assert refused and "too long" in refused and len(text) == ttext.MAX_TEXT
+
+
+def test_signatures_pick_entries_in_russian_and_english() -> None:
+    kb = KnowledgeBase.load()
+    assert best_entry(kb, "Не печатает принтер с утра")[0].id in ("printing-spooler-stopped", "print-spool-full")
+    assert best_entry(kb, "I can't print, the printer is not working")[0].id == "printing-spooler-stopped"
+    assert best_entry(kb, "Не печатает: пишет нет места на диске, диск переполнен")[0].id == "print-spool-full"
+    assert best_entry(kb, "1С очень медленно работает, всё тормозит")[0].id == "user-slow-server"
+    assert best_entry(kb, "No network on my PC since the morning")[0].id == "user-no-network"
+    assert best_entry(kb, "The coffee machine makes odd noises")[0] is None
+
+
+def test_kb_intake_rules_are_checked_with_file_and_line(tmp_path: Path) -> None:
+    f = tmp_path / "k.yaml"
+    f.write_text(textwrap.dedent("""\
+        entries:
+          - id: unverified-change
+            title: t
+            match: {checks: [x]}
+            cause: c
+            intake:
+              signatures: ['(unclosed']
+              playbook: service-down
+              change: restart-service
+    """))
+    with pytest.raises(ConfigError) as e:
+        KnowledgeBase.load([f], shipped=False)
+    text = "\n".join(e.value.problems)
+    assert f"{f}:7: bad regex" in text
+    assert "only a verified, typical entry may apply a standard change" in text
+    assert "needs the standard answer" in text
+
+
+INV = """\
+groups:
+  printers: {}
+hosts:
+  web-03: {address: 10.0.0.3}
+  pc-ivanova: {address: 10.0.5.17, groups: [printers]}
+  pc-petrov: {address: 10.0.5.18, groups: [printers]}
+"""
+
+
+def test_subject_from_field_text_address_and_facts_inventory(tmp_path: Path) -> None:
+    inv = parse_inventory(yamlsrc.load_text(INV, "inv.yaml"))
+    found = subject.find(inv, "x", "y", "", {"host": "web-03"})
+    assert found and [h.name for h in found.hosts] == ["web-03"] and "field" in found.how
+    found = subject.find(inv, "x", "y", "", {"host": "printers"})
+    assert found and {h.name for h in found.hosts} == {"pc-ivanova", "pc-petrov"}
+    found = subject.find(inv, "Сайт на WEB-03 не открывается.", "", "", {})
+    assert found and [h.name for h in found.hosts] == ["web-03"]
+    found = subject.find(inv, "slow", "the machine 10.0.5.18, please check", "", {})
+    assert found and [h.name for h in found.hosts] == ["pc-petrov"]
+    # nothing in the text: the requester's own workstation from the facts inventory
+    assert subject.find(inv, "не печатает", "помогите", "ivanova@corp.example", {}, data_dir=tmp_path) is None
+    facts.save(tmp_path, "pc-ivanova", "facts", {"users": [{"login": "ivanova"}, {"login": "root"}]})
+    facts.save(tmp_path, "pc-petrov", "facts", {"users": [{"login": "petrov"}]})
+    found = subject.find(inv, "не печатает", "помогите", "Мария <ivanova@corp.example>", {}, data_dir=tmp_path)
+    assert found and [h.name for h in found.hosts] == ["pc-ivanova"] and "facts" in found.how
+    # a made-up name is never returned: the text selects among inventory names only
+    assert subject.find(inv, "x", "web-03;rm -rf / and web-99", "", {}).hosts[0].name == "web-03"  # type: ignore[union-attr]
+    assert subject.find(inv, "x", "web-99 $(id)", "", {}) is None
+
+
+CAT = """\
+changes:
+  - id: restart-x
+    title: t
+    description: d
+    groups: [printers]
+    params: {service: {allowed: [cups]}}
+    precheck: {run: "! systemctl is-active {{ service }}"}
+    action: {run: "systemctl restart {{ service }}"}
+    verify: {run: "systemctl is-active {{ service }}"}
+    windows: [{days: [mon, tue, wed, thu, fri], from: "08:00", to: "18:00"}]
+    rate_limit: {max: 2, per: 1h}
+  - id: bad
+    title: t
+    description: d
+    params: {dir: {}}
+    precheck: {run: "true {{ nope }}"}
+    action: {run: "true"}
+    verify: {run: "true"}
+    windows: []
+    rate_limit: {max: 0, per: 1h}
+"""
+
+
+def test_catalogue_validation_names_file_and_line(tmp_path: Path) -> None:
+    f = tmp_path / "c.yaml"
+    f.write_text(CAT)
+    with pytest.raises(ConfigError) as e:
+        Catalogue.load([f], shipped=False)
+    text = "\n".join(e.value.problems)
+    assert f"{f}:12: a standard change needs hosts or groups" in text
+    assert "needs at least one maintenance window" in text and "rate_limit needs max >= 1" in text
+    assert "needs allowed values or a pattern" in text and "nope" in text
+
+
+def test_catalogue_gates_scope_params_windows() -> None:
+    doc = yamlsrc.load_text(CAT.split("  - id: bad")[0], "c.yaml")
+    changes = catmod.parse(doc)
+    assert not doc.problems, doc.problems
+    c = changes[0]
+    assert c.in_scope("pc-1", ["printers"]) and not c.in_scope("web-03", ["web"])
+    assert c.check_params({"service": "cups"}) is None
+    assert "not among the allowed" in (c.check_params({"service": "cups; rm -rf /"}) or "")
+    assert "missing" in (c.check_params({}) or "")
+    assert "not one the change" in (c.check_params({"service": "cups", "x": "1"}) or "")
+    monday_noon = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)
+    assert c.window_open(monday_noon)
+    assert not c.window_open(datetime(2026, 12, 7, 19, 0, tzinfo=UTC))
+    assert not c.window_open(datetime(2026, 12, 6, 12, 0, tzinfo=UTC))  # a Sunday
+    # the parameter reaches the shell quoted, whatever it is (allowed values are checked before anyway)
+    rendered = c.steps["action"].steps[0].command.render({"service": "a b;c"}, {})
+    assert rendered == "systemctl restart 'a b;c'"
+
+
+def test_shipped_catalogue_and_kb_agree() -> None:
+    cat = Catalogue.load()
+    kb = KnowledgeBase.load()
+    for e in kb.entries:
+        if e.intake and e.intake.change:
+            c = cat.get(e.intake.change)
+            assert c is not None, e.id
+            assert c.check_params(e.intake.params) is None, e.id
+
+
+def test_note_language_and_masking() -> None:
+    assert notes.language("Не печатает принтер на h01") == "ru"
+    assert notes.language("can't print on h01") == "en"
+    text = notes.compose("ru", [notes.say("ru", "received")], ["- token=abc123secret on h01, ivanova@corp.example"])
+    assert text.startswith("Здравствуйте!") and "abc123secret" not in text and "ivanova@corp.example" not in text
+    assert knowledge.IntakeSpec  # the KB format carries the intake block
