@@ -33,7 +33,7 @@ from tests.labs.line1lab import (
     write_inventory,
     write_kb,
 )
-from tests.labs.redminelab import RedmineLab, add_person
+from tests.labs.redminelab import RedmineLab, add_person, add_project
 
 DIAG = [str(Path(sys.executable).parent / "diag")]
 
@@ -53,15 +53,16 @@ def desk(make_lab: Any, redmine_lab: RedmineLab, tmp_path: Path) -> Iterator[dic
     spool = str(lab.dir / "spool")
     kb = write_kb(tmp_path / "kb", spool)
     cat = write_catalogue(tmp_path / "changes", bindir, spool, hosts=["h01"])
-    uid, key = add_person(redmine_lab, "ivanova", "Мария", "Иванова")
-    config = redmine_lab.backend_config(resolved_status="Resolved", reopen_status="New")
+    project = add_project(redmine_lab, f"line1-{tmp_path.name[-30:].lower().strip('_-')}".replace("_", "-"))
+    uid, key = add_person(redmine_lab, "ivanova", "Мария", "Иванова", project)
+    config = redmine_lab.backend_config(project=project, resolved_status="Resolved", reopen_status="New")
     inv = write_inventory(lab, tmp_path / "inventory.yaml", tmp_path / "data", kb, cat, {"redmine": config})
     yield {"lab": lab, "inv": inv, "data": tmp_path / "data", "key": key, "uid": uid, "cat": cat, "bindir": bindir,
-           "spool": spool, "tmp": tmp_path}
+           "spool": spool, "tmp": tmp_path, "project": project}
 
 
-def _file(lab: RedmineLab, key: str, subject: str, description: str) -> tuple[int, float]:
-    status, body = lab.api("POST", "/issues.json", {"issue": {"project_id": "diag", "subject": subject,
+def _file(lab: RedmineLab, key: str, subject: str, description: str, project: str) -> tuple[int, float]:
+    status, body = lab.api("POST", "/issues.json", {"issue": {"project_id": project, "subject": subject,
                                                               "description": description}}, key=key)
     assert status == 201, body
     return int(body["issue"]["id"]), time.time()
@@ -86,7 +87,7 @@ def test_person_ticket_typical_resolved_reopened_unknown_hostile(desk: dict[str,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         issue, filed = _file(redmine_lab, key, "Не печатает принтер",
-                             "Добрый день! С утра не печатает принтер на h01, документы висят в очереди.")
+                             "Добрый день! С утра не печатает принтер на h01, документы висят в очереди.", desk["project"])
         # the first answer (diagnosis, typical) within 60 s of filing, then the resolution
         wait_for(lambda: watcher.poll() is not None or len(_notes(redmine_lab, issue)) >= 2, timeout=120,
                  what="diagnosis and resolution notes")
@@ -113,7 +114,8 @@ def test_person_ticket_typical_resolved_reopened_unknown_hostile(desk: dict[str,
         assert "второй линии" in _notes(redmine_lab, issue)[-1]["notes"]
 
         # an unknown symptom goes to line 2 with the evidence of a check of the host
-        other, _ = _file(redmine_lab, key, "Coffee machine", "The coffee machine next to h02 makes odd noises.")
+        other, _ = _file(redmine_lab, key, "Coffee machine", "The coffee machine next to h02 makes odd noises.",
+                         desk["project"])
         wait_for(lambda: _notes(redmine_lab, other), timeout=90, what="line-2 note")
         text = _notes(redmine_lab, other)[0]["notes"]
         assert "could not match" in text and "second-line engineer" in text
@@ -123,7 +125,7 @@ def test_person_ticket_typical_resolved_reopened_unknown_hostile(desk: dict[str,
         # hostile text: refused, nothing runs
         marker = desk["tmp"] / "pwned"
         hostile, _ = _file(redmine_lab, key, "can't print on h01",
-                           f"printer not working on h01 $(touch {marker}) {{{{ service }}}}; rm -rf /")
+                           f"printer not working on h01 $(touch {marker}) {{{{ service }}}}; rm -rf /", desk["project"])
         wait_for(lambda: _notes(redmine_lab, hostile), timeout=90, what="refusal note")
         text = _notes(redmine_lab, hostile)[0]["notes"]
         assert "could not be processed automatically" in text and "Nothing was run" in text
@@ -151,13 +153,14 @@ def test_standard_change_refused_outside_scope_paused_and_window(desk: dict[str,
     for h in ("h01", "h02"):
         stop_service(lab, h)
     # scope: the change may touch h01 only
-    out_of_scope, _ = _file(redmine_lab, key, "Printer not working", "I can't print from h02 since this morning.")
+    out_of_scope, _ = _file(redmine_lab, key, "Printer not working", "I can't print from h02 since this morning.",
+                            desk["project"])
     r = _watch(inv, "--once")
     assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr[-2000:]
     # paused by a lead
     subprocess.run([*DIAG, "line1", "pause", "lab-restart-printd", "--by", "lead.petrova", "--inventory", str(inv),
                     "--reason", "printer vendor visit"], check=True, capture_output=True)
-    paused, _ = _file(redmine_lab, key, "Не печатает", "Принтер не работает, компьютер h01.")
+    paused, _ = _file(redmine_lab, key, "Не печатает", "Принтер не работает, компьютер h01.", desk["project"])
     r = _watch(inv, "--once")
     assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr[-2000:]
     subprocess.run([*DIAG, "line1", "resume", "lab-restart-printd", "--by", "lead.petrova", "--inventory", str(inv)],
@@ -169,7 +172,7 @@ def test_standard_change_refused_outside_scope_paused_and_window(desk: dict[str,
     window = {"from": closed, "to": end} if closed < end else {"from": "00:00", "to": "00:30"} \
         if now.hour != 0 else {"from": "12:00", "to": "12:30"}
     write_catalogue(desk["cat"], desk["bindir"], desk["spool"], hosts=["h01"], window=window)
-    late, _ = _file(redmine_lab, key, "Не печатает принтер", "Не печатает на h01.")
+    late, _ = _file(redmine_lab, key, "Не печатает принтер", "Не печатает на h01.", desk["project"])
     r = _watch(inv, "--once")
     assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr[-2000:]
     assert not service_running(lab, "h01") and not service_running(lab, "h02")

@@ -391,8 +391,20 @@ class RedmineLab:
         return list(body["issues"])
 
 
-def add_person(lab: RedmineLab, login: str, firstname: str, lastname: str) -> tuple[int, str]:
-    """A non-admin user who is a Reporter in the lab project, as a person filing tickets: (user id, API key)."""
+def add_project(lab: RedmineLab, identifier: str) -> str:
+    """A fresh private project (a test of its own sees only its own issues); returns its identifier."""
+    _, trackers = lab.api("GET", "/trackers.json")
+    status, body = lab.api("POST", "/projects.json", {"project": {
+        "name": identifier, "identifier": identifier, "is_public": False,
+        "tracker_ids": [t["id"] for t in trackers["trackers"]], "enabled_module_names": ["issue_tracking"]}})
+    if status != 201:
+        raise RedmineError(f"create project {identifier}: {status} {body}")
+    return identifier
+
+
+def add_person(lab: RedmineLab, login: str, firstname: str, lastname: str,
+               project: str = PROJECT) -> tuple[int, str]:
+    """A non-admin user who is a Reporter in ``project``, as a person filing tickets: (user id, API key)."""
     status, body = lab.api("GET", f"/users.json?name={login}")
     users = [u for u in (body or {}).get("users", []) if u.get("login") == login]
     if users:
@@ -404,11 +416,11 @@ def add_person(lab: RedmineLab, login: str, firstname: str, lastname: str) -> tu
         if status != 201:
             raise RedmineError(f"create user {login}: {status} {body}")
         uid = int(body["user"]["id"])
-        _, roles = lab.api("GET", "/roles.json")
-        reporter = next(r["id"] for r in roles["roles"] if r["name"] in ("Reporter", "Репортёр"))
-        status, body = lab.api("POST", f"/projects/{PROJECT}/memberships.json",
-                               {"membership": {"user_id": uid, "role_ids": [reporter]}})
-        if status not in (201, 422):  # 422: already a member
-            raise RedmineError(f"membership of {login}: {status} {body}")
+    _, roles = lab.api("GET", "/roles.json")
+    reporter = next(r["id"] for r in roles["roles"] if r["name"] in ("Reporter", "Репортёр"))
+    status, body = lab.api("POST", f"/projects/{project}/memberships.json",
+                           {"membership": {"user_id": uid, "role_ids": [reporter]}})
+    if status not in (201, 422):  # 422: already a member
+        raise RedmineError(f"membership of {login}: {status} {body}")
     status, body = lab.api("GET", f"/users/{uid}.json")
     return uid, str(body["user"]["api_key"])
