@@ -87,7 +87,8 @@ def test_person_ticket_typical_resolved_reopened_unknown_hostile(desk: dict[str,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         issue, filed = _file(redmine_lab, key, "Не печатает принтер",
-                             "Добрый день! С утра не печатает принтер на h01, документы висят в очереди.", desk["project"])
+                             "Добрый день! С утра не печатает принтер на h01, документы висят в очереди.",
+                             desk["project"])
         # the first answer (diagnosis, typical) within 60 s of filing, then the resolution
         wait_for(lambda: watcher.poll() is not None or len(_notes(redmine_lab, issue)) >= 2, timeout=120,
                  what="diagnosis and resolution notes")
