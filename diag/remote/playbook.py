@@ -29,6 +29,8 @@ from diag.remote import parsers, sh_join
 from diag.remote import quote as shell_quote
 from diag.remote.expr import Expr, ExprError, Template, compile_expr, compile_template
 
+#: What a ``get:`` step may read from a network device's driver (records: diag/network/devices/getters.py).
+GETTERS = ("interfaces", "neighbors", "bgp", "ospf", "routes", "health", "logs")
 #: Host attributes a command or an expression may use as ``host.FIELD``.
 HOST_FIELDS = ("name", "address", "port", "user", "device_type", "site")
 #: Names every expression sees besides step ids and variables.
@@ -56,7 +58,9 @@ class CheckSpec(msgspec.Struct, forbid_unknown_fields=True):
 
 class StepSpec(msgspec.Struct, forbid_unknown_fields=True):
     id: str
-    run: str
+    run: str = ""
+    get: str | None = None
+    delay: float = 0
     description: str = ""
     sudo: bool = False
     timeout: float | None = None
@@ -146,6 +150,8 @@ class Step:
     when: Expr | None = None
     checks: tuple[Check, ...] = ()
     changes: bool = False
+    get: str | None = None
+    delay: float = 0
 
 
 @dataclass(slots=True)
@@ -355,6 +361,15 @@ class _Loader:
                 )
             if s.timeout is not None and s.timeout <= 0:
                 doc.problem((*path, "timeout"), "timeout must be a positive number of seconds")
+            if (s.get is None) == (not s.run.strip()):
+                doc.problem(path, f"step {s.id!r}: give either run: (a command) or get: (device records), not both")
+            if s.get is not None:
+                if s.get not in GETTERS:
+                    doc.problem((*path, "get"), f"get: {s.get!r} is not one of {', '.join(GETTERS)}")
+                if s.parse is not None or s.sudo or s.changes:
+                    doc.problem(path, f"step {s.id!r}: get: gives records already; no parse:, sudo: or changes:")
+            if not 0 <= s.delay <= 300:
+                doc.problem((*path, "delay"), "delay must be between 0 and 300 seconds")
             base_names = earlier | var_names | COMMON_NAMES
             when = self.expr((*path, "when"), s.when, base_names, "when") if s.when is not None else None
             command = self.command((*path, "run"), s.run, var_names)
@@ -399,6 +414,8 @@ class _Loader:
                     when=when,
                     checks=tuple(checks),
                     changes=s.changes,
+                    get=s.get,
+                    delay=s.delay,
                 )
             )
         if not spec.steps:

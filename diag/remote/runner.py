@@ -127,13 +127,27 @@ class _HostRun:
         if step.changes and not self.allow_changes:
             return StepRecord(step.id, "needs_approval", mask(command), reason="needs approval: changes the host")
         timeout = step.timeout if step.timeout is not None else self.host.command_timeout
-        res = conn.run(command, timeout=timeout, sudo=step.sudo)
+        if step.delay:
+            time.sleep(step.delay)  # a second sample of counters (errors rising) needs time between the two reads
+        if step.get is not None:
+            getter = getattr(conn, "get", None)
+            if getter is None:
+                msg = f"step {step.id}: get: {step.get} needs a network device driver; {self.host.device_type} has none"
+                self.result.fail("error", msg)
+                return StepRecord(step.id, "error", f"get {step.get}", reason=msg)
+            try:
+                res = getter(step.get, timeout)
+            except ParseError as e:  # output the platform's template does not fit: this step, not the host's run
+                self.result.fail("error", f"step {step.id}: {e}")
+                return StepRecord(step.id, "error", f"get {step.get}", reason=f"parse: {e}")
+        else:
+            res = conn.run(command, timeout=timeout, sudo=step.sudo)
         stdout, cut_out = _cap(res.stdout)
         stderr, cut_err = _cap(res.stderr)
         rec = StepRecord(
             step.id,
             "ok" if res.exit_status == 0 else "failed",
-            mask(command),
+            mask(res.command if step.get is not None else command),
             exit_status=res.exit_status,
             duration_s=res.duration_s,
             stdout=stdout,
@@ -147,7 +161,9 @@ class _HostRun:
             return rec  # partial output is evidence, but not worth parsing
         if res.exit_status != 0:
             rec.reason = f"exit status {res.exit_status}"
-        if step.parser is not None and res.stdout.strip():
+        if step.get is not None:
+            rec.parsed = getattr(res, "parsed", None)
+        elif step.parser is not None and res.stdout.strip():
             try:
                 rec.parsed = step.parser(res.stdout)
             except ParseError as e:

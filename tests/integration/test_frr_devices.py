@@ -32,6 +32,7 @@ pytestmark = pytest.mark.integration
 NO_FLAPS = ("--var", "flap_threshold=1000")
 REDIS_PORT = 20150  # this suite's port range: 20150-20199
 PLAYBOOKS = Path(__file__).resolve().parents[2] / "playbooks"
+TEMPLATES = Path(__file__).resolve().parents[2] / "diag" / "network" / "devices" / "templates"
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +65,7 @@ def only(doc: dict[str, Any], host: str = "r1") -> dict[str, Any]:
 
 
 def textfsm(template: str) -> parsers.Parser:
-    return parsers.prepare(parsers.TextfsmParse(template=template), PLAYBOOKS)
+    return parsers.prepare(parsers.TextfsmParse(template=template.replace("-", "_")), TEMPLATES)
 
 
 def r1_host(lab: FrrLab) -> inventory.Host:
@@ -106,7 +107,7 @@ def test_clean_lab_gives_no_findings(frr: FrrLab, tmp_path: Path) -> None:
         rc, doc = check(frr, tmp_path, "-p", pb, "r1")
         r = only(doc)
         assert (rc, r["status"], r["findings"]) == (0, "ok", []), (pb, r)
-    assert doc["skipped"] == [] and [s["id"] for s in r["steps"]] == ["bgp", "ospf"]
+    assert doc["skipped"] == [] and [s["id"] for s in r["steps"]] == ["bgp", "ospf", "neighbors"]
 
 
 def test_interface_shut_in_frr_becomes_a_finding(frr: FrrLab, tmp_path: Path) -> None:

@@ -356,6 +356,7 @@ hosts:
     groups: [routers]
     vars:
       expected_prefixes: ["{STATIC_PREFIX}", "{BGP_PREFIX}", "{OSPF_PREFIX}"]
+      require_default_route: false
   dead:
     address: {MGMT}
     port: 2200

@@ -15,7 +15,7 @@ from diag import yamlsrc
 from diag.errors import ConfigError, RegistryError
 from diag.inventory import Host
 from diag.model import HostResult
-from diag.network.devices import device_types, driver_class, is_device
+from diag.network.devices import device_types, driver_class, getters, is_device
 from diag.network.devices.base import where_device
 from diag.network.devices.frr import FrrVtysh
 from diag.network.devices.pool import DeviceConnection, cli_quote
@@ -25,6 +25,7 @@ from diag.remote.runner import run_check
 from tests.unit.fake_ssh import SHIPPED, FakeConnection, FakePool, result
 
 FRR = Path(__file__).resolve().parent.parent / "fixtures" / "devices" / "frr"
+TEMPLATES = Path(getters.__file__).parent / "templates"
 
 
 def fixture(name: str) -> str:
@@ -32,7 +33,7 @@ def fixture(name: str) -> str:
 
 
 def parse(template: str, name: str) -> list[dict[str, object]]:
-    out = parsers.prepare(parsers.TextfsmParse(template=template), SHIPPED)(fixture(name))
+    out = parsers.prepare(parsers.TextfsmParse(template=template.replace("-", "_")), TEMPLATES)(fixture(name))
     assert isinstance(out, list)
     return out
 
@@ -45,6 +46,10 @@ class QuotingFake(FakeConnection):
     """A FakeConnection that, like DeviceConnection, validates values for a CLI instead of shell-quoting them."""
 
     quote_value = staticmethod(DeviceConnection.quote_value)
+
+    def get(self, name: str, timeout: float | None = None) -> getters.GetResult:
+        """The FRR driver's getters over the recorded outputs (what Driver.get does over a live session)."""
+        return getters.collect("r1", "frr", FrrVtysh.getters, name, self.run, timeout)
 
 
 def run(playbook: str, outputs: dict[str, str], variables: dict[str, str] | None = None) -> HostResult:
@@ -129,11 +134,20 @@ def test_interfaces_playbook_on_recorded_outputs() -> None:
 def test_routes_and_neighbours_playbooks_on_recorded_outputs() -> None:
     want = "198.51.100.0/24,203.0.113.0/24,10.0.0.0/8"
     r = run("network-routes", {"show ip route": "show_ip_route.txt"}, {"expected_prefixes": want})
-    assert [(f.check, f.subject) for f in r.findings] == [("route_missing", "10.0.0.0/8")]
+    assert [(f.check, f.subject) for f in r.findings] == [
+        ("route_missing", "10.0.0.0/8"),
+        ("default_route_missing", "0.0.0.0/0"),
+    ]
+    r = run(
+        "network-routes",
+        {"show ip route": "show_ip_route.txt"},
+        {"expected_prefixes": "198.51.100.0/24", "require_default_route": "false"},
+    )
+    assert r.findings == []
     r = run("network-neighbors", {"show bgp summary": "show_bgp_summary_down.txt", "show ip ospf neighbor": ""})
     # ospfd not running is recorded as a failed step (exit 1 from the driver) and said so, not taken as "no neighbours"
     got = {(f.check, f.severity) for f in r.findings}
-    assert got == {("bgp_neighbor_down", "critical"), ("ospf_not_checked", "info")}
+    assert got == {("bgp_neighbor_down", "critical"), ("ospf_not_checked", "info")}  # FRR shows no CDP/LLDP: no ask
     r = run(
         "network-neighbors",
         {"show bgp summary": "show_bgp_summary.txt", "show ip ospf neighbor": "show_ip_ospf_neighbor.txt"},

@@ -18,6 +18,7 @@ import contextlib
 import logging
 import re
 import time
+from collections.abc import Mapping
 from functools import cache
 from typing import Any, ClassVar
 
@@ -29,6 +30,7 @@ from netmiko.ssh_dispatcher import CLASS_MAPPER
 from diag import secrets
 from diag.errors import ConnectError, DiagError, Timeout
 from diag.inventory import Host
+from diag.network.devices.getters import GetResult, Getter, collect
 from diag.remote.ssh import CommandResult, ConnectionLost
 
 log = logging.getLogger(__name__)
@@ -108,6 +110,21 @@ class Driver:
     running_config_command: ClassVar[str] = "show running-config"
     #: A line of output that means the command failed (multiline regex).
     error_pattern: ClassVar[str] = r"^\s*% ?(Unknown command|Invalid input|Incomplete command|Ambiguous command).*$"
+    #: The command that enters privileged mode when the login prompt is unprivileged (``host>``); None: never.
+    enable_command: ClassVar[str | None] = None
+    #: What the prompt may end with (a character class); also what may stand before the host name (``<``, ``[``).
+    prompt_end: ClassVar[str] = r"[>#]"
+    prompt_start: ClassVar[str] = ""
+    #: Appended to the login name (MikroTik reads terminal options from it); the inventory user stays as written.
+    login_suffix: ClassVar[str] = ""
+    #: Lines of the running configuration that change without a configuration change (timestamps, uptimes,
+    #: byte counts): removed before archiving so that a fetch that finds nothing new makes no version.
+    volatile_config: ClassVar[tuple[str, ...]] = ()
+    #: Secret patterns in this platform's configuration syntax (group ``s`` is the secret), on top of the
+    #: archive's generic ones (diag/archive/redact.py).
+    mask_patterns: ClassVar[tuple[str, ...]] = ()
+    #: Vendor-neutral state this platform can show (diag/network/devices/getters.py): what ``get:`` steps read.
+    getters: ClassVar[Mapping[str, Getter]] = {}
 
     def __init__(self, host: Host, transport: paramiko.Transport) -> None:
         self.host = host
@@ -142,7 +159,7 @@ class Driver:
         # the last line. Passing it saves netmiko's find_prompt() round trip before every command (measured:
         # 85 -> 37 ms per FRR show command, bench/frr_cli.py). Anchored at a line start and at the end of what was
         # read, so "hostname r1" inside show running-config cannot end the read early.
-        self._end_rx = rf"(?:\A|\n){re.escape(sess.base_prompt)}[^\n]{{0,64}}[>#][ ]*\Z"
+        self._end_rx = rf"(?:\A|\n){self.prompt_start}{re.escape(sess.base_prompt)}[^\n]{{0,64}}{self.prompt_end}[ ]*\Z"
         log.debug("%s: CLI session ready, prompt %r", self.where, sess.base_prompt)
 
     # ---- hooks a platform overrides
@@ -150,8 +167,29 @@ class Driver:
         """After login: wait for the prompt, learn it, turn paging off. Called once per session."""
         session._test_channel_read(pattern=self.prompt_pattern)
         session.set_base_prompt()
+        self.enter_enable(session)
         if self.paging_command:
             session.disable_paging(command=self.paging_command)
+
+    def netmiko_preparation(self, session: BaseConnection) -> None:
+        """The netmiko class's own ``session_preparation`` (for platforms whose preparation needs nothing else)."""
+        CLASS_MAPPER[self.netmiko_device_type].session_preparation(session)  # type: ignore[attr-defined]
+
+    def enter_enable(self, session: BaseConnection) -> None:
+        """Enter privileged mode when the login prompt is unprivileged and the platform has an enable command.
+
+        A device that logs in at privilege 15 (AAA) is already there (``sw-1#``): nothing is sent. Otherwise::
+
+            sw-1>enable
+            sw-1#
+
+        A device that asks ``Password:`` gets the host's enable secret when the inventory gives one (not yet an
+        inventory field: an empty line), and a refusal leaves the session unprivileged, where show commands that
+        need privilege fail as steps with the device's error line.
+        """
+        if not self.enable_command or session.check_enable_mode(check_string="#"):
+            return
+        session.enable(cmd=self.enable_command, pattern=r"ssword|#", enable_pattern=r"#")
 
     def command_error(self, output: str) -> str | None:
         """The error line when ``output`` says the command failed, else None."""
@@ -163,8 +201,12 @@ class Driver:
         return output
 
     def clean_config(self, text: str) -> str:
-        """The running configuration as it should be archived and diffed (default: as printed)."""
-        return text
+        """The running configuration as it should be archived and diffed: :attr:`volatile_config` lines removed."""
+        if not self.volatile_config:
+            return text
+        rx = _volatile_rx(self.volatile_config)
+        kept = [line for line in text.splitlines() if not rx.match(line)]
+        return "\n".join(kept).strip("\n") + "\n"
 
     # ---- the API
     @property
@@ -219,6 +261,11 @@ class Driver:
             stderr_bytes=len((err or "").encode()),
         )
 
+    def get(self, name: str, timeout: float | None = None) -> GetResult:
+        """Vendor-neutral records of one kind (``interfaces``, ``bgp``...; getters.py), read with this platform's
+        commands. A command the device rejects makes the result fail (exit 1) with the device's error line."""
+        return collect(self.where, self.device_type, self.getters, name, self.run, timeout)
+
     def close(self) -> None:
         """Leave the CLI (the platform's ``cleanup``, e.g. ``exit``) and close the channel and, if owned, the pool."""
         with contextlib.suppress(Exception):  # a dead session cannot say goodbye; closing must still finish
@@ -233,6 +280,11 @@ class Driver:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+@cache
+def _volatile_rx(patterns: tuple[str, ...]) -> re.Pattern[str]:
+    return re.compile("|".join(f"(?:{p})" for p in patterns))
 
 
 def _one_line(e: BaseException) -> str:

@@ -9,6 +9,7 @@ which refuses anything that could become a second command or argument instead of
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import threading
 from collections.abc import Mapping
@@ -17,6 +18,7 @@ from typing import Any
 from diag.errors import ConfigError, ConnectError
 from diag.inventory import Host
 from diag.network.devices.base import Driver, where_device
+from diag.network.devices.getters import GetResult
 from diag.network.devices.registry import driver_class, is_device
 from diag.remote.ssh import CommandResult, SSHConnection, SSHPool, where
 
@@ -50,6 +52,9 @@ class DeviceConnection:
     def run(self, command: str, timeout: float | None = None, sudo: bool = False) -> CommandResult:
         return self.driver.run(command, timeout, sudo)
 
+    def get(self, name: str, timeout: float | None = None) -> GetResult:
+        return self.driver.get(name, timeout)
+
     @staticmethod
     def quote_value(value: Any) -> str:
         return cli_quote(value)
@@ -82,8 +87,11 @@ class DevicePool:
                 return drv
             if drv is not None:
                 drv.close()
+            login = host
+            if cls.login_suffix and host.user and not host.user.endswith(cls.login_suffix):
+                login = dataclasses.replace(host, user=host.user + cls.login_suffix)
             try:
-                conn = self.ssh.connect(host)
+                conn = self.ssh.connect(login)
             except ConnectError as e:
                 # The SSH pool names the host "address:port (name)"; a device message also names its type.
                 msg = str(e).replace(where(host), where_device(host), 1)

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
 DRIVERS: Registry[type[Driver]] = Registry("device_driver")
 #: Modules of this package that are infrastructure, not drivers.
-_NOT_DRIVERS = frozenset({"base", "pool", "registry"})
+_NOT_DRIVERS = frozenset({"base", "pool", "registry", "getters", "detect"})
 _PACKAGE = "diag.network.devices"
 _loaded = False
 _load_lock = threading.Lock()

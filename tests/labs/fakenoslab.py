@@ -1,0 +1,284 @@
+"""An emulator lab: one fakenos process serving emulated vendor CLIs over SSH on loopback, one port per device.
+
+fakenos ("Fake Network Operating System", PyPI) is an EMULATOR, not a device: it answers each command with canned
+text in the platform's format (prompts, ``enable``, paging commands), with a real paramiko SSH server in front (host
+key, password authentication). Where it has no output for a command diag needs (a running configuration with
+secrets, a BGP peer in Active, a route table with a default route...), the lab serves its own, recorded in
+``tests/fixtures/devices/<platform>/<command>.txt`` in the platform's real format.
+
+Every output is read from disk at each command, so a test injects a fault into a running device with
+:meth:`FakenosLab.set_output` (or :meth:`FakenosLab.replace`): the next command sees it. The token ``{{rising}}`` in
+an output becomes a number that grows with every read (an error counter that rises between two samples).
+
+One process serves all devices (``python -m tests.labs.fakenoslab serve CONFIG.json``): it starts in about a
+second and is stopped by PID. Ports are picked free on 127.0.0.1; nothing leaves the machine.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "devices"
+USER = "netops"
+PASSWORD = "emul4tor-pw"
+
+#: The line each platform prints for a command it does not know (the emulator's answer to anything unknown).
+UNKNOWN = {
+    "cisco_ios": "                ^\n% Invalid input detected at '^' marker.",
+    "cisco_nxos": "                ^\n% Invalid command at '^' marker.",
+    "cisco_xr": "                ^\n% Invalid input detected at '^' marker.",
+    "juniper_junos": "                ^\nunknown command.",
+    "arista_eos": "% Invalid input",
+    "huawei_vrp": "                ^\nError: Unrecognized command found at '^' position.",
+    "mikrotik_routeros": "bad command name bogus (line 1 column 1)",
+    "hp_comware": "                ^\n % Unrecognized command found at '^' position.",
+    "eltex": "% Unrecognized command",
+}
+#: Login name suffixes the platform's driver adds (MikroTik reads terminal options from the login name).
+LOGIN_SUFFIX = {"mikrotik_routeros": "+ct511w4098h"}
+
+
+def slug(command: str) -> str:
+    """The fixture file name of a command: ``show ip bgp summary`` -> ``show_ip_bgp_summary.txt``."""
+    return "".join(c if c.isalnum() or c in "-." else "_" for c in command.strip()) + ".txt"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Device:
+    name: str
+    platform: str
+    port: int
+
+
+class FakenosLab:
+    """Start the emulator process for ``devices`` (name -> platform); use as a context manager."""
+
+    def __init__(self, devices: dict[str, str], keep: bool = False) -> None:
+        import paramiko
+
+        self.dir = Path(tempfile.mkdtemp(prefix="dgf-fakenos-"))
+        self.devices = {n: Device(n, p, free_port()) for n, p in devices.items()}
+        self.keep = keep or bool(os.environ.get("DGF_LAB_KEEP"))
+        key = paramiko.RSAKey.generate(2048)
+        self.key_file = self.dir / "hostkey"
+        key.write_private_key_file(str(self.key_file))
+        self.known_hosts = self.dir / "known_hosts"
+        self.known_hosts.write_text(
+            "".join(f"[127.0.0.1]:{d.port} ssh-rsa {key.get_base64()}\n" for d in self.devices.values())
+        )
+        self.password_file = self.dir / "password"
+        self.password_file.write_text(PASSWORD + "\n")
+        self.password_file.chmod(0o600)
+        for d in self.devices.values():
+            (self.dir / "out" / d.name).mkdir(parents=True)
+        config = {
+            "dir": str(self.dir),
+            "key": str(self.key_file),
+            "devices": [{"name": d.name, "platform": d.platform, "port": d.port} for d in self.devices.values()],
+        }
+        (self.dir / "config.json").write_text(json.dumps(config))
+        self.log = open(self.dir / "fakenos.log", "wb")  # noqa: SIM115  (closed in close())
+        root = Path(__file__).resolve().parent.parent.parent
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "tests.labs.fakenoslab", "serve", str(self.dir / "config.json")],
+            cwd=root,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+        try:
+            self._wait_ready()
+        except BaseException:
+            self.close()
+            raise
+
+    def _wait_ready(self, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        pending = {d.port for d in self.devices.values()}
+        while pending:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"fakenos exited: {(self.dir / 'fakenos.log').read_text()[-2000:]}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"fakenos ports {sorted(pending)} not listening after {timeout} s")
+            for port in list(pending):
+                with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                    pending.discard(port)
+            time.sleep(0.1)
+
+    # ---- faults
+    def set_output(self, device: str, command: str, text: str) -> None:
+        """What ``device`` answers to ``command`` from now on (atomically replaced on disk)."""
+        path = self.dir / "out" / device / slug(command)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(text)
+        tmp.replace(path)
+
+    def output(self, device: str, command: str) -> str:
+        """What ``device`` answers to ``command`` now (its override, else its fixture)."""
+        over = self.dir / "out" / device / slug(command)
+        if over.exists():
+            return over.read_text()
+        return fixture_text(self.devices[device].platform, command) or ""
+
+    def replace(self, device: str, command: str, old: str, new: str, count: int = 1) -> None:
+        """Inject a fault: ``old`` -> ``new`` in the device's answer to ``command`` (``old`` must be there)."""
+        text = self.output(device, command)
+        if old not in text:
+            raise AssertionError(f"{device} `{command}`: {old!r} not in its output")
+        self.set_output(device, command, text.replace(old, new, count))
+
+    def reset(self, device: str, command: str | None = None) -> None:
+        """Back to the fixture outputs (one command or all of the device's)."""
+        d = self.dir / "out" / device
+        for f in d.glob("*.txt") if command is None else [d / slug(command)]:
+            f.unlink(missing_ok=True)
+
+    # ---- inventory
+    def inventory(self, path: Path, extra_hosts: dict[str, dict[str, Any]] | None = None, **group: Any) -> Path:
+        """An inventory with every device (group ``emulated`` and one group per platform)."""
+        import yaml
+
+        hosts: dict[str, Any] = {}
+        for d in self.devices.values():
+            hosts[d.name] = {
+                "address": "127.0.0.1",
+                "port": d.port,
+                "device_type": d.platform,
+                "groups": ["emulated"],
+            }
+        hosts.update(extra_hosts or {})
+        doc = {
+            "groups": {
+                "emulated": {
+                    "user": USER,
+                    "password": f"file:{self.password_file}",
+                    "connect_timeout": 20,
+                    "command_timeout": 30,
+                    **group,
+                }
+            },
+            "hosts": hosts,
+        }
+        path.write_text(yaml.safe_dump(doc, sort_keys=False))
+        return path
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        self.log.close()
+        if not self.keep:
+            import shutil
+
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+    def __enter__(self) -> FakenosLab:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def fixture_text(platform: str, command: str) -> str | None:
+    p = FIXTURES / platform / slug(command)
+    return p.read_text() if p.exists() else None
+
+
+# ---- the emulator process
+
+
+def _serve(config_path: str) -> None:
+    import logging
+
+    from fakenos import FakeNOS
+
+    logging.basicConfig(level=logging.CRITICAL)  # fakenos logs every unknown command at ERROR
+    cfg = json.loads(Path(config_path).read_text())
+    base = Path(cfg["dir"]) / "out"
+    reads: dict[tuple[str, str], int] = {}
+
+    def answer(name: str, platform: str, command: str) -> Any:
+        def out(*_a: Any, **_k: Any) -> str:
+            over = base / name / slug(command)
+            text = over.read_text() if over.exists() else fixture_text(platform, command)
+            if text is None:
+                return UNKNOWN[platform]
+            n = reads[(name, command)] = reads.get((name, command), 0) + 1
+            return text.replace("{{rising}}", str(100 + 37 * n)).rstrip("\n")
+
+        return out
+
+    hosts: dict[str, Any] = {}
+    for d in cfg["devices"]:
+        platform, name = d["platform"], d["name"]
+        commands: dict[str, Any] = {"_default_": {"output": UNKNOWN[platform]}}
+        fx = FIXTURES / platform
+        for f in sorted(fx.glob("*.txt")) if fx.is_dir() else []:
+            cmd = (fx / f.name).with_suffix("").name
+            command = _COMMANDS.get(platform, {}).get(cmd) or cmd.replace("_", " ")
+            commands[command] = {"output": answer(name, platform, command), "help": f"emulated {command}"}
+        hosts[name] = {
+            "port": d["port"],
+            "platform": platform,
+            "username": USER + LOGIN_SUFFIX.get(platform, ""),
+            "nos": {"plugin": platform, "configuration": {"commands": commands}},
+        }
+    inv = {
+        "default": {
+            "username": USER,
+            "password": PASSWORD,
+            "server": {
+                "plugin": "ParamikoSshServer",
+                "configuration": {"address": "127.0.0.1", "ssh_key_file": cfg["key"], "timeout": 1},
+            },
+        },
+        "hosts": hosts,
+    }
+    net = FakeNOS(inventory=inv)
+    net.start()
+    stop = False
+
+    def on_term(*_a: Any) -> None:
+        nonlocal stop
+        stop = True
+
+    signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGINT, on_term)
+    while not stop:
+        time.sleep(0.2)
+    net.stop()
+
+
+#: Fixture file stems whose command has characters a file name cannot hold ("|", spaces kept as "_").
+_COMMANDS: dict[str, dict[str, str]] = {
+    "juniper_junos": {"show_log_messages_._last_200": "show log messages | last 200"},
+}
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 3 and sys.argv[1] == "serve":
+        _serve(sys.argv[2])
+    else:
+        print("usage: python -m tests.labs.fakenoslab serve CONFIG.json", file=sys.stderr)
+        sys.exit(2)
