@@ -100,10 +100,19 @@ def cmd_inventory_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
+#: Commands whose parser alone is built when they are asked for: ``diag snmp walk`` is compared with
+#: net-snmp's C tools (bench/snmp_walk.py), and the other command modules' imports cost ~40 ms of its start.
+_ALONE = {"snmp": "diag.cli.snmp"}
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The whole parser; only ``command``'s when it is one of :data:`_ALONE` (same options and help)."""
     p = argparse.ArgumentParser(prog="diag", description="Infrastructure monitoring and remote diagnostics.")
     p.add_argument("--version", action="version", version=f"diag {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    if command in _ALONE:
+        importlib.import_module(_ALONE[command]).add_commands(sub)
+        return p
 
     a = sub.add_parser("agent", help="run the monitoring daemon (/metrics, probes, scheduler)")
     a.add_argument("--inventory", "-i", help=f"inventory file (default: ./{DEFAULT_INVENTORY} if present)")
@@ -154,7 +163,8 @@ _EXTENSION_MODULES = [
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(argv[0] if argv else None)
     args = parser.parse_args(argv)
     try:
         status = int(args.func(args))

@@ -144,14 +144,21 @@ def cmd_walk(args: argparse.Namespace) -> int:
         root = s.encode_oid(args.oid)
         got: list[Var] = []
         count = 0
-        names, decode, write = ber.TYPE_NAMES, ber.decode_oid, sys.stdout.write
+        names, decode, write = ber.TYPE_NAMES, ber.oid_decoder(), sys.stdout.write
+        texts = (ber.OBJECT_ID, ber.IPADDRESS)  # already text
         for chunk in s.walk_chunks(root, not args.no_bulk, args.check_increasing, status):
-            vars = [(decode(o), names[t], v) for o, t, v in chunk]
-            count += len(vars)
+            count += len(chunk)
             if args.json:
-                got += vars
-            else:  # one write per answer, while the agent works on the next one
-                write("".join(f".{o} = {t}: {format_value(t, v)}\n" for o, t, v in vars))
+                got += [(decode(o), names[t], v) for o, t, v in chunk]
+                continue
+            # One write per answer, while the agent works on the next one; numbers and OIDs skip format_value.
+            write(
+                "".join(
+                    f".{decode(o)} = {names[t]}: "
+                    f"{v if t in texts else str(v) if type(v) is int else format_value(names[t], v)}\n"
+                    for o, t, v in chunk
+                )
+            )
         if status.warning:
             print(f"diag: warning: {status.warning}", file=sys.stderr)
         elif not count:

@@ -105,3 +105,36 @@ def test_profile_errors_name_file_and_line(tmp_path: Path) -> None:
     assert any(":5: metric: no metric 'nope'" in p for p in e.value.problems)
     with pytest.raises(RegistryError, match="unknown SNMP profile 'missing'"):
         profiles.load("missing", tmp_path)
+
+
+def test_oid_decoder_with_remembered_parents_equals_decode_oid() -> None:
+    rng = random.Random(3)
+    decode = ber.oid_decoder()
+    arcs = [0, 1, 5, 127, 128, 200, 16383, 16384, 2**31]
+    for _ in range(5000):
+        head = rng.choice(["1.3.6.1.", "2.999.", "2.5."])
+        o = head + ".".join(str(rng.choice(arcs)) for _ in range(rng.randint(1, 6)))
+        assert decode(ber.encode_oid(o)) == o == ber.decode_oid(ber.encode_oid(o))
+    for o in ("1.3", "2.999", "0.0", "2.999.5"):
+        assert decode(ber.encode_oid(o)) == o
+
+
+@pytest.mark.parametrize(
+    ("raw", "value"),
+    [
+        ("9f780440333333", 2.8),  # net-snmp's opaque float (UCD laLoadFloat)
+        ("9f78043f800000", 1.0),
+        ("9f7908400921fb54442d18", 3.141592653589793),  # opaque double
+        ("9f7a01ff", -1),  # opaque Integer64
+        ("9f7b0200ff", 255),  # opaque Unsigned64
+        ("0102", b"\x01\x02"),  # anything else stays bytes
+        ("9f780340333333", bytes.fromhex("9f780340333333")),  # a length that does not fit: bytes
+    ],
+)
+def test_opaque_values(raw: str, value: object) -> None:
+    assert ber.decode_opaque(bytes.fromhex(raw)) == value
+    vb = ber.tlv(
+        0x30,
+        ber.tlv(ber.OBJECT_ID, ber.encode_oid("1.3.6.1.4.1.2021.10.1.6.1")) + ber.tlv(ber.OPAQUE, bytes.fromhex(raw)),
+    )
+    assert ber.decode_varbinds(vb, 0, len(vb)) == [(ber.encode_oid("1.3.6.1.4.1.2021.10.1.6.1"), ber.OPAQUE, value)]

@@ -10,6 +10,7 @@ compares bytes and turns only what it keeps into text. Decoding an
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from typing import Any
 
 # PDU tags (context-specific, constructed).
@@ -138,10 +139,20 @@ def arcs(b: bytes) -> tuple[int, ...]:
     return tuple(out)
 
 
+_ARC_TEXT = [str(i) for i in range(128)]
+_arc_text = _ARC_TEXT.__getitem__
+
+
 def decode_oid(b: bytes) -> str:
     """BER content octets of an OID to dotted text (no leading dot)."""
     if not b:
         raise BerError("empty OID")
+    if b[-1] & 0x80:
+        raise BerError("truncated OID")
+    first = b[0]
+    if max(b) < 0x80:  # every arc below 128 (most OIDs): no arc spans bytes; a walk prints ~40,000 of these
+        head = "1.3" if first == 43 else (f"{first // 40}.{first % 40}" if first < 80 else f"2.{first - 80}")
+        return f"{head}.{'.'.join(map(_arc_text, b[1:]))}" if len(b) > 1 else head
     arcs: list[int] = []
     n = 0
     for byte in b:
@@ -149,11 +160,37 @@ def decode_oid(b: bytes) -> str:
         if not byte & 0x80:
             arcs.append(n)
             n = 0
-    if b[-1] & 0x80:
-        raise BerError("truncated OID")
-    first = arcs[0]
-    head = [first // 40, first % 40] if first < 80 else [2, first - 80]
-    return ".".join(map(str, head + arcs[1:]))
+    top = [arcs[0] // 40, arcs[0] % 40] if arcs[0] < 80 else [2, arcs[0] - 80]
+    return ".".join(map(str, top + arcs[1:]))
+
+
+def oid_decoder() -> Callable[[bytes], str]:
+    """A :func:`decode_oid` that remembers the text of each OID's parent: a walk prints column after column,
+    so most OIDs differ from the last parent only in the last arc (a third of the cost of decoding)."""
+    parents: dict[bytes, str] = {}
+
+    def decode(b: bytes) -> str:
+        if len(b) < 2 or b[-1] & 0x80:
+            return decode_oid(b)  # too short to have a parent, or truncated (decode_oid says so)
+        i = len(b) - 1
+        while i > 1 and b[i - 1] & 0x80:  # back to the first byte of the last arc
+            i -= 1
+        if b[i - 1] & 0x80:  # the only arc is the first, combined one (2.999)
+            return decode_oid(b)
+        parent = b[:i]
+        text = parents.get(parent)
+        if text is None:
+            if len(parents) > 4096:  # tables indexed by many arcs (addresses) would only fill it
+                parents.clear()
+            text = parents[parent] = decode_oid(parent)
+        if i == len(b) - 1:
+            return f"{text}.{_ARC_TEXT[b[i]]}"
+        n = 0
+        for byte in b[i:]:
+            n = (n << 7) | (byte & 0x7F)
+        return f"{text}.{n}"
+
+    return decode
 
 
 def decode_suffix(b: bytes) -> str:
