@@ -28,7 +28,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -114,7 +114,7 @@ def median_table(times: dict[str, list[float]], title: str) -> dict[str, float]:
     return med
 
 
-def alternate(cases: dict[str, Callable[[], object]], runs: int) -> dict[str, list[float]]:
+def alternate(cases: Mapping[str, Callable[[], object]], runs: int) -> dict[str, list[float]]:
     times: dict[str, list[float]] = {k: [] for k in cases}
     for _ in range(runs):  # alternate, so drift of the machine hits every contender alike
         for name, fn in cases.items():
@@ -224,12 +224,17 @@ def main() -> int:
             med |= median_table(alternate(scrapes, args.runs), "/snmp if_mib (ifTable + ifXTable walked whole)")
 
             print("\nratios (goals: v2c <= 1.0, v3 <= 1.5, /snmp <= 0.5):")
-            for label, value in (
-                ("v2c: diag snmp walk / snmpbulkwalk", med["v2c diag snmp walk (command)"] / med["v2c snmpbulkwalk -On"]),
-                ("v3 authPriv: diag snmp walk / snmpbulkwalk", med["v3 diag snmp walk (command)"] / med["v3 snmpbulkwalk -On"]),
-                ("diag /snmp if_mib / snmp_exporter", med["diag /snmp if_mib (agent, HTTP)"] / med["snmp_exporter /snmp if_mib (HTTP)"]),
-            ):  # fmt: skip
-                print(f"  {label:44s} {value:.2f}")
+            ratios = [
+                ("v2c: diag snmp walk / snmpbulkwalk", "v2c diag snmp walk (command)", "v2c snmpbulkwalk -On"),
+                ("v3 authPriv: diag snmp walk / snmpbulkwalk", "v3 diag snmp walk (command)", "v3 snmpbulkwalk -On"),
+                (
+                    "diag /snmp if_mib / snmp_exporter",
+                    "diag /snmp if_mib (agent, HTTP)",
+                    "snmp_exporter /snmp if_mib (HTTP)",
+                ),
+            ]
+            for label, ours, theirs in ratios:
+                print(f"  {label:44s} {med[ours] / med[theirs]:.2f}")
             if "v3 ezsnmp bulk_walk (in process)" in med:
                 ratio = med["v3 diag engine (in process)"] / med["v3 ezsnmp bulk_walk (in process)"]
                 print(f"  {'v3 in process: diag engine / ezsnmp':44s} {ratio:.2f}")
