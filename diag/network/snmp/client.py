@@ -534,7 +534,9 @@ class Session:
                 if oid in seen:
                     why = f"OID {ber.decode_oid(oid)} came again after {ber.decode_oid(last)} (loop)"
                 elif check_increasing and oid <= last and ber.arcs(oid) <= ber.arcs(last):
+                    # Kept, as snmpwalk prints it too: the value is good, only the agent's order is not.
                     why = f"OIDs not increasing: {ber.decode_oid(oid)} after {ber.decode_oid(last)}"
+                    append((oid, tag, value))
                 else:
                     seen_add(oid)
                     append((oid, tag, value))

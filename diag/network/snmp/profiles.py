@@ -392,8 +392,8 @@ def poll(
                 if isinstance(e, SnmpTimeout):
                     break  # the next profiles would wait the same timeout again
             else:
-                up.add(1, profile.name)
                 samples.add(sum(len(m.samples) for m in result.metrics) - before, profile.name)
+                up.add(1, profile.name)
                 cut.add(len(incomplete), profile.name)
                 if incomplete:
                     result.find(

@@ -1,0 +1,179 @@
+"""Profiles on recordings of the devices they are for, served by snmpsim (tests/labs/snmpsimlab.py).
+
+Every vendor profile is polled through auto-selection (sysObjectID), as a device in the inventory with
+``profiles: [auto]`` would be, and its values are checked against the recording. A profile that finds
+nothing says so in ``diag_snmp_profile_samples``; a recording edited to answer out of order gives partial
+tables with a warning and ``diag_snmp_incomplete_walks``.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator
+
+import pytest
+
+from diag.model import Result
+from diag.network.snmp import client as snmp
+from diag.network.snmp import profiles
+from tests.conftest import DIAG
+from tests.labs.snmpsimlab import DISORDER, SnmpSim
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def sim() -> Iterator[SnmpSim]:
+    with SnmpSim() as s:
+        yield s
+
+
+def poll(sim: SnmpSim, community: str, names: tuple[str, ...] = ("auto",)) -> Result:
+    target = snmp.Target("127.0.0.1", sim.port, community=community, timeout=3, retries=1, name=community)
+    return profiles.poll(target, [profiles.load(n) for n in names], profiles.PollState())
+
+
+def samples(r: Result, name: str) -> dict[tuple[str, ...], float]:
+    return {labels: v for m in r.metrics if m.name == "diag_snmp_" + name for labels, v in m.samples}
+
+
+def by_profile(r: Result, name: str) -> dict[str, float]:
+    return {labels[0]: v for labels, v in samples(r, name).items()}
+
+
+def checks(r: Result) -> list[tuple[str, str]]:
+    return sorted((f.check, f.summary) for f in r.findings)
+
+
+@pytest.mark.parametrize(
+    ("community", "watts", "kwh", "phase_amps", "banks"),
+    [
+        ("apc-8641", 1210.0, 1951.6, 6.5, {"1": 3.8, "2": 2.4}),  # AP8641
+        ("apc-8932", 160.0, None, 1.4, {"1": 1.3, "2": 0.0}),  # AP8932
+        ("apc-7902b", 160.0, None, 1.6, {"1": 0.0, "2": 1.1}),  # AP7902B
+    ],
+)
+def test_apc_pdu(
+    sim: SnmpSim, community: str, watts: float, kwh: float | None, phase_amps: float, banks: dict[str, float]
+) -> None:
+    r = poll(sim, community)
+    assert by_profile(r, "up") == {"system": 1.0, "if_mib": 1.0, "apc_pdu": 1.0}
+    assert by_profile(r, "profile_samples")["apc_pdu"] > 5
+    power = samples(r, "apc_pdu_power_watts")
+    if community == "apc-8641":
+        assert list(power.values()) == [watts]
+        assert list(samples(r, "apc_pdu_energy_kwh").values()) == [pytest.approx(kwh)]
+    assert samples(r, "apc_pdu_phase_current_amperes")[("1",)] == pytest.approx(phase_amps)
+    assert {k[0]: v for k, v in samples(r, "apc_pdu_bank_current_amperes").items()} == pytest.approx(banks)
+    assert set(samples(r, "apc_pdu_bank_load_state").values()) == {2.0}  # normal: no findings
+    assert not [f for f in r.findings if f.check.startswith("snmp_pdu")]
+
+
+def test_eaton_9px_xups_and_ups_mib(sim: SnmpSim) -> None:
+    r = poll(sim, "eaton-9px")
+    up = by_profile(r, "up")
+    assert up == {"system": 1.0, "if_mib": 1.0, "eaton_xups": 1.0, "ups": 1.0}
+    counts = by_profile(r, "profile_samples")
+    assert counts["eaton_xups"] >= 12
+    assert counts["ups"] == 0  # the partial recording has no UPS-MIB: the profile says it found nothing
+    assert counts["if_mib"] == 0 and counts["system"] == 1  # nor MIB-2 but sysObjectID (in system_info)
+    assert samples(r, "eaton_ups_runtime_seconds") == {(): 17218.0}
+    assert samples(r, "eaton_ups_battery_charge_ratio") == {(): 1.0}
+    assert samples(r, "eaton_ups_load_ratio") == {(): 0.09}
+    assert samples(r, "eaton_ups_output_source") == {(): 3.0}
+    assert samples(r, "eaton_ups_input_frequency_hertz") == {(): 50.0}
+    assert samples(r, "eaton_ups_output_power_watts") == {("1",): 50.0}
+    assert samples(r, "eaton_ups_output_voltage_volts") == {("1",): 231.0}
+    assert r.findings == []
+
+
+def test_eaton_93e_ups_mib(sim: SnmpSim) -> None:
+    r = poll(sim, "eaton-93e")
+    assert "ups" in by_profile(r, "up")
+    assert samples(r, "ups_battery_status") == {(): 2.0}
+    assert samples(r, "ups_charge_ratio") == {(): 1.0}
+    assert by_profile(r, "profile_samples")["ups"] >= 4
+
+
+@pytest.mark.parametrize("community", ["cisco-c3560", "cisco-c3750", "cisco-n5000", "cisco-router"])
+def test_cisco(sim: SnmpSim, community: str) -> None:
+    r = poll(sim, community)
+    assert set(by_profile(r, "up")) == {"system", "if_mib", "cisco", "entity_sensor"}
+    assert by_profile(r, "profile_samples")["cisco"] > 0
+    cpu5 = samples(r, "cisco_cpu_busy_5m_ratio")
+    # cpmCPUTotal5minRev, else the older cpmCPUTotal5min (the 3560's and the router's IOS have only that)
+    want = {"cisco-c3560": 0.28, "cisco-c3750": 0.29, "cisco-n5000": 0.16, "cisco-router": None}[community]
+    if want is not None:
+        assert cpu5 == {("1",): want}
+    if community in ("cisco-c3560", "cisco-c3750", "cisco-router"):
+        pools = {k[1]: v for k, v in samples(r, "cisco_memory_pool_used_bytes").items()}
+        assert (
+            pools["Processor"] == {"cisco-c3560": 22188980, "cisco-c3750": 33385580, "cisco-router": 8335368}[community]
+        )
+    if community == "cisco-c3560":
+        assert samples(r, "cisco_temperature_celsius") == {("1005", "SW#1, Sensor#1, YELLOW "): 61.0}
+        # ciscoEnvMonTemperatureState 2 (warning) in this recording: a finding
+        assert ("snmp_environment_warning", "temperature SW#1, Sensor#1, YELLOW : warning") in checks(r)
+        assert samples(r, "cisco_fan_state") == {("1004", "Switch#1, Fan#1"): 1.0}
+
+
+def test_apc_smart_ups_written_from_the_mib(sim: SnmpSim) -> None:
+    r = poll(sim, "apc-smart-ups-written")
+    assert "apc_ups" in by_profile(r, "up")
+    assert samples(r, "apc_ups_runtime_seconds") == {(): 1440.0}
+    assert samples(r, "apc_ups_load_ratio") == {(): 0.41}
+    assert [c for c, _ in checks(r)] == ["snmp_ups_battery_replace", "snmp_ups_on_battery"]
+
+
+def test_cyberpower_written_from_the_mib(sim: SnmpSim) -> None:
+    r = poll(sim, "cyberpower-written")
+    assert "cyberpower_ups" in by_profile(r, "up")
+    assert samples(r, "cyberpower_ups_runtime_seconds") == {(): 2160.0}
+    assert samples(r, "cyberpower_ups_output_status") == {(): 2.0}
+    assert r.findings == []
+    # The generic UPS-MIB profile on it finds nothing, and says so (it used to say only "up").
+    plain = poll(sim, "cyberpower-written", ("ups",))
+    assert by_profile(plain, "up") == {"ups": 1.0} and by_profile(plain, "profile_samples") == {"ups": 0.0}
+
+
+def test_eltex_mes_written_from_the_mib(sim: SnmpSim) -> None:
+    r = poll(sim, "eltex-mes-written")
+    assert "eltex_mes" in by_profile(r, "up")
+    assert samples(r, "eltex_cpu_busy_5m_ratio") == {(): 0.07}
+    assert samples(r, "eltex_temperature_celsius") == {("1",): 41.0}
+    assert sorted(c for c, _ in checks(r)) == ["snmp_environment_critical", "snmp_memory_low"]
+
+
+def test_printer_with_only_iftable_gets_32_bit_counters(sim: SnmpSim) -> None:
+    r = poll(sim, "brother-printer-written")
+    assert set(by_profile(r, "up")) == {"system", "if_mib", "printer"}
+    octets = samples(r, "if_hc_in_octets")
+    # ifIndex, ifName (absent), ifAlias (absent), ifDescr, counter_bits
+    assert octets == {("1", "", "", "BRN001BA9A1B2C3", "32"): 1000.0, ("2", "", "", "lo0", "32"): 2000.0}
+    assert samples(r, "if_speed_bytes")[("1", "", "", "BRN001BA9A1B2C3")] == 12_500_000.0  # ifSpeed 100 Mbit/s
+    assert samples(r, "printer_marker_life_count") == {("1.1",): 48213.0}
+    assert ("snmp_printer_supply_low", "printer supply Black Toner Cartridge at 8%: order a replacement") in checks(r)
+
+
+def test_out_of_order_recording_keeps_partial_tables(sim: SnmpSim) -> None:
+    """xupsOutputVoltage.1 and xupsOutputWatts.1 swapped in the recording: the agent answers out of order."""
+    r = poll(sim, DISORDER, ("eaton_xups",))
+    assert by_profile(r, "up") == {"eaton_xups": 1.0}
+    assert by_profile(r, "incomplete_walks") == {"eaton_xups": 1.0}
+    assert samples(r, "eaton_ups_runtime_seconds") == {(): 17218.0}  # scalars are GETs: unaffected
+    # The output table's walk stops at .3.1 after .4.1: current and watts were received, voltage was not.
+    assert samples(r, "eaton_ups_output_power_watts") == {("1",): 50.0}
+    assert samples(r, "eaton_ups_output_current_amperes") == {("1",): 0.0}
+    assert samples(r, "eaton_ups_output_voltage_volts") == {}
+    assert [f.check for f in r.findings] == ["snmp_walk_incomplete"]
+    assert "OIDs not increasing" in r.findings[0].evidence[0].text
+    argv = [DIAG, "snmp", "walk", "-c", DISORDER, f"127.0.0.1:{sim.port}", "1.3.6.1.4.1.534.1.4.4"]
+    p = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+    assert p.returncode == 1 and "OIDs not increasing" in p.stderr
+    assert [line.split(" = ")[0] for line in p.stdout.splitlines()] == [
+        ".1.3.6.1.4.1.534.1.4.4.1.1.1",
+        ".1.3.6.1.4.1.534.1.4.4.1.4.1",
+        ".1.3.6.1.4.1.534.1.4.4.1.3.1",
+    ]  # as snmpwalk prints them before it stops
+    every = subprocess.run([*argv[:3], "-Cc", *argv[3:]], capture_output=True, text=True, timeout=60)
+    assert every.returncode == 0 and len(every.stdout.splitlines()) == 5  # -Cc: all five, like snmpwalk -Cc
