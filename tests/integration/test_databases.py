@@ -25,6 +25,7 @@ import pytest
 from diag import config
 from tests.conftest import DIAG, free_port, http_get, stop_process, wait_for
 from tests.labs.dblab import DIAG_PASSWORD, MariaPair, PgPair, pg_bin
+from tests.labs.lab import LAB_USER, Lab
 
 pytestmark = pytest.mark.integration
 
@@ -424,3 +425,52 @@ def test_mysql_truncated_dump_and_stale_dump(my: MariaPair, agent: Agent) -> Non
             os.utime(f)
 
     agent.fault([("db_backup_stale", "my-app", "db-backup-stale")], age, touch)
+
+
+def _check(lab: Lab, tmp: Path, playbook: str, *variables: str) -> tuple[int, dict[str, Any]]:
+    argv = [DIAG, "check", "--json", "-i", str(lab.inventory), "--known-hosts", str(lab.known_hosts), "-p", playbook]
+    for v in variables:
+        argv += ["--var", v]
+    p = subprocess.run([*argv, "h01"], cwd=tmp, capture_output=True, text=True, timeout=180)
+    assert p.stdout.strip(), p.stderr
+    doc = json.loads(p.stdout)
+    return p.returncode, doc["results"][0]
+
+
+def test_remote_playbooks_over_ssh(pg: PgPair, my: MariaPair, ssh_lab: Lab, tmp_path: Path) -> None:
+    """postgres-health and mysql-health run by `diag check` on a lab host (its own network namespace, reached over
+    SSH) against the servers' unix sockets, as the lab's SSH user: healthy, then with a fault."""
+    pg_dsn = f"dsn=host={pg.dir} port={pg.primary.port} user=postgres dbname=postgres"
+    rc, r = _check(ssh_lab, tmp_path, "postgres-health", pg_dsn, "min_replicas=1")
+    assert (rc, r["status"]) == (0, "ok"), r
+    steps = {s["id"]: s for s in r["steps"]}
+    assert steps["replication"]["parsed"]["role"] == "primary", steps["replication"]
+    holder = psycopg.connect(pg.primary.dsn)
+    holder.execute("UPDATE t SET v = v WHERE id = 3 AND 'pg-literal' <> ''")
+    try:
+        time.sleep(1.5)
+        rc, r = _check(ssh_lab, tmp_path, "postgres-health", pg_dsn, "idle_in_transaction_seconds=1")
+    finally:
+        holder.rollback()
+        holder.close()
+    assert rc == 1 and [f["check"] for f in r["findings"]] == ["postgres_idle_in_transaction"], r
+    assert "pg-literal" not in json.dumps(r)
+    standby_dsn = f"dsn=host={pg.dir} port={pg.standby.port} user=postgres dbname=postgres"
+    rc, r = _check(ssh_lab, tmp_path, "postgres-health", standby_dsn)
+    assert (rc, r["status"]) == (0, "ok"), r
+
+    my.primary.sql(f"CREATE USER IF NOT EXISTS '{LAB_USER}'@'localhost' IDENTIFIED VIA unix_socket;"
+                   f"GRANT PROCESS, REPLICATION CLIENT, SLAVE MONITOR ON *.* TO '{LAB_USER}'@'localhost'")  # fmt: skip
+    wait_for(lambda: LAB_USER in my.replica.sql("SELECT user FROM mysql.user"), 30, what="the user replicated")
+    replica = f"client_options=--socket={my.replica.socket}"
+    rc, r = _check(ssh_lab, tmp_path, "mysql-health", replica)
+    assert (rc, r["status"]) == (0, "ok"), r
+    my.replica.sql("STOP SLAVE")
+    try:
+        rc, r = _check(ssh_lab, tmp_path, "mysql-health", replica)
+    finally:
+        my.replica.sql("START SLAVE")
+    assert rc == 2 and [f["check"] for f in r["findings"]] == ["mysql_replication_stopped"], r
+    assert "IO thread No, SQL thread No" in r["findings"][0]["summary"]
+    rc, r = _check(ssh_lab, tmp_path, "mysql-health", "client_options=--socket=/nonexistent/mysqld.sock")
+    assert rc == 2 and r["findings"][0]["check"] == "mysql_down", r
