@@ -35,6 +35,7 @@ from tests.labs.line1lab import (
 )
 from tests.labs.redminelab import RedmineLab, add_person, add_project
 
+pytestmark = pytest.mark.integration
 DIAG = [str(Path(sys.executable).parent / "diag")]
 
 

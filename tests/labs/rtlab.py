@@ -219,3 +219,54 @@ Set($CommentAddress, 'rt-comment@diaglab.invalid');
                     text = str(a["Content"])
             out.append({"type": txn["Type"], "text": text, "files": files})
         return out
+
+
+PERSON_PL = r"""
+use strict; use warnings;
+use lib '%(lib)s';
+use RT; RT::LoadConfig(); RT::Init();
+use JSON;
+my ($ok, $msg);
+my $u = RT::User->new(RT->SystemUser); $u->Load('%(login)s');
+unless ($u->id) {
+  ($ok, $msg) = $u->Create(Name => '%(login)s', EmailAddress => '%(login)s@diaglab.invalid',
+                           RealName => '%(real)s', Privileged => 1);
+  die "user: $msg" unless $ok;
+}
+my $q = RT::Queue->new(RT->SystemUser); $q->Load('General');
+for my $right (qw(CreateTicket ShowTicket ReplyToTicket SeeQueue SeeCustomField ModifyCustomField)) {
+  $u->PrincipalObj->GrantRight(Right => $right, Object => $q);
+}
+$u->PrincipalObj->GrantRight(Right => 'ManageAuthTokens', Object => RT->System);
+my $cf = RT::CustomField->new(RT->SystemUser); $cf->Load('%(field)s');
+unless ($cf->id) {
+  ($ok, $msg) = $cf->Create(Name => '%(field)s', Type => 'FreeformSingle',
+                            LookupType => RT::Ticket->CustomFieldLookupType, Description => 'the computer it is about');
+  die "cf: $msg" unless $ok;
+  $cf->AddToObject($q);
+}
+my $token = RT::AuthToken->new(RT->SystemUser);
+($ok, $msg, my $string) = $token->Create(Owner => $u->id, Description => 'person');
+die "token: $msg" unless $ok;
+print 'PERSON=' . encode_json({token => $string, id => $u->id}) . "\n";
+"""
+
+
+def add_person(lab: RTLab, login: str, real_name: str, host_field: str = "Host") -> str:
+    """A privileged RT user who may file and answer tickets in General (as a person would), and a ticket custom
+    field ``host_field`` on General; returns the person's REST2 token."""
+    script = lab.dir / f"person-{login}.pl"
+    script.write_text(PERSON_PL % {"lib": RT_LIB, "login": login, "real": real_name, "field": host_field})
+    out = lab._run(["perl", str(script)])
+    line = next((x for x in out.splitlines() if x.startswith("PERSON=")), None)
+    if line is None:
+        raise RTError(f"person set-up printed nothing: {out[-1500:]}")
+    return str(json.loads(line[7:])["token"])
+
+
+def person_api(lab: RTLab, token: str, method: str, path: str, body: Any = None, **query: str) -> tuple[int, Any]:
+    """REST2 as the person (their own token)."""
+    url = f"{lab.url}/REST/2.0{path}"
+    if query:
+        url += "?" + urllib.parse.urlencode(query)
+    return json_request(method, url, body, {"Authorization": f"token {token}"}, 10)
