@@ -69,10 +69,7 @@ def check_host(task: Any, run_id: str, spec: dict[str, Any]) -> str:
     """Run ``spec['playbook']`` on ``spec['host']``; returns 'done', 'duplicate' or the failure status."""
     from diag import inventory
     from diag.model import HostResult
-    from diag.network.devices import pool_for
     from diag.remote import playbook as pbmod
-    from diag.remote.runner import run_host
-    from diag.remote.ssh import SSHPool
 
     r = _client()
     name = spec["host"]
@@ -88,12 +85,7 @@ def check_host(task: Any, run_id: str, spec: dict[str, Any]) -> str:
     except Exception as e:  # the worker's copy of the inventory or playbook is broken or lacks the host
         res = HostResult(name, "error", f"worker {SETTINGS.name}: {' '.join(str(e).split())[:300]}")
     else:
-        ssh = SSHPool(known_hosts=SETTINGS.known_hosts, tofu_store=SETTINGS.data / "known_hosts.tofu", hosts=inv.hosts)
-        pool = pool_for(ssh, [host])  # a network device's steps go through its CLI driver
-        try:
-            res = run_host(host, pb, pool, spec.get("vars", {}), bool(spec.get("allow_changes", False)))
-        finally:
-            pool.close_all()
+        res = _run_one(host, pb, inv, spec, run_id)
     doc = res.to_dict()
     doc["worker"] = SETTINGS.name
     doc["worker_duration_s"] = round(time.monotonic() - t0, 3)
@@ -107,6 +99,27 @@ def check_host(task: Any, run_id: str, spec: dict[str, Any]) -> str:
     return "done" if first else "duplicate"
 
 
+def _run_one(host: Any, pb: Any, inv: Any, spec: dict[str, Any], run_id: str, allow: bool | None = None) -> Any:
+    """One host through the use case "run a check" (:mod:`diag.services.check`), as ``diag check`` runs it."""
+    from diag.model import HostResult
+    from diag.remote.ssh import SSHPool
+    from diag.services import check as svc
+    from diag.services.backends import LocalBackend
+
+    allow_changes = bool(spec.get("allow_changes", False)) if allow is None else allow
+    req = svc.CheckRequest(pb, [host], spec.get("vars", {}), allow_changes, actor=f"worker:{SETTINGS.name}", job=run_id)
+    ssh = SSHPool(known_hosts=SETTINGS.known_hosts, tofu_store=SETTINGS.data / "known_hosts.tofu", hosts=inv.hosts)
+    backend = LocalBackend.over(ssh, [host])  # a network device's steps go through its CLI driver
+    try:
+        report = svc.run(req, backend)
+    finally:
+        backend.close()
+    if report.results:
+        return report.results[0]
+    why = report.skipped[0]["reason"] if report.skipped else "the playbook did not run"
+    return HostResult(host.name, "error", f"worker {SETTINGS.name}: {why}")
+
+
 def _to_incidents(res: Any, pb: Any, host: Any, inv: Any, spec: dict[str, Any]) -> None:
     """Observe a host's result in the shared incident engine; the re-check runs the playbook on it again.
 
@@ -115,18 +128,11 @@ def _to_incidents(res: Any, pb: Any, host: Any, inv: Any, spec: dict[str, Any]) 
     """
     from diag.incidents.sources import observe_report
     from diag.model import RunReport
-    from diag.remote.runner import run_host
-    from diag.remote.ssh import SSHPool
 
     def recheck(name: str) -> list[Any]:
         from diag.incidents.sources import host_findings
 
-        pool = SSHPool(known_hosts=SETTINGS.known_hosts, tofu_store=SETTINGS.data / "known_hosts.tofu", hosts=inv.hosts)
-        try:
-            again = run_host(host, pb, pool, spec.get("vars", {}), False)
-        finally:
-            pool.close_all()
-        return host_findings(again)
+        return host_findings(_run_one(host, pb, inv, spec, "recheck", allow=False))
 
     try:
         observe_report(SETTINGS.incidents.engine, RunReport(pb.name, [res]), recheck, source="worker")

@@ -1,10 +1,12 @@
 """A report as JSON (the figures), CSV (one row per incident of the period) or one self-contained HTML page with
-SVG charts drawn on the server by pygal (no script, no external file: it opens from a mail attachment)."""
+SVG charts drawn on the server by pygal (no script, no external file: it opens from a mail attachment).
+
+The page is the Jinja2 template ``templates/report.html`` (autoescaped); this module prepares its values."""
 
 from __future__ import annotations
 
 import csv
-import html
+import functools
 import io
 import json
 from collections.abc import Sequence
@@ -152,12 +154,6 @@ def charts(report: dict[str, Any]) -> dict[str, str]:
     return out
 
 
-def _table(head: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    h = "".join(f"<th>{html.escape(str(x))}</th>" for x in head)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(x))}</td>" for x in r) + "</tr>" for r in rows)
-    return f"<table><thead><tr>{h}</tr></thead><tbody>{body or '<tr><td>none</td></tr>'}</tbody></table>"
-
-
 CSS = """
 body{font-family:"DejaVu Sans",sans-serif;margin:24px;color:#222;max-width:1340px}
 h1{font-size:24px;margin:0 0 4px} h2{font-size:18px;margin:28px 0 8px;border-bottom:1px solid #ccc}
@@ -170,7 +166,126 @@ th{background:#f3f3f3}.bad{color:#c00}
 """
 
 
+def _section(title: str, *tables: tuple[Sequence[str], Sequence[Sequence[Any]]], note: str = "") -> dict[str, Any]:
+    return {"title": title, "tables": [{"head": h, "rows": rows} for h, rows in tables], "note": note}
+
+
+def _sections(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """The tables of the page, each a heading, its column names and rows of plain values (the template escapes)."""
+    sla = report["sla"]
+    avail = report["availability"]
+    out = [
+        _section(
+            "Handling per group",
+            (
+                ("group", "incidents", "MTTA", "MTTR", "SLA compliance", "typical share"),
+                [
+                    (
+                        g["group"],
+                        g["incidents"],
+                        duration(g["mtta_s"]),
+                        duration(g["mttr_s"]),
+                        pct(g["sla_compliance"]),
+                        pct(g["typical_share"]),
+                    )
+                    for g in report["groups"]
+                ],
+            ),
+        ),
+        _section("Incidents by host", (("host", "incidents"), [(x["name"], x["count"]) for x in report["by_host"]])),
+        _section(
+            "SLA",
+            (
+                ("line", "incidents", "within SLA", "compliance"),
+                [(k, v["incidents"], v["within_sla"], pct(v["compliance"])) for k, v in sla["by_line"].items()],
+            ),
+            note=f"Breaches: {json.dumps(sla['breaches'])}; incidents breached: {sla['incidents_breached']}.",
+        ),
+        _section(
+            "Recurring incidents (same cause, same host)",
+            (("cause", "host", "times"), [(x["cause"], x["host"], x["count"]) for x in report["recurring"]]),
+        ),
+        _section(
+            "Candidates for new knowledge-base entries (atypical, repeated)",
+            (("cause", "incidents", "hosts"), [(x["cause"], x["count"], x["hosts"]) for x in report["kb_candidates"]]),
+        ),
+        _section(
+            "Candidates for automation (typical, by time to resolve)",
+            (
+                ("KB entry", "incidents", "hours to resolve"),
+                [(x["kb"], x["count"], f"{x['hours_to_resolve']:.1f}") for x in report["automation_candidates"]],
+            ),
+        ),
+        _section(
+            "Availability",
+            (
+                ("host", "downtime", "availability", "SLO met"),
+                [
+                    (x["host"], duration(x["downtime_s"]), pct(x["availability"], 3), "yes" if x["slo_met"] else "NO")
+                    for x in avail["hosts"]
+                ],
+            ),
+            (
+                ("host", "service", "downtime", "availability", "SLO met"),
+                [
+                    (
+                        x["host"],
+                        x["service"],
+                        duration(x["downtime_s"]),
+                        pct(x["availability"], 3),
+                        "yes" if x["slo_met"] else "NO",
+                    )
+                    for x in avail["services"]
+                ],
+            ),
+        ),
+    ]
+    if "engineers" in report:
+        out.append(
+            _section(
+                "Per engineer (lead only)",
+                (
+                    (
+                        "engineer",
+                        "acknowledged",
+                        "mean time to ack",
+                        "resolved",
+                        "mean time to resolve",
+                        "SLA breached",
+                    ),
+                    [
+                        (
+                            e["engineer"],
+                            e["acknowledged"],
+                            duration(e["mean_time_to_ack_s"]),
+                            e["resolved"],
+                            duration(e["mean_time_to_resolve_s"]),
+                            e["sla_breached"],
+                        )
+                        for e in report["engineers"]
+                    ],
+                ),
+            )
+        )
+    return out
+
+
+@functools.cache
+def _template() -> Any:
+    import jinja2
+
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("diag.reports", "templates"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+    )
+    return env.get_template("report.html")
+
+
 def to_html(report: dict[str, Any], title: str = "diag support-quality report") -> str:
+    """One self-contained page: KPIs, pygal SVG charts (server-drawn), and the tables (templates/report.html)."""
+    from markupsafe import Markup
+
     p = report["period"]
     t, sla = report["totals"], report["sla"]
     kpis = [
@@ -183,88 +298,15 @@ def to_html(report: dict[str, Any], title: str = "diag support-quality report") 
         ("escalations", t["escalations"]),
         ("forecast next 7 days", f"{report['forecast']['forecast_total']:.0f}"),
     ]
-    parts = [
-        f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
-        f"<style>{CSS}</style></head><body><h1>{html.escape(title)}</h1>",
-        f"<p>{iso(p['start'])} to {iso(p['end'])} ({p['days']:.0f} days). Generated by diag report.</p>",
-        "<div class='kpis'>"
-        + "".join(f"<div class='kpi'><b>{html.escape(str(v))}</b><span>{k}</span></div>" for k, v in kpis)
-        + "</div>",
-        "<h2>Charts</h2><div class='charts'>" + "".join(charts(report).values()) + "</div>",
-        "<h2>Handling per group</h2>"
-        + _table(
-            ("group", "incidents", "MTTA", "MTTR", "SLA compliance", "typical share"),
-            [
-                (
-                    g["group"],
-                    g["incidents"],
-                    duration(g["mtta_s"]),
-                    duration(g["mttr_s"]),
-                    pct(g["sla_compliance"]),
-                    pct(g["typical_share"]),
-                )
-                for g in report["groups"]
-            ],
-        ),
-        "<h2>Incidents by host</h2>"
-        + _table(("host", "incidents"), [(x["name"], x["count"]) for x in report["by_host"]]),
-        "<h2>SLA</h2>"
-        + _table(
-            ("line", "incidents", "within SLA", "compliance"),
-            [(k, v["incidents"], v["within_sla"], pct(v["compliance"])) for k, v in sla["by_line"].items()],
+    return str(
+        _template().render(
+            title=title,
+            css=Markup(CSS),  # noqa: S704 - our own constant
+            start=iso(p["start"]),
+            end=iso(p["end"]),
+            days=f"{p['days']:.0f}",
+            kpis=kpis,
+            charts=[Markup(svg) for svg in charts(report).values()],  # noqa: S704 - pygal's SVG, labels escaped by it
+            sections=_sections(report),
         )
-        + f"<p>Breaches: {html.escape(json.dumps(sla['breaches']))}; "
-        + f"incidents breached: {sla['incidents_breached']}.</p>",
-        "<h2>Recurring incidents (same cause, same host)</h2>"
-        + _table(("cause", "host", "times"), [(x["cause"], x["host"], x["count"]) for x in report["recurring"]]),
-        "<h2>Candidates for new knowledge-base entries (atypical, repeated)</h2>"
-        + _table(
-            ("cause", "incidents", "hosts"), [(x["cause"], x["count"], x["hosts"]) for x in report["kb_candidates"]]
-        ),
-        "<h2>Candidates for automation (typical, by time to resolve)</h2>"
-        + _table(
-            ("KB entry", "incidents", "hours to resolve"),
-            [(x["kb"], x["count"], f"{x['hours_to_resolve']:.1f}") for x in report["automation_candidates"]],
-        ),
-        "<h2>Availability</h2>"
-        + _table(
-            ("host", "downtime", "availability", "SLO met"),
-            [
-                (x["host"], duration(x["downtime_s"]), pct(x["availability"], 3), "yes" if x["slo_met"] else "NO")
-                for x in report["availability"]["hosts"]
-            ],
-        )
-        + _table(
-            ("host", "service", "downtime", "availability", "SLO met"),
-            [
-                (
-                    x["host"],
-                    x["service"],
-                    duration(x["downtime_s"]),
-                    pct(x["availability"], 3),
-                    "yes" if x["slo_met"] else "NO",
-                )
-                for x in report["availability"]["services"]
-            ],
-        ),
-    ]
-    if "engineers" in report:
-        parts.append(
-            "<h2>Per engineer (lead only)</h2>"
-            + _table(
-                ("engineer", "acknowledged", "mean time to ack", "resolved", "mean time to resolve", "SLA breached"),
-                [
-                    (
-                        e["engineer"],
-                        e["acknowledged"],
-                        duration(e["mean_time_to_ack_s"]),
-                        e["resolved"],
-                        duration(e["mean_time_to_resolve_s"]),
-                        e["sla_breached"],
-                    )
-                    for e in report["engineers"]
-                ],
-            )
-        )
-    parts.append("</body></html>\n")
-    return "".join(parts)
+    )

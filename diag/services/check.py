@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,7 +46,13 @@ class CheckRequest:
 
 
 class Observer:
-    """Sees a run happen; every hook is optional. Hooks run in the runner's threads, so they must be thread-safe."""
+    """Sees a run happen; every hook is optional. Hooks run in the runner's threads, so they must be thread-safe.
+
+    An observer whose hook fails is logged and the run goes on, unless it is ``required`` (a journal a person's
+    command must leave): then the run's report is withheld and the error raised once every host is finished.
+    """
+
+    required = False
 
     def run_started(self, req: CheckRequest) -> None:
         """Before any host is contacted."""
@@ -74,6 +81,7 @@ class JournalObserver(Observer):
     def __init__(self, journal: Journal, strict: bool = True) -> None:
         self.journal = journal
         self.strict = strict
+        self.required = strict
 
     def _write(self, what: str, fn: Callable[[], object]) -> None:
         if self.strict:
@@ -156,19 +164,33 @@ def run(req: CheckRequest, backend: CheckBackend, observers: Sequence[Observer] 
     """Run the check on the backend, telling every observer as it goes; host failures are results, not errors."""
     for o in observers:
         o.run_started(req)
+    failed: list[BaseException] = []  # a required observer's error, raised after the run (the runner ignores them)
+    lock = threading.Lock()
 
     def progress(event: str, host: str, result: HostResult | None) -> None:
         for o in observers:
-            if event == "start":
-                o.host_started(req, host)
-            elif result is not None:
-                o.host_done(req, result)
+            try:
+                if event == "start":
+                    o.host_started(req, host)
+                elif result is not None:
+                    o.host_done(req, result)
+            except Exception as e:
+                if not o.required:
+                    log.exception("check %s: observer %s failed on %s", req.job or req.playbook.name, o, host)
+                    continue
+                with lock:
+                    failed.append(e)
 
     try:
         report = backend.run_check(req.hosts, req.playbook, req.variables, req.allow_changes, progress)
+        if failed:
+            raise failed[0]
     except BaseException as e:
         for o in observers:
-            o.run_failed(req, e)
+            try:
+                o.run_failed(req, e)
+            except Exception:  # the original error is what the caller must see
+                log.exception("check %s: observer %s failed recording the failure", req.job or req.playbook.name, o)
         raise
     for o in observers:
         o.run_finished(req, report)
