@@ -71,7 +71,7 @@ def _declared_in_source(name: str) -> bool:
     if name.startswith("diag_snmp_"):
         short = name.removeprefix("diag_snmp_")
         return any(
-            re.search(rf"name: {short}\b", p.read_text()) for p in (ROOT / "diag/network/profiles").glob("*.yaml")
+            re.search(rf"name: {short}\b", p.read_text()) for p in (ROOT / "diag/network/snmp/profiles").glob("*.yaml")
         )
     return any(f'"{name}"' in p.read_text() for p in (ROOT / "diag").rglob("*.py"))
 
