@@ -45,6 +45,23 @@ def start_service(lab: Lab, host: str) -> None:
         time.sleep(0.1)
 
 
+def start_stray(lab: Lab, host: str, name: str = "labstray") -> None:
+    """The fault "a process holding the port": another program listens on the service's port."""
+    bindir = install_service(lab)
+    link = bindir / name
+    if not link.exists():
+        link.symlink_to("/usr/bin/python3")
+    lab.exec(host, ["runuser", "-u", LAB_USER, "--", "setsid", "-f", "sh", "-c",
+                    f"exec {link} -m http.server {PORT} --bind 127.0.0.1 >/dev/null 2>&1 </dev/null"])
+    import time
+
+    deadline = time.monotonic() + 30
+    while not service_running(lab, host):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{name} on {host} does not listen on {PORT}")
+        time.sleep(0.1)
+
+
 def stop_service(lab: Lab, host: str) -> None:
     """Kill the service of this host (the listener in its network namespace; process ids are machine-wide)."""
     import re

@@ -96,9 +96,11 @@ plain:
 class EximLab:
     """One Exim daemon with a Maildir; ``messages()`` returns what it delivered, parsed."""
 
-    def __init__(self, ports: Sequence[int] = DEFAULT_PORTS, starttls: bool = True) -> None:
+    def __init__(self, ports: Sequence[int] = DEFAULT_PORTS, starttls: bool = True,
+                 per_user: Sequence[str] = ()) -> None:
         self.port = free_port(ports)
         self.starttls = starttls
+        self.per_user = list(per_user)  # these local parts get a Maildir each (mail/USER/), e.g. for IMAP
         self.dir = Path(tempfile.mkdtemp(prefix="dgk-exim-"))
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -150,6 +152,11 @@ class EximLab:
         key_file.chmod(0o600)
         os.chown(key_file, ids.pw_uid, ids.pw_gid)
         conf = CONFIG
+        if self.per_user:
+            # Exim 4.96 refuses a path built from the (tainted) recipient; $local_part_data is the matched list item
+            conf = conf.replace("directory = @DIR@/mail\n", "directory = @DIR@/mail/${local_part_data}\n")
+            conf = conf.replace("  transport = maildir\n",
+                                f"  local_parts = {' : '.join(self.per_user)}\n  transport = maildir\n")
         for name, value in (("@PORT@", str(self.port)), ("@DIR@", str(self.dir)), ("@USER@", USER),
                             ("@PASSWORD@", PASSWORD), ("@TLS_HOSTS@", "*" if self.starttls else "")):
             conf = conf.replace(name, value)
@@ -160,9 +167,9 @@ class EximLab:
         out = (self.dir / "daemon.out").read_text(errors="replace") if (self.dir / "daemon.out").exists() else ""
         return out[-800:] + (path.read_text(errors="replace")[-1500:] if path.exists() else "")
 
-    def messages(self) -> list[EmailMessage]:
-        """Delivered mail, oldest first."""
-        new = self.dir / "mail" / "new"
+    def messages(self, user: str | None = None) -> list[EmailMessage]:
+        """Delivered mail, oldest first (``user``: that local part's Maildir, with ``per_user``)."""
+        new = self.dir / "mail" / (f"{user}/new" if user else "new")
         files = sorted(new.iterdir(), key=lambda p: p.stat().st_mtime_ns) if new.exists() else []
         out = []
         for f in files:
