@@ -127,8 +127,11 @@ class Agent:
             )
             self.exposition.extra.append(self.archive_schedule.render)
         from diag.api import mount as mount_api  # /api/ and /ui: Falcon and the stores load on the first request
+        from diag.probes.history import History  # the console's sparklines of this host
 
-        self.api = mount_api(self.app, cfg, inv, self.incidents, self.incident_journal)
+        self.history = History()
+        self.runner.on_result.append(self.history.on_probe)
+        self.api = mount_api(self.app, cfg, inv, self.incidents, self.incident_journal, self.runner, self.history)
         from diag.alertmanager import PATH as ALERTMANAGER_PATH
         from diag.api import guard_routes
 

@@ -26,9 +26,17 @@ class LazyApi:
     """The Service (stores, jobs), built on the first request to the API or the console, and shared by both."""
 
     def __init__(
-        self, cfg: AgentConfig, inv: Inventory | None, incidents: Any = None, journal_feed: Any = None
+        self,
+        cfg: AgentConfig,
+        inv: Inventory | None,
+        incidents: Any = None,
+        journal_feed: Any = None,
+        runner: Any = None,
+        history: Any = None,
     ) -> None:
         self.cfg = cfg
+        self.runner = runner  # the agent's probe runner: its host and probe states for the console
+        self.history = history  # diag.probes.history.History: the host page's sparklines
         self.inv = inv
         self.incidents = incidents  # the agent's IncidentService when agent.incidents is configured
         self.journal_feed = journal_feed  # diag.journal.incidents.IncidentJournal
@@ -43,6 +51,8 @@ class LazyApi:
                 from diag.api.service import Service
 
                 svc = Service(self.cfg.data, self.inv, self.cfg.api)
+                if self.runner is not None:
+                    svc.local_host, svc.runner, svc.history = self.runner.hostname, self.runner, self.history
                 if self.incidents is not None:
                     from diag.api.incidents import adapter
 
@@ -101,9 +111,15 @@ OPEN_PATHS = frozenset({"/metrics", "/healthz", "/", "/snmp", "/snmp/inventory"}
 
 
 def mount(
-    app: App, cfg: AgentConfig, inv: Inventory | None, incidents: Any = None, journal_feed: Any = None
+    app: App,
+    cfg: AgentConfig,
+    inv: Inventory | None,
+    incidents: Any = None,
+    journal_feed: Any = None,
+    runner: Any = None,
+    history: Any = None,
 ) -> LazyApi:
-    lazy = LazyApi(cfg, inv, incidents, journal_feed)
+    lazy = LazyApi(cfg, inv, incidents, journal_feed, runner, history)
     app.mount("/api/", lazy.api)
     app.mount("/ui/", lazy.console)  # and /ui itself
     return lazy

@@ -26,11 +26,10 @@ import falcon
 import jinja2
 
 from diag import __version__
-from diag.api import policy
+from diag.api import fmt, hostview, policy
 from diag.api.app import ASCII_INT
 from diag.api.service import Conflict, Invalid, NotFound, Service
 from diag.api.tokens import Principal, token_prefix
-from diag.journal import Record
 
 log = logging.getLogger(__name__)
 
@@ -169,30 +168,21 @@ class SessionGuard:
                 resp.set_header(k, v)
 
 
-def _fmt_time(ts: float | None) -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(ts)) + "Z" if ts else "-"
+_left = fmt.left  # the unit tests' name for it
+HISTORY_PAGE = 25  # incident history rows per page
 
 
-def _ago(ts: float | None) -> str:
-    if not ts:
-        return "never"
-    d = time.time() - ts
-    if d < 90:
-        return f"{d:.0f} s ago"
-    if d < 5400:
-        return f"{d / 60:.0f} min ago"
-    if d < 129600:
-        return f"{d / 3600:.1f} h ago"
-    return f"{d / 86400:.1f} d ago"
-
-
-def _left(seconds: float | None) -> str:
-    """SLA time left as a person reads it: 1 h 20 min, 12 min, or how long ago it ran out."""
-    if seconds is None:
-        return "-"
-    minutes = round(abs(seconds) / 60)  # whole minutes first, so 14,399 s reads 4 h 0 min, not 4 h 60 min
-    text = f"{minutes // 60} h {minutes % 60} min" if minutes >= 60 else f"{minutes} min"
-    return text if seconds >= 0 else f"breached {text} ago"
+def history_page(events: list[dict[str, Any]], page: int, per: int = HISTORY_PAGE) -> dict[str, Any]:
+    """Newest first, runs of the same event (kind and text) folded into one row, ``per`` rows a page."""
+    rows: list[dict[str, Any]] = []
+    for ev in reversed(events):
+        if rows and rows[-1]["kind"] == ev["kind"] and rows[-1]["text"] == ev["text"]:
+            rows[-1]["repeat"] += 1
+            continue
+        rows.append({**ev, "repeat": 1})
+    pages = max(1, -(-len(rows) // per))
+    page = min(max(1, page), pages)
+    return {"events": rows[(page - 1) * per : page * per], "page": page, "pages": pages, "total": len(events)}
 
 
 class Pages:
@@ -202,9 +192,11 @@ class Pages:
             loader=jinja2.FileSystemLoader(str(_HERE / "templates")),
             autoescape=jinja2.select_autoescape(default=True),
         )
-        self.env.filters["time"] = _fmt_time
-        self.env.filters["ago"] = _ago
-        self.env.filters["left"] = _left
+        self.env.filters["time"] = fmt.full
+        self.env.filters["iso"] = fmt.iso
+        self.env.filters["compact"] = fmt.compact
+        self.env.filters["ago"] = fmt.ago
+        self.env.filters["left"] = fmt.left
 
     def render(
         self, req: falcon.Request, resp: falcon.Response, name: str, status: str = falcon.HTTP_200, **ctx: Any
@@ -213,18 +205,37 @@ class Pages:
         s: Session | None = getattr(req.context, "session", None)
         resp.status = status
         resp.content_type = "text/html; charset=utf-8"
+        open_incidents = self.open_incidents(req) if p is not None else []
         resp.text = self.env.get_template(name).render(
             me=p,
             csrf=s.csrf if s else "",
             version=__version__,
             path=req.path,
             incidents_enabled=self.svc.incidents is not None,
+            counts=self.counts(req) if p is not None else None,
+            soon=_strip(open_incidents),
             **ctx,
         )
 
     def secure(self, req: falcon.Request) -> bool:
         """Secure cookies over HTTPS, through a trusted TLS proxy (waitress rewrote the scheme), or when told."""
         return req.scheme == "https" or self.svc.settings.secure_cookies
+
+    def open_incidents(self, req: falcon.Request) -> list[dict[str, Any]]:
+        """Open incidents, worst first; read once per request (the header, the strip and the page share them)."""
+        cached: list[dict[str, Any]] | None = getattr(req.context, "open_incidents", None)
+        if cached is None:
+            cached = self.svc.incidents.open_incidents() if self.svc.incidents is not None else []
+            req.context.open_incidents = cached
+        return cached
+
+    def counts(self, req: falcon.Request | None = None) -> dict[str, int]:
+        from diag.api.live import summary
+
+        incs = self.open_incidents(req) if req is not None else (
+            self.svc.incidents.open_incidents() if self.svc.incidents is not None else []
+        )  # fmt: skip
+        return summary(incs, len(self.svc.approvals.list("pending")))
 
     # ---- login
     def on_get_login(self, req: falcon.Request, resp: falcon.Response) -> None:
@@ -276,31 +287,8 @@ class Pages:
 
     # ---- hosts
     def on_get_index(self, req: falcon.Request, resp: falcon.Response) -> None:
-        last: dict[str, Record] = {}
-        for rec in self.svc.journal.query(action="check.host", limit=5000, newest_first=True):
-            last.setdefault(rec.target, rec)
-        open_by_host: dict[str, int] = {}
-        if self.svc.incidents is not None:
-            for inc in self.svc.incidents.open_incidents():
-                open_by_host[inc["host"]] = open_by_host.get(inc["host"], 0) + 1
-        rows: list[dict[str, Any]] = []
-        for h in self.svc.hosts.values():
-            r = last.get(h.name)
-            rows.append(
-                {
-                    "name": h.name,
-                    "address": h.address,
-                    "groups": ", ".join(h.groups),
-                    "status": r.result if r else "unknown",
-                    "worst": r.details.get("worst") if r else None,
-                    "findings": r.details.get("findings", 0) if r else 0,
-                    "playbook": r.details.get("playbook", "") if r else "",
-                    "when": r.ts if r else None,
-                    "open": open_by_host.get(h.name, 0),
-                }
-            )
-        rows.sort(key=lambda x: (_SEV_ORDER.get(str(x["worst"]), 3), x["status"] == "ok", x["name"]))
-        self.render(req, resp, "hosts.html", rows=rows)
+        rows = hostview.overview(self.svc, self.open_incidents(req))
+        self.render(req, resp, "hosts.html", rows=rows, host_counts=hostview.counts(rows))
 
     # ---- checks
     def on_get_checks(self, req: falcon.Request, resp: falcon.Response) -> None:
@@ -363,7 +351,7 @@ class Pages:
         job = self.svc.jobs.get(job_id)
         if job is None:
             raise falcon.HTTPNotFound(description="no such check job")
-        self.render(req, resp, "job.html", job=job.summary(), report=job.report)
+        self.render(req, resp, "job.html", job=job.summary(), report=job.report, targets=_targets(job))
 
     def on_get_job_events(self, req: falcon.Request, resp: falcon.Response, job_id: str) -> None:
         job = self.svc.jobs.get(job_id)
@@ -372,7 +360,7 @@ class Pages:
         last = req.get_header("Last-Event-ID") or ""
         resp.content_type = "text/event-stream"
         resp.cache_control = ["no-cache"]
-        resp.stream = self.svc.stream(job, int(last) if ASCII_INT.fullmatch(last) else 0)
+        resp.stream = self.svc.stream(job, int(last) if ASCII_INT.fullmatch(last) else 0, running=True)
 
     def on_get_job_result(self, req: falcon.Request, resp: falcon.Response, job_id: str) -> None:
         from diag.api.app import send
@@ -427,9 +415,13 @@ class Pages:
             return
         state = req.get_param("state") or None
         states = [state] if state in ("resolved", "pending", "suppressed", "impact", "discarded") else None
-        rows = inc.incidents(states, severity=req.get_param("severity"), line=req.get_param("line"),
-                             host=req.get_param("host"))  # fmt: skip
-        self.render(req, resp, "incidents.html", incidents=rows, state=state or "open")
+        filters = {k: req.get_param(k) for k in ("severity", "line", "host")}
+        if states is None and not any(filters.values()):
+            rows = self.open_incidents(req)
+        else:
+            rows = inc.incidents(states, **filters)
+        shown = ", ".join(f"{k} {v}" for k, v in filters.items() if v)
+        self.render(req, resp, "incidents.html", incidents=rows, state=state or "open", filters=shown)
 
     def on_get_incident(self, req: falcon.Request, resp: falcon.Response, incident_id: str) -> None:
         from diag.api.incidents import IncidentError
@@ -444,7 +436,10 @@ class Pages:
         if d is None:
             self.render(req, resp, "error.html", falcon.HTTP_404, message=f"No incident {incident_id}.")
             return
-        self.render(req, resp, "incident.html", inc=d, error=req.get_param("error"))
+        page = req.get_param_as_int("history", min_value=1, max_value=100000) or 1
+        people = sorted(t.name for t in self.svc.tokens.list() if t.revoked is None)
+        self.render(req, resp, "incident.html", inc=d, error=req.get_param("error"),
+                    history=history_page(d["events"], page), people=people)  # fmt: skip
 
     def on_post_incident_action(
         self, req: falcon.Request, resp: falcon.Response, incident_id: str, action: str
@@ -508,28 +503,6 @@ class Pages:
             raise falcon.HTTPSeeOther(f"{UI}/kb?error={quote(str(e))}") from None
         raise falcon.HTTPSeeOther(f"{UI}/kb")
 
-    def on_get_reports(self, req: falcon.Request, resp: falcon.Response) -> None:
-        from diag.reports import render
-
-        inc = self._incidents(req, resp)
-        if inc is None:
-            return
-        p: Principal = req.context.principal
-        if not p.at_least("lead"):
-            self.svc.deny(p, "reports.read", "reports are for leads")
-            return self.render(
-                req, resp, "error.html", falcon.HTTP_403, message=f"Reports need the lead role; {p.name} is a {p.role}."
-            )
-        days = req.get_param_as_float("days", min_value=1, max_value=3660) or 30.0
-        resp.content_type = "text/html; charset=utf-8"
-        resp.text = render.to_html(inc.report(days, "lead"))
-        # the report is a standalone page with its own inline stylesheet and inline SVG charts, and no script
-        resp.set_header(
-            "Content-Security-Policy",
-            "default-src 'none'; style-src 'unsafe-inline'; img-src data:; frame-ancestors 'none'",
-        )
-        resp.context.own_csp = True
-
     # ---- journal
     def on_get_journal(self, req: falcon.Request, resp: falcon.Response) -> None:
         p: Principal = req.context.principal
@@ -557,6 +530,37 @@ class Pages:
         )
 
 
+STRIP_ITEMS = 5
+
+
+def _strip(incidents: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The "breaching soon" strip: incidents about to breach first (the ones still worth racing), then breached."""
+    soon = sorted((i for i in incidents if i.get("sla_level") == "soon"), key=lambda i: i["sla_left_s"])
+    late = sorted((i for i in incidents if i.get("sla_level") == "breached"), key=lambda i: -i["sla_left_s"])
+    if not soon and not late:
+        return None
+    return {"items": (soon + late)[:STRIP_ITEMS], "soon": len(soon), "breached": len(late)}
+
+
+def _targets(job: Any) -> list[dict[str, Any]]:
+    """Every host of a job with its phase (queued, running, done), time so far or taken, and outcome."""
+    now = time.time()
+    done = {e.data["host"]: e.data for e in job.events if e.name == "host"}
+    out = []
+    for h in job.hosts:
+        r = done.get(h)
+        started = job.started.get(h)
+        if r is not None:
+            out.append({"host": h, "phase": "done", "elapsed": r.get("duration_s"), "status": r.get("status"),
+                        "findings": len(r.get("findings", [])), "worst": r.get("worst")})  # fmt: skip
+        elif started is not None:
+            out.append({"host": h, "phase": "running", "elapsed": now - started, "status": None})
+        else:
+            out.append({"host": h, "phase": "skipped" if job.state == "done" else "queued", "elapsed": None,
+                        "status": None})  # fmt: skip
+    return out
+
+
 class Static:
     TYPES = {".css": "text/css; charset=utf-8", ".js": "text/javascript; charset=utf-8"}
 
@@ -572,6 +576,7 @@ class Static:
 def build(svc: Service) -> falcon.App[Any, Any]:
     """The console's Falcon app: the API's error mapping and body limit, plus the session guard."""
     from diag.api.app import base
+    from diag.api.console_live import LivePages
 
     app = base(svc, [SessionGuard(svc)])
     pages = Pages(svc)
@@ -590,7 +595,11 @@ def build(svc: Service) -> falcon.App[Any, Any]:
     app.add_route(f"{UI}/incidents/{{incident_id}}", pages, suffix="incident")
     app.add_route(f"{UI}/incidents/{{incident_id}}/{{action}}", pages, suffix="incident_action")
     app.add_route(f"{UI}/kb", pages, suffix="kb")
-    app.add_route(f"{UI}/reports", pages, suffix="reports")
+    live = LivePages(pages)
+    app.add_route(f"{UI}/reports", live, suffix="reports")
+    app.add_route(f"{UI}/events", live, suffix="events")
+    app.add_route(f"{UI}/wall", live, suffix="wall")
+    app.add_route(f"{UI}/hosts/{{name}}", live, suffix="host")
     app.add_route(f"{UI}/kb/{{entry_id}}/verify", pages, suffix="kb_verify")
     app.add_route(f"{UI}/static/{{name}}", Static())
     return app

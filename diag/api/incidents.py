@@ -38,6 +38,22 @@ _SLUG = re.compile(r"[^a-z0-9]+")
 _ENTRY_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,79}$")
 
 
+_OPEN = ("open", "clearing")
+#: SLA time left below this share of the clock's window reads "breaching soon" (amber)
+SOON_SHARE = 0.25
+SOON_NO_WINDOW_S = 900.0
+
+
+def sla_level(left: float | None, total: float | None) -> str | None:
+    """``ok``, ``soon`` (amber: a quarter of the window or less left; 15 min without a known window) or
+    ``breached`` (red). The console's script applies the same rule as the clock counts down."""
+    if left is None:
+        return None
+    if left < 0:
+        return "breached"
+    return "soon" if left <= (SOON_SHARE * total if total else SOON_NO_WINDOW_S) else "ok"
+
+
 class IncidentError(Exception):
     """A request the incident side refuses: ``status`` is the HTTP status (404, 409, 422)."""
 
@@ -85,7 +101,15 @@ class Incidents:
         due = d.get("resolve_due") if d.get("acked_at") else d.get("respond_due") or d.get("resolve_due")
         d["sla_clock"] = "resolve" if d.get("acked_at") else "respond"
         d["sla_left_s"] = round(due - now, 1) if isinstance(due, int | float) else None
+        start = d.get("opened_at") or d.get("first_seen")
+        total = due - start if isinstance(due, int | float) and isinstance(start, int | float) else None
+        d["sla_total_s"] = round(total, 1) if total is not None and total > 0 else None
+        d["sla_level"] = sla_level(d["sla_left_s"], d["sla_total_s"]) if d.get("state") in _OPEN else None
         return d
+
+    def marker(self) -> tuple[int, int, int]:
+        """Changes when any incident is opened, changed or gets an event (the console's live pages watch it)."""
+        return self.store.change_marker()
 
     def incidents(
         self,

@@ -60,7 +60,18 @@ class Job:
     events: list[Event] = field(default_factory=list)
     report: dict[str, Any] | None = None
     error: str | None = None
+    #: host -> when its run began (the console shows queued / running / done per target; not an API event, so
+    #: the API's stream keeps its start, host, done events and their numbers)
+    started: dict[str, float] = field(default_factory=dict)
     cond: threading.Condition = field(default_factory=threading.Condition)
+    on_change: Callable[[], None] | None = None
+
+    def mark_started(self, host: str) -> None:
+        with self.cond:
+            self.started[host] = time.time()
+            self.cond.notify_all()
+        if self.on_change is not None:
+            self.on_change()
 
     def emit(self, name: str, data: dict[str, Any], state: str | None = None) -> None:
         with self.cond:  # the state changes with the event, so a follower never sees "done" without its event
@@ -68,16 +79,32 @@ class Job:
             if state is not None:
                 self.state = state
             self.cond.notify_all()
+        if self.on_change is not None:
+            self.on_change()
 
-    def follow(self, after: int = 0, keepalive: float = 15.0, stop: threading.Event | None = None) -> Iterator[bytes]:
-        """SSE bytes: events after ``after``, then new ones as they come, until the ``done`` event."""
+    def follow(
+        self, after: int = 0, keepalive: float = 15.0, stop: threading.Event | None = None, running: bool = False
+    ) -> Iterator[bytes]:
+        """SSE bytes: events after ``after``, then new ones as they come, until the ``done`` event.
+
+        With ``running``, also an unnumbered ``running`` event when a host's run begins (``{"host", "elapsed_s"}``):
+        the console's per-target rows. Unnumbered, so ``Last-Event-ID`` counts the same events as the API's stream.
+        """
         sent = after
+        told: set[str] = set()
         while True:
             with self.cond:
-                if len(self.events) <= sent and self.state in ("queued", "running"):
+                if len(self.events) <= sent and self.state in ("queued", "running") and (
+                    not running or told >= self.started.keys()
+                ):
                     self.cond.wait(keepalive)
                 new = self.events[sent:]
                 over = self.state in ("done", "failed")
+                now = time.time()
+                began = [(h, now - t) for h, t in self.started.items() if h not in told] if running else []
+            for host, elapsed in began:
+                told.add(host)
+                yield f"event: running\ndata: {json.dumps({'host': host, 'elapsed_s': round(elapsed, 2)})}\n\n".encode()
             if new:
                 for ev in new:
                     yield ev.sse()
@@ -125,6 +152,7 @@ class JobManager:
         self.concurrency = concurrency
         self.keep = keep
         self.sink = sink
+        self.on_change: Callable[[], None] | None = None  # the console's live view: a job moved
         self.jobs: OrderedDict[str, Job] = OrderedDict()
         self._lock = threading.Lock()
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="diag-api-job")
@@ -148,6 +176,7 @@ class JobManager:
         approval: str | None = None,
     ) -> Job:
         job = Job(secrets.token_hex(8), actor, pb.name, targets, [h.name for h in hosts], allow_changes, approval)
+        job.on_change = self.on_change
         with self._lock:
             self.jobs[job.id] = job
             while len(self.jobs) > self.keep:
@@ -190,6 +219,9 @@ class _JobEvents(Observer):
 
     def __init__(self, job: Job) -> None:
         self.job = job
+
+    def host_started(self, req: CheckRequest, host: str) -> None:
+        self.job.mark_started(host)
 
     def host_done(self, req: CheckRequest, result: HostResult) -> None:
         self.job.emit("host", result.to_dict())

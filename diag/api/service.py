@@ -66,20 +66,28 @@ class Service:
         )
         self.incidents: Any = None  # the incident engine's adapter (diag.api.incidents) when diag.incidents is there
         self.sessions: Any = None  # the console's sessions (diag.api.console.Sessions)
+        #: the agent's own host: its name, its probe runner (states) and the short history of key figures
+        self.local_host: str | None = None
+        self.runner: Any = None  # diag.probes.runner.ProbeRunner
+        self.history: Any = None  # diag.probes.history.History
         self._lock = threading.Lock()
         # An event stream holds one of the HTTP server's few workers while it is open: cap them, so that
         # clients following checks cannot take every worker from /metrics and the webhook.
         self._streams = threading.BoundedSemaphore(self.settings.max_streams)
 
     # ---- helpers
-    def stream(self, job: Job, after: int) -> Iterator[bytes]:
+    def stream(self, job: Job, after: int, running: bool = False) -> Iterator[bytes]:
         """A job's event stream, within the cap on open streams (Busy when it is reached)."""
+        return self.held(job.follow(after, running=running))
+
+    def held(self, events: Iterator[bytes]) -> Iterator[bytes]:
+        """Any event stream (a job's, the console's live one) within the cap on open streams (Busy beyond)."""
         if not self._streams.acquire(blocking=False):
             raise Busy(f"{self.settings.max_streams} event streams are open; try again shortly")
 
         def gen() -> Iterator[bytes]:
             try:
-                yield from job.follow(after)
+                yield from events
             finally:
                 self._streams.release()
 

@@ -12,6 +12,7 @@
         approval_ttl: 86400                    # a pending approval request expires after this (s)
         secure_cookies: false                  # true behind a TLS proxy that is not agent.http.trusted_proxy
         max_streams: 4                         # live event streams at once (each holds an HTTP worker)
+        grafana_url: https://grafana/d/node?var-instance={host}   # the console's host page links to it
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ class ApiSettings:
     approval_ttl_s: float = 24 * 3600  # a pending approval request expires after this
     secure_cookies: bool = False  # Secure on console cookies even over plain HTTP (a TLS proxy in front)
     max_streams: int = 4  # event streams open at once: each holds an HTTP worker (agent.http.threads) while open
+    #: a Grafana dashboard for a host, ``{host}`` replaced by its name (the console's host page links to it)
+    grafana_url: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -51,6 +54,7 @@ class ApiSpec(msgspec.Struct, forbid_unknown_fields=True):
     approval_ttl: float = 24 * 3600
     secure_cookies: bool = False
     max_streams: int = 4
+    grafana_url: str | None = None
 
 
 def build(doc: yamlsrc.Doc, raw: Any, base: tuple[str, ...] = ("agent", "api")) -> ApiSettings | None:
@@ -64,6 +68,8 @@ def build(doc: yamlsrc.Doc, raw: Any, base: tuple[str, ...] = ("agent", "api")) 
         doc.problem((*base, "max_body_bytes"), "max_body_bytes must be between 1024 and 67108864")
     if spec.approval_ttl < 60:
         doc.problem((*base, "approval_ttl"), "approval_ttl must be at least 60 seconds")
+    if spec.grafana_url is not None and not spec.grafana_url.startswith(("https://", "http://")):
+        doc.problem((*base, "grafana_url"), "grafana_url must be an http:// or https:// address")
     if spec.session_ttl < 60:
         doc.problem((*base, "session_ttl"), "session_ttl must be at least 60 seconds")
     return ApiSettings(
@@ -76,4 +82,5 @@ def build(doc: yamlsrc.Doc, raw: Any, base: tuple[str, ...] = ("agent", "api")) 
         approval_ttl_s=spec.approval_ttl,
         secure_cookies=spec.secure_cookies,
         max_streams=spec.max_streams,
+        grafana_url=spec.grafana_url,
     )

@@ -349,6 +349,12 @@ class Store:
         rows = self.read("SELECT * FROM incidents WHERE id = ?", (incident_id,))
         return _row_incident(rows[0]) if rows else None
 
+    def change_marker(self) -> tuple[int, int, int]:
+        """(newest incident id, newest event id, sum of occurrences): moves with every change a reader can see."""
+        a = self.read("SELECT COALESCE(MAX(id), 0), COALESCE(SUM(occurrences), 0) FROM incidents")[0]
+        b = self.read("SELECT COALESCE(MAX(id), 0) FROM events")[0]
+        return int(a[0]), int(b[0]), int(a[1])
+
     def count(self, fingerprint: str) -> int:
         return int(self.read("SELECT COUNT(*) FROM incidents WHERE fingerprint = ?", (fingerprint,))[0][0])
 

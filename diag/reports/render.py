@@ -170,8 +170,10 @@ def _section(title: str, *tables: tuple[Sequence[str], Sequence[Sequence[Any]]],
     return {"title": title, "tables": [{"head": h, "rows": rows} for h, rows in tables], "note": note}
 
 
-def _sections(report: dict[str, Any]) -> list[dict[str, Any]]:
-    """The tables of the page, each a heading, its column names and rows of plain values (the template escapes)."""
+def sections(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """The tables of the page, each a heading, its column names and rows of plain values (the template escapes).
+
+    The console's Reports page (diag/api/templates/reports.html) shows the same sections."""
     sla = report["sla"]
     avail = report["availability"]
     out = [
@@ -287,8 +289,24 @@ def to_html(report: dict[str, Any], title: str = "diag support-quality report") 
     from markupsafe import Markup
 
     p = report["period"]
+    return str(
+        _template().render(
+            title=title,
+            css=Markup(CSS),  # noqa: S704 - our own constant
+            start=iso(p["start"]),
+            end=iso(p["end"]),
+            days=f"{p['days']:.0f}",
+            kpis=kpis(report),
+            charts=[Markup(svg) for svg in charts(report).values()],  # noqa: S704 - pygal's SVG, labels escaped by it
+            sections=sections(report),
+        )
+    )
+
+
+def kpis(report: dict[str, Any]) -> list[tuple[str, Any]]:
+    """The headline figures, (name, value as shown): the file's and the console's."""
     t, sla = report["totals"], report["sla"]
-    kpis = [
+    return [
         ("incidents", t["incidents"]),
         ("MTTA", duration(report["mtta_s"])),
         ("MTTR", duration(report["mttr_s"])),
@@ -298,15 +316,3 @@ def to_html(report: dict[str, Any], title: str = "diag support-quality report") 
         ("escalations", t["escalations"]),
         ("forecast next 7 days", f"{report['forecast']['forecast_total']:.0f}"),
     ]
-    return str(
-        _template().render(
-            title=title,
-            css=Markup(CSS),  # noqa: S704 - our own constant
-            start=iso(p["start"]),
-            end=iso(p["end"]),
-            days=f"{p['days']:.0f}",
-            kpis=kpis,
-            charts=[Markup(svg) for svg in charts(report).values()],  # noqa: S704 - pygal's SVG, labels escaped by it
-            sections=_sections(report),
-        )
-    )

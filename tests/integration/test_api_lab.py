@@ -363,13 +363,13 @@ def test_console_in_chromium_login_run_a_check_and_see_its_findings(
 
         # the host overview now shows h01's last check, worst first
         driver.get(env.url + "/ui/")
-        row = driver.find_element(By.XPATH, "//table[@id='hosts']//tr[td/strong[text()='h01']]")
+        row = driver.find_element(By.XPATH, "//table[@id='hosts']//tr[td//strong[text()='h01']]")
         assert "findings" in row.text and "critical" in row.text
         shot("hosts-after-check")
 
         # the finding is an incident: open it from the list, see its evidence and its ticket
         driver.get(env.url + "/ui/incidents")
-        xpath = f"//table[@id='incidents']//tr[td[text()='h01']]//a[contains(., '{full_mount}')]"
+        xpath = f"//table[@id='incidents']//tr[td/a[text()='h01']]//a[contains(., '{full_mount}')]"
         link = driver.find_element(By.XPATH, xpath)
         shot("incidents")
         link.click()

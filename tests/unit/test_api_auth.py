@@ -132,10 +132,36 @@ def test_incident_transitions_are_copied_into_the_journal_once(tmp_path: Path) -
         j.close()
 
 
-def test_sla_time_left_reads_in_whole_minutes() -> None:
-    from diag.api.console import _left
+def test_sla_time_left_counts_down_in_whole_units() -> None:
+    """Rounded down, as a countdown reads (the console's script writes the same words every second)."""
+    from diag.api.fmt import left
 
-    assert _left(14399) == "4 h 0 min"
-    assert _left(3540) == "59 min"
-    assert _left(-90) == "breached 2 min ago"
-    assert _left(None) == "-"
+    assert left(14400) == "4 h 0 min"
+    assert left(14399) == "3 h 59 min"  # never "4 h 60 min" nor "4 h 0 min" with a second to go
+    assert left(3540) == "59 min 00 s"
+    assert left(61.9) == "1 min 01 s"
+    assert left(-90) == "breached 1 min 30 s ago"
+    assert left(None) == "-"
+
+
+def test_sla_levels_turn_amber_at_a_quarter_of_the_window_and_red_when_breached() -> None:
+    from diag.api.incidents import sla_level
+
+    assert sla_level(3000, 3600) == "ok"
+    assert sla_level(900, 3600) == "soon"
+    assert sla_level(-1, 3600) == "breached"
+    assert sla_level(1000, None) == "ok" and sla_level(899, None) == "soon"
+    assert sla_level(None, 3600) is None
+
+
+def test_incident_history_folds_repeats_and_pages_newest_first() -> None:
+    from diag.api.console import history_page
+
+    events = [{"kind": "opened", "text": "opened", "at": 1.0}]
+    events += [{"kind": "assigned", "text": f"assigned to {w}", "at": 2.0 + k} for k, w in enumerate("ab" * 30)]
+    events += [{"kind": "note", "text": "same", "at": 100.0 + k} for k in range(5)]
+    page = history_page(events, 1, per=25)
+    assert page["total"] == 66 and page["pages"] == 3
+    assert page["events"][0]["text"] == "same" and page["events"][0]["repeat"] == 5
+    last = history_page(events, 99, per=25)
+    assert last["page"] == 3 and last["events"][-1]["kind"] == "opened"

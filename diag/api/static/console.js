@@ -1,55 +1,122 @@
-// Live progress of a check job: server-sent events from /ui/checks/ID/events, one section per finished host.
+// The console's live pages: one server-sent event stream (/ui/events) says what changed; the page then fetches
+// itself and swaps its live regions ([data-region] with an id) for the server's new rendering of them, so HTML
+// is only ever built by the server's autoescaping templates. SLA time left counts down here, every second.
 "use strict";
 (function () {
-  const box = document.getElementById("results");
-  if (!box || !window.EventSource) return;
-  const total = Number(box.dataset.total);
-  const stateEl = document.getElementById("state");
-  const progEl = document.getElementById("progress");
-  let done = 0;
-  const el = (tag, cls, text) => {
-    const e = document.createElement(tag);
-    if (cls) e.className = cls;
-    if (text !== undefined) e.textContent = text;  // textContent: host output is never parsed as HTML
-    return e;
-  };
-  const src = new EventSource(box.dataset.events);
-  src.addEventListener("start", () => { stateEl.textContent = "running"; stateEl.dataset.state = "running"; });
-  src.addEventListener("host", (ev) => {
-    const r = JSON.parse(ev.data);
-    done += 1;
-    progEl.textContent = done + "/" + total;
-    const sec = el("section", "host");
-    sec.dataset.host = r.host;
-    const h = el("h2", null, r.host + " ");
-    h.appendChild(el("span", "st st-" + r.status, r.status));
-    h.appendChild(el("small", null, " " + r.duration_s.toFixed(2) + " s"));
-    sec.appendChild(h);
-    if (r.error) sec.appendChild(el("p", "error", r.error));
-    for (const f of r.findings) {
-      const d = el("div", "finding");
-      d.appendChild(el("span", "sev sev-" + f.severity, f.severity));
-      d.appendChild(document.createTextNode(" "));
-      d.appendChild(el("strong", null, f.summary));
-      d.appendChild(el("small", null, " [" + f.check + "]"));
-      for (const e of f.evidence) {
-        const det = el("details");
-        det.appendChild(el("summary", null, "$ " + e.title));
-        det.appendChild(el("pre", null, e.text));
-        d.appendChild(det);
+  const body = document.body;
+  const wants = (body.dataset.live || "").split(/\s+/).filter(Boolean);
+  const status = document.getElementById("live-status");
+  let t0 = performance.now();
+
+  // ---- SLA countdown: the same words and thresholds as diag/api/fmt.py and diag/api/incidents.py
+  const SOON_SHARE = 0.25, SOON_NO_WINDOW_S = 900;
+  function leftText(s) {
+    const a = Math.floor(Math.abs(s));
+    const t = a >= 3600 ? Math.floor(a / 3600) + " h " + Math.floor((a % 3600) / 60) + " min"
+                        : Math.floor(a / 60) + " min " + String(a % 60).padStart(2, "0") + " s";
+    return s >= 0 ? t : "breached " + t + " ago";
+  }
+  function level(left, total) {
+    if (left < 0) return "breached";
+    return left <= (total > 0 ? SOON_SHARE * total : SOON_NO_WINDOW_S) ? "soon" : "ok";
+  }
+  function tick() {
+    const gone = (performance.now() - t0) / 1000;
+    for (const el of document.querySelectorAll(".sla[data-left]")) {
+      if (el.dataset.left === "" || el.dataset.left === "None") continue;
+      const born = Number(el.dataset.born || 0);
+      const left = Number(el.dataset.left) - (gone - born);
+      const lv = level(left, Number(el.dataset.total || 0));
+      el.textContent = leftText(left);
+      el.classList.remove("sla-ok", "sla-soon", "sla-breached");
+      el.classList.add("sla-" + lv);
+    }
+  }
+  function stamp(root) {  // a region's countdowns start from the moment it arrived
+    const gone = (performance.now() - t0) / 1000;
+    for (const el of root.querySelectorAll(".sla[data-left]")) el.dataset.born = String(gone);
+  }
+  setInterval(tick, 1000);
+
+  // ---- live regions
+  let busy = false, again = false;
+  function say(text) {
+    if (!status) return;
+    status.textContent = text;
+    status.hidden = !text;
+  }
+  async function refresh() {
+    if (busy) { again = true; return; }
+    busy = true;
+    try {
+      const r = await fetch(location.href, { credentials: "same-origin", headers: { "X-Diag-Live": "1" } });
+      if (r.redirected && new URL(r.url).pathname === "/ui/login") { say("Session ended: reload to log in again."); return; }
+      if (!r.ok) { say("Could not update (" + r.status + "); retrying."); return; }
+      const doc = new DOMParser().parseFromString(await r.text(), "text/html");
+      for (const fresh of doc.querySelectorAll("[data-region][id]")) {
+        const old = document.getElementById(fresh.id);
+        if (!old) continue;
+        if (old.contains(document.activeElement) && document.activeElement !== document.body) continue;  // typing here
+        const edited = [...old.querySelectorAll("input:not([type=hidden]), textarea")].some((f) => f.value !== f.defaultValue);
+        if (edited) continue;  // a comment half written stays until it is sent
+        const node = document.importNode(fresh, true);
+        stamp(node);
+        const was = [...old.querySelectorAll("details")], now = [...node.querySelectorAll("details")];
+        if (was.length === now.length) was.forEach((d, i) => { now[i].open = d.open; });  // keep what was unfolded
+        old.replaceWith(node);
       }
-      sec.appendChild(d);
+      say("");
+      body.dataset.updated = String(Date.now());
+    } catch (e) {
+      say("Could not update; retrying.");
+    } finally {
+      busy = false;
+      if (again) { again = false; setTimeout(refresh, 100); }
     }
-    for (const s of r.steps) {
-      if (s.status === "needs_approval") sec.appendChild(el("p", "held", "step " + s.id + " not run: needs approval"));
+  }
+  function counts(c) {
+    for (const [k, v] of Object.entries(c || {})) {
+      for (const el of document.querySelectorAll('[data-count="' + k + '"]')) el.textContent = String(v);
     }
-    if (!r.findings.length && !r.error) sec.appendChild(el("p", "ok", "no findings"));
-    box.appendChild(sec);
-  });
-  src.addEventListener("done", (ev) => {
+  }
+
+  stamp(document);
+  if (!document.getElementById("counts")) return;
+  let lastSeq = null, polling = null;
+  function changed(d) {
+    counts(d.counts);
+    const moved = lastSeq !== null && d.seq !== lastSeq;
+    lastSeq = d.seq;
+    // the breaching-soon strip is on every page: incident changes refresh it everywhere
+    if (moved && (d.what.some((w) => wants.includes(w)) || d.what.includes("incidents"))) refresh();
+  }
+  // When the agent's cap on open event streams is reached (503), or there is no EventSource: ask every 2 s
+  // instead, with requests that return at once and hold no server worker.
+  function poll() {
+    if (polling) return;
+    polling = setInterval(async () => {
+      try {
+        const r = await fetch("/ui/events?poll=" + (lastSeq === null ? "" : lastSeq), { credentials: "same-origin" });
+        if (r.status === 401) { clearInterval(polling); say("Session ended: reload to log in again."); return; }
+        if (r.ok) { changed(await r.json()); say(""); }
+      } catch (e) {
+        say("Could not update; retrying.");
+      }
+    }, 2000);
+  }
+  if (!window.EventSource) { poll(); return; }
+  const src = new EventSource("/ui/events");
+  src.addEventListener("hello", (ev) => {
     const d = JSON.parse(ev.data);
-    stateEl.textContent = d.state + " (exit " + d.exit_status + ")";
-    stateEl.dataset.state = d.state;
-    src.close();
+    const again = lastSeq !== null && d.seq !== lastSeq;  // reconnected after missing changes: catch up
+    counts(d.counts);
+    lastSeq = d.seq;
+    if (again) refresh();
+    say("");
   });
+  src.addEventListener("change", (ev) => changed(JSON.parse(ev.data)));
+  src.addEventListener("logout", () => { src.close(); say("Session ended: reload to log in again."); });
+  src.onerror = () => { if (src.readyState === EventSource.CLOSED) poll(); };
+  const every = Number(body.dataset.refresh || 0);
+  if (every > 0 && wants.length) setInterval(refresh, every * 1000);  // "checked 5 min ago", new SLA levels
 })();

@@ -1,0 +1,153 @@
+"""The NOC side of the console: the live event stream, the wallboard, a host's page and Reports in the layout.
+
+``/ui/events`` streams what changed (diag.api.live); ``/ui/wall`` is a read-only board in large type for a
+viewer token on a NOC screen; ``/ui/hosts/NAME`` puts together what the agent knows about one host; and
+``/ui/reports`` shows ``diag report``'s figures inside the console, its pygal charts as SVG images.
+"""
+
+from __future__ import annotations
+
+import base64
+import time
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
+
+import falcon
+
+from diag.api import hostview
+from diag.api.app import ASCII_INT
+from diag.api.live import LiveFeed
+
+if TYPE_CHECKING:
+    from diag.api.console import Pages
+    from diag.api.tokens import Principal
+
+#: the Reports page's own policy: the console's, plus images from data: URIs (the charts). An SVG shown as an
+#: image runs no script and loads nothing, so its inline style is harmless there, and no inline script is allowed
+REPORTS_CSP = "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; form-action 'self'; base-uri 'none'"
+KINDS = {
+    "agent": "this agent's own host (probes)",
+    "server": "inventory host (SSH)",
+    "device": "network device (SNMP, SSH)",
+    "other": "named by an incident (not in the inventory)",
+}
+
+
+class LivePages:
+    def __init__(self, pages: Pages) -> None:
+        self.pages = pages
+        self.svc = pages.svc
+        self.live = LiveFeed(self.svc)
+        self.svc.jobs.on_change = self.live.poke
+        if self.svc.incidents is not None:
+            self.svc.incidents.engine.on_change.append(self.live.poke)
+
+    # ---- the live stream
+    def on_get_events(self, req: falcon.Request, resp: falcon.Response) -> None:
+        """The stream; or, with ``?poll=SEQ`` (a page whose stream was refused), one JSON answer at once."""
+        poll = req.get_param("poll")
+        if poll is not None:
+            from diag.api.app import send
+
+            seen = int(poll) if ASCII_INT.fullmatch(poll) else None
+            send(resp, {**self.live.poll(seen), "counts": self.pages.counts(req)})
+            return
+        sid = req.cookies.get("diag_session", "")
+        token_id = req.context.principal.token_id
+
+        def alive() -> bool:
+            return self.svc.sessions.get(sid) is not None and self.svc.tokens.by_id(token_id) is not None
+
+        resp.content_type = "text/event-stream"
+        resp.cache_control = ["no-cache"]
+        resp.stream = self.svc.held(self.live.follow(lambda: self.pages.counts(None), alive))  # Busy: 503
+
+    # ---- wallboard
+    def on_get_wall(self, req: falcon.Request, resp: falcon.Response) -> None:
+        incidents = self.pages.open_incidents(req)
+        rows = hostview.overview(self.svc, incidents)
+        self.pages.render(
+            req, resp, "wall.html", incidents=incidents, host_counts=hostview.counts(rows), now=time.time()
+        )
+
+    # ---- one host
+    def on_get_host(self, req: falcon.Request, resp: falcon.Response, name: str) -> None:
+        from diag.remote import facts as factsmod
+        from diag.remote import playbook as pbmod
+
+        open_incs = self.pages.open_incidents(req)
+        if not hostview.knows(self.svc, name, open_incs):
+            self.pages.render(req, resp, "error.html", falcon.HTTP_404, message=f"This agent knows no host {name!r}.")
+            return
+        rows = [r for r in hostview.overview(self.svc, [i for i in open_incs if i["host"] == name]) if r.name == name]
+        row = rows[0] if rows else hostview.HostRow(name, hostview.kind_of(self.svc, name))
+        host = self.svc.hosts.get(name)
+        recent: list[dict[str, Any]] = []
+        if self.svc.incidents is not None:
+            recent = self.svc.incidents.incidents(["resolved"], host=name, limit=10)
+        metrics, probes = [], []
+        if row.kind == "agent" and self.svc.runner is not None:
+            from diag.probes.history import SERIES
+
+            probes = sorted(self.svc.runner.states.values(), key=lambda s: s.name)
+            for s in SERIES:
+                pts = self.svc.history.points(s.key) if self.svc.history is not None else []
+                if pts:
+                    line = hostview.sparkline(pts)
+                    metrics.append({"title": s.title, "unit": s.unit, "last": pts[-1][1], "line": line})
+        grafana = self.svc.settings.grafana_url
+        doc = factsmod.latest(self.svc.data, name)
+        p: Principal = req.context.principal
+        can_check = host is not None and p.at_least("engineer")
+        self.pages.render(
+            req,
+            resp,
+            "host.html",
+            row=row,
+            host=host,
+            kinds=KINDS,
+            open_incidents=row.incidents,
+            recent_incidents=recent,
+            metrics=metrics,
+            probes=probes,
+            grafana=grafana.replace("{host}", quote(name, safe="")) if grafana else None,
+            runs=hostview.check_runs(self.svc, name),
+            facts=doc,
+            facts_summary={k: v for k, v in factsmod.summary(doc).items() if v not in (None, "") and k != "host"}
+            if doc
+            else {},
+            can_check=can_check,
+            playbooks=sorted(pbmod.available()) if can_check else [],
+        )
+
+    # ---- reports
+    def on_get_reports(self, req: falcon.Request, resp: falcon.Response) -> None:
+        from diag.reports import render
+
+        inc = self.pages._incidents(req, resp)
+        if inc is None:
+            return
+        p: Principal = req.context.principal
+        if not p.at_least("lead"):
+            self.svc.deny(p, "reports.read", "reports are for leads")
+            return self.pages.render(
+                req, resp, "error.html", falcon.HTTP_403, message=f"Reports need the lead role; {p.name} is a {p.role}."
+            )
+        days = req.get_param_as_float("days", min_value=1, max_value=3660) or 30.0
+        report = inc.report(days, "lead")
+        titles = {
+            "by_cause": "Incidents by cause",
+            "by_line_group": "Incidents by line and group",
+            "typical": "Typical against atypical incidents",
+            "sla": "SLA compliance by line",
+            "forecast": "Incidents opened per day, and forecast",
+        }
+        charts = [
+            (k, titles.get(k, k), "data:image/svg+xml;base64," + base64.b64encode(svg.encode()).decode())
+            for k, svg in render.charts(report).items()
+        ]
+        self.pages.render(
+            req, resp, "reports.html", r=report, kpis=render.kpis(report), charts=charts, tables=render.tables(report)
+        )
+        resp.set_header("Content-Security-Policy", REPORTS_CSP)
+        resp.context.own_csp = True

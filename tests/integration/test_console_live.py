@@ -1,0 +1,374 @@
+"""The console as a NOC uses it, in headless Chromium, against a real ``diag agent`` with realistic data.
+
+The agent runs on a data directory written by tests/labs/consoledata.py (50 hosts, 30 open incidents, a week of
+resolved ones, checks, facts, approvals) inside a private mount namespace with a 2 MiB tmpfs that only it sees,
+its filesystem probe watching it. The tests fill the tmpfs: the probe opens an incident, which must appear on an
+Incidents page and a wallboard that were already open, without a reload; an acknowledgement in one browser shows
+in the other; the SLA countdown moves between two screenshots; a check lists every target at once (queued,
+running, done); and axe-core (vendored, tests/vendor/axe-core) finds no serious or critical violation on any
+page. Every page is screenshotted to test-artifacts/console-live-*.png (paths printed).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from diag import config
+from tests.conftest import DIAG, free_port, stop_process, wait_for
+from tests.labs.consoledata import SERVERS, Seeded, seed
+
+pytestmark = pytest.mark.integration
+
+ARTIFACTS = Path(os.environ.get("DIAG_TEST_ARTIFACTS", "test-artifacts")).resolve()
+AXE = Path(__file__).resolve().parents[1] / "vendor" / "axe-core" / "axe.min.js"
+PORTS = range(20620, 20640)
+DEAD_PORTS = range(20640, 20660)  # the inventory's SSH port: nothing, or a listener that never speaks SSH
+WEB = [h for h in SERVERS if h.startswith("web-")]
+
+
+@dataclass
+class Board:
+    seeded: Seeded
+    url: str
+    mnt: Path
+    proc: subprocess.Popen[bytes]
+
+    def fill(self) -> None:
+        cmd = f'dd if=/dev/zero of="{self.mnt}/fill" bs=64k 2>/dev/null; sync; true'
+        subprocess.run(["nsenter", "-t", str(self.proc.pid), "-m", "--", "sh", "-c", cmd], check=True)
+
+    def api(self, path: str) -> Any:
+        token = self.seeded.tokens["admin"]
+        r = httpx.get(self.url + path, headers={"Authorization": f"Bearer {token}"}, timeout=30)
+        assert r.status_code == 200, r.text
+        return r.json()
+
+
+def probes_section(mnt: Path) -> str:
+    lines = ["  probes:"]
+    for name in config.build(None, {}).probes:
+        # only our tmpfs: other tests on this machine may leave full filesystems of their own in sight
+        only = {"interval": 0.5, "mountpoints_exclude": f"^(?!{re.escape(str(mnt))}$)"}
+        keep = {"interval": 2}
+        opts = only if name == "filesystem" else keep if name in ("load", "memory", "cpu") else {"enabled": False}
+        lines.append(f"    {name}: {json.dumps(opts)}")
+    return "\n".join(lines) + "\n"
+
+
+@pytest.fixture(scope="module")
+def board(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Board]:
+    base = tmp_path_factory.mktemp("console-live")
+    mnt = base / "c20-fs"
+    mnt.mkdir()
+    dead = free_port(DEAD_PORTS)
+    extra = probes_section(mnt) + "  api: {max_body_bytes: 16384, check_concurrency: 4}\n"
+    seeded = seed(base, dead, "")
+    # the agent section is the seed's plus the probes; check_concurrency 4 so a check shows queued targets
+    text = seeded.inventory.read_text().replace("  api: {max_body_bytes: 16384}\n", extra)
+    seeded.inventory.write_text(text)
+    port = free_port(PORTS)
+    log = base / "agent.log"
+    script = 'mount -t tmpfs -o size=2M c20-tmpfs "$1" && shift && exec "$@"'
+    argv = ["unshare", "-m", "--propagation", "private", "sh", "-c", script, "sh", str(mnt)]
+    argv += [DIAG, "agent", "--inventory", str(seeded.inventory), "--listen", f"127.0.0.1:{port}"]
+    with ExitStack() as stack:
+        # web hosts accept TCP on the SSH port and never answer: their checks run until connect_timeout
+        for i, name in enumerate(SERVERS):
+            if name in WEB:
+                s = socket.socket()
+                s.bind((f"127.0.21.{i + 1}", dead))
+                s.listen(8)
+                stack.callback(s.close)
+        with log.open("wb") as out:
+            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out, cwd=base)
+        b = Board(seeded, f"http://127.0.0.1:{port}", mnt, proc)
+        try:
+
+            def up() -> bool:
+                if proc.poll() is not None:
+                    raise AssertionError(f"diag agent exited with {proc.returncode}:\n{log.read_text()}")
+                try:
+                    return httpx.get(b.url + "/healthz", timeout=2).status_code == 200
+                except httpx.HTTPError:
+                    return False
+
+            wait_for(up, timeout=30, what="the agent")
+            yield b
+        finally:
+            stop_process(proc)
+    assert "Traceback" not in log.read_text(), log.read_text()[-3000:]
+
+
+def _browser() -> Any:
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service as ChromeService
+
+    chromium = shutil.which("chromium") or "/usr/bin/chromium"
+    driver_bin = shutil.which("chromedriver") or "/usr/bin/chromedriver"
+    if not (Path(chromium).exists() and Path(driver_bin).exists()):
+        pytest.fail("headless Chromium needs Debian's chromium and chromium-driver (scripts/debian-packages.txt)")
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = chromium
+    for a in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1366,900", "--disable-gpu"):
+        opts.add_argument(a)
+    d = webdriver.Chrome(service=ChromeService(executable_path=driver_bin), options=opts)
+    d.set_script_timeout(60)
+    return d
+
+
+def login(driver: Any, board: Board, who: str) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver.get(board.url + "/ui/login")
+    WebDriverWait(driver, 30).until(ec.presence_of_element_located((By.ID, "token")))
+    driver.find_element(By.ID, "token").send_keys(board.seeded.tokens[who])
+    driver.find_element(By.ID, "login").click()
+    WebDriverWait(driver, 30).until(ec.presence_of_element_located((By.ID, "hosts")))
+
+
+@pytest.fixture(scope="module")
+def browsers(board: Board) -> Iterator[dict[str, Any]]:
+    """Two browsers: an engineer at a desk (petrov) and the NOC's screen (noc-wall, a viewer)."""
+    out: dict[str, Any] = {}
+    try:
+        out["desk"] = _browser()
+        out["noc"] = _browser()
+        login(out["desk"], board, "petrov")
+        login(out["noc"], board, "noc-wall")
+        yield out
+    finally:
+        for d in out.values():
+            d.quit()
+
+
+def shot(driver: Any, name: str, capsys: pytest.CaptureFixture[str]) -> Path:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    path = ARTIFACTS / f"console-live-{name}.png"
+    driver.save_screenshot(str(path))
+    with capsys.disabled():  # the path is printed even when the test passes
+        print(f"\nscreenshot: {path}")
+    return path
+
+
+def serious(violations: list[dict[str, Any]]) -> list[str]:
+    """The violations a test fails on (axe's impact serious or critical), each with the first elements it names."""
+    return [
+        f"{v['id']}: {v['help']} {[n['target'] for n in v['nodes'][:3]]}"
+        for v in violations
+        if v["impact"] in ("serious", "critical")
+    ]
+
+
+def axe(driver: Any) -> list[dict[str, Any]]:
+    """axe-core's violations of the page (its WCAG 2.x A/AA rules and best practices)."""
+    driver.execute_script(AXE.read_text(encoding="utf-8"))
+    js = "const done = arguments[arguments.length - 1]; axe.run(document).then((r) => done(r.violations));"
+    return list(driver.execute_async_script(js))
+
+
+def text_of(driver: Any, css: str) -> str | None:
+    """An element's text read in one step (live regions are replaced under the test's feet)."""
+    return driver.execute_script("const e = document.querySelector(arguments[0]); return e && e.textContent;", css)
+
+
+def no_reload_marker(driver: Any) -> None:
+    driver.execute_script("window.__noReload = 20;")
+
+
+def still_same_page(driver: Any) -> bool:
+    return bool(driver.execute_script("return window.__noReload === 20;"))
+
+
+# ---- live updates
+
+
+def test_a_probe_incident_appears_on_open_incidents_page_and_wallboard_without_reload(
+    board: Board, browsers: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    desk, noc = browsers["desk"], browsers["noc"]
+    desk.get(board.url + "/ui/incidents")
+    noc.get(board.url + "/ui/wall")
+    for d in (desk, noc):
+        WebDriverWait(d, 30).until(lambda x: x.find_elements(By.CSS_SELECTOR, "tr[data-incident]"))
+        no_reload_marker(d)
+    before = {i["id"] for i in board.api("/api/v1/incidents")}
+    shot(noc, "wall-before", capsys)
+    time.sleep(1.5)  # both pages' event streams are open
+    board.fill()
+
+    def new_incident() -> dict[str, Any] | None:
+        mine = [i for i in board.api("/api/v1/incidents") if i["id"] not in before and str(board.mnt) in i["summary"]]
+        return mine[0] if mine else None
+
+    inc = wait_for(new_incident, timeout=60, interval=0.1, what="the probe's incident")
+    opened = inc["opened_at"] or inc["first_seen"]
+    seen: dict[str, float] = {}
+    sel = f"tr[data-incident='{inc['id']}']"
+
+    def on_both(_: Any) -> bool:
+        for name, d in (("incidents page", desk), ("wallboard", noc)):
+            if name not in seen and d.find_elements(By.CSS_SELECTOR, sel):
+                seen[name] = time.time()
+        return len(seen) == 2
+
+    WebDriverWait(desk, 30, poll_frequency=0.1).until(on_both)
+    assert still_same_page(desk) and still_same_page(noc), "a page was reloaded"
+    assert str(board.mnt) in desk.find_element(By.CSS_SELECTOR, sel).text
+    with capsys.disabled():
+        for name, t in seen.items():
+            print(f"\nincident {inc['id']} on the {name} {t - opened:.2f} s after the engine opened it")
+    shot(desk, "incidents-live", capsys)
+    shot(noc, "wall-live", capsys)
+
+
+def test_acknowledging_in_one_browser_updates_the_other(
+    board: Board, browsers: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    desk, noc = browsers["desk"], browsers["noc"]
+    noc.get(board.url + "/ui/wall")
+    WebDriverWait(noc, 30).until(lambda d: d.find_elements(By.CSS_SELECTOR, "tr[data-incident]"))
+    js = "return [...document.querySelectorAll('tr[data-incident]')].map((r) => [r.dataset.incident, r.textContent])"
+    target = {"id": next(i for i, text in noc.execute_script(js) if "(ack)" not in text)}
+    sel = f"tr[data-incident='{target['id']}'] td.state"
+    no_reload_marker(noc)
+    desk.get(board.url + f"/ui/incidents/{target['id']}")
+    time.sleep(1.0)
+    t0 = time.time()
+    desk.find_element(By.ID, "ack").click()
+    WebDriverWait(noc, 30, poll_frequency=0.1).until(lambda d: "(ack)" in (text_of(d, sel) or ""))
+    assert still_same_page(noc)
+    with capsys.disabled():
+        print(f"\nacknowledgement on the wallboard {time.time() - t0:.2f} s after the click")
+    assert any(e["kind"] == "acknowledged" for e in board.api(f"/api/v1/incidents/{target['id']}")["events"])
+
+
+def test_the_sla_countdown_moves_between_two_screenshots(
+    board: Board, browsers: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+
+    desk = browsers["desk"]
+    desk.get(board.url + "/ui/incidents")
+    js = "return [...document.querySelectorAll('#incidents .sla[data-left]')].map((e) => [e.textContent, e.className])"
+    first = desk.execute_script(js)
+    assert first, "no SLA clock on the incidents page"
+    a = shot(desk, "sla-1", capsys).read_bytes()
+    time.sleep(2.2)
+    second = desk.execute_script(js)
+    b = shot(desk, "sla-2", capsys).read_bytes()
+    assert [t for t, _ in first] != [t for t, _ in second] and a != b
+    levels = {c for _, c in second}
+    assert any("sla-breached" in x for x in levels) and any("sla-soon" in x for x in levels), levels
+
+
+def test_a_check_lists_every_target_at_once_queued_running_done(
+    board: Board, browsers: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select, WebDriverWait
+
+    desk = browsers["desk"]
+    desk.get(board.url + "/ui/checks")
+    Select(desk.find_element(By.ID, "playbook")).select_by_value("linux-baseline")
+    desk.find_element(By.ID, "targets").send_keys("web")
+    desk.find_element(By.ID, "run").click()
+    WebDriverWait(desk, 30).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#targets tr[data-host]"))
+    rows = desk.find_elements(By.CSS_SELECTOR, "#targets tr[data-host]")
+    assert sorted(r.get_attribute("data-host") for r in rows) == sorted(WEB)
+    phases: set[str] = set()
+
+    def some_running(d: Any) -> bool:
+        js = "return [...document.querySelectorAll('#targets tr')].map((r) => r.dataset.phase)"
+        phases.update(d.execute_script(js))
+        return "running" in phases and "queued" in phases
+
+    WebDriverWait(desk, 30, poll_frequency=0.1).until(some_running)
+    shot(desk, "check-running", capsys)
+    WebDriverWait(desk, 120).until(lambda d: d.find_element(By.ID, "state").get_attribute("data-state") == "done")
+    final = {r.get_attribute("data-phase") for r in desk.find_elements(By.CSS_SELECTOR, "#targets tr[data-host]")}
+    assert final == {"done"}, final
+    assert all(e.text.endswith(" s") for e in desk.find_elements(By.CSS_SELECTOR, "#targets td.elapsed"))
+    shot(desk, "check-done", capsys)
+
+
+# ---- every page: screenshot and axe-core
+
+PAGES = [
+    ("hosts", "/ui/", "admin"),
+    ("host-server", "/ui/hosts/web-03", "admin"),
+    ("host-device", "/ui/hosts/sw-02", "admin"),
+    ("incidents", "/ui/incidents", "admin"),
+    ("incident", "/ui/incidents/{busy}", "admin"),
+    ("checks", "/ui/checks", "admin"),
+    ("approvals", "/ui/approvals", "ivanova"),
+    ("kb", "/ui/kb", "admin"),
+    ("journal", "/ui/journal", "admin"),
+    ("reports", "/ui/reports", "ivanova"),
+    ("wall", "/ui/wall", "noc-wall"),
+]
+
+
+def test_every_page_has_no_serious_accessibility_violation(board: Board, capsys: pytest.CaptureFixture[str]) -> None:
+    from selenium.webdriver.common.by import By
+
+    incidents = board.api("/api/v1/incidents")
+    busy = max(incidents, key=lambda i: len(board.api(f"/api/v1/incidents/{i['id']}")["events"]))["id"]
+    agent_host = board.api("/api/v1/incidents?state=open")  # the probe's incident names the agent's host
+    own = next((i["host"] for i in agent_host if str(board.mnt) in i["summary"]), None)
+    pages = [*PAGES, ("host-agent", f"/ui/hosts/{own}", "admin")] if own else PAGES
+    problems: dict[str, list[str]] = {}
+    driver = _browser()
+    try:
+        driver.get(board.url + "/ui/login")
+        if bad := serious(axe(driver)):
+            problems["login"] = bad
+        shot(driver, "login", capsys)
+        who = None
+        for name, path, user in pages:
+            if user != who:
+                driver.delete_all_cookies()
+                login(driver, board, user)
+                who = user
+            driver.get(board.url + path.format(busy=busy))
+            assert driver.find_elements(By.TAG_NAME, "main"), name
+            assert "Internal" not in driver.title, name
+            if name == "incident":
+                driver.find_element(By.CSS_SELECTOR, "#history summary")  # folded history with its pager
+            if name == "reports":
+                imgs = driver.find_elements(By.CSS_SELECTOR, ".charts img")
+                assert imgs and all(driver.execute_script("return arguments[0].naturalWidth", i) > 0 for i in imgs)
+            shot(driver, name, capsys)
+            if bad := serious(axe(driver)):
+                problems[name] = bad
+        # keyboard: the skip link is the first stop, and it leads to the main content
+        from selenium.webdriver.common.action_chains import ActionChains
+        from selenium.webdriver.common.keys import Keys
+
+        driver.get(board.url + "/ui/incidents")
+        ActionChains(driver).send_keys(Keys.TAB).perform()
+        focused = driver.switch_to.active_element
+        assert focused.get_attribute("class") == "skip" and focused.get_attribute("href").endswith("#main")
+    finally:
+        driver.quit()
+    assert not problems, json.dumps(problems, indent=1)
