@@ -170,6 +170,7 @@ class SessionGuard:
 
 _left = fmt.left  # the unit tests' name for it
 HISTORY_PAGE = 25  # incident history rows per page
+JOURNAL_PAGE = 100  # journal records per page
 
 
 def history_page(events: list[dict[str, Any]], page: int, per: int = HISTORY_PAGE) -> dict[str, Any]:
@@ -516,13 +517,17 @@ class Pages:
                 message=f"The journal needs the lead role; {p.name} is a {p.role}.",
             )
         action = (req.get_param("action") or "").strip() or None
-        recs = self.svc.journal.query(action=action, limit=500, newest_first=True)
+        page = req.get_param_as_int("page", min_value=1, max_value=1000) or 1
+        # one page more than shown: whether there is an older page
+        recs = self.svc.journal.query(action=action, limit=page * JOURNAL_PAGE + 1, newest_first=True)
         n, problems = self.svc.journal.verify()
         self.render(
             req,
             resp,
             "journal.html",
-            records=recs,
+            records=recs[(page - 1) * JOURNAL_PAGE : page * JOURNAL_PAGE],
+            page=page,
+            older=len(recs) > page * JOURNAL_PAGE,
             action=action or "",
             chain_ok=not problems,
             chain_n=n,

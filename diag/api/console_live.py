@@ -8,6 +8,7 @@ viewer token on a NOC screen; ``/ui/hosts/NAME`` puts together what the agent kn
 from __future__ import annotations
 
 import base64
+import threading
 import time
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
@@ -19,12 +20,12 @@ from diag.api.app import ASCII_INT
 from diag.api.live import LiveFeed
 
 if TYPE_CHECKING:
-    from diag.api.console import Pages
     from diag.api.tokens import Principal
 
 #: the Reports page's own policy: the console's, plus images from data: URIs (the charts). An SVG shown as an
 #: image runs no script and loads nothing, so its inline style is harmless there, and no inline script is allowed
 REPORTS_CSP = "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; form-action 'self'; base-uri 'none'"
+REPORT_TTL_S = 60.0
 KINDS = {
     "agent": "this agent's own host (probes)",
     "server": "inventory host (SSH)",
@@ -34,10 +35,14 @@ KINDS = {
 
 
 class LivePages:
-    def __init__(self, pages: Pages) -> None:
+    """Routes of the console (diag.api.console.Pages renders; typed Any here: console imports this module)."""
+
+    def __init__(self, pages: Any) -> None:
         self.pages = pages
         self.svc = pages.svc
         self.live = LiveFeed(self.svc)
+        self._reports: dict[float, tuple[dict[str, Any], list[tuple[str, str, str]], float]] = {}
+        self._lock = threading.Lock()
         self.svc.jobs.on_change = self.live.poke
         if self.svc.incidents is not None:
             self.svc.incidents.engine.on_change.append(self.live.poke)
@@ -60,7 +65,8 @@ class LivePages:
 
         resp.content_type = "text/event-stream"
         resp.cache_control = ["no-cache"]
-        resp.stream = self.svc.held(self.live.follow(lambda: self.pages.counts(None), alive))  # Busy: 503
+        # a keepalive every 5 s: a page that was left frees its slot (max_streams) within 5 s
+        resp.stream = self.svc.held(self.live.follow(lambda: self.pages.counts(None), alive, keepalive=5.0))
 
     # ---- wallboard
     def on_get_wall(self, req: falcon.Request, resp: falcon.Response) -> None:
@@ -130,10 +136,29 @@ class LivePages:
         p: Principal = req.context.principal
         if not p.at_least("lead"):
             self.svc.deny(p, "reports.read", "reports are for leads")
-            return self.pages.render(
+            self.pages.render(
                 req, resp, "error.html", falcon.HTTP_403, message=f"Reports need the lead role; {p.name} is a {p.role}."
             )
+            return
         days = req.get_param_as_float("days", min_value=1, max_value=3660) or 30.0
+        report, charts, at = self._report(inc, days)
+        self.pages.render(
+            req, resp, "reports.html", r=report, kpis=render.kpis(report), charts=charts,
+            tables=render.tables(report), computed=at,
+        )  # fmt: skip
+        resp.set_header("Content-Security-Policy", REPORTS_CSP)
+        resp.context.own_csp = True
+
+    def _report(self, inc: Any, days: float) -> tuple[dict[str, Any], list[tuple[str, str, str]], float]:
+        """The figures and charts of a period, kept for :data:`REPORT_TTL_S`: computing them over the whole
+        incident store and drawing five charts takes ~100 ms, and a 30-day report does not move in a minute."""
+        from diag.reports import render
+
+        now = time.time()
+        with self._lock:
+            hit = self._reports.get(days)
+            if hit is not None and now - hit[2] < REPORT_TTL_S:
+                return hit
         report = inc.report(days, "lead")
         titles = {
             "by_cause": "Incidents by cause",
@@ -146,8 +171,8 @@ class LivePages:
             (k, titles.get(k, k), "data:image/svg+xml;base64," + base64.b64encode(svg.encode()).decode())
             for k, svg in render.charts(report).items()
         ]
-        self.pages.render(
-            req, resp, "reports.html", r=report, kpis=render.kpis(report), charts=charts, tables=render.tables(report)
-        )
-        resp.set_header("Content-Security-Policy", REPORTS_CSP)
-        resp.context.own_csp = True
+        with self._lock:
+            if len(self._reports) > 20:
+                self._reports.clear()
+            self._reports[days] = (report, charts, now)
+        return report, charts, now

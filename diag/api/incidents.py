@@ -135,10 +135,12 @@ class Incidents:
                 continue
             d = inc.to_dict()
             d.pop("evidence", None)  # the list stays small; show has it
-            d["assignee"] = self._assignee(inc.id)
             out.append(self._sla(d, now))
             if len(out) >= limit:
                 break
+        who = self.store.assignees([d["id"] for d in out])
+        for d in out:
+            d["assignee"] = who.get(d["id"])
         rank = {"critical": 0, "warning": 1, "info": 2}
         out.sort(key=lambda d: (rank.get(d["severity"], 3), d["sla_left_s"] if d["sla_left_s"] is not None else 1e18))
         return out

@@ -333,6 +333,15 @@ class Store:
         )
         return str(rows[0][0]).removeprefix("assigned to ") if rows else None
 
+    def assignees(self, incident_ids: Sequence[int]) -> dict[int, str]:
+        """:meth:`assignee` of many incidents in one query (a list page must not ask once per row)."""
+        if not incident_ids:
+            return {}
+        ids = _marks(len(incident_ids))
+        latest = f"SELECT MAX(id) FROM events WHERE kind = 'assigned' AND incident_id IN ({ids}) GROUP BY incident_id"  # noqa: S608
+        rows = self.read(f"SELECT incident_id, text FROM events WHERE id IN ({latest})", tuple(incident_ids))  # noqa: S608
+        return {int(r[0]): str(r[1]).removeprefix("assigned to ") for r in rows}
+
     # ---- incidents
     def live(self, fingerprint: str) -> Incident | None:
         rows = self.read(

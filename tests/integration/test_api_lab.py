@@ -8,6 +8,7 @@ approves), the journal trail of all of it, and the console driven in headless Ch
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
@@ -486,5 +487,9 @@ def test_incident_work_resolve_with_recheck_and_kb_proposal(env: ApiEnv, lab: La
     rep = lead.get("/api/v1/reports", params={"days": 1}).json()
     assert rep["totals"]["incidents"] >= 1 and rep["totals"]["resolved"] >= 1
     page = _login(env, "lead1").get("/ui/reports", params={"days": 1})
-    assert page.status_code == 200 and "<svg" in page.text
-    assert "script-src" not in page.headers["content-security-policy"]  # default-src 'none': no script runs
+    assert page.status_code == 200 and 'id="main"' in page.text  # inside the console's layout
+    charts = re.findall(r'<img src="data:image/svg\+xml;base64,([A-Za-z0-9+/=]+)"', page.text)
+    assert charts and all(base64.b64decode(c).lstrip().startswith(b"<svg") for c in charts)
+    csp = page.headers["content-security-policy"]
+    assert "img-src 'self' data:" in csp and "unsafe-inline" not in csp and "script-src" not in csp
+    assert "<script>" not in page.text  # the charts are images: their script never runs, nothing inline is allowed

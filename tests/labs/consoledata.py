@@ -78,8 +78,8 @@ def seed(base: Path, port: int, extra_agent: str = "", now: float | None = None)
     from diag.incidents.service import IncidentService
     from diag.journal import checks as jchecks
     from diag.journal import open_journal
-    from diag.remote import facts
     from diag.model import HostResult
+    from diag.remote import facts
 
     now = time.time() if now is None else now
     rnd = random.Random(20)

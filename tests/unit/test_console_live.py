@@ -1,0 +1,111 @@
+"""The console's live stream, its host overview and the per-target rows of a check, over real stores.
+
+The Service here is the agent's own (tokens, approvals, journal on a temporary data directory, the incident
+engine on the seeded data of tests/labs/consoledata.py); nothing is mocked. The browser side is tested in
+tests/integration/test_console_live.py.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+from diag.api.hostview import STATE_ORDER, overview, sparkline
+from diag.api.jobs import Job
+from diag.api.live import LiveFeed
+from tests.labs.consoledata import DEVICES, SERVERS, seed
+
+
+def _service(tmp_path: Path) -> Any:
+    from diag.agent.daemon import load_config
+    from diag.api import LazyApi
+    from diag.incidents.service import IncidentService
+
+    s = seed(tmp_path, 1)
+    cfg, inv = load_config(str(s.inventory))
+    assert cfg.incidents is not None and inv is not None
+    svc = LazyApi(cfg, inv, IncidentService(cfg.incidents, inv.hosts), None).get_service()
+    return svc
+
+
+def _next(gen: Any, timeout: float = 10.0) -> bytes:
+    """The stream's next chunk, read on a thread so a stream that never speaks fails the test instead of hanging."""
+    out: list[bytes] = []
+    t = threading.Thread(target=lambda: out.append(next(gen)), daemon=True)
+    t.start()
+    t.join(timeout)
+    assert out, "the stream said nothing"
+    return out[0]
+
+
+def test_the_live_stream_says_what_changed_and_ends_with_the_session(tmp_path: Path) -> None:
+    svc = _service(tmp_path)
+    feed = LiveFeed(svc, poll=0.05)
+    alive = [True]
+    gen = feed.follow(lambda: {"approvals": len(svc.approvals.list("pending"))}, lambda: alive[0], keepalive=0.2)
+    assert _next(gen).startswith(b"retry:")
+    hello = _next(gen)
+    assert hello.startswith(b"event: hello") and b'"approvals": 2' in hello
+    svc.approvals.create("token:petrov", "disk-cleanup", ["db-03"], {}, ["clean"], "changes hosts")
+    chunk = _next(gen)
+    while chunk.startswith(b":"):  # keepalives until the watcher's next look
+        chunk = _next(gen)
+    assert chunk.startswith(b"event: change") and b'"approvals"' in chunk and b'"approvals": 3' in chunk
+    assert b"incidents" not in chunk.split(b"counts")[0]  # only what moved
+    # an acknowledgement through the engine is an incidents change
+    first = svc.incidents.open_incidents()[0]["id"]
+    svc.incidents.acknowledge(first, "token:petrov")
+    chunk = _next(gen)
+    while chunk.startswith(b":"):
+        chunk = _next(gen)
+    assert chunk.startswith(b"event: change") and b'"incidents"' in chunk
+    alive[0] = False  # logged out, or the token revoked
+    chunk = _next(gen)
+    while chunk.startswith(b":"):
+        chunk = _next(gen)
+    assert chunk.startswith(b"event: logout")
+    gen.close()
+    assert feed._subscribers == 0
+    feed.close()
+
+
+def test_every_known_host_is_listed_worst_first(tmp_path: Path) -> None:
+    svc = _service(tmp_path)
+    svc.local_host = "agent-box"
+    incidents = svc.incidents.open_incidents()
+    incidents.append({"host": "pdu-9", "severity": "warning", "id": 0})  # named by an alert, not in the inventory
+    rows = overview(svc, incidents)
+    names = [r.name for r in rows]
+    assert set(names) == {*SERVERS, *DEVICES, "agent-box", "pdu-9"}
+    ranks = [STATE_ORDER.index(r.state) for r in rows]
+    assert ranks == sorted(ranks) and rows[0].state == "critical"
+    kinds = {r.name: r.kind for r in rows}
+    assert kinds["agent-box"] == "agent" and kinds["pdu-9"] == "other"
+    assert kinds["sw-01"] == "device" and kinds["web-01"] == "server"
+    # a host whose last check could not reach it is never listed as fine
+    unreachable = [r for r in rows if r.check_status == "unreachable"]
+    assert unreachable and all(r.state in ("critical", "unreachable") for r in unreachable)
+
+
+def test_a_jobs_console_stream_announces_running_hosts_without_renumbering_the_api_events() -> None:
+    job = Job("j1", "token:petrov", "facts", ["web"], ["web-01", "web-02"], False)
+    job.emit("start", {"job": "j1"}, "running")
+    job.mark_started("web-01")
+    job.emit("host", {"host": "web-01", "status": "ok"})
+    job.emit("done", {"state": "done"}, "done")
+    console = b"".join(job.follow(0, running=True))
+    api = b"".join(job.follow(0))
+    assert b"event: running" in console and b'"host": "web-01"' in console
+    assert b"event: running" not in api
+    ids = [line for line in console.split(b"\n") if line.startswith(b"id:")]
+    assert ids == [b"id: 1", b"id: 2", b"id: 3"]  # the same numbers as the API's stream
+
+
+def test_sparkline_scales_into_its_box() -> None:
+    assert sparkline([(0.0, 1.0)]) is None
+    line = sparkline([(0.0, 1.0), (10.0, 3.0), (20.0, 2.0)], width=100, height=20)
+    assert line is not None
+    pts = [tuple(float(v) for v in p.split(",")) for p in line["points"].split()]
+    assert pts[0] == (1.0, 19.0) and pts[1] == (50.0, 1.0) and pts[2][0] == 99.0
+    assert (line["lo"], line["hi"], line["last"]) == (1.0, 3.0, 2.0)
