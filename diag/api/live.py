@@ -46,7 +46,7 @@ class LiveFeed:
 
     def __init__(self, svc: Service, poll: float = 1.0) -> None:
         self.svc = svc
-        self.poll = poll
+        self.interval = poll
         self._cond = threading.Condition()
         self._seq = 0
         self._history: deque[tuple[int, tuple[str, ...]]] = deque(maxlen=64)  # (seq, what changed)
@@ -90,7 +90,7 @@ class LiveFeed:
         while True:
             with self._cond:
                 if not self._woken:
-                    self._cond.wait(self.poll)
+                    self._cond.wait(self.interval)
                 self._woken = False
                 if self._subscribers == 0 or self._closed:
                     self._thread = None
@@ -119,10 +119,10 @@ class LiveFeed:
         """For a page whose stream was refused (the cap on open streams): what moved since ``seen``, at once.
 
         The page asks every few seconds and holds no server worker in between. The state is read at most once
-        per ``poll`` seconds however many pages ask; the first look only sets the baseline."""
+        per ``interval`` seconds however many pages ask; the first look only sets the baseline."""
         with self._cond:
             first = not self._markers and self._seq == 0 and self._looked == 0.0
-            stale = time.monotonic() - self._looked >= self.poll
+            stale = time.monotonic() - self._looked >= self.interval
         if first:
             self._markers = self._safe_markers() or {}
             self._looked = time.monotonic()

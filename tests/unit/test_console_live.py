@@ -109,3 +109,18 @@ def test_sparkline_scales_into_its_box() -> None:
     pts = [tuple(float(v) for v in p.split(",")) for p in line["points"].split()]
     assert pts[0] == (1.0, 19.0) and pts[1] == (50.0, 1.0) and pts[2][0] == 99.0
     assert (line["lo"], line["hi"], line["last"]) == (1.0, 3.0, 2.0)
+
+
+def test_a_page_refused_a_stream_polls_and_learns_the_same(tmp_path: Path) -> None:
+    import time
+
+    svc = _service(tmp_path)
+    feed = LiveFeed(svc, poll=0.05)
+    first = feed.poll(None)
+    assert first["what"] == []
+    assert feed.poll(first["seq"])["what"] == []
+    svc.approvals.create("token:petrov", "disk-cleanup", ["db-03"], {}, ["clean"], "changes hosts")
+    time.sleep(0.1)
+    later = feed.poll(first["seq"])
+    assert later["seq"] > first["seq"] and later["what"] == ["approvals"]
+    assert feed.poll(later["seq"])["what"] == []
