@@ -144,7 +144,7 @@ class LivePages:
         report, charts, at = self._report(inc, days)
         self.pages.render(
             req, resp, "reports.html", r=report, kpis=render.kpis(report), charts=charts,
-            tables=render.tables(report), computed=at,
+            sections=render.sections(report), computed=at,
         )  # fmt: skip
         resp.set_header("Content-Security-Policy", REPORTS_CSP)
         resp.context.own_csp = True
