@@ -32,12 +32,17 @@ def cmd_report(args: argparse.Namespace) -> int:
     start = _when(args.from_, "from") if args.from_ else end - args.days * figures.DAY
     if start >= end:
         raise ConfigError([f"--from must be before --to ({render.iso(start)} >= {render.iso(end)})"])
-    store, settings = _store(args)
-    _, inv = _settings(args)
-    try:
-        rows = data.load(store, end)
-    finally:
-        store.close()
+    settings, inv = _settings(args)
+    from diag.line1.ledger import FILENAME as LINE1_DB
+
+    if not settings.database_url and not settings.db_path.exists() and (Path(settings.data) / LINE1_DB).exists():
+        rows = []  # only line-1 automation ran here: the report has its section and empty incident figures
+    else:
+        store, settings = _store(args)
+        try:
+            rows = data.load(store, end)
+        finally:
+            store.close()
     if args.role == "lead" and settings.tickets.get("backend") == "redmine" and not args.no_tickets:
         # Per-engineer figures also count what people did in Redmine (who answered or took each ticket).
         from diag.incidents.service import make_backend
@@ -56,6 +61,11 @@ def cmd_report(args: argparse.Namespace) -> int:
         text = render.to_csv(rows, start, end)
     else:
         report = figures.compute(rows, opts)
+        from diag.reports import line1
+
+        people = line1.compute(Path(settings.data), start, end)  # tickets people filed (docs/line1.md)
+        if people is not None:
+            report["line1"] = people
         text = render.to_json(report) if args.format == "json" else render.to_html(report)
     if args.output:
         Path(args.output).write_text(text, encoding="utf-8")

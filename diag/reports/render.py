@@ -269,7 +269,22 @@ def sections(report: dict[str, Any]) -> list[dict[str, Any]]:
                 ),
             )
         )
+    if report.get("line1"):
+        out.append(_line1_section(report["line1"]))
     return out
+
+
+def _line1_section(l1: dict[str, Any]) -> dict[str, Any]:
+    """Tickets people filed: how much line-1 automation triaged and resolved, per KB entry (docs/line1.md)."""
+    head = ("KB entry", "tickets", "triaged automatically", "resolved by line 1", "reopened",
+            "first response (median)")
+    rows = [(e["kb_entry"], e["tickets"], pct(e["triaged_share"]), pct(e["resolved_share"]), e["reopened"],
+             duration(e["first_response_median_s"])) for e in l1["by_kb_entry"]]
+    rows.append(("all", l1["tickets"], pct(l1["triaged_share"]), pct(l1["resolved_share"]), l1["reopened"],
+                 duration(l1["first_response_median_s"])))
+    changes = [(c["change"], c["result"], c["count"]) for c in l1["standard_changes"]]
+    return _section("Line-1 automation (tickets filed by people)", (head, rows),
+                    (("standard change", "result", "applications"), changes))
 
 
 @functools.cache

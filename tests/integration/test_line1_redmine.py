@@ -147,6 +147,19 @@ def test_person_ticket_typical_resolved_reopened_unknown_hostile(desk: dict[str,
     assert [a["result"] for a in apps] == ["verified"]
     assert apps[0]["before"]["precheck"]["exit_status"] == 0 and apps[0]["after"]["verify"]["exit_status"] == 0
     assert any(r["action"] == "change.applied" and r["result"] == "verified" for r in _journal(desk["data"]))
+    # diag report: the share triaged automatically, resolved by line 1, time to first response, per KB entry
+    rep = subprocess.run([*DIAG, "report", "--inventory", str(inv), "--format", "json"], capture_output=True,
+                         text=True, timeout=120)
+    assert rep.returncode == 0, rep.stderr
+    l1 = json.loads(rep.stdout)["line1"]
+    assert (l1["tickets"], l1["triaged_automatically"], l1["resolved_by_line1"], l1["reopened"]) == (3, 1, 1, 1)
+    assert l1["refused"] == 1 and l1["to_line2"] == 3  # the reopened one went to line 2 too
+    assert 0 < l1["first_response_median_s"] < 60
+    entry = next(e for e in l1["by_kb_entry"] if e["kb_entry"] == "lab-printing-stopped")
+    assert entry["resolved_share"] == 1.0 and entry["typical"] == 1
+    assert l1["standard_changes"] == [{"change": "lab-restart-printd", "result": "verified", "count": 1}]
+    html = subprocess.run([*DIAG, "report", "--inventory", str(inv)], capture_output=True, text=True, timeout=120)
+    assert html.returncode == 0 and "Line-1 automation" in html.stdout
 
 
 def test_standard_change_refused_outside_scope_paused_and_window(desk: dict[str, Any],

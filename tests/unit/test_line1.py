@@ -181,3 +181,38 @@ def test_note_language_and_masking() -> None:
     text = notes.compose("ru", [notes.say("ru", "received")], ["- token=abc123secret on h01, ivanova@corp.example"])
     assert text.startswith("Здравствуйте!") and "abc123secret" not in text and "ivanova@corp.example" not in text
     assert knowledge.IntakeSpec  # the KB format carries the intake block
+
+
+class _MustNotRun:
+    """A check backend that fails the test if anything would run on a host (the gates refuse before that)."""
+
+    def run_check(self, *a: object, **kw: object) -> None:
+        raise AssertionError("a refused standard change ran a command")
+
+
+def test_gates_refuse_unknown_paused_rate_limited_and_journal(tmp_path: Path) -> None:
+    from diag.inventory import Host
+    from diag.line1.ledger import Ledger
+    from diag.services.standard_change import StandardChanges
+
+    doc = yamlsrc.load_text(CAT.split("  - id: bad")[0], "c.yaml")
+    cat = Catalogue(catmod.parse(doc))
+    ledger = Ledger(tmp_path)
+    noon = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)
+    sc = StandardChanges(cat, ledger, _MustNotRun(), tmp_path, clock=lambda: noon)  # type: ignore[arg-type]
+    pc = Host("pc-1", "10.0.5.1", groups=("printers",))
+    assert "not in the catalogue" in sc.apply("format-disk", pc, {}).reason
+    ledger.pause("restart-x", "lead.petrova", "vendor visit")
+    assert "paused by lead.petrova" in sc.apply("restart-x", pc, {"service": "cups"}).reason
+    assert ledger.resume("restart-x")
+    # two applications that ran something in the last hour: the third is refused by the rate limit
+    for _ in range(2):
+        ledger.applied(None, "kb", "restart-x", "pc-1", {"service": "cups"}, "verified", "ok", {}, {})
+    app = sc.apply("restart-x", pc, {"service": "cups"}, kb_entry="printing")
+    assert app.result == "refused" and "ran 2 times on pc-1" in app.reason
+    # refusals are journaled with who asked (KB entry / catalogue entry)
+    from diag.journal import open_journal
+
+    recs = [r for r in open_journal(tmp_path).query(limit=100) if r.action == "change.refused"]
+    assert len(recs) == 3 and any(r.actor == "line1:printing/restart-x" for r in recs)
+    assert [a["result"] for a in ledger.applications()].count("refused") == 3
