@@ -38,6 +38,8 @@ AXE = Path(__file__).resolve().parents[1] / "vendor" / "axe-core" / "axe.min.js"
 PORTS = range(20620, 20640)
 DEAD_PORTS = range(20640, 20660)  # the inventory's SSH port: nothing, or a listener that never speaks SSH
 WEB = [h for h in SERVERS if h.startswith("web-")]
+#: (incident id, row text) of every incident row on a page, read in one step
+ROWS = "return [...document.querySelectorAll('tr[data-incident]')].map((r) => [r.dataset.incident, r.textContent])"
 
 
 @dataclass
@@ -249,8 +251,7 @@ def test_acknowledging_in_one_browser_updates_the_other(
     desk, noc = browsers["desk"], browsers["noc"]
     noc.get(board.url + "/ui/wall")
     WebDriverWait(noc, 30).until(lambda d: d.find_elements(By.CSS_SELECTOR, "tr[data-incident]"))
-    js = "return [...document.querySelectorAll('tr[data-incident]')].map((r) => [r.dataset.incident, r.textContent])"
-    target = {"id": next(i for i, text in noc.execute_script(js) if "(ack)" not in text)}
+    target = {"id": next(i for i, text in noc.execute_script(ROWS) if "(ack)" not in text)}
     sel = f"tr[data-incident='{target['id']}'] td.state"
     no_reload_marker(noc)
     desk.get(board.url + f"/ui/incidents/{target['id']}")
@@ -310,6 +311,40 @@ def test_a_check_lists_every_target_at_once_queued_running_done(
     assert final == {"done"}, final
     assert all(e.text.endswith(" s") for e in desk.find_elements(By.CSS_SELECTOR, "#targets td.elapsed"))
     shot(desk, "check-done", capsys)
+
+
+def test_a_page_refused_a_stream_keeps_up_by_polling(board: Board, browsers: dict[str, Any]) -> None:
+    """agent.api.max_streams caps open event streams (each holds a server worker): a page over the cap asks
+    /ui/events?poll= every 2 s instead, and still shows an acknowledgement made elsewhere without a reload."""
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    c = httpx.Client(base_url=board.url, timeout=30)
+    page = c.get("/ui/login").text
+    csrf = re.search(r'name="csrf" value="([^"]+)"', page).group(1)  # type: ignore[union-attr]
+    r = c.post("/ui/login", data={"csrf": csrf, "token": board.seeded.tokens["noc-wall"]}, follow_redirects=False)
+    assert r.status_code == 303, r.text
+    with ExitStack() as held:
+        for _ in range(8):  # take every free stream slot (the fixtures' pages may hold some)
+            resp = held.enter_context(c.stream("GET", "/ui/events"))
+            if resp.status_code == 503:
+                break
+            assert resp.status_code == 200
+            next(resp.iter_bytes())  # the stream is open and counted
+        else:
+            pytest.fail("the cap on event streams was never reached")
+        desk = browsers["desk"]
+        desk.get(board.url + "/ui/incidents")
+        no_reload_marker(desk)
+        polls = "return performance.getEntriesByType('resource').filter((e) => e.name.includes(arguments[0])).length"
+        WebDriverWait(desk, 30, poll_frequency=0.2).until(lambda d: d.execute_script(polls, "/ui/events?poll=") >= 1)
+        target = next(i for i, text in desk.execute_script(ROWS) if "(ack)" not in text)
+        token = board.seeded.tokens["petrov"]
+        r = httpx.post(f"{board.url}/api/v1/incidents/{target}/acknowledge",
+                       headers={"Authorization": f"Bearer {token}"}, timeout=30)  # fmt: skip
+        assert r.status_code == 200, r.text
+        sel = f"tr[data-incident='{target}'] td.state"
+        WebDriverWait(desk, 30, poll_frequency=0.2).until(lambda d: "(ack)" in (text_of(d, sel) or ""))
+        assert still_same_page(desk)
 
 
 # ---- every page: screenshot and axe-core
