@@ -131,7 +131,10 @@ class Agent:
 
         self.history = History()
         self.runner.on_result.append(self.history.on_probe)
-        self.api = mount_api(self.app, cfg, inv, self.incidents, self.incident_journal, self.runner, self.history)
+        devices = self.network.poller if self.network is not None else getattr(self.incident_feed, "poller", None)
+        self.api = mount_api(
+            self.app, cfg, inv, self.incidents, self.incident_journal, self.runner, self.history, devices
+        )
         from diag.alertmanager import PATH as ALERTMANAGER_PATH
         from diag.api import guard_routes
 

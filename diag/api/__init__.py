@@ -33,8 +33,10 @@ class LazyApi:
         journal_feed: Any = None,
         runner: Any = None,
         history: Any = None,
+        poller: Any = None,
     ) -> None:
         self.cfg = cfg
+        self.poller = poller  # the agent's SNMP poller: a device's page shows its last poll
         self.runner = runner  # the agent's probe runner: its host and probe states for the console
         self.history = history  # diag.probes.history.History: the host page's sparklines
         self.inv = inv
@@ -53,6 +55,7 @@ class LazyApi:
                 svc = Service(self.cfg.data, self.inv, self.cfg.api)
                 if self.runner is not None:
                     svc.local_host, svc.runner, svc.history = self.runner.hostname, self.runner, self.history
+                svc.poller = self.poller
                 if self.incidents is not None:
                     from diag.api.incidents import adapter
 
@@ -118,8 +121,9 @@ def mount(
     journal_feed: Any = None,
     runner: Any = None,
     history: Any = None,
+    poller: Any = None,
 ) -> LazyApi:
-    lazy = LazyApi(cfg, inv, incidents, journal_feed, runner, history)
+    lazy = LazyApi(cfg, inv, incidents, journal_feed, runner, history, poller)
     app.mount("/api/", lazy.api)
     app.mount("/ui/", lazy.console)  # and /ui itself
     return lazy

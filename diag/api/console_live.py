@@ -101,6 +101,9 @@ class LivePages:
                 if pts:
                     line = hostview.sparkline(pts)
                     metrics.append({"title": s.title, "unit": s.unit, "last": pts[-1][1], "line": line})
+        snmp = None
+        if self.svc.poller is not None and name in getattr(self.svc.poller, "results", {}):
+            snmp = hostview.snmp_summary(self.svc.poller.results[name])
         grafana = self.svc.settings.grafana_url
         doc = factsmod.latest(self.svc.data, name)
         p: Principal = req.context.principal
@@ -116,6 +119,8 @@ class LivePages:
             recent_incidents=recent,
             metrics=metrics,
             probes=probes,
+            snmp=snmp,
+            snmp_interval=getattr(self.svc.poller, "interval", None),
             grafana=grafana.replace("{host}", quote(name, safe="")) if grafana else None,
             runs=hostview.check_runs(self.svc, name),
             facts=doc,

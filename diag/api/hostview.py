@@ -150,3 +150,20 @@ def sparkline(points: list[tuple[float, float]], width: int = 160, height: int =
         for t, v in points
     )
     return {"points": pts, "width": width, "height": height, "lo": lo, "hi": hi, "last": vs[-1], "n": len(points)}
+
+
+def snmp_summary(result: Any) -> dict[str, Any]:
+    """A device's last SNMP poll as its page shows it: interfaces up and down, each metric family, the findings."""
+    families = []
+    oper: list[float] = []
+    for m in result.metrics:
+        n = len(m.samples) or len(m.raw)
+        families.append({"name": m.name, "help": m.help, "series": n})
+        if m.name.endswith("if_oper_status"):
+            oper += [v for _, v in m.samples]
+    return {
+        "families": families,
+        "interfaces_up": sum(1 for v in oper if v == 1),
+        "interfaces_down": sum(1 for v in oper if v != 1),
+        "findings": [{"severity": f.severity, "summary": f.summary} for f in result.findings],
+    }

@@ -70,6 +70,7 @@ class Service:
         self.local_host: str | None = None
         self.runner: Any = None  # diag.probes.runner.ProbeRunner
         self.history: Any = None  # diag.probes.history.History
+        self.poller: Any = None  # diag.network.snmp.poller.SnmpPoller, when the agent polls devices
         self._lock = threading.Lock()
         # An event stream holds one of the HTTP server's few workers while it is open: cap them, so that
         # clients following checks cannot take every worker from /metrics and the webhook.

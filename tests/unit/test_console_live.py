@@ -124,3 +124,19 @@ def test_a_page_refused_a_stream_polls_and_learns_the_same(tmp_path: Path) -> No
     later = feed.poll(first["seq"])
     assert later["seq"] > first["seq"] and later["what"] == ["approvals"]
     assert feed.poll(later["seq"])["what"] == []
+
+
+def test_a_devices_last_snmp_poll_reads_as_interfaces_up_and_down() -> None:
+    from diag.api.hostview import snmp_summary
+    from diag.model import Result
+
+    r = Result()
+    oper = r.metric("diag_snmp_if_oper_status", "ifOperStatus: 1 up, 2 down", labels=("ifName",))
+    for name, v in (("Gi0/1", 1), ("Gi0/2", 2), ("Gi0/3", 1), ("Gi0/4", 7)):
+        oper.add(v, name)
+    r.metric("diag_snmp_sys_uptime_seconds", "sysUpTime").add(12345)
+    r.find("if_down", "critical", "interface Gi0/2 is down (admin up)", subject="Gi0/2")
+    s = snmp_summary(r)
+    assert (s["interfaces_up"], s["interfaces_down"]) == (2, 2)
+    assert [f["name"] for f in s["families"]] == ["diag_snmp_if_oper_status", "diag_snmp_sys_uptime_seconds"]
+    assert s["families"][0]["series"] == 4 and s["findings"][0]["severity"] == "critical"
