@@ -11,6 +11,10 @@ runs through the same runner and SSH pool code as ``diag check``; the alert and 
 one finding that goes to the incident engine, which opens the incident or, for a repeat, adds to it. A resolved
 alert asks the engine to resolve the incident, and the engine's verifying re-check is :meth:`verify`: the same
 playbook again, on the host itself, so an incident is never closed on Alertmanager's word alone.
+
+Nothing here waits in memory only: a damped alert's opening is the engine's stored ``open_due``, and a re-check
+the engine has not run yet is stored with its due time and the alert (``resume_spec``), from which
+:meth:`Receiver.resume` builds the verifier again after a restart.
 """
 
 from __future__ import annotations
@@ -25,6 +29,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+import msgspec
 
 from diag.alertmanager import mapping
 from diag.alertmanager.config import ReceiverConfig, Route
@@ -60,7 +66,6 @@ class Job:
     alert: Alert
     external_url: str
     received: float = field(default_factory=time.monotonic)
-    follow_up: bool = False  # the engine's damping ran out while the alert still fires: tell it again
 
 
 @dataclass(slots=True)
@@ -91,7 +96,33 @@ class _AlertState:
     host_name: str
     finding_fp: str
     diagnosis: Diagnosis | None = None
-    follow_up: threading.Timer | None = None
+
+
+class _Recheck:
+    """The verifier handed to the engine for a resolved alert; ``resume_spec`` lets it be built after a restart."""
+
+    def __init__(
+        self,
+        receiver: Receiver,
+        alert: Alert,
+        url: str,
+        host: Host | None,
+        route: Route | None,
+        before: Diagnosis | None,
+    ) -> None:
+        self.receiver, self.alert, self.host, self.route, self.before = receiver, alert, host, route, before
+        problems = before.problems() if before else []
+        self.resume_spec: dict[str, Any] = {
+            "alert": msgspec.to_builtins(alert),
+            "external_url": url,
+            "playbook": before.playbook if before else None,
+            "before": [[f.check, f.severity, f.subject, f.host or ""] for f in problems],
+        }
+
+    def __call__(self) -> Verdict:
+        verdict = self.receiver.verify(self.alert, self.host, self.route, self.before)
+        self.receiver.count("rechecks", "cleared" if verdict.cleared else "kept_open")
+        return verdict
 
 
 class Receiver:
@@ -126,6 +157,9 @@ class Receiver:
         from diag.journal import open_journal  # the event journal (docs/journal.md), shared with diag check
 
         self.journal = open_journal(data)
+        resumable = getattr(engine, "resumable", None)
+        if resumable is not None:  # the engine resumes re-checks that were due when the agent stopped
+            resumable(SOURCE, self.resume)
         left = self.store.pending()
         if left:
             log.info("alertmanager receiver: resuming %d alerts accepted before the last stop", len(left))
@@ -272,9 +306,6 @@ class Receiver:
         self._stopping.set()
         with self._lock:
             self._closing = True
-            for st in self._states.values():
-                if st.follow_up is not None:
-                    st.follow_up.cancel()
         self._executor.shutdown(wait=True, cancel_futures=True)
         with self._pool_lock:
             if self._pool is not None and hasattr(self._pool, "close_all"):
@@ -297,7 +328,7 @@ class Receiver:
         log.info(
             "alert %s %s on %s (%s)",
             a.name,
-            "still fires" if job.follow_up else "repeats" if repeat else "fires",
+            "repeats" if repeat else "fires",
             host_name,
             "inventory host" if host else "not in the inventory",
             extra={"event": "alert_firing", "alertname": a.name, "host": host_name, "repeat": repeat},
@@ -327,33 +358,8 @@ class Receiver:
             host_name,
             _outcome_text(outcome),
             {"alertname": a.name, "alert": a.key, "subject": finding.subject, "fingerprint": finding.fingerprint,
-             "repeat": repeat, "follow_up": job.follow_up, "playbook": route.playbook.name if route else None},
+             "repeat": repeat, "playbook": route.playbook.name if route else None},
         )  # fmt: skip
-        self._follow_up_if_damped(job, state, outcome)
-
-    def _follow_up_if_damped(self, job: Job, state: _AlertState, outcome: Any) -> None:
-        """Tell the engine again when its damping (``open_after``) has run out and the alert still fires.
-
-        The engine opens a damped ("pending") incident when the condition is seen again after ``open_after``. A
-        periodic probe is seen again on its own; an alert is repeated by Alertmanager only every
-        ``repeat_interval`` (hours), so without this the ticket would wait for the repeat. A resolved alert
-        cancels the follow-up, and the engine then discards the damped incident: no ticket for a flap.
-        """
-        outcomes = outcome if isinstance(outcome, list) else [outcome]
-        if not any(getattr(o, "action", "") == "pending" for o in outcomes):
-            return
-        delay = float(getattr(getattr(self.engine, "settings", None), "open_after", 0.0) or 0.0)
-        if state.follow_up is not None:
-            state.follow_up.cancel()
-        state.follow_up = threading.Timer(delay + 0.5, self._follow_up, (job,))
-        state.follow_up.daemon = True
-        state.follow_up.start()
-
-    def _follow_up(self, job: Job) -> None:
-        with self._lock:
-            if self._closing or job.alert.key not in self._states:
-                return  # resolved (or the agent stops) meanwhile
-            self._enqueue(Job(0, job.alert, job.external_url, follow_up=True))
 
     def resolved(self, job: Job) -> None:
         a = job.alert
@@ -370,13 +376,7 @@ class Receiver:
             extra={"event": "alert_resolved", "alertname": a.name, "host": host_name},
         )
 
-        def verify() -> Verdict:
-            verdict = self.verify(a, host, route, state.diagnosis if state else None)
-            self.count("rechecks", "cleared" if verdict.cleared else "kept_open")
-            return verdict
-
-        if state is not None and state.follow_up is not None:
-            state.follow_up.cancel()
+        verify = _Recheck(self, a, job.external_url, host, route, state.diagnosis if state else None)
         outcome = self.engine.resolve(SOURCE, fp, verify, mapping.alert_evidence(a, job.external_url))
         self._states.pop(a.key, None)
         self.record(
@@ -392,6 +392,16 @@ class Receiver:
             outcome,
             extra={"event": "alert_resolve_outcome", "alertname": a.name, "host": host_name, "outcome": str(outcome)},
         )
+
+    def resume(self, incident: Any, spec: Mapping[str, Any]) -> _Recheck:
+        """The verifier of a resolved alert whose re-check was due when the agent stopped (the engine asks)."""
+        alert = msgspec.convert(spec["alert"], Alert)
+        host, _ = mapping.resolve_host(alert, self.index, self.cfg.host_labels)
+        before = None
+        if spec.get("playbook"):
+            found = [Finding(c, sev, "", subj, host=h) for c, sev, subj, h in spec.get("before", [])]
+            before = Diagnosis(str(spec["playbook"]), "findings" if found else "ok", None, found, [], 0.0)
+        return _Recheck(self, alert, str(spec.get("external_url", "")), host, self.route(alert), before)
 
     # ---- which playbook
     def route(self, alert: Alert) -> Route | None:

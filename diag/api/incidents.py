@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -28,6 +28,7 @@ from diag.journal import Journal
 
 if TYPE_CHECKING:
     from diag.incidents.service import IncidentService
+    from diag.incidents.store import Incident
     from diag.inventory import Host
     from diag.model import Evidence, Finding, RunReport
 
@@ -69,6 +70,25 @@ class _Verdict:
     evidence: list[Evidence] = field(default_factory=list)
 
 
+class _ApiRecheck:
+    """A person's "resolve" re-checked: the playbook that found it runs again; resumable after a restart."""
+
+    def __init__(
+        self, api: Incidents, playbook: str, host: Host, variables: dict[str, Any], fp: str, who: str, comment: str
+    ) -> None:
+        self.api, self.playbook, self.host, self.variables = api, playbook, host, variables
+        self.fingerprint, self.who, self.comment = fp, who, comment
+        self.resume_spec = {"who": who, "comment": comment}
+
+    def __call__(self) -> _Verdict:
+        findings = self.api.recheck(self.playbook, self.host, self.variables, actor=f"api:{self.who}")
+        still = [f for f in findings if f.fingerprint == self.fingerprint]
+        what = f"{self.playbook} on {self.host.name}"
+        if still:
+            return _Verdict(False, f"re-check by {self.who}: {what} still finds it: {still[0].summary}")
+        return _Verdict(True, f"re-check by {self.who}: {what} no longer finds it. {self.comment}".strip())
+
+
 class Incidents:
     def __init__(
         self,
@@ -87,8 +107,9 @@ class Incidents:
         self.journal = journal
         self.known_hosts = known_hosts
         self.journal_feed = journal_feed
-        #: (playbook, host) -> the variables of the last check that fed it: its re-check runs with the same ones
-        self._vars: dict[tuple[str, str], dict[str, Any]] = {}
+        # After a restart, the engine resumes re-checks from the scope (which names playbook, host and variables).
+        self.engine.resumable_scope("playbook", self._scope_recheck)
+        self.engine.resumable("api", self._resume_verifier)
 
     # ---- journal
     def sync(self) -> None:
@@ -199,34 +220,40 @@ class Incidents:
         inc = self._must(incident_id)
         if inc.state not in ("open", "clearing"):
             raise IncidentError(409, f"incident {incident_id} is {inc.state}, not open")
-        scope = inc.scope or ""
-        m = re.fullmatch(r"playbook:([A-Za-z0-9_.-]+)@(.+)", scope)
-        if m is None or m.group(2) not in self.hosts:
-            raise IncidentError(
-                409,
-                f"incident {incident_id} came from {scope or inc.source}; it resolves when that source re-checks it",
-            )
-        playbook, host = m.group(1), self.hosts[m.group(2)]
-        fingerprint = inc.fingerprint
-        if (playbook, host.name) not in self._vars:
-            # without the variables of the check that found it, a re-check could look elsewhere and "clear" it
-            raise IncidentError(409, f"run {playbook} on {host.name} again (a check feeds its own re-check)")
-        variables = self._vars[(playbook, host.name)]
-
-        def verify() -> _Verdict:
-            findings = self.recheck(playbook, host, variables)
-            still = [f for f in findings if f.fingerprint == fingerprint]
-            if still:
-                return _Verdict(
-                    False, f"re-check by {who}: {playbook} on {host.name} still finds it: {still[0].summary}"
-                )
-            return _Verdict(True, f"re-check by {who}: {playbook} on {host.name} no longer finds it. {comment}".strip())
-
-        out = self.engine.resolve(f"api:{who}", fingerprint, verify)
+        verify = self._verifier(inc, who, comment)
+        out = self.engine.resolve(f"api:{who}", inc.fingerprint, verify)
         self.sync()
         d = self.show(incident_id)
         d["outcome"] = str(out)
         return d
+
+    def _verifier(self, inc: Incident, who: str, comment: str) -> _ApiRecheck:
+        """The re-check of a person's "resolve": the playbook that found it, on its host, with the same variables."""
+        from diag.incidents.sources import parse_playbook_scope
+
+        parsed = parse_playbook_scope(inc.scope or "")
+        if parsed is None or parsed[1] not in self.hosts:
+            raise IncidentError(
+                409,
+                f"incident {inc.id} came from {inc.scope or inc.source}; it resolves when that source re-checks it",
+            )
+        playbook, host, variables = parsed
+        return _ApiRecheck(self, playbook, self.hosts[host], variables, inc.fingerprint, who, comment)
+
+    def _resume_verifier(self, inc: Incident, spec: Any) -> _ApiRecheck | None:
+        try:
+            return self._verifier(inc, str(spec.get("who", "api")), str(spec.get("comment", "")))
+        except IncidentError:
+            return None
+
+    def _scope_recheck(self, scope: str) -> Callable[[], Sequence[Finding]] | None:
+        from diag.incidents.sources import parse_playbook_scope
+
+        parsed = parse_playbook_scope(scope)
+        if parsed is None or parsed[1] not in self.hosts:
+            return None
+        playbook, host, variables = parsed
+        return lambda: self.recheck(playbook, self.hosts[host], variables)
 
     def recheck(
         self, playbook: str, host: Host, variables: dict[str, Any], actor: str = "api"
@@ -256,10 +283,12 @@ class Incidents:
         from diag.incidents.sources import observe_report
 
         playbook = report.playbook
-        for r in report.results:
-            self._vars[(playbook, r.host)] = dict(variables)
         observe_report(
-            self.engine, report, recheck=lambda h: self.recheck(playbook, self.hosts[h], variables), source="api"
+            self.engine,
+            report,
+            recheck=lambda h: self.recheck(playbook, self.hosts[h], variables),
+            source="api",
+            variables=variables,
         )
         self.sync()
 

@@ -70,8 +70,9 @@ def cmd_list(args: argparse.Namespace) -> int:
     table = Table("id", "state", "sev", "line", "class", "host", "check", "summary", "last seen", "ticket", box=None)
     for i in rows:
         ticket = f"{i.ticket_backend}#{i.ticket_id}" if i.ticket_id else "-"
+        state = i.state + (" flapping" if i.doc.get("flapping") else "")
         table.add_row(
-            str(i.id), i.state, i.severity, i.line, i.classification, i.host, i.check_id, i.summary[:60],
+            str(i.id), state, i.severity, i.line, i.classification, i.host, i.check_id, i.summary[:60],
             when(i.last_seen), ticket,
         )  # fmt: skip
     Console().print(table)

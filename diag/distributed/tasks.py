@@ -135,7 +135,9 @@ def _to_incidents(res: Any, pb: Any, host: Any, inv: Any, spec: dict[str, Any]) 
         return host_findings(_run_one(host, pb, inv, spec, "recheck", allow=False))
 
     try:
-        observe_report(SETTINGS.incidents.engine, RunReport(pb.name, [res]), recheck, source="worker")
+        observe_report(
+            SETTINGS.incidents.engine, RunReport(pb.name, [res]), recheck, source="worker", variables=spec.get("vars")
+        )
     except Exception:
         log.exception("worker %s: incident engine could not take %s's result", SETTINGS.name, res.host)
 

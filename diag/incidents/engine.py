@@ -10,7 +10,14 @@ Entry points (thread-safe; every change is one SQLite transaction together with 
   *and* ``recheck()`` (the probe or playbook run again) confirms it.
 - :meth:`Engine.resolve` (source, fingerprint, verify, evidence): a push source says it cleared (a resolved
   alert); ``verify()`` is the re-check, and only its confirmation resolves.
-- :meth:`Engine.tick`: deferred re-checks and SLA clocks (the service calls it every ``tick`` seconds).
+- :meth:`Engine.tick`: everything that is due by the clock: damped push incidents that open, deferred and
+  repeated re-checks, flapping that ends, SLA clocks. The service calls it when the next due time comes
+  (:meth:`Engine.next_due`) and at least every ``tick`` seconds.
+
+Every timer is a due time stored in the incident row (``open_due``, ``recheck.due``, ``clear_since``), committed
+with the change that set it, so a restart (clean or ``kill -9``) resumes it: nothing waits in memory only. A
+push source's re-check is a closure; a source that wants it resumed after a restart gives the verifier a
+``resume_spec`` (JSON) and registers a factory with :meth:`Engine.resumable` that builds it again.
 
 States: pending (damped for ``open_after``) -> open -> clearing -> resolved, with suppressed (silence or
 maintenance window), impact (unreachable behind a failed upstream device) and discarded (gone before it
@@ -32,7 +39,7 @@ from diag.incidents import bundle, sla
 from diag.incidents.knowledge import Facts, HypothesisProvider, KnowledgeBase
 from diag.incidents.masking import Masker
 from diag.incidents.settings import Settings
-from diag.incidents.store import OPEN_STATES, Incident, Store
+from diag.incidents.store import ACTIVE_STATES, OPEN_STATES, Incident, Store
 from diag.incidents.topology import Topology
 from diag.model import SEVERITY_RANK, Evidence, Finding
 
@@ -60,6 +67,10 @@ class Verdict:
 Verifier = Callable[[], VerdictLike]
 #: Re-runs a scope (the probe, the playbook on that host) and returns every finding it makes now.
 Recheck = Callable[[], Sequence[Finding]]
+#: Builds a push source's verifier again after a restart, from the incident and the ``resume_spec`` it left.
+VerifierFactory = Callable[[Incident, Mapping[str, Any]], "Verifier | None"]
+#: Builds a scope's re-check again after a restart, from the scope (``playbook:NAME@HOST?path=/x``).
+RecheckFactory = Callable[[str], "Recheck | None"]
 
 
 @dataclass(slots=True)
@@ -84,6 +95,20 @@ class _Deferred:
     source: str
     attempts: int = 0
     last_try: float = 0.0
+    spec: dict[str, Any] | None = None  # how the source builds ``verify`` again after a restart
+
+    def stored(self, due: float | None) -> dict[str, Any]:
+        """What the incident row keeps of it (``doc["recheck"]``); ``due`` None: held while the incident flaps."""
+        ev = self.evidence.to_dict() if self.evidence is not None else None
+        return {"source": self.source, "attempts": self.attempts, "due": due, "spec": self.spec, "evidence": ev}
+
+
+def _evidence_of(d: Mapping[str, Any] | None) -> Evidence | None:
+    if not d:
+        return None
+    return Evidence(
+        str(d.get("kind", "text")), str(d.get("title", "")), str(d.get("text", "")), dict(d.get("data") or {})
+    )
 
 
 def _evidence_hash(evidence: list[dict[str, Any]]) -> str:
@@ -121,8 +146,10 @@ class Engine:
         self.clock = clock
         self.providers = providers  # None: every provider registered in knowledge.PROVIDERS
         self._lock = store.engine_lock()  # across processes too when the store is shared (PostgreSQL)
-        self._deferred: dict[str, _Deferred] = {}
+        self._deferred: dict[str, _Deferred] = {}  # fingerprint -> the verifier closure (the due time is stored)
         self._rechecks: dict[str, Recheck] = {}
+        self._verifier_factories: dict[str, VerifierFactory] = {}
+        self._recheck_factories: dict[str, RecheckFactory] = {}
         self.on_change: list[Callable[[], None]] = []  # e.g. wake the delivery worker
 
     # ------------------------------------------------------------------ public API
@@ -196,16 +223,23 @@ class Engine:
                             out.append(action)
         # Re-checks run without the engine lock (a playbook over SSH takes seconds), one per scope.
         for scope, incs in waiting.items():
+            out.extend(self._run_recheck(scope, incs, source, now))
+        self._changed()
+        return out
+
+    def _run_recheck(self, scope: str, incs: Sequence[Incident], source: str, now: float) -> list[Outcome]:
+        recheck = self._scope_recheck(scope)
+        rechecked: list[Finding] | Exception
+        if recheck is None:
+            rechecked = RuntimeError("no re-check is available")
+        else:
             try:
-                rechecked: list[Finding] | Exception = list(self._rechecks[scope]())
+                rechecked = list(recheck())
             except Exception as e:  # a failed re-check proves nothing: the incidents stay open
                 log.warning("re-check of %s failed: %s", scope, e)
                 rechecked = e
-            with self._lock:
-                for inc in incs:
-                    out.append(self._after_recheck(inc, source, scope, now, rechecked))
-        self._changed()
-        return out
+        with self._lock:
+            return [self._after_recheck(inc, source, scope, now, rechecked) for inc in incs]
 
     def resolve(
         self,
@@ -216,9 +250,14 @@ class Engine:
         *,
         now: float | None = None,
     ) -> Outcome:
-        """A push source reports the condition gone: resolve once ``verify()`` confirms (maybe after hysteresis)."""
+        """A push source reports the condition gone: resolve once ``verify()`` confirms (maybe after hysteresis).
+
+        The re-check's due time is committed before it runs, so a crash during it (an SSH playbook) or during
+        the hysteresis resumes it after the restart (see :meth:`resumable`).
+        """
         now = self.clock() if now is None else now
-        d = _Deferred(verify, evidence, source)
+        spec = getattr(verify, "resume_spec", None)
+        d = _Deferred(verify, evidence, source, spec=dict(spec) if isinstance(spec, Mapping) else None)
         with self._lock:
             inc = self.store.live(fingerprint)
             if inc is None:
@@ -227,9 +266,18 @@ class Engine:
                 out = self._quiet_end(inc, source, now, f"{source} reports it cleared")
                 self._changed()
                 return out
-            if now - inc.last_seen < self.settings.close_after:
-                self._deferred[fingerprint] = d
-                self._to_clearing(inc, source, now, f"{source} reports it cleared; re-check after hysteresis")
+            if inc.doc.get("flapping"):
+                out = self._flap_gone(inc, source, now, d)
+                self._changed()
+                return out
+            due = max(now, inc.last_seen + self.settings.close_after)
+            self._deferred[fingerprint] = d
+            if self._to_clearing(
+                inc, source, now, f"{source} reports it cleared; re-check after hysteresis", recheck=d.stored(due)
+            ):
+                self._changed()
+                return Outcome("flapping", inc.id, fingerprint, "flapping started")
+            if due > now:
                 self._changed()
                 return Outcome("deferred", inc.id, fingerprint, "re-check after close_after")
         out = self._verify_push(inc, d, now)
@@ -238,26 +286,138 @@ class Engine:
 
     clear = resolve
 
+    def resumable(self, source: str, factory: VerifierFactory) -> None:
+        """How ``source`` (or every ``source:...``) builds its verifier again after a restart, from ``resume_spec``."""
+        self._verifier_factories[source] = factory
+
+    def resumable_scope(self, prefix: str, factory: RecheckFactory) -> None:
+        """How scopes ``prefix:...`` get their re-check after a restart, before the source observes them again."""
+        self._recheck_factories[prefix] = factory
+
+    def _verifier_factory(self, source: str) -> VerifierFactory | None:
+        return self._verifier_factories.get(source) or self._verifier_factories.get(source.split(":", 1)[0])
+
+    def _scope_recheck(self, scope: str) -> Recheck | None:
+        rc = self._rechecks.get(scope)
+        if rc is None:
+            factory = self._recheck_factories.get(scope.split(":", 1)[0])
+            rc = factory(scope) if factory is not None else None
+            if rc is not None:
+                self._rechecks[scope] = rc
+        return rc
+
     def tick(self, now: float | None = None) -> list[Outcome]:
-        """Run deferred re-checks that are due and look at SLA clocks."""
+        """Everything due by now: damped push incidents open, re-checks run, flapping ends, SLA clocks."""
         now = self.clock() if now is None else now
         out: list[Outcome] = []
         due: list[tuple[Incident, _Deferred]] = []
+        scopes: dict[str, list[Incident]] = {}
         with self._lock:
-            for fp, d in list(self._deferred.items()):
-                inc = self.store.live(fp)
-                if inc is None or inc.state not in OPEN_STATES:
-                    self._deferred.pop(fp, None)
+            for inc in self.store.query(ACTIVE_STATES, limit=1 << 30):
+                open_due = inc.doc.get("open_due")
+                if inc.state in ("pending", "suppressed") and open_due is not None and now >= float(open_due):
+                    o = self._promote(inc, now)
+                    if o is not None:
+                        out.append(o)
                     continue
-                wait = self.settings.close_after
-                if now - inc.last_seen >= wait and (d.attempts == 0 or now - d.last_try >= wait):
-                    due.append((inc, d))
+                if inc.doc.get("flapping"):
+                    o = self._flap_check(inc, now)
+                    if o is None:
+                        continue
+                    out.append(o)
+                    inc = self.store.get(inc.id) or inc
+                rc = inc.doc.get("recheck")
+                if inc.state in OPEN_STATES and isinstance(rc, dict):
+                    if rc.get("due") is not None and now >= float(rc["due"]):
+                        d = self._deferred.get(inc.fingerprint) or self._rebuild(inc, rc, now)
+                        if d is not None:
+                            due.append((inc, d))
+                elif (
+                    inc.state == "clearing"
+                    and inc.scope
+                    and now - inc.last_seen >= self.settings.close_after
+                    and self._scope_recheck(inc.scope) is not None
+                ):
+                    scopes.setdefault(inc.scope, []).append(inc)
         for inc, d in due:  # outside the lock: a re-check may take seconds (a playbook over SSH)
             out.append(self._verify_push(inc, d, now))
+        for scope, incs in scopes.items():
+            out.extend(self._run_recheck(scope, incs, "clock", now))
         with self._lock:
             out.extend(self._sla(now))
-        self._changed()
+        if out:
+            self._changed()
         return out
+
+    def next_due(self) -> float | None:
+        """The earliest time :meth:`tick` has something to do (an open, a re-check, flapping ending), or None."""
+        times: list[float] = []
+        for inc in self.store.query(ACTIVE_STATES, limit=1 << 30):
+            if inc.state == "pending" and inc.doc.get("open_due") is not None:
+                times.append(float(inc.doc["open_due"]))
+            if inc.doc.get("flapping"):
+                changes = sorted(float(t) for t in inc.doc.get("changes", []))
+                k = len(changes) - self.settings.flap_stop
+                if k > 0:
+                    times.append(changes[k - 1] + self.settings.flap_window)
+                continue
+            rc = inc.doc.get("recheck")
+            if inc.state in OPEN_STATES and isinstance(rc, dict):
+                if rc.get("due") is not None and (
+                    inc.fingerprint in self._deferred or self._verifier_factory(str(rc.get("source", ""))) is not None
+                ):
+                    times.append(float(rc["due"]))
+            elif (
+                inc.state == "clearing"
+                and inc.scope
+                and (inc.scope in self._rechecks or inc.scope.split(":", 1)[0] in self._recheck_factories)
+            ):
+                times.append(inc.last_seen + self.settings.close_after)
+        return min(times) if times else None
+
+    def _rebuild(self, inc: Incident, rc: Mapping[str, Any], now: float) -> _Deferred | None:
+        """The verifier of a re-check that was due when the process stopped, built again by its source."""
+        source = str(rc.get("source", ""))
+        factory = self._verifier_factory(source)
+        if factory is None:
+            return None  # its source has not registered (yet): the re-check waits for it
+        spec = rc.get("spec")
+        verify = None
+        if isinstance(spec, Mapping):
+            try:
+                verify = factory(inc, spec)
+            except Exception as e:  # a spec from another version, a host gone from the inventory
+                log.warning("incident %d: re-check of %s cannot be resumed: %s", inc.id, source, e)
+        if verify is None:
+            self._give_up(
+                inc, source, now, int(rc.get("attempts", 0)), [], "its re-check could not be resumed after a restart"
+            )
+            return None
+        d = _Deferred(
+            verify, _evidence_of(rc.get("evidence")), source, int(rc.get("attempts", 0)), spec=dict(spec or {})
+        )
+        self._deferred[inc.fingerprint] = d
+        return d
+
+    def _promote(self, inc: Incident, now: float) -> Outcome | None:
+        """A push source's damped incident whose ``open_due`` has come: no clear arrived, so it opens now."""
+        with self.store.tx() as c:
+            why = self._suppressed_by(inc.host, inc.check_id, now)
+            if why and not self._never(inc.doc.get("category")):
+                if inc.state == "pending":
+                    return self._suppress(c, inc, inc.source, now, why)
+                return None
+            if inc.state == "suppressed":
+                self.store.event(c, inc.id, inc.source, "unsuppressed", "the silence or maintenance window ended", now)
+            waited = now - inc.first_seen
+            self._open(
+                c,
+                inc,
+                inc.source,
+                now,
+                f"no clear came within open_after ({self.settings.open_after:g} s; {waited:.1f} s)",
+            )
+            return Outcome("opened", inc.id, inc.fingerprint)
 
     def acknowledge(self, incident_id: int, who: str, now: float | None = None) -> Incident:
         """Someone took the incident: stops the respond clock."""
@@ -326,9 +486,15 @@ class Engine:
             ev_hash = _evidence_hash(evidence)
             inc.doc.update(summary=self.masker.text(f.summary), evidence=evidence, evidence_hash=ev_hash)
             inc.doc.pop("clear_since", None)
+            inc.doc.pop("recheck", None)
             if scope and not inc.scope:
                 inc.scope = scope
             self._deferred.pop(fp, None)
+            if inc.doc.get("flapping"):  # every change is counted; the ticket heard when flapping started
+                inc.doc["summary"] = f"[flapping] {inc.summary}"
+                self._change(c, inc, source, now, present=True)
+                self.store.update(c, inc)
+                return Outcome("flapping", inc.id, fp, "the condition is back (flapping)")
             worse = SEVERITY_RANK.get(f.severity, 0) > SEVERITY_RANK.get(inc.severity, 0)
             if worse:
                 self.store.event(c, inc.id, source, "severity", f"severity {inc.severity} -> {f.severity}", now)
@@ -338,6 +504,9 @@ class Engine:
                 self.store.event(
                     c, inc.id, source, "flap", "the condition came back before the re-check closed it", now
                 )
+                if self._change(c, inc, source, now, present=True):
+                    self.store.update(c, inc)
+                    return Outcome("flapping", inc.id, fp, "flapping started")
             if inc.state == "pending" and self.topology.is_down_check(inc.check_id):
                 # Seen before its upstream device failed (another batch): behind a down device it is impact.
                 parent = self._down_parent(inc.host, down_now)
@@ -398,6 +567,9 @@ class Engine:
             recent = last is not None and last.state == "resolved" and last.resolved_at is not None
             if recent and last is not None and now - (last.resolved_at or 0.0) <= self.settings.reopen_window:
                 return self._reopen(c, last, source, f, scope, now)
+            changes = self._recent_changes(last, now)
+            if last is not None and last.state == "discarded" and len(changes) + 1 >= self.settings.flap_start:
+                return self._revive(c, last, source, f, scope, now)
             n = self.store.count(fp)
             facts = Facts.of(f)
             facts.text = self.masker.text(facts.text)
@@ -406,6 +578,7 @@ class Engine:
             category = category or klass.category
             never = self._never(category)
             inc = self._row(f, source, scope, "pending", now, n)
+            inc.doc["changes"] = [*changes, now]
             inc.classification, inc.line = klass.classification, klass.line
             inc.priority = sla.priority_for(f.severity, klass.priority, never)
             inc.doc.update(
@@ -435,6 +608,10 @@ class Engine:
             if self.settings.open_after <= 0:
                 self._open(c, inc, source, now, "opened at once (open_after is 0)")
                 return Outcome("opened", inc.id, fp)
+            if scope is None:
+                # A push source says "firing" once and "resolved" when it ends: no clear by open_due means it
+                # persisted, and the clock (tick) opens it then, after a restart too.
+                inc.doc["open_due"] = now + self.settings.open_after
             self.store.update(c, inc)
             return Outcome("pending", inc.id, fp, f"opens after {self.settings.open_after:g} s")
 
@@ -529,6 +706,7 @@ class Engine:
 
     def _open(self, c: sqlite3.Cursor, inc: Incident, source: str, now: float, why: str) -> None:
         self._fold_children(c, inc, source, now)
+        inc.doc.pop("open_due", None)
         inc.state = "open"
         inc.opened_at = now
         kb_sla = inc.doc.get("kb_sla")
@@ -578,6 +756,9 @@ class Engine:
         )
         inc.doc.pop("clear_since", None)
         inc.doc.pop("breaches", None)
+        inc.doc.pop("recheck", None)
+        inc.doc["present"] = False  # it was resolved: coming back is a change
+        flapping = self._change(c, inc, source, now, present=True)
         if inc.opened_at is not None:
             inc.respond_due, inc.resolve_due = sla.due_times(
                 self.settings,
@@ -588,7 +769,7 @@ class Engine:
         text = f"came back {ago:.0f} s after it was resolved (within the reopen window): reopened"
         self.store.event(c, inc.id, source, "reopened", text, now)
         self.store.bump(c, "reopened")
-        if inc.opened_at is not None:
+        if inc.opened_at is not None and not flapping:  # flapping: its own note said it
             self.store.enqueue(
                 c,
                 inc,
@@ -599,17 +780,33 @@ class Engine:
         self.store.update(c, inc)
         return Outcome("reopened", inc.id, inc.fingerprint)
 
-    def _to_clearing(self, inc: Incident, source: str, now: float, text: str) -> None:
+    def _to_clearing(
+        self, inc: Incident, source: str, now: float, text: str, recheck: dict[str, Any] | None = None
+    ) -> bool:
+        """Open -> clearing (with the push re-check's due time); True when this change made it start flapping."""
+        flapping = False
         with self.store.tx() as c:
+            if recheck is not None:
+                inc.doc["recheck"] = recheck
             if inc.state != "clearing":
                 inc.state = "clearing"
                 inc.doc["clear_since"] = now
                 self.store.event(c, inc.id, source, "clearing", text, now)
-                self.store.update(c, inc)
+                if self._change(c, inc, source, now, present=False):
+                    flapping = True
+                    inc.state = "open"  # a flapping incident stays open; its re-check waits until flapping ends
+                    inc.doc.pop("clear_since", None)
+                    if isinstance(inc.doc.get("recheck"), dict):
+                        inc.doc["recheck"]["due"] = None
+            self.store.update(c, inc)
+        return flapping
 
     def _quiet_end(self, inc: Incident, source: str, now: float, why: str) -> Outcome:
         """End an incident that never reached a ticket: pending (damped), suppressed, or impact."""
         with self.store.tx() as c:
+            if inc.state == "pending" and self._change(c, inc, source, now, present=False):
+                self.store.update(c, inc)
+                return Outcome("flapping", inc.id, inc.fingerprint, "flapping started")
             kind = {"pending": "discarded", "suppressed": "resolved", "impact": "resolved"}[inc.state]
             text = {
                 "pending": f"{why} before open_after ({self.settings.open_after:g} s): damped, no ticket",
@@ -626,10 +823,13 @@ class Engine:
         """Handle an incident its scope no longer reports; None when its re-check is due (the caller runs it)."""
         if inc.state in ("pending", "suppressed", "impact"):
             return self._quiet_end(inc, source, now, f"{source} no longer finds it")
+        if inc.doc.get("flapping"):
+            return self._flap_gone(inc, source, now, None)
         if inc.state == "open":
-            self._to_clearing(
+            if self._to_clearing(
                 inc, source, now, f"{source} no longer finds it; resolving after hysteresis and a re-check"
-            )
+            ):
+                return Outcome("flapping", inc.id, inc.fingerprint, "flapping started")
             if self.settings.close_after > 0:
                 return Outcome("clearing", inc.id, inc.fingerprint)
         if now - inc.last_seen < self.settings.close_after:
@@ -680,6 +880,11 @@ class Engine:
         d.attempts += 1
         d.last_try = now
         seen = inc.last_seen
+        with self._lock, self.store.tx() as c:  # the attempt counts even when the process dies during it
+            cur = self.store.live(inc.fingerprint)
+            if cur is not None and cur.id == inc.id and isinstance(cur.doc.get("recheck"), dict):
+                cur.doc["recheck"]["attempts"] = d.attempts
+                self.store.update(c, cur)
         try:
             v = d.verify()
         except Exception as e:  # a failed re-check proves nothing
@@ -689,7 +894,7 @@ class Engine:
             current = self.store.live(inc.fingerprint)
             if current is None or current.id != inc.id or current.state not in OPEN_STATES:
                 return Outcome("unknown", inc.id, inc.fingerprint, "the incident changed during the re-check")
-            if current.last_seen > seen:  # it fired again while the re-check ran: the re-check is stale
+            if current.last_seen > seen or current.doc.get("flapping"):  # fired again meanwhile: the re-check is stale
                 self._deferred.pop(inc.fingerprint, None)
                 return Outcome("still_open", inc.id, inc.fingerprint, "seen again during the re-check")
             return self._apply_verdict(current, d, v, now)
@@ -701,26 +906,65 @@ class Engine:
         if v.cleared:
             self._deferred.pop(inc.fingerprint, None)
             return self._resolve(inc, d.source, now, self.masker.text(v.note), evidence)
+        n, total = d.attempts, self.MAX_REVERIFY
+        if n >= total:
+            self._deferred.pop(inc.fingerprint, None)
+            last = f"Re-check {n} of {total} at {bundle.when(now)}: {self.masker.text(v.note)}"
+            self._give_up(inc, d.source, now, n, evidence, last)
+            return Outcome("still_open", inc.id, inc.fingerprint, "re-check does not confirm; left open for a person")
+        due = now + max(self.settings.close_after, self.settings.tick)
+        text = (
+            f"Re-check {n} of {total} at {bundle.when(now)}: {self.masker.text(v.note)} "
+            f"Next re-check at {bundle.when(due)}."
+        )
         with self.store.tx() as c:
             inc.state = "open"
             inc.doc.pop("clear_since", None)
-            self.store.event(c, inc.id, d.source, "verify_failed", self.masker.text(v.note), now)
+            inc.doc["recheck"] = d.stored(due)
+            self.store.event(c, inc.id, d.source, "verify_failed", text, now, attempt=n, of=total)
             if inc.opened_at is not None:
-                self.store.enqueue(c, inc, "note", bundle.note_payload(self.masker.text(v.note)), now)
+                self.store.enqueue(c, inc, "note", bundle.note_payload(text), now)
             self.store.update(c, inc)
-        if d.attempts < self.MAX_REVERIFY:
-            self._deferred[inc.fingerprint] = d
-            d_next = "; will re-check again"
-        else:
-            self._deferred.pop(inc.fingerprint, None)
-            d_next = "; left open for a person to confirm"
-        return Outcome("still_open", inc.id, inc.fingerprint, "re-check does not confirm" + d_next)
+        self._deferred[inc.fingerprint] = d
+        return Outcome(
+            "still_open", inc.id, inc.fingerprint, f"re-check {n} of {total} does not confirm; will re-check again"
+        )
+
+    def _give_up(
+        self, inc: Incident, source: str, now: float, attempts: int, evidence: list[dict[str, Any]], last: str
+    ) -> None:
+        """diag stops re-checking: the ticket says so, with the last evidence and what a person must confirm."""
+        lines = [
+            last,
+            "",
+            f"diag stopped re-checking at {bundle.when(now)} ({attempts} of {self.MAX_REVERIFY} re-checks done). "
+            f"This incident stays open. A person must confirm on {inc.host} that {inc.check_id}"
+            f"{f' ({inc.subject})' if inc.subject else ''} no longer holds ({inc.summary}), "
+            "or fix it, then close the ticket; diag will not close it on its own.",
+        ]
+        shown = [ev for ev in evidence if ev.get("text")][:2]
+        if shown:
+            lines += ["", "Last evidence:"]
+            for ev in shown:
+                lines += ["", f"{ev.get('title', '')}:", "```", bundle._excerpt(str(ev["text"])), "```"]
+        text = self.masker.text("\n".join(lines))
+        with self.store.tx() as c:
+            inc.state = "open"
+            inc.doc.pop("clear_since", None)
+            inc.doc.pop("recheck", None)
+            inc.doc["gave_up_at"] = now
+            self.store.event(c, inc.id, source, "gave_up", text, now, attempts=attempts)
+            if inc.opened_at is not None:
+                self.store.enqueue(c, inc, "note", bundle.note_payload(text), now)
+            self.store.update(c, inc)
 
     def _resolve(self, inc: Incident, source: str, now: float, note: str, evidence: list[dict[str, Any]]) -> Outcome:
         with self.store.tx() as c:
             inc.state = "resolved"
             inc.resolved_at = now
             inc.doc.pop("clear_since", None)
+            inc.doc.pop("recheck", None)
+            self._change(c, inc, source, now, present=False)
             if evidence:
                 inc.doc["resolution_evidence"] = evidence
             self.store.event(c, inc.id, source, "resolved", note, now)
@@ -737,6 +981,99 @@ class Engine:
                 self.store.update(c, child)
             self.store.update(c, inc)
         return Outcome("resolved", inc.id, inc.fingerprint)
+
+    # ------------------------------------------------------------------ flapping
+    def _recent_changes(self, inc: Incident | None, now: float) -> list[float]:
+        """The condition's state changes within ``flap_window`` (kept on its latest incident, whatever its state)."""
+        if inc is None:
+            return []
+        return [float(t) for t in inc.doc.get("changes", []) if now - float(t) < self.settings.flap_window]
+
+    def _change(self, c: sqlite3.Cursor, inc: Incident, source: str, now: float, *, present: bool) -> bool:
+        """Count a change of the condition (there <-> gone); True when it made the incident start flapping.
+
+        Flapping starts at ``flap_start`` changes within ``flap_window`` and ends at ``flap_stop`` or fewer
+        (hysteresis, as in Nagios): the ticket hears once when it starts and once when it stops, not every change.
+        """
+        if bool(inc.doc.get("present", True)) == present:
+            return False
+        inc.doc["present"] = present
+        changes = [*self._recent_changes(inc, now), now]
+        inc.doc["changes"] = changes
+        if (
+            inc.doc.get("flapping")
+            or len(changes) < self.settings.flap_start
+            or inc.state in ("suppressed", "impact", "resolved")
+        ):
+            return False
+        inc.doc["flapping"] = True
+        inc.doc["flap_since"] = now
+        window = self.settings.flap_window
+        text = (
+            f"Flapping: {inc.check_id} on {inc.host} changed state {len(changes)} times in the last {window:g} s "
+            f"(it is {'present' if present else 'gone'} now). diag keeps this one incident open and notes the "
+            f"ticket again when it has changed at most {self.settings.flap_stop} times in {window:g} s."
+        )
+        self.store.event(c, inc.id, source, "flapping_start", text, now, changes=len(changes))
+        inc.doc["summary"] = inc.summary if inc.summary.startswith("[flapping] ") else f"[flapping] {inc.summary}"
+        if inc.opened_at is None:  # damped every time so far: flapping opens it (the ticket's first note says why)
+            inc.doc.pop("open_due", None)
+            self._open(c, inc, source, now, text)
+        elif inc.state == "clearing":
+            inc.state = "open"
+            inc.doc.pop("clear_since", None)
+        self.store.enqueue(c, inc, "note", bundle.note_payload(text), now)
+        return True
+
+    def _revive(
+        self, c: sqlite3.Cursor, inc: Incident, source: str, f: Finding, scope: str | None, now: float
+    ) -> Outcome:
+        """A damped condition that keeps coming back: its last (discarded) incident becomes the flapping one."""
+        inc.state, inc.resolved_at, inc.last_seen = "pending", None, now
+        inc.occurrences += 1
+        inc.scope = scope or inc.scope
+        inc.doc.update(summary=self.masker.text(f.summary), evidence=self._masked_evidence(f))
+        self.store.event(c, inc.id, source, "registered", f"seen again: {inc.summary}", now)
+        self._change(c, inc, source, now, present=True)
+        self.store.update(c, inc)
+        return Outcome("flapping", inc.id, inc.fingerprint, "flapping started")
+
+    def _flap_gone(self, inc: Incident, source: str, now: float, d: _Deferred | None) -> Outcome:
+        """A flapping incident's condition went away: counted, the incident stays open, its re-check is held."""
+        with self.store.tx() as c:
+            self._change(c, inc, source, now, present=False)
+            if d is not None:
+                self._deferred[inc.fingerprint] = d
+                inc.doc["recheck"] = d.stored(None)
+            self.store.update(c, inc)
+        return Outcome("flapping", inc.id, inc.fingerprint, "gone again (flapping)")
+
+    def _flap_check(self, inc: Incident, now: float) -> Outcome | None:
+        """End flapping once few enough changes are left in the window; an absent condition then gets its re-check."""
+        changes = self._recent_changes(inc, now)
+        if len(changes) > self.settings.flap_stop:
+            return None
+        present = bool(inc.doc.get("present", True))
+        window = self.settings.flap_window
+        text = (
+            f"Flapping stopped: {len(changes)} state change(s) in the last {window:g} s. {inc.check_id} on "
+            f"{inc.host} is {'present' if present else 'gone'} now"
+            + ("; the incident stays open." if present else "; it resolves after its verifying re-check confirms it.")
+        )
+        with self.store.tx() as c:
+            inc.doc["changes"] = changes
+            inc.doc["flapping"] = False
+            inc.doc["summary"] = inc.summary.removeprefix("[flapping] ")
+            self.store.event(c, inc.id, "clock", "flapping_stop", text, now)
+            if inc.opened_at is not None:
+                self.store.enqueue(c, inc, "note", bundle.note_payload(text), now)
+            if not present:
+                inc.state = "clearing"
+                inc.doc["clear_since"] = now
+                if isinstance(inc.doc.get("recheck"), dict):
+                    inc.doc["recheck"]["due"] = max(now, inc.last_seen + self.settings.close_after)
+            self.store.update(c, inc)
+        return Outcome("flapping_stopped", inc.id, inc.fingerprint, "present" if present else "gone")
 
     def _sla(self, now: float) -> list[Outcome]:
         out = []

@@ -72,6 +72,8 @@ class IncidentService:
         )
         self.engine.on_change.append(self.outbox.wake)
         self._stop = threading.Event()
+        self._wake = threading.Event()  # a change may have set an earlier due time (a damped alert's open_due)
+        self.engine.on_change.append(self._wake.set)
         self._ticker: threading.Thread | None = None
 
     def start(self) -> None:
@@ -81,14 +83,21 @@ class IncidentService:
             self._ticker.start()
 
     def _tick_loop(self) -> None:
-        while not self._stop.wait(self.settings.tick):
+        """Tick when the next stored due time comes (a damped alert opens on time), at least every ``tick``."""
+        while not self._stop.is_set():
             try:
                 self.engine.tick()
+                due = self.engine.next_due()
             except Exception:  # the clock must keep running whatever one tick hit
                 log.exception("incident tick failed")
+                due = None
+            wait = self.settings.tick if due is None else min(self.settings.tick, max(0.02, due - time.time()))
+            self._wake.wait(wait)
+            self._wake.clear()
 
     def stop(self) -> None:
         self._stop.set()
+        self._wake.set()
         self.outbox.stop()
         if self._ticker is not None:
             self._ticker.join(10)
@@ -122,6 +131,8 @@ class IncidentService:
             "SELECT state, COUNT(*) FROM incidents WHERE state IN ('pending','suppressed','impact') GROUP BY state"
         ):
             states.add(r[1], r[0])
+        flapping = Metric("diag_incidents_flapping", "Live incidents whose condition is flapping (state changes).")
+        flapping.add(sum(1 for inc in self.store.query(OPEN_STATES, limit=1 << 30) if inc.doc.get("flapping")))
         depth = Metric(
             "diag_incidents_outbox_depth", "Ticket deliveries not done yet, by state.", label_names=("state",)
         )
@@ -141,7 +152,7 @@ class IncidentService:
             ("resolved", "diag_incidents_resolved", "Incidents resolved after a verifying re-check.", "classification",
              ("typical", "atypical")),
         ]  # fmt: skip
-        out = [open_, states, depth]
+        out = [open_, states, flapping, depth]
         for key, name, help_, label, known in families:
             m = Metric(name, help_, "counter", (label,))
             values = {lv: 0.0 for lv in known}

@@ -15,6 +15,7 @@
         tickets: {backend: local}                                 # any diag.exporters.tickets backend
         sla: {urgent: {respond: 15m, resolve: 4h}}                # per priority; KB entries override
         masking: {patterns: ['badge-[0-9]{6}']}                   # more regexes to mask
+        flapping: {window: 10m, start: 6, stop: 2}                # state changes in the window: start/stop flapping
         links: {prometheus: "http://prom:9090", runbook: "https://wiki/kb/{kb_id}"}
         maintenance:
           - {hosts: [web-03], starts: "2026-11-23T22:00:00Z", ends: "2026-11-24T02:00:00Z", reason: "RAM upgrade"}
@@ -78,6 +79,12 @@ class DeliverySpec(msgspec.Struct, forbid_unknown_fields=True):
     poll: Duration = 1
 
 
+class FlapSpec(msgspec.Struct, forbid_unknown_fields=True):
+    window: Duration = 600  # state changes are counted over this window (Nagios counts its last 21 checks)
+    start: int = 6  # this many changes within the window: flapping (3 fire/clear cycles)
+    stop: int = 2  # at most this many within the window: flapping ends (hysteresis: start > stop)
+
+
 class IncidentsSpec(msgspec.Struct, forbid_unknown_fields=True):
     open_after: Duration = 60
     close_after: Duration = 120
@@ -96,6 +103,7 @@ class IncidentsSpec(msgspec.Struct, forbid_unknown_fields=True):
     tick: Duration = 15  # how often SLA clocks and deferred re-checks are looked at
     snmp_interval: Duration = 60  # the agent polls the inventory's SNMP devices this often
     note_interval: Duration = 3600  # periodic sources add a note with new evidence at most this often
+    flapping: FlapSpec = msgspec.field(default_factory=lambda: FlapSpec())
     database: str | None = None  # default: DATA/incidents.sqlite
     database_url: str | None = None  # postgresql://... or env:NAME: a store shared by several processes
 
@@ -136,6 +144,9 @@ class Settings:
     tick: float = 15.0
     snmp_interval: float = 60.0
     note_interval: float = 3600.0
+    flap_window: float = 600.0
+    flap_start: int = 6
+    flap_stop: int = 2
     database: Path | None = None
     database_url: str | None = None
 
@@ -196,6 +207,8 @@ def build(doc: yamlsrc.Doc, raw: Any, data: Path, path: yamlsrc.PathKey = ("agen
             KnowledgeBase.load([Path(p) for p in spec.knowledge])
         except ConfigError as e:
             doc.problems.extend(e.problems)
+    if not 0 <= spec.flapping.stop < spec.flapping.start:
+        doc.problem((*path, "flapping", "stop"), "flapping.stop must be at least 0 and below flapping.start")
     settings = Settings(
         data=data,
         open_after=dur(("open_after",), spec.open_after),
@@ -219,6 +232,9 @@ def build(doc: yamlsrc.Doc, raw: Any, data: Path, path: yamlsrc.PathKey = ("agen
         tick=max(0.1, dur(("tick",), spec.tick)),
         snmp_interval=max(1.0, dur(("snmp_interval",), spec.snmp_interval)),
         note_interval=dur(("note_interval",), spec.note_interval),
+        flap_window=dur(("flapping", "window"), spec.flapping.window),
+        flap_start=spec.flapping.start,
+        flap_stop=spec.flapping.stop,
         database=Path(spec.database) if spec.database else None,
         database_url=spec.database_url,
     )

@@ -3,13 +3,17 @@
 A host that could not be checked is a finding too: ``unreachable`` and ``timeout`` become ``host_unreachable``
 (a *down check*, so topology applies: hosts behind a failed switch become its impact), ``auth_failed`` and
 ``hostkey_mismatch`` become ``ssh_access_failed``. A host that was checked reports everything the playbook
-found, so clearing works per ``playbook:NAME@HOST`` scope.
+found, so clearing works per scope: ``playbook:NAME@HOST``, with the check's variables when it had any
+(``playbook:disk-full@web-03?path=%2Fsrv``): what was checked is part of the scope, so a check of ``/`` never
+clears an incident that a check of ``/srv`` found.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+import re
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl, urlencode
 
 from diag.model import Evidence, Finding
 
@@ -41,20 +45,41 @@ def host_findings(r: HostResult, source: str = "ssh") -> list[Finding]:
     return out
 
 
+def playbook_scope(playbook: str, host: str, variables: Mapping[str, Any] | None = None) -> str:
+    """One playbook run on one host: ``playbook:NAME@HOST``, plus ``?k=v&...`` (sorted) for its variables."""
+    base = f"playbook:{playbook}@{host}"
+    if not variables:
+        return base
+    return f"{base}?{urlencode(sorted((str(k), str(v)) for k, v in variables.items()))}"
+
+
+_SCOPE = re.compile(r"playbook:([A-Za-z0-9_.-]+)@([^?]+)(?:\?(.*))?")
+
+
+def parse_playbook_scope(scope: str) -> tuple[str, str, dict[str, str]] | None:
+    """``(playbook, host, variables)`` of a :func:`playbook_scope`, or None for another kind of scope."""
+    m = _SCOPE.fullmatch(scope)
+    if m is None:
+        return None
+    return m.group(1), m.group(2), dict(parse_qsl(m.group(3) or "", keep_blank_values=True))
+
+
 def observe_report(
     engine: Engine,
     report: RunReport,
     recheck: Callable[[str], Sequence[Finding]] | None = None,
     source: str = "playbook",
+    variables: Mapping[str, Any] | None = None,
 ) -> list[Outcome]:
-    """Observe every host of a playbook run; ``recheck(host)`` re-runs the playbook on that host.
+    """Observe every host of a playbook run (with ``variables``); ``recheck(host)`` re-runs it on that host.
 
     All hosts go to the engine in one batch, so that topology sees a switch and the hosts behind it together.
     """
-    reports = {f"playbook:{report.playbook}@{r.host}": host_findings(r) for r in report.results}
+    scopes = {r.host: playbook_scope(report.playbook, r.host, variables) for r in report.results}
+    reports = {scopes[r.host]: host_findings(r) for r in report.results}
     rechecks = None
     if recheck is not None:
-        rechecks = {f"playbook:{report.playbook}@{r.host}": _bind(recheck, r.host) for r in report.results}
+        rechecks = {scopes[r.host]: _bind(recheck, r.host) for r in report.results}
     return engine.observe_many(source, reports, rechecks)
 
 

@@ -510,65 +510,54 @@ def test_playbook_from_config_then_knowledge_base_then_default(tmp_path: Path, m
         r.close()
 
 
-class _DampingEngine:
-    """A fake engine (named so) that damps like the real one: pending first, opened once open_after has passed."""
-
-    class settings:  # read as engine.settings.open_after, like the real engine's
-        open_after = 0.3
-
-    def __init__(self) -> None:
-        import time
-
-        self.first: dict[str, float] = {}
-        self.actions: list[str] = []
-        self.clock = time.monotonic
-
-    def ingest(self, source: str, findings: Any) -> list[Any]:
-        from types import SimpleNamespace
-
-        out = []
-        for f in findings:
-            t0 = self.first.setdefault(f.fingerprint, self.clock())
-            action = "opened" if self.clock() - t0 >= self.settings.open_after else "pending"
-            self.actions.append(action)
-            out.append(SimpleNamespace(action=action))
-        return out
-
-    def resolve(self, source: str, fingerprint: str, verify: Any, evidence: Any) -> str:
-        self.actions.append("resolve")
-        return "discarded"
-
-
-def test_a_damped_alert_is_told_again_when_open_after_has_passed(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_damped_alert_opens_on_time_even_across_a_restart(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The engine stores a damped alert's due time: it opens without a repeat from Alertmanager, also when the
+    agent stopped before open_after ran out; a flap (resolved within open_after) makes no ticket."""
     import time
 
     from diag.alertmanager.receiver import Receiver
+    from diag.incidents.service import IncidentService
+    from diag.incidents.settings import from_mapping
 
     monkeypatch.setenv("DGM_TOKEN", "tok-123456")
     cfg = _agent_cfg(tmp_path, "auth: {bearer_token: env:DGM_TOKEN}\n").alertmanager
     assert cfg is not None
-    engine = _DampingEngine()
-    r = Receiver(cfg, {}, engine, tmp_path / "data")
-    try:
-        r.handle(decode(FIRING))
-        deadline = time.monotonic() + 10
-        while engine.actions != ["pending", "opened"] and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert engine.actions == ["pending", "opened"]  # no Alertmanager repeat needed for the ticket to open
+    data = tmp_path / "data"
+    settings = from_mapping({"open_after": 0.5, "close_after": 0, "tick": 0.2}, data)
+    svc = IncidentService(settings, {})
+    r = Receiver(cfg, {}, svc.engine, data)
+    r.handle(decode(FIRING))
+    assert r.wait_idle(10)
+    (inc,) = svc.store.query()
+    assert inc.state == "pending" and inc.doc["open_due"] == pytest.approx(inc.first_seen + 0.5)
+    r.close()  # a clean stop before open_after ran out: nothing of it lives in memory only
+    svc.close()
+    time.sleep(0.6)
 
-        # A flap: resolved within open_after cancels the follow-up, so the damped incident is never opened.
+    svc = IncidentService(settings, {})
+    r = Receiver(cfg, {}, svc.engine, data)
+    try:
+        svc.start()
+        deadline = time.monotonic() + 10
+        while svc.store.get(inc.id).state != "open" and time.monotonic() < deadline:  # type: ignore[union-attr]
+            time.sleep(0.05)
+        opened = svc.store.get(inc.id)
+        assert opened is not None and opened.state == "open" and "open_due" not in opened.doc
+        assert [e.kind for e in svc.store.events(inc.id)] == ["registered", "opened"]
+
+        # A flap: resolved within open_after, the damped incident is discarded and never opened.
         doc = json.loads(FIRING)
         doc["alerts"][0]["fingerprint"] = doc["alerts"][0]["labels"]["mountpoint"] = "flap"
         r.handle(decode(json.dumps(doc).encode()))
         doc["alerts"][0]["status"] = "resolved"
         r.handle(decode(json.dumps(doc).encode()))
         assert r.wait_idle(10)
-        time.sleep(0.6)
-        assert engine.actions == ["pending", "opened", "pending", "resolve"]
+        time.sleep(0.7)
+        flap = [i for i in svc.store.query() if i.id != inc.id]
+        assert [i.state for i in flap] == ["discarded"] and flap[0].opened_at is None
     finally:
         r.close()
+        svc.close()
 
 
 def test_a_full_queue_refuses_the_notification_whole(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
