@@ -47,7 +47,11 @@ class AuthError(ConnectError):
 
 
 class HostKeyError(ConnectError):
-    """The host key is unknown or differs from known_hosts."""
+    """The host key differs from known_hosts (or is revoked): status ``hostkey_mismatch``."""
+
+
+class HostKeyUnknown(HostKeyError):
+    """No key is known for the host and its policy does not trust one on first use: status ``hostkey_unknown``."""
 
 
 class Timeout(ConnectError):

@@ -18,11 +18,15 @@ SEVERITY_RANK: dict[str, int] = {"info": 0, "warning": 1, "critical": 2}
 MetricKind = Literal["gauge", "counter", "info", "unknown", "histogram", "summary", "stateset", "gaugehistogram"]
 
 #: Host statuses of a remote run, as in the ``diag check --json`` contract.
-HostStatus = Literal["ok", "findings", "unreachable", "auth_failed", "hostkey_mismatch", "timeout", "error"]
+HostStatus = Literal[
+    "ok", "findings", "unreachable", "auth_failed", "hostkey_mismatch", "hostkey_unknown", "timeout", "error"
+]
 #: Host statuses that mean the host could not be checked (exit status 3).
-UNCHECKED: frozenset[str] = frozenset({"unreachable", "auth_failed", "hostkey_mismatch", "timeout", "error"})
+UNCHECKED: frozenset[str] = frozenset(
+    {"unreachable", "auth_failed", "hostkey_mismatch", "hostkey_unknown", "timeout", "error"}
+)
 #: Which failure wins when a host fails more than once (a host-key mismatch over a later timeout).
-_PRECEDENCE = {"hostkey_mismatch": 6, "auth_failed": 5, "unreachable": 4, "timeout": 3, "error": 2}  # worst wins
+_PRECEDENCE = {"hostkey_mismatch": 7, "hostkey_unknown": 6, "auth_failed": 5, "unreachable": 4, "timeout": 3, "error": 2}
 #: What one playbook step did on one host.
 StepStatus = Literal["ok", "failed", "skipped", "needs_approval", "timeout", "error"]
 
@@ -162,6 +166,8 @@ class StepRecord:
     stderr: str = ""
     truncated: bool = False
     parsed: Any = None
+    bytes_sent: int = 0  # what the command printed (stdout + stderr)
+    bytes_kept: int = 0  # what diag kept of it (the 1 MiB transport cap, then the evidence cap)
 
     def evidence(self) -> Evidence:
         return Evidence(
@@ -175,6 +181,8 @@ class StepRecord:
                 "duration_s": round(self.duration_s, 3),
                 "stderr": self.stderr,
                 "truncated": self.truncated,
+                "bytes_kept": self.bytes_kept,
+                "bytes_sent": self.bytes_sent,
                 "parsed": self.parsed,
             },
         )
@@ -201,6 +209,8 @@ class StepRecord:
             "exit_status": self.exit_status,
             "duration_s": round(self.duration_s, 3),
             "parsed": self.parsed,
+            "truncated": self.truncated,
+            **({"bytes_kept": self.bytes_kept, "bytes_sent": self.bytes_sent} if self.truncated else {}),
         }
 
 
@@ -237,6 +247,7 @@ class HostResult:
             "error": self.error,
             "duration_s": round(self.duration_s, 3),
             "worst_severity": self.worst,
+            "truncated": any(s.truncated for s in self.steps),
             "findings": [f.to_dict() for f in self.findings],
             "steps": [s.to_dict() for s in self.steps],
         }

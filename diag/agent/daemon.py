@@ -63,7 +63,10 @@ class Agent:
         self.config = cfg
         self.inventory = inv
         self.started = time.time()
-        cfg.data.mkdir(parents=True, exist_ok=True)
+        from diag.datafiles import check_data_dir, private_dir
+
+        private_dir(cfg.data)
+        check_data_dir(cfg.data)  # stores readable by other users (an older diag, a copy) are made private again
         cfg.paths.state.mkdir(parents=True, exist_ok=True)
         from diag.exporters.exposition import CONTENT_TYPE
         from diag.exporters.prometheus import Exposition

@@ -10,7 +10,6 @@ dying (SIGKILL), and costs well under a millisecond on this machine.
 from __future__ import annotations
 
 import logging
-import sqlite3
 import threading
 import time
 from collections.abc import Sequence
@@ -18,6 +17,7 @@ from pathlib import Path
 
 import msgspec
 
+from diag import datafiles
 from diag.alertmanager.payload import Alert
 
 _SCHEMA = """
@@ -38,9 +38,8 @@ class JobStore:
     """Alerts waiting for the receiver's workers, in SQLite (``DATA/alertmanager.sqlite``)."""
 
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+        self._db = datafiles.connect(path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute(_SCHEMA)

@@ -13,13 +13,13 @@ from __future__ import annotations
 import builtins
 import json
 import secrets
-import sqlite3
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from diag import datafiles
 from diag.api import policy
 from diag.api.tokens import FILENAME, Principal, TokenStore
 
@@ -105,9 +105,8 @@ class Approval:
 class ApprovalStore:
     def __init__(self, data: Path) -> None:
         path = Path(data) / FILENAME
-        path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(str(path), timeout=30, isolation_level=None, check_same_thread=False)
+        self._db = datafiles.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
         with self._lock:
             self._db.executescript(_SCHEMA)
             have = {r[1] for r in self._db.execute("PRAGMA table_info(approvals)")}

@@ -67,7 +67,9 @@ class StepOut(msgspec.Struct):
 
 class HostResultOut(msgspec.Struct):
     host: str
-    status: Literal["ok", "findings", "unreachable", "auth_failed", "hostkey_mismatch", "timeout", "error"]
+    status: Literal[
+        "ok", "findings", "unreachable", "auth_failed", "hostkey_mismatch", "hostkey_unknown", "timeout", "error"
+    ]
     error: str | None
     duration_s: float
     worst_severity: Literal["info", "warning", "critical"] | None

@@ -92,9 +92,10 @@ def summary(report: RunReport, console: Console | None = None) -> None:
     table = Table("host", "status", "worst", "findings", "duration", box=None, title=f"playbook {report.playbook}")
     for r in report.results:
         worst = r.worst
+        truncated = any(s.truncated for s in r.steps)
         table.add_row(
             r.host,
-            Text(r.status, style=_STATUS_STYLE.get(r.status, "bold red")),
+            Text(r.status + (" (output cut)" if truncated else ""), style=_STATUS_STYLE.get(r.status, "bold red")),
             Text(worst or "-", style=_SEV_STYLE.get(worst or "", "")),
             str(len(r.findings)),
             f"{r.duration_s:.2f} s",
@@ -119,6 +120,17 @@ def summary(report: RunReport, console: Console | None = None) -> None:
             body = _excerpt(ev.text, f.subject)
             if body.strip():
                 console.print(Text("    " + body.replace("\n", "\n    ")))
+    cut = [(r.host, s) for r in report.results for s in r.steps if s.truncated]
+    if cut:
+        console.print()
+        for host, step in cut:
+            console.print(
+                Text(
+                    f"{host}: output of step {step.id} cut at the limit: kept {step.bytes_kept} of "
+                    f"{step.bytes_sent} bytes",
+                    "yellow",
+                )
+            )
     bad = [r for r in report.results if r.error]
     if bad:
         console.print()

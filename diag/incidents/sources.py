@@ -2,10 +2,10 @@
 
 A host that could not be checked is a finding too: ``unreachable`` and ``timeout`` become ``host_unreachable``
 (a *down check*, so topology applies: hosts behind a failed switch become its impact), ``auth_failed`` and
-``hostkey_mismatch`` become ``ssh_access_failed``. A host that was checked reports everything the playbook
-found, so clearing works per scope: ``playbook:NAME@HOST``, with the check's variables when it had any
-(``playbook:disk-full@web-03?path=%2Fsrv``): what was checked is part of the scope, so a check of ``/`` never
-clears an incident that a check of ``/srv`` found.
+``hostkey_mismatch``/``hostkey_unknown`` become ``ssh_access_failed``. A host that was checked reports
+everything the playbook found, so clearing works per scope: ``playbook:NAME@HOST``, with the check's variables
+when it had any (``playbook:disk-full@web-03?path=%2Fsrv``): what was checked is part of the scope, so a check
+of ``/`` never clears an incident that a check of ``/srv`` found.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ _STATUS_CHECK = {
     "timeout": ("host_unreachable", "critical", "does not answer in time"),
     "auth_failed": ("ssh_access_failed", "warning", "refuses diag's SSH credentials"),
     "hostkey_mismatch": ("ssh_access_failed", "critical", "presents an SSH host key that differs from the known one"),
+    "hostkey_unknown": ("ssh_access_failed", "warning", "presents an SSH host key diag does not know yet"),
 }
 
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from diag import datafiles
 from diag.model import IncidentEvent, IncidentRow
 
 #: pending: seen, damped (not opened yet); open; clearing: gone, waiting for hysteresis and the re-check;
@@ -224,10 +225,9 @@ class Store:
     """The incidents database. ``tx()`` gives a cursor inside one IMMEDIATE transaction."""
 
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self._lock = threading.RLock()
-        self.db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False, timeout=30)
+        self.db = datafiles.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
         self.db.row_factory = sqlite3.Row
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=FULL")

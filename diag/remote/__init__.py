@@ -10,9 +10,13 @@ from __future__ import annotations
 
 import shlex
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
-from diag.errors import AuthError, HostKeyError, Timeout, Unreachable
+from diag.errors import AuthError, HostKeyError, HostKeyUnknown, Timeout, Unreachable
 from diag.model import HostStatus
+
+if TYPE_CHECKING:
+    from diag.inventory import Host
 
 __all__ = ["host_status", "quote", "sh_join", "sudo_wrap"]
 
@@ -34,8 +38,16 @@ def sudo_wrap(command: str) -> str:
     return f"sudo -n -- sh -c {quote(command)}"
 
 
+def where(host: Host) -> str:
+    """``address:port (name)``: how every message names a host."""
+    target = f"[{host.address}]:{host.port}" if ":" in host.address else f"{host.address}:{host.port}"
+    return target if host.name == host.address else f"{target} ({host.name})"
+
+
 def host_status(exc: BaseException) -> HostStatus:
     """The ``diag check`` status for an exception raised while working on a host (a lost connection: ``error``)."""
+    if isinstance(exc, HostKeyUnknown):  # never seen: not the same alarm as a key that changed
+        return "hostkey_unknown"
     if isinstance(exc, HostKeyError):
         return "hostkey_mismatch"
     if isinstance(exc, AuthError):

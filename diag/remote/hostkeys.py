@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from diag.errors import HostKeyError
+from diag.errors import HostKeyError, HostKeyUnknown
 
 if TYPE_CHECKING:  # at run time the keys come from diag.remote.ssh, which imports paramiko its own way
     from paramiko import PKey
@@ -176,7 +176,7 @@ class HostKeyStore:
                 )
             if policy != "tofu" or self.tofu_store is None:
                 files = ", ".join(str(p) for p in self.known_hosts) or "no known_hosts file"
-                raise HostKeyError(
+                raise HostKeyUnknown(
                     f"{where}: unknown host key {key_type} {fp} (not in {files}); verify it and add it to "
                     "known_hosts, or set hostkey_policy: tofu on the host's group to trust it on first use"
                 )

@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
-from diag.errors import ConfigError, ConnectError, DiagError
+from diag.errors import ConfigError, ConnectError, DiagError, HostKeyError
 from diag.inventory import Host
 from diag.model import (
     Finding,
@@ -26,7 +26,7 @@ from diag.model import (
     RunReport,
     StepRecord,
 )
-from diag.remote import host_status
+from diag.remote import host_status, where
 from diag.remote.expr import ExprError
 from diag.remote.parsers import ParseError
 from diag.remote.playbook import HOST_FIELDS, Check, Playbook, Step
@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 
 EVIDENCE_CAP = 32 * 1024  # characters of stdout (and of stderr) kept per step in evidence
 #: Host statuses that mean "this host could not be (fully) checked": Nagios UNKNOWN, exit 3.
+ERROR_CAP = 2000  # characters of an error message; a host-key message is never cut (its last line is the remedy)
 
 
 class CommandResultLike(Protocol):
@@ -64,16 +65,20 @@ class PoolLike(Protocol):
 Progress = Callable[[str, str, "HostResult | None"], None]
 
 
-def _cap(text: str) -> tuple[str, bool]:
+def _cap(text: str) -> tuple[str, bool, int]:
+    """The text as evidence keeps it, whether it was cut, and how many bytes of it were kept."""
     text = mask(text)
     if len(text) <= EVIDENCE_CAP:
-        return text, False
-    return text[:EVIDENCE_CAP] + f"\n[... {len(text) - EVIDENCE_CAP} more characters not kept]", True
+        return text, False, len(text.encode())
+    kept = text[:EVIDENCE_CAP]
+    return kept + f"\n[... {len(text) - EVIDENCE_CAP} more characters not kept]", True, len(kept.encode())
 
 
 def _one_line(e: BaseException) -> str:
     msg = " ".join(str(e).split()) or type(e).__name__
-    return mask(msg[:300])
+    if isinstance(e, HostKeyError):  # its remedy (ssh-keygen -R ...) is at the end: never cut
+        return mask(msg)
+    return mask(msg if len(msg) <= ERROR_CAP else msg[:ERROR_CAP] + " [...]")
 
 
 def host_view(host: Host) -> dict[str, Any]:
@@ -142,8 +147,10 @@ class _HostRun:
                 return StepRecord(step.id, "error", f"get {step.get}", reason=f"parse: {e}")
         else:
             res = conn.run(command, timeout=timeout, sudo=step.sudo)
-        stdout, cut_out = _cap(res.stdout)
-        stderr, cut_err = _cap(res.stderr)
+        stdout, cut_out, kept_out = _cap(res.stdout)
+        stderr, cut_err, kept_err = _cap(res.stderr)
+        sent = getattr(res, "stdout_bytes", 0) + getattr(res, "stderr_bytes", 0)
+        sent = max(sent, len(res.stdout.encode()) + len(res.stderr.encode()))
         rec = StepRecord(
             step.id,
             "ok" if res.exit_status == 0 else "failed",
@@ -153,6 +160,8 @@ class _HostRun:
             stdout=stdout,
             stderr=stderr,
             truncated=res.truncated or cut_out or cut_err,
+            bytes_sent=sent,
+            bytes_kept=kept_out + kept_err,
         )
         if res.timed_out:
             rec.status = "timeout"
@@ -246,6 +255,9 @@ def run_host(
         res.fail("error", f"{type(e).__name__}: {_one_line(e)}")
     if res.status == "ok" and res.findings:
         res.status = "findings"
+    w = where(host)
+    if res.error is not None and not res.error.startswith(w.split(" ", 1)[0]):  # every error starts address:port
+        res.error = f"{w}: {res.error}"
     res.duration_s = time.monotonic() - t0
     return res
 

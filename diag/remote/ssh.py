@@ -27,7 +27,7 @@ from diag import secrets
 from diag.errors import AuthError, ConfigError, ConnectError, DiagError, SecretError, Timeout, Unreachable
 from diag.inventory import Host
 from diag.model import Evidence
-from diag.remote import host_status, sudo_wrap
+from diag.remote import host_status, sudo_wrap, where
 from diag.remote.hostkeys import HostKeyStore, fingerprint, host_pattern
 
 # paramiko.config imports invoke (a paramiko dependency) only for ssh_config "Match exec", which diag never
@@ -68,12 +68,6 @@ __all__ = ["CommandResult", "ConnectionLost", "SSHConnection", "SSHPool", "host_
 
 class ConnectionLost(ConnectError):
     """An established connection dropped (sshd killed, network gone) while a command ran."""
-
-
-def where(host: Host) -> str:
-    """``address:port (name)``: how every message names a host."""
-    target = f"[{host.address}]:{host.port}" if ":" in host.address else f"{host.address}:{host.port}"
-    return target if host.name == host.address else f"{target} ({host.name})"
 
 
 @dataclass(slots=True)

@@ -115,7 +115,8 @@ def test_every_failure_status_on_one_host_while_the_others_finish(make_lab: Call
     assert lab.host("h02").address in by["h02"]["error"]
     assert by["h03"]["error"] and "h03" in by["h03"]["error"]
     assert by["h04"]["error"] and lab.host("h04").address in by["h04"]["error"]
-    assert by["h05"]["error"] == "step sleeper: command timed out after 2 s"
+    h05 = lab.host("h05")
+    assert by["h05"]["error"] == f"{h05.address}:22 (h05): step sleeper: command timed out after 2 s"
     h05_steps = {s["id"]: s for s in by["h05"]["steps"]}
     assert h05_steps["uname"]["status"] == "ok" and h05_steps["sleeper"]["status"] == "timeout"
     for name in ("h01", "h06"):

@@ -128,6 +128,7 @@ def test_unknown_host_key_is_refused_under_strict(ssh_lab: Lab, tmp_path: Path) 
     with SSHPool(known_hosts=empty, tofu_store=tmp_path / "tofu") as p, pytest.raises(HostKeyError) as e:
         p.connect(hosts_of(ssh_lab)["h01"])
     assert "unknown host key" in str(e.value)
+    assert host_status(e.value) == "hostkey_unknown"  # never seen is not "changed" (which suggests an attack)
     assert ssh_lab.hosts["h01"].fingerprint in str(e.value)
     assert not (tmp_path / "tofu").exists()  # strict never writes the TOFU store
 

@@ -512,7 +512,7 @@ def test_playbook_from_config_then_knowledge_base_then_default(tmp_path: Path, m
 
 def test_a_damped_alert_opens_on_time_even_across_a_restart(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The engine stores a damped alert's due time: it opens without a repeat from Alertmanager, also when the
-    agent stopped before open_after ran out; a flap (resolved within open_after) makes no ticket."""
+    agent stopped before open_after ran out (a flap, resolved within open_after, is the engine's test)."""
     import time
 
     from diag.alertmanager.receiver import Receiver
@@ -544,17 +544,6 @@ def test_a_damped_alert_opens_on_time_even_across_a_restart(tmp_path: Path, monk
         opened = svc.store.get(inc.id)
         assert opened is not None and opened.state == "open" and "open_due" not in opened.doc
         assert [e.kind for e in svc.store.events(inc.id)] == ["registered", "opened"]
-
-        # A flap: resolved within open_after, the damped incident is discarded and never opened.
-        doc = json.loads(FIRING)
-        doc["alerts"][0]["fingerprint"] = doc["alerts"][0]["labels"]["mountpoint"] = "flap"
-        r.handle(decode(json.dumps(doc).encode()))
-        doc["alerts"][0]["status"] = "resolved"
-        r.handle(decode(json.dumps(doc).encode()))
-        assert r.wait_idle(10)
-        time.sleep(0.7)
-        flap = [i for i in svc.store.query() if i.id != inc.id]
-        assert [i.state for i in flap] == ["discarded"] and flap[0].opened_at is None
     finally:
         r.close()
         svc.close()

@@ -125,8 +125,8 @@ def test_statuses_exit_codes_and_the_json_contract(tmp_path: Path) -> None:
         "lost": "error",
     }
     assert by["down"].error == "192.0.2.3:22 (down): connection refused"
-    assert by["slow"].error == "step detail: command timed out after 60 s"
-    assert by["boom"].error == "RuntimeError: kaboom with a second line"
+    assert by["slow"].error == "192.0.2.6:22 (slow): step detail: command timed out after 60 s"
+    assert by["boom"].error == "192.0.2.7:22 (boom): RuntimeError: kaboom with a second line"
     assert "connection lost" in (by["lost"].error or "")
     assert by["lost"].findings, "findings made before the connection dropped are kept"
     assert report.exit_code() == 3
@@ -202,7 +202,8 @@ def test_expression_errors_are_host_errors_not_crashes(tmp_path: Path) -> None:
     report = run_check(hosts, pb(tmp_path, text), pool)
     for r in report.results:
         assert r.status == "error"
-        assert r.error is not None and r.error.startswith("step secret: check leaks:") and "not a number" in r.error
+        prefix = f"192.0.2.{2 if r.host == 'b' else 1}:22 ({r.host}): step secret: check leaks:"
+        assert r.error is not None and r.error.startswith(prefix) and "not a number" in r.error
     assert any(f.check == "fs_full" for f in report.results[0].findings)
     assert report.exit_code() == 3
 
@@ -324,3 +325,45 @@ def test_later_steps_see_earlier_results(tmp_path: Path) -> None:
     assert [(s.id, s.status) for s in r.steps] == [("a", "failed"), ("b", "ok"), ("c", "skipped"), ("d", "ok")]
     assert [c[0] for c in conn.calls] == ["systemctl is-active nginx", "journalctl -u nginx", "echo d"]
     assert r.status == "ok" and r.steps[0].reason == "exit status 3"
+
+
+def test_unknown_key_apart_from_a_changed_one_with_the_whole_message_and_cut_output(tmp_path: Path) -> None:
+    """hostkey_unknown is its own status; a host-key message keeps its last line (the ssh-keygen -R remedy);
+    output cut at the limit says so in the JSON (truncated, bytes kept of bytes sent) and in the table."""
+    import io
+
+    from rich.console import Console
+
+    from diag.errors import HostKeyUnknown
+    from diag.render_check import summary
+
+    changed = HostKeyError(
+        "192.0.2.5:22 (key): host key CHANGED: server offers ssh-ed25519 SHA256:" + "A" * 43 + " but "
+        "/root/.ssh/known_hosts:12 has ssh-ed25519 SHA256:" + "B" * 43 + "; possible man-in-the-middle. If the "
+        "change is expected, remove the old entry (ssh-keygen -R 192.0.2.5 -f /root/.ssh/known_hosts)"
+    )
+    big = CommandResult("df -P", 0, DF_OK[:100], "", 0.01, truncated=True, stdout_bytes=5 << 20)
+    hosts = [host("key", address="192.0.2.5"), host("new", address="192.0.2.8"), host("big", address="192.0.2.9")]
+    pool = FakePool(
+        {
+            "key": changed,
+            "new": HostKeyUnknown("192.0.2.8:22 (new): unknown host key ssh-ed25519 SHA256:xyz (not in kh)"),
+            "big": FakeConnection(responder(DF_OK, **{"df -P": big})),
+        }
+    )
+    report = run_check(hosts, pb(tmp_path), pool)
+    by = {r.host: r for r in report.results}
+    assert by["key"].status == "hostkey_mismatch" and by["new"].status == "hostkey_unknown"
+    assert len(str(changed)) > 300 and by["key"].error == str(changed)
+    assert (by["key"].error or "").endswith("(ssh-keygen -R 192.0.2.5 -f /root/.ssh/known_hosts)")
+    assert report.exit_code() == 3
+    doc = json.loads(json.dumps(report.to_dict()))
+    big_doc = next(r for r in doc["results"] if r["host"] == "big")
+    step = next(s for s in big_doc["steps"] if s["id"] == "df")
+    assert big_doc["truncated"] is True and step["truncated"] is True
+    assert step["bytes_sent"] == 5 << 20 and step["bytes_kept"] == len(DF_OK[:100].encode())
+    out = io.StringIO()
+    summary(report, Console(file=out, width=200))
+    text = out.getvalue()
+    assert f"big: output of step df cut at the limit: kept {len(DF_OK[:100])} of {5 << 20} bytes" in text
+    assert "hostkey_unknown" in text and "ssh-keygen -R 192.0.2.5" in text

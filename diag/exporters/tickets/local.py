@@ -20,6 +20,7 @@ from typing import Any
 
 import msgspec
 
+from diag import datafiles
 from diag.errors import ConfigError
 from diag.exporters.tickets.base import (
     BACKENDS,
@@ -76,10 +77,9 @@ class LocalTickets:
 
     def __init__(self, path: Path, guard_duplicates: bool = True, busy_timeout: float = 2.0) -> None:
         self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         try:
-            self.db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False, timeout=busy_timeout)
+            self.db = datafiles.connect(path, isolation_level=None, check_same_thread=False, timeout=busy_timeout)
             self.db.row_factory = sqlite3.Row
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=FULL")
