@@ -38,6 +38,7 @@ from diag.alertmanager.engine import Verdict
 from diag.alertmanager.payload import Alert, Message
 from diag.alertmanager.queue import JobStore
 from diag.errors import ConfigError
+from diag.incidents.failpoints import failpoint
 from diag.inventory import Host
 from diag.model import SEVERITY_RANK, Evidence, Finding, Metric
 
@@ -505,6 +506,7 @@ class Receiver:
         if host is None or route is None:
             return self.verify_on_prometheus(alert)
         now = self.diagnose(host, route, alert)
+        failpoint("alert_recheck_ran")  # the crash test kills here: the SSH re-check ran, its verdict not applied
         if not now.checked:
             return Verdict(
                 False,

@@ -147,6 +147,7 @@ class Engine:
         self.providers = providers  # None: every provider registered in knowledge.PROVIDERS
         self._lock = store.engine_lock()  # across processes too when the store is shared (PostgreSQL)
         self._deferred: dict[str, _Deferred] = {}  # fingerprint -> the verifier closure (the due time is stored)
+        self._verifying: set[str] = set()  # fingerprints whose push re-check runs now (the clock leaves them alone)
         self._rechecks: dict[str, Recheck] = {}
         self._verifier_factories: dict[str, VerifierFactory] = {}
         self._recheck_factories: dict[str, RecheckFactory] = {}
@@ -328,7 +329,7 @@ class Engine:
                     inc = self.store.get(inc.id) or inc
                 rc = inc.doc.get("recheck")
                 if inc.state in OPEN_STATES and isinstance(rc, dict):
-                    if rc.get("due") is not None and now >= float(rc["due"]):
+                    if rc.get("due") is not None and now >= float(rc["due"]) and inc.fingerprint not in self._verifying:
                         d = self._deferred.get(inc.fingerprint) or self._rebuild(inc, rc, now)
                         if d is not None:
                             due.append((inc, d))
@@ -877,19 +878,27 @@ class Engine:
 
     def _verify_push(self, inc: Incident, d: _Deferred, now: float) -> Outcome:
         """Run ``d.verify()`` without holding the engine lock, then apply its verdict under it."""
-        d.attempts += 1
-        d.last_try = now
-        seen = inc.last_seen
-        with self._lock, self.store.tx() as c:  # the attempt counts even when the process dies during it
-            cur = self.store.live(inc.fingerprint)
-            if cur is not None and cur.id == inc.id and isinstance(cur.doc.get("recheck"), dict):
-                cur.doc["recheck"]["attempts"] = d.attempts
-                self.store.update(c, cur)
+        with self._lock:
+            if inc.fingerprint in self._verifying:  # the clock and a source's resolve met: one re-check is enough
+                return Outcome("deferred", inc.id, inc.fingerprint, "a re-check is running")
+            self._verifying.add(inc.fingerprint)
         try:
-            v = d.verify()
-        except Exception as e:  # a failed re-check proves nothing
-            log.warning("re-check for incident %d failed: %s", inc.id, e)
-            v = Verdict(False, f"The re-check could not run ({type(e).__name__}: {e}); the incident stays open.")
+            d.attempts += 1
+            d.last_try = now
+            seen = inc.last_seen
+            with self._lock, self.store.tx() as c:  # the attempt counts even when the process dies during it
+                cur = self.store.live(inc.fingerprint)
+                if cur is not None and cur.id == inc.id and isinstance(cur.doc.get("recheck"), dict):
+                    cur.doc["recheck"]["attempts"] = d.attempts
+                    self.store.update(c, cur)
+            try:
+                v = d.verify()
+            except Exception as e:  # a failed re-check proves nothing
+                log.warning("re-check for incident %d failed: %s", inc.id, e)
+                v = Verdict(False, f"The re-check could not run ({type(e).__name__}: {e}); the incident stays open.")
+        finally:
+            with self._lock:
+                self._verifying.discard(inc.fingerprint)
         with self._lock:
             current = self.store.live(inc.fingerprint)
             if current is None or current.id != inc.id or current.state not in OPEN_STATES:
