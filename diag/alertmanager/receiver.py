@@ -161,6 +161,9 @@ class Receiver:
         resumable = getattr(engine, "resumable", None)
         if resumable is not None:  # the engine resumes re-checks that were due when the agent stopped
             resumable(SOURCE, self.resume)
+        holds = getattr(engine, "holds", None)
+        if holds is not None:  # a damped alert does not open by the clock while its own news waits in our queue
+            holds.append(self.holds_news)
         left = self.store.pending()
         if left:
             log.info("alertmanager receiver: resuming %d alerts accepted before the last stop", len(left))
@@ -199,6 +202,12 @@ class Receiver:
             return
         self._queues[job.alert.key] = deque([job])
         self._executor.submit(self._drain, job.alert.key)
+
+    def holds_news(self, incident: Any) -> bool:
+        """Whether jobs of the incident's alert are queued or being worked on (a "resolved" that came in time)."""
+        key = (incident.doc.get("labels") or {}).get("alert_fingerprint")
+        with self._lock:
+            return key is not None and key in self._queues
 
     def record(self, action: str, target: str, result: str, details: dict[str, Any], actor: str = SOURCE) -> None:
         """One event journal record; a journal that cannot be written is logged, and the alert goes on."""

@@ -4,6 +4,9 @@
 host, first and last seen, severity, classification, support line, SLA due times, the knowledge base's
 instructions (typical) or ranked hypotheses (atypical), evidence excerpts, links (Prometheus graph, runbook),
 and the full evidence as a JSON attachment. Everything passes through the :class:`~diag.incidents.masking.Masker`.
+The text is CommonMark in which everything that came from outside (alert labels and annotations, host names,
+command output) is literal text (:mod:`diag.exporters.tickets.text`): escaped inline, fenced so that it cannot
+close its fence, with control and bidi characters removed or shown; plain-text backends take the escapes out.
 Drafts and notes are stored in the outbox as JSON (:func:`to_payload`), so a delivery after a restart sends
 exactly what was decided before it.
 """
@@ -17,6 +20,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from diag.exporters.tickets import text as tx
 from diag.exporters.tickets.base import Attachment, TicketDraft
 from diag.incidents.masking import Masker
 from diag.incidents.settings import Settings
@@ -37,7 +41,7 @@ def iso(ts: float | None) -> str:
 
 
 def subject(inc: Incident) -> str:
-    text = f"[{inc.severity}] {inc.host}: {inc.summary or inc.check_id}"
+    text = tx.one_line(f"[{inc.severity}] {inc.host}: {inc.summary or inc.check_id}")
     return text if len(text) <= 200 else text[:197] + "..."
 
 
@@ -70,7 +74,9 @@ def _excerpt(text: str) -> str:
 def describe(inc: Incident, settings: Settings, impact: Sequence[str] = ()) -> str:
     d = inc.doc
     kb = d.get("kb") or {}
-    what = f"{inc.check_id}" + (f" ({inc.subject})" if inc.subject else "")
+    md = tx.md_inline
+    what = md(f"{inc.check_id}" + (f" ({inc.subject})" if inc.subject else ""))
+    host = md(inc.host)
     if inc.classification == "typical":
         klass = f"typical: knowledge base entry {kb.get('id')} ({kb.get('title')})"
     else:
@@ -80,16 +86,16 @@ def describe(inc: Incident, settings: Settings, impact: Sequence[str] = ()) -> s
             else (f"atypical: knowledge base entry {kb.get('id')} ({kb.get('title')}) needs line {inc.line}")
         )
     out = [
-        f"diag registered this problem on **{inc.host}**: {inc.summary}.",
+        f"diag registered this problem on **{host}**: {md(inc.summary)}.",
         "",
         f"It is {klass}, and is assigned to support line {inc.line} with priority {inc.priority}.",
         "",
         "| | |",
         "|---|---|",
-        f"| Host | {inc.host} |",
+        f"| Host | {host} |",
         f"| Check | {what} |",
-        f"| Severity | {inc.severity} |",
-        f"| Category | {d.get('category') or '-'} |",
+        f"| Severity | {md(inc.severity)} |",
+        f"| Category | {md(str(d.get('category') or '-'))} |",
         f"| First seen | {when(inc.first_seen)} |",
         f"| Last seen | {when(inc.last_seen)} |",
         f"| Occurrences | {inc.occurrences} |",
@@ -102,39 +108,35 @@ def describe(inc: Incident, settings: Settings, impact: Sequence[str] = ()) -> s
         "",
     ]
     if d.get("cause"):
-        out += [f"**Reported cause:** {d['cause']}", ""]
+        out += [f"**Reported cause:** {md(str(d['cause']))}", ""]
     if inc.classification == "typical" and kb.get("instructions"):
         out += ["**Standard instructions (knowledge base):**", "", str(kb["instructions"]), ""]
         if kb.get("remediation"):
-            out += [f"Remediation playbook: `diag check {inc.host} -p {kb['remediation']}`", ""]
+            cmd = f"diag check {inc.host} -p {kb['remediation']}"
+            out += [f"Remediation playbook: {md(cmd)}", ""]
     hyps = d.get("hypotheses") or []
     if hyps:
         out += ["**Likely root causes, most likely first:**", ""]
         for i, h in enumerate(hyps[:5], 1):
-            cause = f" {h['cause']}" if h.get("cause") else ""
-            out.append(f"{i}. **{h['title']}** (score {h['score']:.2f}).{cause} _Why: {h['why']}._")
+            cause = f" {md(str(h['cause']))}" if h.get("cause") else ""
+            out.append(f"{i}. **{md(str(h['title']))}** (score {h['score']:.2f}).{cause} Why: {md(str(h['why']))}.")
             for ev in (h.get("evidence") or [])[:1]:  # a provider's backing, e.g. the config archive's diff
-                out += ["", f"   {ev.get('title', '')}:", "", "```", _excerpt(str(ev.get("text", ""))), "```", ""]
+                out += ["", *evidence_blocks([ev]), ""]
         out.append("")
     if impact:
         out += [
             f"**Impact:** {len(impact)} host(s) behind {inc.host} cannot be reached either, most likely because of "
-            f"this failure (UNREACHABLE, not DOWN): {', '.join(sorted(impact))}.",
+            f"this failure (UNREACHABLE, not DOWN): {md(', '.join(sorted(impact)))}.",
             "",
         ]
     if d.get("suppressed_by"):
-        out += [f"Opening was held back earlier: {d['suppressed_by']}.", ""]
+        out += [f"Opening was held back earlier: {md(str(d['suppressed_by']))}.", ""]
     evidence = d.get("evidence") or []
     if evidence:
-        out += ["**Evidence:**", ""]
-        for ev in evidence[:8]:
-            out.append(f"- {ev.get('title', '')}:")
-            if ev.get("text"):
-                out += ["", "```", _excerpt(str(ev["text"])), "```"]
-        out.append("")
+        out += ["**Evidence:**", "", *evidence_blocks(evidence[:8]), ""]
     lk = links(inc, settings)
     if lk:
-        out += ["**Links:**", ""] + [f"- {k}: {v}" for k, v in lk.items()] + [""]
+        out += ["**Links:**", ""] + [f"- {k}: <{tx.one_line(v).replace('>', '%3E')}>" for k, v in lk.items()] + [""]
     out.append(f"The full evidence is attached as {attachment_name(inc)}.")
     return "\n".join(out)
 
@@ -167,7 +169,7 @@ def draft(inc: Incident, settings: Settings, masker: Masker, impact: Sequence[st
         fingerprint=inc.ticket_key,
         subject=masker.text(subject(inc)),
         description=masker.text(describe(inc, settings, impact)),
-        host=inc.host,
+        host=tx.one_line(inc.host),
         severity=inc.severity,  # type: ignore[arg-type]
         priority=inc.priority,
         line=inc.line,
@@ -175,17 +177,31 @@ def draft(inc: Incident, settings: Settings, masker: Masker, impact: Sequence[st
         attachments=[
             Attachment(attachment_name(inc), json.dumps(doc, indent=2, sort_keys=True).encode(), "application/json")
         ],
-        fields={k: v for k, v in fields.items() if v},
+        fields={k: tx.one_line(v) for k, v in fields.items() if v},
     )
 
 
-def evidence_note(inc: Incident, masker: Masker, header: str) -> str:
-    lines = [header, ""]
-    for ev in (inc.doc.get("evidence") or [])[:4]:
-        lines.append(f"- {ev.get('title', '')}:")
+def evidence_blocks(evidence: Sequence[dict[str, Any]]) -> list[str]:
+    """Markdown lines for evidence items: the title as literal text, the excerpt in a fence it cannot close."""
+    lines: list[str] = []
+    for ev in evidence:
+        lines.append(f"- {tx.md_inline(str(ev.get('title', '')))}:")
         if ev.get("text"):
-            lines += ["", "```", _excerpt(str(ev["text"])), "```"]
-    return masker.text("\n".join(lines))
+            lines += ["", tx.md_code(_excerpt(str(ev["text"]))), ""]
+    return lines
+
+
+def evidence_note(inc: Incident, masker: Masker, header: str) -> str:
+    """A note (Markdown): the prose ``header`` as literal text, then the incident's newest evidence."""
+    return markdown_note(masker, header, (inc.doc.get("evidence") or [])[:4])
+
+
+def markdown_note(masker: Masker, prose: str, evidence: Sequence[dict[str, Any]] = ()) -> str:
+    """Prose (literal text) and evidence blocks, as a note's Markdown; pass it with ``note_payload(markdown=True)``."""
+    lines = [tx.md_text(prose)]
+    if evidence:
+        lines += ["", *evidence_blocks(evidence)]
+    return masker.text("\n".join(lines).rstrip())
 
 
 # ---- outbox payloads: JSON that survives a restart
@@ -230,5 +246,8 @@ def from_payload(p: dict[str, Any]) -> TicketDraft:
     )
 
 
-def note_payload(text: str, attachments: Sequence[Attachment] = ()) -> dict[str, Any]:
-    return {"text": text, "attachments": [_att(a) for a in attachments]}
+def note_payload(text: str, attachments: Sequence[Attachment] = (), *, markdown: bool = False) -> dict[str, Any]:
+    """A note for the outbox. ``text`` is prose and is made literal Markdown text, unless ``markdown`` says it was
+    built with :func:`markdown_note` (escaped pieces and fenced evidence) already."""
+    body = tx.clean(text) if markdown else tx.md_text(text)
+    return {"text": body, "attachments": [_att(a) for a in attachments]}

@@ -152,6 +152,9 @@ class Engine:
         self._verifier_factories: dict[str, VerifierFactory] = {}
         self._recheck_factories: dict[str, RecheckFactory] = {}
         self.on_change: list[Callable[[], None]] = []  # e.g. wake the delivery worker
+        #: A source that still holds news of an incident (a queued "resolved" alert) keeps the clock from opening
+        #: it meanwhile: what was acknowledged before the due time counts before the due time.
+        self.holds: list[Callable[[Incident], bool]] = []
 
     # ------------------------------------------------------------------ public API
     def ingest(
@@ -317,6 +320,8 @@ class Engine:
             for inc in self.store.query(ACTIVE_STATES, limit=1 << 30):
                 open_due = inc.doc.get("open_due")
                 if inc.state in ("pending", "suppressed") and open_due is not None and now >= float(open_due):
+                    if self._held(inc):
+                        continue
                     o = self._promote(inc, now)
                     if o is not None:
                         out.append(o)
@@ -354,7 +359,7 @@ class Engine:
         """The earliest time :meth:`tick` has something to do (an open, a re-check, flapping ending), or None."""
         times: list[float] = []
         for inc in self.store.query(ACTIVE_STATES, limit=1 << 30):
-            if inc.state == "pending" and inc.doc.get("open_due") is not None:
+            if inc.state == "pending" and inc.doc.get("open_due") is not None and not self._held(inc):
                 times.append(float(inc.doc["open_due"]))
             if inc.doc.get("flapping"):
                 changes = sorted(float(t) for t in inc.doc.get("changes", []))
@@ -375,6 +380,15 @@ class Engine:
             ):
                 times.append(inc.last_seen + self.settings.close_after)
         return min(times) if times else None
+
+    def _held(self, inc: Incident) -> bool:
+        for hold in self.holds:
+            try:
+                if hold(inc):
+                    return True
+            except Exception:  # a broken hold must not stop the clock
+                log.exception("incident %d: hold check failed", inc.id)
+        return False
 
     def _rebuild(self, inc: Incident, rc: Mapping[str, Any], now: float) -> _Deferred | None:
         """The verifier of a re-check that was due when the process stopped, built again by its source."""
@@ -550,7 +564,11 @@ class Engine:
                 if worse:
                     head += f" Severity is now {inc.severity}."
                 self.store.enqueue(
-                    c, inc, "note", bundle.note_payload(bundle.evidence_note(inc, self.masker, head)), now
+                    c,
+                    inc,
+                    "note",
+                    bundle.note_payload(bundle.evidence_note(inc, self.masker, head), markdown=True),
+                    now,
                 )
             self.store.update(c, inc)
             return Outcome("occurrence", inc.id, fp, f"occurrence {inc.occurrences}")
@@ -775,7 +793,9 @@ class Engine:
                 c,
                 inc,
                 "reopen",
-                bundle.note_payload(bundle.evidence_note(inc, self.masker, f"Reopened: the problem {text}.")),
+                bundle.note_payload(
+                    bundle.evidence_note(inc, self.masker, f"Reopened: the problem {text}."), markdown=True
+                ),
                 now,
             )
         self.store.update(c, inc)
@@ -954,9 +974,7 @@ class Engine:
         shown = [ev for ev in evidence if ev.get("text")][:2]
         if shown:
             lines += ["", "Last evidence:"]
-            for ev in shown:
-                lines += ["", f"{ev.get('title', '')}:", "```", bundle._excerpt(str(ev["text"])), "```"]
-        text = self.masker.text("\n".join(lines))
+        text = bundle.markdown_note(self.masker, "\n".join(lines), shown)
         with self.store.tx() as c:
             inc.state = "open"
             inc.doc.pop("clear_since", None)
@@ -964,7 +982,7 @@ class Engine:
             inc.doc["gave_up_at"] = now
             self.store.event(c, inc.id, source, "gave_up", text, now, attempts=attempts)
             if inc.opened_at is not None:
-                self.store.enqueue(c, inc, "note", bundle.note_payload(text), now)
+                self.store.enqueue(c, inc, "note", bundle.note_payload(text, markdown=True), now)
             self.store.update(c, inc)
 
     def _resolve(self, inc: Incident, source: str, now: float, note: str, evidence: list[dict[str, Any]]) -> Outcome:
@@ -979,11 +997,8 @@ class Engine:
             self.store.event(c, inc.id, source, "resolved", note, now)
             self.store.bump(c, "resolved", inc.classification)
             if inc.opened_at is not None:
-                text = note
-                for ev in evidence[:3]:
-                    if ev.get("text"):
-                        text += f"\n\n{ev.get('title', '')}:\n```\n{bundle._excerpt(str(ev['text']))}\n```"
-                self.store.enqueue(c, inc, "close", bundle.note_payload(self.masker.text(text)), now)
+                text = bundle.markdown_note(self.masker, note, [ev for ev in evidence if ev.get("text")][:3])
+                self.store.enqueue(c, inc, "close", bundle.note_payload(text, markdown=True), now)
             for child in self.store.children(inc.id):
                 child.state, child.resolved_at = "resolved", now
                 self.store.event(c, child.id, source, "resolved", f"resolved with #{inc.id} ({inc.host})", now)
