@@ -26,7 +26,9 @@ UNCHECKED: frozenset[str] = frozenset(
     {"unreachable", "auth_failed", "hostkey_mismatch", "hostkey_unknown", "timeout", "error"}
 )
 #: Which failure wins when a host fails more than once (a host-key mismatch over a later timeout).
-_PRECEDENCE = {"hostkey_mismatch": 7, "hostkey_unknown": 6, "auth_failed": 5, "unreachable": 4, "timeout": 3, "error": 2}
+_PRECEDENCE = {
+    "hostkey_mismatch": 7, "hostkey_unknown": 6, "auth_failed": 5, "unreachable": 4, "timeout": 3, "error": 2
+}  # fmt: skip
 #: What one playbook step did on one host.
 StepStatus = Literal["ok", "failed", "skipped", "needs_approval", "timeout", "error"]
 

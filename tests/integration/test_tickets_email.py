@@ -150,3 +150,26 @@ def test_no_starttls_offered_and_server_down(config: dict[str, Any]) -> None:
         port = plain.port
     with pytest.raises(TicketUnavailable, match="Connection refused"):
         backend(config, port=port).create(draft(fp()))
+
+
+def test_hostile_alert_text_is_escaped_in_the_html_part(exim: EximLab, config: dict[str, Any], tmp_path: Any) -> None:
+    """The hostile alert through the engine as real mail (Exim, read from the Maildir): no control or bidi
+    character in headers or text; the HTML part has every value as escaped text."""
+    from tests.integration.hostile import SCRIPT, assert_plain_safe, file_ticket
+
+    svc = file_ticket(backend(config), tmp_path)
+    try:
+        (inc,) = svc.store.query()
+        msgs = of(exim, inc.ticket_key, 2)
+        for m in msgs:
+            assert "\n" not in str(m["Subject"]).strip() and "\u202e" not in str(m["Subject"])
+            plain = m.get_body(("plain",))
+            html = m.get_body(("html",))
+            assert plain is not None and html is not None
+            text, markup = plain.get_content(), html.get_content()
+            assert_plain_safe(text)
+            assert "<script" not in markup and "<img" not in markup and "<b>" not in markup
+            assert "&lt;script&gt;" in markup and "&lt;U+202E&gt;" in markup
+        assert SCRIPT in msgs[0].get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    finally:
+        svc.close()

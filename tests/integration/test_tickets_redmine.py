@@ -208,3 +208,25 @@ def test_unreachable_and_silent_redmine_are_retryable(redmine_lab: RedmineLab, b
             b.find(fp())
         for conn in accepted:
             conn.close()
+
+
+def test_hostile_alert_text_is_literal_in_the_issue(
+    redmine_lab: RedmineLab, backend: RedmineBackend, tmp_path: Any
+) -> None:
+    """Labels and annotations with <script>, <img onerror>, '|', fences, NUL and U+202E, through the engine into
+    a real Redmine (CommonMark): read back, the description and notes render with none of it as markup."""
+    from tests.integration.hostile import SCRIPT, assert_markdown_safe, assert_plain_safe, file_ticket
+
+    svc = file_ticket(backend, tmp_path)
+    try:
+        (inc,) = svc.store.query()
+        issue = redmine_lab.issue(str(inc.ticket_id))
+        assert_markdown_safe(issue["description"])
+        assert_plain_safe(issue["subject"])
+        assert SCRIPT in issue["subject"]  # a plain-text field: the text itself (Redmine escapes it on display)
+        notes = [j["notes"] for j in issue["journals"] if j.get("notes")]
+        assert notes
+        for note in notes:
+            assert_markdown_safe(note)
+    finally:
+        svc.close()

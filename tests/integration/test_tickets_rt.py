@@ -132,3 +132,23 @@ def test_errors(rt_lab: RTLab, backend: RTBackend, monkeypatch: pytest.MonkeyPat
         rt_lab.start_server()
     backend.add_note(ref, "after RT is back")
     assert rt_lab.messages(ref.id)[-1]["text"].strip() == "after RT is back"
+
+
+def test_hostile_alert_text_is_plain_text_in_the_ticket(rt_lab: RTLab, backend: RTBackend, tmp_path: Any) -> None:
+    """The hostile alert through the engine into a real RT (text/plain): read back, the values are there as
+    text (no Markdown escapes left in), with no control or bidi character."""
+    from tests.integration.hostile import SCRIPT, assert_plain_safe, file_ticket
+
+    svc = file_ticket(backend, tmp_path)
+    try:
+        (inc,) = svc.store.query()
+        t = rt_lab.ticket(str(inc.ticket_id))
+        assert SCRIPT in t["Subject"] and "\n" not in t["Subject"]
+        messages = rt_lab.messages(str(inc.ticket_id))
+        assert len(messages) == 2
+        for m in messages:
+            assert_plain_safe(m["text"])
+        assert SCRIPT in messages[0]["text"] and "\\<script" not in messages[0]["text"]
+        assert "| Host | web<b>|01 |" in messages[0]["text"]
+    finally:
+        svc.close()

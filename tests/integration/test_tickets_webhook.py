@@ -181,3 +181,20 @@ def test_receiver_down_or_failing_is_retryable(receiver: Receiver, monkeypatch: 
                                "secret": "env:DIAG_TEST_WEBHOOK_SECRET"})
     with pytest.raises(TicketUnavailable, match="Connection refused"):
         closed.create(draft("d4d4d4d4d4d4d4d4"))
+
+
+def test_hostile_alert_text_is_clean_json(receiver: Receiver, monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
+    """The hostile alert through the engine to a real webhook receiver: valid JSON, no control or bidi character
+    in any field (a NUL makes a PostgreSQL-backed receiver answer 5xx, which would hold every later delivery)."""
+    from tests.integration.hostile import SCRIPT, assert_clean, assert_markdown_safe, file_ticket
+
+    svc = file_ticket(backend_for(receiver, monkeypatch), tmp_path)
+    try:
+        opened, noted = receiver.events
+        assert (opened["event"], noted["event"]) == ("open", "note")
+        for event in (opened, noted):
+            assert_clean(event)
+        assert SCRIPT in opened["draft"]["subject"]
+        assert_markdown_safe(opened["draft"]["description"])  # documented as Markdown, like the other backends
+    finally:
+        svc.close()

@@ -34,6 +34,7 @@ from typing import Any, Literal
 import msgspec
 
 from diag.errors import ConfigError
+from diag.exporters.tickets import text as tx
 from diag.exporters.tickets.base import (
     BACKENDS,
     Attachment,
@@ -98,13 +99,13 @@ class EmailBackend:
 
     def create(self, draft: TicketDraft) -> TicketRef:
         msg = self._message("open", draft.fingerprint, self._root_id(draft.fingerprint), None)
-        msg["Subject"] = f"{self._tag(draft.fingerprint)} {' '.join(draft.subject.split())}"
-        msg["X-Diag-Host"] = draft.host
+        msg["Subject"] = f"{self._tag(draft.fingerprint)} {tx.one_line(draft.subject)}"
+        msg["X-Diag-Host"] = tx.one_line(draft.host)
         msg["X-Diag-Severity"] = str(draft.severity)
         msg["X-Diag-Priority"] = draft.priority
         msg["X-Diag-Line"] = draft.line
         msg["X-Diag-Classification"] = draft.classification
-        msg.set_content(draft.description)
+        self._body(msg, draft.description)
         self._attach(msg, draft.attachments)
         self._send(msg, f"open {draft.fingerprint}")
         return TicketRef(NAME, draft.fingerprint, None)
@@ -123,9 +124,10 @@ class EmailBackend:
         fingerprint = ref.id
         msg_id = f"<diag.{fingerprint}.{event}.{_digest(text)}@{self.domain}>"
         msg = self._message(event, fingerprint, msg_id, self._root_id(fingerprint))
-        first_line = next((line.strip() for line in text.splitlines() if line.strip()), event)
+        plain = tx.md_plain(text)
+        first_line = next((tx.one_line(line) for line in plain.splitlines() if line.strip()), event)
         msg["Subject"] = f"Re: {self._tag(fingerprint)} {prefix}{first_line[:120]}"
-        msg.set_content(text)
+        self._body(msg, text)
         self._attach(msg, attachments)
         self._send(msg, f"{event} {fingerprint}")
 
@@ -145,6 +147,17 @@ class EmailBackend:
         msg["X-Diag-Event"] = event
         msg["Auto-Submitted"] = "auto-generated"  # RFC 3834: no vacation replies to diag
         return msg
+
+    @staticmethod
+    def _body(msg: EmailMessage, markdown: str) -> None:
+        """A text part (the Markdown's escapes taken out) and an HTML part in which all of it is escaped text."""
+        plain = tx.md_plain(markdown)
+        msg.set_content(plain)
+        msg.add_alternative(
+            '<!DOCTYPE html><html><body><pre style="white-space: pre-wrap; font-family: monospace">'
+            f"{tx.html(plain)}</pre></body></html>",
+            subtype="html",
+        )
 
     @staticmethod
     def _attach(msg: EmailMessage, attachments: Sequence[Attachment]) -> None:

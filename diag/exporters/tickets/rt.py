@@ -28,6 +28,7 @@ from typing import Any, Literal
 import httpx
 import msgspec
 
+from diag.exporters.tickets import text as tx
 from diag.exporters.tickets.base import BACKENDS, Attachment, TicketDraft, TicketRef, TicketRejected, oldest
 from diag.exporters.tickets.httpclient import REASON_LIMIT, HttpClient
 from diag.exporters.tickets.options import parse, secret
@@ -135,7 +136,7 @@ class RTBackend:
         if existing is not None:
             return existing
         o = self.options
-        subject = " ".join(draft.subject.split())
+        subject = tx.one_line(draft.subject)
         if not o.fingerprint_field:
             subject = f"{self._tag(draft.fingerprint)} {subject}"
         fields = {o.custom_fields[k]: v for k, v in draft.fields.items() if k in o.custom_fields}
@@ -144,7 +145,7 @@ class RTBackend:
         ticket: dict[str, Any] = {
             "Queue": o.line_queues.get(draft.line, o.queue),
             "Subject": subject,
-            "Content": draft.description,
+            "Content": tx.md_plain(draft.description),  # text/plain: RT shows it as it is, markup and all
             "ContentType": "text/plain",
             "Priority": o.priorities.get(draft.priority, o.priorities.get("normal", 50)),
         }
@@ -167,16 +168,17 @@ class RTBackend:
         return self._ref(ticket_id)
 
     def add_note(self, ref: TicketRef, text: str, attachments: Sequence[Attachment] = ()) -> None:
+        text = tx.md_plain(text)
         if self._last_message(ref) == (text.strip(), sorted(a.filename for a in attachments)):
             log.info("rt: ticket #%s already has this note; not adding it again", ref.id)
             return
         self._message(ref, text, attachments, None)
 
     def close(self, ref: TicketRef, note: str) -> None:
-        self._set_status(ref, note, self.options.resolved_status, inactive=True)
+        self._set_status(ref, tx.md_plain(note), self.options.resolved_status, inactive=True)
 
     def reopen(self, ref: TicketRef, note: str) -> None:
-        self._set_status(ref, note, self.options.reopen_status, inactive=False)
+        self._set_status(ref, tx.md_plain(note), self.options.reopen_status, inactive=False)
 
     # ---- helpers ----
     def _set_status(self, ref: TicketRef, note: str, status: str, *, inactive: bool) -> None:
