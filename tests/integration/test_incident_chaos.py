@@ -43,8 +43,8 @@ import pytest
 
 from diag.probes import load_all, probes
 from tests.conftest import DIAG, free_port, http_get, wait_for
-from tests.lab import Lab
-from tests.redminelab import RedmineError, RedmineLab
+from tests.labs.lab import Lab
+from tests.labs.redminelab import RedmineError, RedmineLab
 
 pytestmark = pytest.mark.integration
 

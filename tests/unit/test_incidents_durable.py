@@ -181,7 +181,7 @@ def test_flapping_is_one_incident_with_one_note_at_start_and_one_at_stop(tmp_pat
 def test_a_check_of_another_path_never_clears_the_incident(tmp_path: Path) -> None:
     """disk-full with path=/srv opened it; disk-full with the default path=/ finds nothing there: still open."""
     from diag.incidents.sources import observe_report, parse_playbook_scope, playbook_scope
-    from diag.remote.runner import HostResult, RunReport
+    from diag.model import HostResult, RunReport
 
     clock = Clock()
     svc = make(tmp_path, clock, open_after=0, close_after=0)

@@ -334,8 +334,8 @@ def test_unknown_key_apart_from_a_changed_one_with_the_whole_message_and_cut_out
 
     from rich.console import Console
 
+    from diag.cli.render_check import summary
     from diag.errors import HostKeyUnknown
-    from diag.render_check import summary
 
     changed = HostKeyError(
         "192.0.2.5:22 (key): host key CHANGED: server offers ssh-ed25519 SHA256:" + "A" * 43 + " but "
