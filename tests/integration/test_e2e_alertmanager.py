@@ -166,9 +166,9 @@ def central_inventory(stack: Stack, redmine: RedmineLab) -> str:
         # No `playbooks:` here: the knowledge base's disk-full entry names the playbook (its remediation), and
         # its `path` comes from the alert's `mountpoint` label (kb_vars_from_labels).
         + "  incidents:\n"
-        # Damping and hysteresis as in production, only shorter: the receiver tells the engine again when
-        # open_after has passed (Alertmanager would repeat only after repeat_interval), and the engine runs the
-        # receiver's re-check once close_after has passed since the last firing notification.
+        # Damping and hysteresis as in production, only shorter: the engine opens the damped incident at its
+        # stored due time when no resolved came (Alertmanager would repeat only after repeat_interval), and runs
+        # the receiver's re-check once close_after has passed since the last firing notification.
         + "    open_after: 2\n"
         + "    close_after: 2\n"
         + "    tick: 1\n"
