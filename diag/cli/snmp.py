@@ -10,6 +10,7 @@ import argparse
 import json
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -134,6 +135,7 @@ def cmd_walk(args: argparse.Namespace) -> int:
     """Print the walk as it arrives (text), or as one JSON list; exit 1 when the agent cut it short."""
     from diag.network.snmp import ber
     from diag.network.snmp.client import Walked, format_value, open_session
+    from diag.network.snmp.parallel import walk_split
 
     target = _target(args)
     if args.max_repetitions:
@@ -146,7 +148,11 @@ def cmd_walk(args: argparse.Namespace) -> int:
         count = 0
         names, decode, write = ber.TYPE_NAMES, ber.oid_decoder(), sys.stdout.write
         texts = (ber.OBJECT_ID, ber.IPADDRESS)  # already text
-        for chunk in s.walk_chunks(root, not args.no_bulk, args.check_increasing, status):
+        if args.no_bulk or target.version == "1":
+            chunks: Iterator[list[ber.Varbind]] = s.walk_chunks(root, False, args.check_increasing, status)
+        else:  # the subtrees under the OID side by side: the agent always has a request to work on
+            chunks = (c for _, c in walk_split(s, [root], args.check_increasing, [status]))
+        for chunk in chunks:
             count += len(chunk)
             if args.json:
                 got += [(decode(o), names[t], v) for o, t, v in chunk]

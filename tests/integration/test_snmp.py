@@ -231,7 +231,7 @@ def test_wrong_community_is_a_clear_timeout(lab: SnmpLab) -> None:
 def test_agent_frozen_mid_walk(lab: SnmpLab) -> None:
     """SIGSTOP snmpd after the walk started: a timeout that says how far the walk got, then it recovers."""
     s = snmp.Session(v2(lab, timeout=0.5, retries=1, max_repetitions=5))
-    original = s._send
+    original = s.send
     calls = 0
 
     def send(*a: object, **kw: object) -> object:
@@ -241,7 +241,7 @@ def test_agent_frozen_mid_walk(lab: SnmpLab) -> None:
             lab.freeze()
         return original(*a, **kw)  # type: ignore[arg-type]
 
-    s._send = send  # type: ignore[method-assign,assignment]
+    s.send = send  # type: ignore[method-assign,assignment]
     try:
         with pytest.raises(snmp.SnmpTimeout, match=r"stopped after 20 values"):
             s.walk(IF_TABLE)

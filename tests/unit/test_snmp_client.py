@@ -17,6 +17,7 @@ import pytest
 
 from diag.network.snmp import ber, profiles
 from diag.network.snmp import client as snmp
+from diag.network.snmp.parallel import walk_split
 from tests.conftest import DIAG, free_port
 
 ROOT = "1.3.6.1.2.1.2.2.1"
@@ -209,7 +210,10 @@ def test_cli_walk_prints_what_it_got_and_exits_1(agent: FakeAgent) -> None:
     argv = [DIAG, "snmp", "walk", "-c", "public", "-t", "0.5", f"127.0.0.1:{agent.port}", ROOT]
     p = subprocess.run(argv, capture_output=True, text=True, timeout=60)
     assert p.returncode == 1
-    assert p.stdout.splitlines() == [f".{ROOT}.2.{i} = OCTET STRING: eth{i}" for i in (1, 2, 3, 4, 6, 5)]
+    # ifEntry's columns are walked side by side: the disorder stops ifDescr's walk, ifInOctets' goes on.
+    assert p.stdout.splitlines() == [f".{ROOT}.2.{i} = OCTET STRING: eth{i}" for i in (1, 2, 3, 4, 6, 5)] + [
+        f".{ROOT}.10.{i} = Counter32: {i * 1000}" for i in range(1, 31)
+    ]
     assert p.stderr.startswith(f"diag: warning: 127.0.0.1:{agent.port}: OIDs not increasing: ")
     p = subprocess.run([*argv[:3], "-Cc", *argv[3:]], capture_output=True, text=True, timeout=60)
     assert p.returncode == 0 and p.stderr == "" and len(p.stdout.splitlines()) == 60
@@ -381,3 +385,29 @@ def test_printer_supply_ratio_and_low_supply() -> None:
     assert [(f.check, f.summary) for f in r.findings] == [
         ("snmp_printer_supply_low", "printer supply Black Toner at 5%: order a replacement")
     ]
+
+
+def test_split_walk_equals_one_walk_on_mixed_trees() -> None:
+    """Children that are subtrees, leaves right after subtrees, multi-byte arcs: the same values, in order."""
+    base = "1.3.6.1.4.1.99"
+    table: dict[str, tuple[int, Any]] = {
+        f"{base}.1.0": (ber.INTEGER, 1),  # a leaf child first
+        **{f"{base}.2.1.{c}.{r}": (ber.INTEGER, c * 1000 + r) for c in (1, 2, 3) for r in (1, 2, 200, 16384)},
+        f"{base}.3": (ber.INTEGER, 3),  # a leaf right after a subtree: GETNEXT(base.3) would skip it
+        **{f"{base}.200.{r}": (ber.COUNTER32, r) for r in range(1, 40)},
+        f"{base}.16384.5": (ber.INTEGER, 5),
+        "1.3.6.1.4.1.100.0": (ber.INTEGER, 0),
+    }
+    a = FakeAgent(table)
+    try:
+        with snmp.Session(target(a, max_repetitions=7)) as s:
+            one = s.walk_raw(ber.encode_oid(base))
+            result: snmp.Walked[Any] = snmp.Walked()
+            split = [
+                vb for _, chunk in walk_split(s, [ber.encode_oid(base)], results=[result], width=3) for vb in chunk
+            ]
+            column = [vb for _, chunk in walk_split(s, [ber.encode_oid(f"{base}.200")]) for vb in chunk]
+    finally:
+        a.close()
+    assert len(one) == len(table) - 1 and split == one and result.warning == ""
+    assert column == [vb for vb in one if ber.decode_oid(vb[0]).startswith(f"{base}.200.")]

@@ -14,7 +14,7 @@ from __future__ import annotations
 import random
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Container, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -313,9 +313,9 @@ class Session:
     def request(self, pdu: int, oids: list[bytes], a: int = 0, b: int = 0, attempts: int | None = None) -> Answer:
         """One request with retries: (error status, error index, varbinds). Raises SnmpTimeout."""
         tries = self.target.retries + 1 if attempts is None else attempts
-        return self._await(self._send(pdu, oids, a, b), pdu, oids, a, b, tries)
+        return self._await(self.send(pdu, oids, a, b), pdu, oids, a, b, tries)
 
-    def _send(self, pdu: int, oids: list[bytes], a: int, b: int) -> int:
+    def send(self, pdu: int, oids: list[bytes], a: int, b: int) -> int:
         """Send one request (after v3 engine discovery, the first time); returns its request id."""
         codec = self._codec
         if isinstance(codec, _Usm) and not codec.engine_id:
@@ -340,14 +340,14 @@ class Session:
                 if sent >= tries:
                     raise SnmpTimeout(self._no_answer(tries))
                 sent += 1
-                rid = self._send(pdu, oids, a, b)
+                rid = self.send(pdu, oids, a, b)
                 continue
             tag, status, index, varbinds = answer
             if tag == ber.REPORT:
                 oid = varbinds[0][0] if varbinds else b""
                 if oid in (_NOT_IN_TIME, _UNKNOWN_ENGINE) and resent < 2:
                     resent += 1  # the agent told us its boots/time (or engine ID): send again, not a try
-                    rid = self._send(pdu, oids, a, b)
+                    rid = self.send(pdu, oids, a, b)
                     continue
                 why = _REPORT_OIDS.get(oid, f"report {ber.decode_oid(oid) if oid else '(empty)'}")
                 raise SnmpAuthError(f"{t.label}: SNMPv3 authentication failed for user {t.user}: {why}")
@@ -381,6 +381,14 @@ class Session:
         return f"{t.label}: no answer: {why} (timeout {t.timeout:g}s, {tries} {'try' if tries == 1 else 'tries'})"
 
     def _receive(self, rid: int, deadline: float) -> tuple[int, int, int, list[ber.Varbind]] | None:
+        got = self.receive_any((rid,), deadline)
+        return None if got is None else got[1:]
+
+    def receive_any(self, rids: Container[int], deadline: float) -> tuple[int, int, int, int, list[ber.Varbind]] | None:
+        """The next answer to one of ``rids`` before ``deadline``: (request id, PDU tag, status, index, varbinds).
+
+        Answers to other (earlier, retried) requests are dropped; None when the deadline passes.
+        """
         t = self.target
         codec = self._codec
         while True:
@@ -403,13 +411,14 @@ class Session:
             if got is None:
                 continue
             pdu, got_rid, status, index, varbinds = got
-            if got_rid != rid:  # a late answer to an earlier try: not ours any more
+            if got_rid not in rids:  # a late answer to an earlier try: not ours any more
                 continue
             if pdu not in (ber.RESPONSE, ber.REPORT):
                 raise SnmpError(f"{t.label}: answer is not a Response PDU (tag 0x{pdu:02x})")
-            return pdu, status, index, varbinds
+            return got_rid, pdu, status, index, varbinds
 
-    def _check(self, status: int, index: int, oids: list[bytes]) -> None:
+    def check(self, status: int, index: int, oids: list[bytes]) -> None:
+        """SnmpError for an error status in an answer, naming the OID the agent pointed at."""
         if status:
             name = ber.ERROR_STATUS[status] if status < len(ber.ERROR_STATUS) else f"error {status}"
             where = f" at {ber.decode_oid(oids[index - 1])}" if 0 < index <= len(oids) else ""
@@ -442,7 +451,7 @@ class Session:
             rest = self._get_raw(pdu, oids[: index - 1] + oids[index:])
             tag = ber.NO_SUCH_OBJECT if pdu == ber.GET else ber.END_OF_MIB_VIEW
             return [*rest[: index - 1], (missing, tag, None), *rest[index - 1 :]]
-        self._check(status, index, oids)
+        self.check(status, index, oids)
         if len(varbinds) != len(oids):
             raise SnmpError(f"{self.target.label}: asked for {len(oids)} values, got {len(varbinds)}")
         return varbinds
@@ -490,7 +499,7 @@ class Session:
         last = root
         timeouts = 0
         reps = self.max_repetitions
-        rid = self._send(ber.GETBULK, [last], 0, reps) if bulk else self._send(ber.GETNEXT, [last], 0, 0)
+        rid = self.send(ber.GETBULK, [last], 0, reps) if bulk else self.send(ber.GETNEXT, [last], 0, 0)
         started = time.monotonic()
         while True:
             try:
@@ -505,18 +514,18 @@ class Session:
                     where = f" (walk of {ber.decode_oid(root)} stopped after {kept} values)" if kept else ""
                     raise SnmpTimeout(self._no_answer(timeouts) + where) from None
                 reps = self.max_repetitions = max(MIN_REPETITIONS, reps // 2)
-                rid = self._send(ber.GETBULK, [last], 0, reps) if bulk else self._send(ber.GETNEXT, [last], 0, 0)
+                rid = self.send(ber.GETBULK, [last], 0, reps) if bulk else self.send(ber.GETNEXT, [last], 0, 0)
                 started = time.monotonic()
                 continue
             timeouts = 0
             if status == ber.TOO_BIG and bulk and reps > MIN_REPETITIONS:
                 reps = self.max_repetitions = max(MIN_REPETITIONS, reps // 2)
-                rid = self._send(ber.GETBULK, [last], 0, reps)
+                rid = self.send(ber.GETBULK, [last], 0, reps)
                 started = time.monotonic()
                 continue
             if status == NO_SUCH_NAME and not bulk and self._version == 0:  # v1 noSuchName: the end of the MIB
                 return
-            self._check(status, index, [last])
+            self.check(status, index, [last])
             if not varbinds:
                 raise SnmpError(f"{t.label}: empty answer to a walk request at {ber.decode_oid(last)}")
             if bulk and reps > 8 and time.monotonic() - started > t.timeout / 2:
@@ -552,7 +561,7 @@ class Session:
             kept += len(chunk)
             if not done:  # ask for the next answer before handing this one out
                 reps = self.max_repetitions
-                rid = self._send(ber.GETBULK, [last], 0, reps) if bulk else self._send(ber.GETNEXT, [last], 0, 0)
+                rid = self.send(ber.GETBULK, [last], 0, reps) if bulk else self.send(ber.GETNEXT, [last], 0, 0)
                 started = time.monotonic()
             if chunk:
                 yield chunk

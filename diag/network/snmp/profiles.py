@@ -23,6 +23,7 @@ from diag.errors import ConfigError, RegistryError
 from diag.model import Evidence, Result, Severity
 from diag.network.snmp import ber
 from diag.network.snmp.client import Session, SnmpError, SnmpTimeout, Target, Walked, open_session
+from diag.network.snmp.parallel import walk_split
 
 PROFILE_DIR = Path(__file__).with_name("profiles")
 PREFIX = "diag_snmp_"
@@ -286,53 +287,53 @@ Row = tuple[str, str, Any]  # (row index, type name, value)
 
 
 class _Columns:
-    """A table's columns as rows: cut out of whole-subtree walks (``TableSpec.walk``) or walked one by one.
+    """A table's columns as rows, all fetched at the first ask, side by side (:mod:`parallel`).
 
-    Walks an agent cut short (out of order, a loop) still give their rows; their warnings are collected.
+    Subtrees in ``TableSpec.walk`` are walked whole, split at their children (a table entry's columns);
+    every other wanted column is walked on its own. Walks an agent cut short (out of order, a loop) still
+    give their rows; their warnings are collected. v1 has no GETBULK: one walk after the other.
     """
 
     def __init__(self, session: Session, table: TableSpec, incomplete: list[str]) -> None:
         self.session = session
         self.incomplete = incomplete
         self.roots = [ber.encode_oid(o) for o in table.walk]
-        self.cache: dict[str, list[Row]] = {}
+        self.cache: dict[str, list[Row]] | None = None
         wanted = {*table.labels.values()}
         for m in table.metrics:
             wanted |= {m.oid, *(f.oid for f in m.fallback), *(e.oid for e in m.exponent_by)}
             wanted |= {o for o in (m.scale_by, m.divide_by) if o}
-        self.wanted = {ber.encode_oid(o): o for o in wanted}
-        self.walked: set[bytes] = set()
-
-    def _walk(self, root: bytes) -> Walked[ber.Varbind]:
-        walked = self.session.walk_raw(root)
-        if walked.warning:
-            self.incomplete.append(walked.warning)
-        return walked
+        self.wanted = {ber.encode_oid(o): o for o in sorted(wanted)}
 
     def get(self, oid: str) -> list[Row]:
-        hit = self.cache.get(oid)
-        if hit is not None:
-            return hit
-        col = ber.encode_oid(oid)
-        root = next((r for r in self.roots if col.startswith(r)), None)
+        if self.cache is None:
+            self.cache = self._fetch()
+        return self.cache.get(oid, [])
+
+    def _fetch(self) -> dict[str, list[Row]]:
         names = ber.TYPE_NAMES
-        if root is None:
-            n = len(col)
-            rows = self.cache[oid] = [(ber.decode_suffix(o[n:]), names[t], v) for o, t, v in self._walk(col)]
-            return rows
-        if root not in self.walked:  # one walk of the subtree feeds every wanted column under it
-            self.walked.add(root)
-            under = {c: o for c, o in self.wanted.items() if c.startswith(root)}
-            lengths = sorted({len(c) for c in under})
-            groups: dict[str, list[Row]] = {o: [] for o in under.values()}
-            for o, t, v in self._walk(root):
-                for n in lengths:
-                    name = under.get(o[:n])
+        alone = [c for c in self.wanted if not any(c.startswith(r) for r in self.roots)]
+        roots = self.roots + alone
+        results: list[Walked[Any]] = [Walked() for _ in roots]
+        walked: list[list[ber.Varbind]] = [[] for _ in roots]
+        if self.session.target.version == "1":
+            for i, root in enumerate(roots):
+                walked[i] = results[i] = self.session.walk_raw(root)
+        else:
+            split = [True] * len(self.roots) + [False] * len(alone)
+            for i, chunk in walk_split(self.session, roots, results=results, split=split):
+                walked[i] += chunk
+        self.incomplete += [r.warning for r in results if r.warning]
+        out: dict[str, list[Row]] = {o: [] for o in self.wanted.values()}
+        lengths = sorted({len(c) for c in self.wanted})
+        for vbs in walked:
+            for o, t, v in vbs:
+                for n in lengths:  # the longest wanted column this OID is in; rows are what follows it
+                    name = self.wanted.get(o[:n])
                     if name is not None:
-                        groups[name].append((ber.decode_suffix(o[n:]), names[t], v))
+                        out[name].append((ber.decode_suffix(o[n:]), names[t], v))
                         break
-            self.cache.update(groups)
-        return self.cache.setdefault(oid, [])
+        return out
 
 
 def poll(
