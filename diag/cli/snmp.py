@@ -10,7 +10,6 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -56,7 +55,12 @@ def add_commands(sub: Any) -> None:
     w.set_defaults(func=cmd_walk)
     o = ps.add_parser("poll", help="poll profiles and print metrics and findings")
     common(o)
-    o.add_argument("--profile", "-p", action="append", help="profile name (repeatable; default: system, if_mib)")
+    o.add_argument(
+        "--profile",
+        "-p",
+        action="append",
+        help="profile name or auto (repeatable; default: the inventory host's profiles, else auto)",
+    )
     o.set_defaults(func=cmd_poll)
     ls = ps.add_parser("profiles", help="list the SNMP profiles")
     ls.set_defaults(func=cmd_profiles)
@@ -79,6 +83,7 @@ def _target(args: argparse.Namespace) -> Target:
         host = inv.hosts.get(name) or next((h for h in inv.hosts.values() if h.address == name), None)
         if host is not None:
             target = target_from_host(host, port or None)
+            args.host_profiles = list(host.snmp.get("profiles") or [])
     if target is None:
         target = Target(host=name, port=port or 161, community=os.environ.get("DIAG_SNMP_COMMUNITY", "public"))
     if args.snmp_version:
@@ -135,7 +140,6 @@ def cmd_walk(args: argparse.Namespace) -> int:
     """Print the walk as it arrives (text), or as one JSON list; exit 1 when the agent cut it short."""
     from diag.network.snmp import ber
     from diag.network.snmp.client import Walked, format_value, open_session
-    from diag.network.snmp.parallel import walk_split
 
     target = _target(args)
     if args.max_repetitions:
@@ -148,10 +152,9 @@ def cmd_walk(args: argparse.Namespace) -> int:
         count = 0
         names, decode, write = ber.TYPE_NAMES, ber.oid_decoder(), sys.stdout.write
         texts = (ber.OBJECT_ID, ber.IPADDRESS)  # already text
-        if args.no_bulk or target.version == "1":
-            chunks: Iterator[list[ber.Varbind]] = s.walk_chunks(root, False, args.check_increasing, status)
-        else:  # the subtrees under the OID side by side: the agent always has a request to work on
-            chunks = (c for _, c in walk_split(s, [root], args.check_increasing, [status]))
+        # One request chain, the next request sent before an answer is printed. Split walks (parallel.py)
+        # were measured slower here for a command: later subtrees wait in memory to be printed in order.
+        chunks = s.walk_chunks(root, not args.no_bulk, args.check_increasing, status)
         for chunk in chunks:
             count += len(chunk)
             if args.json:
@@ -186,7 +189,8 @@ def cmd_poll(args: argparse.Namespace) -> int:
     from diag.network.snmp import profiles
 
     target = _target(args)
-    loaded = [profiles.load(n) for n in (args.profile or ["system", "if_mib"])]
+    names = args.profile or getattr(args, "host_profiles", None) or [profiles.AUTO]
+    loaded = [profiles.load(n) for n in names]
     result = profiles.poll(target, loaded)
     if args.json:
         doc = {

@@ -210,10 +210,7 @@ def test_cli_walk_prints_what_it_got_and_exits_1(agent: FakeAgent) -> None:
     argv = [DIAG, "snmp", "walk", "-c", "public", "-t", "0.5", f"127.0.0.1:{agent.port}", ROOT]
     p = subprocess.run(argv, capture_output=True, text=True, timeout=60)
     assert p.returncode == 1
-    # ifEntry's columns are walked side by side: the disorder stops ifDescr's walk, ifInOctets' goes on.
-    assert p.stdout.splitlines() == [f".{ROOT}.2.{i} = OCTET STRING: eth{i}" for i in (1, 2, 3, 4, 6, 5)] + [
-        f".{ROOT}.10.{i} = Counter32: {i * 1000}" for i in range(1, 31)
-    ]
+    assert p.stdout.splitlines() == [f".{ROOT}.2.{i} = OCTET STRING: eth{i}" for i in (1, 2, 3, 4, 6, 5)]
     assert p.stderr.startswith(f"diag: warning: 127.0.0.1:{agent.port}: OIDs not increasing: ")
     p = subprocess.run([*argv[:3], "-Cc", *argv[3:]], capture_output=True, text=True, timeout=60)
     assert p.returncode == 0 and p.stderr == "" and len(p.stdout.splitlines()) == 60
