@@ -139,6 +139,9 @@ class NetworkParts:
         """Send trap findings to the incident engine (``diag.incidents.engine.Engine``) instead of the log."""
         self.engine = engine
         self.sink = self._to_engine
+        resumable = getattr(engine, "resumable", None)
+        if resumable is not None:  # a linkUp re-check that was due when the agent stopped is built again
+            resumable("snmp_trap", self._resume_recheck)
 
     def _to_engine(self, findings: list[Finding]) -> None:
         opened = [f for f in findings if "resolves" not in f.labels]
@@ -147,7 +150,15 @@ class NetworkParts:
         for f in findings:
             if "resolves" in f.labels:  # linkUp: the condition a linkDown opened may be gone; verify first
                 fp = fingerprint(f.host, f.labels["resolves"], f.subject)
-                self.engine.resolve("snmp_trap", fp, lambda f=f: self.recheck_link(f), f.evidence[0])
+                self.engine.resolve("snmp_trap", fp, _LinkRecheck(self, f), f.evidence[0])
+
+    def _resume_recheck(self, incident: Any, spec: Any) -> _LinkRecheck:
+        """The verifier of a linkUp whose re-check was due when the agent stopped, from what it stored."""
+        index = spec.get("if_index")
+        varbinds = [[f"{IF_INDEX}{index}", "Integer", index]] if index is not None else []
+        ev = Evidence("text", "linkUp (resumed after a restart)", "", {"varbinds": varbinds})
+        up = Finding("snmp_link_up", "info", "", str(spec["subject"]), evidence=[ev], host=str(spec["host"]))
+        return _LinkRecheck(self, up)
 
     def recheck_link(self, up: Finding) -> _Verdict:
         """Is the interface of a linkUp trap really up? A poll of the device, else a GET of ifOperStatus."""
@@ -203,3 +214,16 @@ class NetworkParts:
         if self.poller is not None:
             out["snmp_poll"] = {"devices": len(self.poller.hosts), "cycle_seconds": round(self.poller.cycle_seconds, 3)}
         return out
+
+
+class _LinkRecheck:
+    """A linkUp's verifying re-check, with what the engine stores to build it again after a restart."""
+
+    def __init__(self, parts: NetworkParts, up: Finding) -> None:
+        self.parts, self.up = parts, up
+        varbinds = up.evidence[0].data.get("varbinds", []) if up.evidence else []
+        index = next((v for o, _, v in varbinds if str(o).startswith(IF_INDEX)), None)
+        self.resume_spec = {"host": up.host, "subject": up.subject, "if_index": index if type(index) is int else None}
+
+    def __call__(self) -> _Verdict:
+        return self.parts.recheck_link(self.up)

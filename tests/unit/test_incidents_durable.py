@@ -205,3 +205,16 @@ def test_a_check_of_another_path_never_clears_the_incident(tmp_path: Path) -> No
         assert [o.action for o in out] == ["resolved"]
     finally:
         svc.close()
+
+
+def test_a_trap_recheck_is_resumable(tmp_path: Path) -> None:
+    """The agent's linkUp re-check carries what it needs to be built again after a restart."""
+    from diag.agent.network import IF_INDEX, NetworkParts, _LinkRecheck
+
+    ev = Evidence("text", "linkUp", "", {"varbinds": [[f"{IF_INDEX}7", "Integer", 7]]})
+    up = Finding("snmp_link_up", "info", "", "eth1", evidence=[ev], host="sw-1")
+    parts = NetworkParts.__new__(NetworkParts)
+    spec = _LinkRecheck(parts, up).resume_spec
+    assert spec == {"host": "sw-1", "subject": "eth1", "if_index": 7}
+    again = parts._resume_recheck(None, spec)
+    assert again.up.fingerprint == up.fingerprint and again.resume_spec == spec
