@@ -203,8 +203,8 @@ import sys, threading, time
 from socketserver import ThreadingMixIn
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 from diag.agent import daemon as agent
-a = agent.load(sys.argv[1], "127.0.0.1:0", sys.argv[3])
-a.server.stop()   # the bounded server is replaced by what the agent had before issue 15
+a = agent.load(sys.argv[1], "127.0.0.1:" + sys.argv[2], sys.argv[3])
+a.server.stop()  # the bounded server (never started) gives the port to what the agent had before issue 15
 class S(ThreadingMixIn, WSGIServer):
     daemon_threads = True
 class H(WSGIRequestHandler):
@@ -276,10 +276,13 @@ def one(kind: str, args: argparse.Namespace, base: Path) -> dict[str, float]:
         before, _ = sampler.sample()
         flood = Flood(port, args.connections, args.rate, duration=args.duration)
         scraper = Scraper(port)
+        t0 = time.monotonic()
         run_all(flood, scraper, sampler, until=flood)
+        flood_s = time.monotonic() - t0
         time.sleep(args.settle)
         after, threads_after = sampler.sample()
         return {
+            "flood_s": flood_s,
             "rss_before": before,
             "rss_max": max(sampler.rss),
             "rss_after": after,
@@ -293,6 +296,7 @@ def one(kind: str, args: argparse.Namespace, base: Path) -> dict[str, float]:
             "opened": flood.opened,
             "max_open_client_side": flood.max_open,
             "log_lines": len(log.read_text().splitlines()),
+            "tracebacks_in_log": log.read_text().count("Traceback"),
         }
     finally:
         proc.terminate()

@@ -75,6 +75,8 @@ BROKEN = {
     "yaml_syntax": ("hosts:\n  web-1: {address: 10.0.0.1\nagent: {}\n", 3, "YAML syntax error"),
     "unknown_agent_key": ("hosts: {}\nagent:\n  listen: 127.0.0.1:1\n  colour: blue\n", 4, "unknown key"),
     "unknown_probe": ("hosts: {}\nagent:\n  probes:\n    cpu: {}\n    warp_drive: {interval: 5}\n", 5, "unknown probe"),
+    "http_cap_zero": ("hosts: {}\nagent:\n  http:\n    per_client: 0\n", 4, "per_client must be at least 1"),
+    "journal_key_literal": ("hosts: {}\nagent:\n  journal:\n    key: hunter2hunter2hunter2\n", 4, "a reference"),
 }
 
 
