@@ -12,7 +12,6 @@ import base64
 import json
 import os
 import re
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ import httpx
 import pytest
 
 from tests.labs.apienv import ApiEnv, api_env
+from tests.labs.browser import chromium
 from tests.labs.lab import Lab
 
 pytestmark = pytest.mark.integration
@@ -303,21 +303,6 @@ def test_console_forms_need_the_sessions_csrf_token(env: ApiEnv) -> None:
     assert c.get("/api/v1/whoami").status_code == 401
 
 
-def _browser() -> Any:
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service as ChromeService
-
-    chromium = shutil.which("chromium") or "/usr/bin/chromium"
-    driver_bin = shutil.which("chromedriver") or "/usr/bin/chromedriver"
-    if not (Path(chromium).exists() and Path(driver_bin).exists()):
-        pytest.fail("headless Chromium needs Debian's chromium and chromium-driver (scripts/debian-packages.txt)")
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = chromium
-    for a in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1366,900", "--disable-gpu"):
-        opts.add_argument(a)
-    return webdriver.Chrome(service=ChromeService(executable_path=driver_bin), options=opts)
-
-
 def test_console_in_chromium_login_run_a_check_and_see_its_findings(
     env: ApiEnv, full_mount: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -326,7 +311,7 @@ def test_console_in_chromium_login_run_a_check_and_see_its_findings(
     from selenium.webdriver.support.ui import Select, WebDriverWait
 
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    driver = _browser()
+    driver = chromium()
     wait = WebDriverWait(driver, 60)
     try:
 
@@ -405,7 +390,7 @@ def test_console_approvals_show_variables_and_rendered_commands_in_chromium(
     )
     aid = r.json()["approval"]["id"]
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    driver = _browser()
+    driver = chromium()
     wait = WebDriverWait(driver, 60)
     try:
         driver.get(env.url + "/ui/login")

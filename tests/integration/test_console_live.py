@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import socket
 import subprocess
 import time
@@ -29,12 +28,12 @@ import pytest
 
 from diag import config
 from tests.conftest import DIAG, free_port, stop_process, wait_for
+from tests.labs.browser import axe, chromium, serious
 from tests.labs.consoledata import SERVERS, Seeded, seed
 
 pytestmark = pytest.mark.integration
 
 ARTIFACTS = Path(os.environ.get("DIAG_TEST_ARTIFACTS", "test-artifacts")).resolve()
-AXE = Path(__file__).resolve().parents[1] / "vendor" / "axe-core" / "axe.min.js"
 PORTS = range(20620, 20640)
 DEAD_PORTS = range(20640, 20660)  # the inventory's SSH port: nothing, or a listener that never speaks SSH
 WEB = [h for h in SERVERS if h.startswith("web-")]
@@ -115,23 +114,6 @@ def board(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Board]:
     assert "Traceback" not in log.read_text(), log.read_text()[-3000:]
 
 
-def _browser() -> Any:
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service as ChromeService
-
-    chromium = shutil.which("chromium") or "/usr/bin/chromium"
-    driver_bin = shutil.which("chromedriver") or "/usr/bin/chromedriver"
-    if not (Path(chromium).exists() and Path(driver_bin).exists()):
-        pytest.fail("headless Chromium needs Debian's chromium and chromium-driver (scripts/debian-packages.txt)")
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = chromium
-    for a in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1366,900", "--disable-gpu"):
-        opts.add_argument(a)
-    d = webdriver.Chrome(service=ChromeService(executable_path=driver_bin), options=opts)
-    d.set_script_timeout(60)
-    return d
-
-
 def login(driver: Any, board: Board, who: str) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ec
@@ -149,8 +131,8 @@ def browsers(board: Board) -> Iterator[dict[str, Any]]:
     """Two browsers: an engineer at a desk (petrov) and the NOC's screen (noc-wall, a viewer)."""
     out: dict[str, Any] = {}
     try:
-        out["desk"] = _browser()
-        out["noc"] = _browser()
+        out["desk"] = chromium()
+        out["noc"] = chromium()
         login(out["desk"], board, "petrov")
         login(out["noc"], board, "noc-wall")
         yield out
@@ -166,22 +148,6 @@ def shot(driver: Any, name: str, capsys: pytest.CaptureFixture[str]) -> Path:
     with capsys.disabled():  # the path is printed even when the test passes
         print(f"\nscreenshot: {path}")
     return path
-
-
-def serious(violations: list[dict[str, Any]]) -> list[str]:
-    """The violations a test fails on (axe's impact serious or critical), each with the first elements it names."""
-    return [
-        f"{v['id']}: {v['help']} {[n['target'] for n in v['nodes'][:3]]}"
-        for v in violations
-        if v["impact"] in ("serious", "critical")
-    ]
-
-
-def axe(driver: Any) -> list[dict[str, Any]]:
-    """axe-core's violations of the page (its WCAG 2.x A/AA rules and best practices)."""
-    driver.execute_script(AXE.read_text(encoding="utf-8"))
-    js = "const done = arguments[arguments.length - 1]; axe.run(document).then((r) => done(r.violations));"
-    return list(driver.execute_async_script(js))
 
 
 def text_of(driver: Any, css: str) -> str | None:
@@ -373,7 +339,7 @@ def test_every_page_has_no_serious_accessibility_violation(board: Board, capsys:
     own = next((i["host"] for i in agent_host if str(board.mnt) in i["summary"]), None)
     pages = [*PAGES, ("host-agent", f"/ui/hosts/{own}", "admin")] if own else PAGES
     problems: dict[str, list[str]] = {}
-    driver = _browser()
+    driver = chromium()
     try:
         driver.get(board.url + "/ui/login")
         if bad := serious(axe(driver)):

@@ -38,16 +38,21 @@
   }
   setInterval(tick, 1000);
 
-  // ---- live regions
-  let busy = false, again = false;
+  // ---- live regions: [data-region="incidents jobs"] is swapped when one of those kinds changed
+  let busy = false, queued = false, queuedAll = false, queuedKinds = new Set();
   function say(text) {
     if (!status) return;
     status.textContent = text;
     status.hidden = !text;
   }
-  async function refresh() {
-    if (busy) { again = true; return; }
+  async function refresh(kinds) {  // kinds: what changed (null: everything, the periodic refresh)
+    if (busy) {  // one fetch at a time; what comes meanwhile is done once, right after
+      queued = true;
+      if (kinds === null) queuedAll = true; else kinds.forEach((k) => queuedKinds.add(k));
+      return;
+    }
     busy = true;
+    const only = kinds === null ? null : new Set(kinds);
     try {
       const r = await fetch(location.href, { credentials: "same-origin", headers: { "X-Diag-Live": "1" } });
       if (r.redirected && new URL(r.url).pathname === "/ui/login") { say("Session ended: reload to log in again."); return; }
@@ -56,22 +61,30 @@
       for (const fresh of doc.querySelectorAll("[data-region][id]")) {
         const old = document.getElementById(fresh.id);
         if (!old) continue;
+        const mine = (fresh.dataset.region || "").split(/\s+/).filter(Boolean);
+        if (only && mine.length && !mine.some((k) => only.has(k))) continue;  // not what moved
         if (old.contains(document.activeElement) && document.activeElement !== document.body) continue;  // typing here
         const edited = [...old.querySelectorAll("input:not([type=hidden]), textarea")].some((f) => f.value !== f.defaultValue);
         if (edited) continue;  // a comment half written stays until it is sent
+        if (old.innerHTML === fresh.innerHTML) continue;  // nothing new: keep the nodes (and what points at them)
         const node = document.importNode(fresh, true);
         stamp(node);
         const was = [...old.querySelectorAll("details")], now = [...node.querySelectorAll("details")];
         if (was.length === now.length) was.forEach((d, i) => { now[i].open = d.open; });  // keep what was unfolded
         old.replaceWith(node);
       }
+      tick();
       say("");
       body.dataset.updated = String(Date.now());
     } catch (e) {
       say("Could not update; retrying.");
     } finally {
       busy = false;
-      if (again) { again = false; setTimeout(refresh, 100); }
+      if (queued) {
+        const next = queuedAll ? null : [...queuedKinds];
+        queued = false; queuedAll = false; queuedKinds = new Set();
+        setTimeout(() => refresh(next), 100);
+      }
     }
   }
   function counts(c) {
@@ -88,7 +101,7 @@
     const moved = lastSeq !== null && d.seq !== lastSeq;
     lastSeq = d.seq;
     // the breaching-soon strip is on every page: incident changes refresh it everywhere
-    if (moved && (d.what.some((w) => wants.includes(w)) || d.what.includes("incidents"))) refresh();
+    if (moved && (d.what.some((w) => wants.includes(w)) || d.what.includes("incidents"))) refresh(d.what);
   }
   // When the agent's cap on open event streams is reached (503), or there is no EventSource: ask every 2 s
   // instead, with requests that return at once and hold no server worker.
@@ -111,12 +124,12 @@
     const again = lastSeq !== null && d.seq !== lastSeq;  // reconnected after missing changes: catch up
     counts(d.counts);
     lastSeq = d.seq;
-    if (again) refresh();
+    if (again) refresh(null);
     say("");
   });
   src.addEventListener("change", (ev) => changed(JSON.parse(ev.data)));
   src.addEventListener("logout", () => { src.close(); say("Session ended: reload to log in again."); });
   src.onerror = () => { if (src.readyState === EventSource.CLOSED) poll(); };
   const every = Number(body.dataset.refresh || 0);
-  if (every > 0 && wants.length) setInterval(refresh, every * 1000);  // "checked 5 min ago", new SLA levels
+  if (every > 0 && wants.length) setInterval(() => refresh(null), every * 1000);  // "checked 5 min ago", new SLA levels
 })();
