@@ -116,6 +116,11 @@ class Agent:
             from diag.archive.hypotheses import register as archive_hypotheses  # "config changed just before"
 
             archive_hypotheses(cfg.data / "archive", cfg.archive.change_window if cfg.archive else 3600.0)
+        self.line1: Any = None
+        if cfg.line1 is not None and inv is not None:  # people's tickets (docs/line1.md): only when configured
+            from diag.agent.line1 import Line1Watcher
+
+            self.line1 = Line1Watcher(cfg.line1, inv, cfg.data)
         from diag.alertmanager import mount  # POST /api/v1/alertmanager; its parts import only when configured
 
         self.alerts = mount(self.app, cfg, inv, self.incidents.engine if self.incidents is not None else None)
@@ -200,6 +205,8 @@ class Agent:
             self.archive_schedule.start()
         if self.network is not None:
             self.network.start()
+        if self.line1 is not None:
+            self.line1.start()
         log.info(
             "diag agent %s listening on http://%s:%d/metrics",
             __version__,
@@ -209,6 +216,8 @@ class Agent:
     def stop(self) -> None:
         log.info("shutting down")
         self.scheduler.shutdown()
+        if self.line1 is not None:
+            self.line1.stop()
         if self.archive_schedule is not None:
             self.archive_schedule.stop()
         if self.network is not None:

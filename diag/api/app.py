@@ -506,4 +506,7 @@ def build(svc: Service) -> falcon.App[Any, Any]:
     app.add_route(f"{API}/kb", inc, suffix="kb")
     app.add_route(f"{API}/reports", inc, suffix="reports")
     app.add_route(f"{API}/kb/{{entry_id}}/verify", inc, suffix="verify")
+    from diag.api.line1 import add_api_routes
+
+    add_api_routes(app, svc)  # /api/v1/line1/...: standard changes (docs/line1.md)
     return app

@@ -607,4 +607,7 @@ def build(svc: Service) -> falcon.App[Any, Any]:
     app.add_route(f"{UI}/hosts/{{name}}", live, suffix="host")
     app.add_route(f"{UI}/kb/{{entry_id}}/verify", pages, suffix="kb_verify")
     app.add_route(f"{UI}/static/{{name}}", Static())
+    from diag.api.line1 import add_console_routes
+
+    add_console_routes(app, pages)  # /ui/line1: standard changes (docs/line1.md)
     return app

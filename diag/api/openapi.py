@@ -215,6 +215,19 @@ OPS: tuple[Op, ...] = (
         dict[str, Any],
         extra=("404", "409"),
     ),
+    Op("get", f"{API}/line1/changes", "The catalogue of standard changes, with a lead's pause switch state",
+       "viewer", list[dict[str, Any]], extra=("422",)),
+    Op("post", f"{API}/line1/changes/{{change_id}}/pause", "Pause a standard change (line-1 automation refuses it)",
+       "lead", dict[str, Any], body=s.Decision, extra=("400", "404", "413", "415", "422")),
+    Op("post", f"{API}/line1/changes/{{change_id}}/resume", "Resume a paused standard change", "lead",
+       dict[str, Any], body=s.Decision, extra=("400", "404", "413", "415", "422")),
+    Op("get", f"{API}/line1/applications", "Standard changes applied, newest first, with evidence before and after",
+       "viewer", list[dict[str, Any]],
+       query=(("change", {"type": "string", "maxLength": 100}, "only this catalogue entry"),
+              ("limit", {"type": "integer", "minimum": 1, "maximum": 1000}, "at most this many (100)")),
+       extra=("400",)),
+    Op("get", f"{API}/line1/applications/{{app_id}}", "One application of a standard change", "viewer",
+       dict[str, Any], extra=("404",)),
 )
 
 _REASONS = {

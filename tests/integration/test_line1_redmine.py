@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import stop_process, wait_for
+from tests.conftest import StartAgent, stop_process, wait_for
 from tests.labs.lab import Lab
 from tests.labs.line1lab import (
     install_service,
@@ -162,16 +162,22 @@ def test_person_ticket_typical_resolved_reopened_unknown_hostile(desk: dict[str,
     assert html.returncode == 0 and "Line-1 automation" in html.stdout
 
 
-def test_standard_change_refused_outside_scope_paused_and_window(desk: dict[str, Any],
-                                                                 redmine_lab: RedmineLab) -> None:
+def test_standard_change_refused_outside_scope_paused_and_window(desk: dict[str, Any], redmine_lab: RedmineLab,
+                                                                 start_agent: StartAgent) -> None:
     lab, inv, key = desk["lab"], desk["inv"], desk["key"]
     for h in ("h01", "h02"):
         stop_service(lab, h)
     # scope: the change may touch h01 only
     out_of_scope, _ = _file(redmine_lab, key, "Printer not working", "I can't print from h02 since this morning.",
                             desk["project"])
-    r = _watch(inv, "--once")
-    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr[-2000:]
+    # this one is handled by the agent's own watcher (agent.line1 in its inventory), not by `diag line1 watch`
+    agent = start_agent(inv.read_text(), "--data", str(desk["data"]))
+    try:
+        wait_for(lambda: agent.proc.poll() is not None or len(_notes(redmine_lab, out_of_scope)) >= 2, timeout=120,
+                 what="the agent's answers")
+    finally:
+        agent.stop()
+    assert "Traceback" not in agent.stderr() and "line1: redmine:" in agent.stderr(), agent.stderr()[-3000:]
     # paused by a lead
     subprocess.run([*DIAG, "line1", "pause", "lab-restart-printd", "--by", "lead.petrova", "--inventory", str(inv),
                     "--reason", "printer vendor visit"], check=True, capture_output=True)
