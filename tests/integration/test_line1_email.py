@@ -1,6 +1,7 @@
 """Line-1 automation end to end for an e-mail help desk: real Exim (SMTP) and Dovecot (IMAP) on loopback.
 
-People mail helpdesk@ through Exim as any mail client would; Dovecot serves that mailbox to ``diag line1 watch``
+People mail helpdesk@ through Exim as any mail client would (the first one names no computer: the facts
+inventory says which one she uses); Dovecot serves that mailbox to ``diag line1 watch``
 (a real process, IMAP with STARTTLS), which answers by SMTP. A Russian mail about h01, whose print service is
 really stopped: a diagnosis answer marked typical within 60 s, the standard change, re-check, and a resolution
 mail with the standard answer; the person's reply reopens it and it is forwarded to line 2. An HTML-only mail about
@@ -24,6 +25,7 @@ from typing import Any
 
 import pytest
 
+from diag.remote import facts
 from tests.conftest import stop_process, wait_for
 from tests.labs.imaplab import DovecotLab
 from tests.labs.lab import Lab
@@ -100,11 +102,14 @@ def test_email_desk_typical_resolved_reopened_port_held_unknown_hostile(mail: tu
             "smtp": {"host": "127.0.0.1", "port": exim.port, "security": "starttls", "from": f"helpdesk@{DOMAIN}",
                      "ca_file": exim.ca_file, "domain": DOMAIN}}
     inv = write_inventory(lab, tmp_path / "inventory.yaml", tmp_path / "data", kb, cat, {"imap": desk})
+    # what `diag check -p facts` keeps (its users step): ivanova logs in on h01
+    facts.save(tmp_path / "data", "h01", "facts", {"users": [{"login": "ivanova"}, {"login": "root"}]})
     watcher = subprocess.Popen([*DIAG, "line1", "watch", "--inventory", str(inv), "--interval", "1"],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         sent_at = time.time()
-        first_id = _send(exim, "Не печатает принтер", "Здравствуйте! Не печатает принтер, компьютер h01.\nМария")
+        # no host in the mail: the facts inventory says which machine ivanova uses
+        first_id = _send(exim, "Не печатает принтер", "Здравствуйте! Не печатает принтер с утра.\nМария")
         wait_for(lambda: watcher.poll() is not None or len(_answers(exim, "ivanova", first_id)) >= 2, timeout=120,
                  what="diagnosis and resolution mails")
         assert watcher.poll() is None, "the watcher exited"
@@ -115,6 +120,7 @@ def test_email_desk_typical_resolved_reopened_port_held_unknown_hostile(mail: tu
         assert diagnosis["X-Line1-Classification"] == "typical" and diagnosis["X-Line1-Line"] == "L1"
         assert diagnosis["In-Reply-To"] == first_id and diagnosis["Subject"].startswith("Re: [line1:")
         assert _text(diagnosis).startswith("Здравствуйте!") and "Что мы проверили: h01" in _text(diagnosis)
+        assert "h01 is the workstation ivanova uses (facts inventory)" in _text(diagnosis)
         assert any(p.get_filename("").startswith("diagnosis-") for p in diagnosis.iter_attachments())
         assert resolution["X-Line1-State"] == "resolved" and "Ваше обращение решено" in _text(resolution)
         assert "started again" in _text(resolution) and service_running(lab, "h01")

@@ -36,12 +36,16 @@ def start_service(lab: Lab, host: str) -> None:
     bindir = install_service(lab)
     lab.exec(host, ["runuser", "-u", LAB_USER, "--", "setsid", "-f", "sh", "-c",
                     f"exec {bindir}/{SERVICE} -m http.server {PORT} --bind 127.0.0.1 >/dev/null 2>&1 </dev/null"])
+    _wait_listening(lab, host, SERVICE)
+
+
+def _wait_listening(lab: Lab, host: str, name: str) -> None:
     import time
 
     deadline = time.monotonic() + 30
     while not service_running(lab, host):  # python takes a moment to listen on a loaded machine
         if time.monotonic() > deadline:
-            raise RuntimeError(f"{SERVICE} on {host} does not listen on {PORT}")
+            raise RuntimeError(f"{name} on {host} does not listen on {PORT}")
         time.sleep(0.1)
 
 
@@ -53,13 +57,7 @@ def start_stray(lab: Lab, host: str, name: str = "labstray") -> None:
         link.symlink_to("/usr/bin/python3")
     lab.exec(host, ["runuser", "-u", LAB_USER, "--", "setsid", "-f", "sh", "-c",
                     f"exec {link} -m http.server {PORT} --bind 127.0.0.1 >/dev/null 2>&1 </dev/null"])
-    import time
-
-    deadline = time.monotonic() + 30
-    while not service_running(lab, host):
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"{name} on {host} does not listen on {PORT}")
-        time.sleep(0.1)
+    _wait_listening(lab, host, name)
 
 
 def stop_service(lab: Lab, host: str) -> None:
