@@ -161,21 +161,32 @@ class Journal:
             raise DiagError(f"{path}: cannot open the event journal: {e}") from None
         if "keyed_from" in meta:
             self.keyed_from, self.key_ref = int(meta["keyed_from"]), meta.get("key_ref")
+        if key:
+            self.use_key(key)
+        elif self.keyed_from is not None:
             try:
-                self._key = load_key(key or self.key_ref or "")
+                self._key = self._checked(load_key(self.key_ref or ""), self.key_ref or "", meta)
             except DiagError:
                 if not verify_only:  # a process that cannot key its records must not append any
                     raise
-                return  # reading and verifying with a key given by the verifier still work
-            if key_id(self._key) != meta.get("key_id"):
-                raise DiagError(
-                    f"{path}: the journal is keyed with key {meta.get('key_id')} ({self.key_ref}), "
-                    f"not with {key or self.key_ref} ({key_id(self._key)})"
-                )
-            if key:
-                self.key_ref = key
-        elif key:
-            self._key_it(key, load_key(key))
+                # reading, and verifying with a key the verifier gives, still work
+
+    def _checked(self, key: bytes, ref: str, meta: dict[str, str]) -> bytes:
+        if key_id(key) != meta.get("key_id"):
+            raise DiagError(
+                f"{self.path}: the journal is keyed with key {meta.get('key_id')} ({self.key_ref}), "
+                f"not with {ref} ({key_id(key)})"
+            )
+        return key
+
+    def use_key(self, ref: str) -> None:
+        """Key the journal with ``ref`` (a ``journal.keyed`` record), or check that it is the key it has."""
+        meta = self.meta()
+        if "keyed_from" not in meta:
+            self._key_it(ref, load_key(ref))
+            return
+        self._key = self._checked(load_key(ref), ref, meta)
+        self.keyed_from, self.key_ref = int(meta["keyed_from"]), ref
 
     def meta(self) -> dict[str, str]:
         with self._lock:
@@ -227,6 +238,10 @@ class Journal:
             # `diag check` on the CLI) never chain two records to the same predecessor.
             self._db.execute("BEGIN IMMEDIATE")
             try:
+                if (
+                    key is None and self._db.execute("SELECT 1 FROM journal_meta WHERE name = 'keyed_from'").fetchone()
+                ):  # keyed by another process since this one opened it: no plain record after that
+                    raise DiagError(f"{self.path}: the journal was keyed since it was opened here; open it again")
                 row = self._db.execute("SELECT seq, hash FROM journal ORDER BY seq DESC LIMIT 1").fetchone()
                 seq, prev = (row[0] + 1, row[1]) if row else (1, GENESIS)
                 for actor, action, target, result, details in entries:
@@ -394,8 +409,7 @@ def open_journal(data: Path, key: str | None = None) -> Journal:
         if j is None:
             j = _open[path] = Journal(path, key)
         elif key is not None and (not j.keyed or j.key_ref != key):
-            j.close()
-            j = _open[path] = Journal(path, key)
+            j.use_key(key)  # the same object: whoever holds it already appends keyed from now on
         return j
 
 

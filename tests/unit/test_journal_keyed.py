@@ -166,3 +166,21 @@ def test_journal_piped_into_head_ends_quietly(keyed: tuple[Path, Path, Path]) ->
         check=False,
     )
     assert r.stdout.count("\n") == 1 and r.stderr == "", r.stderr
+
+
+def test_keying_reaches_every_holder_and_a_stale_plain_writer_is_stopped(tmp_path: Path) -> None:
+    from diag.journal import open_journal
+
+    data, key = tmp_path / "data", tmp_path / "journal.key"
+    key.write_text("a-journal-key-for-this-test-" + os.urandom(8).hex())
+    shared = open_journal(data)  # e.g. the API opened it first
+    stale = Journal(data / "journal.db")  # another process, opened before keying
+    shared.append("cli:ops", "check.started")
+    assert open_journal(data, f"file:{key}") is shared and shared.keyed  # keyed in place, not replaced
+    rec = shared.append("token:x", "login.failed")
+    assert rec.hash == rec.digest(key.read_bytes().strip())
+    with pytest.raises(DiagError, match="keyed since it was opened"):
+        stale.append("cli:ops", "check.started")  # would be a plain record inside the keyed part
+    stale.close()
+    n, problems = Journal(data / "journal.db", verify_only=True).verify(key.read_bytes().strip())
+    assert n == 3 and problems == []
