@@ -16,6 +16,7 @@ references, gridPos. Ports 20400-20449.
 from __future__ import annotations
 
 import datetime as dt
+import gzip
 import http.server
 import json
 import os
@@ -33,9 +34,10 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.conftest import DIAG, AgentProcess, free_port, http_get, stop_process, wait_for
+from tests.conftest import DIAG, AgentProcess, free_port, http_get, port_is_free, stop_process, wait_for
 from tests.integration.test_reach_http import _Handler, make_cert
 from tests.labs.alerting import Prometheus
+from tests.labs.dblab import DIAG_PASSWORD, MariaPair, PgPair, pg_bin
 from tests.labs.promql import metric_names
 from tests.labs.snmplab import COMMUNITY, SnmpLab
 
@@ -43,6 +45,7 @@ ROOT = Path(__file__).resolve().parents[2]
 DASHBOARDS = sorted((ROOT / "deploy" / "grafana" / "dashboards").glob("*.json"))
 RULE_FILES = sorted((ROOT / "deploy" / "prometheus" / "rules").glob("*.yml"))
 PORTS = range(20400, 20450)
+DB_PORTS = range(20900, 20940)  # the database servers (tests/labs/dblab.py)
 MODULES = "system,if_mib,host_resources,ucd,entity_sensor,printer,ups"
 PROMETHEUS_OWN = {"up", "scrape_duration_seconds", "scrape_samples_scraped"}
 #: Families that cannot be exported on this build machine, and why. Each must still be declared in diag/.
@@ -89,6 +92,54 @@ class Live:
         self.names: set[str] = set()
         self.https: http.server.ThreadingHTTPServer | None = None
         self.https_url = ""
+        self.pg: PgPair | None = None
+        self.my: MariaPair | None = None
+
+    def _databases(self) -> str:
+        """A PostgreSQL primary + standby and a MariaDB primary + replica, each with a dump job whose restore is
+        verified, so that every diag_postgres_* / diag_mysql_* family the rules and panels read is declared live."""
+        ports = [p for p in DB_PORTS if port_is_free(p)][:4]
+        self.pg = PgPair(ports[0], ports[1]).__enter__()
+        self.my = MariaPair(ports[2], ports[3]).__enter__()
+        self.pg.primary.psql("SELECT pg_create_physical_replication_slot('dash_slot', true)")
+        self.pg.primary.psql("CREATE TABLE t (id int); INSERT INTO t VALUES (1)")
+        dumps = self.root / "dumps"
+        dumps.mkdir()
+        argv = [str(pg_bin() / "pg_dump"), "-Fc", "-h", "127.0.0.1", "-p", str(self.pg.primary.port), "-U", "postgres"]
+        subprocess.run([*argv, "-d", "postgres", "-f", str(dumps / "pg.dump")], check=True, timeout=60)
+        self.my.primary.sql("CREATE DATABASE app; USE app; CREATE TABLE t (id int); INSERT INTO t VALUES (1)")
+        dump = subprocess.run(["mariadb-dump", f"--socket={self.my.primary.socket}", "-uroot", "app"],
+                              check=True, capture_output=True, timeout=60).stdout  # fmt: skip
+        (dumps / "my.sql.gz").write_bytes(gzip.compress(dump))
+        os.environ["DGP_MYSQL_PW"] = DIAG_PASSWORD
+        pg = {
+            "interval": 2,
+            "instances": [{"name": "p", "dsn": self.pg.primary.dsn}, {"name": "s", "dsn": self.pg.standby.dsn}],
+            "backups": [
+                {
+                    "name": "pgdump",
+                    "glob": str(dumps / "pg.dump"),
+                    "max_age_hours": 26,
+                    "verify": {"instance": "p", "queries": [{"sql": "SELECT count(*) FROM t", "min": 1}]},
+                }
+            ],
+        }
+        my = {
+            "interval": 2,
+            "instances": [
+                {"name": "m", "dsn": self.my.primary.dsn, "password": "env:DGP_MYSQL_PW"},
+                {"name": "r", "dsn": self.my.replica.dsn, "password": "env:DGP_MYSQL_PW"},
+            ],
+            "backups": [
+                {
+                    "name": "mydump",
+                    "glob": str(dumps / "my.sql.gz"),
+                    "max_age_hours": 26,
+                    "verify": {"instance": "m", "queries": [{"sql": "SELECT COUNT(*) FROM t", "min": 1}]},
+                }
+            ],
+        }
+        return f"    postgres: {json.dumps(pg)}\n    mysql: {json.dumps(my)}\n"  # fmt: skip
 
     def start(self) -> Live:
         self.lab = SnmpLab(interfaces=4, prefix="dgp", net=240).start()
@@ -122,7 +173,7 @@ class Live:
         - {{type: ping, target: 127.0.0.1, count: 2, timeout: 1}}
         - {{type: http, target: "{self.https_url}", cafile: "{self.root / "cert.pem"}", timeout: 2}}
     diskio: {{interval: 2}}
-  incidents: {{open_after: 0}}
+{self._databases()}  incidents: {{open_after: 0}}
   archive: {{interval: 5, files: {{archived: [/etc/hostname]}}}}
   traps: {{listen: ["127.0.0.1:20444"], communities: ["env:DGP_SNMP_COMMUNITY"]}}
   alertmanager: {{auth: {{bearer_token: "env:DGP_SNMP_COMMUNITY"}}}}
@@ -151,6 +202,9 @@ hosts:
                 and "diag_cpu_busy_ratio" in text
                 and "diag_reach_tls_cert_expiry_seconds" in text
                 and "diag_archive_run_failures_total" in text
+                and "diag_postgres_cache_hit_ratio{" in text
+                and 'diag_mysql_backup_restore_success{job="mydump"} 1.0' in text
+                and 'diag_postgres_backup_restore_success{job="pgdump"} 1.0' in text
             )
 
         wait_for(all_ran, timeout=60, what="every probe's first run")
@@ -189,6 +243,10 @@ scrape_configs:
             stop_process(self.agent.proc)
         if self.lab is not None:
             self.lab.close()
+        if self.my is not None:
+            self.my.__exit__()
+        if self.pg is not None:
+            self.pg.__exit__()
 
     def query_status(self, expr: str) -> tuple[int, dict[str, Any]]:
         assert self.prom is not None

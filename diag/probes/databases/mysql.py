@@ -212,6 +212,17 @@ class MysqlInstance:
         fam.add("diag_mysql_read_only", H["ro"], 1 if read_only else 0, labels)
         fam.add("diag_mysql_max_connections", H["maxconn"], max_conn, labels)
         fam.add("diag_mysql_max_used_connections", H["maxused"], st("Max_used_connections"), labels)
+        # Declared on every server (no sample, no false zero) so that their names exist whatever the role here.
+        for key, name in (
+            ("hit", "diag_mysql_innodb_buffer_pool_hit_ratio"),
+            ("io", "diag_mysql_replica_io_running"),
+            ("sql", "diag_mysql_replica_sql_running"),
+            ("lags", "diag_mysql_replica_lag_seconds"),
+            ("lagb", "diag_mysql_replica_lag_bytes"),
+            ("binlog", "diag_mysql_binlog_size_bytes"),
+            ("binlogs", "diag_mysql_binlog_files"),
+        ):
+            fam.add(name, H[key], None, labels)
         fam.add("diag_mysql_threads", H["threads"], st("Threads_connected"), {**labels, "state": "connected"})
         fam.add("diag_mysql_threads", H["threads"], st("Threads_running"), {**labels, "state": "running"})
         fam.add("diag_mysql_aborted_connects_total", H["aborted"], st("Aborted_connects"), labels, "counter")

@@ -209,6 +209,19 @@ class PostgresInstance:
         fam.add("diag_postgres_read_only", H["ro"], 1 if (in_recovery or ro_default) else 0, labels)
         fam.add("diag_postgres_max_connections", H["maxconn"], max_conn, labels)
         fam.add("diag_postgres_superuser_reserved_connections", H["reserved"], reserved, labels)
+        # Families that only some servers have samples for are declared on every server (no sample, no false zero),
+        # so dashboards and rules find their names whichever role the servers here have.
+        for key, name, extra in (
+            ("slot", "diag_postgres_replication_slot_retained_bytes", ("slot", "slot_type")),
+            ("slot_active", "diag_postgres_replication_slot_active", ("slot", "slot_type")),
+            ("hit", "diag_postgres_cache_hit_ratio", ()),
+            ("receiver", "diag_postgres_wal_receiver_up", ()),
+            ("paused", "diag_postgres_replay_paused", ()),
+            ("replicas", "diag_postgres_replicas", ()),
+            ("lagb", "diag_postgres_replica_lag_bytes", ("replica",)),
+            ("lags", "diag_postgres_replica_lag_seconds", ("replica",)),
+        ):
+            fam.add(name, H[key], None, {**labels, **dict.fromkeys(extra, "")})
         uptime = max(0.0, now - start)
         if restarted_from is not None and uptime < o.restart_notice_seconds:
             r.find(
