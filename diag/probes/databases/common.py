@@ -86,14 +86,18 @@ class StartTimes:
                 self._data = {}
         return self._data
 
-    def seen(self, server: str, start: float) -> float | None:
-        """Record ``start`` for ``server``; return the start time it replaced when it changed (a restart)."""
+    def seen(self, server: str, start: float, tolerance: float = 0.001) -> float | None:
+        """Record ``start`` for ``server``; return the start time it replaced when it changed (a restart).
+
+        ``tolerance``: how far two readings of the same start may differ (PostgreSQL's is exact; MySQL's is
+        computed from whole seconds of uptime, so it wobbles by one).
+        """
         with self._lock:
             data = self._load()
             entry = data.get(server) or {}
             before = entry.get("start")
             restarted_from = entry.get("restarted_from")
-            if before is not None and abs(float(before) - start) > 1.0:
+            if before is not None and abs(float(before) - start) > tolerance:
                 restarted_from = float(before)
             new = {"start": start, "restarted_from": restarted_from}
             if new != entry:

@@ -143,13 +143,19 @@ class MysqlInstance:
 
     def collect(self, fam: Families, r: Result, starts: StartTimes) -> None:
         labels = {"server": self.inst.name}
-        try:
-            self.connect()
-            status = {str(k): v for k, v in self._rows("SHOW GLOBAL STATUS")}
-        except Exception as e:  # MySQLdb.Error, SecretError: the server cannot be checked
-            self.close()
-            self._down(fam, r, e)
-            return
+        status: dict[str, Any] = {}
+        for attempt in (1, 2):
+            kept = self.conn is not None
+            try:
+                self.connect()
+                status = {str(k): v for k, v in self._rows("SHOW GLOBAL STATUS")}
+                break
+            except Exception as e:  # MySQLdb.Error, SecretError: the server cannot be checked
+                self.close()
+                if kept and attempt == 1 and isinstance(e, MySQLdb.OperationalError):
+                    continue  # the connection kept from the previous run broke (a restart): try a fresh one
+                self._down(fam, r, e)
+                return
         try:
             self._collect(status, fam, r, labels, starts)
         except MySQLdb.Error as e:
@@ -198,7 +204,7 @@ class MysqlInstance:
 
         uptime = st("Uptime") or 0.0
         start = now - uptime
-        restarted_from = starts.seen(name, round(start))
+        restarted_from = starts.seen(name, round(start), tolerance=1.5)
         version = var.get("version", "")
         flavor = "mariadb" if "mariadb" in (version + var.get("version_comment", "")).lower() else "mysql"
         replica = self._replica_status()
@@ -213,7 +219,7 @@ class MysqlInstance:
         fam.add("diag_mysql_max_connections", H["maxconn"], max_conn, labels)
         fam.add("diag_mysql_max_used_connections", H["maxused"], st("Max_used_connections"), labels)
         # Declared on every server (no sample, no false zero) so that their names exist whatever the role here.
-        for key, name in (
+        for key, family in (
             ("hit", "diag_mysql_innodb_buffer_pool_hit_ratio"),
             ("io", "diag_mysql_replica_io_running"),
             ("sql", "diag_mysql_replica_sql_running"),
@@ -222,7 +228,7 @@ class MysqlInstance:
             ("binlog", "diag_mysql_binlog_size_bytes"),
             ("binlogs", "diag_mysql_binlog_files"),
         ):
-            fam.add(name, H[key], None, labels)
+            fam.add(family, H[key], None, labels)
         fam.add("diag_mysql_threads", H["threads"], st("Threads_connected"), {**labels, "state": "connected"})
         fam.add("diag_mysql_threads", H["threads"], st("Threads_running"), {**labels, "state": "running"})
         fam.add("diag_mysql_aborted_connects_total", H["aborted"], st("Aborted_connects"), labels, "counter")

@@ -144,19 +144,21 @@ class PostgresInstance:
     def collect(self, fam: Families, r: Result, starts: StartTimes) -> None:
         """Add this instance's samples to ``fam`` and its findings to ``r``; never raises for a down server."""
         labels = {"server": self.inst.name}
-        try:
-            conn = self.connect()
-            with conn.cursor() as cur:
-                cur.execute(SERVER_SQL)
-                server = cur.fetchone()
-        except psycopg.Error as e:
-            self.close()
-            self._down(fam, r, str(e))
-            return
-        except Exception as e:  # SecretError and the like: the instance cannot be checked
-            self.close()
-            self._down(fam, r, str(e))
-            return
+        server = None
+        for attempt in (1, 2):
+            kept = self.conn is not None
+            try:
+                conn = self.connect()
+                with conn.cursor() as cur:
+                    cur.execute(SERVER_SQL)
+                    server = cur.fetchone()
+                break
+            except Exception as e:  # psycopg.Error, SecretError: the instance cannot be checked
+                self.close()
+                if kept and attempt == 1 and isinstance(e, psycopg.OperationalError):
+                    continue  # the connection kept from the previous run broke (a restart): try a fresh one
+                self._down(fam, r, str(e))
+                return
         try:
             self._collect(conn, server, fam, r, labels, starts)
         except psycopg.Error as e:
@@ -211,7 +213,7 @@ class PostgresInstance:
         fam.add("diag_postgres_superuser_reserved_connections", H["reserved"], reserved, labels)
         # Families that only some servers have samples for are declared on every server (no sample, no false zero),
         # so dashboards and rules find their names whichever role the servers here have.
-        for key, name, extra in (
+        for key, family, extra in (
             ("slot", "diag_postgres_replication_slot_retained_bytes", ("slot", "slot_type")),
             ("slot_active", "diag_postgres_replication_slot_active", ("slot", "slot_type")),
             ("hit", "diag_postgres_cache_hit_ratio", ()),
@@ -221,7 +223,7 @@ class PostgresInstance:
             ("lagb", "diag_postgres_replica_lag_bytes", ("replica",)),
             ("lags", "diag_postgres_replica_lag_seconds", ("replica",)),
         ):
-            fam.add(name, H[key], None, {**labels, **dict.fromkeys(extra, "")})
+            fam.add(family, H[key], None, {**labels, **dict.fromkeys(extra, "")})
         uptime = max(0.0, now - start)
         if restarted_from is not None and uptime < o.restart_notice_seconds:
             r.find(
