@@ -43,8 +43,9 @@ class Desk(Protocol):
 
     name: str
 
-    def poll(self) -> list[HumanTicket]:
-        """Open tickets filed by people that triage may not have seen yet."""
+    def poll(self, seen: Callable[[str], bool]) -> list[HumanTicket]:
+        """Open tickets filed by people; ``seen(id)`` says which triage handled already (the desk skips them
+        before any costly read)."""
         ...
 
     def respond(self, ticket_id: str, note: notes.Note) -> None:
@@ -108,14 +109,22 @@ class Triage:
         """Triage every new ticket of ``desk``, then follow up on the ones it resolved."""
         out: list[Outcome] = []
         try:
-            tickets = desk.poll()
+            tickets = desk.poll(lambda tid: self.ledger.seen(f"{desk.name}:{tid}"))
         except TicketError as e:
             log.warning("line1: %s: cannot read new tickets: %s", desk.name, e)
+            return out
+        except Exception as e:  # a desk answering something unexpected: one line; the next poll tries again
+            log.error("line1: %s: reading new tickets failed: %s", desk.name, _one_line(e))
+            log.debug("line1: %s: poll failed", desk.name, exc_info=True)
             return out
         for t in tickets:
             if not self.ledger.seen(t.key):  # the desk lists open tickets; the ledger knows which were handled
                 out.append(self.handle(desk, t))
-        self.follow_up(desk)
+        try:
+            self.follow_up(desk)
+        except Exception as e:
+            log.error("line1: %s: following up replies failed: %s", desk.name, _one_line(e))
+            log.debug("line1: %s: follow-up failed", desk.name, exc_info=True)
         return out
 
     def handle(self, desk: Desk, t: HumanTicket) -> Outcome:
@@ -125,15 +134,21 @@ class Triage:
         journal.append(ACTOR, "ticket.received", t.key, "", {"subject": t.subject[:200], "desk": t.desk})
         try:
             outcome = self._triage(desk, t)
-        except TicketError as e:  # the desk refused or is down: the ticket is retried on a later poll
-            self.ledger.update(t.key, state="new", reason=str(e))
-            self._forget(t.key)
+        except TicketError as e:
+            row = self.ledger.ticket(t.key) or {}
             log.warning("line1: %s: %s", t.key, e)
-            return Outcome(t.key, "skipped", reason=str(e))
-        except DiagError as e:  # a configuration problem (a KB entry names a missing playbook...): line 2 by hand
-            log.error("line1: %s: %s", t.key, e)
-            outcome = Outcome(t.key, "escalated", reason=str(e))
-            self.ledger.update(t.key, state="escalated", classification="atypical", line="L2", reason=str(e))
+            if not row.get("first_response_at"):  # nothing reached the person yet: try again on a later poll
+                self._forget(t.key)
+                return Outcome(t.key, "skipped", reason=str(e))
+            # the first answer went out, a later one did not: the ticket stays where it is, for people to see
+            self.ledger.update(t.key, reason=f"a later answer could not be posted: {e}")
+            outcome = Outcome(t.key, str(row.get("state") or "open"), str(row.get("classification") or "atypical"),
+                              str(row.get("line") or "L2"), row.get("kb_entry"), reason=str(e))
+        except Exception as e:  # a configuration problem (DiagError) or a bug: the person still gets an answer
+            reason = str(e) if isinstance(e, DiagError) else f"internal error ({type(e).__name__})"
+            log.error("line1: %s: automation stopped: %s", t.key, _one_line(e))
+            log.debug("line1: %s: triage failed", t.key, exc_info=True)
+            outcome = self._stopped(desk, t, reason)
         journal.append(ACTOR, "ticket.triaged", t.key, outcome.state,
                        {"classification": outcome.classification, "line": outcome.line, "kb_entry": outcome.kb_entry,
                         "hosts": outcome.hosts, "reason": outcome.reason[:300],
@@ -142,6 +157,17 @@ class Triage:
 
     def _forget(self, key: str) -> None:
         self.ledger.forget(key)
+
+    def _stopped(self, desk: Desk, t: HumanTicket, reason: str) -> Outcome:
+        """Automation could not finish: a plain note, line 2, and the reason for the support team (no traceback)."""
+        lang = notes.language(t.subject + " " + t.text)
+        try:
+            return self._escalate(desk, t, lang, [notes.say(lang, "stopped")], [f"- automation stopped: {reason}"],
+                                  "escalated", reason)
+        except TicketError as e:
+            log.warning("line1: %s: %s", t.key, e)
+            self.ledger.update(t.key, state="escalated", classification="atypical", line="L2", reason=reason)
+            return Outcome(t.key, "escalated", reason=reason)
 
     # ---- triage proper
     def _triage(self, desk: Desk, t: HumanTicket) -> Outcome:
@@ -286,6 +312,12 @@ class Triage:
             open_journal(self.data_dir).append(ACTOR, "ticket.reopened", row["key"], "reopened", {})
             reopened.append(row["key"])
         return reopened
+
+
+def _one_line(e: BaseException) -> str:
+    from diag.secrets import mask
+
+    return mask(" ".join(f"{type(e).__name__}: {e}".split())[:300])
 
 
 def _safe(ticket_id: str) -> str:

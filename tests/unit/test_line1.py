@@ -216,3 +216,57 @@ def test_gates_refuse_unknown_paused_rate_limited_and_journal(tmp_path: Path) ->
     recs = [r for r in open_journal(tmp_path).query(limit=100) if r.action == "change.refused"]
     assert len(recs) == 3 and any(r.actor == "line1:printing/restart-x" for r in recs)
     assert [a["result"] for a in ledger.applications()].count("refused") == 3
+
+
+class _RecordingDesk:
+    """A test double of a desk (no ticket system needed for these paths): hands out tickets, records answers."""
+
+    name = "fake"
+
+    def __init__(self, tickets: list[object], fail: Exception | None = None) -> None:
+        self.tickets = tickets
+        self.fail = fail
+        self.answers: list[tuple[str, object]] = []
+
+    def poll(self, seen: object) -> list[object]:
+        if self.fail is not None:
+            raise self.fail
+        return self.tickets
+
+    def respond(self, ticket_id: str, note: object) -> None:
+        self.answers.append((ticket_id, note))
+
+    def replies(self, ticket_id: str, since: float) -> list[object]:
+        return []
+
+
+def test_triage_never_raises_and_answers_plainly_when_automation_stops(tmp_path: Path) -> None:
+    from diag.line1.ledger import Ledger
+    from diag.line1.model import HumanTicket
+    from diag.services.standard_change import StandardChanges
+    from diag.services.triage import Triage
+
+    kbf = tmp_path / "kb.yaml"
+    kbf.write_text(textwrap.dedent("""\
+        entries:
+          - id: printing
+            title: printing
+            match: {checks: [x]}
+            cause: c
+            intake: {signatures: ['не\\s+печата'], playbook: no-such-playbook}
+    """))
+    inv = parse_inventory(yamlsrc.load_text(INV, "inv.yaml"))
+    ledger = Ledger(tmp_path)
+    backend = _MustNotRun()
+    triage = Triage(inv, KnowledgeBase.load([kbf], shipped=False), StandardChanges(Catalogue(), ledger, backend,  # type: ignore[arg-type]
+                    tmp_path), ledger, backend, tmp_path)  # type: ignore[arg-type]
+    # a desk that answers garbage: logged in one line, no exception
+    assert triage.poll(_RecordingDesk([], fail=KeyError("issues"))) == []  # type: ignore[arg-type]
+    t = HumanTicket("fake", "1", "Не печатает", "не печатает на web-03", "ivanova", 1.0)
+    desk = _RecordingDesk([t])
+    [outcome] = triage.poll(desk)  # type: ignore[arg-type]
+    assert outcome.state == "escalated" and outcome.line == "L2" and "no-such-playbook" in outcome.reason
+    [(tid, note)] = desk.answers
+    assert tid == "1" and note.state == "escalated"  # type: ignore[attr-defined]
+    assert "Автоматическую проверку" in note.text and "Traceback" not in note.text  # type: ignore[attr-defined]
+    assert triage.poll(desk) == []  # answered once: never twice

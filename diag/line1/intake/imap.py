@@ -21,7 +21,7 @@ import logging
 import re
 import ssl
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from email.message import EmailMessage
 from email.utils import formatdate, parseaddr, parsedate_to_datetime
 from typing import Any, Literal
@@ -134,7 +134,7 @@ class ImapDesk:
         except OSError as e:
             raise TicketUnavailable(f"{where}: {e or type(e).__name__}") from None
 
-    def poll(self) -> list[HumanTicket]:
+    def poll(self, seen: Callable[[str], bool]) -> list[HumanTicket]:
         o = self.options
         conn = self._connect()
         out: list[HumanTicket] = []
@@ -146,7 +146,7 @@ class ImapDesk:
                 m = re.search(rb"RFC822\.SIZE (\d+)", sized[0] if sized and isinstance(sized[0], bytes) else b"")
                 if m and int(m.group(1)) > o.max_message:
                     head = self._fetch(conn, uid, "BODY.PEEK[HEADER]")
-                    t = self._ticket(uid, head, refused=f"the message is larger than "
+                    t = self._ticket(uid, head, seen, refused=f"the message is larger than "
                                                                f"{o.max_message // 1048576} MiB")
                     if t:
                         out.append(t)
@@ -154,7 +154,7 @@ class ImapDesk:
                 msg = self._fetch(conn, uid, "BODY.PEEK[]")
                 if msg is None:
                     continue
-                t = self._ticket(uid, msg)
+                t = self._ticket(uid, msg, seen)
                 if t is not None:
                     out.append(t)
         except (imaplib.IMAP4.error, OSError) as e:
@@ -172,7 +172,8 @@ class ImapDesk:
         msg = email.message_from_bytes(raw, policy=email.policy.default)
         return msg if isinstance(msg, EmailMessage) else None
 
-    def _ticket(self, uid: str, msg: EmailMessage | None, refused: str | None = None) -> HumanTicket | None:
+    def _ticket(self, uid: str, msg: EmailMessage | None, seen: Callable[[str], bool],
+                refused: str | None = None) -> HumanTicket | None:
         if msg is None:
             return None
         o = self.options
@@ -197,6 +198,9 @@ class ImapDesk:
             self._mark_seen(uid)
             return None
         tid = _tid(message_id)
+        if seen(tid):  # answered before, but marking it seen did not stick
+            self._mark_seen(uid)
+            return None
         subject, text, why = ttext.prepare(subject, body, is_html=is_html, limit=o.max_text)
         with self._lock:
             self._known[tid] = {"requester": sender, "subject": subject, "message_id": message_id, "uid": uid,

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
+from diag.exporters.tickets.base import TicketError
 from diag.exporters.tickets.options import parse
 from diag.exporters.tickets.redmine import Options as BackendOptions
 from diag.exporters.tickets.redmine import RedmineBackend, _pick
@@ -51,6 +52,7 @@ class RedmineDesk:
         self._me: int | None = None
         self._statuses: dict[str, int] | None = None
         self._authors: dict[str, int] = {}  # ticket id -> author id (for replies)
+        self._logins: dict[int, str] = {}  # user id -> login (people file many tickets)
         self._lock = threading.Lock()
 
     def _get(self, path: str, what: str, **params: Any) -> Any:
@@ -68,7 +70,7 @@ class RedmineDesk:
                     self._statuses["escalated"] = int(_pick(sts, o.escalated_status, "escalated_status")["id"])
             return self._me, self._statuses
 
-    def poll(self) -> list[HumanTicket]:
+    def poll(self, seen: Callable[[str], bool]) -> list[HumanTicket]:
         me, _ = self._ids()
         body = self._get("/issues.json", "list new issues", project_id=self.options.project, status_id="open",
                          sort="id:desc", limit=100)
@@ -79,6 +81,8 @@ class RedmineDesk:
             fields = {int(cf["id"]): cf.get("value") for cf in issue.get("custom_fields") or () if "id" in cf}
             if int(author.get("id", -1)) == me or (isinstance(fp, int) and fields.get(fp)):
                 continue  # diag's own incident tickets
+            if seen(str(issue["id"])):
+                continue
             host = fields.get(self.options.host_field) if self.options.host_field else None
             subject, text, refused = ttext.prepare(str(issue.get("subject", "")), str(issue.get("description") or ""),
                                                    limit=self.options.max_text)
@@ -91,10 +95,13 @@ class RedmineDesk:
 
     def _login(self, author: Mapping[str, Any]) -> str:
         """The author's login (for the facts inventory); their display name when the key may not read users."""
-        try:
-            return str(self._get(f"/users/{int(author['id'])}.json", "read the author")["user"]["login"])
-        except Exception:  # a non-admin key gets 403 here: the name is the best there is
-            return str(author.get("name", ""))
+        uid = int(author.get("id", -1))
+        if uid not in self._logins:
+            try:
+                self._logins[uid] = str(self._get(f"/users/{uid}.json", "read the author")["user"]["login"])
+            except (TicketError, KeyError, ValueError):  # a non-admin key gets 403 here: the name is the best there is
+                self._logins[uid] = str(author.get("name", ""))
+        return self._logins[uid]
 
     def respond(self, ticket_id: str, note: Note) -> None:
         _, statuses = self._ids()

@@ -10,7 +10,7 @@ extend the ticket backend's (docs/tickets.md).
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -60,7 +60,7 @@ class RTDesk:
     def _get(self, path: str, what: str, **params: Any) -> Any:
         return self.http.request("GET", path, what=what, ok=(200,), params=params or None).json()
 
-    def poll(self) -> list[HumanTicket]:
+    def poll(self, seen: Callable[[str], bool]) -> list[HumanTicket]:
         o = self.options
         statuses = " OR ".join(f"Status = {_sql_string(s)}" for s in o.new_statuses)
         query = f"Queue = {_sql_string(o.queue)} AND ({statuses})"
@@ -71,6 +71,8 @@ class RTDesk:
             subject = str(t.get("Subject") or "")
             if (o.fingerprint_field and _cf(t, o.fingerprint_field)) or f"[{o.subject_tag}:" in subject:
                 continue  # diag's own incident tickets
+            if seen(str(t["id"])):
+                continue
             raw, is_html = self._first_message(t["id"])
             subject, text, refused = ttext.prepare(subject, raw, is_html=is_html, limit=o.max_text)
             creator = t.get("Creator") or {}
