@@ -313,6 +313,27 @@ def test_a_page_refused_a_stream_keeps_up_by_polling(board: Board, browsers: dic
         assert still_same_page(desk)
 
 
+def test_revoking_a_token_ends_its_open_pages(board: Board, browsers: dict[str, Any]) -> None:
+    """The stream re-checks the session and its token: a revoked token's open page is told at once (no stale board)."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    desk = browsers["desk"]
+    desk.delete_all_cookies()
+    login(desk, board, "sidorov")
+    desk.get(board.url + "/ui/incidents")
+    time.sleep(1.0)  # the page's stream is open
+    p = subprocess.run([DIAG, "api", "token", "revoke", "sidorov", "--data", str(board.seeded.data)],
+                       capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert p.returncode == 0, p.stderr
+
+    def told(d: Any) -> bool:
+        el = d.find_element(By.ID, "live-status")
+        return el.is_displayed() and "Session ended" in el.text
+
+    WebDriverWait(desk, 30, poll_frequency=0.2).until(told)
+
+
 # ---- every page: screenshot and axe-core
 
 PAGES = [

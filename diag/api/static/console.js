@@ -95,7 +95,7 @@
 
   stamp(document);
   if (!document.getElementById("counts")) return;
-  let lastSeq = null, polling = null;
+  let lastSeq = null, polling = null, ended = false;
   function changed(d) {
     counts(d.counts);
     const moved = lastSeq !== null && d.seq !== lastSeq;
@@ -110,7 +110,7 @@
     polling = setInterval(async () => {
       try {
         const r = await fetch("/ui/events?poll=" + (lastSeq === null ? "" : lastSeq), { credentials: "same-origin" });
-        if (r.status === 401) { clearInterval(polling); say("Session ended: reload to log in again."); return; }
+        if (r.status === 401) { ended = true; clearInterval(polling); say("Session ended: reload to log in again."); return; }
         if (r.ok) { changed(await r.json()); say(""); }
       } catch (e) {
         say("Could not update; retrying.");
@@ -118,18 +118,26 @@
     }, 2000);
   }
   if (!window.EventSource) { poll(); return; }
-  const src = new EventSource("/ui/events");
-  src.addEventListener("hello", (ev) => {
-    const d = JSON.parse(ev.data);
-    const again = lastSeq !== null && d.seq !== lastSeq;  // reconnected after missing changes: catch up
-    counts(d.counts);
-    lastSeq = d.seq;
-    if (again) refresh(null);
-    say("");
-  });
-  src.addEventListener("change", (ev) => changed(JSON.parse(ev.data)));
-  src.addEventListener("logout", () => { src.close(); say("Session ended: reload to log in again."); });
-  src.onerror = () => { if (src.readyState === EventSource.CLOSED) poll(); };
+  function connect() {
+    const src = new EventSource("/ui/events");
+    src.addEventListener("hello", (ev) => {
+      const d = JSON.parse(ev.data);
+      const again = lastSeq !== null && d.seq !== lastSeq;  // reconnected after missing changes: catch up
+      if (polling) { clearInterval(polling); polling = null; }  // a stream again: no more asking
+      counts(d.counts);
+      lastSeq = d.seq;
+      if (again) refresh(null);
+      say("");
+    });
+    src.addEventListener("change", (ev) => changed(JSON.parse(ev.data)));
+    src.addEventListener("logout", () => { ended = true; src.close(); say("Session ended: reload to log in again."); });
+    src.onerror = () => {
+      if (src.readyState !== EventSource.CLOSED || ended) return;  // the browser reconnects by itself
+      poll();  // refused (503: every stream slot taken) or gone: ask instead, and try a stream again in a minute
+      setTimeout(() => { if (!ended) connect(); }, 60000);
+    };
+  }
+  connect();
   const every = Number(body.dataset.refresh || 0);
   if (every > 0 && wants.length) setInterval(() => refresh(null), every * 1000);  // "checked 5 min ago", new SLA levels
 })();
