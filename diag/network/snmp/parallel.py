@@ -37,6 +37,8 @@ from diag.network.snmp.client import (
 #: Requests in flight at once. net-snmp's snmpd answers one at a time; 6 keep it busy without
 #: filling its socket buffer (and a device that drops bursts gets the retry of a walk).
 WIDTH = 6
+#: Child numbers a discovery request asks for at once (GETNEXT with this many OIDs).
+PROBES = 16
 
 
 def encode_arc(n: int) -> bytes:
@@ -114,7 +116,7 @@ def walk_split(
 
     def send(c: _Chain) -> None:
         if c.discover:
-            c.rid = session.send(ber.GETNEXT, [c.last], 0, 0)
+            c.rid = session.send(ber.GETNEXT, probes(c), 0, 0)
         else:
             c.reps = c.reps or hint(c)
             c.rid = session.send(ber.GETBULK, [c.last], 0, c.reps)
@@ -175,30 +177,44 @@ def walk_split(
         c = _Chain(i, root + encode_arc(child), oid, child=child, out=[(oid, tag, value)], seen={oid}, done=leaf)
         siblings.insert(at, c)
 
-    def found(d: _Chain, varbinds: list[ber.Varbind]) -> None:
-        """A discovery answer: the first OID of the next child, which starts that child's chain."""
-        oid, tag, value = varbinds[0]
+    def probes(d: _Chain) -> list[bytes]:
+        """What a discovery asks: GETNEXT of the root first; then of the next PROBES child numbers at once
+        (a table's columns are numbered densely: two requests find them all). After a leaf, only the OID
+        after it (GETNEXT of a number would skip a leaf with that number)."""
         root = roots[d.root]
-        if tag == ber.END_OF_MIB_VIEW or not oid.startswith(root) or len(oid) == len(root):
-            d.done = True
-            return
-        child = first_arc(oid[len(root) :])
         siblings = chains[d.root]
-        if not siblings and len(oid) == len(root) + len(encode_arc(child)):
-            # The root's children are leaves (a table column's rows): one chain for the root, not one per row.
-            siblings.append(_Chain(d.root, root, oid, child=child, out=[(oid, tag, value)], seen={oid}))
-            d.done = True
-            return
-        if siblings and child <= siblings[-1].child:  # the agent went back: walk no further
-            if check_increasing:
-                warn(d, f"OIDs not increasing: {ber.decode_oid(oid)} after {ber.decode_oid(d.last)}")
-            d.done = True
-            return
-        prefix = root + encode_arc(child)
-        leaf = len(oid) == len(prefix)  # a leaf among subtrees: its one value, and ask right after it
-        c = _Chain(d.root, prefix, oid, child=child, out=[(oid, tag, value)], seen={oid}, done=leaf)
-        siblings.append(c)
-        d.last = oid if leaf else root + encode_arc(child + 1)
+        if not siblings or d.last != root + encode_arc(siblings[-1].child + 1):
+            return [d.last]
+        start = siblings[-1].child + 1
+        return [root + encode_arc(n) for n in range(start, start + PROBES)]
+
+    def found(d: _Chain, varbinds: list[ber.Varbind]) -> None:
+        """A discovery answer: the first OIDs of the next children, each of which starts that child's chain."""
+        root = roots[d.root]
+        siblings = chains[d.root]
+        for oid, tag, value in varbinds:
+            if tag == ber.END_OF_MIB_VIEW or not oid.startswith(root) or len(oid) == len(root):
+                d.done = True
+                return
+            child = first_arc(oid[len(root) :])
+            if not siblings and len(oid) == len(root) + len(encode_arc(child)):
+                # The root's children are leaves (a column's rows): one chain for the root, not one per row.
+                siblings.append(_Chain(d.root, root, oid, child=child, out=[(oid, tag, value)], seen={oid}))
+                d.done = True
+                return
+            if siblings and child == siblings[-1].child:  # two probes led to the same child (a gap): fine
+                continue
+            if siblings and child < siblings[-1].child:  # the agent went back: walk no further
+                if check_increasing:
+                    warn(d, f"OIDs not increasing: {ber.decode_oid(oid)} after {ber.decode_oid(d.last)}")
+                d.done = True
+                return
+            prefix = root + encode_arc(child)
+            leaf = len(oid) == len(prefix)  # a leaf among subtrees: its one value, and ask right after it
+            siblings.append(_Chain(d.root, prefix, oid, child=child, out=[(oid, tag, value)], seen={oid}, done=leaf))
+            d.last = oid if leaf else root + encode_arc(child + 1)
+            if leaf:
+                return  # the probes after a leaf's number may have skipped the next leaf: ask after it
 
     while True:
         # Hand out what is complete, in order: the current root's children one after the other.
