@@ -141,6 +141,8 @@ def typed(vars: list[snmp.Var]) -> dict[str, tuple[str, Any]]:
 
 #: Tables whose rows come and go while walking (sockets, processes): our own walk's socket is a row too.
 CHURN = ("1.3.6.1.2.1.6.", "1.3.6.1.2.1.7.", "1.3.6.1.2.1.25.4.", "1.3.6.1.2.1.25.5.")
+#: Values that our own walk moves: net-snmp's nsCacheStatus (a table's cache goes active when walked).
+MOVED_BY_US = ("1.3.6.1.4.1.8072.1.5.3.1.3.",)
 
 
 @pytest.mark.parametrize("version", ["2c", "3"])
@@ -165,7 +167,7 @@ def test_whole_tree_walk_equals_snmpbulkwalk_type_and_value(lab: SnmpLab, versio
     for oid in sorted(both):
         (kind, a), (kind_b, b), (our_kind, got) = before[oid], after[oid], ours[oid]
         assert kind == kind_b == our_kind, (oid, kind, our_kind)
-        if a == b:
+        if a == b and not oid.startswith(MOVED_BY_US):
             if kind == "Opaque":  # the same float32 as net-snmp's, which prints it with %f
                 assert f"{struct.unpack('>f', struct.pack('>f', got))[0]:.6f}" == a, oid
             else:

@@ -11,105 +11,32 @@ Every failure is an :class:`SnmpError` whose one-line message starts with ``host
 
 from __future__ import annotations
 
-import random
+import os
 import socket
 import time
 from collections.abc import Container, Iterator
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from diag.errors import AuthError, DiagError, Timeout
-from diag.network.snmp import ber, usm
+from diag.network.snmp import ber
+from diag.network.snmp.base import (
+    MAX_REPETITIONS,
+    MIN_REPETITIONS,
+    SnmpAuthError,
+    SnmpError,
+    SnmpTimeout,
+    Target,
+    Var,
+    parse_target,
+    target_from_host,
+)
 
 if TYPE_CHECKING:
-    from diag.inventory import Host
+    from diag.network.snmp.v3 import Usm
 
-#: One value: (numeric OID without leading dot, type name as in ber.TYPE_NAMES, value).
-Var = tuple[str, str, Any]
-
-MAX_REPETITIONS = 100  # net-snmp's default is 10; 100 was the fastest on ifTable (docs/snmp.md)
-MIN_REPETITIONS = 1
-
-
-class SnmpError(DiagError):
-    """An SNMP request failed; the message names host:port."""
-
-
-class SnmpTimeout(SnmpError, Timeout):
-    """No (valid) answer within timeout and retries."""
-
-
-class SnmpAuthError(SnmpError, AuthError):
-    """v3 authentication or privacy failed (wrong user, password or protocol)."""
-
-
-@dataclass(slots=True)
-class Target:
-    """Where and how to ask: address, port, version and credentials (secrets already revealed)."""
-
-    host: str
-    port: int = 161
-    version: str = "2c"
-    community: str = "public"
-    user: str = ""
-    auth_protocol: str = "SHA"
-    auth_key: str = ""
-    priv_protocol: str = "AES"
-    priv_key: str = ""
-    context: str = ""
-    timeout: float = 2.0
-    retries: int = 1
-    max_repetitions: int = MAX_REPETITIONS
-    name: str = ""
-
-    @property
-    def label(self) -> str:
-        return f"{self.host}:{self.port}" if ":" not in self.host else f"[{self.host}]:{self.port}"
-
-    @property
-    def security_level(self) -> str:
-        if self.priv_key:
-            return "authPriv"
-        return "authNoPriv" if self.auth_key else "noAuthNoPriv"
-
-
-def parse_target(text: str, default_port: int = 161) -> tuple[str, int]:
-    """``HOST``, ``HOST:PORT``, ``[V6]:PORT`` -> (host, port); ValueError on a bad port."""
-    text = text.strip()
-    if text.startswith("["):
-        host, _, rest = text[1:].partition("]")
-        return host, int(rest[1:]) if rest.startswith(":") else default_port
-    if text.count(":") == 1:
-        host, port = text.split(":")
-        if not port.isdigit() or not 0 < int(port) < 65536:
-            raise ValueError(f"bad port in {text!r}")
-        return host, int(port)
-    return text, default_port
-
-
-def target_from_host(host: Host, port: int | None = None) -> Target:
-    """A Target from an inventory host's resolved ``snmp:`` settings (secret references revealed here)."""
-    s = host.snmp
-
-    def secret(key: str) -> str:
-        ref = host.snmp_secret(key)
-        return ref.reveal() if ref is not None else str(s.get(key) or "")
-
-    return Target(
-        host=host.address,
-        port=port or int(s.get("port") or 161),
-        version=str(s.get("version") or "2c"),
-        community=secret("community") or "public",
-        user=str(s.get("user") or ""),
-        auth_protocol=str(s.get("auth_protocol") or "SHA"),
-        auth_key=secret("auth_key"),
-        priv_protocol=str(s.get("priv_protocol") or "AES"),
-        priv_key=secret("priv_key"),
-        context=str(s.get("context") or ""),
-        timeout=float(s.get("timeout") or 2.0),
-        retries=int(s["retries"]) if s.get("retries") is not None else 1,
-        name=host.name,
-    )
+__all__ = [
+    "MAX_REPETITIONS", "MIN_REPETITIONS", "Session", "SnmpAuthError", "SnmpError", "SnmpTimeout", "Target", "Var",
+    "Walked", "format_value", "open_session", "parse_target", "target_from_host",
+]  # fmt: skip
 
 
 def format_value(type_name: str, value: Any) -> str:
@@ -134,18 +61,10 @@ class Walked(list[_T]):
 
 
 # -- the engine -----------------------------------------------------------------------------------------
-#: What a v3 Report's counter means, for the error a user reads.
-_REPORTS = {
-    usm.UNKNOWN_USER_NAMES: "Unknown user name",
-    usm.WRONG_DIGESTS: "wrong digest (auth password or protocol)",
-    usm.UNSUPPORTED_SEC_LEVELS: "security level not allowed for this user",
-    usm.DECRYPTION_ERRORS: "agent could not decrypt (privacy password or protocol)",
-}
-_AUTH_ALIASES = {"SHA1": "SHA", "SHA-1": "SHA", "SHA-224": "SHA224", "SHA-256": "SHA256", "SHA-384": "SHA384",
-                 "SHA-512": "SHA512"}  # fmt: skip
-_PRIV_ALIASES = {"AES128": "AES", "AES-128": "AES"}
 NO_SUCH_NAME = 2
 Answer = tuple[int, int, list[ber.Varbind]]
+#: usmStatsNotInTimeWindows.0 and usmStatsUnknownEngineIDs.0: Reports after which a v3 request is sent again.
+RESEND_REPORTS = (ber.encode_oid("1.3.6.1.6.3.15.1.1.2.0"), ber.encode_oid("1.3.6.1.6.3.15.1.1.4.0"))
 
 
 class _Community:
@@ -166,94 +85,12 @@ class _Community:
         return pdu, rid, status, index, varbinds
 
 
-class _Usm:
-    """v3 framing (RFC 3412/3414): engine discovery, the time window, HMAC and privacy around each PDU.
+def report_error(target: Target, oid: bytes) -> SnmpAuthError:
+    """The error for a v3 Report the agent sent instead of an answer (its counter's OID says why)."""
+    from diag.network.snmp.v3 import REPORT_OIDS
 
-    The agent is the authoritative engine: its engine ID localises the keys, and its boots/time (kept
-    as an offset from our clock) go into every authenticated request.
-    """
-
-    def __init__(self, target: Target) -> None:
-        self.target = target
-        label = target.label
-        if not target.user:
-            raise SnmpError(f"{label}: SNMPv3 needs a user")
-        auth = _AUTH_ALIASES.get(target.auth_protocol.upper(), target.auth_protocol.upper())
-        priv = _PRIV_ALIASES.get(target.priv_protocol.upper(), target.priv_protocol.upper())
-        if target.priv_key and not target.auth_key:
-            raise SnmpAuthError(f"{label}: SNMPv3 privacy needs an auth password too")
-        try:
-            self.user = usm.User.create(
-                target.user,
-                auth if target.auth_key else None,
-                target.auth_key,
-                priv if target.priv_key else None,
-                target.priv_key,
-                usm.CLIENT_PRIV_PROTOCOLS,
-            )
-        except ValueError as e:  # the message names the user and the problem, never the password
-            raise SnmpAuthError(f"{label}: SNMPv3 {e}") from None
-        self.level = self.user.level
-        self.user_name = target.user.encode()
-        self.context = target.context.encode()
-        self.engine_id = b""
-        self.boots = 0
-        self.time_offset = 0.0  # agent's engine time = monotonic clock + offset
-        self.auth_key = self.priv_key = b""
-
-    @property
-    def engine_time(self) -> int:
-        return max(0, int(time.monotonic() + self.time_offset))
-
-    def learn(self, engine_id: bytes, boots: int, engine_time: int) -> None:
-        if engine_id != self.engine_id and engine_id:
-            self.engine_id = engine_id
-            if self.level:
-                self.auth_key, self.priv_key = self.user.keys(engine_id)
-        self.boots = boots
-        self.time_offset = engine_time - time.monotonic()
-
-    def encode(self, pdu: int, rid: int, oids: list[bytes], a: int, b: int, level: int | None = None) -> bytes:
-        level = self.level if level is None else level
-        varbinds = ber.tlv(0x30, b"".join(ber.tlv(0x30, ber.tlv(ber.OBJECT_ID, o) + b"\x05\x00") for o in oids))
-        body = usm.pdu(pdu, rid, varbinds, a, b)
-        scoped = usm.scoped_pdu(self.engine_id, self.context, body)
-        name = self.user_name if level or self.engine_id else b""
-        return usm.build_message(
-            rid, self.engine_id, self.boots, self.engine_time if level else 0, name, scoped,
-            self.user, level, max_size=65507, reportable=True,
-        )  # fmt: skip
-
-    def decode(self, data: bytes) -> tuple[int, int, int, int, list[ber.Varbind]] | None:
-        msg = usm.parse_message(data)
-        if msg.flags & usm.FLAG_AUTH:
-            if not self.level or not self.engine_id or msg.engine_id != self.engine_id:
-                return None
-            if not msg.authentic(self.user, self.auth_key):
-                return None  # not from the agent that holds our key: drop it, as net-snmp does
-            self.learn(msg.engine_id, msg.boots, msg.engine_time)
-            scoped = msg.plaintext(self.priv_key, self.user.priv_protocol or "AES")
-        elif msg.flags & usm.FLAG_PRIV:
-            return None
-        else:
-            scoped = msg.scoped
-        _, _, pos, end = usm.parse_scoped(scoped)
-        pdu, rid, status, index, varbinds, _ = ber.decode_pdu(scoped, pos, end)
-        if pdu == ber.REPORT:
-            # A Report may not carry our request id (the agent could not read the PDU): match the msgID.
-            if varbinds and varbinds[0][0] == _UNKNOWN_ENGINE:
-                self.learn(msg.engine_id, msg.boots, msg.engine_time)
-            elif varbinds and varbinds[0][0] == _NOT_IN_TIME and msg.flags & usm.FLAG_AUTH:
-                pass  # learn() above took the agent's boots and time
-            return pdu, msg.msg_id, status, index, varbinds
-        if not msg.flags & usm.FLAG_AUTH and self.level:
-            return None  # an unauthenticated Response to an authenticated request is not believed
-        return pdu, rid, status, index, varbinds
-
-
-_UNKNOWN_ENGINE = ber.encode_oid(usm.UNKNOWN_ENGINE_IDS)
-_NOT_IN_TIME = ber.encode_oid(usm.NOT_IN_TIME_WINDOWS)
-_REPORT_OIDS = {ber.encode_oid(k): v for k, v in _REPORTS.items()}
+    why = REPORT_OIDS.get(oid, f"report {ber.decode_oid(oid) if oid else '(empty)'}")
+    return SnmpAuthError(f"{target.label}: SNMPv3 authentication failed for user {target.user}: {why}")
 
 
 def open_session(target: Target) -> Session:
@@ -268,15 +105,17 @@ class Session:
 
     def __init__(self, target: Target) -> None:
         self.target = target
-        self._codec: _Community | _Usm
+        self._codec: _Community | Usm
         if target.version == "3":
-            self._codec = _Usm(target)
+            from diag.network.snmp.v3 import Usm  # only for v3: hashing and ciphers cost start-up time
+
+            self._codec = Usm(target)
         elif target.version in ("1", "2c", "2"):
             self._codec = _Community(target)
         else:
             raise SnmpError(f"{target.label}: unknown SNMP version {target.version!r}")
         self._version = 0 if target.version == "1" else 1  # GETBULK from v2c on
-        self._request_id = random.randrange(1, 1 << 30)
+        self._request_id = int.from_bytes(os.urandom(4), "big") % (1 << 30) + 1
         self.max_repetitions = max(MIN_REPETITIONS, target.max_repetitions)
         #: Requests sent, for tests and the bench.
         self.requests = 0
@@ -318,7 +157,7 @@ class Session:
     def send(self, pdu: int, oids: list[bytes], a: int, b: int) -> int:
         """Send one request (after v3 engine discovery, the first time); returns its request id."""
         codec = self._codec
-        if isinstance(codec, _Usm) and not codec.engine_id:
+        if not isinstance(codec, _Community) and not codec.engine_id:
             self._discover(self.target.retries + 1)
         self._request_id = self._request_id % 0x7FFFFFFF + 1
         rid = self._request_id
@@ -345,18 +184,17 @@ class Session:
             tag, status, index, varbinds = answer
             if tag == ber.REPORT:
                 oid = varbinds[0][0] if varbinds else b""
-                if oid in (_NOT_IN_TIME, _UNKNOWN_ENGINE) and resent < 2:
+                if oid in RESEND_REPORTS and resent < 2:
                     resent += 1  # the agent told us its boots/time (or engine ID): send again, not a try
                     rid = self.send(pdu, oids, a, b)
                     continue
-                why = _REPORT_OIDS.get(oid, f"report {ber.decode_oid(oid) if oid else '(empty)'}")
-                raise SnmpAuthError(f"{t.label}: SNMPv3 authentication failed for user {t.user}: {why}")
+                raise report_error(t, oid)
             return status, index, varbinds
 
     def _discover(self, tries: int) -> None:
         """RFC 3414 4: an unauthenticated, empty request; the agent's Report names its engine ID, boots and time."""
         codec = self._codec
-        assert isinstance(codec, _Usm)
+        assert not isinstance(codec, _Community)
         for _ in range(tries):
             self._request_id = self._request_id % 0x7FFFFFFF + 1
             rid = self._request_id

@@ -23,15 +23,13 @@ from typing import Any
 
 from diag.network.snmp import ber
 from diag.network.snmp.client import (
-    _NOT_IN_TIME,
-    _REPORT_OIDS,
-    _UNKNOWN_ENGINE,
     MIN_REPETITIONS,
+    RESEND_REPORTS,
     Session,
-    SnmpAuthError,
     SnmpError,
     SnmpTimeout,
     Walked,
+    report_error,
 )
 
 #: Requests in flight at once. net-snmp's snmpd answers one at a time; 6 keep it busy without
@@ -268,11 +266,10 @@ def walk_split(
         c.tries = 0
         if pdu == ber.REPORT:
             oid = varbinds[0][0] if varbinds else b""
-            if oid in (_NOT_IN_TIME, _UNKNOWN_ENGINE) and c.reports < 2:
+            if oid in RESEND_REPORTS and c.reports < 2:
                 c.reports += 1  # the agent told us its boots/time: the chain asks again
                 continue
-            why = _REPORT_OIDS.get(oid, f"report {ber.decode_oid(oid) if oid else '(empty)'}")
-            raise SnmpAuthError(f"{t.label}: SNMPv3 authentication failed for user {t.user}: {why}")
+            raise report_error(t, oid)
         if status == ber.TOO_BIG and not c.discover and c.reps > MIN_REPETITIONS:
             c.reps = max(MIN_REPETITIONS, c.reps // 2)
             session.max_repetitions = min(session.max_repetitions, c.reps)
