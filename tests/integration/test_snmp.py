@@ -21,7 +21,16 @@ import pytest
 from diag.network.snmp import client as snmp
 from diag.network.snmp import profiles
 from tests.conftest import DIAG, StartAgent
-from tests.labs.snmplab import COMMUNITY, V3_AUTH, V3_AUTH_USER, V3_PRIV, V3_USER, SnmpLab
+from tests.labs.snmplab import (
+    COMMUNITY,
+    V3_AUTH,
+    V3_AUTH_USER,
+    V3_DES_USER,
+    V3_PRIV,
+    V3_SHA256_USER,
+    V3_USER,
+    SnmpLab,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -397,3 +406,22 @@ def test_v1_walk_with_getnext(lab: SnmpLab) -> None:
     with snmp.Session(v2(lab)) as s2:
         assert names == s2.walk("1.3.6.1.2.1.31.1.1.1.1")
         assert s2.walk("1.3.6.1.9") == []  # v2c: endOfMibView
+
+
+@pytest.mark.parametrize(("user", "auth", "priv"), [(V3_DES_USER, "MD5", "DES"), (V3_SHA256_USER, "SHA256", "AES")])
+def test_v3_md5_des_and_sha256(lab: SnmpLab, user: str, auth: str, priv: str) -> None:
+    """The other protocols against snmpd's own USM: a walk equals snmpbulkwalk's with the same user."""
+    t = snmp.Target(lab.address, version="3", user=user, auth_protocol=auth, auth_key=V3_AUTH,
+                    priv_protocol=priv, priv_key=V3_PRIV, timeout=5)  # fmt: skip
+    with snmp.open_session(t) as s:
+        got = ours(s.walk(IF_X_TABLE + ".1.1"))
+    net = {"MD5": "MD5", "SHA256": "SHA-256"}[auth]
+    ref = subprocess.run(
+        ["snmpbulkwalk", "-v3", "-l", "authPriv", "-u", user, "-a", net, "-A", V3_AUTH, "-x", priv, "-X", V3_PRIV,
+         "-On", "-Ox", lab.address, IF_X_TABLE + ".1.1"],
+        capture_output=True, text=True, timeout=60, env={**os.environ, "MIBS": ""}, check=True,
+    ).stdout  # fmt: skip
+    want = {
+        line.split(" = ")[0].lstrip("."): "".join(line.split(": ", 1)[1].split()).lower() for line in ref.splitlines()
+    }
+    assert len(got) >= 200 and got == want

@@ -25,6 +25,9 @@ V3_AUTH = "dgn-auth-pass-1"
 V3_PRIV = "dgn-priv-pass-1"
 #: A second v3 user with authentication only (authNoPriv).
 V3_AUTH_USER = "dgnauthonly"
+#: Users for the other protocols the client speaks: MD5 with DES (old devices), SHA-256 with AES.
+V3_DES_USER = "dgndes"
+V3_SHA256_USER = "dgnsha256"
 
 
 def _run(argv: list[str], check: bool = True, timeout: float = 60.0, **kw: Any) -> subprocess.CompletedProcess[str]:
@@ -142,6 +145,10 @@ class SnmpLab:
             f"rouser {V3_USER} priv\n"
             f"createUser {V3_AUTH_USER} SHA {V3_AUTH}\n"
             f"rouser {V3_AUTH_USER} auth\n"
+            f"createUser {V3_DES_USER} MD5 {V3_AUTH} DES {V3_PRIV}\n"
+            f"rouser {V3_DES_USER} priv\n"
+            f"createUser {V3_SHA256_USER} SHA-256 {V3_AUTH} AES {V3_PRIV}\n"
+            f"rouser {V3_SHA256_USER} priv\n"
             f"sysName dgn-snmplab-{self.lab_id}\n"
             "sysLocation diag test lab\n"
             f"{self.extra_conf}"
