@@ -73,8 +73,15 @@ def test_bad_configuration_names_the_file_and_line(probe: str, body: str, messag
 
 
 def test_nothing_configured_means_disabled_and_no_driver_imported() -> None:
+    import subprocess
     import sys
 
     cfg = config.build(None, {})
     assert cfg.probes["postgres"].enabled is False and cfg.probes["mysql"].enabled is False
-    assert "MySQLdb" not in sys.modules
+    # a fresh interpreter: in the test session another test may have imported a driver already
+    code = (
+        "import sys\nfrom diag import config\nconfig.build(None, {})\n"
+        "print(sorted({'MySQLdb', 'pymysql', 'psycopg'} & {m.split('.')[0] for m in sys.modules}))"
+    )
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert p.stdout.strip() == "[]"

@@ -41,8 +41,8 @@ class FakeAgent:
         self.fault = fault
         self.max_bulk = 1000
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.port = free_port(range(19500, 19600))
-        self.sock.bind(("127.0.0.1", self.port))
+        self.sock.bind(("127.0.0.1", 0))  # the kernel's free UDP port: no range to collide with another run
+        self.port = self.sock.getsockname()[1]
         self.sock.settimeout(0.2)
         self.requests: list[tuple[int, int]] = []  # (pdu, max-repetitions)
         self.version = 1
@@ -248,7 +248,9 @@ def test_stale_answers_are_dropped(agent: FakeAgent) -> None:
 
 
 def test_no_agent_is_a_clear_error() -> None:
-    port = free_port(range(19500, 19600))
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:  # a UDP port nothing listens on (just freed)
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
     with pytest.raises(snmp.SnmpError, match=rf"^127\.0\.0\.1:{port}: port unreachable"):
         snmp.Session(snmp.Target("127.0.0.1", port, timeout=0.3)).get(["1.3.6.1.2.1.1.3.0"])
 
