@@ -83,3 +83,18 @@ def test_incident_sql_lives_in_diag_incidents() -> None:
     assert found == []
     # and the pattern does see such SQL where it is allowed
     assert _SQL.search((DIAG / "incidents" / "store.py").read_text())
+
+
+def test_every_top_level_module_is_placed_in_the_contracts() -> None:
+    """A new package must be placed in the layers (library or front door) before the rules can guard it."""
+    import tomllib
+
+    cfg = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]["contracts"]
+    library = next(c for c in cfg if c["name"].startswith("The library never imports"))
+    placed = set(library["source_modules"]) | set(library["forbidden_modules"])
+    top = {
+        f"diag.{p.stem if p.is_file() else p.name}"
+        for p in DIAG.iterdir()
+        if (p.suffix == ".py" and p.stem != "__init__") or (p.is_dir() and (p / "__init__.py").exists())
+    }
+    assert sorted(top - placed) == []
