@@ -59,16 +59,26 @@ def from_doc(doc: yamlsrc.Doc | None, raw: Any, path: yamlsrc.PathKey = ("agent"
     spec = d.check_type(path, raw if raw is not None else {}, Line1Spec)
     if spec is None:
         raise ConfigError(d.problems)
+    interval = 15.0
     try:
         interval = parse_duration(spec.interval)
+        if interval <= 0:
+            raise ValueError("interval must be positive")
     except ValueError as e:
         d.problem((*path, "interval"), str(e))
-        raise ConfigError(d.problems) from None
+    import importlib
+
     from diag.line1.intake import BUILTIN
 
-    for name in spec.desks:
+    for name, raw_desk in spec.desks.items():
         if name not in BUILTIN:
             d.problem((*path, "desks", name), f"unknown desk {name!r}; known: {', '.join(BUILTIN)}")
+            continue
+        # each desk's options, checked where they are written (secrets are read only when the desk is built)
+        options = importlib.import_module(f"diag.line1.intake.{name}").Options
+        d.check_type((*path, "desks", name), raw_desk, options)
+    if spec.max_hosts < 1:
+        d.problem((*path, "max_hosts"), "max_hosts must be at least 1")
     if d.problems:
         raise ConfigError(d.problems)
     return Settings(dict(spec.desks), interval, [Path(p) for p in spec.knowledge], spec.shipped_knowledge,

@@ -270,3 +270,65 @@ def test_triage_never_raises_and_answers_plainly_when_automation_stops(tmp_path:
     assert tid == "1" and note.state == "escalated"  # type: ignore[attr-defined]
     assert "Автоматическую проверку" in note.text and "Traceback" not in note.text  # type: ignore[attr-defined]
     assert triage.poll(desk) == []  # answered once: never twice
+
+
+@pytest.mark.parametrize("text", [
+    "Принтер не печатает", "Документы висят в очереди печати", "Ошибка печати на принтере", "Печать не проходит",
+    "My printer won't print", "the printer is offline again", "jobs stuck in the print queue",
+])
+def test_people_word_printing_problems_many_ways(text: str) -> None:
+    entry, hits = best_entry(KnowledgeBase.load(), text)
+    assert entry is not None and entry.id in ("printing-spooler-stopped", "print-spool-full"), (text, hits)
+
+
+def test_mail_bodies_in_russian_charsets_html_only_and_attachments_only() -> None:
+    import email
+    import email.policy
+    from email.message import EmailMessage
+
+    from diag.line1.intake.imap import _body
+
+    def parse(raw: bytes) -> EmailMessage:
+        m = email.message_from_bytes(raw, policy=email.policy.default)
+        assert isinstance(m, EmailMessage)
+        return m
+
+    koi8 = (b"Content-Type: text/plain; charset=koi8-r\r\nContent-Transfer-Encoding: 8bit\r\n\r\n"
+            + "Не печатает принтер".encode("koi8-r"))
+    assert _body(parse(koi8)) == ("Не печатает принтер", False)
+    cp = (b"Content-Type: text/plain; charset=windows-1251\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+          + __import__("base64").b64encode("Нет сети".encode("cp1251")))
+    assert _body(parse(cp))[0].strip() == "Нет сети"
+    bad = b"Content-Type: text/plain; charset=x-unknown-9\r\n\r\nhello"
+    assert "hello" in _body(parse(bad))[0]
+    html = EmailMessage()
+    html.set_content("<p>can't print</p>", subtype="html")
+    assert _body(html) == ("<p>can't print</p>\n", True)
+    only = EmailMessage()
+    only.add_attachment(b"%PDF", maintype="application", subtype="pdf", filename="scan.pdf")
+    assert _body(only) == ("", False)
+
+
+def test_agent_line1_section_problems_are_file_and_line(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    f = tmp_path / "inventory.yaml"
+    f.write_text(textwrap.dedent("""\
+        hosts:
+          web-03: {address: 10.0.0.3}
+        agent:
+          line1:
+            interval: soon
+            desks:
+              jira: {url: x}
+              redmine: {url: http://x, api_key: file:/k, projekt: 3}
+              imap: {host: x, username: u, password: file:/p}
+    """))
+    diag = str(Path(sys.executable).parent / "diag")
+    p = subprocess.run([diag, "inventory", "validate", str(f)], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 2 and "Traceback" not in p.stderr
+    lines = (p.stdout + p.stderr).splitlines()
+    for want in (f"{f}:5: duration 'soon'", f"{f}:7: unknown desk 'jira'", f"{f}:8: unknown key `projekt`",
+                 f"{f}:9: missing required key `smtp`"):
+        assert any(line.startswith(want) for line in lines), (want, lines)
