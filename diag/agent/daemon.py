@@ -56,6 +56,25 @@ def _trim_malloc() -> None:
         log.debug("cannot trim malloc: %s", e)
 
 
+def _http_limits(cfg: config.AgentConfig) -> Any:
+    """``agent.http`` with the server's own body limit set to the largest a route takes (API, webhook).
+
+    waitress reads a body before the app sees it (to disk beyond 512 KiB), and refuses one whose
+    Content-Length is over its limit from the header: at the routes' largest limit, an anonymous client can
+    make the agent buffer no more than a route would take (64 MiB by default otherwise).
+    """
+    import dataclasses
+
+    from diag.config.api import ApiSettings
+    from diag.httpserver import Limits
+
+    limits = cfg.http if cfg.http is not None else Limits()
+    bodies = [(cfg.api or ApiSettings()).max_body_bytes]
+    if cfg.alertmanager is not None:
+        bodies.append(cfg.alertmanager.max_body_bytes)
+    return dataclasses.replace(limits, max_body_bytes=max(bodies) + 1)  # waitress refuses a length == its limit
+
+
 class Agent:
     """Wires inventory, probes, scheduler, exporter and HTTP together; usable without the CLI."""
 
@@ -151,7 +170,7 @@ class Agent:
         host, port = config.parse_listen(cfg.listen)
         from diag.httpserver import BoundedServer
 
-        self.server = BoundedServer(self.app, host, port, cfg.http)
+        self.server = BoundedServer(self.app, host, port, _http_limits(cfg))
         self.exposition.extra.append(self.server.stats.render)  # diag_http_connections_*
         self._stop = threading.Event()
 

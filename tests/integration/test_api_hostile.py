@@ -166,6 +166,9 @@ def test_an_anonymous_post_without_a_body_is_401_not_411(env: ApiEnv) -> None:
         head = _raw(env.port, f"POST {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
         assert head.startswith("HTTP/1.1 401"), head
         assert "www-authenticate: bearer" in head.lower()
+    # a body larger than any route takes is refused from its header, before the server buffers any of it
+    big = "POST /api/v1/checks HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 2097152\r\n\r\n"
+    assert _raw(env.port, big.encode()).startswith("HTTP/1.1 413")
     # with a token and no Content-Length the server framed an empty body: the body's own checks answer
     r = env.client("admin").post("/api/v1/kb/x/verify")
     assert r.status_code in (404, 409), r.text
