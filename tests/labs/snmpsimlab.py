@@ -14,13 +14,12 @@ import bz2
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
-
-from tests.conftest import free_port
 
 WRITTEN = Path(__file__).resolve().parent.parent / "data" / "snmprec"
 #: community -> recording in snmpsim-data (path under its data/ folder).
@@ -78,7 +77,9 @@ class SnmpSim:
         at = [next(i for i, line in enumerate(lines) if line.startswith(oid + "|")) for oid in SWAPPED]
         lines[at[0]], lines[at[1]] = lines[at[1]], lines[at[0]]
         (data / f"{DISORDER}.snmprec").write_text("\n".join(lines) + "\n")
-        self.port = free_port(range(19917, 20017))
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:  # a UDP port free now (kernel's pick)
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
         responder = str(Path(sys.executable).with_name("snmpsim-command-responder"))
         self.proc = subprocess.Popen(
             [responder, f"--data-dir={data}", f"--cache-dir={self.root / 'cache'}",
