@@ -77,9 +77,9 @@ class SnmpSim:
         at = [next(i for i, line in enumerate(lines) if line.startswith(oid + "|")) for oid in SWAPPED]
         lines[at[0]], lines[at[1]] = lines[at[1]], lines[at[0]]
         (data / f"{DISORDER}.snmprec").write_text("\n".join(lines) + "\n")
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:  # a UDP port free now (kernel's pick)
-            probe.bind(("127.0.0.1", 0))
-            self.port = probe.getsockname()[1]
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:  # a UDP port free now (the kernel picks)
+            udp.bind(("127.0.0.1", 0))
+            self.port = udp.getsockname()[1]
         responder = str(Path(sys.executable).with_name("snmpsim-command-responder"))
         self.proc = subprocess.Popen(
             [responder, f"--data-dir={data}", f"--cache-dir={self.root / 'cache'}",
