@@ -262,8 +262,15 @@ class Receiver:
                 if not q or self._closing:  # closing: what is left stays on disk for the next start
                     del self._queues[key]
                     self._idle.notify_all()
-                    return
-                job = q.popleft()
+                    released = True
+                else:
+                    released = False
+                    job = q.popleft()
+            if released:
+                wake = getattr(self.engine, "wake", None)
+                if wake is not None:  # the alert's hold on its damped incident ended: the clock may be due
+                    wake()
+                return
             try:
                 finished = self._work(job)
             finally:

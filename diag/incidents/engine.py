@@ -381,6 +381,10 @@ class Engine:
                 times.append(inc.last_seen + self.settings.close_after)
         return min(times) if times else None
 
+    def wake(self) -> None:
+        """Tell the clock to look again now (a source's hold on an incident ended)."""
+        self._changed()
+
     def _held(self, inc: Incident) -> bool:
         for hold in self.holds:
             try:
