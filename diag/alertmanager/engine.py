@@ -23,8 +23,10 @@ class Verdict:
 
 
 class IncidentSink(Protocol):
-    def ingest(self, source: str, findings: Sequence[Finding]) -> Any:
-        """A firing alert: open the incident for each finding's fingerprint, or add this occurrence to it."""
+    def ingest(self, source: str, findings: Sequence[Finding], *, now: float | None = None) -> Any:
+        """A firing alert: open the incident for each finding's fingerprint, or add this occurrence to it.
+
+        ``now`` is when the notification was received (a job replayed after a restart is not "seen again")."""
         ...
 
     def resolve(self, source: str, fingerprint: str, verify: Callable[[], Verdict], evidence: Evidence) -> Any:

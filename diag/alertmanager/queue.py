@@ -45,9 +45,9 @@ class JobStore:
         self._db.execute(_SCHEMA)
         self._lock = threading.Lock()
 
-    def add(self, alerts: Sequence[Alert], external_url: str) -> list[int]:
-        """Store the alerts in one transaction; their ids, in order."""
-        now = time.time()
+    def add(self, alerts: Sequence[Alert], external_url: str, now: float | None = None) -> list[int]:
+        """Store the alerts (received at ``now``) in one transaction; their ids, in order."""
+        now = time.time() if now is None else now
         with self._lock:
             cur = self._db.cursor()
             cur.execute("BEGIN IMMEDIATE")
@@ -69,14 +69,16 @@ class JobStore:
         with self._lock:
             self._db.execute("DELETE FROM alert_jobs WHERE id = ?", (job_id,))
 
-    def pending(self) -> list[tuple[int, Alert, str]]:
-        """Every stored job, oldest first (a row that no longer decodes is dropped: it cannot be worked on)."""
+    def pending(self) -> list[tuple[int, Alert, str, float]]:
+        """Every stored job with its receipt time, oldest first (a row that no longer decodes is dropped)."""
         with self._lock:
-            rows = self._db.execute("SELECT id, alert, external_url FROM alert_jobs ORDER BY id").fetchall()
+            rows = self._db.execute(
+                "SELECT id, alert, external_url, received_at FROM alert_jobs ORDER BY id"
+            ).fetchall()
         out = []
-        for job_id, blob, url in rows:
+        for job_id, blob, url, received_at in rows:
             try:
-                out.append((int(job_id), _decoder.decode(blob), str(url)))
+                out.append((int(job_id), _decoder.decode(blob), str(url), float(received_at)))
             except msgspec.ValidationError as e:  # written by another version of diag: say so, then drop it
                 log.warning("alertmanager queue %s: dropping job %s that no longer decodes: %s", self.path, job_id, e)
                 self.done(int(job_id))

@@ -67,6 +67,9 @@ class Job:
     alert: Alert
     external_url: str
     received: float = field(default_factory=time.monotonic)
+    #: When the notification was received (wall clock; kept on disk): a firing alert is "seen" then, so a job
+    #: replayed after a restart does not count as seen again (which would open a damped incident too early).
+    at: float = field(default_factory=time.time)
 
 
 @dataclass(slots=True)
@@ -168,8 +171,8 @@ class Receiver:
         if left:
             log.info("alertmanager receiver: resuming %d alerts accepted before the last stop", len(left))
             with self._lock:
-                for job_id, alert, url in left:
-                    self._enqueue(Job(job_id, alert, url))
+                for job_id, alert, url, received_at in left:
+                    self._enqueue(Job(job_id, alert, url, at=received_at))
 
     # ---- the request side
     def handle(self, msg: Message) -> dict[str, Any]:
@@ -180,10 +183,11 @@ class Receiver:
                 raise Busy(f"{self._pending} alerts are waiting (max_pending {self.cfg.max_pending}); retry later")
             self.count("notifications", "accepted")
             # On disk before the 202 goes out: Alertmanager will not send an acknowledged notification again.
-            ids = self.store.add(msg.alerts, msg.externalURL)
+            at = time.time()
+            ids = self.store.add(msg.alerts, msg.externalURL, at)
             for job_id, alert in zip(ids, msg.alerts, strict=True):
                 self.count("alerts", alert.status)
-                self._enqueue(Job(job_id, alert, msg.externalURL))
+                self._enqueue(Job(job_id, alert, msg.externalURL, at=at))
             pending = self._pending
         if msg.truncatedAlerts:
             log.warning(
@@ -362,7 +366,7 @@ class Receiver:
             state = _AlertState(host, host_name, finding.fingerprint)
             self._states[a.key] = state
         state.diagnosis = diagnosis
-        outcome = self.engine.ingest(SOURCE, [finding])
+        outcome = self.engine.ingest(SOURCE, [finding], now=job.at)
         log.info(
             "alert %s on %s: incident %s",
             a.name,

@@ -499,7 +499,7 @@ class Engine:
             return self._new(source, f, scope, now, down_now)
         with self.store.tx() as c:
             prev_hash = inc.doc.get("evidence_hash")
-            inc.last_seen = now
+            inc.last_seen = max(inc.last_seen, now)  # a replayed notification may carry an earlier time
             inc.occurrences += 1
             evidence = self._masked_evidence(f)
             ev_hash = _evidence_hash(evidence)

@@ -47,7 +47,7 @@ class RecordingEngine:
         self.resolved: list[tuple[str, str, Verdict]] = []
         self.lock = threading.Lock()
 
-    def ingest(self, source: str, findings: Sequence[Finding]) -> str:
+    def ingest(self, source: str, findings: Sequence[Finding], *, now: float | None = None) -> str:
         with self.lock:
             self.ingested.extend((source, f) for f in findings)
         return "recorded"

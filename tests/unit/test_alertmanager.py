@@ -432,7 +432,7 @@ class _GatedEngine:
         self.started = threading.Event()
         self.seen: list[str] = []
 
-    def ingest(self, source: str, findings: Any) -> str:
+    def ingest(self, source: str, findings: Any, *, now: float | None = None) -> str:
         self.started.set()
         self.gate.wait(10)
         self.seen.extend(f.labels["alert_fingerprint"] for f in findings)
@@ -586,7 +586,7 @@ def test_a_failing_engine_is_tried_again_and_the_alert_kept(
     class Flaky(_GatedEngine):  # a fake engine (named so) that fails twice, then works
         calls = 0
 
-        def ingest(self, source: str, findings: Any) -> str:
+        def ingest(self, source: str, findings: Any, *, now: float | None = None) -> str:
             Flaky.calls += 1
             if Flaky.calls <= 2:
                 raise RuntimeError("database is locked")
@@ -628,5 +628,5 @@ def test_a_failing_engine_is_tried_again_and_the_alert_kept(
         time.sleep(0.02)
     r.close()  # interrupts the backoff: had it run on, the attempts would end in "giving up" and the job be gone
     left = JobStore(tmp_path / "data3" / "alertmanager.sqlite")
-    assert [a.key for _, a, _ in left.pending()] == ["f1c9dd7e9c4ffc6c"]
+    assert [a.key for _, a, *_ in left.pending()] == ["f1c9dd7e9c4ffc6c"]
     left.close()

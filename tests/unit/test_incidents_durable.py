@@ -218,3 +218,19 @@ def test_a_trap_recheck_is_resumable(tmp_path: Path) -> None:
     assert spec == {"host": "sw-1", "subject": "eth1", "if_index": 7}
     again = parts._resume_recheck(None, spec)
     assert again.up.fingerprint == up.fingerprint and again.resume_spec == spec
+
+
+def test_a_replayed_notification_is_not_seen_again(tmp_path: Path) -> None:
+    """A firing job replayed after a crash carries its receipt time: it does not open the damped incident, and the
+    resolved that was accepted right after it discards it (a flap acknowledged in time makes no ticket)."""
+    clock = Clock()
+    svc = make(tmp_path, clock, open_after=1.5)
+    try:
+        t0 = clock.t
+        assert svc.engine.ingest("alertmanager", [alert()], now=t0)[0].action == "pending"
+        clock.advance(3)  # the agent died before deleting the job, and came back
+        assert svc.engine.ingest("alertmanager", [alert()], now=t0)[0].action == "pending"
+        assert svc.engine.resolve("alertmanager", alert().fingerprint, _Spec(True, [])).action == "discarded"
+        assert svc.store.query()[0].opened_at is None
+    finally:
+        svc.close()
