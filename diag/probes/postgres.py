@@ -1,6 +1,6 @@
 """PostgreSQL health (``agent.probes.postgres``): every configured instance, and its backup jobs (docs/databases.md).
 
-Off until instances or backup jobs are configured; psycopg is imported on the first run only.
+Off until instances or backup jobs are configured; the servers are read with psql, one call per run (docs/databases.md).
 """
 
 from __future__ import annotations

@@ -85,3 +85,22 @@ def test_nothing_configured_means_disabled_and_no_driver_imported() -> None:
     )
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
     assert p.stdout.strip() == "[]"
+
+
+def test_psql_batch_answers_are_read_per_query_and_a_failed_one_is_absent() -> None:
+    from diag.probes.databases.postgres import QUERIES, batch_sql, parse_batch
+
+    sql = batch_sql()
+    assert sql.count("jsonb_agg(q)") == len(QUERIES) and "AS q(c0, c1, c2, c3, c4, c5, c6, c7, c8)" in sql
+    # what psql -A -t prints: one line per query (jsonb's text escapes newlines inside strings); wal failed
+    out = (
+        'server\t[{"c0": "PostgreSQL 15", "c1": "15.18", "c2": 150018, "c3": 1.5e9, "c4": 1.6e9, "c5": false, '
+        '"c6": false, "c7": 100, "c8": 3}]\n'
+        'activity\t[{"c0": 7, "c1": "app", "c2": "db", "c3": "active", "c4": 1.0, "c5": 2.0, "c6": 1.0, '
+        '"c7": "Lock", "c8": "SELECT 1;\\nSELECT 2", "c9": [9]}]\n'
+        "slots\t[]\n"
+    )
+    answers = parse_batch(out)
+    assert set(answers) == {"server", "activity", "slots"}
+    assert answers["activity"][0][8] == "SELECT 1;\nSELECT 2" and answers["activity"][0][9] == [9]
+    assert answers["server"][0][1] == "15.18" and answers["slots"] == []

@@ -32,6 +32,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO, Any, Literal
 
+from diag.errors import DiagError
 from diag.model import Evidence, Result
 from diag.probes.base import Paths
 from diag.probes.databases.common import Families, size_text
@@ -174,7 +175,7 @@ class Restorer:
             fd = os.open(cnf, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "w") as f:
                 f.write("\n".join(opts) + "\n")
-        argv = [_client("mysql", "mariadb"), f"--defaults-extra-file={cnf}", "--batch", "--skip-column-names"]
+        argv = [client_program("mariadb", "mysql"), f"--defaults-extra-file={cnf}", "--batch", "--skip-column-names"]
         argv.append(f"--connect-timeout={max(1, round(self.inst.connect_timeout))}")
         return argv + ([database] if database else [])
 
@@ -182,7 +183,7 @@ class Restorer:
         """Run one statement with the client program; its first output line (first column), or RestoreFailed."""
         if self.engine == "postgres":
             argv = [
-                _client("psql"),
+                client_program("psql"),
                 "-X",
                 "-q",
                 "-A",
@@ -219,7 +220,7 @@ class Restorer:
             archive = head == b"PGDMP" or os.path.isdir(path)
             if archive:  # custom or directory format: pg_restore reads it, into the scratch database only
                 argv = [
-                    _client("pg_restore"),
+                    client_program("pg_restore"),
                     "--no-owner",
                     "--no-acl",
                     "--exit-on-error",
@@ -230,7 +231,7 @@ class Restorer:
                 stdin: Any = subprocess.DEVNULL
             else:
                 argv = [
-                    _client("psql"),
+                    client_program("psql"),
                     "-X",
                     "-q",
                     "-v",
@@ -325,14 +326,26 @@ class Restorer:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _client(*names: str) -> str:
+class MissingClient(DiagError):
+    """The database's client program is not installed on this host."""
+
+
+def _version(path: str) -> tuple[int, ...]:
+    parts = path.split("/")[-3].split(".")
+    return tuple(int(p) for p in parts if p.isdigit())
+
+
+def client_program(*names: str) -> str:
+    """The path of a client program: PostgreSQL's newest versioned binary first (Debian's /usr/bin/psql is a Perl
+    wrapper that costs a Perl start on every call), else the first of ``names`` on PATH."""
     for name in names:
+        versioned = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"), key=_version, reverse=True)
+        if versioned:
+            return versioned[0]
         found = shutil.which(name)
         if found:
             return found
-        for pg in sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"), reverse=True):
-            return pg
-    raise RestoreFailed(f"{names[0]} is not installed (the client programs do the restore)")
+    raise MissingClient(f"{names[0]} is not installed (the database probes use the database's client programs)")
 
 
 def _judge(lo: float | None, hi: float | None, equals: str | None, value: str) -> str:

@@ -1,6 +1,6 @@
 """Configuration of the database probes: instances (DSN + secret reference), thresholds and backup jobs.
 
-Kept free of any driver import so that validating an inventory never loads psycopg or PyMySQL; the DSN is checked
+Kept free of any driver import so that validating an inventory never loads a database client; the DSN is checked
 here for what can be checked without a driver: it names no password (secrets are references, never literals).
 """
 
