@@ -425,3 +425,30 @@ def test_v3_md5_des_and_sha256(lab: SnmpLab, user: str, auth: str, priv: str) ->
         line.split(" = ")[0].lstrip("."): "".join(line.split(": ", 1)[1].split()).lower() for line in ref.splitlines()
     }
     assert len(got) >= 200 and got == want
+
+
+def test_v1_get_with_a_missing_oid_asks_again_without_it(lab: SnmpLab) -> None:
+    """snmpd answers a v1 GET that names one missing OID with noSuchName for all; snmpget asks again without it."""
+    oids = ["1.3.6.1.2.1.1.5.0", "1.3.6.1.2.1.1.99.0", "1.3.6.1.2.1.1.6.0"]
+    with snmp.Session(v2(lab, version="1")) as s:
+        got = s.get(oids)
+        assert s.requests == 2
+    assert got == [
+        ("1.3.6.1.2.1.1.5.0", "OCTET STRING", f"dgn-snmplab-{lab.lab_id}".encode()),
+        ("1.3.6.1.2.1.1.99.0", "noSuchObject", None),
+        ("1.3.6.1.2.1.1.6.0", "OCTET STRING", b"diag test lab"),
+    ]
+    ref = subprocess.run(
+        ["snmpget", "-v1", "-c", COMMUNITY, "-On", lab.address, *oids],
+        capture_output=True, text=True, timeout=60, env={**os.environ, "MIBS": ""},
+    )  # fmt: skip
+    assert "noSuchName" in ref.stderr + ref.stdout and "dgn-snmplab" in ref.stdout  # net-snmp does the same
+
+
+def test_walk_of_a_scalar_gets_it_as_snmpwalk_does(lab: SnmpLab) -> None:
+    env = {**os.environ, "DIAG_SNMP_COMMUNITY": COMMUNITY}
+    p = subprocess.run([DIAG, "snmp", "walk", lab.address, "1.3.6.1.2.1.1.5.0"], capture_output=True, text=True,
+                       timeout=60, env=env)  # fmt: skip
+    ref = lab.netsnmp("snmpwalk", "1.3.6.1.2.1.1.5.0")
+    assert p.returncode == 0 and p.stdout == f".1.3.6.1.2.1.1.5.0 = OCTET STRING: dgn-snmplab-{lab.lab_id}\n"
+    assert ref.startswith(".1.3.6.1.2.1.1.5.0 = STRING:")
