@@ -15,6 +15,7 @@ import os
 import socket
 import time
 from collections.abc import Container, Iterator
+from itertools import pairwise
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from diag.network.snmp import ber
@@ -368,9 +369,28 @@ class Session:
                 raise SnmpError(f"{t.label}: empty answer to a walk request at {ber.decode_oid(last)}")
             if bulk and reps > 8 and time.monotonic() - started > t.timeout / 2:
                 self.max_repetitions = reps // 2  # slow on large answers: ask for less
+            done = False
+            oids = [vb[0] for vb in varbinds]
+            end = varbinds[-1]
+            if (
+                end[1] != ber.END_OF_MIB_VIEW
+                and end[0].startswith(root)
+                and oids[0] > last
+                and all(a < b for a, b in pairwise(oids))
+                and seen.isdisjoint(oids)
+            ):
+                # The usual answer, checked in bulk: increasing bytes, inside the subtree (the first and the
+                # last are, so all between are), none seen before. The loop below is for the others.
+                seen.update(oids)
+                last = end[0]
+                kept += len(varbinds)
+                reps = self.max_repetitions
+                rid = self.send(ber.GETBULK, [last], 0, reps) if bulk else self.send(ber.GETNEXT, [last], 0, 0)
+                started = time.monotonic()
+                yield varbinds
+                continue
             chunk: list[ber.Varbind] = []
             append = chunk.append
-            done = False
             for oid, tag, value in varbinds:
                 if tag == ber.END_OF_MIB_VIEW or not oid.startswith(root):
                     done = True
