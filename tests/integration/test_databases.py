@@ -212,6 +212,10 @@ def test_healthy_servers_export_metrics_and_no_incident(agent: Agent) -> None:
     ):
         assert line in text, line
     assert 'diag_probe_success{probe="postgres"} 1.0' in text and 'diag_probe_success{probe="mysql"} 1.0' in text
+    # promtool's lint of the exposition (units, _total, naming): nothing about the database families
+    ours = "".join(ln + "\n" for ln in text.splitlines() if "diag_postgres_" in ln or "diag_mysql_" in ln)
+    p = subprocess.run(["promtool", "check", "metrics"], input=ours, capture_output=True, text=True, timeout=30)
+    assert p.returncode == 0 and not p.stdout.strip() and not p.stderr.strip(), p.stdout + p.stderr
     open_ones = [i for i in agent.incidents() if i["state"] != "resolved"]
     assert open_ones == [], [(i["check"], i["summary"], i["state"]) for i in open_ones]
     assert DIAG_PASSWORD not in text
