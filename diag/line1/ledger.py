@@ -39,6 +39,10 @@ CREATE TABLE IF NOT EXISTS paused (change_id TEXT PRIMARY KEY, by TEXT NOT NULL,
 _COLUMNS = frozenset({"state", "kb_entry", "classification", "line", "host", "sla_due", "resolved_at",
                       "resolved_by_line1", "reopened", "reason", "answered_ref", "first_response_at"})
 
+#: A ticket taken but not answered for this long was left by a watcher that died: another may take it (seconds;
+#: longer than any diagnosis and standard change take).
+STALE_AFTER = 600.0
+
 #: Application results that count against a change's rate limit (it ran something on the host).
 RAN = ("verified", "rolled_back", "verify_failed", "action_failed")
 
@@ -65,15 +69,22 @@ class Ledger:
 
     # ---- tickets
     def seen(self, key: str) -> bool:
-        return bool(self._exec("SELECT 1 FROM tickets WHERE key = ?", (key,)))
+        """Handled, or being handled now. A ticket taken by a watcher that died before answering it (kill -9, a
+        power cut) is not: after :data:`STALE_AFTER` it is free again, so no person's ticket goes unanswered."""
+        return bool(self._exec(
+            "SELECT 1 FROM tickets WHERE key = ? AND NOT (state = 'new' AND first_response_at IS NULL AND seen_at < ?)",
+            (key, time.time() - STALE_AFTER),
+        ))
 
     def register(self, key: str, desk: str, ticket_id: str, subject: str, requester: str, filed_at: float) -> bool:
-        """Record a new ticket; False when it was known already (another poller or an earlier run took it)."""
+        """Take a ticket; False when another poller has it (or an earlier run handled it)."""
+        now = time.time()
         with self._lock:
             cur = self._db.execute(
-                "INSERT OR IGNORE INTO tickets (key, desk, ticket_id, subject, requester, filed_at, seen_at, state)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, 'new')",
-                (key, desk, ticket_id, subject, requester, filed_at, time.time()),
+                "INSERT INTO tickets (key, desk, ticket_id, subject, requester, filed_at, seen_at, state)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, 'new') ON CONFLICT (key) DO UPDATE SET seen_at = excluded.seen_at"
+                " WHERE tickets.state = 'new' AND tickets.first_response_at IS NULL AND tickets.seen_at < ?",
+                (key, desk, ticket_id, subject, requester, filed_at, now, now - STALE_AFTER),
             )
             return cur.rowcount == 1
 

@@ -212,6 +212,7 @@ class Triage:
         priority = entry.priority
         due = t.filed_at + (entry.sla or DEFAULT_SLA.get(priority, DEFAULT_SLA["normal"]))[0]
         will_fix = intake.change is not None
+        details.insert(0, f"- typical, line {entry.line}, priority {priority}, respond by {_iso(due)}")
         plain.append(notes.say(lang, "next_l1" if will_fix else "next_l1_manual"))
         if not will_fix and entry.instructions:
             details.append("- standard instructions:\n" + entry.instructions)
@@ -269,6 +270,7 @@ class Triage:
                   evidence: dict[str, Any] | None = None) -> Outcome:
         priority = entry.priority if entry else "normal"
         due = t.filed_at + DEFAULT_SLA[priority][0]
+        details = [f"- atypical, line L2, priority {priority}, respond by {_iso(due)}", *details]
         text = notes.compose(lang, [*plain, notes.say(lang, "next_l2", due=_iso(due))], details)
         files = [notes.evidence_file(f"diagnosis-{_safe(t.id)}.json", evidence)] if evidence else []
         desk.respond(t.id, notes.Note(text, "atypical", "L2", priority, due, entry.id if entry else None,

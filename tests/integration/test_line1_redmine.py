@@ -100,7 +100,7 @@ def test_person_ticket_typical_resolved_reopened_unknown_hostile(desk: dict[str,
         assert first_at - filed < 60, f"first response after {first_at - filed:.0f} s"
         first, last = notes[0]["notes"], notes[-1]["notes"]
         assert "Здравствуйте" in first and "Что мы проверили" in first and "labprintd" in first
-        assert "typical" in first.lower() or "lab-printing-stopped" in first
+        assert "- typical, line L1, priority normal, respond by" in first and "lab-printing-stopped" in first
         assert "Traceback" not in first + last
         assert "Ваше обращение решено" in last and "started again" in last  # the KB's standard answer
         assert service_running(lab, "h01"), "the standard change must have started the service"
@@ -138,8 +138,11 @@ def test_person_ticket_typical_resolved_reopened_unknown_hostile(desk: dict[str,
         out, err = watcher.communicate(timeout=10)
         print(out[:3000], err[-5000:])  # shown when the test fails
     assert "Traceback" not in err, err[-2000:]
-    states = {json.loads(line)["ticket"]: json.loads(line) for line in out.splitlines() if line.startswith("{")}
-    assert states[f"redmine:{issue}"]["state"] == "resolved"
+    # the ledger (the watcher may be stopped before it prints its last line)
+    tickets = json.loads(subprocess.run([*DIAG, "line1", "tickets", "--inventory", str(inv), "--json"],
+                                        capture_output=True, text=True, check=True).stdout)["tickets"]
+    states = {t["key"]: t for t in tickets}
+    assert states[f"redmine:{issue}"]["state"] == "reopened" and states[f"redmine:{issue}"]["resolved_by_line1"]
     assert states[f"redmine:{issue}"]["classification"] == "typical"
     assert states[f"redmine:{other}"]["line"] == "L2"
     assert states[f"redmine:{hostile}"]["state"] == "refused"

@@ -107,6 +107,7 @@ def test_rt_person_ticket_typical_resolved_reopened_unknown_and_huge(rt_lab: RTL
         wait_for(lambda: _answers(rt_lab, other), timeout=90, what="line-2 answer")
         text = _answers(rt_lab, other)[0]["text"]
         assert text.startswith("Здравствуйте!") and "второй линии" in text and "high-load on h02" in text
+        assert "- atypical, line L2, priority normal, respond by" in text
         queue = rt_lab.ticket(other)["Queue"]["id"]
         assert rt_lab.api("GET", f"/queue/{queue}")[1]["Name"] == "Second line"
 
@@ -119,6 +120,9 @@ def test_rt_person_ticket_typical_resolved_reopened_unknown_and_huge(rt_lab: RTL
         out, err = watcher.communicate(timeout=10)
         print(out[:3000], err[-5000:])
     assert "Traceback" not in err
-    states = {json.loads(x)["ticket"]: json.loads(x) for x in out.splitlines() if x.startswith("{")}
-    assert states[f"rt:{ticket}"]["state"] == "resolved" and states[f"rt:{ticket}"]["classification"] == "typical"
+    tickets = json.loads(subprocess.run([*DIAG, "line1", "tickets", "--inventory", str(inv), "--json"],
+                                        capture_output=True, text=True, check=True).stdout)["tickets"]
+    states = {t["key"]: t for t in tickets}  # the ledger (the watcher may be stopped before its last line)
+    assert states[f"rt:{ticket}"]["state"] == "reopened" and states[f"rt:{ticket}"]["resolved_by_line1"]
+    assert states[f"rt:{ticket}"]["classification"] == "typical"
     assert states[f"rt:{other}"]["line"] == "L2" and states[f"rt:{huge}"]["state"] == "refused"

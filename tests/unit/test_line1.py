@@ -332,3 +332,22 @@ def test_agent_line1_section_problems_are_file_and_line(tmp_path: Path) -> None:
     for want in (f"{f}:5: duration 'soon'", f"{f}:7: unknown desk 'jira'", f"{f}:8: unknown key `projekt`",
                  f"{f}:9: missing required key `smtp`"):
         assert any(line.startswith(want) for line in lines), (want, lines)
+
+
+def test_a_ticket_left_by_a_killed_watcher_is_taken_again_later(tmp_path: Path) -> None:
+    import sqlite3
+
+    from diag.line1.ledger import FILENAME, Ledger
+
+    a, b = Ledger(tmp_path), Ledger(tmp_path)  # two watchers (the agent's and a CLI one) on one data directory
+    assert a.register("redmine:5", "redmine", "5", "s", "p", 1.0)
+    assert not b.register("redmine:5", "redmine", "5", "s", "p", 1.0) and b.seen("redmine:5")
+    # the first watcher was killed before answering: ten minutes later the ticket is free again
+    with sqlite3.connect(tmp_path / FILENAME) as db:
+        db.execute("UPDATE tickets SET seen_at = seen_at - 601 WHERE key = 'redmine:5'")
+    assert not b.seen("redmine:5") and b.register("redmine:5", "redmine", "5", "s", "p", 1.0)
+    # an answered ticket never is
+    b.responded("redmine:5")
+    with sqlite3.connect(tmp_path / FILENAME) as db:
+        db.execute("UPDATE tickets SET seen_at = seen_at - 601 WHERE key = 'redmine:5'")
+    assert b.seen("redmine:5") and not a.register("redmine:5", "redmine", "5", "s", "p", 1.0)
