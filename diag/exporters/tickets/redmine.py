@@ -28,11 +28,12 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 import msgspec
 
+from diag.exporters.tickets import text as tx
 from diag.exporters.tickets.base import (
     BACKENDS,
     Attachment,
@@ -72,6 +73,15 @@ class Options(msgspec.Struct, forbid_unknown_fields=True):
     timeout: float = 10.0
     ca_file: str | None = None
     verify_tls: bool = True
+    #: Redmine's text formatting (Administration > Settings > General). ``markdown`` (CommonMark or Markdown) gets
+    #: diag's Markdown, in which everything from outside is literal text; ``textile`` gets the same text with its
+    #: escapes taken out, HTML-escaped, in one ``<pre>`` block, where Textile makes no markup of it.
+    text_formatting: Literal["markdown", "textile"] = "markdown"
+
+
+def textile_text(markdown: str) -> str:
+    """diag's Markdown for a Textile Redmine: literal text in a ``<pre>`` block (escaped, so it cannot close it)."""
+    return f"<pre>\n{tx.html(tx.md_plain(markdown))}\n</pre>"
 
 
 def _reason(response: httpx.Response) -> str:
@@ -189,7 +199,7 @@ class RedmineBackend:
         issue: dict[str, Any] = {
             "project_id": self.options.project,
             "subject": _subject(draft.subject),
-            "description": draft.description,
+            "description": self._text(draft.description),
             "is_private": self.options.is_private,
             "custom_fields": fields,
         }
@@ -214,6 +224,7 @@ class RedmineBackend:
         return self._ref(created["id"])
 
     def add_note(self, ref: TicketRef, text: str, attachments: Sequence[Attachment] = ()) -> None:
+        text = self._text(text)
         issue = self._issue(ref)
         if _last_note(issue) == text and _last_files(issue) == sorted(a.filename for a in attachments):
             log.info("redmine: issue #%s already has this note; not adding it again", ref.id)
@@ -221,12 +232,15 @@ class RedmineBackend:
         self._update(ref, {"notes": text}, attachments, "add note")
 
     def close(self, ref: TicketRef, note: str) -> None:
-        self._set_status(ref, note, self._resolve()["closed"], closed=True)
+        self._set_status(ref, self._text(note) if note else note, self._resolve()["closed"], closed=True)
 
     def reopen(self, ref: TicketRef, note: str) -> None:
-        self._set_status(ref, note, self._resolve()["reopen"], closed=False)
+        self._set_status(ref, self._text(note) if note else note, self._resolve()["reopen"], closed=False)
 
     # ---- helpers ----
+    def _text(self, markdown: str) -> str:
+        return textile_text(markdown) if self.options.text_formatting == "textile" else markdown
+
     def _set_status(self, ref: TicketRef, note: str, status_id: int, *, closed: bool) -> None:
         verb = "close" if closed else "reopen"
         issue = self._issue(ref)
