@@ -6,19 +6,21 @@ Every process a helper starts is stopped by PID at teardown, also when the test 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import pytest
 
@@ -29,9 +31,9 @@ DIAG = str(Path(sys.executable).with_name("diag"))
 AGENT_PORTS = range(19200, 19300)
 
 
-def _bindable(port: int, host: str) -> bool:
+def _bindable(port: int, host: str, udp: bool = False) -> bool:
     # SO_REUSEADDR as every server sets it: a port in TIME_WAIT after a clean exit counts as free.
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM if udp else socket.SOCK_STREAM) as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((host, port))
@@ -40,12 +42,41 @@ def _bindable(port: int, host: str) -> bool:
         return True
 
 
-def free_port(ports: Sequence[int], host: str = "127.0.0.1") -> int:
-    """The first port in ``ports`` that nothing listens on now (checked by binding it)."""
-    for port in ports:
-        if _bindable(port, host):
-            return port
-    raise RuntimeError(f"no free port in {ports}")
+#: One lock file per port, shared by every test run on this machine (/run is local and emptied at boot).
+PORT_LOCKS = Path("/run/diag-test-ports")
+_held: dict[int, IO[str]] = {}
+_held_lock = threading.Lock()
+
+
+def free_port(ports: Sequence[int], host: str = "127.0.0.1", udp: bool = False) -> int:
+    """A port of ``ports`` that no other test process holds and nothing listens on now (checked by binding it).
+
+    The port is reserved for this process (an exclusive ``flock`` on ``PORT_LOCKS/<port>.lock``, held until the
+    process exits), so two test runs on one machine never start servers on the same port: each run reuses the
+    ports it already holds once they are free again and takes new ones only when all of its own are busy.
+    ``udp``: the port must be free for UDP too (a trap listener). A port where nothing must listen (a dead host
+    in an inventory) is reserved the same way, so another run never starts a server there.
+    """
+    with _held_lock:
+        mine = [p for p in ports if p in _held]
+        for port in mine:
+            if _bindable(port, host) and (not udp or _bindable(port, host, udp=True)):
+                return port
+        PORT_LOCKS.mkdir(parents=True, exist_ok=True)
+        for port in ports:
+            if port in _held:
+                continue
+            f = (PORT_LOCKS / f"{port}.lock").open("w")
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:  # another test process holds it
+                f.close()
+                continue
+            if _bindable(port, host) and (not udp or _bindable(port, host, udp=True)):
+                _held[port] = f
+                return port
+            f.close()  # something outside the tests listens there
+    raise RuntimeError(f"no free port in {ports} (held by this process: {sorted(_held)})")
 
 
 def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
@@ -55,6 +86,46 @@ def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
         if s.connect_ex((host, port)) == 0:
             return False
     return _bindable(port, host)
+
+
+def _listening_inodes(port: int) -> set[str]:
+    """Socket inodes listening on TCP ``port`` (any address) in this network namespace, from /proc/net/tcp{,6}."""
+    found: set[str] = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError), open(table) as f:
+            for line in f.readlines()[1:]:
+                cols = line.split()
+                if cols[3] == "0A" and int(cols[1].rsplit(":", 1)[1], 16) == port:  # 0A: LISTEN
+                    found.add(cols[9])
+    return found
+
+
+def _tree(pid: int) -> list[int]:
+    """``pid`` and its descendants (a server may listen from a child it forked)."""
+    pids, todo = [pid], [pid]
+    while todo:
+        with contextlib.suppress(OSError):
+            for task in os.listdir(f"/proc/{todo[0]}/task"):
+                with contextlib.suppress(OSError):
+                    kids = Path(f"/proc/{todo[0]}/task/{task}/children").read_text().split()
+                    pids += [int(k) for k in kids]
+                    todo += [int(k) for k in kids]
+        todo.pop(0)
+    return pids
+
+
+def owns_port(pid: int, port: int) -> bool:
+    """The socket listening on ``port`` belongs to process ``pid`` (or one of its children): the server a test
+    reaches there is the one it started, not another test run's that happens to answer the same protocol."""
+    inodes = _listening_inodes(port)
+    for p in _tree(pid):
+        with contextlib.suppress(OSError):
+            for fd in os.listdir(f"/proc/{p}/fd"):
+                with contextlib.suppress(OSError):
+                    link = os.readlink(f"/proc/{p}/fd/{fd}")
+                    if link.startswith("socket:[") and link[8:-1] in inodes:
+                        return True
+    return False
 
 
 def http_get(url: str, timeout: float = 5.0) -> tuple[int, bytes]:
@@ -180,6 +251,7 @@ def start_agent(tmp_path: Path) -> Iterator[StartAgent]:
                 return agent.get("/healthz", timeout=2)[0] == 200
 
             wait_for(up, timeout=30, what=f"diag agent on port {port}")
+            assert owns_port(proc.pid, port), f"port {port}: the agent answering is not the one started here"
         return agent
 
     yield start

@@ -29,14 +29,15 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import DIAG, AgentProcess, free_port, http_get, stop_process, wait_for
+from tests.conftest import DIAG, AgentProcess, free_port, http_get, owns_port, stop_process, wait_for
 from tests.integration.test_reach_http import _Handler, make_cert
 from tests.labs.alerting import Prometheus
 from tests.labs.snmplab import COMMUNITY, SnmpLab
 
 ROOT = Path(__file__).resolve().parents[2]
 RULES = ROOT / "deploy" / "prometheus" / "rules"
-PORTS = range(20400, 20450)
+PORTS = range(20400, 20440)
+DEAD_PORTS = range(20440, 20450)  # reserved, nothing listens (TCP or UDP): a dead target
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (tmpfs mount, network namespaces)")
 
@@ -60,6 +61,7 @@ class Stack:
         self.https: http.server.ThreadingHTTPServer | None = None
         self.https_url = ""
         self.trap_port = 0
+        self.dead_port = 0
 
     def _serve_https(self) -> None:
         """A web server whose certificate expires in 2 days and whose application fails (503)."""
@@ -91,7 +93,8 @@ class Stack:
         self._serve_https()
         os.environ["DGP_SNMP_COMMUNITY"] = COMMUNITY
         agent_port = free_port(PORTS)
-        self.trap_port = 20445  # UDP
+        self.trap_port = free_port(PORTS, udp=True)  # the agent's trap listener (UDP)
+        self.dead_port = free_port(DEAD_PORTS, udp=True)
         inventory = self.root / "inventory.yaml"
         inventory.write_text(
             f"""agent:
@@ -107,7 +110,7 @@ class Stack:
       timeout: 5
       checks:
         - {{type: ping, target: 127.0.0.1, count: 2, timeout: 1}}
-        - {{type: tcp, target: 127.0.0.1, port: 20448, timeout: 1}}   # nothing listens: refused
+        - {{type: tcp, target: 127.0.0.1, port: {self.dead_port}, timeout: 1}}   # nothing listens: refused
         - {{type: http, target: "{self.https_url}", cafile: "{self.root / "cert.pem"}", timeout: 2}}
   archive: {{interval: 5, files: {{archived: [/etc/hostname]}}}}   # its one host has no sshd: fetch fails
   traps: {{listen: ["127.0.0.1:{self.trap_port}"], communities: ["env:DGP_SNMP_COMMUNITY"]}}
@@ -124,13 +127,13 @@ class Stack:
 groups:
   archived: {{}}
 hosts:
-  nossh: {{address: 127.0.0.1, port: 20446, groups: [archived]}}
+  nossh: {{address: 127.0.0.1, port: {self.dead_port}, groups: [archived]}}
   sw1:
     address: {self.lab.address}
     snmp: {{version: 2c, community: "env:DGP_SNMP_COMMUNITY", timeout: 1, retries: 0, profiles: [system, if_mib]}}
   deadsw:
     address: 127.0.0.1
-    snmp: {{version: 2c, community: "env:DGP_SNMP_COMMUNITY", port: 20449, timeout: 1, retries: 0}}  # UDP: nobody
+    snmp: {{version: 2c, community: "env:DGP_SNMP_COMMUNITY", port: {self.dead_port}, timeout: 1, retries: 0}}  # nobody
 """
         )
         log = self.root / "agent.log"
@@ -140,6 +143,7 @@ hosts:
             proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=err, stderr=err)
         self.agent = AgentProcess(proc, agent_port, log, args)
         wait_for(lambda: http_get(self.agent.url + "/healthz", 2)[0] == 200, timeout=30, what="diag agent")  # type: ignore[union-attr]
+        assert owns_port(proc.pid, agent_port), f"port {agent_port}: the agent answering is not ours"
         # The deploy rules with every `for:` at 2 s, so that pending -> firing happens within the test.
         short_for = re.compile(r"(?m)^(\s+for:\s*)\S+")
         rules = {p.name: short_for.sub(r"\g<1>2s", p.read_text()) for p in sorted(RULES.glob("*.yml"))}
@@ -315,9 +319,9 @@ def test_snmp_port_down_and_device_not_answering(stack: Stack) -> None:
 
 
 def test_reachability_down_port_failing_site_and_expiring_certificate(stack: Stack) -> None:
-    down = stack.wait_firing("DiagReachTargetDown", check="tcp:20448")
+    down = stack.wait_firing("DiagReachTargetDown", check=f"tcp:{stack.dead_port}")
     assert down["labels"]["target"] == "127.0.0.1" and down["labels"]["area"] == "reach"
-    _check_annotations(down, "tcp:20448 check of 127.0.0.1")
+    _check_annotations(down, f"tcp:{stack.dead_port} check of 127.0.0.1")
     cert = stack.wait_firing("DiagCertificateExpiresSoon", target=stack.https_url)
     assert cert["labels"]["severity"] == "warning"
     assert 1.9 * 86400 < float(cert["value"]) < 2 * 86400

@@ -10,7 +10,7 @@ listed in NOT_HERE and each must still be declared in diag's source, so a rename
 way. Every query is also sent to a real Prometheus (Debian ``prometheus``) that scrapes the same agent, which
 rejects anything that is not valid PromQL. Grafana itself is not in Debian and cannot be installed here (see
 docs/dashboards.md), so the dashboard JSON is checked at the schema level: uid, panels, targets, datasource
-references, gridPos. Ports 20400-20449.
+references, gridPos. Ports 20400-20449, reserved per test run (tests/conftest.py free_port).
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.conftest import DIAG, AgentProcess, free_port, http_get, port_is_free, stop_process, wait_for
+from tests.conftest import DIAG, AgentProcess, free_port, http_get, owns_port, stop_process, wait_for
 from tests.integration.test_reach_http import _Handler, make_cert
 from tests.labs.alerting import Prometheus
 from tests.labs.dblab import DIAG_PASSWORD, MariaPair, PgPair, pg_bin
@@ -44,7 +44,8 @@ from tests.labs.snmplab import COMMUNITY, SnmpLab
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARDS = sorted((ROOT / "deploy" / "grafana" / "dashboards").glob("*.json"))
 RULE_FILES = sorted((ROOT / "deploy" / "prometheus" / "rules").glob("*.yml"))
-PORTS = range(20400, 20450)
+PORTS = range(20400, 20440)
+DEAD_PORTS = range(20440, 20450)  # reserved, nothing listens: a dead host
 DB_PORTS = range(20900, 20940)  # the database servers (tests/labs/dblab.py)
 MODULES = "system,if_mib,host_resources,ucd,entity_sensor,printer,ups"
 PROMETHEUS_OWN = {"up", "scrape_duration_seconds", "scrape_samples_scraped"}
@@ -98,7 +99,9 @@ class Live:
     def _databases(self) -> str:
         """A PostgreSQL primary + standby and a MariaDB primary + replica, each with a dump job whose restore is
         verified, so that every diag_postgres_* / diag_mysql_* family the rules and panels read is declared live."""
-        ports = [p for p in DB_PORTS if port_is_free(p)][:4]
+        ports: list[int] = []
+        for _ in range(4):  # four distinct ports reserved for this run (tests/conftest.py)
+            ports.append(free_port([p for p in DB_PORTS if p not in ports]))
         self.pg = PgPair(ports[0], ports[1]).__enter__()
         self.my = MariaPair(ports[2], ports[3]).__enter__()
         self.pg.primary.psql("SELECT pg_create_physical_replication_slot('dash_slot', true)")
@@ -158,6 +161,7 @@ class Live:
         (self.root / "backups").mkdir()
         (self.root / "backups" / "db.sql.gz").write_bytes(b"x" * 100)
         port = free_port(PORTS)
+        trap_port, dead_port = free_port(PORTS, udp=True), free_port(DEAD_PORTS)
         inventory = self.root / "inventory.yaml"
         inventory.write_text(
             f"""agent:
@@ -175,12 +179,12 @@ class Live:
     diskio: {{interval: 2}}
 {self._databases()}  incidents: {{open_after: 0}}
   archive: {{interval: 5, files: {{archived: [/etc/hostname]}}}}
-  traps: {{listen: ["127.0.0.1:20444"], communities: ["env:DGP_SNMP_COMMUNITY"]}}
+  traps: {{listen: ["127.0.0.1:{trap_port}"], communities: ["env:DGP_SNMP_COMMUNITY"]}}
   alertmanager: {{auth: {{bearer_token: "env:DGP_SNMP_COMMUNITY"}}}}
 groups:
   archived: {{}}
 hosts:
-  nossh: {{address: 127.0.0.1, port: 20446, groups: [archived]}}
+  nossh: {{address: 127.0.0.1, port: {dead_port}, groups: [archived]}}
   sw1:
     address: {self.lab.address}
     snmp: {{version: 2c, community: "env:DGP_SNMP_COMMUNITY", timeout: 1, retries: 0}}
@@ -208,6 +212,7 @@ hosts:
             )
 
         wait_for(all_ran, timeout=60, what="every probe's first run")
+        assert owns_port(proc.pid, port), f"port {port}: the agent answering is not ours"
         self.names = _families(agent.metrics())
         status, body = http_get(f"{agent.url}/snmp?target=sw1&module={MODULES}", 30)
         assert status == 200, body

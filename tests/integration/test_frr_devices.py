@@ -30,7 +30,6 @@ from tests.labs.redislab import RedisServer
 pytestmark = pytest.mark.integration
 #: eth2 is shut and unshut by several tests: its "Link downs" grows, which the playbook rightly calls flapping.
 NO_FLAPS = ("--var", "flap_threshold=1000")
-REDIS_PORT = 20150  # this suite's port range: 20150-20199
 PLAYBOOKS = Path(__file__).resolve().parents[2] / "playbooks"
 TEMPLATES = Path(__file__).resolve().parents[2] / "diag" / "network" / "devices" / "templates"
 
@@ -253,7 +252,7 @@ def test_archive_keeps_the_change_that_shut_an_interface(frr: FrrLab, tmp_path: 
 
 def test_celery_worker_checks_a_device_through_its_driver(frr: FrrLab, tmp_path: Path) -> None:
     """`diag check --backend celery`: a real `diag worker` on a real Redis runs the device playbook via the driver."""
-    with RedisServer(REDIS_PORT) as redis_server:
+    with RedisServer() as redis_server:
         log = tmp_path / "worker.log"
         argv = [sys.executable, "-m", "diag.cli", "worker", "--redis", redis_server.url, "--name", "dgf-w1"]
         argv += [

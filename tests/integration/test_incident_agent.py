@@ -19,7 +19,7 @@ import pytest
 
 from diag import config
 from diag.exporters.tickets.local import LocalTickets
-from tests.conftest import DIAG, free_port, http_get, stop_process, wait_for
+from tests.conftest import DIAG, free_port, http_get, owns_port, stop_process, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -68,6 +68,7 @@ def test_the_agent_files_and_closes_a_ticket_for_its_own_probe(tmp_path: Path) -
 
     try:
         wait_for(lambda: http_get(f"http://127.0.0.1:{port}/healthz", 2)[0] == 200, 30, what="agent up")
+        assert owns_port(proc.pid, port), f"port {port}: the agent answering is not ours"
         assert "diag_incidents_outbox_depth" in metrics()
         in_agent("sh", "-c", f'dd if=/dev/zero of="{mnt}/fill" bs=64k 2>/dev/null; sync; true')
 

@@ -34,13 +34,12 @@ from tests.labs.pglab import PostgresServer
 
 pytestmark = pytest.mark.integration
 
-PORT = 20520
 _n = count()
 
 
 @pytest.fixture(scope="module")
 def pg() -> Iterator[PostgresServer]:
-    with PostgresServer(PORT) as server:
+    with PostgresServer() as server:
         yield server
 
 

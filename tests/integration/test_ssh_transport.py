@@ -206,13 +206,14 @@ def _kill_when_sleeping(lab: Lab, name: str) -> None:
 def test_handshake_timeout_on_a_silent_server(tmp_path: Path) -> None:
     # accepts TCP (kernel backlog) but never speaks SSH: the connect deadline must fire
     srv = socket.socket()
-    srv.bind(("127.0.0.1", 19301))
+    srv.bind(("127.0.0.1", 0))  # a port of the kernel's choosing: never another test run's
     srv.listen(1)
+    port = srv.getsockname()[1]
     try:
-        host = Host(name="silent", address="127.0.0.1", port=19301, user="x", connect_timeout=1.0)
+        host = Host(name="silent", address="127.0.0.1", port=port, user="x", connect_timeout=1.0)
         with SSHPool(known_hosts=tmp_path / "none", tofu_store=tmp_path / "t") as p, pytest.raises(Timeout) as e:
             p.connect(host)
-        assert "127.0.0.1:19301 (silent)" in str(e.value) and host_status(e.value) == "timeout"
+        assert f"127.0.0.1:{port} (silent)" in str(e.value) and host_status(e.value) == "timeout"
     finally:
         srv.close()
 

@@ -42,20 +42,8 @@ def netsnmp(*argv: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(list(argv), capture_output=True, text=True, env=ENV, timeout=60, check=False)
 
 
-def udp_free(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
 def free_udp_port() -> int:
-    for port in PORTS:
-        if udp_free(port) and free_port([port]) == port:
-            return port
-    raise RuntimeError("no free port in 20100-20149")
+    return free_port(PORTS, udp=True)  # reserved for this test run (tests/conftest.py)
 
 
 class Collected:

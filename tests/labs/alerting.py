@@ -20,7 +20,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import stop_process
+from tests.conftest import owns_port, stop_process
 
 PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
 ALERTMANAGER = shutil.which("prometheus-alertmanager") or "/usr/bin/prometheus-alertmanager"
@@ -63,6 +63,8 @@ class _Server:
                 raise ServerError(f"{self.name} exited with {self.proc.returncode}: {self.tail()}")
             with contextlib.suppress(OSError):
                 if _http(self.url + "/-/ready", timeout=2)[0] == 200:
+                    if not owns_port(self.proc.pid, self.port):  # another test run's server on a port we took
+                        raise ServerError(f"{self.name}: port {self.port} answers, but not from our process")
                     return
             time.sleep(0.1)
         raise ServerError(f"{self.name} not ready on port {self.port} after 60 s: {self.tail()}")

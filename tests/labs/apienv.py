@@ -21,7 +21,7 @@ from typing import Any
 
 import httpx
 
-from tests.conftest import DIAG, free_port, stop_process, wait_for
+from tests.conftest import DIAG, free_port, owns_port, stop_process, wait_for
 from tests.labs.lab import LAB_USER, Lab
 
 #: This work's port range (the API tests).
@@ -158,6 +158,7 @@ def api_env(lab: Lab | None, base: Path) -> Iterator[ApiEnv]:
                 return False
 
         wait_for(up, timeout=30, what="the agent")
+        assert owns_port(proc.pid, port), f"port {port}: the agent answering is not the one started here"
         yield env
     finally:
         stop_process(proc)

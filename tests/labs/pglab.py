@@ -1,7 +1,9 @@
 """A real PostgreSQL server for tests and benchmarks: a throw-away cluster (initdb) on loopback, stopped by PID.
 
 Runs as the ``postgres`` system user (initdb refuses root) with ``trust`` authentication on 127.0.0.1 only, in a
-temporary directory. The package comes from scripts/debian-packages.txt. Ports 20520-20529 belong to it.
+temporary directory. The package comes from scripts/debian-packages.txt. The port is reserved for this process from
+20520-20529 (:func:`tests.conftest.free_port`), and the server that answers on it is checked to be ours (its
+``data_directory`` is the cluster made here), not any PostgreSQL that pg_isready finds there.
 """
 
 from __future__ import annotations
@@ -15,6 +17,10 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
+
+from tests.conftest import free_port
+
+PORTS = range(20520, 20530)
 
 
 def pg_bin() -> Path:
@@ -31,10 +37,10 @@ def _drop_to_postgres() -> None:
 
 
 class PostgresServer:
-    """``with PostgresServer(20520) as pg: pg.url`` gives ``postgresql://postgres@127.0.0.1:PORT/diag``."""
+    """``with PostgresServer() as pg: pg.url`` gives ``postgresql://postgres@127.0.0.1:PORT/diag``."""
 
-    def __init__(self, port: int) -> None:
-        self.port = port
+    def __init__(self, port: int | None = None) -> None:
+        self.port = port or free_port(PORTS)
         self.url = f"postgresql://postgres@127.0.0.1:{port}/diag"
         self.dir = Path(tempfile.mkdtemp(prefix="dgd-pg-"))
         self.proc: subprocess.Popen[bytes] | None = None
@@ -72,8 +78,19 @@ class PostgresServer:
         else:
             self.__exit__()
             raise RuntimeError(f"postgres not ready on {self.port}: {(self.dir / 'postgres.log').read_text()}")
+        self._check_ours(data)
         self._as_postgres([str(bindir / "createdb"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", "diag"])
         return self
+
+    def _check_ours(self, data: Path) -> None:
+        """The server on 127.0.0.1:PORT serves our cluster: another test run's PostgreSQL would answer too."""
+        import psycopg
+
+        with psycopg.connect(f"postgresql://postgres@127.0.0.1:{self.port}/postgres", connect_timeout=5) as c:
+            row = c.execute("SELECT current_setting('data_directory')").fetchone()
+        if row is None or Path(str(row[0])).resolve() != data.resolve() or self.proc is None or self.proc.poll():
+            self.__exit__()
+            raise RuntimeError(f"port {self.port}: the PostgreSQL answering serves {row}, not {data}")
 
     def __exit__(self, *exc: object) -> None:
         if self.proc is not None and self.proc.poll() is None:

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import free_port, json_request, stop_process
+from tests.conftest import free_port, json_request, owns_port, stop_process
 
 RT_SERVER = Path("/usr/share/request-tracker5/libexec/rt-server")
 RT_SETUP_DB = Path("/usr/sbin/rt-setup-database-5")
@@ -144,6 +144,8 @@ Set($CommentAddress, 'rt-comment@diaglab.invalid');
                 raise RTError(f"rt-server exited with {self.proc.returncode}: {self.tail()}")
             with contextlib.suppress(OSError):
                 if self.api("GET", "/queues/all", timeout=2)[0] == 200:
+                    if not owns_port(self.proc.pid, self.port):
+                        raise RTError(f"port {self.port}: an RT answers, but not the rt-server started here")
                     return
             time.sleep(0.25)
         raise RTError(f"RT not answering on port {self.port} after 120 s: {self.tail()}")

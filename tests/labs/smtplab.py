@@ -30,7 +30,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from tests.conftest import free_port, stop_process
+from tests.conftest import free_port, owns_port, stop_process
 
 EXIM = shutil.which("exim4") or "/usr/sbin/exim4"
 USER = "diag"
@@ -121,6 +121,8 @@ class EximLab:
                     raise RuntimeError(f"exim exited with {self.proc.returncode}: {self.log()}")
                 with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), 1) as s:
                     if s.recv(100).startswith(b"220"):
+                        if not owns_port(self.proc.pid, self.port):
+                            raise RuntimeError(f"port {self.port}: an SMTP server answers, but not our exim")
                         return self
                 time.sleep(0.1)
             raise RuntimeError(f"exim not answering on port {self.port}: {self.log()}")
