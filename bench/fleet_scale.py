@@ -49,7 +49,6 @@ from tests.labs.redislab import RedisServer  # noqa: E402
 from tests.labs.snmplab import COMMUNITY, SnmpLab  # noqa: E402
 
 PLAYBOOK = ROOT / "bench" / "fanout-playbook.yaml"
-REDIS_PORT = 20510
 PY = str(ROOT / ".venv" / "bin" / "python")
 
 
@@ -298,7 +297,7 @@ def main() -> int:
     ap.add_argument("--snmp-devices", type=int, default=256, help="inventory devices spread over them")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="dgd-bench-"))
-    with RedisServer(REDIS_PORT) as rs:
+    with RedisServer() as rs:
         inventory_cost(tmp)
         scheduler_cost(rs.url)
         (tmp / "known_hosts").write_text("")

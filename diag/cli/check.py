@@ -54,11 +54,16 @@ def cmd_check(args: argparse.Namespace) -> int:
     observers: list[svc.Observer] = [svc.JournalObserver(open_journal(data)), svc.FactsObserver(data)]
     if args.backend == "celery":  # the hosts are checked by `diag worker` processes (docs/distributed.md)
         from diag.cli.distributed import redis_url
-        from diag.distributed.backend import CeleryBackend
+        from diag.distributed import keys
+        from diag.distributed.backend import BrokerLost, CeleryBackend
 
-        report = svc.run(
-            req, CeleryBackend(redis_url(args.redis), inv_path, pb_path, timeout_s=args.timeout), observers
-        )
+        ns = keys.namespace(args.namespace)
+        celery = CeleryBackend(redis_url(args.redis), inv_path, pb_path, timeout_s=args.timeout, namespace=ns)
+        try:
+            report = svc.run(req, celery, observers)
+        except BrokerLost as e:  # print what was recorded, then main() prints the one `diag:` line, exit 3
+            _report(args, e.report)
+            raise
         return _report(args, report)
     known_hosts = [Path(p) for p in args.known_hosts] if args.known_hosts else None
     backend = LocalBackend.over(ssh_pool(data, inv.hosts, known_hosts, args.concurrency), hosts)
@@ -235,6 +240,7 @@ def add_commands(sub: Any) -> None:
     )
     c.add_argument("--redis", help="with --backend celery: broker URL or env:NAME (default $DIAG_REDIS_URL)")
     c.add_argument("--timeout", type=float, default=3600.0, help="with --backend celery: seconds to wait for all hosts")
+    c.add_argument("--namespace", help="with --backend celery: the deployment's namespace (default $DIAG_NAMESPACE)")
     c.add_argument("targets", nargs="+", metavar="TARGET", help="host or group names ('all' for every host)")
     c.set_defaults(func=cmd_check)
 

@@ -14,6 +14,7 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 DEFAULT_REDIS = "redis://127.0.0.1:6379/0"
+NAMESPACE_HELP = "keep this deployment's queues and keys apart from others on the same Redis (default $DIAG_NAMESPACE)"
 
 
 def redis_url(value: str | None) -> str:
@@ -48,16 +49,27 @@ def shared_incidents(args: argparse.Namespace) -> Any:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    from diag.distributed import tasks, worker_metrics
+    """Run the Celery worker in this process; its exit status is Celery's (non-zero on an unrecoverable error).
+
+    ``app.worker_main`` drops the status Celery's command computes (it returns None), so a worker that gave up
+    on a lost broker used to exit 0 and a restart-on-failure unit would not bring it back; ``app.Worker`` keeps it.
+    """
+    from diag.distributed import keys, tasks, worker_metrics
     from diag.distributed.app import DEFAULT_QUEUE, make_app, queue_for
 
     url = redis_url(args.redis)
+    ns = keys.namespace(args.namespace)
+    if args.broker_retries < 0:
+        from diag.errors import ConfigError
+
+        raise ConfigError("--broker-retries must be 0 or more")
     name = args.name or f"{socket.gethostname()}-{os.getpid()}"
     tasks.SETTINGS = tasks.WorkerSettings(
         redis_url=url,
         known_hosts=[Path(p) for p in args.known_hosts] if args.known_hosts else None,
         data=Path(args.data),
         name=name,
+        namespace=ns,
     )
     if args.incidents:
         tasks.SETTINGS.incidents = shared_incidents(args)
@@ -73,22 +85,24 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
             from diag.distributed.snmp_fleet import FleetSnmpCollector
 
-            worker_metrics.REGISTRY.register(FleetSnmpCollector(redis.Redis.from_url(url)))
+            worker_metrics.REGISTRY.register(FleetSnmpCollector(redis.Redis.from_url(url), namespace=ns))
         worker_metrics.serve(host, port)
-    app = make_app(url, args.visibility_timeout)
-    argv = [
-        "worker",
-        "--pool=threads",
-        f"--concurrency={args.concurrency}",
-        f"--hostname={name}@%h",
-        f"--queues={','.join(queues)}",
-        f"--loglevel={args.log_level}",
-        "--without-gossip",
-        "--without-mingle",
-        "--without-heartbeat",
-    ]
-    app.worker_main(argv=argv)
-    return 0
+    app = make_app(url, args.visibility_timeout, ns, args.broker_retries)
+    worker = app.Worker(
+        hostname=f"{name}@{socket.gethostname()}",
+        pool_cls="threads",
+        concurrency=args.concurrency,
+        queues=queues,
+        loglevel=args.log_level,
+        without_gossip=True,
+        without_mingle=True,
+        without_heartbeat=True,
+    )
+    worker.start()
+    code = int(worker.exitcode or 0)
+    if code:
+        log.error("worker %s: stopped on an unrecoverable error (exit %d); see the log above", name, code)
+    return code
 
 
 def cmd_scheduler(args: argparse.Namespace) -> int:
@@ -96,6 +110,7 @@ def cmd_scheduler(args: argparse.Namespace) -> int:
 
     from diag import inventory
     from diag.cli.common import DEFAULT_INVENTORY, inventory_path
+    from diag.distributed import keys
     from diag.distributed.app import make_app
     from diag.distributed.backend import CeleryBackend, dispatch_snmp
     from diag.distributed.leader import Leadership
@@ -106,13 +121,14 @@ def cmd_scheduler(args: argparse.Namespace) -> int:
     inv_path = inventory_path(args, required=True) or DEFAULT_INVENTORY
     inv = inventory.load(inv_path)
     url = redis_url(args.redis)
+    ns = keys.namespace(args.namespace)
     backends: dict[str, tuple[CeleryBackend, Any]] = {}
-    app = make_app(url)
+    app = make_app(url, namespace=ns)
     for job in jobs:  # resolve every playbook and target now: a typo is an error at start, not at 3 a.m.
         inv.select(job.targets)
         if job.kind == "check" and job.playbook not in backends:
             path = pbmod.find(job.playbook)
-            backends[job.playbook] = (CeleryBackend(url, inv_path, path), pbmod.load(path))
+            backends[job.playbook] = (CeleryBackend(url, inv_path, path, namespace=ns), pbmod.load(path))
 
     def fire(job: ScheduledCheck, slot: int) -> None:
         if job.kind == "snmp":
@@ -123,7 +139,8 @@ def cmd_scheduler(args: argparse.Namespace) -> int:
 
     name = args.name or f"{socket.gethostname()}-{os.getpid()}"
     client = redis.Redis.from_url(url)
-    sched = DistributedScheduler(client, Leadership(client, name, ttl_s=args.ttl), jobs, fire)
+    leadership = Leadership(client, name, ttl_s=args.ttl, key=keys.key(ns, keys.LEADER))
+    sched = DistributedScheduler(client, leadership, jobs, fire, namespace=ns)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
@@ -152,6 +169,13 @@ def add_commands(sub: Any) -> None:
     w.add_argument("--inventory", "-i", help="with --incidents: the inventory with the agent.incidents section")
     w.add_argument("--export-snmp", action="store_true", help="with --metrics-listen: also serve the fleet's SNMP")
     w.add_argument("--visibility-timeout", type=float, default=300.0, help="seconds before a lost host is redelivered")
+    w.add_argument("--namespace", help=NAMESPACE_HELP)
+    w.add_argument(
+        "--broker-retries",
+        type=int,
+        default=100,
+        help="reconnect tries after the broker is lost (2 s more back-off each, up to 30 s) before exiting 1",
+    )
     w.add_argument("--name", help="worker name in results and logs (default HOST-PID)")
     w.add_argument("--log-level", default="WARNING")
     w.set_defaults(func=cmd_worker)
@@ -163,4 +187,5 @@ def add_commands(sub: Any) -> None:
     s.add_argument("--tick", type=float, default=1.0, help="seconds between scheduler ticks")
     s.add_argument("--ttl", type=float, default=10.0, help="leader lock TTL in seconds (hand-over time)")
     s.add_argument("--name", help="scheduler identity (default HOST-PID)")
+    s.add_argument("--namespace", help=NAMESPACE_HELP)
     s.set_defaults(func=cmd_scheduler)

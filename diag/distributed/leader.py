@@ -12,9 +12,11 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from diag.distributed import keys
+
 log = logging.getLogger(__name__)
 
-LEADER_KEY = "diag:scheduler:leader"
+LEADER_KEY = keys.LEADER
 
 
 class Leadership:

@@ -22,12 +22,13 @@ from typing import Any, Literal
 import msgspec
 
 from diag import yamlsrc
+from diag.distributed import keys
 from diag.distributed.leader import Leadership
 from diag.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
-FIRINGS_KEY = "diag:scheduler:firings"  # audit trail of firings (capped), read by tests and `diag scheduler`
+FIRINGS_KEY = keys.FIRINGS
 FIRINGS_KEPT = 100_000
 
 
@@ -97,8 +98,10 @@ class DistributedScheduler:
         jobs: list[ScheduledCheck],
         fire: Fire,
         clock: Callable[[], float] = time.time,
+        namespace: str = "",
     ) -> None:
         self.redis = redis_client
+        self.namespace = namespace
         self.leadership = leadership
         self.jobs = jobs
         self.fire = fire
@@ -130,7 +133,8 @@ class DistributedScheduler:
             return 0
         pipe = self.redis.pipeline()
         for job, slot in due:
-            pipe.set(f"diag:fired:{job.name}:{slot}", self.leadership.identity, nx=True, ex=int(job.every * 3) + 60)
+            fence = keys.fired(job.name, slot, self.namespace)
+            pipe.set(fence, self.leadership.identity, nx=True, ex=int(job.every * 3) + 60)
         claimed = pipe.execute()
         audit = []
         n = 0
@@ -146,8 +150,9 @@ class DistributedScheduler:
             audit.append(json.dumps({"job": job.name, "slot": slot, "by": self.leadership.identity, "at": now}))
         if audit:
             pipe = self.redis.pipeline()
-            pipe.rpush(FIRINGS_KEY, *audit)
-            pipe.ltrim(FIRINGS_KEY, -FIRINGS_KEPT, -1)
+            firings = keys.key(self.namespace, FIRINGS_KEY)
+            pipe.rpush(firings, *audit)
+            pipe.ltrim(firings, -FIRINGS_KEPT, -1)
             pipe.execute()
         self.fired += n
         return n

@@ -15,16 +15,18 @@ from typing import Any
 from diag.model import Finding, Metric, Result
 
 
-def fleet_metrics(redis_client: Any, max_age_s: float = 600.0) -> tuple[list[Metric], list[Finding]]:
+def fleet_metrics(
+    redis_client: Any, max_age_s: float = 600.0, namespace: str = ""
+) -> tuple[list[Metric], list[Finding]]:
     """Every fresh device result merged into families with ``target`` as the first label, and its findings."""
+    from diag.distributed import keys
     from diag.distributed.codec import result_from_dict
-    from diag.distributed.tasks import SNMP_LATEST_KEY
     from diag.network.snmp.poller import merge_by_target
 
     findings: list[Finding] = []
     fresh: list[tuple[str, Result]] = []
     now = time.time()
-    for host, raw in sorted(redis_client.hgetall(SNMP_LATEST_KEY).items()):
+    for host, raw in sorted(redis_client.hgetall(keys.key(namespace, keys.SNMP_LATEST)).items()):
         doc = json.loads(raw)
         if now - float(doc.get("at", 0)) > max_age_s:
             continue
@@ -37,9 +39,10 @@ def fleet_metrics(redis_client: Any, max_age_s: float = 600.0) -> tuple[list[Met
 class FleetSnmpCollector:
     """A prometheus_client collector over :func:`fleet_metrics` (registered on a worker's registry)."""
 
-    def __init__(self, redis_client: Any, max_age_s: float = 600.0) -> None:
+    def __init__(self, redis_client: Any, max_age_s: float = 600.0, namespace: str = "") -> None:
         self.redis = redis_client
         self.max_age_s = max_age_s
+        self.namespace = namespace
 
     def describe(self) -> list[Any]:
         return []  # nothing to check at registration time (Redis may not be up yet)
@@ -47,7 +50,7 @@ class FleetSnmpCollector:
     def collect(self) -> Iterator[Any]:
         from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-        metrics, _ = fleet_metrics(self.redis, self.max_age_s)
+        metrics, _ = fleet_metrics(self.redis, self.max_age_s, self.namespace)
         for m in metrics:
             if m.kind == "counter":
                 name = m.name[: -len("_total")] if m.name.endswith("_total") else m.name

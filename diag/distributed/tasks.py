@@ -11,20 +11,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from diag.distributed import keys
+
 log = logging.getLogger(__name__)
 
 CHECK_HOST = "diag.check_host"
 SNMP_POLL = "diag.snmp_poll"
-SNMP_LATEST_KEY = "diag:snmp:latest"  # device -> {"at": time, "result": ...}, rendered by a fleet exporter
+SNMP_LATEST_KEY = keys.SNMP_LATEST
 RESULT_TTL_S = 24 * 3600
 
-
-def results_key(run_id: str) -> str:
-    return f"diag:run:{run_id}:results"
-
-
-def attempts_key(run_id: str) -> str:
-    return f"diag:run:{run_id}:attempts"
+results_key = keys.results
+attempts_key = keys.attempts
+snmp_state_key = keys.snmp_state
 
 
 @dataclass
@@ -38,6 +36,8 @@ class WorkerSettings:
     #: The shared incident service (PostgreSQL store) when the worker was started with ``--incidents``: each
     #: host's first recorded result is observed by the engine, so scheduled checks open and close tickets.
     incidents: Any = None
+    #: The deployment's namespace (``--namespace``): every key this worker writes starts with it.
+    namespace: str = ""
 
 
 SETTINGS = WorkerSettings()
@@ -73,15 +73,24 @@ def check_host(task: Any, run_id: str, spec: dict[str, Any]) -> str:
 
     r = _client()
     name = spec["host"]
-    if r.hexists(results_key(run_id), name):
-        return "duplicate"  # a redelivery of a host another worker already finished
-    r.hincrby(attempts_key(run_id), name, 1)
-    r.expire(attempts_key(run_id), RESULT_TTL_S)
+    ns = SETTINGS.namespace
+    try:
+        if r.hexists(results_key(run_id, ns), name):
+            return "duplicate"  # a redelivery of a host another worker already finished
+        pipe = r.pipeline()
+        pipe.hincrby(attempts_key(run_id, ns), name, 1)
+        pipe.expire(attempts_key(run_id, ns), RESULT_TTL_S)
+        _event(pipe, run_id, name, "start")
+        pipe.execute()
+    except _redis_errors() as e:
+        _broker_lost(task, name, e)
     t0 = time.monotonic()
+    loaded = False
     try:
         inv = _cached("inventory", spec["inventory"], inventory.load)
         pb = _cached("playbook", spec["playbook"], pbmod.load)
         host = inv.hosts[name]
+        loaded = True
     except Exception as e:  # the worker's copy of the inventory or playbook is broken or lacks the host
         res = HostResult(name, "error", f"worker {SETTINGS.name}: {' '.join(str(e).split())[:300]}")
     else:
@@ -90,10 +99,14 @@ def check_host(task: Any, run_id: str, spec: dict[str, Any]) -> str:
     doc["worker"] = SETTINGS.name
     doc["worker_duration_s"] = round(time.monotonic() - t0, 3)
     pipe = r.pipeline()
-    pipe.hsetnx(results_key(run_id), name, json.dumps(doc, default=str))
-    pipe.expire(results_key(run_id), RESULT_TTL_S)
-    first, _ = pipe.execute()
-    if first and SETTINGS.incidents is not None:
+    pipe.hsetnx(results_key(run_id, ns), name, json.dumps(doc, default=str))
+    pipe.expire(results_key(run_id, ns), RESULT_TTL_S)
+    _event(pipe, run_id, name, "finish")
+    try:
+        first = pipe.execute()[0]
+    except _redis_errors() as e:
+        _broker_lost(task, name, e)
+    if first and loaded and SETTINGS.incidents is not None:
         _to_incidents(res, pb, host, inv, spec)
     _observe(res.status, time.monotonic() - t0)
     return "done" if first else "duplicate"
@@ -120,6 +133,36 @@ def _run_one(host: Any, pb: Any, inv: Any, spec: dict[str, Any], run_id: str, al
     return HostResult(host.name, "error", f"worker {SETTINGS.name}: {why}")
 
 
+def _event(pipe: Any, run_id: str, host: str, what: str) -> None:
+    """Append ``what`` happened to ``host`` on this worker to the run's event log (with the pipeline's commands).
+
+    The log (``diag:run:<id>:events``) shows a redelivery as it happened: the killed worker's ``start``, then
+    another worker's ``start`` and ``finish`` of the same host, with wall-clock times.
+    """
+    key = keys.events(run_id, SETTINGS.namespace)
+    pipe.rpush(key, json.dumps({"host": host, "worker": SETTINGS.name, "event": what, "at": time.time()}))
+    pipe.expire(key, RESULT_TTL_S)
+
+
+def _redis_errors() -> tuple[type[Exception], ...]:
+    import redis
+
+    return (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
+
+
+def _broker_lost(task: Any, host: str, e: Exception) -> None:
+    """Redis went away mid-task: leave the message for redelivery instead of failing it with a traceback.
+
+    ``Reject(requeue=True)`` puts the message back when the broker answers again; when it does not, the message
+    stays in kombu's unacknowledged set (on a Redis that persists) and is re-sent after the visibility timeout.
+    The result was not recorded, so the host is checked again: at least once, never lost.
+    """
+    from celery.exceptions import Reject
+
+    log.warning("worker %s: Redis lost while checking %s (%s); left for redelivery", SETTINGS.name, host, e)
+    raise Reject(str(e), requeue=True) from e
+
+
 def _to_incidents(res: Any, pb: Any, host: Any, inv: Any, spec: dict[str, Any]) -> None:
     """Observe a host's result in the shared incident engine; the re-check runs the playbook on it again.
 
@@ -142,10 +185,6 @@ def _to_incidents(res: Any, pb: Any, host: Any, inv: Any, spec: dict[str, Any]) 
         log.exception("worker %s: incident engine could not take %s's result", SETTINGS.name, res.host)
 
 
-def snmp_state_key(host: str) -> str:
-    return f"diag:snmp:state:{host}"
-
-
 def snmp_poll(task: Any, spec: dict[str, Any]) -> str:
     """Poll one SNMP device; its poll state lives in Redis so the next cycle may run on any worker."""
     from diag import inventory
@@ -161,13 +200,14 @@ def snmp_poll(task: Any, spec: dict[str, Any]) -> str:
     if host is None:
         log.warning("worker %s: SNMP device %s is not in %s", SETTINGS.name, name, spec["inventory"])
         return "unknown_host"
-    raw = r.get(snmp_state_key(name))
+    ns = SETTINGS.namespace
+    raw = r.get(snmp_state_key(name, ns))
     state = state_from_dict(json.loads(raw)) if raw else PollState()
     result = poll_device(host, state)
     doc = {"at": time.time(), "worker": SETTINGS.name, "result": result_to_dict(result)}
     pipe = r.pipeline()
-    pipe.set(snmp_state_key(name), json.dumps(state_to_dict(state)), ex=RESULT_TTL_S)
-    pipe.hset(SNMP_LATEST_KEY, name, json.dumps(doc, default=str))
+    pipe.set(snmp_state_key(name, ns), json.dumps(state_to_dict(state)), ex=RESULT_TTL_S)
+    pipe.hset(keys.key(ns, SNMP_LATEST_KEY), name, json.dumps(doc, default=str))
     pipe.execute()
     if SETTINGS.incidents is not None:
         try:  # a full report of the device: new findings open, missing ones clear after a re-poll confirms

@@ -22,14 +22,14 @@ from diag.distributed.app import make_app
 from diag.distributed.backend import dispatch_snmp
 from diag.distributed.snmp_fleet import fleet_metrics
 from diag.distributed.tasks import SNMP_LATEST_KEY, snmp_state_key
+from tests.conftest import free_port
 from tests.integration.test_distributed import Workers
 from tests.labs.redislab import RedisServer
 from tests.labs.snmplab import COMMUNITY, SnmpLab
 
 pytestmark = pytest.mark.integration
 
-REDIS_PORT = 20501
-METRICS_PORT = 20502
+METRICS_PORTS = range(20530, 20550)
 
 
 @pytest.fixture(scope="module")
@@ -53,12 +53,13 @@ def test_snmp_polls_are_sharded_and_rendered(
         "  server: {address: 10.232.0.77}\n"
     )
     inv = inventory.load(str(inv_path))
-    with RedisServer(REDIS_PORT) as rs:
+    with RedisServer() as rs:
         r = redis.Redis.from_url(rs.url, decode_responses=True)
         (tmp_path / "known_hosts").write_text("")  # SNMP polls open no SSH connection
         w = Workers(rs.url, tmp_path / "known_hosts", tmp_path)
         try:
-            w.start("wA", "--metrics-listen", f"127.0.0.1:{METRICS_PORT}", "--export-snmp", concurrency=3)
+            metrics_port = free_port(METRICS_PORTS)
+            w.start("wA", "--metrics-listen", f"127.0.0.1:{metrics_port}", "--export-snmp", concurrency=3)
             w.start("wB", concurrency=3)
             w.wait_ready(r)
             app = make_app(rs.url)
@@ -83,7 +84,7 @@ def test_snmp_polls_are_sharded_and_rendered(
             # No reboot was seen on the second cycle: the state from the first poll (maybe on the other worker)
             # was used, and sysUpTime went forward.
             assert not [f for f in findings if f.check == "snmp_device_rebooted"]
-            text = urllib.request.urlopen(f"http://127.0.0.1:{METRICS_PORT}/metrics", timeout=10).read().decode()
+            text = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).read().decode()
             assert re.search(r'^diag_snmp_up\{profile="system",target="sw3"\} 1\.0$', text, re.M), text[:2000]
             assert re.search(r'^diag_snmp_up\{profile="system",target="dead"\} 0\.0$', text, re.M)
             rows = re.findall(r'^diag_snmp_if_hc_in_octets_total\{[^}]*target="sw5"\}', text, re.M)

@@ -1,19 +1,25 @@
 """A real Redis server for tests and benchmarks: ``redis-server`` on loopback, no persistence, stopped by PID.
 
-The package comes from scripts/debian-packages.txt (scripts/test.sh installs it). Ports 20500-20549 belong to the
-scale-out tests and benches.
+The package comes from scripts/debian-packages.txt (scripts/test.sh installs it). The port is reserved for this
+process from 20500-20519 (:func:`tests.conftest.free_port`), so two test runs on one machine never share a Redis;
+and the server that answers is checked to be the one started here (``INFO server``: its ``process_id`` is our
+child's PID and its ``run_id`` is kept), not just any Redis that says PONG.
 """
 
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
 from pathlib import Path
 
+import redis
+
+from tests.conftest import free_port
+
 REDIS_SERVER = "/usr/bin/redis-server"
+PORTS = range(20500, 20520)
 
 
 def ensure_redis() -> None:
@@ -22,17 +28,26 @@ def ensure_redis() -> None:
 
 
 class RedisServer:
-    """``with RedisServer(20500) as r: r.url`` runs a throw-away Redis on 127.0.0.1:PORT."""
+    """``with RedisServer() as r: r.url`` runs a throw-away Redis on 127.0.0.1 on a port of its own.
 
-    def __init__(self, port: int) -> None:
-        self.port = port
-        self.url = f"redis://127.0.0.1:{port}/0"
+    ``kill()`` and ``restart()`` take it down hard (SIGKILL) and bring a fresh, empty one up on the same port: the
+    broker-loss tests use them.
+    """
+
+    def __init__(self, port: int | None = None) -> None:
+        self.port = port or free_port(PORTS)
+        self.url = f"redis://127.0.0.1:{self.port}/0"
         self.dir = Path(tempfile.mkdtemp(prefix="dgd-redis-"))
         self.proc: subprocess.Popen[bytes] | None = None
+        self.run_id = ""
 
     def __enter__(self) -> RedisServer:
+        self.start()
+        return self
+
+    def start(self) -> None:
         ensure_redis()
-        log = open(self.dir / "redis.log", "wb")
+        log = open(self.dir / "redis.log", "ab")  # noqa: SIM115 - the child's stdout, closed with it
         self.proc = subprocess.Popen(
             [
                 REDIS_SERVER,
@@ -52,21 +67,35 @@ class RedisServer:
             stdout=log,
             stderr=subprocess.STDOUT,
         )
+        log.close()
         deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
+        client = redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=2, socket_connect_timeout=0.5)
+        while time.monotonic() < deadline and self.proc.poll() is None:
             try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as s:
-                    s.sendall(b"PING\r\n")
-                    if s.recv(16).startswith(b"+PONG"):
-                        return self
-            except OSError:
+                info = client.info("server")
+            except redis.exceptions.RedisError:  # not listening yet
                 time.sleep(0.05)
-            if self.proc.poll() is not None:
-                break
-        self.__exit__()
+                continue
+            if int(info["process_id"]) != self.proc.pid:
+                self.close()
+                raise RuntimeError(f"port {self.port}: another Redis (pid {info['process_id']}) answers, not ours")
+            self.run_id = str(info["run_id"])
+            return
+        self.close()
         raise RuntimeError(f"redis-server on port {self.port} did not start: {(self.dir / 'redis.log').read_text()}")
 
-    def __exit__(self, *exc: object) -> None:
+    def kill(self) -> None:
+        """SIGKILL, as a crash or an OOM kill would: no shutdown, nothing saved."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def restart(self) -> None:
+        """A new, empty server on the same port (this process keeps the port reserved meanwhile)."""
+        self.kill()
+        self.start()
+
+    def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.terminate()
             try:
@@ -74,4 +103,10 @@ class RedisServer:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+
+    def close(self) -> None:
+        self.stop()
         shutil.rmtree(self.dir, ignore_errors=True)
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
