@@ -64,6 +64,7 @@ def make_app(
     per try up to 30 s) before it gives up and exits non-zero.
     """
     from diag.distributed import tasks
+    from diag.distributed.transport import TRANSPORT
 
     app = Celery("diag", broker=redis_url, set_as_current=False)
     conf: dict[str, Any] = {
@@ -77,6 +78,8 @@ def make_app(
         "broker_transport_options": transport_options(visibility_timeout, namespace),
         "broker_connection_retry_on_startup": True,
         "broker_connection_max_retries": broker_retries,
+        # kombu's Redis transport, with a worker that survives losing Redis (see diag.distributed.transport)
+        "broker_transport": TRANSPORT if redis_url.split("://", 1)[0] in ("redis", "rediss") else None,
         "worker_hijack_root_logger": False,
         "worker_redirect_stdouts": False,
         "worker_send_task_events": False,

@@ -2,7 +2,7 @@
 
 Runs as the ``postgres`` system user (initdb refuses root) with ``trust`` authentication on 127.0.0.1 only, in a
 temporary directory. The package comes from scripts/debian-packages.txt. The port is reserved for this process from
-20520-20529 (:func:`tests.conftest.free_port`), and the server that answers on it is checked to be ours (its
+20570-20579 (:func:`tests.conftest.free_port`), and the server that answers on it is checked to be ours (its
 ``data_directory`` is the cluster made here), not any PostgreSQL that pg_isready finds there.
 """
 
@@ -20,7 +20,7 @@ from pathlib import Path
 
 from tests.conftest import free_port
 
-PORTS = range(20520, 20530)
+PORTS = range(20570, 20580)
 
 
 def pg_bin() -> Path:
@@ -41,7 +41,7 @@ class PostgresServer:
 
     def __init__(self, port: int | None = None) -> None:
         self.port = port or free_port(PORTS)
-        self.url = f"postgresql://postgres@127.0.0.1:{port}/diag"
+        self.url = f"postgresql://postgres@127.0.0.1:{self.port}/diag"
         self.dir = Path(tempfile.mkdtemp(prefix="dgd-pg-"))
         self.proc: subprocess.Popen[bytes] | None = None
 

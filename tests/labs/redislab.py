@@ -1,7 +1,7 @@
 """A real Redis server for tests and benchmarks: ``redis-server`` on loopback, no persistence, stopped by PID.
 
 The package comes from scripts/debian-packages.txt (scripts/test.sh installs it). The port is reserved for this
-process from 20500-20519 (:func:`tests.conftest.free_port`), so two test runs on one machine never share a Redis;
+process from 20550-20569 (clear of the fixed ports older checkouts used, 20500-20510) (:func:`tests.conftest.free_port`), so two test runs on one machine never share a Redis;
 and the server that answers is checked to be the one started here (``INFO server``: its ``process_id`` is our
 child's PID and its ``run_id`` is kept), not just any Redis that says PONG.
 """
@@ -19,7 +19,7 @@ import redis
 from tests.conftest import free_port
 
 REDIS_SERVER = "/usr/bin/redis-server"
-PORTS = range(20500, 20520)
+PORTS = range(20550, 20570)
 
 
 def ensure_redis() -> None:
