@@ -22,6 +22,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from tests.conftest import owns_port
+
 DIAG_PASSWORD = "s3cret-Diag-pw"  # the MariaDB diag user's password; tests pass it by reference (env:)
 
 
@@ -91,6 +93,8 @@ class PgServer:
                 subprocess.run([str(pg_bin() / "pg_isready"), "-q", "-h", "127.0.0.1", "-p", str(self.port)]).returncode
                 == 0
             ):
+                if not owns_port(self.proc.pid, self.port):  # pg_isready accepts any PostgreSQL on the port
+                    raise RuntimeError(f"postgres {self.name}: port {self.port} answers, but not from our server")
                 return
             if self.proc.poll() is not None:
                 break
@@ -181,6 +185,8 @@ class MariaServer:
                 ).returncode
                 == 0
             ):
+                if not owns_port(self.proc.pid, self.port):  # the socket is ours; the TCP port must be too
+                    raise RuntimeError(f"mariadb {self.name}: port {self.port} is not served by our mariadbd")
                 return
             if self.proc.poll() is not None:
                 break

@@ -1,9 +1,10 @@
 """A real Redis server for tests and benchmarks: ``redis-server`` on loopback, no persistence, stopped by PID.
 
 The package comes from scripts/debian-packages.txt (scripts/test.sh installs it). The port is reserved for this
-process from 20550-20569 (clear of the fixed ports older checkouts used, 20500-20510) (:func:`tests.conftest.free_port`), so two test runs on one machine never share a Redis;
-and the server that answers is checked to be the one started here (``INFO server``: its ``process_id`` is our
-child's PID and its ``run_id`` is kept), not just any Redis that says PONG.
+process from 20550-20569 (:func:`tests.conftest.free_port`; clear of the fixed ports older checkouts used,
+20500-20510), so two test runs on one machine never share a Redis; and the server that answers is checked to be
+the one started here (``INFO server``: its ``process_id`` is our child's PID and its ``run_id`` is kept), not just
+any Redis that says PONG.
 """
 
 from __future__ import annotations
