@@ -291,12 +291,18 @@ def test_redis_killed_mid_run_fails_the_check_loudly_and_workers_reconnect(
                                  cwd=tmp_path)  # fmt: skip
     try:
         deadline = time.monotonic() + 60
-        recorded: dict[str, str] = {}
-        while len(recorded) < 2:  # some hosts recorded, the others queued or running
+
+        def recorded_now() -> dict[str, str]:
             runs = flush.keys("diag:run:*:results")
-            recorded = {h: json.loads(v)["status"] for k in runs for h, v in flush.hgetall(k).items()}
+            return {h: json.loads(v)["status"] for k in runs for h, v in flush.hgetall(k).items()}
+
+        early: dict[str, str] = {}
+        while len(early) < 2:  # some hosts recorded, the others queued or running
+            early = recorded_now()
             assert time.monotonic() < deadline and check.poll() is None, err.read_text()
             time.sleep(0.05)
+        time.sleep(1.0)  # diag check reads the results every 50 ms: it has seen the early ones by now
+        at_kill = recorded_now()
         redis_server.kill()
         rc = check.wait(60)
     finally:
@@ -311,8 +317,11 @@ def test_redis_killed_mid_run_fails_the_check_loudly_and_workers_reconnect(
     doc = json.loads(out.read_text())
     by = {r["host"]: r for r in doc["results"]}
     assert set(by) == set(lab.hosts) and doc["exit_status"] == 3
-    for h, status in recorded.items():  # what was recorded before the kill is in the JSON as it was
-        assert by[h]["status"] == status == "ok", by[h]
+    # What was recorded before the kill is in the JSON as it was: every early result, and nothing that Redis did
+    # not hold when it died (a result written in the CLI's last 50 ms may be reported as not recorded).
+    shown = {h for h, r in by.items() if r["status"] == "ok"}
+    assert set(early) <= shown <= set(at_kill), (early, shown, at_kill)
+    assert set(at_kill.values()) == {"ok"}
     lost = {h for h, r in by.items() if r["status"] == "error"}
     assert lost and all("not recorded: broker" in by[h]["error"] for h in lost)
     assert {r["status"] for r in by.values()} == {"ok", "error"}
