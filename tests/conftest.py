@@ -88,14 +88,18 @@ def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
     return _bindable(port, host)
 
 
-def _listening_inodes(port: int) -> set[str]:
-    """Socket inodes listening on TCP ``port`` (any address) in this network namespace, from /proc/net/tcp{,6}."""
+def _listening_inodes(port: int, udp: bool = False) -> set[str]:
+    """Socket inodes listening on ``port`` (any address) in this network namespace, from /proc/net/{tcp,udp}{,6}.
+
+    TCP: state 0A (LISTEN). UDP: a bound socket with no peer shows state 07 (CLOSE) and remote port 0.
+    """
+    proto, state = ("udp", "07") if udp else ("tcp", "0A")
     found: set[str] = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+    for table in (f"/proc/net/{proto}", f"/proc/net/{proto}6"):
         with contextlib.suppress(OSError), open(table) as f:
             for line in f.readlines()[1:]:
                 cols = line.split()
-                if cols[3] == "0A" and int(cols[1].rsplit(":", 1)[1], 16) == port:  # 0A: LISTEN
+                if cols[3] == state and int(cols[1].rsplit(":", 1)[1], 16) == port:
                     found.add(cols[9])
     return found
 
@@ -114,10 +118,11 @@ def _tree(pid: int) -> list[int]:
     return pids
 
 
-def owns_port(pid: int, port: int) -> bool:
-    """The socket listening on ``port`` belongs to process ``pid`` (or one of its children): the server a test
-    reaches there is the one it started, not another test run's that happens to answer the same protocol."""
-    inodes = _listening_inodes(port)
+def owns_port(pid: int, port: int, udp: bool = False) -> bool:
+    """The socket listening on ``port`` (TCP, or UDP with ``udp``) belongs to process ``pid`` (or one of its
+    children): the server a test reaches there is the one it started, not another test run's that happens to
+    answer the same protocol."""
+    inodes = _listening_inodes(port, udp)
     for p in _tree(pid):
         with contextlib.suppress(OSError):
             for fd in os.listdir(f"/proc/{p}/fd"):

@@ -18,7 +18,16 @@ from typing import Any
 import pytest
 
 from diag import config
-from tests.conftest import AGENT_PORTS, AgentProcess, StartAgent, free_port, http_get, stop_process, wait_for
+from tests.conftest import (
+    AGENT_PORTS,
+    AgentProcess,
+    StartAgent,
+    free_port,
+    http_get,
+    owns_port,
+    stop_process,
+    wait_for,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -75,6 +84,7 @@ def prometheus_for(tmp_path: Path) -> Iterator[Any]:
             return http_get(f"http://127.0.0.1:{port}/-/ready", timeout=2)[0] == 200
 
         wait_for(ready, timeout=60, what="Prometheus to be ready")
+        assert owns_port(proc.pid, port), f"port {port}: the Prometheus answering is not ours"
         return prom
 
     yield start

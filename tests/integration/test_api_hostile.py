@@ -190,7 +190,7 @@ def test_a_login_form_from_another_origin_is_refused_and_journaled(env: ApiEnv) 
 
 
 def test_session_cookies_are_secure_behind_a_trusted_tls_proxy(tmp_path: Path) -> None:
-    from tests.conftest import DIAG, free_port, stop_process, wait_for
+    from tests.conftest import DIAG, free_port, owns_port, stop_process, wait_for
     from tests.labs.apienv import PORTS
 
     inv = tmp_path / "inventory.yaml"
@@ -210,6 +210,7 @@ def test_session_cookies_are_secure_behind_a_trusted_tls_proxy(tmp_path: Path) -
                 return False
 
         wait_for(up, timeout=30, what="the agent")
+        assert owns_port(proc.pid, port), f"port {port}: the agent answering is not ours"
 
         def cookie(source: str, proto: str | None) -> str:
             fwd = f"X-Forwarded-Proto: {proto}\r\n" if proto else ""

@@ -27,7 +27,7 @@ import httpx
 import pytest
 
 from diag import config
-from tests.conftest import DIAG, free_port, stop_process, wait_for
+from tests.conftest import DIAG, free_port, owns_port, stop_process, wait_for
 from tests.labs.browser import axe, chromium, serious
 from tests.labs.consoledata import SERVERS, Seeded, seed
 
@@ -108,6 +108,7 @@ def board(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Board]:
                     return False
 
             wait_for(up, timeout=30, what="the agent")
+            assert owns_port(proc.pid, port), f"port {port}: the agent answering is not ours"
             yield b
         finally:
             stop_process(proc)

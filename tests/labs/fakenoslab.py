@@ -29,6 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tests.conftest import owns_port
+
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "devices"
 USER = "netops"
 PASSWORD = "emul4tor-pw"
@@ -120,6 +122,8 @@ class FakenosLab:
             for port in list(pending):
                 with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
                     pending.discard(port)
+                    if not owns_port(self.proc.pid, port):  # a port from the kernel, closed, then bound again
+                        raise RuntimeError(f"port {port} answers, but not from our fakenos")
             time.sleep(0.1)
 
     # ---- faults

@@ -17,7 +17,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from tests.conftest import free_port, stop_process
+from tests.conftest import free_port, owns_port, stop_process
 from tests.labs.smtplab import EximLab
 
 DOVECOT = shutil.which("dovecot") or "/usr/sbin/dovecot"
@@ -94,6 +94,8 @@ class DovecotLab:
                     raise RuntimeError(f"dovecot exited with {self.proc.returncode}: {self.log()}")
                 with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), 1) as s:
                     if s.recv(200).startswith(b"* OK"):
+                        if not owns_port(self.proc.pid, self.port):
+                            raise RuntimeError(f"port {self.port}: an IMAP server answers, but not our dovecot")
                         return self
                 time.sleep(0.1)
             raise RuntimeError(f"dovecot not answering on {self.port}: {self.log()}")

@@ -21,6 +21,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from tests.conftest import owns_port
+
 WRITTEN = Path(__file__).resolve().parent.parent / "data" / "snmprec"
 #: community -> recording in snmpsim-data (path under its data/ folder).
 RECORDINGS = {
@@ -105,6 +107,8 @@ class SnmpSim:
             ]
             p = subprocess.run(probe, capture_output=True, env={**os.environ, "MIBS": ""}, check=False)
             if p.returncode == 0:
+                if not owns_port(self.proc.pid, self.port, udp=True):  # the recordings answer from any snmpsim
+                    raise RuntimeError(f"UDP port {self.port} answers, but not from our snmpsim")
                 return
             time.sleep(0.2)
         raise RuntimeError(f"snmpsim did not answer: {self.stderr()}")
