@@ -79,3 +79,32 @@ def test_catalogue_applications_and_a_leads_pause_switch(env: ApiEnv) -> None:
     v = _login(env, "viewer")
     vpage = v.get("/ui/line1").text
     assert "Pause</button>" not in vpage  # no switch for a viewer
+
+
+def test_standard_changes_pages_have_no_serious_accessibility_violation(env: ApiEnv) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from tests.labs.browser import axe, chromium, serious
+
+    ledger = Ledger(env.data)
+    app_id = ledger.applied(None, "print-spool-full", "clear-print-spool", "pc-2", {"dir": "/var/spool/cups/tmp"},
+                            "rolled_back", "the verifying check failed; rolled back", {"precheck": {}}, {"verify": {}})
+    ledger.close()
+    driver = chromium()
+    try:
+        driver.get(env.url + "/ui/login")
+        WebDriverWait(driver, 30).until(ec.presence_of_element_located((By.ID, "token")))
+        driver.find_element(By.ID, "token").send_keys(env.tokens["lead1"])
+        driver.find_element(By.ID, "login").click()
+        WebDriverWait(driver, 30).until(ec.presence_of_element_located((By.TAG_NAME, "main")))
+        problems = {}
+        for path in ("/ui/line1", f"/ui/line1/applications/{app_id}"):
+            driver.get(env.url + path)
+            assert driver.find_elements(By.TAG_NAME, "main"), path
+            if bad := serious(axe(driver)):
+                problems[path] = bad
+        assert not problems, problems
+    finally:
+        driver.quit()
