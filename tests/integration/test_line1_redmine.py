@@ -33,7 +33,7 @@ from tests.labs.line1lab import (
     write_inventory,
     write_kb,
 )
-from tests.labs.redminelab import RedmineLab, add_person, add_project
+from tests.labs.redminelab import RedmineLab, add_host_field, add_person, add_project
 
 pytestmark = pytest.mark.integration
 DIAG = [str(Path(sys.executable).parent / "diag")]
@@ -56,15 +56,20 @@ def desk(make_lab: Any, redmine_lab: RedmineLab, tmp_path: Path) -> Iterator[dic
     cat = write_catalogue(tmp_path / "changes", bindir, spool, hosts=["h01"])
     project = add_project(redmine_lab, f"line1-{tmp_path.name[-30:].lower().strip('_-')}".replace("_", "-"))
     uid, key = add_person(redmine_lab, "ivanova", "Мария", "Иванова", project)
-    config = redmine_lab.backend_config(project=project, resolved_status="Resolved", reopen_status="New")
+    host_field = add_host_field(redmine_lab)  # people may pick the computer in a custom field
+    config = redmine_lab.backend_config(project=project, resolved_status="Resolved", reopen_status="New",
+                                        host_field=host_field)
     inv = write_inventory(lab, tmp_path / "inventory.yaml", tmp_path / "data", kb, cat, {"redmine": config})
     yield {"lab": lab, "inv": inv, "data": tmp_path / "data", "key": key, "uid": uid, "cat": cat, "bindir": bindir,
-           "spool": spool, "tmp": tmp_path, "project": project}
+           "spool": spool, "tmp": tmp_path, "project": project, "host_field": host_field}
 
 
-def _file(lab: RedmineLab, key: str, subject: str, description: str, project: str) -> tuple[int, float]:
-    status, body = lab.api("POST", "/issues.json", {"issue": {"project_id": project, "subject": subject,
-                                                              "description": description}}, key=key)
+def _file(lab: RedmineLab, key: str, subject: str, description: str, project: str,
+          fields: dict[int, str] | None = None) -> tuple[int, float]:
+    issue: dict[str, Any] = {"project_id": project, "subject": subject, "description": description}
+    if fields:
+        issue["custom_fields"] = [{"id": k, "value": v} for k, v in fields.items()]
+    status, body = lab.api("POST", "/issues.json", {"issue": issue}, key=key)
     assert status == 201, body
     return int(body["issue"]["id"]), time.time()
 
@@ -87,9 +92,10 @@ def test_person_ticket_typical_resolved_reopened_unknown_hostile(desk: dict[str,
     watcher = subprocess.Popen([*DIAG, "line1", "watch", "--inventory", str(inv), "--interval", "1"],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
+        # the computer is named only in the issue's `host` custom field
         issue, filed = _file(redmine_lab, key, "Не печатает принтер",
-                             "Добрый день! С утра не печатает принтер на h01, документы висят в очереди.",
-                             desk["project"])
+                             "Добрый день! С утра не печатает принтер, документы висят в очереди.",
+                             desk["project"], {desk["host_field"]: "h01"})
         # the first answer (diagnosis, typical) within 60 s of filing, then the resolution
         wait_for(lambda: watcher.poll() is not None or len(_notes(redmine_lab, issue)) >= 2, timeout=120,
                  what="diagnosis and resolution notes")
@@ -101,6 +107,7 @@ def test_person_ticket_typical_resolved_reopened_unknown_hostile(desk: dict[str,
         first, last = notes[0]["notes"], notes[-1]["notes"]
         assert "Здравствуйте" in first and "Что мы проверили" in first and "labprintd" in first
         assert "- typical, line L1, priority normal, respond by" in first and "lab-printing-stopped" in first
+        assert "the ticket's 'host' field names host h01" in first
         assert "Traceback" not in first + last
         assert "Ваше обращение решено" in last and "started again" in last  # the KB's standard answer
         assert service_running(lab, "h01"), "the standard change must have started the service"

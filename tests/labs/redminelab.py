@@ -424,3 +424,36 @@ def add_person(lab: RedmineLab, login: str, firstname: str, lastname: str,
         raise RedmineError(f"membership of {login}: {status} {body}")
     status, body = lab.api("GET", f"/users/{uid}.json")
     return uid, str(body["user"]["api_key"])
+
+
+HOST_FIELD_RB = """
+cf = IssueCustomField.find_or_initialize_by(name: 'host')
+cf.field_format = 'string'
+cf.is_for_all = true
+cf.visible = true
+cf.editable = true
+cf.is_filter = true
+cf.tracker_ids = Tracker.pluck(:id)
+cf.save!
+puts 'FIELD=' + cf.id.to_s
+"""
+
+
+def add_host_field(lab: RedmineLab) -> int:
+    """An issue custom field ``host`` (for all projects, visible, editable by people) on the running lab; its id.
+
+    Done with ``rails runner`` against this lab's own database (the 5.0 REST API cannot create fields), so the
+    shared template stays as it is.
+    """
+    status, body = lab.api("GET", "/custom_fields.json")
+    for cf in (body or {}).get("custom_fields", []) if status == 200 else []:
+        if cf.get("name") == "host" and cf.get("customized_type") == "issue":
+            return int(cf["id"])
+    assert lab.inst is not None
+    script = lab.inst.dir / "host_field.rb"
+    script.write_text(HOST_FIELD_RB)
+    out = lab.inst.run("bin/rails", "runner", str(script))
+    line = next((x for x in out.splitlines() if x.startswith("FIELD=")), None)
+    if line is None:
+        raise RedmineError(f"host field set-up printed nothing: {out[-1500:]}")
+    return int(line[6:])
