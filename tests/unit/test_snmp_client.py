@@ -46,6 +46,7 @@ class FakeAgent:
         self.sock.settimeout(0.2)
         self.requests: list[tuple[int, int]] = []  # (pdu, max-repetitions)
         self.version = 1
+        self.delay = 0.2  # seconds a "slow" answer takes
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self.serve, daemon=True)
         self.thread.start()
@@ -93,7 +94,7 @@ class FakeAgent:
                 out = nxt[:1] or [(vbs[0][0], ber.END_OF_MIB_VIEW, None)]
             elif pdu == ber.GETBULK:
                 if self.fault == "slow" and b > 8:  # large answers take long (a busy device)
-                    time.sleep(0.2)
+                    time.sleep(self.delay)
                 if self.fault == "toobig" and b > 4:
                     status = ber.TOO_BIG
                 else:
@@ -410,3 +411,18 @@ def test_split_walk_equals_one_walk_on_mixed_trees() -> None:
         a.close()
     assert len(one) == len(table) - 1 and split == one and result.warning == ""
     assert column == [vb for vb in one if ber.decode_oid(vb[0]).startswith(f"{base}.200.")]
+
+
+def test_split_walk_waits_for_a_slow_agent_answering_in_turn() -> None:
+    """Every answer takes 0.12 s and the timeout is 0.3 s: six requests in flight are answered one after the
+    other (the last after 0.72 s), which is no timeout while answers keep coming."""
+    base = "1.3.6.1.4.1.99.1"
+    table = {f"{base}.{c}.{r}": (ber.INTEGER, r) for c in range(1, 9) for r in range(1, 21)}
+    a = FakeAgent({**table, "1.3.6.1.4.1.100.0": (ber.INTEGER, 0)})
+    a.fault, a.delay = "slow", 0.12
+    try:
+        with snmp.Session(snmp.Target("127.0.0.1", a.port, timeout=0.3, retries=0, max_repetitions=10)) as s:
+            got = [vb for _, chunk in walk_split(s, [ber.encode_oid(base)]) for vb in chunk]
+    finally:
+        a.close()
+    assert len(got) == len(table)

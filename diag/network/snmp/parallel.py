@@ -103,6 +103,7 @@ def walk_split(
     partial = [0] * len(roots)  # values of the current child already handed out
     root_done = [False] * len(roots)
     current = 0
+    progress = 0.0  # when the last answer came
 
     def hint(c: _Chain) -> int:
         reps = session.max_repetitions
@@ -248,9 +249,13 @@ def walk_split(
                     send(c)
         if not inflight:
             continue
-        deadline = min(c.sent_at for c in inflight.values()) + t.timeout
+        # The agent answers one request after the other: the last of several waits behind the others. So a
+        # request times out only when nothing at all came for the timeout (the agent is answering the rest).
+        deadline = max(min(c.sent_at for c in inflight.values()), progress) + t.timeout
         got = session.receive_any(inflight, deadline)
-        if got is None:  # the oldest request timed out: ask again, smaller, within the retries
+        if got is not None:
+            progress = time.monotonic()
+        else:  # the oldest request timed out: ask again, smaller, within the retries
             c = min(inflight.values(), key=lambda x: x.sent_at)
             del inflight[c.rid]
             c.tries += 1
