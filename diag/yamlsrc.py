@@ -214,7 +214,7 @@ def _fast(text: str) -> Any:
         out = ryml.emit_json_malloc(tree, tree.root_id())
     except Exception as e:  # ryml raises its own exception types; the line path explains them
         raise _Undecided(str(e)) from None
-    if not out.strip():
+    if not out or not out.strip():  # an empty or comment-only document
         return None
     try:
         return json.loads(out, object_pairs_hook=_unique_keys)

@@ -11,6 +11,7 @@ import json
 import os
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 from diag import __version__
@@ -26,7 +27,11 @@ def cmd_agent(args: argparse.Namespace) -> int:
     cfg, inv = agent.load_config(inventory_path(args), args.listen, args.data)
     # Logging is set up before the probes are built, so that what they log at start is in the chosen format.
     logs.setup(args.log_level or cfg.log_level, args.log_format or cfg.log_format)
-    agent.Agent(cfg, inv).serve_forever()
+    try:
+        daemon = agent.Agent(cfg, inv)
+    except OSError as e:  # the port is taken, the data directory cannot be made: one line, not a traceback
+        raise DiagError(f"{e.filename or cfg.listen}: cannot start the agent: {e.strerror or e}") from None
+    daemon.serve_forever()
     return 0
 
 
@@ -35,6 +40,9 @@ def cmd_probe(args: argparse.Namespace) -> int:
     from diag.probes.runner import ProbeRunner
 
     a_cfg, _ = agent.load_config(inventory_path(args), data=args.data)  # no Agent: its port may be taken
+    unknown = sorted(set(args.only or ()) - set(a_cfg.probes))
+    if unknown:
+        raise ConfigError(f"--only {unknown[0]}: no such probe (known: {', '.join(sorted(a_cfg.probes))})")
     runner = ProbeRunner(a_cfg, only=args.only or None)
     states = runner.run_all()
     runner.shutdown()
@@ -75,6 +83,8 @@ def _rank(sev: str) -> int:
 def cmd_inventory_validate(args: argparse.Namespace) -> int:
     from diag.agent import daemon as agent
 
+    if not Path(args.file).is_file():
+        raise ConfigError(f"{args.file}:1: cannot read: no such file")
     agent.load_config(args.file)  # validates the inventory and the agent section, raising ConfigError
     print(f"{args.file}: ok")
     return 0
