@@ -104,3 +104,18 @@ def test_psql_batch_answers_are_read_per_query_and_a_failed_one_is_absent() -> N
     assert set(answers) == {"server", "activity", "slots"}
     assert answers["activity"][0][8] == "SELECT 1;\nSELECT 2" and answers["activity"][0][9] == [9]
     assert answers["server"][0][1] == "15.18" and answers["slots"] == []
+
+
+@pytest.mark.parametrize("probe", ["postgres", "mysql"])
+def test_an_unreadable_password_reference_is_a_config_finding_not_a_server_down(probe: str, tmp_path: Path) -> None:
+    from diag.probes.base import Paths
+
+    opts = {"instances": [{"name": "a", "dsn": "host=127.0.0.1 port=1 user=u", "password": "env:DIAG_UNSET_18"}]}
+    if probe == "mysql":
+        opts["instances"][0]["dsn"] = "mysql://u@127.0.0.1:1/"
+    cfg = config.build(None, {"data": str(tmp_path), "probes": {probe: opts}})
+    from diag.probes import probes
+
+    r = probes.get(probe)(cfg.probes[probe], Paths(state=tmp_path)).collect()
+    assert [(f.check, f.severity) for f in r.findings] == [(f"{probe}_credentials_missing", "warning")]
+    assert "DIAG_UNSET_18 is not set" in r.findings[0].summary

@@ -115,6 +115,18 @@ class StartTimes:
             log.warning("%s: cannot save: %s", self.path, e.strerror)
 
 
+def secret_missing(engine: str, name: str, error: Exception, r: Result) -> None:
+    """The instance's password reference cannot be read: a configuration problem on this host, not a server down."""
+    r.find(
+        f"{engine}_credentials_missing",
+        "warning",
+        f"{engine} {name} is not checked: {error}",
+        subject=name,
+        cause="config_error",
+        evidence=[Evidence("text", "password reference", str(error))],
+    )
+
+
 def percent(part: float, whole: float) -> float:
     return 100.0 * part / whole if whole > 0 else 0.0
 

@@ -12,9 +12,17 @@ from typing import Any
 
 import MySQLdb
 
-from diag.errors import ProbeError
+from diag.errors import ProbeError, SecretError
 from diag.model import Evidence, Result
-from diag.probes.databases.common import Families, Session, StartTimes, percent, sessions_evidence, size_text
+from diag.probes.databases.common import (
+    Families,
+    Session,
+    StartTimes,
+    percent,
+    secret_missing,
+    sessions_evidence,
+    size_text,
+)
 from diag.probes.databases.options import DatabaseOptions, Instance, dsn_keys
 from diag.probes.databases.sqlmask import mask_sql
 from diag.secrets import mask
@@ -150,7 +158,10 @@ class MysqlInstance:
                 self.connect()
                 status = {str(k): v for k, v in self._rows("SHOW GLOBAL STATUS")}
                 break
-            except Exception as e:  # MySQLdb.Error, SecretError: the server cannot be checked
+            except SecretError as e:
+                secret_missing("mysql", self.inst.name, e, r)
+                return
+            except Exception as e:  # MySQLdb.Error: the server cannot be checked
                 self.close()
                 if kept and attempt == 1 and isinstance(e, MySQLdb.OperationalError):
                     continue  # the connection kept from the previous run broke (a restart): try a fresh one

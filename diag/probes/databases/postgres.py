@@ -16,10 +16,18 @@ import subprocess
 import time
 from typing import Any
 
-from diag.errors import ProbeError
+from diag.errors import ProbeError, SecretError
 from diag.model import Evidence, Result
 from diag.probes.databases.backups import MissingClient, client_program
-from diag.probes.databases.common import Families, Session, StartTimes, percent, sessions_evidence, size_text
+from diag.probes.databases.common import (
+    Families,
+    Session,
+    StartTimes,
+    percent,
+    secret_missing,
+    sessions_evidence,
+    size_text,
+)
 from diag.probes.databases.options import DatabaseOptions, Instance
 from diag.probes.databases.sqlmask import mask_sql
 from diag.secrets import mask
@@ -193,7 +201,10 @@ class PostgresInstance:
             answers, errors = self.query()
         except MissingClient as e:
             raise ProbeError(str(e)) from None
-        except Exception as e:  # PsqlError, SecretError: the instance cannot be checked
+        except SecretError as e:
+            secret_missing("postgres", self.inst.name, e, r)
+            return
+        except Exception as e:  # PsqlError: the instance cannot be checked
             self._down(fam, r, str(e).removeprefix("psql: error: "))
             return
         missing = [name for name, _, _ in QUERIES if name not in answers and name != "wal"]
