@@ -265,8 +265,12 @@ class RunReport:
     duration_s: float = 0.0
 
     def exit_code(self) -> int:
-        """Nagios: 3 when a host could not be checked, else 2/1/0 for the worst severity critical/warning/other."""
-        if any(r.status in UNCHECKED for r in self.results):
+        """Nagios: 3 when a host could not be checked, else 2/1/0 for the worst severity critical/warning/other.
+
+        A run in which the playbook applied to none of the targets (a cisco_ios playbook on a juniper_junos device)
+        checked nothing: 3 as well, never 0 with "no findings".
+        """
+        if any(r.status in UNCHECKED for r in self.results) or (self.skipped and not self.results):
             return 3
         worst = max((SEVERITY_RANK[f.severity] for r in self.results for f in r.findings), default=0)
         return worst if worst in (1, 2) else 0

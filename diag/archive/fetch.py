@@ -117,7 +117,11 @@ class Fetcher:
 
     def store(self, host: Host, source: str, raw: str) -> FetchStatus:
         kind = "device" if source == RUNNING_CONFIG else "host"
-        text = self.masker.mask(normalise(raw, self.settings.ignore), kind)
+        extra: tuple[str, ...] = ()
+        if kind == "device":  # the driver was loaded to read the configuration: its platform's secret syntax too
+            devices: Any = importlib.import_module("diag.network.devices")
+            extra = tuple(getattr(devices.driver_class(host.device_type), "mask_patterns", ()))
+        text = self.masker.mask(normalise(raw, self.settings.ignore), kind, extra)
         self.archive.put(host.name, source, text)
         st = self.archive.status(host.name, source)
         assert st is not None  # put() always writes one

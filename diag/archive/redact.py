@@ -26,31 +26,35 @@ from diag.archive.names import compile_patterns
 
 TAG_PREFIX = "<masked:"
 
-# The secret itself: a double-quoted string (Juniper, Arista) or one word.
+# The secret itself: a double-quoted string (Juniper, Arista) or one word. Keyword and value are on one line in
+# every configuration syntax: blanks between them are [ \t], never a newline (RouterOS exports a section header
+# such as "/ppp secret" on its own line, and the next line's "add" is not a secret).
 _VALUE = r'(?P<s>"[^"\n]*"|[^\s"]+)'
-# Encryption-type words that may stand between a keyword and its value: Cisco 0/5/7/8/9, Arista sha512,
+# Encryption-type words that may stand between a keyword and its value: Cisco 0/5/7/8/9 (IOS-XR 10), Arista sha512,
 # Juniper ascii-text, FRR md5.
-_TYPE = r"(?:(?:0|4|5|6|7|8|9|md5|sha256|sha512|encrypted|hidden|text|hash|ascii-text|hex|ascii)\s+){0,2}"
+_TYPE = r"(?:(?:0|4|5|6|7|8|9|10|md5|sha256|sha512|encrypted|hidden|text|hash|ascii-text|hex|ascii)[ \t]+){0,2}"
 # Free text on a device, where "key" or "secret" is an ordinary word: never masked.
-_FREE_TEXT = re.compile(r"\s*(?:description|remark|alias|banner|name)\b", re.I)
+_FREE_TEXT = re.compile(r"[ \t]*(?:description|remark|alias|banner|name)\b", re.I)
 
 #: Device configuration patterns (Cisco IOS/NX-OS/ASA, Arista EOS, Juniper, FRR/Quagga, HPE/Aruba...). Each
 #: has a group ``s``: only that span is replaced, so the line keeps its keyword and stays diffable.
+_B = r"[ \t]+"  # blanks between a keyword and its value: never a newline (see _VALUE)
 DEVICE_PATTERNS: tuple[str, ...] = (
     # password / secret / enable secret / username x secret 5 / neighbor X password / isis password md5 X
-    rf"(?i)(?<![\w-])(?:password|passwd|secret|encrypted-password|area-password|domain-password)\s+{_TYPE}{_VALUE}",
+    rf"(?i)(?<![\w-])(?:password|passwd|secret|encrypted-password|area-password|domain-password){_B}{_TYPE}{_VALUE}",
     # key 7 XXX, tacacs-server key, radius-server key, crypto isakmp key K address, ntp authentication-key 1 md5 K,
     # ip ospf authentication-key K, ip ospf message-digest-key 1 md5 K, key-string K, pre-shared-key K
-    rf"(?i)(?<![\w-])(?:key(?!\s+(?:chain|config-key|generate|exchange)\b)|key-string|authentication-key(?:\s+\d+)?"
-    rf"|message-digest-key\s+\d+|pre-shared-key(?:\s+(?:local|remote|address\s+\S+))?"
-    rf"|wpa-psk|psk|ikev[12]\s+\S+-pre-shared-key)\s+{_TYPE}{_VALUE}",
+    rf"(?i)(?<![\w-])(?:key(?!{_B}(?:chain|config-key|generate|exchange)\b)|key-string"
+    rf"|authentication-key(?:{_B}\d+)?|message-digest-key{_B}\d+|pre-shared-key(?:{_B}(?:local|remote|address{_B}\S+))?"
+    rf"|wpa-psk|psk|ikev[12]{_B}\S+-pre-shared-key){_B}{_TYPE}{_VALUE}",
     # snmp-server community public RO; snmp-server host 192.0.2.1 [traps] [version 2c] COMMUNITY
-    rf"(?i)(?<![\w-])community\s+{_TYPE}{_VALUE}",
-    r"(?i)^\s*snmp-server\s+host\s+\S+(?:\s+(?:traps|informs))?(?:\s+version\s+(?:1|2c))?\s+(?P<s>[^\s\d]\S*)",
+    rf"(?i)(?<![\w-])community{_B}{_TYPE}{_VALUE}",
+    rf"(?i)^[ \t]*snmp-server{_B}host{_B}\S+(?:{_B}(?:traps|informs))?(?:{_B}version{_B}(?:1|2c))?"
+    rf"{_B}(?P<s>[^\s\d]\S*)",
     # SNMPv3: snmp-server user U G v3 [encrypted] auth sha AUTHKEY priv aes 128 PRIVKEY (and Arista's localized)
-    r"(?i)(?<![\w-])auth\s+(?:md5|sha\S*)\s+(?P<s>\S+)",
-    r"(?i)(?<![\w-])priv\s+(?:des56|des|3des|aes(?:\s*\d+)?)\s+(?P<s>\S+)",
-    r"(?i)(?<![\w-])localized\s+\S+\s+auth\s+\S+\s+(?P<s>\S+)",
+    rf"(?i)(?<![\w-])auth{_B}(?:md5|sha\S*){_B}(?P<s>\S+)",
+    rf"(?i)(?<![\w-])priv{_B}(?:des56|des|3des|aes(?:[ \t]*\d+)?){_B}(?P<s>\S+)",
+    rf"(?i)(?<![\w-])localized{_B}\S+{_B}auth{_B}\S+{_B}(?P<s>\S+)",
 )
 
 #: Host file patterns that apply by default (extra ones come from ``agent.archive.mask``): ``name = value`` and
@@ -117,11 +121,17 @@ class Masker:
 
         return pattern.sub(repl, text)
 
-    def mask(self, text: str, kind: str) -> str:
-        """``text`` with every secret replaced; ``kind`` is ``device`` (vendor keywords) or ``host`` (patterns)."""
+    def mask(self, text: str, kind: str, extra: tuple[str, ...] = ()) -> str:
+        """``text`` with every secret replaced; ``kind`` is ``device`` (vendor keywords) or ``host`` (patterns).
+
+        ``extra`` are more patterns (group ``s`` the secret), such as a device driver's ``mask_patterns`` for its
+        platform's syntax (MikroTik ``password=``, Huawei ``cipher %^%#...``); they run first.
+        """
         text = secrets.mask(text)
         text = _PRIVATE_KEY.sub(lambda m: f"-----BEGIN {m[1]}-----\n{self.tag(m[0])}\n-----END {m[1]}-----", text)
         patterns = _DEVICE if kind == "device" else [*_HOST, *self.host_patterns]
+        if extra:
+            patterns = [*compile_patterns(extra), *patterns]
         for p in patterns:
             text = self._sub(p, text, kind == "device")
         return text

@@ -24,6 +24,7 @@ Command = Callable[[argparse.Namespace], int]
 def cmd_agent(args: argparse.Namespace) -> int:
     from diag import logs
     from diag.agent import daemon as agent
+
     cfg, inv = agent.load_config(inventory_path(args), args.listen, args.data)
     # Logging is set up before the probes are built, so that what they log at start is in the chosen format.
     logs.setup(args.log_level or cfg.log_level, args.log_format or cfg.log_format)
@@ -110,6 +111,53 @@ def cmd_inventory_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_inventory_detect(args: argparse.Namespace) -> int:
+    """Find each target's platform with netmiko's SSH autodetection over diag's verified SSH; say what to write.
+
+    Exit 0: every target's platform has a driver; 1: some platform was not recognised or has no driver in diag;
+    3: some target could not be logged into (unreachable, authentication, host key).
+    """
+    from concurrent.futures import ThreadPoolExecutor
+    from pathlib import Path
+
+    from diag import inventory
+    from diag.errors import ConnectError
+    from diag.network.devices.detect import Detection, detect
+    from diag.remote import host_status
+
+    inv = inventory.load(inventory_path(args, required=True) or DEFAULT_INVENTORY)
+    hosts = inv.select(args.targets)
+    known_hosts = [Path(p) for p in args.known_hosts] if args.known_hosts else None
+    data = Path(args.data) if args.data else None
+
+    def one(h: inventory.Host) -> Detection | tuple[str, str, str]:
+        try:
+            return detect(h, known_hosts, data)
+        except ConnectError as e:
+            return (h.name, host_status(e), " ".join(str(e).split()))
+
+    with ThreadPoolExecutor(max_workers=max(1, min(8, len(hosts)))) as ex:
+        results = list(ex.map(one, hosts))
+    rc = 0
+    rows: list[dict[str, Any]] = []
+    for r in results:
+        if isinstance(r, Detection):
+            rows.append(r.to_dict())
+            if not args.json:
+                print(r.advice())
+            rc = max(rc, 0 if r.device_type else 1)
+        else:
+            name, status, error = r
+            rows.append({"host": name, "device_type": None, "status": status, "error": error})
+            if not args.json:
+                print(f"{name}: {status}: {error}", file=sys.stderr)
+            rc = 3
+    if args.json:
+        json.dump(rows, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    return rc
+
+
 #: Commands whose parser alone is built when they are asked for: ``diag snmp walk`` is compared with
 #: net-snmp's C tools (bench/snmp_walk.py), and the other command modules' imports cost ~40 ms of its start.
 _ALONE = {"snmp": "diag.cli.snmp"}
@@ -149,6 +197,15 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     ls.add_argument("--json", action="store_true")
     ls.add_argument("targets", nargs="*", help="host or group names")
     ls.set_defaults(func=cmd_inventory_list)
+    dt = isub.add_parser(
+        "detect", help="find each target's platform (netmiko SSH autodetect, host keys verified); say its device_type"
+    )
+    dt.add_argument("--inventory", "-i")
+    dt.add_argument("--known-hosts", action="append", metavar="FILE", help="known_hosts file (repeatable)")
+    dt.add_argument("--data", help="data directory (its known_hosts.tofu serves hostkey_policy: tofu)")
+    dt.add_argument("--json", action="store_true")
+    dt.add_argument("targets", nargs="+", help="host or group names (credentials and address from the inventory)")
+    dt.set_defaults(func=cmd_inventory_detect)
 
     for modname in _EXTENSION_MODULES:
         importlib.import_module(modname).add_commands(sub)

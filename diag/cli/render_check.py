@@ -89,6 +89,12 @@ def _excerpt(text: str, subject: str) -> str:
 def summary(report: RunReport, console: Console | None = None) -> None:
     """The table of hosts, then each finding with its evidence excerpts, then hosts that could not be checked."""
     console = console or Console()
+    if report.skipped and not report.results:
+        # The playbook applies to none of the targets (a cisco_ios playbook on a juniper_junos device): nothing was
+        # checked, so one refusal line per host and exit 3, not an empty table and "no findings".
+        for s in report.skipped:
+            console.print(Text(f"{s['host']}: refused: {s['reason']}", style="bold red"), soft_wrap=True)
+        return
     table = Table("host", "status", "worst", "findings", "duration", box=None, title=f"playbook {report.playbook}")
     for r in report.results:
         worst = r.worst

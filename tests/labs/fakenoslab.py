@@ -47,8 +47,27 @@ UNKNOWN = {
     "hp_comware": "                ^\n % Unrecognized command found at '^' position.",
     "eltex": "% Unrecognized command",
 }
-#: Login name suffixes the platform's driver adds (MikroTik reads terminal options from the login name).
-LOGIN_SUFFIX = {"mikrotik_routeros": "+ct511w4098h"}
+#: Prompts as the real platforms print them, where fakenos's own (``host>`` for every platform) differs: netmiko
+#: learns the host name from them (it strips Huawei's ``<``/``>``, MikroTik's ``[user@...] >``).
+PROMPTS = {
+    "juniper_junos": "netops@{base_prompt}> ",
+    "huawei_vrp": "<{base_prompt}>",
+    "hp_comware": "<{base_prompt}>",
+    "mikrotik_routeros": "[netops@{base_prompt}] > ",
+}
+#: What those platforms answer to the commands netmiko sends while preparing the session.
+SESSION = {
+    "juniper_junos": {
+        "set cli screen-width 511": "Screen width set to 511",
+        "set cli complete-on-space off": "Disabling complete-on-space",
+        "set cli screen-length 0": "Screen length set to 0",
+    },
+    "huawei_vrp": {
+        "screen-length 0 temporary": "Info: The configuration takes effect on the current user terminal interface only."
+    },
+    "hp_comware": {"screen-length disable": ""},
+    "mikrotik_routeros": {},
+}
 
 
 def slug(command: str) -> str:
@@ -155,8 +174,14 @@ class FakenosLab:
             f.unlink(missing_ok=True)
 
     # ---- inventory
-    def inventory(self, path: Path, extra_hosts: dict[str, dict[str, Any]] | None = None, **group: Any) -> Path:
-        """An inventory with every device (group ``emulated`` and one group per platform)."""
+    def inventory(
+        self,
+        path: Path,
+        extra_hosts: dict[str, dict[str, Any]] | None = None,
+        host_vars: dict[str, dict[str, Any]] | None = None,
+        **group: Any,
+    ) -> Path:
+        """An inventory with every device in the group ``emulated`` (``group`` overrides its settings)."""
         import yaml
 
         hosts: dict[str, Any] = {}
@@ -167,6 +192,8 @@ class FakenosLab:
                 "device_type": d.platform,
                 "groups": ["emulated"],
             }
+            if host_vars and d.name in host_vars:
+                hosts[d.name]["vars"] = host_vars[d.name]
         hosts.update(extra_hosts or {})
         doc = {
             "groups": {
@@ -216,8 +243,11 @@ def _serve(config_path: str) -> None:
     import logging
 
     from fakenos import FakeNOS
+    from fakenos.core.nos import Nos
 
     logging.basicConfig(level=logging.CRITICAL)  # fakenos logs every unknown command at ERROR
+    _one_enter_per_crlf()
+    _login_options_in_the_name()
     cfg = json.loads(Path(config_path).read_text())
     base = Path(cfg["dir"]) / "out"
     reads: dict[tuple[str, str], int] = {}
@@ -234,19 +264,24 @@ def _serve(config_path: str) -> None:
         return out
 
     hosts: dict[str, Any] = {}
+    plugins: list[Any] = []
     for d in cfg["devices"]:
         platform, name = d["platform"], d["name"]
         commands: dict[str, Any] = {"_default_": {"output": UNKNOWN[platform]}}
         fx = FIXTURES / platform
         for f in sorted(fx.glob("*.txt")) if fx.is_dir() else []:
             cmd = (fx / f.name).with_suffix("").name
-            command = _COMMANDS.get(platform, {}).get(cmd) or cmd.replace("_", " ")
+            command = cmd.replace("_", " ")
             commands[command] = {"output": answer(name, platform, command), "help": f"emulated {command}"}
+        plugin = platform
+        if platform in PROMPTS:
+            plugin = f"diaglab_{platform}"
+            session = {c: {"output": o, "help": c} for c, o in SESSION[platform].items()}
+            plugins.append(Nos(name=plugin, initial_prompt=PROMPTS[platform], commands=session))
         hosts[name] = {
             "port": d["port"],
             "platform": platform,
-            "username": USER + LOGIN_SUFFIX.get(platform, ""),
-            "nos": {"plugin": platform, "configuration": {"commands": commands}},
+            "nos": {"plugin": plugin, "configuration": {"commands": commands}},
         }
     inv = {
         "default": {
@@ -259,7 +294,7 @@ def _serve(config_path: str) -> None:
         },
         "hosts": hosts,
     }
-    net = FakeNOS(inventory=inv)
+    net = FakeNOS(inventory=inv, plugins=plugins)
     net.start()
     stop = False
 
@@ -274,10 +309,52 @@ def _serve(config_path: str) -> None:
     net.stop()
 
 
-#: Fixture file stems whose command has characters a file name cannot hold ("|", spaces kept as "_").
-_COMMANDS: dict[str, dict[str, str]] = {
-    "juniper_junos": {"show_log_messages_._last_200": "show log messages | last 200"},
-}
+def _login_options_in_the_name() -> None:
+    """RouterOS reads terminal options after a ``+`` in the login name (``netops+ct511w4098h``) and checks the
+    password of ``netops``; the emulator compares the whole name. Compare the part before ``+``, as RouterOS does
+    (so a login as plain ``netops``, e.g. by ``diag inventory detect``, works too)."""
+    from fakenos.plugins.servers import ssh_server_paramiko as srv
+
+    original = srv.ParamikoSshServerInterface.check_auth_password
+
+    def check(self: Any, username: str, password: str) -> int:
+        return original(self, username.split("+", 1)[0], password)  # type: ignore[no-any-return]
+
+    srv.ParamikoSshServerInterface.check_auth_password = check
+
+
+def _one_enter_per_crlf() -> None:
+    """Make the emulator take ``\r\n`` as one Enter, as a real terminal does.
+
+    fakenos echoes ``\r\n`` and runs a line for each ``\r`` and each ``\n`` it receives. netmiko's MikroTik class
+    ends commands with ``\r\n``, so the emulator ran an empty second line whose echo landed in the middle of the
+    command's output (a blank line inside ``export``, seen as a configuration change by the archive). A ``\n``
+    right after a ``\r`` is dropped before the emulator's tap sees it.
+    """
+    from fakenos.plugins.servers import ssh_server_paramiko as srv
+
+    original = srv.channel_to_shell_tap
+
+    def tap(channel_stdio: Any, shell_stdin: Any, shell_replied_event: Any, run_srv: Any) -> None:
+        class OneEnter:
+            def __init__(self, f: Any) -> None:
+                self.f, self.last = f, b""
+                self.channel = f.channel
+
+            def read(self, n: int) -> bytes:
+                while True:
+                    b: bytes = self.f.read(n)
+                    if not (b == b"\n" and self.last == b"\r"):
+                        self.last = b
+                        return b
+                    self.last = b
+
+            def write(self, data: bytes) -> Any:
+                return self.f.write(data)
+
+        original(OneEnter(channel_stdio), shell_stdin, shell_replied_event, run_srv)
+
+    srv.channel_to_shell_tap = tap
 
 
 if __name__ == "__main__":

@@ -164,3 +164,36 @@ def test_hostile_variable_is_an_error_before_anything_is_typed() -> None:
     r = report.results[0]
     assert r.status == "error" and "cannot be sent to a network device CLI" in (r.error or "")
     assert conn.calls == []
+
+
+def test_get_steps_are_validated_and_need_a_device() -> None:
+    bad = (
+        "name: x\nsteps:\n  - {id: a, get: interfaces, run: show x}\n  - {id: b, get: vlans}\n"
+        "  - {id: c, get: bgp, sudo: true}\n"
+    )
+    with pytest.raises(ConfigError) as e:
+        pbmod.parse(yamlsrc.load_text(bad, "x.yaml"))
+    text = "\n".join(e.value.problems)
+    assert "x.yaml:3:" in text and "either run:" in text
+    assert "x.yaml:4:" in text and "'vlans' is not one of interfaces" in text
+    assert "x.yaml:5:" in text and "no parse:, sudo: or changes:" in text
+    pb = pbmod.parse(yamlsrc.load_text("name: x\nsteps:\n  - {id: a, get: interfaces}\n", "x.yaml"))
+    shell = Host(name="web", address="192.0.2.2")
+    report = run_check([shell], pb, FakePool({"web": FakeConnection({})}), {})
+    r = report.results[0]
+    assert r.status == "error" and "get: interfaces needs a network device driver; linux has none" in (r.error or "")
+
+
+def test_a_playbook_that_applies_to_no_target_is_a_refusal_exit_3() -> None:
+    pb = pbmod.parse(yamlsrc.load_text(
+        "name: ios-only\napplies_to: {device_types: [cisco_ios]}\nsteps:\n  - {id: a, get: interfaces}\n", "x.yaml"
+    ))  # fmt: skip
+    junos = Host(name="mx-1", address="192.0.2.3", device_type="juniper_junos")
+    report = run_check([junos], pb, FakePool({}), {})
+    assert report.results == [] and report.exit_code() == 3
+    assert report.skipped == [
+        {"host": "mx-1", "reason": "playbook ios-only is for device types cisco_ios, not juniper_junos"}
+    ]
+    ios = Host(name="sw-1", address="192.0.2.4", device_type="cisco_ios")
+    mixed = run_check([junos, ios], pb, FakePool({"sw-1": FakeConnection(lambda c, t, s: result(c, ""))}), {})
+    assert mixed.exit_code() != 3 or mixed.results[0].status != "ok"  # a group with a checked host: skips are skips

@@ -57,6 +57,8 @@ def cisco_routes(
     """Route rows; a prefix with several next hops is one route (selected: the table shows only best paths)."""
     seen: dict[str, dict[str, Any]] = {}
     for r in rows:
+        if (r.get("vrf") or "default") != "default":  # the global table only (NX-OS lists every VRF's)
+            continue
         p = prefix(r[net], r.get(length))
         seen.setdefault(p, {"prefix": p, "protocol": r.get("protocol", ""), "selected": True, "installed": None})
     return list(seen.values())

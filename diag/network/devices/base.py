@@ -87,6 +87,39 @@ class _SessionMixin:
     def session_preparation(self) -> None:
         self._diag_driver.prepare_session(self)  # type: ignore[arg-type]  # mixed into a BaseConnection
 
+    def cleanup(self, command: str = "") -> None:
+        """Say goodbye without waiting for an answer.
+
+        netmiko's cleanup first checks for configuration mode, a read that waits for a timeout on some platforms
+        (measured against the emulator: 1-2 s per device, 10 s on IOS-XR, closed one after the other at the end of
+        a run). diag never leaves a session in configuration mode, so the logout command is written and the
+        channel closed.
+        """
+        self.write_channel(self._diag_driver.logout_command + "\n")  # type: ignore[attr-defined]
+
+
+def open_session(hooks: Any, netmiko_device_type: str, host: Host, transport: paramiko.Transport) -> BaseConnection:
+    """A netmiko session of ``netmiko_device_type`` on diag's authenticated ``transport``, prepared by ``hooks``
+    (a Driver, or anything with ``prepare_session(session)`` and ``logout_command``). Raises netmiko's errors."""
+    sess = _session_class(netmiko_device_type)(
+        device_type=netmiko_device_type,
+        host=host.address,
+        port=host.port,
+        username=host.user or "",
+        auto_connect=False,
+        ssh_strict=True,
+        system_host_keys=False,
+        alt_host_keys=False,
+        use_keys=False,
+        allow_agent=False,
+        conn_timeout=host.connect_timeout,
+        read_timeout_override=None,
+    )
+    sess._diag_driver = hooks  # type: ignore[attr-defined]
+    sess._diag_transport = transport  # type: ignore[attr-defined]
+    sess._open()  # netmiko's own connect sequence (establish_connection + session_preparation)
+    return sess
+
 
 @cache
 def _session_class(netmiko_device_type: str) -> type[BaseConnection]:
@@ -115,6 +148,8 @@ class Driver:
     #: What the prompt may end with (a character class); also what may stand before the host name (``<``, ``[``).
     prompt_end: ClassVar[str] = r"[>#]"
     prompt_start: ClassVar[str] = ""
+    #: What ends the CLI session (written at close, no answer awaited).
+    logout_command: ClassVar[str] = "exit"
     #: Appended to the login name (MikroTik reads terminal options from it); the inventory user stays as written.
     login_suffix: ClassVar[str] = ""
     #: Lines of the running configuration that change without a configuration change (timestamps, uptimes,
@@ -131,24 +166,8 @@ class Driver:
         self.where = where_device(host)
         self.owner: Any = None  # set by open_device(): the private pool to close with the driver
         self._error_rx = re.compile(self.error_pattern, re.M)
-        sess = _session_class(self.netmiko_device_type)(
-            device_type=self.netmiko_device_type,
-            host=host.address,
-            port=host.port,
-            username=host.user or "",
-            auto_connect=False,
-            ssh_strict=True,
-            system_host_keys=False,
-            alt_host_keys=False,
-            use_keys=False,
-            allow_agent=False,
-            conn_timeout=host.connect_timeout,
-            read_timeout_override=None,
-        )
-        sess._diag_driver = self  # type: ignore[attr-defined]
-        sess._diag_transport = transport  # type: ignore[attr-defined]
         try:
-            sess._open()  # netmiko's own connect sequence (establish_connection + session_preparation)
+            sess = open_session(self, self.netmiko_device_type, host, transport)
         except ReadTimeout:
             raise Timeout(f"{self.where}: no CLI prompt within {host.connect_timeout:g} s after login") from None
         except (NetmikoBaseException, paramiko.SSHException, OSError, EOFError) as e:
@@ -248,7 +267,7 @@ class Driver:
         except (OSError, EOFError, paramiko.SSHException, NetmikoBaseException) as e:
             self.broken = True
             raise ConnectionLost(f"{self.where}: connection lost while running `{shown}`: {_one_line(e)}") from None
-        out = self.clean_output(command, raw if isinstance(raw, str) else str(raw))
+        out = self.clean_output(command, _drop_echo(command, raw if isinstance(raw, str) else str(raw)))
         err = self.command_error(out)
         text = secrets.mask(out)
         return CommandResult(
@@ -280,6 +299,21 @@ class Driver:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _drop_echo(command: str, output: str) -> str:
+    """Remove a command echo netmiko left in place.
+
+    netmiko strips the echo when it starts the output; after a prompt that its base prompt does not cover it
+    leaves the rest of the prompt with the echo (Comware, the first command after login)::
+
+        >display interface
+        GigabitEthernet1/0/1
+    """
+    first, sep, rest = output.partition("\n")
+    if sep and first.rstrip().endswith(command.strip()) and len(first.strip()) <= len(command.strip()) + 64:
+        return rest
+    return output
 
 
 @cache

@@ -18,7 +18,7 @@ def _interfaces(out: Outputs) -> dict[str, dict[str, Any]]:
     return by_name(
         interface(
             r["interface"],
-            (r.get("admin_state") or "up").lower() == "up" and "administratively" not in r["link_status"].lower(),
+            _admin_up(r),
             up(r["link_status"]),
             description=r.get("description", ""),
             in_errors=r.get("input_errors"),
@@ -31,6 +31,15 @@ def _interfaces(out: Outputs) -> dict[str, dict[str, Any]]:
         )
         for r in ntc(P, "show interface", out["show interface"])
     )
+
+
+def _admin_up(r: dict[str, Any]) -> bool:
+    # ntc-templates gives SVIs admin_state "down" whenever they are down; the reason in brackets tells a shut one
+    # ("Vlan1 is down (Administratively down)") from one without a link ("Vlan330 is down (Link not connected)").
+    status = r["link_status"].lower()
+    if "(" in status:
+        return "administratively" not in status
+    return (r.get("admin_state") or "up").lower() == "up"
 
 
 def _health(out: Outputs) -> dict[str, Any]:

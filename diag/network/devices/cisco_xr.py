@@ -19,7 +19,8 @@ def _interfaces(out: Outputs) -> dict[str, dict[str, Any]]:
     return by_name(
         interface(
             r["interface"],
-            (r.get("admin_state") or "up").lower() == "up",
+            # "is administratively down" when shut; "is down, line protocol is down" when the link is gone
+            "admin" not in r["link_status"].lower(),
             up(r["link_status"]),
             description=r.get("description", ""),
             in_errors=r.get("input_errors"),

@@ -81,6 +81,7 @@ class HpComware(Driver):
     device_type = "hp_comware"
     netmiko_device_type = "hp_comware"
     paging_command = "screen-length disable"
+    logout_command = "quit"
     running_config_command = "display current-configuration"
     prompt_start = r"[<\[]?"
     prompt_end = r"[>\]#]"
@@ -94,7 +95,7 @@ class HpComware(Driver):
     mask_patterns = (
         r"(?i)(?<![\w-])password\s+(?:hash|cipher|simple)\s+(?P<s>\S+)",
         r"(?i)(?<![\w-])community\s+(?:read|write)\s+(?:cipher\s+|simple\s+)?(?P<s>\S+)",
-        r"(?i)(?<![\w-])(?:authentication-mode|privacy-mode)\s+\S+\s+(?:cipher\s+|simple\s+)?(?P<s>\S+)",
+        r"(?i)(?<![\w-])(?:authentication-mode|privacy-mode)\s+\S+(?:\s+\d+)?\s+(?:cipher|simple)\s+(?P<s>\S+)",
         r"(?i)(?<![\w-])(?:key|pre-shared-key)\s+(?:authentication\s+)?(?:cipher|simple)\s+(?P<s>\S+)",
     )
     getters: ClassVar[dict[str, Getter]] = {

@@ -112,6 +112,7 @@ class HuaweiVrp(Driver):
     device_type = "huawei_vrp"
     netmiko_device_type = "huawei"
     paging_command = "screen-length 0 temporary"
+    logout_command = "quit"
     running_config_command = "display current-configuration"
     prompt_start = r"[<\[]?"
     prompt_end = r"[>\]#]"

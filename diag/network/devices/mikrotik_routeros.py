@@ -118,6 +118,7 @@ class MikrotikRouterOs(Driver):
     netmiko_device_type = "mikrotik_routeros"
     paging_command = None
     login_suffix = "+ct511w4098h"
+    logout_command = "/quit"
     running_config_command = "export"
     prompt_start = r"\[?"
     prompt_end = r"[>#\]]"
@@ -131,9 +132,19 @@ class MikrotikRouterOs(Driver):
     # set [ find default=yes ] name=public; authentication-password=, encryption-password=; /interface
     # wireguard private-key="..."; secret= (RADIUS, IPsec)
     mask_patterns = (
-        r"(?i)(?<![\w-])(?:password|secret|[\w-]*pre-shared-key|authentication-password|encryption-password"
-        r"|private-key|auth-key|key|passphrase)=(?P<s>\"[^\"\n]*\"|\S+)",
-        r"(?im)^/snmp community (?:add|set)\b.*?\bname=(?P<s>\S+)",
+        r"(?i)(?<![\w-])(?:password|secret|[\w-]*-key|key|authentication-password|encryption-password"
+        r"|passphrase)=(?P<s>\"[^\"\n]*\"|\S+)",
+        # SNMP communities are names: `name=` matters only in the /snmp community section, whose lines follow
+        # its header in an export. Each pass masks the next unmasked one (a tag is skipped), so the pattern is
+        # listed once per community a router plausibly has.
+        *(
+            [
+                r"(?m)^/snmp community(?: (?:add|set)\b[^\n]*)?\n(?:(?:add|set)\b[^\n]*\bname=<masked:[0-9a-f]{8}>"
+                r"[^\n]*\n)*(?:add|set)\b[^\n]*?\bname=(?P<s>[^\s<]\S*)"
+            ]
+            * 8
+        ),
+        r"(?m)^/snmp community (?:add|set)\b[^\n]*?\bname=(?P<s>[^\s<]\S*)",
     )
     getters: ClassVar[dict[str, Getter]] = {
         "interfaces": Getter(
