@@ -47,10 +47,16 @@ NEIGHBOR = {
     "eltex": ("show lldp neighbors", "core-1"),
 }
 
+#: Faults of one playbook are put into a device together, so two faults never touch one interface (a link that
+#: is down shows no duplex).
 FAULTS: dict[str, list[Fault]] = {
     "cisco_ios": [
-        Fault("network-interfaces", "show interfaces", "TenGigabitEthernet1/1/1 is up, line protocol is up",
-              "TenGigabitEthernet1/1/1 is up, line protocol is down", "interface_down", "TenGigabitEthernet1/1/1"),
+        Fault("network-interfaces", "show interfaces",
+              "  Full-duplex, 10Gb/s, link type is auto, media type is QSFP-10G 1M",
+              "  Half-duplex, 10Gb/s, link type is auto, media type is QSFP-10G 1M", "interface_duplex_mismatch",
+              "TenGigabitEthernet1/1/1"),
+        Fault("network-interfaces", "show interfaces", "TenGigabitEthernet1/1/2 is up, line protocol is up",
+              "TenGigabitEthernet1/1/2 is up, line protocol is down", "interface_down", "TenGigabitEthernet1/1/2"),
         Fault("network-neighbors", "show ip bgp summary", "0    0 3w0d       558720", "0    0 3w0d       Active",
               "bgp_neighbor_down", "10.0.0.1"),
         Fault("network-neighbors", "show cdp neighbors", "R1-PBX", "R9-GONE", "neighbor_lost", "R1-PBX"),
@@ -90,8 +96,12 @@ FAULTS: dict[str, list[Fault]] = {
               "%ROUTING-BGP-3-ADJCHANGE : neighbor 10.1.2.1 Down", "log_errors"),
     ],
     "juniper_junos": [
-        Fault("network-interfaces", "show interfaces extensive", "ge-0/0/1, Enabled, Physical link is Up",
-              "ge-0/0/1, Enabled, Physical link is Down", "interface_down", "ge-0/0/1"),
+        Fault("network-interfaces", "show interfaces extensive", "Carrier transitions: 1, Errors: 0",
+              "Carrier transitions: 9, Errors: 0", "interface_flapping", "ge-0/0/1"),
+        Fault("network-interfaces", "show interfaces extensive", "Link-mode: Full-duplex", "Link-mode: Half-duplex",
+              "interface_duplex_mismatch", "ge-0/0/1"),
+        Fault("network-interfaces", "show interfaces extensive", "ge-0/0/2, Enabled, Physical link is Up",
+              "ge-0/0/2, Enabled, Physical link is Down", "interface_down", "ge-0/0/2"),
         Fault("network-interfaces", "show interfaces extensive", "Errors: 0, Drops: 0, Framing",
               "Errors: {{rising}}, Drops: 0, Framing", "interface_errors_rising", "ge-0/0/1"),
         Fault("network-neighbors", "show bgp summary", "6:12 Establ\n  inet.0: 2/3/3/0", "6:12 Active",
@@ -107,6 +117,8 @@ FAULTS: dict[str, list[Fault]] = {
               "chassisd[9812]: CHASSISD_FRU_FAILURE: Fan Tray 0 Fan 2 failed; Accepted", "log_errors"),
     ],
     "arista_eos": [
+        Fault("network-interfaces", "show interfaces", "  2 link status changes since last clear",
+              "  12 link status changes since last clear", "interface_flapping", "Ethernet1"),
         Fault("network-interfaces", "show interfaces", "Ethernet1 is up, line protocol is up (connected)",
               "Ethernet1 is up, line protocol is down (notconnect)", "interface_down", "Ethernet1"),
         Fault("network-neighbors", "show ip bgp summary", "40d23h Estab  7      4", "40d23h Active",
@@ -136,6 +148,8 @@ FAULTS: dict[str, list[Fault]] = {
               "log_errors"),
     ],
     "mikrotik_routeros": [
+        Fault("network-interfaces", "interface print terse without-paging", "13:23:11 link-downs=3",
+              "13:23:11 link-downs=11", "interface_flapping", "ether2_UniFi2"),
         Fault("network-interfaces", "interface print terse without-paging", " 3  R  name=bridge-VLAN1",
               " 3     name=bridge-VLAN1", "interface_down", "bridge-VLAN1"),
         Fault("network-neighbors", "routing bgp peer print status without-paging", 'state=established',
@@ -165,8 +179,12 @@ FAULTS: dict[str, list[Fault]] = {
               "log_errors"),
     ],
     "eltex": [
-        Fault("network-interfaces", "show interface", "gigabitethernet1/0/1 is up (connected)",
-              "gigabitethernet1/0/1 is down (not connected)", "interface_down", "gigabitethernet1/0/1"),
+        Fault("network-interfaces", "show interface",
+              "  Full-duplex, 1000Mbps, link type is auto, media type is 1G-Fiber",
+              "  Half-duplex, 1000Mbps, link type is auto, media type is 1G-Fiber", "interface_duplex_mismatch",
+              "gigabitethernet1/0/1"),
+        Fault("network-interfaces", "show interface", "gigabitethernet1/0/2 is up (connected)",
+              "gigabitethernet1/0/2 is down (not connected)", "interface_down", "gigabitethernet1/0/2"),
         Fault("network-neighbors", "show ip bgp summary", "3w1d            6", "3w1d       Active",
               "bgp_neighbor_down", "10.0.11.1"),
         Fault("network-neighbors", "show lldp neighbors", "core-1", "core-9", "neighbor_lost", "core-1"),

@@ -92,12 +92,15 @@ class _Detect(SSHDetect):
         self.timeout = timeout
         # The prompt as the device prints it now: the end of every answer (a "%" or ">" inside an answer, or at
         # the end of one read, is not the end of it).
-        self.end = rf"(?:^|\n)\s*{re.escape(session.find_prompt().strip())}\s*$"
+        self.prompt = re.escape(session.find_prompt().strip())
 
     def _send_command(self, cmd: str = "") -> str:
         self.connection.write_channel(cmd + "\n")
+        # This command's echo, then the prompt alone on the last line: a prompt left over from before (find_prompt
+        # may press Enter twice) cannot end the read early and shift every later answer by one.
+        end = rf"{re.escape(cmd)}[\s\S]*\n\s*{self.prompt}\s*$"
         try:
-            out = self.connection.read_until_pattern(pattern=self.end, read_timeout=self.timeout)
+            out = self.connection.read_until_pattern(pattern=end, read_timeout=self.timeout)
         except ReadTimeout:
             return ""
         return str(self.connection.strip_backspaces(out))
