@@ -191,6 +191,7 @@ class Triage:
                 report = self._run(self.fallback_playbook, hosts, {})
                 paragraphs.insert(0, notes.say(lang, "checked", what=_what(self.fallback_playbook, hosts)))
                 details += _report_lines(report)
+                details += _hypotheses(self.kb, [f for r in report.results for f in r.findings])
                 evidence["diagnosis"] = report.to_dict()
             return self._escalate(desk, t, lang, paragraphs, details, "escalated", "unknown symptom", None,
                                   hosts, evidence)
@@ -216,6 +217,7 @@ class Triage:
         plain.append(notes.say(lang, "next_l1" if will_fix else "next_l1_manual"))
         if not will_fix and entry.instructions:
             details.append("- standard instructions:\n" + entry.instructions)
+        details += _hypotheses(self.kb, confirmed)
         first = notes.Note(notes.compose(lang, plain, details), "typical", entry.line, priority, due, entry.id,
                            "open", attachments=[notes.evidence_file(f"diagnosis-{_safe(t.id)}.json", evidence)])
         desk.respond(t.id, first)

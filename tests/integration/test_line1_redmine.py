@@ -107,7 +107,7 @@ def test_person_ticket_typical_resolved_reopened_unknown_hostile(desk: dict[str,
         first, last = notes[0]["notes"], notes[-1]["notes"]
         assert "Здравствуйте" in first and "Что мы проверили" in first and "labprintd" in first
         assert "- typical, line L1, priority normal, respond by" in first and "lab-printing-stopped" in first
-        assert "the ticket's 'host' field names host h01" in first
+        assert "the ticket's 'host' field names host h01" in first and "hypotheses, ranked" in first
         assert "Traceback" not in first + last
         assert "Ваше обращение решено" in last and "started again" in last  # the KB's standard answer
         assert service_running(lab, "h01"), "the standard change must have started the service"
