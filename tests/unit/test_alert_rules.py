@@ -105,3 +105,29 @@ def test_example_prometheus_config_with_the_snmp_jobs_passes_promtool() -> None:
     assert relabel[0] == {"source_labels": ["__address__"], "target_label": "__param_target"}
     assert relabel[1] == {"source_labels": ["__param_target"], "target_label": "instance"}
     assert relabel[2]["target_label"] == "__address__"
+
+
+def test_interface_utilisation_covers_32_bit_counter_rows(tmp_path: Path) -> None:
+    """if_mib labels each octet counter row with counter_bits (64 or 32) and the speed row without it: the
+    utilisation recording rules must still divide one by the other (promtool's rule unit test)."""
+    labels = 'instance="sw1", ifIndex="1", ifName="eth0", ifAlias="", ifDescr="eth0"'
+    test = tmp_path / "snmp_test.yml"
+    test.write_text(
+        f"rule_files: [{ROOT / 'deploy' / 'prometheus' / 'rules' / 'snmp.yml'}]\n"
+        "evaluation_interval: 1m\n"
+        "tests:\n"
+        "  - interval: 1m\n"
+        "    input_series:\n"
+        f"      - series: 'diag_snmp_if_hc_in_octets_total{{{labels}, counter_bits=\"32\"}}'\n"
+        "        values: '0+6000000x10'\n"  # 6 MB a minute: 100,000 bytes/s
+        f"      - series: 'diag_snmp_if_speed_bytes{{{labels}}}'\n"
+        "        values: '1000000x10'\n"  # 8 Mbit/s
+        "    promql_expr_test:\n"
+        "      - expr: diag:snmp_if_in_utilisation:ratio_rate5m\n"
+        "        eval_time: 10m\n"
+        "        exp_samples:\n"
+        f"          - labels: 'diag:snmp_if_in_utilisation:ratio_rate5m{{{labels}}}'\n"  # ignoring() drops it
+        "            value: 0.1\n"
+    )
+    p = subprocess.run([PROMTOOL, "test", "rules", str(test)], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stdout + p.stderr
