@@ -146,12 +146,17 @@ class _Server(TcpWSGIServer):  # type: ignore[misc]
 
     def readable(self) -> bool:
         # waitress' own limit would stop accepting (new clients then wait in the backlog behind slow ones);
-        # this server accepts and decides per connection in handle_accept.
+        # this server accepts and decides per connection in handle_accept. Its maintenance, which waitress
+        # runs from here, runs between polls instead (BoundedServer._loop): readable() is called while the
+        # poll set is being built, and a descriptor closed then, reused by an accept in the same round,
+        # would get the closed one's events (a fresh connection was closed as if it had hung up).
+        return bool(self.accepting)
+
+    def maintain_if_due(self) -> None:
         now = time.time()
         if now >= self.next_cleanup:
             self.next_cleanup = now + self.adj.cleanup_interval
             self.maintenance(now)
-        return bool(self.accepting)
 
     def _close(self, ch: _Channel, reason: str) -> None:
         self.stats.count("timed_out", reason, str(ch.addr[0]) if ch.addr else "?")
@@ -189,6 +194,7 @@ class _Server(TcpWSGIServer):  # type: ignore[misc]
             _drop(conn)
             self.stats.count("refused", "client_limit", client)
             return
+        victim = None
         if len(channels) >= self.limits.connection_limit:
             idle = [c for c in channels if c.waiting()]
             if not idle:
@@ -197,13 +203,14 @@ class _Server(TcpWSGIServer):  # type: ignore[misc]
                 return
             # make room: the one that has waited longest for a request (slow clients first, then idle ones)
             victim = min(idle, key=lambda c: (c.request_started is None, c.request_started or c.last_activity))
-            self._close(victim, "evicted")
         try:
             self.set_socket_options(conn)
-        except OSError:
+        except OSError:  # the client is already gone
             conn.close()
             return
         self.channel_class(self, conn, self.fix_addr(addr), self.adj, map=self._map)
+        if victim is not None:  # closed after the accept, so that its descriptor is not the new one's
+            self._close(victim, "evicted")
         self.stats.open = len(self.active_channels)
 
 
@@ -279,6 +286,7 @@ class BoundedServer:
     def _loop(self) -> None:
         while not self._stopping.is_set():
             wasyncore.loop(timeout=1, map=self._map, use_poll=True, count=1)
+            self.server.maintain_if_due()  # between polls: see _Server.readable
 
     def start(self) -> None:
         self.thread.start()

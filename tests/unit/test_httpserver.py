@@ -94,7 +94,9 @@ def test_a_request_that_never_completes_is_closed_at_the_read_deadline(server: B
     idle = socket.create_connection(("127.0.0.1", server.port), timeout=5, source_address=("127.0.0.4", 0))
     try:
         assert _closed(idle)
+        # counted as idle: closed by the deadline, not by a stale poll event of the closed connection's descriptor
         wait_for(lambda: server.stats.timed_out["idle"] == 1, timeout=10, what="the idle close counted")
+        assert dict(server.stats.refused) == {}
     finally:
         idle.close()
 
