@@ -9,7 +9,9 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -42,15 +44,20 @@ def cmd_watch(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     line1 = from_settings(settings, inv, data)
     interval = args.interval if args.interval else line1.interval
+    # SIGTERM (a service manager stopping it) lets the ticket in hand be finished and recorded first: an answer
+    # sent but not recorded would be sent again by the next watcher
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
     try:
-        while True:
+        while not stop.is_set():
             for o in line1.poll_once():
                 print(json.dumps({"ticket": o.key, "state": o.state, "classification": o.classification,
                                   "line": o.line, "kb_entry": o.kb_entry, "hosts": o.hosts,
                                   "reason": o.reason}, ensure_ascii=False), flush=True)
             if args.once:
                 return 0
-            time.sleep(interval)
+            stop.wait(interval)
+        return 0
     except KeyboardInterrupt:
         return 0
     finally:
