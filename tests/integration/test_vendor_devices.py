@@ -21,10 +21,8 @@ from typing import Any
 
 import pytest
 
-pytest.importorskip("fakenos")
-
 from tests.labs.fakenoslab import FakenosLab
-from tests.labs.vendor_faults import CONFIG_CHANGE, FAULTS, NEIGHBOR, PLATFORMS, SECRETS
+from tests.labs.vendor_faults import CONFIG_CHANGE, EXPECTED_SPEEDS, FAULTS, NEIGHBOR, PLATFORMS, SECRETS
 
 DIAG = [sys.executable, "-m", "diag.cli"]
 PLAYBOOKS = ("network-interfaces", "network-neighbors", "network-routes", "network-health", "network-logs")
@@ -43,7 +41,11 @@ def lab() -> Iterator[FakenosLab]:
 @pytest.fixture(scope="module")
 def inv(lab: FakenosLab, tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("inv") / "inventory.yaml"
-    return lab.inventory(path, host_vars={name(p): {"expected_neighbors": [NEIGHBOR[p][1]]} for p in PLATFORMS})
+    host_vars = {
+        name(p): {"expected_neighbors": [NEIGHBOR[p][1]], "expected_speeds": EXPECTED_SPEEDS.get(p, {})}
+        for p in PLATFORMS
+    }
+    return lab.inventory(path, host_vars=host_vars)
 
 
 def diag(*args: str, known_hosts: Path, timeout: float = 300) -> subprocess.CompletedProcess[str]:

@@ -34,6 +34,8 @@ PLATFORMS = (
     "eltex",
 )
 
+#: Interface speeds the inventory expects (``expected_speeds``), per platform.
+EXPECTED_SPEEDS = {"juniper_junos": {"ge-0/0/1": 1000}}
 #: The neighbour each platform's recorded CDP/LLDP table shows (what ``expected_neighbors`` names).
 NEIGHBOR = {
     "cisco_ios": ("show cdp neighbors", "R1-PBX"),
@@ -51,6 +53,10 @@ NEIGHBOR = {
 #: is down shows no duplex).
 FAULTS: dict[str, list[Fault]] = {
     "cisco_ios": [
+        Fault("network-health", "show environment all", "1A  PWR-C1-715WAC       DCB2139G0AB  OK ",
+              "1A  PWR-C1-715WAC       DCB2139G0AB  FAULTY ", "psu_failed", "1A"),
+        Fault("network-health", "show environment all", "Switch 1: SYSTEM TEMPERATURE is OK",
+              "Switch 1: SYSTEM TEMPERATURE is RED", "temperature_alarm", "SYSTEM"),
         Fault("network-interfaces", "show interfaces",
               "  Full-duplex, 10Gb/s, link type is auto, media type is QSFP-10G 1M",
               "  Half-duplex, 10Gb/s, link type is auto, media type is QSFP-10G 1M", "interface_duplex_mismatch",
@@ -96,6 +102,12 @@ FAULTS: dict[str, list[Fault]] = {
               "%ROUTING-BGP-3-ADJCHANGE : neighbor 10.1.2.1 Down", "log_errors"),
     ],
     "juniper_junos": [
+        Fault("network-interfaces", "show interfaces extensive", "Speed: 1000mbps", "Speed: 100mbps",
+              "interface_speed_mismatch", "ge-0/0/1"),
+        Fault("network-health", "show chassis environment", "      PEM 1                          OK\n",
+              "      PEM 1                          Failed\n", "psu_failed", "PEM 1"),
+        Fault("network-health", "show chassis environment", "FPC 0 Intake Temp Sensor       OK         28",
+              "FPC 0 Intake Temp Sensor       Failed     88", "temperature_alarm", "FPC 0 Intake Temp Sensor"),
         Fault("network-interfaces", "show interfaces extensive", "Carrier transitions: 1, Errors: 0",
               "Carrier transitions: 9, Errors: 0", "interface_flapping", "ge-0/0/1"),
         Fault("network-interfaces", "show interfaces extensive", "Link-mode: Full-duplex", "Link-mode: Half-duplex",
@@ -131,6 +143,8 @@ FAULTS: dict[str, list[Fault]] = {
               "%BGP-3-NOTIFICATION: peer 192.168.1.2", "log_errors"),
     ],
     "huawei_vrp": [
+        Fault("network-health", "display memory-usage", "Memory Using Percentage Is: 43%",
+              "Memory Using Percentage Is: 97%", "memory_high"),
         Fault("network-interfaces", "display interface",
               "GigabitEthernet0/0/2 current state : UP\nLine protocol current state : UP",
               "GigabitEthernet0/0/2 current state : UP\nLine protocol current state : DOWN", "interface_down",
@@ -148,6 +162,8 @@ FAULTS: dict[str, list[Fault]] = {
               "log_errors"),
     ],
     "mikrotik_routeros": [
+        Fault("network-health", "system resource print", "free-memory: 812.5MiB", "free-memory: 12.5MiB",
+              "memory_high"),
         Fault("network-interfaces", "interface print terse without-paging", "13:23:11 link-downs=3",
               "13:23:11 link-downs=11", "interface_flapping", "ether2_UniFi2"),
         Fault("network-interfaces", "interface print terse without-paging", " 3  R  name=bridge-VLAN1",
@@ -163,6 +179,7 @@ FAULTS: dict[str, list[Fault]] = {
               "time=jul/19 16:27:01 topics=system,error,critical", "log_errors"),
     ],
     "hp_comware": [
+        Fault("network-health", "display memory", "312880       54.0%", "312880        2.0%", "memory_high"),
         Fault("network-interfaces", "display interface",
               "Vlan-interface2000\nCurrent state: UP\nLine protocol state: UP",
               "Vlan-interface2000\nCurrent state: UP\nLine protocol state: DOWN", "interface_down",

@@ -15,7 +15,7 @@ from diag.remote import playbook as pbmod
 from diag.remote.runner import run_check
 from diag.remote.ssh import CommandResult
 from tests.labs.fakenoslab import UNKNOWN, slug
-from tests.labs.vendor_faults import FAULTS, NEIGHBOR, SECRETS
+from tests.labs.vendor_faults import EXPECTED_SPEEDS, FAULTS, NEIGHBOR, SECRETS
 from tests.unit.fake_ssh import SHIPPED, FakeConnection, FakePool, result
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "devices"
@@ -87,8 +87,8 @@ class RecordedDevice(FakeConnection):
 
 def run_on(platform: str, playbook: str, overrides: dict[str, str] | None = None) -> set[tuple[str, str]]:
     pb = pbmod.load(SHIPPED / f"{playbook}.yaml")
-    host = Host(name=platform, address="192.0.2.1", device_type=platform,
-                vars={"expected_neighbors": [NEIGHBOR[platform][1]]})  # type: ignore[arg-type]  # fmt: skip
+    host_vars = {"expected_neighbors": [NEIGHBOR[platform][1]], "expected_speeds": EXPECTED_SPEEDS.get(platform, {})}
+    host = Host(name=platform, address="192.0.2.1", device_type=platform, vars=host_vars)  # type: ignore[arg-type]
     report = run_check([host], pb, FakePool({platform: RecordedDevice(platform, overrides)}), {})
     r = report.results[0]
     assert r.status in ("ok", "findings"), (platform, playbook, r.error, [s.to_dict() for s in r.steps])

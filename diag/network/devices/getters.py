@@ -354,4 +354,5 @@ def status_ok(value: Any) -> bool | None:
         return None
     if any(w in v for w in ("fail", "fault", "critical", "alarm", "absent", "not ok", "notok", "bad", "error")):
         return False
-    return v not in ("off", "shutdown", "down", "notpresent", "not present", "abnormal", "no")
+    # Cisco's temperature states: GREEN fine, YELLOW over the warning threshold, RED over the critical one.
+    return v not in ("off", "shutdown", "down", "notpresent", "not present", "abnormal", "no", "red", "yellow")
