@@ -138,3 +138,12 @@ def test_opaque_values(raw: str, value: object) -> None:
         ber.tlv(ber.OBJECT_ID, ber.encode_oid("1.3.6.1.4.1.2021.10.1.6.1")) + ber.tlv(ber.OPAQUE, bytes.fromhex(raw)),
     )
     assert ber.decode_varbinds(vb, 0, len(vb)) == [(ber.encode_oid("1.3.6.1.4.1.2021.10.1.6.1"), ber.OPAQUE, value)]
+
+
+def test_decode_suffix_of_multibyte_arcs() -> None:
+    rng = random.Random(9)
+    for _ in range(2000):
+        arcs = [rng.choice([0, 5, 127, 128, 255, 16383, 16384, 2**31]) for _ in range(rng.randint(1, 8))]
+        text = ".".join(map(str, arcs))
+        assert ber.decode_suffix(ber.encode_oid("1.3." + text)[1:]) == text
+    assert ber.decode_suffix(b"") == ""

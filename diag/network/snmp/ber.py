@@ -9,6 +9,7 @@ compares bytes and turns only what it keeps into text. Decoding an
 
 from __future__ import annotations
 
+import re
 import struct
 from collections.abc import Callable
 from typing import Any
@@ -143,6 +144,26 @@ _ARC_TEXT = [str(i) for i in range(128)]
 _arc_text = _ARC_TEXT.__getitem__
 
 
+class _ArcTexts(dict[bytes, str]):
+    """Arc text by its BER octets, filled as arcs are met (ifIndex 128..16383, address octets over 127): the
+    lookup is C, only a first sight decodes in Python. Bounded: cleared past 4096 entries (~0.4 MiB)."""
+
+    def __missing__(self, key: bytes) -> str:
+        n = 0
+        for byte in key:
+            n = (n << 7) | (byte & 0x7F)
+        if len(self) > 4096:
+            self.clear()
+            self.update(_SMALL_ARCS)
+        text = self[key] = str(n)
+        return text
+
+
+_SMALL_ARCS = {bytes((i,)): str(i) for i in range(128)}
+_arc_texts = _ArcTexts(_SMALL_ARCS)
+_arc_octets = re.compile(rb"[\x80-\xff]*[\x00-\x7f]").findall  # one arc: high-bit bytes, then one without
+
+
 def decode_oid(b: bytes) -> str:
     """BER content octets of an OID to dotted text (no leading dot)."""
     if not b:
@@ -153,6 +174,9 @@ def decode_oid(b: bytes) -> str:
     if max(b) < 0x80:  # every arc below 128 (most OIDs): no arc spans bytes; a walk prints ~40,000 of these
         head = "1.3" if first == 43 else (f"{first // 40}.{first % 40}" if first < 80 else f"2.{first - 80}")
         return f"{head}.{'.'.join(map(_arc_text, b[1:]))}" if len(b) > 1 else head
+    if first < 0x80:  # arcs over 127 after the first two: split at arc ends in C, texts from the table
+        head = "1.3" if first == 43 else (f"{first // 40}.{first % 40}" if first < 80 else f"2.{first - 80}")
+        return f"{head}.{'.'.join(map(_arc_texts.__getitem__, _arc_octets(b, 1)))}"
     arcs: list[int] = []
     n = 0
     for byte in b:
@@ -195,16 +219,12 @@ def oid_decoder() -> Callable[[bytes], str]:
 
 def decode_suffix(b: bytes) -> str:
     """The arcs of an OID tail (the instance index after a column) as dotted text."""
-    if all(x < 0x80 for x in b):  # the usual case: every arc is below 128
-        return ".".join(map(str, b))
-    arcs: list[int] = []
-    n = 0
-    for byte in b:
-        n = (n << 7) | (byte & 0x7F)
-        if not byte & 0x80:
-            arcs.append(n)
-            n = 0
-    return ".".join(map(str, arcs))
+    if not b:
+        return ""
+    if max(b) < 0x80:  # the usual case: every arc is below 128
+        return ".".join(map(_arc_text, b))
+    # (a malformed tail that ends inside an arc loses that arc, as it always did: no exception mid-poll)
+    return ".".join(map(_arc_texts.__getitem__, _arc_octets(b)))
 
 
 def encode_request(
