@@ -413,7 +413,11 @@ def test_console_approvals_show_variables_and_rendered_commands_in_chromium(
         assert env.client("lead1").get(f"/api/v1/approvals/{aid}").json()["state"] == "pending"
         driver.find_element(By.ID, f"comment-{aid}").send_keys("no change window today")
         driver.find_element(By.ID, f"reject-{aid}").click()
-        wait.until(lambda d: d.find_element(By.ID, aid).get_attribute("data-state") == "rejected")
+        from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+
+        gone = (NoSuchElementException, StaleElementReferenceException)  # the page is being replaced
+        reloaded = WebDriverWait(driver, 60, ignored_exceptions=gone)
+        reloaded.until(lambda d: d.find_element(By.ID, aid).get_attribute("data-state") == "rejected")
     finally:
         driver.quit()
     a = env.client("lead1").get(f"/api/v1/approvals/{aid}").json()
