@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from tests.labs.fakenoslab import FakenosLab
+from tests.labs.fakenoslab import PAGING, FakenosLab
 from tests.labs.vendor_faults import CONFIG_CHANGE, EXPECTED_SPEEDS, FAULTS, NEIGHBOR, PLATFORMS, SECRETS
 
 DIAG = [sys.executable, "-m", "diag.cli"]
@@ -67,8 +67,11 @@ def found(doc: dict[str, Any]) -> dict[str, set[tuple[str, str]]]:
 
 @pytest.mark.parametrize("playbook", PLAYBOOKS)
 def test_playbook_on_every_platform_clean_then_each_fault(lab: FakenosLab, inv: Path, playbook: str) -> None:
+    paged = {p: len(lab.received(name(p))) for p in PLATFORMS}
     rc, clean = check(lab, inv, "-p", playbook, "emulated")
     assert clean["skipped"] == []
+    for p in PLATFORMS:  # each login turned paging off with its platform's command (MikroTik: none exists)
+        assert len(lab.received(name(p))) == paged[p] + (1 if p in PAGING else 0), p
     for r in clean["results"]:
         # logged in, paged, every command read to its prompt and parsed: no host error, no step error
         assert r["status"] in ("ok", "findings"), (playbook, r["host"], r["error"])

@@ -47,6 +47,18 @@ UNKNOWN = {
     "hp_comware": "                ^\n % Unrecognized command found at '^' position.",
     "eltex": "% Unrecognized command",
 }
+#: The command that turns paging off on each platform (MikroTik has none: its commands say ``without-paging``).
+#: The emulator records every one it receives (``received.log``), so a test can see that each login sent it.
+PAGING = {
+    "cisco_ios": "terminal length 0",
+    "cisco_nxos": "terminal length 0",
+    "cisco_xr": "terminal length 0",
+    "arista_eos": "terminal length 0",
+    "eltex": "terminal datadump",
+    "juniper_junos": "set cli screen-length 0",
+    "huawei_vrp": "screen-length 0 temporary",
+    "hp_comware": "screen-length disable",
+}
 #: Prompts as the real platforms print them, where fakenos's own (``host>`` for every platform) differs: netmiko
 #: learns the host name from them (it strips Huawei's ``<``/``>``, MikroTik's ``[user@...] >``).
 PROMPTS = {
@@ -167,6 +179,11 @@ class FakenosLab:
             raise AssertionError(f"{device} `{command}`: {old!r} not in its output")
         self.set_output(device, command, text.replace(old, new, count))
 
+    def received(self, device: str) -> list[str]:
+        """The paging commands ``device`` received so far, one per login that sent it."""
+        log = self.dir / "out" / device / "received.log"
+        return log.read_text().splitlines() if log.exists() else []
+
     def reset(self, device: str, command: str | None = None) -> None:
         """Back to the fixture outputs (one command or all of the device's)."""
         d = self.dir / "out" / device
@@ -263,6 +280,14 @@ def _serve(config_path: str) -> None:
 
         return out
 
+    def received(name: str, command: str, reply: str) -> Any:
+        def out(*_a: Any, **_k: Any) -> str:
+            with open(base / name / "received.log", "a") as f:
+                f.write(command + "\n")
+            return reply
+
+        return out
+
     hosts: dict[str, Any] = {}
     plugins: list[Any] = []
     for d in cfg["devices"]:
@@ -273,6 +298,11 @@ def _serve(config_path: str) -> None:
             cmd = (fx / f.name).with_suffix("").name
             command = cmd.replace("_", " ")
             commands[command] = {"output": answer(name, platform, command), "help": f"emulated {command}"}
+        if platform in PAGING:
+            commands[PAGING[platform]] = {
+                "output": received(name, PAGING[platform], SESSION.get(platform, {}).get(PAGING[platform], "")),
+                "help": "paging off",
+            }
         plugin = platform
         if platform in PROMPTS:
             plugin = f"diaglab_{platform}"
