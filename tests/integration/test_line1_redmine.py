@@ -106,7 +106,8 @@ def test_person_ticket_typical_resolved_reopened_unknown_hostile(desk: dict[str,
         assert first_at - filed < 60, f"first response after {first_at - filed:.0f} s"
         first, last = notes[0]["notes"], notes[-1]["notes"]
         assert "Здравствуйте" in first and "Что мы проверили" in first and "labprintd" in first
-        assert "- typical, line L1, priority normal, respond by" in first and "lab-printing-stopped" in first
+        assert "- typical, line L1, priority high, respond by" in first and "lab-printing-stopped" in first
+        assert redmine_lab.issue(issue)["priority"]["name"] == "High"  # the KB entry's priority
         assert "the ticket's 'host' field names host h01" in first and "hypotheses, ranked" in first
         assert "Traceback" not in first + last
         assert "Ваше обращение решено" in last and "started again" in last  # the KB's standard answer

@@ -91,7 +91,7 @@ def test_rt_person_ticket_typical_resolved_reopened_unknown_and_huge(rt_lab: RTL
         assert "the ticket's 'host' field names host h01" in first["text"]
         assert "lab-spool-full" in first["text"] and any(f.startswith("diagnosis-") for f, _ in first["files"])
         assert "Your request has been resolved." in last["text"] and "stale files" in last["text"]
-        assert rt_lab.ticket(ticket)["Status"] == "resolved"
+        assert rt_lab.ticket(ticket)["Status"] == "resolved" and int(rt_lab.ticket(ticket)["Priority"]) == 50
         df = lab.exec("h01", ["df", "-P", spool]).stdout.splitlines()[1].split()
         assert int(df[4].rstrip("%")) < 90, df
 

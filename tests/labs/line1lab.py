@@ -84,7 +84,7 @@ def write_kb(path: Path, spool: str) -> Path:
     entries = [
         {"id": "lab-printing-stopped", "title": "Printing does not work because the print service is stopped",
          "match": {"checks": ["port_not_listening"], "evidence": [SERVICE]},
-         "cause": "The print service is not running.", "typical": True, "line": "L1", "priority": "normal",
+         "cause": "The print service is not running.", "typical": True, "line": "L1", "priority": "high",
          "instructions": "Start the print service again (standard change lab-restart-printd).", "verified": True,
          "intake": {"signatures": [r"не\s+печата", r"принтер\s+не\s+работает", r"can'?t\s+print",
                                    r"printer\s+(is\s+)?not\s+working"],

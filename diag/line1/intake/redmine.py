@@ -51,6 +51,7 @@ class RedmineDesk:
         self.http = self.backend.http
         self._me: int | None = None
         self._statuses: dict[str, int] | None = None
+        self._priorities: dict[str, int] = {}
         self._authors: dict[str, int] = {}  # ticket id -> author id (for replies)
         self._logins: dict[int, str] = {}  # user id -> login (people file many tickets)
         self._lock = threading.Lock()
@@ -68,6 +69,9 @@ class RedmineDesk:
                                   "reopened": int(_pick(sts, o.reopen_status, "reopen_status")["id"])}
                 if o.escalated_status is not None:
                     self._statuses["escalated"] = int(_pick(sts, o.escalated_status, "escalated_status")["id"])
+                prios = self._get("/enumerations/issue_priorities.json", "list priorities")["issue_priorities"]
+                self._priorities = {lvl: int(_pick(prios, want, f"priorities.{lvl}")["id"])
+                                    for lvl, want in o.priorities.items()}
             return self._me, self._statuses
 
     def poll(self, seen: Callable[[str], bool]) -> list[HumanTicket]:
@@ -114,6 +118,8 @@ class RedmineDesk:
                 cfs.append({"id": fid, "value": value})
         if cfs:
             change["custom_fields"] = cfs
+        if note.priority in self._priorities:
+            change["priority_id"] = self._priorities[note.priority]
         if note.line in o.assignees:
             change["assigned_to_id"] = o.assignees[note.line]
         if note.state in statuses:

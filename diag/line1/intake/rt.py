@@ -112,6 +112,8 @@ class RTDesk:
                                                  ("sla", note.due_iso), ("kb", note.kb_entry or ""))
                   if (name := o.fields.get(key))}
         update: dict[str, Any] = {}
+        if note.priority in o.priorities:
+            update["Priority"] = o.priorities[note.priority]
         if fields:
             update["CustomFields"] = fields
         queue = o.line_queues.get(note.line)
