@@ -62,6 +62,10 @@ def enrich(rows: Sequence[Row], backend: Any) -> int:
             continue
         n += 1
         if events and not any(e.kind == "acknowledged" and e.data.get("source") != "redmine" for e in r.events):
-            r.events.append(events[0])
+            first = events[0]
+            if r.opened_at is not None and first.at < r.opened_at:
+                # Redmine keeps whole seconds: a note written in the second the incident opened reads as before it
+                first.at = r.opened_at
+            r.events.append(first)
             r.events.sort(key=lambda e: e.at)
     return n
