@@ -342,13 +342,14 @@ def test_redis_down_from_the_start_is_one_line_and_exit_3(lab: Lab, tmp_path: Pa
     from tests.conftest import free_port
     from tests.labs.redislab import PORTS
 
-    dead = f"redis://127.0.0.1:{free_port(PORTS)}/0"  # reserved by this run, nothing listens
+    dead = f"redis://:s3cret-pw@127.0.0.1:{free_port(PORTS)}/0"  # reserved by this run, nothing listens
     pb_path = playbook(tmp_path, 0)
     p = subprocess.run(check_cli(dead, lab.inventory, pb_path, tmp_path, "h01", "h02"), capture_output=True,
                        text=True, timeout=120, cwd=tmp_path)  # fmt: skip
     assert p.returncode == 3, p.stderr
     assert p.stderr.count("\n") == 1 and p.stderr.startswith("diag: broker redis://127.0.0.1:"), p.stderr
     assert "0 of 2 hosts recorded" in p.stderr
+    assert "s3cret-pw" not in p.stderr + p.stdout  # the broker's password is never printed
     doc = json.loads(p.stdout)
     assert [(r["host"], r["status"]) for r in doc["results"]] == [("h01", "error"), ("h02", "error")]
 

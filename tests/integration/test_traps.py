@@ -279,7 +279,7 @@ def test_agent_traps_poller_and_reach(
     monkeypatch.setenv("DGT_TRAP_COMMUNITY", COMMUNITY)
     monkeypatch.setenv("DGT_LAB_COMMUNITY", LAB_COMMUNITY)
     trap_port = free_udp_port()
-    closed = next(p for p in reversed(PORTS) if p != trap_port and free_port([p]) == p)
+    closed = free_port([p for p in reversed(PORTS) if p != trap_port])  # reserved: nothing will listen there
     inventory = f"""
 hosts:
   sw-lab: {{address: 127.0.0.1}}
