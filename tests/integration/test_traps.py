@@ -12,6 +12,7 @@ import os
 import signal
 import socket
 import subprocess
+import tempfile
 import threading
 import urllib.request
 import uuid
@@ -33,7 +34,11 @@ pytestmark = pytest.mark.integration
 PORTS = range(20100, 20150)
 COMMUNITY = "dgt-trap-community"
 USER, AUTH, PRIV = "dgtnoc", "dgt-auth-secret-1", "dgt-priv-secret-1"
-ENV = {**os.environ, "MIBS": "", "DGT_TRAP_COMMUNITY": COMMUNITY, "DGT_TRAP_AUTH": AUTH, "DGT_TRAP_PRIV": PRIV}
+ENV = {**os.environ, "MIBS": "", "DGT_TRAP_COMMUNITY": COMMUNITY, "DGT_TRAP_AUTH": AUTH, "DGT_TRAP_PRIV": PRIV,
+       # A v3 trap sender is the authoritative engine: net-snmp keeps its engineBoots in snmpapp.conf. Shared
+       # (/var/lib/snmp) by two test runs at once, both read the same boots and the receiver rejected one as
+       # out of its time window, so the counts below were off: each run keeps its own.
+       "SNMP_PERSISTENT_DIR": tempfile.mkdtemp(prefix="dgt-snmp-")}  # fmt: skip
 MARK = "1.3.6.1.4.1.99999.9.1.0"  # a varbind each test adds with its own text, to find its notification
 IF = "1.3.6.1.2.1.2.2.1"
 
