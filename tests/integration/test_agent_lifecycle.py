@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from diag import config
-from tests.conftest import DIAG, StartAgent, http_get, port_is_free, wait_for
+from tests.conftest import AGENT_PORTS, DIAG, StartAgent, free_port, http_get, port_is_free, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -174,11 +174,13 @@ def test_agent_does_not_import_cli_only_libraries(tmp_path: Path) -> None:
     """The daemon's memory budget: rich (CLI rendering) and paramiko (SSH) stay out of its process."""
     inv = tmp_path / "inventory.yaml"
     inv.write_text("hosts: {}\n")
+    # load() binds the listen address: a port reserved for this run (a fixed one collided with a second run)
+    listen = f"127.0.0.1:{free_port(AGENT_PORTS)}"
     code = (
         "import json, sys\n"
         "from diag.agent import daemon as agent\nfrom diag.cli import main as cli\n"
-        f"args = cli.build_parser().parse_args(['agent', '--inventory', {str(inv)!r}, '--listen', '127.0.0.1:1'])\n"
-        f"a = agent.load(args.inventory, '127.0.0.1:1', {str(tmp_path / 'd')!r})\n"
+        f"args = cli.build_parser().parse_args(['agent', '--inventory', {str(inv)!r}, '--listen', {listen!r}])\n"
+        f"a = agent.load(args.inventory, {listen!r}, {str(tmp_path / 'd')!r})\n"
         "a.runner.run_all()\n"
         "a.exposition.render()\n"
         "print(json.dumps(sorted(sys.modules)))\n"
