@@ -6,11 +6,13 @@ from __future__ import annotations
 import json
 import logging
 import threading
+from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from diag.model import Evidence, Metric, MetricKind, Result
+from diag.model import Evidence, Metric, MetricKind, Result, Severity
 from diag.secrets import mask
 
 log = logging.getLogger(__name__)
@@ -129,6 +131,19 @@ def secret_missing(engine: str, name: str, error: Exception, r: Result) -> None:
 
 def percent(part: float, whole: float) -> float:
     return 100.0 * part / whole if whole > 0 else 0.0
+
+
+def level(value: float, warning: float, critical: float) -> Severity | None:
+    """The severity ``value`` reaches on a warning/critical ladder (None below warning)."""
+    if value >= critical:
+        return "critical"
+    return "warning" if value >= warning else None
+
+
+def busiest(sessions: Iterable[Session], n: int = 5) -> str:
+    """``user@database: count`` of the ``n`` busiest pairs: who holds the connections, for the evidence."""
+    counts = Counter(f"{s.user}@{s.database or '-'}" for s in sessions)
+    return ", ".join(f"{k}: {v}" for k, v in counts.most_common(n))
 
 
 def size_text(n: float) -> str:

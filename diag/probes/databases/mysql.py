@@ -18,6 +18,8 @@ from diag.probes.databases.common import (
     Families,
     Session,
     StartTimes,
+    busiest,
+    level,
     percent,
     secret_missing,
     sessions_evidence,
@@ -389,21 +391,12 @@ class MysqlInstance:
             self.prev["deadlocks"] = dl
         connected = float(status.get("Threads_connected") or 0)
         pct = percent(connected, max_conn)
-        sev = (
-            "critical"
-            if pct >= o.connections_critical_percent
-            else "warning"
-            if pct >= o.connections_warning_percent
-            else None
-        )
+        sev = level(pct, o.connections_warning_percent, o.connections_critical_percent)
         if sev:
-            by_user: dict[str, int] = {}
-            for s in sessions.values():
-                by_user[f"{s.user}@{s.database or '-'}"] = by_user.get(f"{s.user}@{s.database or '-'}", 0) + 1
-            top = ", ".join(f"{k}: {v}" for k, v in sorted(by_user.items(), key=lambda kv: -kv[1])[:5])
+            top = busiest(sessions.values())
             r.find(
                 "mysql_connections_high",
-                sev,  # type: ignore[arg-type]
+                sev,
                 f"mysql {name}: {connected:.0f} of {max_conn:.0f} connections in use ({pct:.0f} %)",
                 subject=name,
                 cause="db_connections_exhausted",

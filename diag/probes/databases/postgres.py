@@ -23,6 +23,8 @@ from diag.probes.databases.common import (
     Families,
     Session,
     StartTimes,
+    busiest,
+    level,
     percent,
     secret_missing,
     sessions_evidence,
@@ -377,21 +379,12 @@ class PostgresInstance:
         used = len(rows) + 1  # and the probe's own session
         usable = max(1, max_conn - reserved)
         pct = percent(used, usable)
-        sev = (
-            "critical"
-            if pct >= o.connections_critical_percent
-            else "warning"
-            if pct >= o.connections_warning_percent
-            else None
-        )
+        sev = level(pct, o.connections_warning_percent, o.connections_critical_percent)
         if sev:
-            by_user: dict[str, int] = {}
-            for s in sessions:
-                by_user[f"{s.user}@{s.database}"] = by_user.get(f"{s.user}@{s.database}", 0) + 1
-            top = ", ".join(f"{k}: {v}" for k, v in sorted(by_user.items(), key=lambda kv: -kv[1])[:5])
+            top = busiest(sessions)
             r.find(
                 "postgres_connections_high",
-                sev,  # type: ignore[arg-type]
+                sev,
                 f"postgres {name}: {used} of {usable} connections in use ({pct:.0f} %)",
                 subject=name,
                 cause="db_connections_exhausted",
