@@ -259,7 +259,7 @@ class Incidents:
         self, playbook: str, host: Host, variables: dict[str, Any], actor: str = "api"
     ) -> Sequence[Finding]:
         """Run ``playbook`` on ``host`` again (its own SSH pool) and return what it finds now."""
-        from diag.incidents.sources import host_findings
+        from diag.incidents.sources import NotChecked, recheck_findings
         from diag.remote import playbook as pbmod
         from diag.services import check as svc
         from diag.services.backends import LocalBackend, ssh_pool
@@ -272,11 +272,9 @@ class Incidents:
         finally:
             backend.close()
         if not report.results:  # the playbook does not apply to the host: nothing can be confirmed
-            from diag.model import HostResult
-
-            return host_findings(HostResult(host.name, "error", report.skipped[0]["reason"] if report.skipped else ""))
-        r = report.results[0]
-        return host_findings(r)
+            why = report.skipped[0]["reason"] if report.skipped else "the playbook did not run"
+            raise NotChecked(f"{host.name}: {why}")
+        return recheck_findings(report.results[0])
 
     def feed(self, report: RunReport, actor: str, variables: dict[str, Any]) -> None:
         """A check job's results go to the engine host by host (clearing works per playbook and host)."""

@@ -173,9 +173,9 @@ def _to_incidents(res: Any, pb: Any, host: Any, inv: Any, spec: dict[str, Any]) 
     from diag.model import RunReport
 
     def recheck(name: str) -> list[Any]:
-        from diag.incidents.sources import host_findings
+        from diag.incidents.sources import recheck_findings
 
-        return host_findings(_run_one(host, pb, inv, spec, "recheck", allow=False))
+        return recheck_findings(_run_one(host, pb, inv, spec, "recheck", allow=False))
 
     try:
         observe_report(

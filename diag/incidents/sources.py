@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode
 
+from diag.errors import DiagError
 from diag.model import Evidence, Finding
 
 if TYPE_CHECKING:
@@ -44,6 +45,22 @@ def host_findings(r: HostResult, source: str = "ssh") -> list[Finding]:
             Finding(check, severity, f"{r.host} {what} ({r.error or r.status})", "", evidence=[ev], host=r.host)  # type: ignore[arg-type]
         )
     return out
+
+
+class NotChecked(DiagError):
+    """A re-check that could not look at the host: it proves nothing, so the incident must stay open."""
+
+
+def recheck_findings(r: HostResult) -> list[Finding]:
+    """What a verifying re-check found; :class:`NotChecked` when the host was not checked at all.
+
+    An unreachable host, refused credentials or a playbook that errored do not show that a condition is gone:
+    reporting them as "no such finding now" would resolve an incident that may still be broken. The engine
+    treats a re-check that raises as proving nothing and keeps the incident open.
+    """
+    if r.status not in ("ok", "findings"):
+        raise NotChecked(f"{r.host}: the re-check could not check the host ({r.status}: {r.error or 'no detail'})")
+    return host_findings(r)
 
 
 def playbook_scope(playbook: str, host: str, variables: Mapping[str, Any] | None = None) -> str:
