@@ -93,12 +93,14 @@ class DiskIoProbe(Probe):
             raise NoData("/proc/diskstats is empty")
 
         span_ms = (now - self._last_at) * 1000.0
+        # Declared on every run, samples from the second on: the family set a scrape sees is then the same from
+        # the first scrape (a rule or panel on it is not "unknown" until the probe happens to have run twice).
+        share = r.metric(
+            "diag_disk_busy_ratio",
+            "Share of wall time the device had I/O in flight since the previous run.",
+            labels=("device",),
+        )
         if self._last and span_ms > 0:
-            share = r.metric(
-                "diag_disk_busy_ratio",
-                "Share of wall time the device had I/O in flight since the previous run.",
-                labels=("device",),
-            )
             for dev, (io_ms, line) in seen.items():
                 prev = self._last.get(dev)
                 if prev is None or io_ms < prev[0]:

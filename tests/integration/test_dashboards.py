@@ -199,6 +199,8 @@ hosts:
 
         # every probe has run (its families are declared only after a run), cpu and diskio twice
         def all_ran() -> bool:
+            if proc.poll() is not None:  # say why, rather than 60 s of "connection refused"
+                pytest.fail(f"the agent exited with {proc.returncode}: {log.read_text()[-2000:]}")
             text = agent.metrics()
             ran = set(re.findall(r'^diag_probe_success\{probe="(\w+)"\}', text, re.M))
             return (

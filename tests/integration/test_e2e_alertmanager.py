@@ -191,9 +191,15 @@ def _read(fn: Callable[[], T]) -> T:
     raise AssertionError("unreachable")
 
 
+def _plain(markdown: str) -> str:
+    """The text as a reader sees it: Markdown's backslash escapes removed. The lab's mkdtemp paths may hold
+    ``_`` or ``*`` (``/tmp/dgs-lab1-jmnwt___``), which the ticket body rightly escapes."""
+    return re.sub(r"\\([\\`*_{}\[\]()#+\-.!|<>])", r"\1", markdown)
+
+
 def _ours(redmine: RedmineLab, mnt: Path) -> list[dict[str, object]]:
     issues = _read(redmine.issues)
-    return [i for i in issues if str(mnt) in str(i.get("subject", "")) + str(i.get("description", ""))]
+    return [i for i in issues if str(mnt) in str(i.get("subject", "")) + _plain(str(i.get("description", "")))]
 
 
 def _issue(redmine: RedmineLab, issue_id: object) -> dict[str, Any]:
@@ -203,7 +209,7 @@ def _issue(redmine: RedmineLab, issue_id: object) -> dict[str, Any]:
 def _notes(issue: dict[str, object]) -> list[str]:
     journals = issue.get("journals") or []
     assert isinstance(journals, list)
-    return [str(j["notes"]) for j in journals if j.get("notes")]
+    return [_plain(str(j["notes"])) for j in journals if j.get("notes")]
 
 
 def test_full_disk_to_one_redmine_issue_a_note_and_a_close(
@@ -219,7 +225,7 @@ def test_full_disk_to_one_redmine_issue_a_note_and_a_close(
     assert len(issues) == 1, issues
     issue = _issue(redmine, issues[0]["id"])
     assert issue["custom_fields"][0]["value"] or any(cf["value"] for cf in issue["custom_fields"])  # the fingerprint
-    desc = str(issue["description"])
+    desc = _plain(str(issue["description"]))
     assert "DiagFilesystemAlmostFull" in str(issue["subject"]) + desc and "h01" in str(issue["subject"]) + desc
     assert f"df -Pk {mnt}" in desc, desc  # the diagnosis' command, as evidence in the ticket itself
     assert "disk_full" in desc

@@ -39,6 +39,17 @@ MAX_LABS = 64
 HOSTS_PER_LAB = 256
 
 
+
+def _tempdir(prefix: str) -> str:
+    """A mkdtemp directory whose name has no ``_``: the lab's paths (a tmpfs mount point) end up in Markdown ticket
+    bodies, where ``_`` is rightly escaped, and tests look for them there as plain text. mkdtemp's alphabet has
+    ``_``, so about one name in five would hold one (CI saw ``dgs-lab1-jmnwt___``)."""
+    while True:
+        path = tempfile.mkdtemp(prefix=prefix)
+        if "_" not in os.path.basename(path):
+            return path
+        os.rmdir(path)
+
 class LabError(RuntimeError):
     """The lab could not be built (a command failed); the message holds the command and its stderr."""
 
@@ -181,7 +192,7 @@ class Lab:
         ensure_lab_user()
         self._claim_lab_id()
         try:
-            self.dir = Path(self._root_arg or tempfile.mkdtemp(prefix=f"{PREFIX}lab{self.lab_id}-"))
+            self.dir = Path(self._root_arg or _tempdir(f"{PREFIX}lab{self.lab_id}-"))
             self.dir.mkdir(parents=True, exist_ok=True)
             self.dir.chmod(0o755)  # sshd reads authorized_keys as diaglab
             keygen(self.client_key, "diag-lab-client")
