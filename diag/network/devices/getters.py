@@ -245,13 +245,26 @@ def prefix(network: str, length: Any = None) -> str:
         return net
 
 
+def asn(value: Any) -> int | None:
+    """An AS number in asplain ("65001", "4259844944") or asdot ("65000.1000" = 65000 * 65536 + 1000) notation.
+
+    IOS prints asdot when ``bgp asnotation dot`` is configured (ntc-templates' fixture ``..._with_dot_peer_as``);
+    reading it as a plain counter gave 65000 for every peer of AS 65000.x.
+    """
+    text = str(value or "").strip()
+    high, dot, low = text.partition(".")
+    if dot and high.isdigit() and low.isdigit():
+        return int(high) * 65536 + int(low)
+    return num(text)
+
+
 def bgp_row(neighbor: str, remote_as: Any, state_or_prefixes: str, vrf: str = "default") -> dict[str, Any]:
     """A BGP record from a summary row whose last column is a prefix count once Established, else the state."""
     s = str(state_or_prefixes).strip()
     established = bool(re.match(r"^\d+(/\d+)*$", s)) or s.lower() == "established"
     return {
         "neighbor": neighbor,
-        "remote_as": num(remote_as),
+        "remote_as": asn(remote_as),
         "state": "Established" if established else s,
         "established": established,
         "prefixes": num(s.split("/")[0]) if established else None,

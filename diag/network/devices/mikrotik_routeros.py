@@ -12,18 +12,19 @@ P = "mikrotik_routeros"
 
 
 def _interfaces(out: Outputs) -> dict[str, dict[str, Any]]:
-    # `interface print terse`: flags R (running = link up) and X (disabled); "link-downs=N" is the flap counter.
-    # Error counters are per port in `interface ethernet print stats` (rx-fcs-error...): not read yet (no template).
+    # Flags: X disabled, R running, S slave (bridge/bond port), D dynamic; "X S" for a disabled port (own template:
+    # ntc-templates' fails on that line, see the template). A slave runs when R is shown like any other interface.
     recs = []
-    for r in ntc(P, "interface print terse without-paging", out["interface print terse without-paging"]):
-        flags = (r.get("status") or "") + (r.get("dynamic") or "")
+    for r in own("mikrotik_routeros_interface_print_terse", out["interface print terse without-paging"]):
+        flags = r["flags"]
+        disabled = "X" in flags
         recs.append(
             interface(
-                r["name"],
-                "X" not in flags,
-                "R" in flags if "X" not in flags else False,
-                description=r.get("comment", ""),
-                flaps=r.get("link_downs"),
+                r["name"].strip('"'),
+                not disabled,
+                False if disabled else "R" in flags,
+                description=r["comment"],
+                flaps=r["link_downs"] or None,
             )
         )
     return by_name(recs)
