@@ -56,6 +56,8 @@ class NodeSpec(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     user: str | None = None
     ssh_key: str | None = None
     password: str | None = None
+    #: The secret a network device asks after ``enable`` (IOS/EOS/Eltex logins below privilege 15); a reference.
+    enable_secret: str | None = None
     device_type: str | None = None
     site: str | None = None
     jump: str | None = None
@@ -77,6 +79,7 @@ _SCALARS = (
     "user",
     "ssh_key",
     "password",
+    "enable_secret",
     "device_type",
     "site",
     "jump",
@@ -98,6 +101,7 @@ class Host:
     user: str | None = None
     ssh_key: str | None = None
     password: SecretRef | None = None
+    enable_secret: SecretRef | None = None
     device_type: str = "linux"
     site: str | None = None
     jump: str | None = None
@@ -198,6 +202,10 @@ def _find_cycle(edges: dict[str, list[str]]) -> list[str] | None:
 def _check_secrets(doc: yamlsrc.Doc, path: yamlsrc.PathKey, spec: NodeSpec) -> None:
     if spec.password is not None and not is_reference(spec.password):
         doc.problem((*path, "password"), "password must be a reference (env:NAME or file:PATH), not a literal")
+    if spec.enable_secret is not None and not is_reference(spec.enable_secret):
+        doc.problem(
+            (*path, "enable_secret"), "enable_secret must be a reference (env:NAME or file:PATH), not a literal"
+        )
     if spec.snmp is not None:
         for key in _SECRET_SNMP:
             v = getattr(spec.snmp, key)
@@ -227,10 +235,12 @@ def _resolve(name: str, spec: NodeSpec, chain: list[NodeSpec], defaults: NodeSpe
         if isinstance(snmp.get(key), str):
             snmp[key] = SecretRef(snmp[key])
     password = values.pop("password", None)
+    enable_secret = values.pop("enable_secret", None)
     return Host(
         name=name,
         address=values.pop("address", name),
         password=SecretRef(password) if password else None,
+        enable_secret=SecretRef(enable_secret) if enable_secret else None,
         tags=tuple(tags),
         parents=tuple(spec.parents),
         snmp=snmp,

@@ -28,7 +28,7 @@ from netmiko.exceptions import NetmikoBaseException, ReadTimeout
 from netmiko.ssh_dispatcher import CLASS_MAPPER
 
 from diag import secrets
-from diag.errors import ConnectError, DiagError, Timeout
+from diag.errors import AuthError, ConnectError, DiagError, Timeout
 from diag.inventory import Host
 from diag.network.devices.getters import GetResult, Getter, collect
 from diag.remote.ssh import CommandResult, ConnectionLost
@@ -44,6 +44,25 @@ if logging.getLogger("netmiko").level == logging.NOTSET:
 
 class DeviceError(DiagError):
     """A device answered a command with an error (``% Unknown command``), or its output is unusable."""
+
+
+class EnableRefused(AuthError):
+    """The device refused the enable secret, or asked for one the inventory does not give (status ``auth_failed``)."""
+
+
+#: A pager prompt at the very end of what the device sent: it waits for a key before the next screen. Samples:
+#:   IOS, NX-OS, EOS, Eltex:  " --More-- "            Huawei, Comware:  "  ---- More ----"
+#:   Junos:  "---(more)---" / "---(more 42%)---"     IOS-XR:  " --More-- "  RouterOS: "-- [Q quit|D dump|down]"
+_PAGER = re.compile(
+    r"[ \t]*(?:--+ ?More ?--+|-- ?more ?--|---\(more(?: \d+%)?\)---|<--- More --->|-- \[Q quit\|D dump\|[^\]\n]*\]"
+    r"|Press any key to continue[^\n]*)[ \t]*\Z",
+    re.I,
+)
+#: What a device writes to erase the pager prompt after the key: backspaces over blanks (IOS: 9 x "\b",
+#: 9 blanks, 9 x "\b"), a carriage return over blanks (Junos), ANSI cursor moves (VRP "\x1b[42D").
+_ERASE = re.compile(r"\x08+[ ]*\x08*|\r[ ]+\r(?!\n)|\x1b\[[0-9;?]*[A-Za-z]")
+#: The end of a read that may be the first part of a pager prompt split across two reads (kept for the next read).
+_PAGER_START = re.compile(r"(?:\A|\n)([ \t]*-{1,4} ?(?:M(?:o(?:r(?:e)?)?)?)?[ \t]*)\Z", re.I)
 
 
 def where_device(host: Host) -> str:
@@ -81,8 +100,39 @@ class _SessionMixin:
     _diag_driver: Driver
     _diag_transport: paramiko.Transport
 
+    _diag_carry: str = ""
+    _diag_pages: int = 0
+
     def _build_ssh_client(self) -> paramiko.SSHClient:
         return _PreAuthClient(self._diag_transport)
+
+    def read_channel(self) -> str:
+        """netmiko's read, answering a pager: every read (commands, prompt, enable) goes through here.
+
+        The driver turns paging off at login, but a device may refuse the command (a user-EXEC role without
+        ``terminal length``, an old release) or a TACACS+ profile may turn it back on: the output then stops at
+        `` --More-- `` and the prompt never comes. The pager prompt is answered with a blank and removed, with the
+        characters the device sends to erase it, so the output is what an unpaged device prints.
+        """
+        new: str = super().read_channel()  # type: ignore[misc]
+        data, self._diag_carry = self._diag_carry + new, ""
+        if not new:  # nothing more came: a held-back "--" was output after all
+            chan = getattr(self, "remote_conn", None)
+            if not data and isinstance(chan, paramiko.Channel) and (chan.closed or chan.eof_received):
+                # The device hung up (reload, link lost mid-command): netmiko would read "" until its timeout.
+                raise EOFError("the device closed the connection")
+            return data
+        data = _ERASE.sub("", data)
+        m = _PAGER.search(data)
+        if m:
+            self.write_channel(" ")  # type: ignore[attr-defined]
+            self._diag_pages += 1
+            return data[: m.start()]
+        tail = _PAGER_START.search(data)
+        if tail and tail.group(1).strip():
+            self._diag_carry = tail.group(1)
+            return data[: tail.start(1)]
+        return data
 
     def session_preparation(self) -> None:
         self._diag_driver.prepare_session(self)  # type: ignore[arg-type]  # mixed into a BaseConnection
@@ -170,6 +220,8 @@ class Driver:
             sess = open_session(self, self.netmiko_device_type, host, transport)
         except ReadTimeout:
             raise Timeout(f"{self.where}: no CLI prompt within {host.connect_timeout:g} s after login") from None
+        except DiagError:
+            raise
         except (NetmikoBaseException, paramiko.SSHException, OSError, EOFError) as e:
             raise ConnectError(f"{self.where}: cannot start the CLI session: {_one_line(e)}") from None
         self.session = sess
@@ -202,13 +254,39 @@ class Driver:
             sw-1>enable
             sw-1#
 
-        A device that asks ``Password:`` gets the host's enable secret when the inventory gives one (not yet an
-        inventory field: an empty line), and a refusal leaves the session unprivileged, where show commands that
-        need privilege fail as steps with the device's error line.
+        A device that asks ``Password:`` gets the host's ``enable_secret`` (an inventory reference, revealed here
+        and registered for masking). A wrong or missing secret is :class:`EnableRefused`, one line naming the
+        device; the secret itself is never in the message::
+
+            sw-1>enable
+            Password:
+            % Access denied
+            sw-1>
         """
         if not self.enable_command or session.check_enable_mode(check_string="#"):
             return
-        session.enable(cmd=self.enable_command, pattern=r"ssword|#", enable_pattern=r"#")
+        # netmiko's enable() waits for its read timeout (10 s) when the secret is wrong and the device asks again;
+        # here the answer after the secret is either the privileged prompt or a refusal, read to the next prompt.
+        prompt = rf"^{self.prompt_start}{re.escape(session.base_prompt)}[^\n]{{0,64}}{self.prompt_end}[ ]*$"
+        asks = r"(?:pass(?:word|wd)|secret):?\s*$"
+        flags = re.I | re.M
+        timeout = self.host.connect_timeout
+        session.write_channel(self.enable_command + session.RETURN)
+        out = session.read_until_pattern(pattern=rf"{asks}|{prompt}", read_timeout=timeout, re_flags=flags)
+        if re.search(asks, out, flags):
+            if self.host.enable_secret is None:
+                session.write_channel(session.RETURN)  # an empty answer: the device refuses and shows its prompt
+                raise EnableRefused(
+                    f"{self.where}: `{self.enable_command}` asks for a password; the inventory gives no enable_secret"
+                )
+            secret = self.host.enable_secret.reveal()
+            session.write_channel(secret + session.RETURN)
+            out = session.read_until_pattern(pattern=rf"{asks}|{prompt}", read_timeout=timeout, re_flags=flags)
+            if re.search(asks, out, flags):  # asked again: the secret was wrong
+                raise EnableRefused(f"{self.where}: `{self.enable_command}` refused: wrong enable_secret")
+        if not session.check_enable_mode(check_string="#"):
+            line = next((ln.strip() for ln in out.splitlines() if ln.strip().startswith("%")), "no privileged prompt")
+            raise EnableRefused(f"{self.where}: `{self.enable_command}` refused: {secrets.mask(line)}")
 
     def command_error(self, output: str) -> str | None:
         """The error line when ``output`` says the command failed, else None."""
