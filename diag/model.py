@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -114,12 +114,45 @@ class Finding:
         }
 
 
+@dataclass(slots=True, frozen=True)
+class Gap:
+    """Part of a run's scope that it could not look at: no data is not "OK".
+
+    A host that did not answer, a probe that failed or found nothing to read, an SNMP profile that timed out or
+    a walk cut short: the incidents of what it concerns are neither present nor gone, so the incident engine
+    holds them where they are (and journals ``not checked: REASON``) instead of clearing them. ``checks`` and
+    ``subjects`` narrow it (None: all of the scope); ``observed`` are checks the run did judge even so (an
+    unreachable host's own ``host_unreachable``).
+    """
+
+    reason: str
+    checks: frozenset[str] | None = None
+    subjects: frozenset[str] | None = None
+    observed: frozenset[str] = frozenset()
+
+    def covers(self, check: str, subject: str) -> bool:
+        """Whether a condition ``check`` on ``subject`` was left unobserved by this gap."""
+        if check in self.observed:
+            return False
+        return (self.checks is None or check in self.checks) and (self.subjects is None or subject in self.subjects)
+
+
+def gap_for(gaps: Sequence[Gap], check: str, subject: str) -> Gap | None:
+    """The first of ``gaps`` that left ``check`` on ``subject`` unobserved, or None (it was looked at)."""
+    return next((g for g in gaps if g.covers(check, subject)), None)
+
+
 @dataclass(slots=True)
 class Result:
-    """What one unit of work (a probe run, a playbook on a host) produced."""
+    """What one unit of work (a probe run, a playbook on a host) produced.
+
+    ``gaps`` say what it could not look at (see :class:`Gap`): a finding missing there is not evidence that
+    the condition is gone.
+    """
 
     metrics: list[Metric] = field(default_factory=list)
     findings: list[Finding] = field(default_factory=list)
+    gaps: list[Gap] = field(default_factory=list)
 
     def metric(self, name: str, help: str, kind: MetricKind = "gauge", labels: tuple[str, ...] = ()) -> Metric:
         """Start a new metric family in this result and return it for ``add``."""

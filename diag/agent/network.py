@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from diag.errors import DiagError
-from diag.model import Evidence, Finding, Metric, Result, fingerprint
+from diag.model import Evidence, Finding, Metric, Result, fingerprint, gap_for
 from diag.wsgi import App, Response, json_response
 
 if TYPE_CHECKING:
@@ -171,6 +171,9 @@ class NetworkParts:
             if self.poller is not None and host in self.poller.hosts:
                 result = self.poller.poll_host(host)
                 still = [f for f in result.findings if f.check == "snmp_interface_down" and f.subject == up.subject]
+                gap = None if still else gap_for(result.gaps, "snmp_interface_down", up.subject)
+                if gap is not None:  # a poll that timed out has no interface-down finding: that is not "up"
+                    return _Verdict(False, f"re-check by SNMP poll: interface {up.subject} not checked: {gap.reason}")
                 why = "still down" if still else "up (no interface-down finding)"
                 evidence = [e for f in still for e in f.evidence]
                 return _Verdict(not still, f"re-check by SNMP poll: interface {up.subject} {why}", evidence)

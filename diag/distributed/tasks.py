@@ -215,7 +215,8 @@ def snmp_poll(task: Any, spec: dict[str, Any]) -> str:
                 "snmp",
                 f"snmp:{name}",
                 list(result.findings),
-                recheck=lambda: poll_device(host, PollState(dict(state.values), state.polled_at)).findings,
+                recheck=lambda: poll_device(host, PollState(dict(state.values), state.polled_at)),
+                gaps=result.gaps,  # a timeout or a cut walk: what it could not see holds, not clears
             )
         except Exception:
             log.exception("worker %s: incident engine could not take %s's SNMP poll", SETTINGS.name, name)

@@ -4,10 +4,15 @@ Entry points (thread-safe; every change is one SQLite transaction together with 
 
 - :meth:`Engine.ingest` (source, findings): push sources (alerts, traps) and one-off runs. A finding opens
   the incident for its fingerprint, or is an occurrence of the live one.
-- :meth:`Engine.observe` (source, scope, findings, recheck): a periodic source that reports *everything* it
+- :meth:`Engine.observe` (source, scope, findings, recheck, gaps): a periodic source that reports *everything* it
   currently sees in a scope (one probe on one host, one playbook on one host). Fingerprints of the scope that
   are missing are cleared; the incident resolves once the condition stayed away ``close_after`` seconds
   *and* ``recheck()`` (the probe or playbook run again) confirms it.
+
+The one rule for every source: **only a positive observation clears**. A missing finding counts as "gone" only
+when the run looked: a :class:`~diag.model.Gap` of the report (a host that did not answer, a probe that failed, an
+SNMP walk cut short) or a re-check that raises (``NotChecked``) or returns gaps holds the incidents it concerns
+where they are, with one ``not_checked`` event ("not checked: REASON") per reason, never clearing or resolving.
 - :meth:`Engine.resolve` (source, fingerprint, verify, evidence): a push source says it cleared (a resolved
   alert); ``verify()`` is the re-check, and only its confirmation resolves.
 - :meth:`Engine.tick`: everything that is due by the clock: damped push incidents that open, deferred and
@@ -35,13 +40,14 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from diag.errors import DiagError
 from diag.incidents import bundle, sla
 from diag.incidents.knowledge import Facts, HypothesisProvider, KnowledgeBase
 from diag.incidents.masking import Masker
 from diag.incidents.settings import Settings
 from diag.incidents.store import ACTIVE_STATES, OPEN_STATES, Incident, Store
 from diag.incidents.topology import Topology
-from diag.model import SEVERITY_RANK, Evidence, Finding
+from diag.model import SEVERITY_RANK, Evidence, Finding, Gap, Result, gap_for
 
 log = logging.getLogger(__name__)
 
@@ -65,8 +71,9 @@ class Verdict:
 
 
 Verifier = Callable[[], VerdictLike]
-#: Re-runs a scope (the probe, the playbook on that host) and returns every finding it makes now.
-Recheck = Callable[[], Sequence[Finding]]
+#: Re-runs a scope (the probe, the playbook on that host) and returns every finding it makes now, or a
+#: :class:`~diag.model.Result` whose ``gaps`` say what it could not look at; it raises when it could not look at all.
+Recheck = Callable[[], "Sequence[Finding] | Result"]
 #: Builds a push source's verifier again after a restart, from the incident and the ``resume_spec`` it left.
 VerifierFactory = Callable[[Incident, Mapping[str, Any]], "Verifier | None"]
 #: Builds a scope's re-check again after a restart, from the scope (``playbook:NAME@HOST?path=/x``).
@@ -78,7 +85,7 @@ class Outcome:
     """What the engine did with one finding or clear: ``action`` and the incident it concerns."""
 
     action: str  # pending opened occurrence reopened suppressed impact clearing resolved still_open discarded
-    #              ignored unknown deferred escalated
+    #              ignored unknown deferred escalated not_checked (a gap or a re-check that could not look)
     incident_id: int | None
     fingerprint: str
     detail: str = ""
@@ -109,6 +116,11 @@ def _evidence_of(d: Mapping[str, Any] | None) -> Evidence | None:
     return Evidence(
         str(d.get("kind", "text")), str(d.get("title", "")), str(d.get("text", "")), dict(d.get("data") or {})
     )
+
+
+def _why(e: Exception) -> str:
+    """An exception as the reason in a journal line: diag's own errors are one line already."""
+    return str(e) if isinstance(e, DiagError) else f"{type(e).__name__}: {e}"
 
 
 def _evidence_hash(evidence: list[dict[str, Any]]) -> str:
@@ -195,20 +207,30 @@ class Engine:
         findings: Sequence[Finding],
         *,
         recheck: Recheck | None = None,
+        gaps: Sequence[Gap] = (),
         now: float | None = None,
     ) -> list[Outcome]:
-        """A full report of ``scope``: what is in it is present, what the scope had before and lacks now cleared."""
-        return self.observe_many(source, {scope: findings}, {scope: recheck} if recheck else None, now=now)
+        """A full report of ``scope``: what is in it is present, what the scope had before and lacks now cleared.
+
+        ``gaps``: what the run could not look at; the scope's incidents they cover are held, not cleared.
+        """
+        return self.observe_many(
+            source, {scope: findings}, {scope: recheck} if recheck else None, {scope: gaps} if gaps else None, now=now
+        )
 
     def observe_many(
         self,
         source: str,
         reports: Mapping[str, Sequence[Finding]],
         rechecks: Mapping[str, Recheck] | None = None,
+        gaps: Mapping[str, Sequence[Gap]] | None = None,
         *,
         now: float | None = None,
     ) -> list[Outcome]:
-        """Several scopes observed together (one playbook run over many hosts): one batch for topology."""
+        """Several scopes observed together (one playbook run over many hosts): one batch for topology.
+
+        ``gaps[scope]``: what the run of that scope could not look at (see :class:`~diag.model.Gap`).
+        """
         now = self.clock() if now is None else now
         for scope, rc in (rechecks or {}).items():
             self._rechecks[scope] = rc
@@ -220,6 +242,10 @@ class Engine:
                 present = {f.fingerprint for f in findings if SEVERITY_RANK.get(f.severity, 0) >= floor}
                 for inc in self.store.in_scope(scope):
                     if inc.fingerprint not in present:
+                        gap = gap_for((gaps or {}).get(scope, ()), inc.check_id, inc.subject)
+                        if gap is not None:  # not seen because not looked at: neither present nor gone
+                            out.append(self._not_checked(inc, source, gap.reason, now))
+                            continue
                         action = self._absent(inc, source, scope, now)
                         if action is None:
                             waiting.setdefault(scope, []).append(inc)
@@ -233,14 +259,15 @@ class Engine:
 
     def _run_recheck(self, scope: str, incs: Sequence[Incident], source: str, now: float) -> list[Outcome]:
         recheck = self._scope_recheck(scope)
-        rechecked: list[Finding] | Exception
+        rechecked: Result | Exception
         if recheck is None:
             rechecked = RuntimeError("no re-check is available")
         else:
             try:
-                rechecked = list(recheck())
-            except Exception as e:  # a failed re-check proves nothing: the incidents stay open
-                log.warning("re-check of %s failed: %s", scope, e)
+                got = recheck()
+                rechecked = got if isinstance(got, Result) else Result(findings=list(got))
+            except Exception as e:  # a re-check that could not look proves nothing: the incidents stay open
+                log.warning("re-check of %s could not run: %s", scope, e)
                 rechecked = e
         with self._lock:
             return [self._after_recheck(inc, source, scope, now, rechecked) for inc in incs]
@@ -506,6 +533,7 @@ class Engine:
             inc.doc.update(summary=self.masker.text(f.summary), evidence=evidence, evidence_hash=ev_hash)
             inc.doc.pop("clear_since", None)
             inc.doc.pop("recheck", None)
+            inc.doc.pop("not_checked", None)  # looked at again
             if scope and not inc.scope:
                 inc.scope = scope
             self._deferred.pop(fp, None)
@@ -845,7 +873,10 @@ class Engine:
             return Outcome(kind, inc.id, inc.fingerprint)
 
     def _absent(self, inc: Incident, source: str, scope: str, now: float) -> Outcome | None:
-        """Handle an incident its scope no longer reports; None when its re-check is due (the caller runs it)."""
+        """Handle an incident its scope looked for and no longer reports; None when its re-check is due."""
+        if inc.doc.pop("not_checked", None) is not None:  # looked at again: a later gap is news again
+            with self.store.tx() as c:
+                self.store.update(c, inc)
         if inc.state in ("pending", "suppressed", "impact"):
             return self._quiet_end(inc, source, now, f"{source} no longer finds it")
         if inc.doc.get("flapping"):
@@ -871,23 +902,26 @@ class Engine:
         return None
 
     def _after_recheck(
-        self, inc: Incident, source: str, scope: str, now: float, rechecked: list[Finding] | Exception
+        self, inc: Incident, source: str, scope: str, now: float, rechecked: Result | Exception
     ) -> Outcome:
         current = self.store.live(inc.fingerprint)
         if current is None or current.id != inc.id or current.state != "clearing" or current.last_seen > inc.last_seen:
             return Outcome("still_open", inc.id, inc.fingerprint, "seen again during the re-check")
         inc = current
         if isinstance(rechecked, Exception):
-            with self.store.tx() as c:
-                text = f"the re-check of {scope} failed: {rechecked}"
-                self.store.event(c, inc.id, source, "verify_failed", text, now)
-            return Outcome("still_open", inc.id, inc.fingerprint, "re-check failed")
+            return self._not_checked(inc, source, f"the re-check of {scope} could not run: {_why(rechecked)}", now)
         floor = SEVERITY_RANK[self.settings.min_severity]
-        still = [f for f in rechecked if f.fingerprint == inc.fingerprint and SEVERITY_RANK.get(f.severity, 0) >= floor]
+        findings = rechecked.findings
+        still = [f for f in findings if f.fingerprint == inc.fingerprint and SEVERITY_RANK.get(f.severity, 0) >= floor]
+        gap = None if still else gap_for(rechecked.gaps, inc.check_id, inc.subject)
+        if gap is not None:
+            return self._not_checked(inc, source, f"the re-check of {scope} could not look: {gap.reason}", now)
+        inc.doc.pop("not_checked", None)
         if still:
             with self.store.tx() as c:
                 inc.state, inc.last_seen = "open", now
                 inc.doc.pop("clear_since", None)
+                inc.doc.pop("not_checked", None)
                 self.store.event(
                     c, inc.id, source, "verify_failed", f"the re-check still finds: {still[0].summary}", now
                 )
@@ -899,6 +933,15 @@ class Engine:
             f"and the re-check ({scope}) at {bundle.when(now)} confirms it."
         )
         return self._resolve(inc, source, now, note, [])
+
+    def _not_checked(self, inc: Incident, source: str, why: str, now: float) -> Outcome:
+        """A run or re-check that could not look at ``inc``: it stays where it is; the journal says why, once."""
+        if inc.doc.get("not_checked") != why:  # a host down for hours is one line, not one per poll
+            with self.store.tx() as c:
+                inc.doc["not_checked"] = why
+                self.store.event(c, inc.id, source, "not_checked", f"not checked: {why}; stays {inc.state}", now)
+                self.store.update(c, inc)
+        return Outcome("not_checked", inc.id, inc.fingerprint, why)
 
     def _verify_push(self, inc: Incident, d: _Deferred, now: float) -> Outcome:
         """Run ``d.verify()`` without holding the engine lock, then apply its verdict under it."""

@@ -6,6 +6,11 @@ A host that could not be checked is a finding too: ``unreachable`` and ``timeout
 everything the playbook found, so clearing works per scope: ``playbook:NAME@HOST``, with the check's variables
 when it had any (``playbook:disk-full@web-03?path=%2Fsrv``): what was checked is part of the scope, so a check
 of ``/`` never clears an incident that a check of ``/srv`` found.
+
+A host that was *not* checked (any status but ``ok``/``findings``, a step left for approval, or the playbook
+not applying to it) reports a :class:`~diag.model.Gap` for its scope: the engine holds the playbook's incidents
+there instead of reading the missing findings as "gone". Only the connection checks the attempt did judge
+(``host_unreachable`` once an SSH session was refused or set up) are observed.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode
 
 from diag.errors import DiagError
-from diag.model import Evidence, Finding
+from diag.model import Evidence, Finding, Gap
 
 if TYPE_CHECKING:
     from diag.incidents.engine import Engine, Outcome
@@ -47,6 +52,36 @@ def host_findings(r: HostResult, source: str = "ssh") -> list[Finding]:
     return out
 
 
+_CONNECTION_CHECKS = frozenset({"host_unreachable", "ssh_access_failed"})
+#: Connection checks a host's status judged: unreachable says nothing of credentials; refused credentials or a
+#: host key prove the host answers; a step error (or a lost session) came after a session was set up.
+_OBSERVED = {
+    "unreachable": frozenset({"host_unreachable"}),
+    "timeout": frozenset({"host_unreachable"}),
+    "auth_failed": frozenset({"host_unreachable", "ssh_access_failed"}),
+    "hostkey_mismatch": frozenset({"host_unreachable", "ssh_access_failed"}),
+    "hostkey_unknown": frozenset({"host_unreachable", "ssh_access_failed"}),
+}
+
+
+def host_gaps(r: HostResult) -> list[Gap]:
+    """What a host's run could not look at: all of the playbook when the host was not checked, else nothing.
+
+    A step that needs approval did not run, so its checks were not judged either (the whole scope is held:
+    the result does not say which checks a step has).
+    """
+    if r.status not in ("ok", "findings"):
+        observed = _OBSERVED.get(r.status)
+        if observed is None:  # "error": a session was set up if any step ran (a bad variable fails before)
+            observed = _CONNECTION_CHECKS if r.steps else frozenset()
+        return [Gap(f"{r.host} was not checked ({r.status}: {r.error or 'no detail'})", observed=observed)]
+    waiting = [s.id for s in r.steps if s.status == "needs_approval"]
+    if waiting:
+        why = f"{r.host}: step {', '.join(waiting)} needs approval and did not run"
+        return [Gap(why, observed=_CONNECTION_CHECKS)]
+    return []
+
+
 class NotChecked(DiagError):
     """A re-check that could not look at the host: it proves nothing, so the incident must stay open."""
 
@@ -60,6 +95,9 @@ def recheck_findings(r: HostResult) -> list[Finding]:
     """
     if r.status not in ("ok", "findings"):
         raise NotChecked(f"{r.host}: the re-check could not check the host ({r.status}: {r.error or 'no detail'})")
+    gaps = host_gaps(r)
+    if gaps:
+        raise NotChecked(f"the re-check did not look at everything: {gaps[0].reason}")
     return host_findings(r)
 
 
@@ -92,13 +130,19 @@ def observe_report(
     """Observe every host of a playbook run (with ``variables``); ``recheck(host)`` re-runs it on that host.
 
     All hosts go to the engine in one batch, so that topology sees a switch and the hosts behind it together.
+    A host the playbook did not apply to (``report.skipped``) was not looked at: its scope's incidents hold.
     """
     scopes = {r.host: playbook_scope(report.playbook, r.host, variables) for r in report.results}
     reports = {scopes[r.host]: host_findings(r) for r in report.results}
+    gaps = {scopes[r.host]: host_gaps(r) for r in report.results}
+    for skip in report.skipped:
+        scope = playbook_scope(report.playbook, str(skip["host"]), variables)
+        reports.setdefault(scope, [])
+        gaps.setdefault(scope, [Gap(f"{skip['host']}: the playbook did not run ({skip.get('reason', 'skipped')})")])
     rechecks = None
     if recheck is not None:
         rechecks = {scopes[r.host]: _bind(recheck, r.host) for r in report.results}
-    return engine.observe_many(source, reports, rechecks)
+    return engine.observe_many(source, reports, rechecks, gaps)
 
 
 def _bind(recheck: Callable[[str], Sequence[Finding]], host: str) -> Callable[[], Sequence[Finding]]:

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from diag.errors import NoData
-from diag.model import Evidence, Result, Severity
+from diag.model import Evidence, Gap, Result, Severity
 from diag.probes.base import Paths, Probe, ProbeOptions, read_text, register
 
 # node_exporter's default fs-types-exclude, plus a few more kernel-internal ones
@@ -224,9 +224,12 @@ class FilesystemProbe(Probe):
                     cause="mount_hung",
                     evidence=[Evidence("file", "/proc/mounts", m.line, {"mountpoint": m.mountpoint})],
                 )
+                r.gaps.append(Gap(f"statvfs on {m.mountpoint} hung", subjects=frozenset({m.mountpoint})))
                 continue
             if isinstance(st, OSError):
                 err_m.add(1, *lv)  # vanished or forbidden mount: the figure says so, no finding
+                # ... and its fullness was not looked at: an incident about it holds ("not checked")
+                r.gaps.append(Gap(f"statvfs on {m.mountpoint} failed: {st}", subjects=frozenset({m.mountpoint})))
                 continue
             err_m.add(0, *lv)
             fr = st.f_frsize or st.f_bsize

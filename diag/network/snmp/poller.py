@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
-from diag.model import Finding, Metric, Result
+from diag.model import Finding, Gap, Metric, Result
 
 if TYPE_CHECKING:
     from diag.inventory import Host, Inventory
@@ -52,6 +52,7 @@ def poll_device(host: Host, state: PollState) -> Result:
     except DiagError as e:  # a bad profile name or an unset secret: say so for this host only
         result = Result()
         result.find("snmp_poll_failed", "critical", f"{host.name}: {e}", host.name).host = host.name
+        result.gaps.append(Gap(f"{host.name} was not polled: {e}", observed=frozenset({"snmp_poll_failed"})))
         return result
 
 

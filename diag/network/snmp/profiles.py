@@ -20,7 +20,7 @@ import msgspec
 
 from diag import yamlsrc
 from diag.errors import ConfigError, RegistryError
-from diag.model import Evidence, Result, Severity
+from diag.model import Evidence, Gap, Result, Severity
 from diag.network.snmp import ber
 from diag.network.snmp.client import Session, SnmpError, SnmpTimeout, Target, Walked, open_session
 from diag.network.snmp.parallel import walk_split
@@ -377,6 +377,7 @@ def poll(
                 up.add(0, AUTO)
                 check = "snmp_not_answering" if isinstance(e, SnmpTimeout) else "snmp_poll_failed"
                 result.find(check, "critical", str(e), target.name or target.label)
+                result.gaps.append(Gap(f"SNMP: {e}", observed=frozenset({check})))
                 chosen = []
         for profile in chosen:
             incomplete: list[str] = []
@@ -390,13 +391,17 @@ def poll(
                     check, "critical", str(e), target.name or target.label,
                     evidence=[Evidence("text", "SNMP error", str(e), {"profile": profile.name})],
                 )  # fmt: skip
-                if isinstance(e, SnmpTimeout):
+                if isinstance(e, SnmpTimeout):  # the device stopped answering: nothing further was looked at
+                    result.gaps.append(Gap(f"SNMP: {e}", observed=frozenset({check})))
                     break  # the next profiles would wait the same timeout again
+                result.gaps.append(Gap(f"SNMP profile {profile.name}: {e}", _rule_checks(profile)))
             else:
                 samples.add(sum(len(m.samples) for m in result.metrics) - before, profile.name)
                 up.add(1, profile.name)
                 cut.add(len(incomplete), profile.name)
-                if incomplete:
+                if incomplete:  # a partial table: a row missing from it is not a row that is fine
+                    why = f"SNMP profile {profile.name}: {len(incomplete)} walks cut short by the agent"
+                    result.gaps.append(Gap(why, _rule_checks(profile)))
                     result.find(
                         "snmp_walk_incomplete", "warning",
                         f"{len(incomplete)} walks of profile {profile.name} were cut short by the agent; "
@@ -405,6 +410,7 @@ def poll(
                     )  # fmt: skip
     except SnmpError as e:
         result.find("snmp_poll_failed", "critical", str(e), target.name or target.label)
+        result.gaps.append(Gap(f"SNMP: {e}", observed=frozenset({"snmp_poll_failed"})))
     finally:
         if own and session is not None:
             session.close()
@@ -500,6 +506,11 @@ def _poll_profile(
         _apply(rule, profile.name, seen, result, current, previous, elapsed)
 
 
+def _rule_checks(profile: Profile) -> frozenset[str]:
+    """The checks a profile's rules make: what a failed or partial poll of it leaves unjudged."""
+    return frozenset(r.check for r in profile.spec.rules)
+
+
 def _apply(
     rule: RuleSpec,
     profile: str,
@@ -512,6 +523,7 @@ def _apply(
     rows = seen.get(rule.metric, {})
     per = seen.get(rule.per, {}) if rule.per else None
     when = seen.get(rule.when, {}) if rule.when else None
+    unjudged: set[str] = set()  # rows a change rule cannot judge yet: no earlier sample, or a counter reset
     for index, (value, subject) in rows.items():
         if when is not None and (index not in when or when[index][0] != rule.when_value):
             continue
@@ -521,10 +533,12 @@ def _apply(
             current[key] = value
             before = previous.get(key)
             if before is None:
+                unjudged.add(subject)
                 continue
             if rule.test == "rate_above":
                 divisor = per[index][0] if per is not None and index in per else 1.0
                 if not elapsed or elapsed <= 0 or value < before or not divisor:  # first poll, reset, no speed
+                    unjudged.add(subject)
                     continue
                 shown = (value - before) / elapsed / divisor
                 hit = shown > rule.value
@@ -548,3 +562,6 @@ def _apply(
         )  # fmt: skip
         f = result.find(rule.check, rule.severity, summary, subject, evidence=[evidence])
         f.labels = {"profile": profile}
+    if unjudged:
+        why = f"{rule.check}: no earlier sample to compare with for {len(unjudged)} rows (first poll or a reset)"
+        result.gaps.append(Gap(why, frozenset({rule.check}), frozenset(unjudged)))
