@@ -83,10 +83,13 @@ class Diagnosis:
     evidence: list[Evidence]
     duration_s: float
     at: float = field(default_factory=time.monotonic)
+    #: What the run left unlooked-at although the host answered (a step left for approval), or None.
+    gap: str | None = None
 
     @property
     def checked(self) -> bool:
-        return self.status in ("ok", "findings")
+        """Whether the run looked at everything: only then does a missing finding mean "gone"."""
+        return self.status in ("ok", "findings") and self.gap is None
 
     def problems(self) -> list[Finding]:
         return [f for f in self.findings if SEVERITY_RANK[f.severity] >= SEVERITY_RANK["warning"]]
@@ -508,7 +511,11 @@ class Receiver:
             evidence = [s.evidence() for s in r.steps if s.command]
         if r.error:
             evidence.append(Evidence("text", f"diagnosis {r.status}", r.error, {"status": r.status}))
+        from diag.incidents.sources import host_gaps
+
+        gaps = host_gaps(r)
         d = Diagnosis(pb.name, r.status, r.error, list(r.findings), evidence, r.duration_s)
+        d.gap = gaps[0].reason if gaps and r.status in ("ok", "findings") else None
         self.count("diagnoses", r.status)
         log.info(
             "diagnosis %s on %s: %s, %d findings in %.2f s",
@@ -531,7 +538,7 @@ class Receiver:
             return Verdict(
                 False,
                 f"Alertmanager reports {alert.name} resolved, but the re-check on {host.name} could not run "
-                f"({now.status}: {now.error}); the incident stays open.",
+                f"({now.gap or f'{now.status}: {now.error}'}); the incident stays open.",
                 now.evidence,
             )
         before_fps = {f.fingerprint for f in before.problems()} if before else set()
@@ -553,7 +560,7 @@ class Receiver:
 
     def verify_on_prometheus(self, alert: Alert) -> Verdict:
         """The re-check for an alert without a playbook: its rule's expression, evaluated again by Prometheus."""
-        from diag.alertmanager.recheck import RecheckError, expression, still_firing
+        from diag.alertmanager.recheck import RecheckError, expression, no_data, still_firing
 
         url = self.cfg.prometheus_url
         if url is None:
@@ -565,11 +572,19 @@ class Receiver:
         try:
             series = still_firing(alert, url)
             expr = expression(alert)
+            why = None if series else no_data(alert, url)
         except RecheckError as e:
             return Verdict(False, f"Alertmanager reports {alert.name} resolved, but the re-check failed: {e}")
         ev = Evidence("metric", f"re-check on Prometheus: {expr}", "\n".join(map(str, series)) or "(no series)")
         if series:
             return Verdict(False, f"Alertmanager reports {alert.name} resolved, but {expr} still returns it.", [ev])
+        if why is not None:  # an expression over a target with no data returns nothing too: that is not "gone"
+            return Verdict(
+                False,
+                f"Alertmanager reports {alert.name} resolved and {expr} returns nothing, but not checked: {why}; "
+                "the incident stays open.",
+                [ev],
+            )
         return Verdict(True, f"Resolved: the rule's expression no longer returns {alert.name} ({url}).", [ev])
 
     def _finding(

@@ -67,15 +67,25 @@ def lab() -> Iterator[Lab]:
 
 @pytest.fixture(scope="module")
 def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prometheus]:
-    """A Prometheus that scrapes itself (job ``self``): the re-check of alerts without a playbook asks it."""
+    """A Prometheus that scrapes itself (job ``self``) and a port where nothing listens (job ``dead``, up 0).
+
+    The re-check of alerts without a playbook asks it.
+    """
     port = free_port(PORTS)
     prom = Prometheus(port, tmp_path_factory.mktemp("prometheus"))
     try:
-        prom.start(
+        config = (
             "global: {scrape_interval: 1s}\n"
             f"scrape_configs:\n  - job_name: self\n    static_configs: [{{targets: ['127.0.0.1:{port}']}}]\n"
         )
+        prom.start(config)
         wait_for(lambda: prom.query('up{job="self"} == 1'), what="Prometheus to scrape itself")
+        dead = free_port(PORTS)  # taken once Prometheus listens: another port, reserved for this run, never listened on
+        (prom.dir / "prometheus.yml").write_text(
+            config + f"  - job_name: dead\n    static_configs: [{{targets: ['127.0.0.1:{dead}']}}]\n"
+        )
+        prom.reload()
+        wait_for(lambda: prom.query('up{job="dead"} == 0'), what="Prometheus to fail scraping the dead target")
         yield prom
     finally:
         prom.close()
@@ -279,6 +289,23 @@ def test_alert_without_a_playbook_is_rechecked_on_prometheus(
         assert verdict.cleared is cleared, verdict.note
     assert "still returns it" in verdicts[0].note and target in verdicts[0].evidence[0].text
     assert verdicts[1].note.startswith("Resolved: the rule's expression no longer returns SelfUp")
+    # No data is not "gone": an expression over a target whose scrape fails, or that is not scraped at all,
+    # returns nothing too; the re-check says it could not check, and the incident stays open.
+    (dead,) = prometheus.query('up{job="dead"}')
+    for job, instance, why in (
+        ("dead", dead["metric"]["instance"], "the scrape of instance="),
+        ("gone", "127.0.0.1:9", "Prometheus does not scrape instance=127.0.0.1:9"),
+    ):
+        alert = doc["alerts"][0]
+        alert["labels"] = {"alertname": "FdsHigh", "instance": instance, "job": job, "severity": "warning"}
+        expr = f'process_open_fds{{job="{job}"}} > 1000'
+        alert["generatorURL"] = f"{prometheus.url}/graph?" + urllib.parse.urlencode({"g0.expr": expr, "g0.tab": "1"})
+        alert["fingerprint"] = f"fds-{job}"
+        n = len(engine.resolved)
+        receiver.handle(decode(json.dumps(doc).encode()))
+        verdict = wait_for(lambda n=n: engine.resolved[n:], timeout=30, what="the re-check")[0][2]
+        assert not verdict.cleared and "returns nothing, but not checked: " in verdict.note, verdict.note
+        assert why in verdict.note, verdict.note
 
 
 def test_an_agent_without_the_receiver_configured_refuses_posts(start_agent: Any) -> None:
