@@ -17,7 +17,7 @@ from pathlib import Path
 import msgspec
 
 from diag.errors import NoData
-from diag.model import Evidence, Result
+from diag.model import Evidence, Gap, Result
 from diag.probes.base import Probe, ProbeOptions, register
 
 EVIDENCE_FILES = 5  # newest files listed in a finding's evidence
@@ -105,6 +105,9 @@ class BackupProbe(Probe):
                     cause="backup_failed",
                     evidence=[Evidence("file", f"glob {job.glob}", "no regular file matches", {"glob": job.glob})],
                 )
+                # no copy to judge: a stale or too small backup is not over because the copies are gone
+                why = f"backup {job.name}: no copy to judge the age and size of"
+                r.gaps.append(Gap(why, frozenset({"backup_stale", "backup_too_small"}), frozenset({job.name})))
                 continue
             files.sort(reverse=True)
             mtime, size, newest = files[0]

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from diag.errors import NoData, ProbeError
-from diag.model import Evidence, Result
+from diag.model import Evidence, Gap, Result
 from diag.probes.base import Paths, Probe, ProbeOptions, read_text, register, run_command
 
 log = logging.getLogger(__name__)
@@ -218,6 +218,15 @@ def _num(v: object) -> float | None:
     return float(v) if isinstance(v, int | float) and not isinstance(v, bool) else None
 
 
+_MD_CHECKS = frozenset({"md_degraded", "md_inactive", "md_resync"})
+_SMART_CHECKS = frozenset(
+    {
+        "smart_failed", "smart_nvme_critical_warning", "smart_pending_sectors", "smart_reallocated_rising",
+        "smart_media_errors_rising", "smart_worn_out", "smart_spare_low",
+    }
+)  # fmt: skip
+
+
 @register
 class DiskhealthProbe(Probe):
     name = "diskhealth"
@@ -236,6 +245,11 @@ class DiskhealthProbe(Probe):
         have_smart = self.options.smart and self._smart(r)
         if not have_md and not have_smart:
             raise NoData("no md RAID arrays and no SMART data (smartctl missing or no disks) here")
+        # one half read and the other not: the other's incidents were not looked at (they hold, not clear)
+        if self.options.smart and not have_smart:
+            r.gaps.append(Gap("SMART not read (smartctl missing or no disks found)", _SMART_CHECKS))
+        if self.options.mdstat and not have_md:
+            r.gaps.append(Gap("md RAID not read (no /proc/mdstat or no arrays)", _MD_CHECKS))
         return r
 
     # --- md ----------------------------------------------------------------------------------------------
@@ -374,15 +388,19 @@ class DiskhealthProbe(Probe):
             dev = spec[0]
             argv = ["smartctl", "-j", "-i", "-H", "-A", "-n", "standby", *spec[1:], dev]
             left = deadline - time.monotonic()
+            # a disk not read this run was not looked at: its incidents hold (not "healthy again")
+            unread = frozenset({dev.removeprefix("/dev/")})
             if left <= 0:
                 log.warning("diskhealth: no time left for %s in this run", dev)
                 errors.add(1.0, dev.removeprefix("/dev/"))
+                r.gaps.append(Gap(f"{dev}: no time left in this run", subjects=unread))
                 continue
             try:
                 proc = run_command(argv, left)
             except ProbeError as e:
                 log.warning("diskhealth: %s: %s", dev, e)
                 errors.add(1.0, dev.removeprefix("/dev/"))
+                r.gaps.append(Gap(f"{dev}: {e}", subjects=unread))
                 continue
             try:
                 doc = json.loads(proc.stdout)
@@ -397,6 +415,7 @@ class DiskhealthProbe(Probe):
                     else []
                 )
                 if any("STANDBY" in m.upper() for m in msgs):
+                    r.gaps.append(Gap(f"{dev} is in standby (not woken to read it)", subjects=unread))
                     continue  # asleep: read it when it is awake anyway
                 log.warning(
                     "diskhealth: smartctl %s failed (exit %d): %s",
@@ -405,6 +424,7 @@ class DiskhealthProbe(Probe):
                     "; ".join(msgs) or proc.stderr.strip()[:200],
                 )
                 errors.add(1.0, dev.removeprefix("/dev/"))
+                r.gaps.append(Gap(f"{dev}: smartctl failed (exit {proc.returncode})", subjects=unread))
                 continue
             d = parse_smartctl(doc)
             errors.add(0.0, d.device)
@@ -469,7 +489,10 @@ class DiskhealthProbe(Probe):
             )
         before = self._last.get(d.device)
         self._last[d.device] = (d.reallocated, d.media_errors)
-        if before is not None:
+        if before is None:  # the first read (also after a restart): nothing to compare with yet
+            rising = frozenset({"smart_reallocated_rising", "smart_media_errors_rising"})
+            r.gaps.append(Gap(f"disk {name}: no earlier read to compare with", rising, frozenset({d.device})))
+        else:
             if d.reallocated is not None and before[0] is not None and d.reallocated > before[0]:
                 r.find(
                     "smart_reallocated_rising",

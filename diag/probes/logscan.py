@@ -31,7 +31,7 @@ from typing import Any
 import msgspec
 
 from diag.errors import NoData, ProbeError
-from diag.model import Evidence, Result, Severity
+from diag.model import Evidence, Gap, Result, Severity
 from diag.probes.base import Paths, Probe, ProbeOptions, register, run_command
 from diag.secrets import mask
 
@@ -364,6 +364,8 @@ class LogscanProbe(Probe):
             if src in run.up:
                 up.add(1.0 if run.up[src] else 0.0, src)
                 backlog.add(run.backlog.get(src, 0), src)
+                if not run.up[src]:  # its new lines were not read: no match there is not "no more errors"
+                    r.gaps.append(Gap(f"log source {src} could not be read"))
 
         for p in compiled:
             if not p.matches:

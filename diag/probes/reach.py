@@ -13,7 +13,7 @@ from typing import Literal
 import msgspec
 
 from diag.errors import DiagError
-from diag.model import Evidence, Result
+from diag.model import Evidence, Gap, Result
 from diag.probes.base import Probe, ProbeOptions, register
 
 CheckType = Literal["ping", "tcp", "http", "dns", "smtp", "imap", "ftp", "mysql"]
@@ -85,6 +85,9 @@ def run_check(c: ReachCheck) -> Result:
         )
         evidence = [Evidence("text", c.label, str(e))]
         r.find("reach_check_failed", "critical", f"{c.label}: {e}", c.target, evidence=evidence)
+        # the check did not run: nothing else about the target was looked at (its incidents hold)
+        failed = frozenset({"reach_check_failed"})
+        r.gaps.append(Gap(f"{c.label}: {e}", subjects=frozenset({c.target}), observed=failed))
         return r
 
 
@@ -102,4 +105,5 @@ class ReachProbe(Probe):
             for r in pool.map(run_check, opts.checks):
                 out.metrics.extend(r.metrics)
                 out.findings.extend(r.findings)
+                out.gaps.extend(r.gaps)
         return out

@@ -135,3 +135,68 @@ def test_credentials_in_the_url_stay_out_of_labels_and_evidence(serve: Callable[
     assert h.status == 200 and h.url == f"http://127.0.0.1:{port}/"
     r = reach.http_result(h)
     assert all("s3cret" not in "".join(lv) for m in r.metrics for lv, _ in m.samples)
+
+
+def test_a_certificate_incident_holds_while_the_server_is_down_and_resolves_on_a_new_certificate(
+    tmp_path: Path,
+) -> None:
+    """No answer is no certificate seen: the expiry incident stays open ("not checked") until a handshake shows one.
+
+    The agent's reach probe feeds the engine (diag.agent.incidents.AgentFeed). A refused request used to have no
+    reach_tls_expiry finding, so the expired certificate's incident cleared while the server was down.
+    """
+    from dataclasses import dataclass, field
+
+    from diag.agent.incidents import AgentFeed
+    from diag.incidents.service import IncidentService
+    from diag.incidents.settings import from_mapping
+    from diag.probes.base import Paths, ProbeOptions
+    from diag.probes.reach import ReachCheck, ReachOptions
+    from diag.probes.runner import ProbeRunner
+
+    @dataclass
+    class Config:
+        paths: Paths
+        probes: dict[str, ProbeOptions] = field(default_factory=dict)
+        hostname: str | None = "agent-1"
+        probe_workers: int = 1
+
+    now = dt.datetime.now(dt.UTC)
+    expired = make_cert(tmp_path, now - dt.timedelta(days=30), now - dt.timedelta(days=2))
+    port = free_port(PORTS)
+
+    def start(cert: tuple[Path, Path]) -> http.server.ThreadingHTTPServer:
+        srv = http.server.ThreadingHTTPServer(("127.0.0.1", port), _Handler)
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(*cert)
+        srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
+        threading.Thread(target=srv.serve_forever, daemon=True).start()
+        return srv
+
+    def stop(srv: http.server.ThreadingHTTPServer) -> None:
+        srv.shutdown()
+        srv.server_close()
+
+    check = ReachCheck(type="http", target=f"https://127.0.0.1:{port}/", timeout=3.0)
+    opts = ReachOptions(checks=[check])
+    svc = IncidentService(from_mapping({"open_after": 0, "close_after": 0}, tmp_path / "data"))
+    runner = ProbeRunner(Config(Paths(state=tmp_path / "state"), {"reach": opts}))
+    AgentFeed(svc, runner)
+    srv = start(expired)
+    try:
+        runner.run("reach")
+        (inc,) = [i for i in svc.store.query() if i.check_id == "reach_tls_expiry"]
+        assert inc.state == "open"
+        stop(srv)
+        runner.run("reach")  # refused: reach_http opens; the certificate was not seen, so its incident holds
+        runner.run("reach")
+        assert svc.store.get(inc.id).state == "open"  # type: ignore[union-attr]
+        held = [e.text for e in svc.store.events(inc.id) if e.kind == "not_checked"]
+        assert len(held) == 1 and "request failed before its certificate was seen" in held[0], held
+        srv = start(make_cert(tmp_path, now - dt.timedelta(days=1), now + dt.timedelta(days=400)))
+        runner.run("reach")  # a handshake shows a certificate valid for 400 days: looked at, gone, re-checked
+        assert svc.store.get(inc.id).state == "resolved"  # type: ignore[union-attr]
+    finally:
+        stop(srv)
+        runner.shutdown()
+        svc.close()

@@ -168,6 +168,11 @@ def test_out_of_order_recording_keeps_partial_tables(sim: SnmpSim) -> None:
     assert samples(r, "eaton_ups_output_voltage_volts") == {}
     assert [f.check for f in r.findings] == ["snmp_walk_incomplete"]
     assert "OIDs not increasing" in r.findings[0].evidence[0].text
+    # A partial table is not a healthy one: the profile's rule checks were not judged, so the incident engine
+    # holds their incidents ("not checked") instead of clearing them (docs/incidents.md#not-checked).
+    rules = {rule.check for rule in profiles.load("eaton_xups").spec.rules}
+    (gap,) = r.gaps
+    assert rules and gap.checks == rules and "walks cut short" in gap.reason
     argv = [DIAG, "snmp", "walk", "-c", DISORDER, f"127.0.0.1:{sim.port}", "1.3.6.1.4.1.534.1.4.4"]
     p = subprocess.run(argv, capture_output=True, text=True, timeout=60)
     assert p.returncode == 1 and "OIDs not increasing" in p.stderr

@@ -14,6 +14,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pytest
+
 from diag.agent.incidents import AgentFeed
 from diag.incidents.service import IncidentService
 from diag.incidents.settings import from_mapping
@@ -191,4 +193,28 @@ def test_a_probe_without_data_or_with_a_failing_mount_holds_the_incident_also_ac
         assert svc.store.get(inc.id).state == "resolved"  # type: ignore[union-attr]
     finally:
         runner.shutdown()
+        svc.close()
+
+
+def test_the_celery_workers_feed_holds_an_unreachable_hosts_incident(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The worker's path into the shared engine (tasks._to_incidents) is observe_report: the same rule holds."""
+    from types import SimpleNamespace
+
+    from diag.distributed import tasks
+
+    clock = Clock()
+    svc = service(tmp_path, clock)
+    monkeypatch.setattr(tasks.SETTINGS, "incidents", SimpleNamespace(engine=svc.engine))
+    pb = SimpleNamespace(name="disk-full")
+    try:
+        tasks._to_incidents(HostResult("web-1", "findings", findings=[disk()]), pb, None, None, {"vars": {}})
+        (inc,) = svc.store.query()
+        down = HostResult("web-1", "unreachable", "10.0.0.1:22 (web-1): connection refused")
+        tasks._to_incidents(down, pb, None, None, {"vars": {}})
+        assert svc.store.get(inc.id).state == "open"  # type: ignore[union-attr]
+        assert [k for k, _ in events(svc, inc.id)][-1] == "not_checked"
+        assert {i.check_id for i in svc.store.query()} == {"disk_full", "host_unreachable"}
+    finally:
         svc.close()

@@ -8,7 +8,7 @@ import ssl
 import time
 from dataclasses import asdict, dataclass
 
-from diag.model import Evidence, Result
+from diag.model import Evidence, Gap, Result
 from diag.network.reach.common import ReachError
 
 
@@ -107,6 +107,9 @@ def http_result(h: HttpCheck, cert_warn_days: float = 14.0) -> Result:
     ev = [Evidence("metric", f"GET {h.url}", h.error or f"status {h.status} in {h.seconds:.3f} s", asdict(h))]
     if h.error:
         r.find("reach_http", "critical", f"{h.url}: request failed: {h.error}", h.url, "http_failed", ev)
+        if h.cert_expiry_seconds is None:  # no certificate seen: its expiry or trust incident is not over
+            why = f"{h.url}: request failed before its certificate was seen ({h.error})"
+            r.gaps.append(Gap(why, frozenset({"reach_tls_expiry", "reach_tls_untrusted"}), frozenset({h.url})))
     elif h.status >= 500:
         r.find("reach_http", "critical", f"{h.url}: server error {h.status}", h.url, "http_5xx", ev)
     if h.cert_expiry_seconds is not None:

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from diag.model import Evidence, Result
+from diag.model import Evidence, Gap, Result
 from diag.network.reach.common import PingMethod, ReachError, probe_ident, resolve
 from diag.network.reach.packets import (
     ICMP_DEST_UNREACH,
@@ -233,6 +233,9 @@ def ping_result(stats: PingStats, loss_threshold: float = 0.1, rtt_threshold: fl
         why = f" ({'; '.join(stats.errors)})" if stats.errors else ""
         summary = f"{t} does not answer: {stats.sent} probes lost{why}"
         r.find("reach_unreachable", "critical", summary, t, "target_down", [ev])
+        # no answer, no round-trip time: a loss or RTT incident is not over because the target went silent
+        r.gaps.append(Gap(f"{t} does not answer: loss and RTT not measured", frozenset({"reach_loss", "reach_rtt"}),
+                          frozenset({t})))  # fmt: skip
     elif stats.loss_ratio > loss_threshold:
         r.find(
             "reach_loss",
