@@ -109,6 +109,10 @@ def summary(report: RunReport, console: Console | None = None) -> None:
     console.print(table)
     for s in report.skipped:
         console.print(f"[dim]{s['host']}: skipped: {s['reason']}")
+    for r in report.results:  # a step whose commands the device's software lacks: said, not a finding
+        for st in r.steps:
+            if st.status == "skipped" and (st.reason or "").startswith("not applicable"):
+                console.print(Text(f"{r.host}: step {st.id} {st.reason}", "dim"))
     findings = [(r.host, f) for r in report.results for f in r.findings]
     findings.sort(key=lambda hf: (-SEVERITY_RANK[hf[1].severity], hf[0]))
     for host, f in findings:

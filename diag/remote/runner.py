@@ -145,6 +145,19 @@ class _HostRun:
             except ParseError as e:  # output the platform's template does not fit: this step, not the host's run
                 self.result.fail("error", f"step {step.id}: {e}")
                 return StepRecord(step.id, "error", f"get {step.get}", reason=f"parse: {e}")
+            if getattr(res, "unsupported", False):
+                # The device's software has none of the commands (an IOS release without the feature): the step's
+                # checks do not apply to this host. Not a finding, not a failure; the device's answer is evidence.
+                return StepRecord(
+                    step.id,
+                    "skipped",
+                    mask(res.command),
+                    reason=f"not applicable: {mask(res.stderr)}",
+                    exit_status=res.exit_status,
+                    duration_s=res.duration_s,
+                    stdout=_cap(res.stdout)[0],
+                    stderr=_cap(res.stderr)[0],
+                )
         else:
             res = conn.run(command, timeout=timeout, sudo=step.sudo)
         stdout, cut_out, kept_out = _cap(res.stdout)

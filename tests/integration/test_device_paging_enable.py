@@ -146,3 +146,39 @@ def test_command_the_version_lacks_is_a_device_error_and_the_session_goes_on(dev
         res = d.run("show environment all")
         assert res.exit_status == 1 and res.stderr == "% Invalid input detected at '^' marker."
         assert d.send_command("show interfaces") == INTERFACES.rstrip("\n")
+
+
+def test_checks_whose_commands_the_version_lacks_are_not_applicable(dev: FakeIos, tmp_path: Path) -> None:
+    """This "IOS release" has `show interfaces` and `show processes cpu` only: the BGP/OSPF/neighbour/route/log
+    steps are not applicable (no finding, no failure); health still reads the CPU and skips memory/environment."""
+    dev.script.outputs["show processes cpu"] = (
+        "CPU utilization for five seconds: 95%/0%; one minute: 96%; five minutes: 97%\n"
+        " PID Runtime(ms)     Invoked      uSecs   5Sec   1Min   5Min TTY Process\n"
+        "   1           4          68         58  0.00%  0.00%  0.00%   0 Chunk Manager\n"
+    )
+    inv = inventory(dev, tmp_path / "inv.yaml")
+    # `show logging` drops the connection half way (the fixture's cut): the host is an error, one line, no traceback
+    r = diag(tmp_path, "check", "-i", str(inv), "-p", "network-logs", "--json", "sw-1")
+    [res] = json.loads(r.stdout)["results"]
+    assert (r.returncode, res["status"], res["findings"]) == (3, "error", []), r.stdout
+    assert res["error"] == (
+        f"127.0.0.1:{dev.port} (sw-1, cisco_ios): connection lost while running `show logging`: "
+        "the device closed the connection"
+    )
+    del dev.script.outputs["show logging"]
+    for playbook in ("network-neighbors", "network-routes", "network-logs"):
+        r = diag(tmp_path, "check", "-i", str(inv), "-p", playbook, "--json", "sw-1")
+        [res] = json.loads(r.stdout)["results"]
+        assert (r.returncode, res["status"], res["findings"]) == (0, "ok", []), r.stdout
+        assert res["steps"] and all(s["status"] == "skipped" for s in res["steps"])
+        assert all(s["reason"].startswith("not applicable: cisco_ios here does not know `show ") for s in res["steps"])
+        assert all("% Invalid input detected at '^' marker." in s["reason"] for s in res["steps"])
+    r = diag(tmp_path, "check", "-i", str(inv), "-p", "network-health", "--json", "sw-1")
+    [res] = json.loads(r.stdout)["results"]
+    assert [(f["check"], f["severity"]) for f in res["findings"]] == [("cpu_high", "warning")]
+    [step] = res["steps"]
+    assert step["status"] == "ok" and step["parsed"]["cpu_percent"] == 97 and step["parsed"]["memory_percent"] is None
+    r = diag(tmp_path, "check", "-i", str(inv), "-p", "network-routes", "sw-1")
+    assert r.returncode == 0 and "sw-1: step routes not applicable: cisco_ios here does not know" in " ".join(
+        r.stdout.split()
+    )

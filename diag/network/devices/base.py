@@ -193,6 +193,12 @@ class Driver:
     running_config_command: ClassVar[str] = "show running-config"
     #: A line of output that means the command failed (multiline regex).
     error_pattern: ClassVar[str] = r"^\s*% ?(Unknown command|Invalid input|Incomplete command|Ambiguous command).*$"
+    #: An error line that means "this software does not have the command" (not "the feature is off"): a getter
+    #: whose commands all answer so is not applicable to the device (diag/network/devices/getters.py collect()).
+    unsupported_pattern: ClassVar[str] = (
+        r"^\s*(?:% ?(?:Invalid input|Invalid command|Unknown command|Unrecognized command)|Error: ?Unrecognized command"
+        r"|syntax error|unknown command\.|bad command name|expected end of command)"
+    )
     #: The command that enters privileged mode when the login prompt is unprivileged (``host>``); None: never.
     enable_command: ClassVar[str | None] = None
     #: What the prompt may end with (a character class); also what may stand before the host name (``<``, ``[``).
@@ -361,7 +367,9 @@ class Driver:
     def get(self, name: str, timeout: float | None = None) -> GetResult:
         """Vendor-neutral records of one kind (``interfaces``, ``bgp``...; getters.py), read with this platform's
         commands. A command the device rejects makes the result fail (exit 1) with the device's error line."""
-        return collect(self.where, self.device_type, self.getters, name, self.run, timeout)
+        return collect(
+            self.where, self.device_type, self.getters, name, self.run, timeout, _rx(self.unsupported_pattern)
+        )
 
     def close(self) -> None:
         """Leave the CLI (the platform's ``cleanup``, e.g. ``exit``) and close the channel and, if owned, the pool."""
@@ -392,6 +400,11 @@ def _drop_echo(command: str, output: str) -> str:
     if sep and first.rstrip().endswith(command.strip()) and len(first.strip()) <= len(command.strip()) + 64:
         return rest
     return output
+
+
+@cache
+def _rx(pattern: str) -> re.Pattern[str]:
+    return re.compile(pattern, re.M | re.I)
 
 
 @cache

@@ -73,12 +73,27 @@ class GetResult:
     truncated: bool = False
     timed_out: bool = False
     parsed: Records = None
+    #: The device does not know any of the getter's commands (another software version, a model without the
+    #: feature): the playbook step is not applicable to this device, rather than failed.
+    unsupported: bool = False
 
 
 def collect(
-    where: str, device_type: str, getters: Mapping[str, Getter], name: str, run: _Runs, timeout: float | None
+    where: str,
+    device_type: str,
+    getters: Mapping[str, Getter],
+    name: str,
+    run: _Runs,
+    timeout: float | None,
+    unsupported: re.Pattern[str] | None = None,
 ) -> GetResult:
     """Run the getter ``name``'s commands through ``run`` and parse them; a failed command fails the step.
+
+    A command the device does not know (its error line matches ``unsupported``: ``% Invalid input detected``
+    on an IOS release without it) is read as showing nothing, like an optional one, and the others are still
+    parsed (an old IOS without ``show processes memory sorted`` still has its CPU checked); when the device knows
+    none of them the result is ``unsupported`` (the step is not applicable to this device). Any other refusal
+    (``% BGP not active``, ``ospfd is not running``) fails the step with the device's line.
 
     The evidence (stdout) is every command's output under a ``### command`` line. ParseError when the output
     does not fit the platform's template (the step becomes ``error`` with that reason).
@@ -90,17 +105,25 @@ def collect(
     start = time.monotonic()
     outputs: dict[str, str] = {}
     parts: list[str] = []
+    unknown: list[str] = []
     for cmd in getter.commands:
         res = run(cmd, timeout)
         parts.append(f"### {res.command}\n{res.stdout}")
         if res.timed_out:
             return GetResult(shown, None, "\n".join(parts), res.stderr, time.monotonic() - start, timed_out=True)
         if res.exit_status != 0:
+            if unsupported is not None and unsupported.search(res.stderr or res.stdout):
+                unknown.append(f"`{res.command}`: {res.stderr}")
+                outputs[cmd] = ""
+                continue
             if cmd in getter.optional:
                 outputs[cmd] = ""
                 continue
             return GetResult(shown, res.exit_status, "\n".join(parts), res.stderr, time.monotonic() - start)
         outputs[cmd] = res.stdout
+    if unknown and len(unknown) == len(getter.commands):
+        note = f"{device_type} here does not know " + "; ".join(unknown)
+        return GetResult(shown, 1, "\n".join(parts), note, time.monotonic() - start, unsupported=True)
     try:
         parsed = getter.parse(outputs)
     except ParseError as e:
@@ -108,7 +131,8 @@ def collect(
     except (KeyError, IndexError, ValueError, TypeError, ZeroDivisionError) as e:
         # A template that matched but lacks a field the driver reads: output of another software version.
         raise ParseError(f"{where}: get {name}: unexpected output ({type(e).__name__}: {e})") from None
-    return GetResult(shown, 0, "\n".join(parts), "", time.monotonic() - start, parsed=parsed)
+    note = ("not shown by this device: " + "; ".join(unknown)) if unknown else ""
+    return GetResult(shown, 0, "\n".join(parts), note, time.monotonic() - start, parsed=parsed)
 
 
 # ---- parsing helpers shared by the platform modules
