@@ -14,20 +14,23 @@ P = "arista_eos"
 
 def _interfaces(out: Outputs) -> dict[str, dict[str, Any]]:
     # `show interfaces`: "Ethernet1 is up, line protocol is up (connected)"; "is administratively down" when shut;
-    # "Up 5 days, 2 hours" and "N link status changes since last clear" (the flap counter).
+    # "line protocol is notpresent / lowerlayerdown" for a port without optic / a LAG without members;
+    # "N link status changes since last clear" (the flap counter). Own template (ntc's has no counters).
     return by_name(
         interface(
             r["interface"],
             "admin" not in r["link_status"].lower(),
             up(r["protocol_status"]),
-            description=r.get("description", ""),
-            in_errors=r.get("input_errors"),
-            out_errors=r.get("output_errors"),
-            duplex_=r.get("duplex"),
-            speed=r.get("speed"),
-            flaps=r.get("link_status_change") or None,
+            description=r["description"],
+            in_errors=r["input_errors"],
+            out_errors=r["output_errors"],
+            in_discards=r["input_discards"],
+            out_discards=r["output_discards"],
+            duplex_=r["duplex"],
+            speed=r["speed"],
+            flaps=r["link_status_change"] or None,
         )
-        for r in ntc(P, "show interfaces", out["show interfaces"])
+        for r in own("arista_eos_show_interfaces", out["show interfaces"])
     )
 
 

@@ -94,7 +94,8 @@ class CiscoNxos(Driver):
             ("show cdp neighbors", "show lldp neighbors"),
             lambda o: (
                 neighbors(ntc(P, "show cdp neighbors", o["show cdp neighbors"]), "cdp")
-                + neighbors(ntc(P, "show lldp neighbors", o["show lldp neighbors"]), "lldp")
+                # own template: ntc's drops a neighbour whose name has blanks (see the template)
+                + neighbors(own("cisco_nxos_show_lldp_neighbors", o["show lldp neighbors"]), "lldp")
             ),
             frozenset({"show cdp neighbors", "show lldp neighbors"}),
         ),

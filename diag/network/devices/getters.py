@@ -204,7 +204,22 @@ def up(value: Any) -> bool | None:
         return True
     if "admin" in v and "down" in v:
         return False
-    if v.startswith(("down", "disabled", "disable", "notconnect", "not connect", "err", "*down", "deleted")):
+    # EOS: "notpresent" (no transceiver), "lowerlayerdown" (a LAG or VLAN whose members are down); "dormant".
+    if v.startswith(
+        (
+            "down",
+            "disabled",
+            "disable",
+            "notconnect",
+            "not connect",
+            "err",
+            "*down",
+            "deleted",
+            "notpresent",
+            "lowerlayerdown",
+            "dormant",
+        )
+    ):
         return False
     return None
 
@@ -285,7 +300,9 @@ def asn(value: Any) -> int | None:
 def bgp_row(neighbor: str, remote_as: Any, state_or_prefixes: str, vrf: str = "default") -> dict[str, Any]:
     """A BGP record from a summary row whose last column is a prefix count once Established, else the state."""
     s = str(state_or_prefixes).strip()
-    established = bool(re.match(r"^\d+(/\d+)*$", s)) or s.lower() == "established"
+    # A count ("7", "3/5" on some releases, "1." as one NX-OS printed it) means Established; states are words
+    # (Idle, Active, Connect, OpenSent, OpenConfirm, "Idle (Admin)", "Idle(NoIf)").
+    established = s[:1].isdigit() or s.lower() == "established"
     return {
         "neighbor": neighbor,
         "remote_as": asn(remote_as),

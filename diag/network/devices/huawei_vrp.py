@@ -27,21 +27,31 @@ P = "huawei_vrp"
 
 
 def _interfaces(out: Outputs) -> dict[str, dict[str, Any]]:
-    # `display interface`: "GigabitEthernet0/0/1 current state : Administratively DOWN" when shut ("UP"/"DOWN"
-    # otherwise), "Line protocol current state : DOWN"; errors in "Input: ... CRC: 0, ... Total Error: 0".
-    return by_name(
-        interface(
-            r["interface"],
-            "admin" not in r["link_status"].lower(),
-            up(r["protocol_status"]),
-            description=r.get("description", ""),
-            in_errors=r.get("input_total_errors") or r.get("crc") or None,
-            out_errors=r.get("output_total_errors") or None,
-            duplex_=r.get("duplex"),
-            speed=r.get("speed"),
+    # `display interface`: "GigabitEthernet0/0/1 current state : Administratively DOWN" / "Line protocol current
+    # state : DOWN". A routed port without an address ("Route Port", "Internet protocol processing : disabled")
+    # shows its line protocol DOWN by design: its state is the physical one, not an outage. Counters from diag's
+    # own template over the same output (ntc's reads none).
+    text = out["display interface"]
+    counters = {r["interface"]: r for r in own("huawei_vrp_display_interface_errors", text)}
+    recs = []
+    for r in ntc(P, "display interface", text):
+        c = counters.get(r["interface"], {})
+        no_ip = r.get("port_type", "").lower() == "route" and r.get("ip_status") == "disabled"
+        recs.append(
+            interface(
+                r["interface"],
+                "admin" not in r["link_status"].lower(),
+                up(r["link_status"] if no_ip else r["protocol_status"]),
+                description=r.get("interface_description") or r.get("description", ""),
+                in_errors=c.get("input_errors"),
+                out_errors=c.get("output_errors"),
+                in_discards=c.get("input_discards"),
+                out_discards=c.get("output_discards"),
+                duplex_=r.get("duplex"),
+                speed=r.get("speed"),
+            )
         )
-        for r in ntc(P, "display interface", out["display interface"])
-    )
+    return by_name(recs)
 
 
 def _bgp(out: Outputs) -> list[dict[str, Any]]:
