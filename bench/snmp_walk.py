@@ -14,14 +14,21 @@ ratios issue 17 asks for are printed:
   ifDescr, ifName lookups; Debian ships no snmp.yml, so the module is written here). diag's if_mib walks
   the same two tables whole. Both over HTTP. Goal: <= 0.5x.
 
+CPU (user + system seconds) is measured beside wall time for every contender: of the command's process
+(getrusage of children), of this process (in-process walks), of the agent's and snmp_exporter's process
+(/proc/PID/stat, around each scrape). On a loaded machine wall time is mostly waiting for a core, and
+a command that needs more CPU waits longer: the CPU ratio says what the load will make of the wall ratio.
+
 Usage: .venv/bin/python bench/snmp_walk.py [--runs 15] [--interfaces 201]
-Prints everything; asserts nothing.
+Prints everything; asserts nothing. The load average at start and end is printed (run it with and
+without ``stress-ng --cpu 2`` beside it).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -80,13 +87,29 @@ def exporter_config() -> str:
     return "\n".join(lines) + "\n"
 
 
-def timed(fn: Callable[[], object], runs: int) -> list[float]:
-    out = []
-    for _ in range(runs):
-        t = time.perf_counter()
-        fn()
-        out.append(time.perf_counter() - t)
-    return out
+#: A contender: what to run, and the clock of the CPU it uses (seconds, user + system).
+Case = tuple[Callable[[], object], Callable[[], float]]
+
+
+def children_cpu() -> float:
+    """CPU of the waited-for child processes (the commands)."""
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def process_cpu(pid: int) -> Callable[[], float]:
+    """CPU of a running process (a server answering scrapes), from /proc/PID/stat."""
+    tick = os.sysconf("SC_CLK_TCK")
+
+    def clock() -> float:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+
+    return clock
+
+
+def own_cpu() -> float:
+    return time.process_time()
 
 
 def http(url: str) -> bytes:
@@ -106,19 +129,23 @@ def wait_http(url: str, timeout: float = 20.0) -> None:
             time.sleep(0.1)
 
 
-def median_table(times: dict[str, list[float]], title: str) -> dict[str, float]:
-    med = {k: statistics.median(v) for k, v in times.items()}
-    print(f"\n{title}: median of {len(next(iter(times.values())))} runs (min .. max), seconds:")
-    for k, v in times.items():
-        print(f"  {k:44s} {med[k]:.4f}  ({min(v):.4f} .. {max(v):.4f})")
+def median_table(times: dict[str, tuple[list[float], list[float]]], title: str) -> dict[str, tuple[float, float]]:
+    """Print and return the median (wall, CPU) of each contender."""
+    med = {k: (statistics.median(w), statistics.median(c)) for k, (w, c) in times.items()}
+    print(f"\n{title}: median of {len(next(iter(times.values()))[0])} runs, seconds: wall (min .. max), CPU")
+    for k, (w, _) in times.items():
+        print(f"  {k:44s} {med[k][0]:.4f}  ({min(w):.4f} .. {max(w):.4f})  cpu {med[k][1]:.4f}")
     return med
 
 
-def alternate(cases: Mapping[str, Callable[[], object]], runs: int) -> dict[str, list[float]]:
-    times: dict[str, list[float]] = {k: [] for k in cases}
+def alternate(cases: Mapping[str, Case], runs: int) -> dict[str, tuple[list[float], list[float]]]:
+    times: dict[str, tuple[list[float], list[float]]] = {k: ([], []) for k in cases}
     for _ in range(runs):  # alternate, so drift of the machine hits every contender alike
-        for name, fn in cases.items():
-            times[name] += timed(fn, 1)
+        for name, (fn, cpu) in cases.items():
+            c, t = cpu(), time.perf_counter()
+            fn()
+            times[name][0].append(time.perf_counter() - t)
+            times[name][1].append(cpu() - c)
     return times
 
 
@@ -129,6 +156,7 @@ def main() -> int:
     args = ap.parse_args()
     env = {**os.environ, "MIBS": ""}
     procs: list[subprocess.Popen[bytes]] = []
+    print(f"load average at start: {' '.join(f'{x:.1f}' for x in os.getloadavg())} ({os.cpu_count()} cores)")
     with (
         tempfile.TemporaryDirectory(prefix="dgn-bench-") as tmp,
         SnmpLab(args.interfaces, prefix="dgb", net=233) as lab,
@@ -173,26 +201,32 @@ def main() -> int:
 
                 return run
 
-            walks = {
-                "v2c diag snmp walk (command)": command([DIAG, "snmp", "walk", lab.address, mib2]),
-                "v2c snmpbulkwalk -On": command(["snmpbulkwalk", "-v2c", "-c", COMMUNITY, "-On", lab.address, mib2]),
-                "v3 diag snmp walk (command)": command([DIAG, "snmp", "walk", *v3_diag, lab.address, mib2]),
-                "v3 snmpbulkwalk -On": command(["snmpbulkwalk", *v3_net, "-On", lab.address, mib2]),
+            walks: dict[str, Case] = {
+                "v2c diag snmp walk (command)": (command([DIAG, "snmp", "walk", lab.address, mib2]), children_cpu),
+                "v2c snmpbulkwalk -On": (
+                    command(["snmpbulkwalk", "-v2c", "-c", COMMUNITY, "-On", lab.address, mib2]),
+                    children_cpu,
+                ),
+                "v3 diag snmp walk (command)": (
+                    command([DIAG, "snmp", "walk", *v3_diag, lab.address, mib2]),
+                    children_cpu,
+                ),
+                "v3 snmpbulkwalk -On": (command(["snmpbulkwalk", *v3_net, "-On", lab.address, mib2]), children_cpu),
             }
-            counts = {k: fn() for k, fn in walks.items()}
+            counts = {k: fn() for k, (fn, _) in walks.items()}
             print(f"snmpd: {args.interfaces} interfaces at {lab.address}; values printed by each walk of MIB-2:")
             for k, n in counts.items():
                 print(f"  {k:44s} {n}")
             med = median_table(alternate(walks, args.runs), "whole MIB-2 walk as a command")
 
             v3t = snmp.Target(lab.address, version="3", user=V3_USER, auth_key=V3_AUTH, priv_key=V3_PRIV, timeout=5)
-            in_process: dict[str, Callable[[], object]] = {}
+            in_process: dict[str, Case] = {}
 
             def diag_v3() -> int:
                 with snmp.open_session(v3t) as s:
                     return len(s.walk_raw(ber.encode_oid(mib2)))
 
-            in_process["v3 diag engine (in process)"] = diag_v3
+            in_process["v3 diag engine (in process)"] = (diag_v3, own_cpu)
             try:
                 from ezsnmp import Session as EzSession  # type: ignore[import-untyped,import-not-found,unused-ignore]
 
@@ -205,10 +239,10 @@ def main() -> int:
                     )  # fmt: skip
                     return len(ez.bulk_walk(mib2))
 
-                in_process["v3 ezsnmp bulk_walk (in process)"] = ezsnmp_v3
+                in_process["v3 ezsnmp bulk_walk (in process)"] = (ezsnmp_v3, own_cpu)
             except ImportError:
                 print("\n(ezsnmp is not installed: no in-process comparison with it)")
-            for k, fn in in_process.items():
+            for k, (fn, _) in in_process.items():
                 print(f"  {k}: {fn()} values")
             med |= median_table(alternate(in_process, args.runs), "whole MIB-2 walk over v3 authPriv, in process")
 
@@ -217,13 +251,14 @@ def main() -> int:
                 f"\n/snmp samples: snmp_exporter {sum(1 for x in exp_body.splitlines() if not x.startswith(b'#'))}, "
                 f"diag if_mib {sum(1 for x in diag_body.splitlines() if not x.startswith(b'#'))}"
             )
-            scrapes = {
-                "diag /snmp if_mib (agent, HTTP)": lambda: http(diag_url),
-                "snmp_exporter /snmp if_mib (HTTP)": lambda: http(exp_url),
+            # CPU of the server answering the scrape (the agent, snmp_exporter), not of this process.
+            scrapes: dict[str, Case] = {
+                "diag /snmp if_mib (agent, HTTP)": (lambda: http(diag_url), process_cpu(procs[1].pid)),
+                "snmp_exporter /snmp if_mib (HTTP)": (lambda: http(exp_url), process_cpu(procs[0].pid)),
             }
             med |= median_table(alternate(scrapes, args.runs), "/snmp if_mib (ifTable + ifXTable walked whole)")
 
-            print("\nratios (goals: v2c <= 1.0, v3 <= 1.5, /snmp <= 0.5):")
+            print("\nratios of medians, wall and CPU (goals, on wall time: v2c <= 1.0, v3 <= 1.5, /snmp <= 0.5):")
             ratios = [
                 ("v2c: diag snmp walk / snmpbulkwalk", "v2c diag snmp walk (command)", "v2c snmpbulkwalk -On"),
                 ("v3 authPriv: diag snmp walk / snmpbulkwalk", "v3 diag snmp walk (command)", "v3 snmpbulkwalk -On"),
@@ -233,11 +268,19 @@ def main() -> int:
                     "snmp_exporter /snmp if_mib (HTTP)",
                 ),
             ]
-            for label, ours, theirs in ratios:
-                print(f"  {label:44s} {med[ours] / med[theirs]:.2f}")
             if "v3 ezsnmp bulk_walk (in process)" in med:
-                ratio = med["v3 diag engine (in process)"] / med["v3 ezsnmp bulk_walk (in process)"]
-                print(f"  {'v3 in process: diag engine / ezsnmp':44s} {ratio:.2f}")
+                ratios.append(
+                    (
+                        "v3 in process: diag engine / ezsnmp",
+                        "v3 diag engine (in process)",
+                        "v3 ezsnmp bulk_walk (in process)",
+                    )
+                )
+            for label, ours, theirs in ratios:
+                (w1, c1), (w2, c2) = med[ours], med[theirs]
+                cpu = f"{c1 / c2:.2f}" if c2 > 0 else "n/a (under the clock's tick)"
+                print(f"  {label:44s} wall {w1 / w2:.2f}  cpu {cpu}")
+            print(f"load average at end: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
         finally:
             for p in procs:
                 p.terminate()

@@ -1,24 +1,26 @@
 """The ``diag`` command line: parse arguments, call the library, render the answer, set the exit status.
 
 Expected errors (DiagError) print one line per problem on stderr and exit 2; a traceback is a bug.
+Modules that only some commands need (json, pathlib, typing, the command modules) are imported inside them:
+``diag snmp walk`` is compared with net-snmp's C tools, and every import is start-up CPU (docs/snmp.md).
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
-import json
 import os
 import sys
-from collections.abc import Callable, Sequence
-from pathlib import Path
-from typing import Any
 
 from diag import __version__
 from diag.cli.common import DEFAULT_INVENTORY, inventory_path
 from diag.errors import ConfigError, DiagError
 
-Command = Callable[[argparse.Namespace], int]
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+    from typing import Any
+
+    Command = Callable[[argparse.Namespace], int]
 
 
 def cmd_agent(args: argparse.Namespace) -> int:
@@ -37,6 +39,8 @@ def cmd_agent(args: argparse.Namespace) -> int:
 
 
 def cmd_probe(args: argparse.Namespace) -> int:
+    import json
+
     from diag.agent import daemon as agent
     from diag.probes.runner import ProbeRunner
 
@@ -82,6 +86,8 @@ def _rank(sev: str) -> int:
 
 
 def cmd_inventory_validate(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from diag.agent import daemon as agent
 
     if not Path(args.file).is_file():
@@ -92,6 +98,8 @@ def cmd_inventory_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_inventory_list(args: argparse.Namespace) -> int:
+    import json
+
     from diag import inventory
 
     inv = inventory.load(inventory_path(args, required=True) or DEFAULT_INVENTORY)
@@ -117,6 +125,7 @@ def cmd_inventory_detect(args: argparse.Namespace) -> int:
     Exit 0: every target's platform has a driver; 1: some platform was not recognised or has no driver in diag;
     3: some target could not be logged into (unreachable, authentication, host key).
     """
+    import json
     from concurrent.futures import ThreadPoolExecutor
     from pathlib import Path
 
@@ -165,6 +174,8 @@ _ALONE = {"snmp": "diag.cli.snmp"}
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The whole parser; only ``command``'s when it is one of :data:`_ALONE` (same options and help)."""
+    import importlib
+
     p = argparse.ArgumentParser(prog="diag", description="Infrastructure monitoring and remote diagnostics.")
     p.add_argument("--version", action="version", version=f"diag {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")

@@ -7,13 +7,13 @@ credentials given as options. SNMP modules are imported inside the commands so `
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (a walk command's start-up)
 if TYPE_CHECKING:
+    from typing import Any
+
     from diag.network.snmp.client import Target, Var
 
 
@@ -75,9 +75,9 @@ def _target(args: argparse.Namespace) -> Target:
     except ValueError as e:
         raise ConfigError(f"{args.target}: {e}") from None
     target: Target | None = None
-    inv_file = args.inventory or ("inventory.yaml" if Path("inventory.yaml").exists() else None)
-    if inv_file:
-        from diag import inventory  # only then: it costs a fifth of a walk command's start-up
+    inv_file = args.inventory or ("inventory.yaml" if os.path.exists("inventory.yaml") else None)
+    if inv_file and _may_name(inv_file, name):
+        from diag import inventory  # only then: loading it costs a third of a walk command's CPU
 
         inv = inventory.load(inv_file)
         host = inv.hosts.get(name) or next((h for h in inv.hosts.values() if h.address == name), None)
@@ -109,10 +109,22 @@ def _target(args: argparse.Namespace) -> Target:
     return target
 
 
+def _may_name(inv_file: str, name: str) -> bool:
+    """Whether the inventory file's text holds ``name`` at all (a host is named by its key, and its address is
+    written in the file or is its name): when it does not, no host can match and the file is not parsed."""
+    try:
+        with open(inv_file, encoding="utf-8", errors="replace") as f:
+            return name in f.read()
+    except OSError:
+        return True  # let the inventory loader say what is wrong with the file
+
+
 def _print_vars(vars: list[Var], as_json: bool) -> None:
     from diag.network.snmp.client import format_value
 
     if as_json:
+        import json
+
         out = [
             {"oid": o, "type": t, "value": v.hex() if isinstance(v, bytes) else v, "text": format_value(t, v)}
             for o, t, v in vars
@@ -150,8 +162,9 @@ def cmd_walk(args: argparse.Namespace) -> int:
         root = s.encode_oid(args.oid)
         got: list[Var] = []
         count = 0
-        names, decode, write = ber.TYPE_NAMES, ber.oid_decoder(), sys.stdout.write
-        texts = (ber.OBJECT_ID, ber.IPADDRESS)  # already text
+        names, decode, dotted, write = ber.TYPE_NAMES, ber.oid_decoder(), ber.oid_decoder("."), sys.stdout.write
+        heads = {tag: f" = {name}: " for tag, name in names.items()}  # what stands between OID and value
+        plain = {ber.INTEGER, ber.COUNTER32, ber.GAUGE32, ber.TIMETICKS, ber.COUNTER64, ber.OBJECT_ID, ber.IPADDRESS}
         # One request chain, the next request sent before an answer is printed. Split walks (parallel.py)
         # were measured slower here for a command: later subtrees wait in memory to be printed in order.
         chunks = s.walk_chunks(root, not args.no_bulk, args.check_increasing, status)
@@ -160,12 +173,14 @@ def cmd_walk(args: argparse.Namespace) -> int:
             if args.json:
                 got += [(decode(o), names[t], v) for o, t, v in chunk]
                 continue
-            # One write per answer, while the agent works on the next one; numbers and OIDs skip format_value.
+            # One write per answer, while the agent works on the next one. Numbers, OIDs and addresses are
+            # printed as they are (ints and text already); strings, Opaque and NULLs go through format_value.
             write(
                 "".join(
-                    f".{decode(o)} = {names[t]}: "
-                    f"{v if t in texts else str(v) if type(v) is int else format_value(names[t], v)}\n"
-                    for o, t, v in chunk
+                    [
+                        f"{dotted(o)}{heads[t]}{v}\n" if t in plain else f"{dotted(o)}{heads[t]}{format_value('', v)}\n"
+                        for o, t, v in chunk
+                    ]
                 )
             )
         if status.warning:
@@ -185,6 +200,8 @@ def cmd_walk(args: argparse.Namespace) -> int:
 
 
 def cmd_poll(args: argparse.Namespace) -> int:
+    import json
+
     from diag.exporters.exposition import encode_metrics
     from diag.network.snmp import profiles
 

@@ -217,6 +217,19 @@ def test_cli_walk_prints_what_it_got_and_exits_1(agent: FakeAgent) -> None:
     assert p.returncode == 0 and p.stderr == "" and len(p.stdout.splitlines()) == 60
 
 
+def test_cli_parses_the_inventory_only_when_its_text_may_name_the_target(agent: FakeAgent, tmp_path: Any) -> None:
+    # A broken ./inventory.yaml that does not mention the address: the walk does not parse it (start-up CPU)...
+    (tmp_path / "inventory.yaml").write_text("hosts:\n  dev1: {address: 127.0.0.9}\n  broken: [\n")
+    walk = [DIAG, "snmp", "walk", "-c", "public", "-t", "0.5"]
+    p = subprocess.run(
+        [*walk, f"127.0.0.1:{agent.port}", ROOT], capture_output=True, text=True, timeout=60, cwd=tmp_path
+    )
+    assert (p.returncode, p.stderr, len(p.stdout.splitlines())) == (0, "", 60)
+    # ...and a target it names is looked up in it, so the broken file is reported with its line.
+    p = subprocess.run([*walk, f"dev1:{agent.port}", ROOT], capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert p.returncode == 2 and p.stderr.startswith("inventory.yaml:") and p.stdout == ""
+
+
 def test_walk_of_a_scalar_falls_back_to_get(agent: FakeAgent) -> None:
     with snmp.Session(target(agent)) as s:
         assert s.walk("1.3.6.1.2.1.2.3.0") == []  # nothing under it

@@ -6,15 +6,16 @@ nothing of the client.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
 from diag.errors import AuthError, DiagError, Timeout
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: a walk command's start-up (docs/snmp.md)
 if TYPE_CHECKING:
+    from typing import Any
+
     from diag.inventory import Host
 
 #: One value: (numeric OID without leading dot, type name as in ber.TYPE_NAMES, value).
-Var = tuple[str, str, Any]
+Var = tuple[str, str, "Any"]
 
 MAX_REPETITIONS = 100  # net-snmp's default is 10; 100 was the fastest on ifTable (docs/snmp.md)
 MIN_REPETITIONS = 1

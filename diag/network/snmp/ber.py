@@ -12,7 +12,10 @@ from __future__ import annotations
 import re
 import struct
 from collections.abc import Callable
-from typing import Any
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: a walk command's start-up (docs/snmp.md)
+if TYPE_CHECKING:
+    from typing import Any
 
 # PDU tags (context-specific, constructed).
 GET = 0xA0
@@ -159,9 +162,33 @@ class _ArcTexts(dict[bytes, str]):
         return text
 
 
+class _DottedArcs(dict[str, str]):
+    """The text of a piece of an OID as :data:`_DOTTED` gives it: a multi-byte arc (its high octets as
+    characters, then ``.`` and the decimal of its last octet) as ``.N``; a run of small arcs as it is.
+    Bounded like :class:`_ArcTexts`."""
+
+    def __missing__(self, key: str) -> str:
+        if len(self) > 4096:
+            self.clear()
+        if not key or key[0] < "\x80":
+            self[key] = key
+            return key
+        high, _, low = key.partition(".")
+        n = 0
+        for ch in high:
+            n = (n << 7) | (ord(ch) & 0x7F)
+        text = self[key] = f".{(n << 7) | int(low)}"
+        return text
+
+
 _SMALL_ARCS = {bytes((i,)): str(i) for i in range(128)}
 _arc_texts = _ArcTexts(_SMALL_ARCS)
 _arc_octets = re.compile(rb"[\x80-\xff]*[\x00-\x7f]").findall  # one arc: high-bit bytes, then one without
+#: str.translate table over an OID's octets read as Latin-1: an octet below 128 is a whole arc, ``.N``; a high
+#: octet stays as it is, to be joined with the arc's last octet by :data:`_multi_arcs`.
+_DOTTED = {i: f".{i}" for i in range(128)} | {i: chr(i) for i in range(128, 256)}
+_dotted_pieces = re.compile(r"([\x80-\xff]+\.[0-9]+)").split  # runs of small arcs and multi-byte arcs
+_dotted_arc = _DottedArcs().__getitem__
 
 
 def decode_oid(b: bytes) -> str:
@@ -171,12 +198,15 @@ def decode_oid(b: bytes) -> str:
     if b[-1] & 0x80:
         raise BerError("truncated OID")
     first = b[0]
-    if max(b) < 0x80:  # every arc below 128 (most OIDs): no arc spans bytes; a walk prints ~40,000 of these
+    if first < 0x80:
         head = "1.3" if first == 43 else (f"{first // 40}.{first % 40}" if first < 80 else f"2.{first - 80}")
-        return f"{head}.{'.'.join(map(_arc_text, b[1:]))}" if len(b) > 1 else head
-    if first < 0x80:  # arcs over 127 after the first two: split at arc ends in C, texts from the table
-        head = "1.3" if first == 43 else (f"{first // 40}.{first % 40}" if first < 80 else f"2.{first - 80}")
-        return f"{head}.{'.'.join(map(_arc_texts.__getitem__, _arc_octets(b, 1)))}"
+        if len(b) == 1:
+            return head
+        if max(b) < 0x80:  # every arc below 128 (most OIDs): no arc spans bytes; a walk prints ~40,000 of these
+            return f"{head}.{'.'.join(map(_arc_text, b[1:]))}"
+        # Arcs over 127 after the first two (indexes over 127, addresses): each octet to text in C
+        # (translate), split at the multi-byte arcs, each piece's text from a table (all C but first sights).
+        return head + "".join(map(_dotted_arc, _dotted_pieces(b[1:].decode("latin-1").translate(_DOTTED))))
     arcs: list[int] = []
     n = 0
     for byte in b:
@@ -188,31 +218,34 @@ def decode_oid(b: bytes) -> str:
     return ".".join(map(str, top + arcs[1:]))
 
 
-def oid_decoder() -> Callable[[bytes], str]:
-    """A :func:`decode_oid` that remembers the text of each OID's parent: a walk prints column after column,
-    so most OIDs differ from the last parent only in the last arc (a third of the cost of decoding)."""
+def oid_decoder(prefix: str = "") -> Callable[[bytes], str]:
+    """A :func:`decode_oid` (with ``prefix`` before each text) that remembers the text of each OID's parent: a
+    walk prints column after column, so most OIDs differ from the last parent only in the last arc, whose text
+    comes from a table (``diag snmp walk`` spends most of its CPU here: docs/snmp.md)."""
     parents: dict[bytes, str] = {}
+    get = parents.get
+    last_arc = _arc_texts.__getitem__
+    small = _ARC_TEXT
+
+    def parent_text(parent: bytes) -> str:
+        if len(parents) > 4096:  # tables indexed by many arcs (addresses) would only fill it
+            parents.clear()
+        text = parents[parent] = f"{prefix}{decode_oid(parent)}."
+        return text
 
     def decode(b: bytes) -> str:
-        if len(b) < 2 or b[-1] & 0x80:
-            return decode_oid(b)  # too short to have a parent, or truncated (decode_oid says so)
         i = len(b) - 1
-        while i > 1 and b[i - 1] & 0x80:  # back to the first byte of the last arc
-            i -= 1
-        if b[i - 1] & 0x80:  # the only arc is the first, combined one (2.999)
-            return decode_oid(b)
+        if i < 1 or b[i] & 0x80:
+            return prefix + decode_oid(b)  # too short to have a parent, or truncated (decode_oid says so)
+        if b[i - 1] & 0x80:  # the last arc spans octets (an ifIndex over 127)
+            while i > 1 and b[i - 1] & 0x80:  # back to the first octet of the last arc
+                i -= 1
+            if b[i - 1] & 0x80:  # the only arc is the first, combined one (2.999)
+                return prefix + decode_oid(b)
+            parent = b[:i]
+            return (get(parent) or parent_text(parent)) + last_arc(b[i:])
         parent = b[:i]
-        text = parents.get(parent)
-        if text is None:
-            if len(parents) > 4096:  # tables indexed by many arcs (addresses) would only fill it
-                parents.clear()
-            text = parents[parent] = decode_oid(parent)
-        if i == len(b) - 1:
-            return f"{text}.{_ARC_TEXT[b[i]]}"
-        n = 0
-        for byte in b[i:]:
-            n = (n << 7) | (byte & 0x7F)
-        return f"{text}.{n}"
+        return (get(parent) or parent_text(parent)) + small[b[i]]
 
     return decode
 
@@ -289,7 +322,7 @@ def _int(data: bytes, pos: int, end: int) -> tuple[int, int]:
     return int.from_bytes(data[s:e], "big", signed=True), e
 
 
-Varbind = tuple[bytes, int, Any]
+Varbind = tuple[bytes, int, "Any"]
 
 
 def decode_response(data: bytes) -> tuple[int, bytes, int, int, int, int, list[Varbind]]:

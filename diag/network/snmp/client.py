@@ -16,7 +16,6 @@ import socket
 import time
 from collections.abc import Container, Iterator
 from itertools import pairwise
-from typing import TYPE_CHECKING, Any, TypeVar
 
 from diag.network.snmp import ber
 from diag.network.snmp.base import (
@@ -31,8 +30,13 @@ from diag.network.snmp.base import (
     target_from_host,
 )
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: a walk command's start-up (docs/snmp.md)
 if TYPE_CHECKING:
+    from typing import Any, TypeVar
+
     from diag.network.snmp.v3 import Usm
+
+    _T = TypeVar("_T")
 
 __all__ = [
     "MAX_REPETITIONS", "MIN_REPETITIONS", "Session", "SnmpAuthError", "SnmpError", "SnmpTimeout", "Target", "Var",
@@ -52,10 +56,7 @@ def format_value(type_name: str, value: Any) -> str:
     return "" if value is None else str(value)
 
 
-_T = TypeVar("_T")
-
-
-class Walked(list[_T]):
+class Walked(list["_T"]):
     """The values of a walk in the order received; ``warning`` says why it stopped early ('' if it did not)."""
 
     warning: str = ""
