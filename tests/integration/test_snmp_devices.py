@@ -146,7 +146,8 @@ def test_eltex_mes_written_from_the_mib(sim: SnmpSim) -> None:
 
 def test_printer_with_only_iftable_gets_32_bit_counters(sim: SnmpSim) -> None:
     r = poll(sim, "brother-printer-written")
-    assert set(by_profile(r, "up")) == {"system", "if_mib", "printer"}
+    assert set(by_profile(r, "up")) == {"system", "if_mib", "brother", "printer"}
+    assert by_profile(r, "profile_samples")["brother"] == 0  # no private MIB written in this one
     octets = samples(r, "if_hc_in_octets")
     # ifIndex, ifName (absent), ifAlias (absent), ifDescr, counter_bits
     assert octets == {("1", "", "", "BRN001BA9A1B2C3", "32"): 1000.0, ("2", "", "", "lo0", "32"): 2000.0}
@@ -183,3 +184,61 @@ def test_out_of_order_recording_keeps_partial_tables(sim: SnmpSim) -> None:
     ]  # as snmpwalk prints them before it stops
     every = subprocess.run([*argv[:3], "-Cc", *argv[3:]], capture_output=True, text=True, timeout=60)
     assert every.returncode == 0 and len(every.stdout.splitlines()) == 5  # -Cc: all five, like snmpwalk -Cc
+
+
+def test_brother_private_mib_gives_what_printer_mib_leaves_unknown(sim: SnmpSim) -> None:
+    """An HL-L2340DW's values (python-brother's fixture of a real unit): toner, drum and counts from brInfo*."""
+    r = poll(sim, "brother-hl-l2340dw")
+    assert set(by_profile(r, "up")) == {"system", "if_mib", "brother", "printer"}
+    assert samples(r, "brother_toner_black_remaining_ratio") == {(): 0.75}
+    assert samples(r, "brother_drum_remaining_ratio") == {(): 0.92}
+    assert samples(r, "brother_drum_pages") == {(): 986.0}
+    assert samples(r, "brother_pages") == {(): 986.0}
+    assert samples(r, "brother_drum_remaining_pages") == {(): 11014.0}
+    assert samples(r, "brother_toner_cyan_remaining_ratio") == {}  # a mono printer sends no colour records
+    [(status, serial)] = samples(r, "brother_printer_info")
+    assert status.startswith("OCZEKIWANIE") and serial == "serial_number"
+    assert samples(r, "printer_marker_life_count") == {("1.1",): 1279.0}
+    assert checks(r) == []
+
+
+def test_brother_mfc_printer_mib_only(sim: SnmpSim) -> None:
+    """LibreNMS's recording of a real MFC-L2710DW: Printer-MIB says -3 for the toner; no brInfo records in it."""
+    r = poll(sim, "brother-mfc-l2710dw")
+    assert set(by_profile(r, "up")) == {"system", "if_mib", "brother", "printer"}
+    # Of the private MIB only the serial number (the info metric's one sample): no record strings.
+    assert by_profile(r, "profile_samples")["brother"] == 1
+    assert samples(r, "brother_printer_info") == {("", "000A5J431816"): 1.0}
+    assert samples(r, "brother_toner_black_remaining_ratio") == {}
+    levels = samples(r, "printer_supply_level")
+    assert levels == {("1.1", "Black Toner Cartridge"): -3.0, ("1.2", "Drum Unit"): 11501.0}
+    ratios = samples(r, "printer_supply_level_ratio")  # toner: unknown level and capacity, no ratio
+    assert list(ratios) == [("1.2", "Drum Unit")] and round(ratios[("1.2", "Drum Unit")], 3) == 0.958
+    assert samples(r, "printer_device_status") == {("1", "Brother MFC-L2710DW series"): 2.0}
+    assert len(samples(r, "if_hc_in_octets")) == 4  # ifTable only: the 32-bit counters
+    assert checks(r) == []
+
+
+def test_kyocera_counters_written_from_the_mib(sim: SnmpSim) -> None:
+    r = poll(sim, "kyocera-written")
+    assert set(by_profile(r, "up")) == {"system", "if_mib", "kyocera", "printer"}
+    assert samples(r, "kyocera_printed_pages") == {("1.1",): 24567.0}
+    assert samples(r, "kyocera_function_pages") == {("1",): 20000.0, ("2",): 4000.0, ("3",): 567.0}
+    assert samples(r, "kyocera_function_colour_pages") == {
+        ("1.1",): 15000.0, ("1.3",): 5000.0, ("2.1",): 3500.0, ("2.3",): 500.0,
+    }  # fmt: skip
+    assert samples(r, "printer_status") == {("1", "ECOSYS M6630cidn"): 3.0}
+    assert checks(r) == [("snmp_printer_supply_low", "printer supply Yellow at 5%: order a replacement")]
+
+
+def test_hp_laserjet_written_from_the_mib(sim: SnmpSim) -> None:
+    r = poll(sim, "hp-laserjet-written")
+    assert set(by_profile(r, "up")) == {"system", "if_mib", "hp_printer", "printer"}
+    assert samples(r, "hp_printer_engine_pages") == {(): 51234.0}
+    assert samples(r, "hp_printer_mono_pages") == {(): 40000.0}
+    assert samples(r, "hp_printer_colour_pages") == {(): 11234.0}
+    assert checks(r) == [
+        ("snmp_printer_supply_empty", "printer supply Black Cartridge HP W2030A is empty"),
+        ("snmp_printer_supply_low", "printer supply Black Cartridge HP W2030A at 0%: order a replacement"),
+        ("snmp_printer_warning", "printer HP Color LaserJet MFP M479fdw reports a warning (see its panel)"),
+    ]

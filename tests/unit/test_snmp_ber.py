@@ -147,3 +147,20 @@ def test_decode_suffix_of_multibyte_arcs() -> None:
         text = ".".join(map(str, arcs))
         assert ber.decode_suffix(ber.encode_oid("1.3." + text)[1:]) == text
     assert ber.decode_suffix(b"") == ""
+
+
+def test_record_strings_and_their_codes(tmp_path: Path) -> None:
+    """Brother's packed records: code, 0x01, length, value; 0xFF ends; anything else is not a record string."""
+    assert profiles.parse_records(bytes.fromhex("000104000003da6f010400001d4cff00")) == {0: 986, 0x6F: 7500}
+    assert profiles.parse_records(bytes.fromhex("0001020102")) == {0: 258}
+    assert profiles.parse_records(b"") == {}
+    assert profiles.parse_records(bytes.fromhex("0002040000000a")) is None  # not the 0x01 marker
+    assert profiles.parse_records(bytes.fromhex("00010400")) is None  # the value is cut short
+    (tmp_path / "bad.yaml").write_text(
+        "description: d\nrecords:\n  - oid: 1.3.6.1.4.1.2435.2.3.9.4.2.1.5.5.8\n    metrics:\n"
+        '      - {code: "ff", name: x, help: h}\n      - {code: "6f", name: x, help: h}\n'
+    )
+    with pytest.raises(ConfigError) as e:
+        profiles.load("bad", tmp_path)
+    assert any(":5: code: 'ff' is not an octet" in p for p in e.value.problems)
+    assert any(":6: name: metric 'x' twice" in p for p in e.value.problems)

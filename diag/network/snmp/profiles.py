@@ -94,6 +94,26 @@ class TableSpec(msgspec.Struct, forbid_unknown_fields=True):
     walk: list[str] = []
 
 
+class RecordSpec(msgspec.Struct, forbid_unknown_fields=True):
+    """One value of a record string (:class:`RecordsSpec`): the record's code and the metric it gives."""
+
+    #: The record's code octet in hex ("6f").
+    code: str
+    name: str
+    help: str
+    kind: Literal["gauge", "counter"] = "gauge"
+    scale: float = 1.0
+
+
+class RecordsSpec(msgspec.Struct, forbid_unknown_fields=True):
+    """An OCTET STRING scalar (GET of OID.0) that packs records: code, 0x01, length, value (big-endian, length
+    octets), ..., 0xFF at the end. Brother's brInfoCounter/Maintenance/NextCare carry this way the page counts
+    and toner and drum levels its Printer-MIB reports as -3 ("some remaining")."""
+
+    oid: str
+    metrics: list[RecordSpec]
+
+
 class DetectSpec(msgspec.Struct, forbid_unknown_fields=True):
     """When auto-selection picks the profile: sysObjectID under one of these, or sysDescr matching one."""
 
@@ -107,6 +127,8 @@ class ProfileSpec(msgspec.Struct, forbid_unknown_fields=True):
     info: dict[str, str] = {}
     info_metric: str = "info"
     scalars: list[MetricSpec] = []
+    #: Record strings (Brother's private MIB): each record's value as a metric.
+    records: list[RecordsSpec] = []
     tables: list[TableSpec] = []
     rules: list[RuleSpec] = []
     #: Auto-selection (``profiles: [auto]``): which devices this profile is for.
@@ -173,6 +195,14 @@ def _validate(doc: yamlsrc.Doc, spec: ProfileSpec) -> None:
         _check_oid(doc, ("scalars", i, "oid"), m.oid)
     for label, oid in spec.info.items():
         _check_oid(doc, ("info", label), oid)
+    for r, rec in enumerate(spec.records):
+        _check_oid(doc, ("records", r, "oid"), rec.oid)
+        for i, rm in enumerate(rec.metrics):
+            if len(rm.code) != 2 or not all(c in "0123456789abcdefABCDEF" for c in rm.code) or rm.code in "ffFF":
+                doc.problem(("records", r, "metrics", i, "code"), f"code: {rm.code!r} is not an octet in hex below ff")
+            if rm.name in names:
+                doc.problem(("records", r, "metrics", i, "name"), f"name: metric {rm.name!r} twice")
+            names.add(rm.name)
     for t, table in enumerate(spec.tables):
         for i, m in enumerate(table.metrics):
             names.add(m.name)
@@ -227,6 +257,21 @@ def _number(type_name: str, value: Any) -> float | None:
         except (UnicodeDecodeError, ValueError):
             return None
     return None
+
+
+def parse_records(raw: bytes) -> dict[int, int] | None:
+    """The records of a record string (:class:`RecordsSpec`) by code; None when it is not one."""
+    out: dict[int, int] = {}
+    i = 0
+    while i < len(raw) and raw[i] != 0xFF:
+        if i + 3 > len(raw) or raw[i + 1] != 0x01:
+            return None
+        end = i + 3 + raw[i + 2]
+        if end > len(raw):
+            return None
+        out[raw[i]] = int.from_bytes(raw[i + 3 : end], "big")
+        i = end
+    return out
 
 
 def _scaled(value: float, scale: float) -> float:
@@ -437,10 +482,11 @@ def _poll_profile(
     #: metric name -> {row index: (value, subject)} for the rules.
     seen: dict[str, dict[str, tuple[float, str]]] = {}
     bad: list[str] = []
-    if spec.scalars or spec.info:
+    if spec.scalars or spec.info or spec.records:
         info_oids = [o.strip(".") + ".0" for o in spec.info.values()]
         oids = [m.oid.strip(".") + ".0" for m in spec.scalars]
-        got = {o: (t, v) for o, t, v in session.get(info_oids + oids) if v is not None}
+        record_oids = [r.oid.strip(".") + ".0" for r in spec.records]
+        got = {o: (t, v) for o, t, v in session.get(info_oids + oids + record_oids) if v is not None}
         if spec.info:
             names = tuple(spec.info)
             info = result.metric(PREFIX + spec.info_metric, f"{profile.name} strings as labels", labels=names)
@@ -456,6 +502,20 @@ def _poll_profile(
             value = _scaled(value, m.scale)
             result.metric(PREFIX + m.name, m.help, m.kind).add(value)
             seen[m.name] = {"": (value, "")}
+        for rec, oid in zip(spec.records, record_oids, strict=True):
+            if oid not in got:
+                continue
+            type_name, raw = got[oid]
+            records = parse_records(raw) if isinstance(raw, bytes) else None
+            if records is None:
+                bad.append(f"{oid} ({type_name}, not a record string)")
+                continue
+            for rm in rec.metrics:
+                code = int(rm.code, 16)
+                if code in records:
+                    value = _scaled(float(records[code]), rm.scale)
+                    result.metric(PREFIX + rm.name, rm.help, rm.kind).add(value)
+                    seen[rm.name] = {"": (value, "")}
     for table in spec.tables:
         cols = _Columns(session, table, incomplete)
         labels = {name: {i: _label(v) for i, _, v in cols.get(oid)} for name, oid in table.labels.items()}
