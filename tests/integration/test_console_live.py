@@ -37,6 +37,8 @@ ARTIFACTS = Path(os.environ.get("DIAG_TEST_ARTIFACTS", "test-artifacts")).resolv
 PORTS = range(20620, 20640)
 DEAD_PORTS = range(20640, 20660)  # the inventory's SSH port: nothing, or a listener that never speaks SSH
 WEB = [h for h in SERVERS if h.startswith("web-")]
+#: agent.api.max_streams of the board: the polling test holds every slot itself
+MAX_STREAMS = 4
 #: (incident id, row text) of every incident row on a page, read in one step
 ROWS = "return [...document.querySelectorAll('tr[data-incident]')].map((r) => [r.dataset.incident, r.textContent])"
 
@@ -76,7 +78,9 @@ def board(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Board]:
     mnt = base / "c20-fs"
     mnt.mkdir()
     dead = free_port(DEAD_PORTS)
-    extra = probes_section(mnt) + "  api: {max_body_bytes: 16384, check_concurrency: 4}\n"
+    extra = (
+        probes_section(mnt) + f"  api: {{max_body_bytes: 16384, check_concurrency: 4, max_streams: {MAX_STREAMS}}}\n"
+    )
     seeded = seed(base, dead, "")
     # the agent section is the seed's plus the probes; check_concurrency 4 so a check shows queued targets
     text = seeded.inventory.read_text().replace("  api: {max_body_bytes: 16384}\n", extra)
@@ -116,6 +120,7 @@ def board(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Board]:
 
 
 def login(driver: Any, board: Board, who: str) -> None:
+    from selenium.common.exceptions import TimeoutException
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ec
     from selenium.webdriver.support.ui import WebDriverWait
@@ -124,7 +129,11 @@ def login(driver: Any, board: Board, who: str) -> None:
     WebDriverWait(driver, 30).until(ec.presence_of_element_located((By.ID, "token")))
     driver.find_element(By.ID, "token").send_keys(board.seeded.tokens[who])
     driver.find_element(By.ID, "login").click()
-    WebDriverWait(driver, 30).until(ec.presence_of_element_located((By.ID, "hosts")))
+    try:
+        WebDriverWait(driver, 30).until(ec.presence_of_element_located((By.ID, "hosts")))
+    except TimeoutException:  # say where the browser is and what it shows, not only that it waited
+        text = driver.execute_script("return document.body ? document.body.innerText : ''") or ""
+        pytest.fail(f"login as {who}: no hosts page after 30 s; at {driver.current_url}: {text[:500]!r}")
 
 
 @pytest.fixture(scope="module")
@@ -156,12 +165,48 @@ def text_of(driver: Any, css: str) -> str | None:
     return driver.execute_script("const e = document.querySelector(arguments[0]); return e && e.textContent;", css)
 
 
+def attrs(driver: Any, css: str, attr: str) -> list[str | None]:
+    """An attribute of every element matching ``css``, read in one step (a live region swapped between finding an
+    element and reading it made the element stale)."""
+    js = "return [...document.querySelectorAll(arguments[0])].map((e) => e.getAttribute(arguments[1]))"
+    return list(driver.execute_script(js, css, attr))
+
+
+def texts(driver: Any, css: str) -> list[str]:
+    """The text of every element matching ``css``, read in one step."""
+    return list(
+        driver.execute_script("return [...document.querySelectorAll(arguments[0])].map((e) => e.textContent)", css)
+    )
+
+
+def click(driver: Any, element_id: str) -> None:
+    """Click an element by id; found again if a live region was swapped under it before the click landed."""
+    from selenium.common.exceptions import StaleElementReferenceException
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    def clicked(d: Any) -> bool:
+        d.find_element(By.ID, element_id).click()
+        return True
+
+    WebDriverWait(driver, 30, ignored_exceptions=[StaleElementReferenceException]).until(clicked)
+
+
 def no_reload_marker(driver: Any) -> None:
     driver.execute_script("window.__noReload = 20;")
 
 
 def still_same_page(driver: Any) -> bool:
     return bool(driver.execute_script("return window.__noReload === 20;"))
+
+
+def wait_feed(driver: Any, *how: str) -> None:
+    """Wait until the page hears of changes (console.js sets body[data-feed] when its event stream says hello,
+    or when it falls back to polling): a change made before that would not reach it, whatever a sleep assumed."""
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    js = "return document.body.dataset.feed || ''"
+    WebDriverWait(driver, 30, poll_frequency=0.1).until(lambda d: d.execute_script(js) in how)
 
 
 # ---- live updates
@@ -181,7 +226,8 @@ def test_a_probe_incident_appears_on_open_incidents_page_and_wallboard_without_r
         no_reload_marker(d)
     before = {i["id"] for i in board.api("/api/v1/incidents")}
     shot(noc, "wall-before", capsys)
-    time.sleep(1.5)  # both pages' event streams are open
+    for d in (desk, noc):
+        wait_feed(d, "stream")
     board.fill()
 
     def new_incident() -> dict[str, Any] | None:
@@ -201,7 +247,7 @@ def test_a_probe_incident_appears_on_open_incidents_page_and_wallboard_without_r
 
     WebDriverWait(desk, 30, poll_frequency=0.1).until(on_both)
     assert still_same_page(desk) and still_same_page(noc), "a page was reloaded"
-    assert str(board.mnt) in desk.find_element(By.CSS_SELECTOR, sel).text
+    assert str(board.mnt) in (text_of(desk, sel) or "")
     with capsys.disabled():
         for name, t in seen.items():
             print(f"\nincident {inc['id']} on the {name} {t - opened:.2f} s after the engine opened it")
@@ -222,9 +268,9 @@ def test_acknowledging_in_one_browser_updates_the_other(
     sel = f"tr[data-incident='{target['id']}'] td.state"
     no_reload_marker(noc)
     desk.get(board.url + f"/ui/incidents/{target['id']}")
-    time.sleep(1.0)
+    wait_feed(noc, "stream")
     t0 = time.time()
-    desk.find_element(By.ID, "ack").click()
+    click(desk, "ack")
     WebDriverWait(noc, 30, poll_frequency=0.1).until(lambda d: "(ack)" in (text_of(d, sel) or ""))
     assert still_same_page(noc)
     with capsys.disabled():
@@ -235,14 +281,18 @@ def test_acknowledging_in_one_browser_updates_the_other(
 def test_the_sla_countdown_moves_between_two_screenshots(
     board: Board, browsers: dict[str, Any], capsys: pytest.CaptureFixture[str]
 ) -> None:
+    from selenium.webdriver.support.ui import WebDriverWait
 
     desk = browsers["desk"]
     desk.get(board.url + "/ui/incidents")
     js = "return [...document.querySelectorAll('#incidents .sla[data-left]')].map((e) => [e.textContent, e.className])"
-    first = desk.execute_script(js)
-    assert first, "no SLA clock on the incidents page"
     a = shot(desk, "sla-1", capsys).read_bytes()
-    time.sleep(2.2)
+    first = desk.execute_script(js)  # read after the screenshot: never older than what it shows
+    assert first, "no SLA clock on the incidents page"
+    # the countdown only goes down: once its text moved past what was read, the screen differs from shot 1
+    WebDriverWait(desk, 30, poll_frequency=0.2).until(
+        lambda d: [t for t, _ in d.execute_script(js)] != [t for t, _ in first]
+    )
     second = desk.execute_script(js)
     b = shot(desk, "sla-2", capsys).read_bytes()
     assert [t for t, _ in first] != [t for t, _ in second] and a != b
@@ -262,8 +312,7 @@ def test_a_check_lists_every_target_at_once_queued_running_done(
     desk.find_element(By.ID, "targets").send_keys("web")
     desk.find_element(By.ID, "run").click()
     WebDriverWait(desk, 30).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#targets tr[data-host]"))
-    rows = desk.find_elements(By.CSS_SELECTOR, "#targets tr[data-host]")
-    assert sorted(r.get_attribute("data-host") for r in rows) == sorted(WEB)
+    assert sorted(attrs(desk, "#targets tr[data-host]", "data-host")) == sorted(WEB)
     phases: set[str] = set()
 
     def some_running(d: Any) -> bool:
@@ -273,10 +322,10 @@ def test_a_check_lists_every_target_at_once_queued_running_done(
 
     WebDriverWait(desk, 30, poll_frequency=0.1).until(some_running)
     shot(desk, "check-running", capsys)
-    WebDriverWait(desk, 120).until(lambda d: d.find_element(By.ID, "state").get_attribute("data-state") == "done")
-    final = {r.get_attribute("data-phase") for r in desk.find_elements(By.CSS_SELECTOR, "#targets tr[data-host]")}
+    WebDriverWait(desk, 120).until(lambda d: attrs(d, "#state", "data-state") == ["done"])
+    final = set(attrs(desk, "#targets tr[data-host]", "data-phase"))
     assert final == {"done"}, final
-    assert all(e.text.endswith(" s") for e in desk.find_elements(By.CSS_SELECTOR, "#targets td.elapsed"))
+    assert all(t.strip().endswith(" s") for t in texts(desk, "#targets td.elapsed"))
     shot(desk, "check-done", capsys)
 
 
@@ -290,18 +339,37 @@ def test_a_page_refused_a_stream_keeps_up_by_polling(board: Board, browsers: dic
     csrf = re.search(r'name="csrf" value="([^"]+)"', page).group(1)  # type: ignore[union-attr]
     r = c.post("/ui/login", data={"csrf": csrf, "token": board.seeded.tokens["noc-wall"]}, follow_redirects=False)
     assert r.status_code == 303, r.text
+    desk, noc = browsers["desk"], browsers["noc"]
+    # Every stream slot is held by this test: a stream is held by keeping its reader (a generator). The test once
+    # read the first bytes with next(resp.iter_bytes()) and dropped that generator, which closed the connection:
+    # the server freed the slot at its next writes (5-10 s later), and the desk's page, if it came after that,
+    # got a stream and never polled. The fixtures' pages leave first, so that no slot is theirs either (a page
+    # that was left frees its slot only when the server next writes to it).
+    for d in (desk, noc):
+        d.get("about:blank")
     with ExitStack() as held:
-        for _ in range(8):  # take every free stream slot (the fixtures' pages may hold some)
-            resp = held.enter_context(c.stream("GET", "/ui/events"))
-            if resp.status_code == 503:
-                break
-            assert resp.status_code == 200
-            next(resp.iter_bytes())  # the stream is open and counted
-        else:
-            pytest.fail("the cap on event streams was never reached")
-        desk = browsers["desk"]
+        mine: list[Iterator[bytes]] = []
+
+        def every_slot_held() -> bool:
+            while len(mine) < MAX_STREAMS:
+                cm = c.stream("GET", "/ui/events")
+                resp = cm.__enter__()
+                if resp.status_code == 503:  # a left page's slot is not free yet: ask again shortly
+                    cm.__exit__(None, None, None)
+                    return False
+                held.push(cm)
+                assert resp.status_code == 200, resp.status_code
+                reader = resp.iter_bytes()
+                next(reader)  # the stream is open and counted
+                mine.append(reader)  # kept: the stream lives as long as its reader
+            return True
+
+        wait_for(every_slot_held, timeout=60, interval=0.5, what=f"this test holding all {MAX_STREAMS} stream slots")
+        with c.stream("GET", "/ui/events") as over:
+            assert over.status_code == 503  # the cap holds
         desk.get(board.url + "/ui/incidents")
         no_reload_marker(desk)
+        wait_feed(desk, "poll")  # refused a stream: it polls
         polls = "return performance.getEntriesByType('resource').filter((e) => e.name.includes(arguments[0])).length"
         WebDriverWait(desk, 30, poll_frequency=0.2).until(lambda d: d.execute_script(polls, "/ui/events?poll=") >= 1)
         target = next(i for i, text in desk.execute_script(ROWS) if "(ack)" not in text)
@@ -312,25 +380,25 @@ def test_a_page_refused_a_stream_keeps_up_by_polling(board: Board, browsers: dic
         sel = f"tr[data-incident='{target}'] td.state"
         WebDriverWait(desk, 30, poll_frequency=0.2).until(lambda d: "(ack)" in (text_of(d, sel) or ""))
         assert still_same_page(desk)
+        assert desk.execute_script("return document.body.dataset.feed") == "poll"  # the acknowledgement came so
 
 
 def test_revoking_a_token_ends_its_open_pages(board: Board, browsers: dict[str, Any]) -> None:
     """The stream re-checks the session and its token: a revoked token's open page is told at once (no stale board)."""
-    from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
     desk = browsers["desk"]
     desk.delete_all_cookies()
     login(desk, board, "sidorov")
     desk.get(board.url + "/ui/incidents")
-    time.sleep(1.0)  # the page's stream is open
+    wait_feed(desk, "stream", "poll")  # the page listens (the polling test's streams may still hold the slots)
     p = subprocess.run([DIAG, "api", "token", "revoke", "sidorov", "--data", str(board.seeded.data)],
                        capture_output=True, text=True, timeout=60)  # fmt: skip
     assert p.returncode == 0, p.stderr
 
     def told(d: Any) -> bool:
-        el = d.find_element(By.ID, "live-status")
-        return el.is_displayed() and "Session ended" in el.text
+        js = "const e = document.getElementById('live-status'); return !!e && !e.hidden && e.textContent"
+        return "Session ended" in (d.execute_script(js) or "")
 
     WebDriverWait(desk, 30, poll_frequency=0.2).until(told)
 

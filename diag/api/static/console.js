@@ -107,6 +107,7 @@
   // instead, with requests that return at once and hold no server worker.
   function poll() {
     if (polling) return;
+    body.dataset.feed = "poll";  // how this page hears of changes now (tests wait for it rather than sleep)
     polling = setInterval(async () => {
       try {
         const r = await fetch("/ui/events?poll=" + (lastSeq === null ? "" : lastSeq), { credentials: "same-origin" });
@@ -124,6 +125,7 @@
       const d = JSON.parse(ev.data);
       const again = lastSeq !== null && d.seq !== lastSeq;  // reconnected after missing changes: catch up
       if (polling) { clearInterval(polling); polling = null; }  // a stream again: no more asking
+      body.dataset.feed = "stream";
       counts(d.counts);
       lastSeq = d.seq;
       if (again) refresh(null);
