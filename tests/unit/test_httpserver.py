@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import socket
+import time
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -82,12 +83,30 @@ def test_one_client_gets_per_client_connections_and_others_are_served(patient: B
             c.close()
 
 
+def _trickle_until_closed(c: socket.socket, every: float = 0.2, limit: float = 20.0) -> bool:
+    """Send a header line every ``every`` s until the server closes the connection (True) or ``limit`` s pass.
+
+    Three lines sent at once and then a wait raced the 1 s deadline on a loaded machine: a send that came after
+    the close failed with a broken pipe. Trickling until the close also tests more: a deadline that each byte
+    extended would never come."""
+    deadline = time.monotonic() + limit
+    c.settimeout(every)
+    while time.monotonic() < deadline:
+        try:
+            c.sendall(b"X-Slow: 1\r\n")
+            if c.recv(1) == b"":
+                return True
+        except TimeoutError:  # still open: trickle on
+            continue
+        except OSError:  # reset or broken pipe: closed
+            return True
+    return False
+
+
 def test_a_request_that_never_completes_is_closed_at_the_read_deadline(server: BoundedServer) -> None:
     c = _slow(server.port, "127.0.0.3")
     try:
-        for _ in range(3):  # trickling does not extend the deadline
-            c.sendall(b"X-Slow: 1\r\n")
-        assert _closed(c)
+        assert _trickle_until_closed(c)  # trickling does not extend the deadline
         assert server.stats.timed_out["request"] == 1
     finally:
         c.close()

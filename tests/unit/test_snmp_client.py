@@ -131,8 +131,11 @@ def agent(request: pytest.FixtureRequest) -> Iterator[FakeAgent]:
     a.close()
 
 
-def target(a: FakeAgent, **kw: Any) -> snmp.Target:
-    return snmp.Target("127.0.0.1", a.port, timeout=0.3, retries=1, **kw)
+def target(a: FakeAgent, timeout: float = 3.0, **kw: Any) -> snmp.Target:
+    """The agent thread answers in microseconds, but on a loaded machine (two cores, other suites) a thread may
+    wait a few hundred ms for a CPU: a 0.3 s timeout then sent a request again, which added a request to the
+    counts below and halved max-repetitions. Tests of timeouts and slowness set their own, with a wide margin."""
+    return snmp.Target("127.0.0.1", a.port, timeout=timeout, retries=1, **kw)
 
 
 def test_walk_in_order(agent: FakeAgent) -> None:
@@ -166,7 +169,10 @@ def test_toobig_halves_max_repetitions_and_splits_gets(agent: FakeAgent) -> None
 
 @pytest.mark.parametrize("agent", ["slow"], indirect=True)
 def test_slow_answers_halve_max_repetitions(agent: FakeAgent) -> None:
-    with snmp.Session(target(agent, max_repetitions=32)) as s:  # timeout 0.3 s: 0.2 s is "slow"
+    # "slow" is an answer after more than half the timeout: 1.2 s of 2 s. Fast answers must come within 1 s,
+    # which a loaded machine keeps (0.2 s of 0.3 s left 0.15 s for them, and a late one halved once more).
+    agent.delay = 1.2
+    with snmp.Session(target(agent, timeout=2.0, max_repetitions=32)) as s:
         assert len(s.walk(ROOT)) == 60
         assert s.max_repetitions == 8  # 32 -> 16 -> 8, then answers come fast
     assert [b for pdu, b in agent.requests if pdu == ber.GETBULK][:3] == [32, 16, 8]
@@ -208,7 +214,7 @@ def test_out_of_order_answers_keep_the_rows_and_walk_on_when_asked(agent: FakeAg
 
 @pytest.mark.parametrize("agent", ["disorder"], indirect=True)
 def test_cli_walk_prints_what_it_got_and_exits_1(agent: FakeAgent) -> None:
-    argv = [DIAG, "snmp", "walk", "-c", "public", "-t", "0.5", f"127.0.0.1:{agent.port}", ROOT]
+    argv = [DIAG, "snmp", "walk", "-c", "public", "-t", "3", f"127.0.0.1:{agent.port}", ROOT]
     p = subprocess.run(argv, capture_output=True, text=True, timeout=60)
     assert p.returncode == 1
     assert p.stdout.splitlines() == [f".{ROOT}.2.{i} = OCTET STRING: eth{i}" for i in (1, 2, 3, 4, 6, 5)]
@@ -236,7 +242,7 @@ def test_walk_of_a_scalar_falls_back_to_get(agent: FakeAgent) -> None:
         assert s.walk("1.3.6.1.2.1.2.3.0", get_fallback=True) == [("1.3.6.1.2.1.2.3.0", "INTEGER", 5)]
         assert s.walk("1.3.6.1.2.1.2.4.0", get_fallback=True) == []  # not there at all: nothing
     p = subprocess.run(
-        [DIAG, "snmp", "walk", "-c", "public", "-t", "0.5", f"127.0.0.1:{agent.port}", "1.3.6.1.2.1.2.3.0"],
+        [DIAG, "snmp", "walk", "-c", "public", "-t", "3", f"127.0.0.1:{agent.port}", "1.3.6.1.2.1.2.3.0"],
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert (p.returncode, p.stdout) == (0, ".1.3.6.1.2.1.2.3.0 = INTEGER: 5\n")
@@ -427,14 +433,15 @@ def test_split_walk_equals_one_walk_on_mixed_trees() -> None:
 
 
 def test_split_walk_waits_for_a_slow_agent_answering_in_turn() -> None:
-    """Every answer takes 0.12 s and the timeout is 0.3 s: six requests in flight are answered one after the
-    other (the last after 0.72 s), which is no timeout while answers keep coming."""
+    """Every answer takes 0.3 s and the timeout is 1 s: six requests in flight are answered one after the
+    other (the last after 1.8 s), which is no timeout while answers keep coming. The 0.7 s between an answer's
+    delay and the timeout is what a loaded machine may take from the agent's thread (0.18 s was too little)."""
     base = "1.3.6.1.4.1.99.1"
-    table = {f"{base}.{c}.{r}": (ber.INTEGER, r) for c in range(1, 9) for r in range(1, 21)}
+    table = {f"{base}.{c}.{r}": (ber.INTEGER, r) for c in range(1, 7) for r in range(1, 11)}
     a = FakeAgent({**table, "1.3.6.1.4.1.100.0": (ber.INTEGER, 0)})
-    a.fault, a.delay = "slow", 0.12
+    a.fault, a.delay = "slow", 0.3
     try:
-        with snmp.Session(snmp.Target("127.0.0.1", a.port, timeout=0.3, retries=0, max_repetitions=10)) as s:
+        with snmp.Session(snmp.Target("127.0.0.1", a.port, timeout=1.0, retries=0, max_repetitions=10)) as s:
             got = [vb for _, chunk in walk_split(s, [ber.encode_oid(base)]) for vb in chunk]
     finally:
         a.close()
