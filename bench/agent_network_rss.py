@@ -9,7 +9,8 @@ how many v2c traps per second a receiver turns into findings when the same recor
 over UDP, against net-snmp's ``snmptrapd`` logging the same datagrams sent the same way.
 
 Usage: .venv/bin/python bench/agent_network_rss.py [--traps 200] [--settle 20]
-Prints everything; asserts nothing. Ports 20130-20139.
+Prints everything; asserts nothing. Ports from 20100-20149 (test_traps' range), reserved through
+tests/conftest.py's per-port locks, so a test run beside never starts a server on one of them.
 """
 
 from __future__ import annotations
@@ -29,8 +30,19 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from tests.conftest import free_port  # noqa: E402
 from tests.labs.snmplab import COMMUNITY as LAB_COMMUNITY  # noqa: E402
 from tests.labs.snmplab import SnmpLab  # noqa: E402
+
+PORTS = range(20100, 20150)
+
+
+def ports(n: int, udp: bool = False, avoid: list[int] | None = None) -> list[int]:
+    """``n`` distinct reserved ports, none of ``avoid`` (free_port returns a held port again until it is bound)."""
+    got: list[int] = []
+    for _ in range(n):
+        got.append(free_port([p for p in PORTS if p not in got + (avoid or [])], udp=udp))
+    return got
 
 DIAG = str(Path(sys.executable).with_name("diag"))
 ENV = {**os.environ, "MIBS": "", "B_COMM": "dgt-bench-comm", "B_AUTH": "dgt-bench-auth", "B_PRIV": "dgt-bench-priv",
@@ -140,19 +152,23 @@ agent:
   probes:
     reach:
       interval: 10
-      checks: [{{type: ping, target: 127.0.0.1, count: 2}}, {{type: tcp, target: 127.0.0.1, port: 20139}}]
+      checks: [{{type: ping, target: 127.0.0.1, count: 2}}, {{type: tcp, target: 127.0.0.1, port: CLOSED}}]
 """
+        http = ports(3)
+        trap = ports(2, udp=True, avoid=http)
+        closed = ports(1, avoid=http + trap)[0]  # nothing listens there
+        net = net.replace("CLOSED", str(closed))
         procs = {
-            "default": start("hosts: {}\n", 20130, tmp, "default"),
-            "network": start(net.replace("PORT", "20133"), 20131, tmp, "network"),
-            "network+v3": start(net.replace("PORT", "20134"), 20132, tmp, "network-v3"),
+            "default": start("hosts: {}\n", http[0], tmp, "default"),
+            "network": start(net.replace("PORT", str(trap[0])), http[1], tmp, "network"),
+            "network+v3": start(net.replace("PORT", str(trap[1])), http[2], tmp, "network-v3"),
         }
         try:
-            send_traps(20133, traps)
-            send_traps(20134, traps)
-            send_traps(20134, 5, v3=True)
+            send_traps(trap[0], traps)
+            send_traps(trap[1], traps)
+            send_traps(trap[1], 5, v3=True)
             time.sleep(settle)
-            for port in (20130, 20131, 20132):
+            for port in http:
                 urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read()
             print(f"diag agent RSS after {traps} v2c traps and {settle:g} s (probes on, 2-core machine):")
             base = rss_mib(procs["default"].pid)
@@ -182,10 +198,10 @@ def run(a: argparse.Namespace, tmp: Path) -> None:
     if not a.only_throughput:
         memory(a.traps, a.settle, tmp)
     n = 5000
-    got, secs = diag_throughput(20137, n)
+    got, secs = diag_throughput(ports(1, udp=True)[0], n)
     print(f"{n} v2c traps sent over UDP (paced): diag TrapReceiver made {got} findings in {secs:.2f} s", end="")
     print(f" = {got / secs:,.0f}/s")
-    ref = snmptrapd_throughput(20138, n, tmp)
+    ref = snmptrapd_throughput(ports(1, udp=True)[0], n, tmp)
     if ref is None:
         print("snmptrapd not installed (Debian package snmptrapd): no comparison")
     else:

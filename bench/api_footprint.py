@@ -22,7 +22,11 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from tests.conftest import free_port
+
 DIAG = str(Path(sys.executable).with_name("diag"))
+API_PORTS = range(20450, 20500)  # tests/labs/apienv.py's range
 CANDIDATES = [
     ("falcon", ["falcon"]),
     ("falcon + jinja2", ["falcon", "jinja2"]),
@@ -69,7 +73,9 @@ def main() -> None:
         print(f"  {label:<34} {'+' + p.stdout.strip() if p.returncode == 0 else 'not installed'}")
 
     tmp = Path(tempfile.mkdtemp(prefix="diag-api-bench-"))
-    port = 20499
+    # ports of the API tests' range, reserved through tests/conftest.py's locks (fixed ones collided with test runs)
+    port = free_port(API_PORTS)
+    ne_port = free_port([p for p in API_PORTS if p != port])
     token = subprocess.run(
         [DIAG, "api", "token", "add", "bench", "--role", "viewer", "--data", str(tmp)],
         capture_output=True, text=True, check=True,
@@ -82,7 +88,7 @@ def main() -> None:
     ne = None
     if ne_bin:
         ne = subprocess.Popen(
-            [ne_bin, "--web.listen-address=127.0.0.1:20498"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            [ne_bin, f"--web.listen-address=127.0.0.1:{ne_port}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
     try:
         url = f"http://127.0.0.1:{port}"

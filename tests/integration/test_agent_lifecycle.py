@@ -87,7 +87,9 @@ def test_broken_inventory_is_a_file_line_error(tmp_path: Path, case: str, comman
     inv = tmp_path / "inventory.yaml"
     inv.write_text(text)
     if command == "agent":
-        argv = [DIAG, "agent", "--inventory", str(inv), "--listen", "127.0.0.1:19299", "--data", str(tmp_path / "d")]
+        # a reserved port: the inventory is refused before the agent binds, but were it not, no other run is there
+        port = free_port(AGENT_PORTS)
+        argv = [DIAG, "agent", "--inventory", str(inv), "--listen", f"127.0.0.1:{port}", "--data", str(tmp_path / "d")]
     else:
         argv = [DIAG, "inventory", "validate", str(inv)]
     p = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False, stdin=subprocess.DEVNULL)

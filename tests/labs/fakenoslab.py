@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import owns_port
+from tests.conftest import free_port, owns_port
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "devices"
 USER = "netops"
@@ -87,10 +87,17 @@ def slug(command: str) -> str:
     return "".join(c if c.isalnum() or c in "-." else "_" for c in command.strip()) + ".txt"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+#: The devices' SSH ports, reserved per test run by tests/conftest.py (a kernel-chosen port was closed and bound
+#: again seconds later by the emulator: in between the kernel could hand it to any other connection or run).
+PORTS = range(20660, 20700)
+
+
+def free_ports(n: int) -> list[int]:
+    """``n`` distinct reserved ports (free_port returns a held port again until something binds it)."""
+    got: list[int] = []
+    for _ in range(n):
+        got.append(free_port([p for p in PORTS if p not in got]))
+    return got
 
 
 @dataclass
@@ -107,7 +114,8 @@ class FakenosLab:
         import paramiko
 
         self.dir = Path(tempfile.mkdtemp(prefix="dgf-fakenos-"))
-        self.devices = {n: Device(n, p, free_port()) for n, p in devices.items()}
+        ports = free_ports(len(devices))
+        self.devices = {n: Device(n, p, port) for (n, p), port in zip(devices.items(), ports, strict=True)}
         self.keep = keep or bool(os.environ.get("DGF_LAB_KEEP"))
         key = paramiko.RSAKey.generate(2048)
         self.key_file = self.dir / "hostkey"
