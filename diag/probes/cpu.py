@@ -59,14 +59,16 @@ class CpuProbe(Probe):
             raise NoData("no per-CPU lines in /proc/stat")
         r.metric("diag_cpus_online", "Number of CPUs the kernel reports online.").add(ncpu)
 
+        # Declared on every run, samples from the second on (as diskio's busy ratio): a scrape then sees the same
+        # families from the first run, and a rule or panel on them is not "unknown" until the probe ran twice.
+        busy_m = r.metric("diag_cpu_busy_ratio", "Share of CPU time not idle since the previous run.")
+        wait_m = r.metric("diag_cpu_iowait_ratio", "Share of CPU time waiting on I/O since the previous run.")
         if self._last is not None and total > self._last[0]:
             span = total - self._last[0]
             busy = 100.0 * (1 - (idle - self._last[1] + iowait - self._last[2]) / span)
             wait = 100.0 * (iowait - self._last[2]) / span
-            r.metric("diag_cpu_busy_ratio", "Share of CPU time not idle since the previous run.").add(busy / 100)
-            r.metric("diag_cpu_iowait_ratio", "Share of CPU time waiting on I/O since the previous run.").add(
-                wait / 100
-            )
+            busy_m.add(busy / 100)
+            wait_m.add(wait / 100)
             ev = [Evidence("metric", "CPU share since previous run", f"busy {busy:.1f} %, iowait {wait:.1f} %")]
             if busy >= self.options.busy_warning_percent:
                 r.find(

@@ -45,6 +45,9 @@ def test_success_records_samples_and_bumps_generation(procfs: Path) -> None:
     assert (cpu.success, cpu.no_data, cpu.error, cpu.runs, cpu.generation) == (True, False, None, 1, 1)
     names = {m.name for m in cpu.result.metrics}
     assert "diag_cpu_seconds_total" in names
+    # the ratios need two runs, but their families are declared from the first (a scrape sees a stable set)
+    assert all(not m.samples for m in cpu.result.metrics if m.name in ("diag_cpu_busy_ratio", "diag_cpu_iowait_ratio"))
+    assert {"diag_cpu_busy_ratio", "diag_cpu_iowait_ratio"} <= names
     # 2 CPUs x 8 modes in the recorded /proc/stat
     secs = next(m for m in cpu.result.metrics if m.name == "diag_cpu_seconds_total")
     assert len(secs.samples) == 16
