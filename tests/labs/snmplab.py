@@ -9,6 +9,7 @@ namespace is deleted on :meth:`SnmpLab.close`, also after failures.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import signal
@@ -16,9 +17,11 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 SNMPD = "/usr/sbin/snmpd"
+#: One lock file per 10.NET.ID.0/24 a lab uses, shared by every test run on this machine (/run is emptied at boot).
+NET_LOCKS = Path("/run/diag-test-nets")
 COMMUNITY = "dgn-public"
 V3_USER = "dgnuser"
 V3_AUTH = "dgn-auth-pass-1"
@@ -54,6 +57,7 @@ class SnmpLab:
         self.netns = ""
         self.host_veth = ""
         self.proc: subprocess.Popen[bytes] | None = None
+        self._net_lock: IO[str] | None = None
 
     # -- addresses -------------------------------------------------------------------------------------
     @property
@@ -102,16 +106,36 @@ class SnmpLab:
             _run(["ip", "netns", "del", self.netns], check=False)
         if self.host_veth:  # normally gone with the namespace that held its peer
             _run(["ip", "link", "del", self.host_veth], check=False)
+        if self._net_lock is not None:
+            self._net_lock.close()  # the subnet is free for another lab
+            self._net_lock = None
         if self._own_root:
             shutil.rmtree(self.root, ignore_errors=True)
 
     def _claim_namespace(self) -> None:
-        # `ip netns add` fails when the name exists, so it doubles as a lock between parallel labs.
+        """Claim a namespace name and its subnet 10.NET.ID.0/24.
+
+        `ip netns add` fails when the name exists, so it locks the name between parallel labs; but two labs with
+        other prefixes and the same NET got the same subnet (both 10.236.1.0/24): the root namespace then routed
+        one lab's SNMP to the other's snmpd, and a test saw interface p188 of a lab that has four. So the subnet is
+        locked too (a lock file per subnet, held until close), and one already on an interface is skipped.
+        """
+        NET_LOCKS.mkdir(parents=True, exist_ok=True)
         for i in range(1, 250):
-            if _run(["ip", "netns", "add", f"{self.prefix}-{i}"], check=False).returncode == 0:
-                self.lab_id, self.netns = i, f"{self.prefix}-{i}"
-                return
-        raise RuntimeError(f"no free {self.prefix}-N namespace")
+            lock = (NET_LOCKS / f"10.{self.net}.{i}.lock").open("w")
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:  # another lab of a test run holds this subnet
+                lock.close()
+                continue
+            on_link = _run(["ip", "-4", "-o", "addr", "show", "to", f"10.{self.net}.{i}.0/24"], check=False).stdout
+            if on_link.strip() or _run(["ip", "netns", "add", f"{self.prefix}-{i}"], check=False).returncode != 0:
+                lock.close()
+                continue
+            self._net_lock = lock
+            self.lab_id, self.netns = i, f"{self.prefix}-{i}"
+            return
+        raise RuntimeError(f"no free {self.prefix}-N namespace with a free subnet 10.{self.net}.N.0/24")
 
     def _add_interfaces(self) -> None:
         ns, i = self.netns, self.lab_id
