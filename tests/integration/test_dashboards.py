@@ -49,7 +49,8 @@ DEAD_PORTS = range(20440, 20450)  # reserved, nothing listens: a dead host
 DB_PORTS = range(20900, 20940)  # the database servers (tests/labs/dblab.py)
 MODULES = "system,if_mib,host_resources,ucd,entity_sensor,printer,ups"
 PROMETHEUS_OWN = {"up", "scrape_duration_seconds", "scrape_samples_scraped"}
-#: Families that cannot be exported on this build machine, and why. Each must still be declared in diag/.
+#: Families that cannot be exported on a build machine like this one (a VM without systemd, sensors, md, SMART,
+#: chrony), and why. Each must still be declared in diag/; a machine that has them exports them, which is fine.
 NOT_HERE = {
     "diag_systemd_unit_failed": "no systemd here (the systemd probe reports no data)",
     "diag_systemd_units": "no systemd here",
@@ -400,9 +401,13 @@ def test_every_rule_names_only_metrics_the_agent_exports(live: Live) -> None:
     assert not unknown, unknown
 
 
-def test_names_that_cannot_show_here_are_still_declared_by_diag(live: Live) -> None:
-    for name, why in NOT_HERE.items():
-        assert name not in live.names, f"{name} is exported here now: drop it from NOT_HERE ({why})"
+def test_names_that_cannot_show_here_are_still_declared_by_diag(live: Live, capsys: pytest.CaptureFixture[str]) -> None:
+    # Whether one shows depends on the machine (a CI machine with systemd, sensors or chrony exports it): that is
+    # reported, not asserted; what must hold everywhere is that diag still declares the name.
+    shown = sorted(name for name in NOT_HERE if name in live.names)
+    with capsys.disabled():
+        print(f"\nNOT_HERE names this machine exports after all: {shown or 'none'}")
+    for name in NOT_HERE:
         assert _declared_in_source(name), f"{name} is not declared anywhere in diag/ any more"
 
 
