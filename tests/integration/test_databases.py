@@ -188,8 +188,14 @@ def agent(pg: PgPair, my: MariaPair, tmp_path_factory: pytest.TempPathFactory) -
         for line in (
             'diag_mysql_backup_restore_success{job="my-app"} 1.0',
             'diag_postgres_backup_restore_success{job="pg-app"} 1.0',
+            # the labs start replication without waiting for it: a probe run before the standby's WAL receiver
+            # (or the replica's IO thread) connected says 0, and the healthy test reads one scrape
+            'diag_postgres_wal_receiver_up{server="pg-standby"} 1.0',
+            'diag_postgres_replicas{server="pg-primary"} 1.0',
+            'diag_mysql_replica_io_running{server="my-replica"} 1.0',
+            'diag_mysql_replica_sql_running{server="my-replica"} 1.0',
         ):
-            wait_for(lambda x=line: x in a.metrics(), 60, what=f"the first restore: {line}")  # fmt: skip
+            wait_for(lambda x=line: x in a.metrics(), 60, what=f"the agent to see {line}")  # fmt: skip
         yield a
     finally:
         status = stop_process(proc)
