@@ -124,7 +124,9 @@ def test_hung_mount_is_reported_and_not_restatted(tmp_path: Path) -> None:
             release.wait(30)
         return os.statvfs(path)
 
-    probe = FilesystemProbe(FilesystemOptions(stat_timeout=0.2), paths, statvfs=stat)
+    # 2 s, not 0.2: every other mount's statvfs must finish within it in a worker thread, and on a loaded machine a
+    # thread may wait longer than 0.2 s for a CPU (a healthy mount would then be reported hung)
+    probe = FilesystemProbe(FilesystemOptions(stat_timeout=2.0), paths, statvfs=stat)
     try:
         r = probe.collect()
         hung = [f for f in r.findings if f.check == "filesystem_hung"]
