@@ -165,9 +165,12 @@ class MariaServer:
         return f"mysql://diag@127.0.0.1:{self.port}/"
 
     def install(self) -> None:
-        subprocess.run(["mariadb-install-db", "--no-defaults", f"--datadir={self.data}", "--user=mysql",
-                        "--auth-root-authentication-method=socket", "--skip-test-db"],
-                       check=True, capture_output=True, timeout=180)  # fmt: skip
+        p = subprocess.run(["mariadb-install-db", "--no-defaults", f"--datadir={self.data}", "--user=mysql",
+                            "--auth-root-authentication-method=socket", "--skip-test-db"],
+                           capture_output=True, text=True, timeout=180)  # fmt: skip
+        if p.returncode != 0:  # say why: a bare CalledProcessError left a CI failure without a cause
+            why = (p.stderr or p.stdout)[-2000:]
+            raise RuntimeError(f"mariadb-install-db for {self.name} exited {p.returncode}: {why}")
 
     def start(self) -> None:
         argv = ["mariadbd", "--no-defaults", f"--datadir={self.data}", f"--socket={self.socket}",
