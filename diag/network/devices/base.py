@@ -60,7 +60,7 @@ _PAGER = re.compile(
 )
 #: What a device writes to erase the pager prompt after the key: backspaces over blanks (IOS: 9 x "\b",
 #: 9 blanks, 9 x "\b"), a carriage return over blanks (Junos), ANSI cursor moves (VRP "\x1b[42D").
-_ERASE = re.compile(r"\x08+[ ]*\x08*|\r[ ]+\r(?!\n)|\x1b\[[0-9;?]*[A-Za-z]")
+_ERASE = re.compile(r"\x08+[ ]*\x08*|\r[ ]+\r(?!\n)|\x1b\[\d+D[ ]+\x1b\[\d+D|\x1b\[[0-9;?]*[A-Za-z]")
 #: The end of a read that may be the first part of a pager prompt split across two reads (kept for the next read).
 _PAGER_START = re.compile(r"(?:\A|\n)([ \t]*-{1,4} ?(?:M(?:o(?:r(?:e)?)?)?)?[ \t]*)\Z", re.I)
 
