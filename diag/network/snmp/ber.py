@@ -227,10 +227,33 @@ def oid_decoder(prefix: str = "") -> Callable[[bytes], str]:
     last_arc = _arc_texts.__getitem__
     small = _ARC_TEXT
 
+    heads: dict[bytes, str] = {}  # text of the longest prefix a parent shared with the one before
+    last = [b""]  # the parent decoded before
+
     def parent_text(parent: bytes) -> str:
-        if len(parents) > 4096:  # tables indexed by many arcs (addresses) would only fill it
+        # A new parent: a row of a table indexed by many arcs (routes, addresses). It shares a long prefix
+        # with the one before (the column, the first index arcs): that prefix's text is remembered, and
+        # only the arcs after it are decoded. The first differing octet is found in C: the XOR of the two
+        # as integers has as many leading zero octets as they share.
+        before = last[0]
+        last[0] = parent
+        n = min(len(parent), len(before))
+        k = n - ((int.from_bytes(parent[:n], "big") ^ int.from_bytes(before[:n], "big")).bit_length() + 7) // 8
+        if k == n:  # the one before is a prefix of this one, or the same: its text up to its last arc
+            k -= 1
+        while k > 0 and parent[k - 1] & 0x80:  # back to the start of the arc the difference is in
+            k -= 1
+        if len(parents) > 4096:  # tables indexed by many arcs would only fill them
             parents.clear()
-        text = parents[parent] = f"{prefix}{decode_oid(parent)}."
+            heads.clear()
+        if k < 2:
+            text = parents[parent] = f"{prefix}{decode_oid(parent)}."
+            return text
+        head = parent[:k]
+        head_text = heads.get(head)
+        if head_text is None:
+            head_text = heads[head] = f"{prefix}{decode_oid(head)}."
+        text = parents[parent] = f"{head_text}{decode_suffix(parent[k:])}."
         return text
 
     def decode(b: bytes) -> str:
