@@ -23,6 +23,7 @@ from diag.network.snmp import profiles
 from tests.conftest import DIAG, StartAgent
 from tests.labs.snmplab import (
     COMMUNITY,
+    V3_AES_USERS,
     V3_AUTH,
     V3_AUTH_USER,
     V3_DES_USER,
@@ -408,14 +409,25 @@ def test_v1_walk_with_getnext(lab: SnmpLab) -> None:
         assert s2.walk("1.3.6.1.9") == []  # v2c: endOfMibView
 
 
-@pytest.mark.parametrize(("user", "auth", "priv"), [(V3_DES_USER, "MD5", "DES"), (V3_SHA256_USER, "SHA256", "AES")])
-def test_v3_md5_des_and_sha256(lab: SnmpLab, user: str, auth: str, priv: str) -> None:
-    """The other protocols against snmpd's own USM: a walk equals snmpbulkwalk's with the same user."""
+@pytest.mark.parametrize(
+    ("user", "auth", "priv"),
+    [
+        (V3_DES_USER, "MD5", "DES"),
+        (V3_SHA256_USER, "SHA256", "AES"),
+        (V3_AES_USERS["AES192"], "SHA", "AES-192"),
+        (V3_AES_USERS["AES256"], "SHA", "AES-256"),
+        (V3_AES_USERS["AES192C"], "SHA", "AES-192-C"),
+        (V3_AES_USERS["AES256C"], "SHA", "AES-256-C"),
+    ],
+)
+def test_v3_md5_des_sha256_and_aes_192_256(lab: SnmpLab, user: str, auth: str, priv: str) -> None:
+    """The other protocols against snmpd's own USM: a walk equals snmpbulkwalk's with the same user. AES-192/256
+    with SHA-1 need its 20-octet key extended: Blumenthal's way (AES-192, AES-256) or Reeder's (-C)."""
     t = snmp.Target(lab.address, version="3", user=user, auth_protocol=auth, auth_key=V3_AUTH,
                     priv_protocol=priv, priv_key=V3_PRIV, timeout=5)  # fmt: skip
     with snmp.open_session(t) as s:
         got = ours(s.walk(IF_X_TABLE + ".1.1"))
-    net = {"MD5": "MD5", "SHA256": "SHA-256"}[auth]
+    net = {"MD5": "MD5", "SHA256": "SHA-256", "SHA": "SHA"}[auth]
     ref = subprocess.run(
         ["snmpbulkwalk", "-v3", "-l", "authPriv", "-u", user, "-a", net, "-A", V3_AUTH, "-x", priv, "-X", V3_PRIV,
          "-On", "-Ox", lab.address, IF_X_TABLE + ".1.1"],
@@ -425,6 +437,17 @@ def test_v3_md5_des_and_sha256(lab: SnmpLab, user: str, auth: str, priv: str) ->
         line.split(" = ")[0].lstrip("."): "".join(line.split(": ", 1)[1].split()).lower() for line in ref.splitlines()
     }
     assert len(got) >= 200 and got == want
+
+
+@pytest.mark.parametrize(
+    ("user", "priv"), [(V3_AES_USERS["AES256"], "AES-256-C"), (V3_AES_USERS["AES192C"], "AES-192")]
+)
+def test_v3_aes_256_with_the_other_key_extension_gets_no_answer(lab: SnmpLab, user: str, priv: str) -> None:
+    """The two extensions give different keys: the agent cannot decrypt, and stays silent (as net-snmp says)."""
+    t = snmp.Target(lab.address, version="3", user=user, auth_protocol="SHA", auth_key=V3_AUTH,
+                    priv_protocol=priv, priv_key=V3_PRIV, timeout=1, retries=0)  # fmt: skip
+    with snmp.open_session(t) as s, pytest.raises(snmp.SnmpTimeout, match="wrong privacy password"):
+        s.get(["1.3.6.1.2.1.1.5.0"])
 
 
 def test_v1_get_with_a_missing_oid_asks_again_without_it(lab: SnmpLab) -> None:

@@ -31,6 +31,9 @@ V3_AUTH_USER = "dgnauthonly"
 #: Users for the other protocols the client speaks: MD5 with DES (old devices), SHA-256 with AES.
 V3_DES_USER = "dgndes"
 V3_SHA256_USER = "dgnsha256"
+#: SHA users with AES-192/256, net-snmp's names: the Blumenthal key extension (AES192, AES256) and the
+#: Reeder one (AES192C, AES256C, as Cisco's).
+V3_AES_USERS = {"AES192": "dgnaes192", "AES256": "dgnaes256", "AES192C": "dgnaes192c", "AES256C": "dgnaes256c"}
 
 
 def _run(argv: list[str], check: bool = True, timeout: float = 60.0, **kw: Any) -> subprocess.CompletedProcess[str]:
@@ -173,7 +176,8 @@ class SnmpLab:
             f"rouser {V3_DES_USER} priv\n"
             f"createUser {V3_SHA256_USER} SHA-256 {V3_AUTH} AES {V3_PRIV}\n"
             f"rouser {V3_SHA256_USER} priv\n"
-            f"sysName dgn-snmplab-{self.lab_id}\n"
+            + "".join(f"createUser {u} SHA {V3_AUTH} {p} {V3_PRIV}\nrouser {u} priv\n" for p, u in V3_AES_USERS.items())
+            + f"sysName dgn-snmplab-{self.lab_id}\n"
             "sysLocation diag test lab\n"
             f"{self.extra_conf}"
         )

@@ -33,7 +33,12 @@ AUTH_PROTOCOLS: dict[str, tuple[str, int]] = {
 PRIV_PROTOCOLS = ("AES",)
 #: Privacy protocols the polling client speaks: AES, and DES-CBC (RFC 3414 8.1) for old devices that know
 #: nothing else (the receiver refuses DES; docs/traps.md says why).
-CLIENT_PRIV_PROTOCOLS = ("AES", "DES")
+CLIENT_PRIV_PROTOCOLS = ("AES", "DES", "AES192", "AES256", "AES192C", "AES256C")
+#: Key octets of each privacy protocol. AES-192/256 are not in an RFC: their keys are the localised key
+#: extended when the hash is too short for them, and vendors extend it in one of two ways (draft-blumenthal-
+#: aes-usm-04: net-snmp's AES-192/AES-256, "AES192"/"AES256" here; the Reeder 3DES draft's: Cisco's and
+#: others', "AES192C"/"AES256C"). DES takes 16: its key, then the pre-IV.
+PRIV_KEY_OCTETS = {"AES": 16, "DES": 16, "AES192": 24, "AES256": 32, "AES192C": 24, "AES256C": 32}
 
 FLAG_AUTH = 0x01
 FLAG_PRIV = 0x02
@@ -65,10 +70,31 @@ def localize(ku: bytes, engine_id: bytes, hash_name: str) -> bytes:
     return hashlib.new(hash_name, ku + engine_id + ku).digest()
 
 
+def extend_key(protocol: str, kul: bytes, engine_id: bytes, hash_name: str) -> bytes:
+    """The localised privacy key as long as ``protocol`` needs (see :data:`PRIV_KEY_OCTETS`).
+
+    Blumenthal (AES192, AES256): append H(key so far) until long enough. Reeder (AES192C, AES256C):
+    append the key so far taken as a password, through password-to-key and localisation again.
+    """
+    need = PRIV_KEY_OCTETS[protocol]
+    key = kul
+    while len(key) < need:
+        if protocol.endswith("C"):
+            key += localize(_bytes_to_key(key, hash_name), engine_id, hash_name)
+        else:
+            key += hashlib.new(hash_name, key).digest()
+    return key[:need]
+
+
+def _bytes_to_key(password: bytes, hash_name: str) -> bytes:
+    n = 1 << 20
+    return hashlib.new(hash_name, (password * (n // len(password) + 1))[:n]).digest()
+
+
 def _cfb(key: bytes, iv: bytes, data: bytes, encrypt: bool) -> bytes:
-    """AES-128-CFB128: OpenSSL's, through the libcrypto that hashlib already loaded, else ``cryptography``."""
-    if len(key) != 16 or len(iv) != 16:
-        raise BerError("AES-128 needs a 16-octet key and IV")
+    """AES-CFB128 (128, 192 or 256-bit key): OpenSSL's, through the libcrypto hashlib loaded, else ``cryptography``."""
+    if len(key) not in (16, 24, 32) or len(iv) != 16:
+        raise BerError("AES needs a 16, 24 or 32-octet key and a 16-octet IV")
     lib = _libcrypto()
     if lib is not None:
         return _cfb_openssl(lib, key, iv, data, encrypt)
@@ -114,8 +140,9 @@ def _libcrypto() -> Any:
                     lib.EVP_CIPHER_CTX_new.argtypes = []
                     lib.EVP_CIPHER_CTX_free.restype = None
                     lib.EVP_CIPHER_CTX_free.argtypes = [vp]
-                    lib.EVP_aes_128_cfb128.restype = vp
-                    lib.EVP_aes_128_cfb128.argtypes = []
+                    for bits in (128, 192, 256):
+                        getattr(lib, f"EVP_aes_{bits}_cfb128").restype = vp
+                        getattr(lib, f"EVP_aes_{bits}_cfb128").argtypes = []
                     lib.EVP_CipherInit_ex.restype = ctypes.c_int
                     lib.EVP_CipherInit_ex.argtypes = [vp, vp, vp, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_int]
                     lib.EVP_CipherUpdate.restype = ctypes.c_int
@@ -135,7 +162,8 @@ def _cfb_openssl(lib: Any, key: bytes, iv: bytes, data: bytes, encrypt: bool) ->
     if not ctx:
         raise MemoryError("EVP_CIPHER_CTX_new failed")
     try:
-        if lib.EVP_CipherInit_ex(ctx, lib.EVP_aes_128_cfb128(), None, key, iv, 1 if encrypt else 0) != 1:
+        cipher = getattr(lib, f"EVP_aes_{len(key) * 8}_cfb128")()
+        if lib.EVP_CipherInit_ex(ctx, cipher, None, key, iv, 1 if encrypt else 0) != 1:
             raise BerError("AES initialisation failed")
         out = ctypes.create_string_buffer(len(data) + 16)  # CFB is a stream mode: never more than the input
         n, m = ctypes.c_int(0), ctypes.c_int(0)
@@ -181,7 +209,7 @@ def decrypt(protocol: str, priv_key: bytes, boots: int, engine_time: int, params
     if protocol == "DES":
         iv = bytes(a ^ b for a, b in zip(priv_key[8:16], params, strict=True))
         return _des_cbc(priv_key, iv, data, encrypt=False)
-    return _cfb(priv_key[:16], aes_iv(boots, engine_time, params), data, encrypt=False)
+    return _cfb(priv_key[: PRIV_KEY_OCTETS.get(protocol, 16)], aes_iv(boots, engine_time, params), data, encrypt=False)
 
 
 def aes_iv(boots: int, engine_time: int, salt: bytes) -> bytes:
@@ -244,8 +272,12 @@ class User:
                     self._local.clear()
                 h = AUTH_PROTOCOLS[self.auth_protocol][0] if self.auth_protocol else "sha1"
                 auth = localize(self.auth_ku, engine_id, h) if self.auth_ku else b""
-                # AES-128 uses the first 16 octets; DES the first 8 as key and the next 8 as pre-IV.
-                priv = localize(self.priv_ku, engine_id, h)[:16] if self.priv_ku else b""
+                # AES-128 uses the first 16 octets; DES the first 8 as key and the next 8 as pre-IV; AES-192/256
+                # a longer key, extended when the hash gives fewer octets (extend_key).
+                priv = b""
+                if self.priv_ku:
+                    protocol = self.priv_protocol or "AES"
+                    priv = extend_key(protocol, localize(self.priv_ku, engine_id, h), engine_id, h)
                 hit = self._local[engine_id] = (auth, priv)
             return hit
 

@@ -21,7 +21,8 @@ REPORTS = {
 }
 _AUTH_ALIASES = {"SHA1": "SHA", "SHA-1": "SHA", "SHA-224": "SHA224", "SHA-256": "SHA256", "SHA-384": "SHA384",
                  "SHA-512": "SHA512"}  # fmt: skip
-_PRIV_ALIASES = {"AES128": "AES", "AES-128": "AES"}
+_PRIV_ALIASES = {"AES128": "AES", "AES-128": "AES", "AES-192": "AES192", "AES-256": "AES256",
+                 "AES-192-C": "AES192C", "AES-256-C": "AES256C"}  # fmt: skip
 
 
 class Usm:
