@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any, ClassVar
 
 from diag.network.devices._cisco import cisco_routes
@@ -25,21 +26,52 @@ P = "hp_comware"
 
 
 def _interfaces(out: Outputs) -> dict[str, dict[str, Any]]:
-    # `display interface`: "GigabitEthernet1/0/1" / "Current state: Administratively DOWN" (or UP/DOWN) /
-    # "Line protocol state: DOWN"; "Input: 0 input errors, ..." counters.
-    return by_name(
-        interface(
-            r["interface"],
-            "admin" not in r["line_status"].lower(),
-            up(r["protocol_status"]),
-            description=r.get("description", ""),
-            in_errors=r.get("input_errors") or None,
-            out_errors=r.get("output_errors") or None,
-            duplex_=r.get("duplex"),
-            speed=r.get("speed"),
+    # Counters from diag's own template over the same output (ntc's reads none); "Unknown-speed mode,
+    # unknown-duplex mode" on a port without transceiver gives None for both.
+    text = out["display interface"]
+    counters = {r["interface"]: r for r in own("hp_comware_display_interface_errors", text)}
+    recs = []
+    for r in ntc(P, "display interface", text):
+        c = counters.get(r["interface"], {})
+        recs.append(
+            interface(
+                r["interface"],
+                "admin" not in r["line_status"].lower(),
+                up(r["protocol_status"]),
+                description=r.get("description", ""),
+                in_errors=c.get("input_errors") or r.get("input_errors") or None,
+                out_errors=c.get("output_errors") or r.get("output_errors") or None,
+                duplex_=r.get("duplex"),
+                speed=r.get("speed"),
+            )
         )
-        for r in ntc(P, "display interface", out["display interface"])
-    )
+    return by_name(recs)
+
+
+def _lldp(out: Outputs) -> list[dict[str, Any]]:
+    """`display lldp neighbor-information list`: a System Name longer than its 20-character column wraps onto the
+    next line, which ntc's template skips (the name was cut to 20 characters)::
+
+        System Name          Local Interface Chassis ID      Port ID
+        SEP0000000000A0.exam GE1/0/24        10.1.2.3        AABBCCDDEEFF:P1
+        ple.com
+    """
+    lines: list[str] = []
+    for line in out["display lldp neighbor-information list"].splitlines():
+        if lines and re.fullmatch(r"\S+", line) and len(lines[-1].split()) >= 4 and not lines[-1].startswith("System"):
+            first, rest = lines[-1].split(None, 1)
+            lines[-1] = f"{first}{line} {rest}"
+            continue
+        lines.append(line)
+    return [
+        {
+            "local_interface": r["local_interface"],
+            "neighbor": r["neighbor_name"],
+            "neighbor_interface": r["neighbor_interface"],
+            "protocol": "lldp",
+        }
+        for r in ntc(P, "display lldp neighbor-information list", "\n".join(lines) + "\n")
+    ]
 
 
 def _ospf(out: Outputs) -> list[dict[str, Any]]:
@@ -100,18 +132,7 @@ class HpComware(Driver):
     )
     getters: ClassVar[dict[str, Getter]] = {
         "interfaces": Getter(("display interface",), _interfaces),
-        "neighbors": Getter(
-            ("display lldp neighbor-information list",),
-            lambda o: [
-                {
-                    "local_interface": r["local_interface"],
-                    "neighbor": r["neighbor_name"],
-                    "neighbor_interface": r["neighbor_interface"],
-                    "protocol": "lldp",
-                }
-                for r in ntc(P, "display lldp neighbor-information list", o["display lldp neighbor-information list"])
-            ],
-        ),
+        "neighbors": Getter(("display lldp neighbor-information list",), _lldp),
         "bgp": Getter(
             ("display bgp peer ipv4",),
             lambda o: [
