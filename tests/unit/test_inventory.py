@@ -74,6 +74,7 @@ def test_inheritance_host_then_groups_then_defaults(tmp_path: Path) -> None:
         ("groups:\n  g: {groups: [h]}\n  h: {groups: [g]}\n", "cycle in group membership"),
         ("hosts:\n  a: {groups: [nope]}\n", ":2: host 'a': unknown group 'nope'"),
         ("hosts:\n  a: {password: hunter2}\n", ":2: password must be a reference"),
+        ("hosts:\n  a:\n    enable_secret: cisco123\n", ":3: enable_secret must be a reference"),
         ("hosts:\n  a: [1\n", ":3: YAML syntax error"),
         ("hostz: {}\n", ":1: unknown top-level key 'hostz'"),
         ("hosts:\n  'a;rm -rf /': {}\n", "may only hold letters"),
@@ -120,3 +121,8 @@ def test_ten_thousand_hosts_resolve(tmp_path: Path) -> None:
     inv = inventory.load(write(tmp_path, generate(10_000)))
     assert len(inv.hosts) == 10_000
     assert inv.hosts["host-09799"].parents == ("sw-199",)
+
+
+def test_enable_secret_is_inherited_as_a_reference(tmp_path: Path) -> None:
+    inv = inventory.load(write(tmp_path, "groups:\n  sw: {enable_secret: 'env:SW_ENABLE'}\nhosts:\n  a: {groups: [sw]}\n"))
+    assert inv.hosts["a"].enable_secret == SecretRef("env:SW_ENABLE")
