@@ -124,5 +124,6 @@ def test_ten_thousand_hosts_resolve(tmp_path: Path) -> None:
 
 
 def test_enable_secret_is_inherited_as_a_reference(tmp_path: Path) -> None:
-    inv = inventory.load(write(tmp_path, "groups:\n  sw: {enable_secret: 'env:SW_ENABLE'}\nhosts:\n  a: {groups: [sw]}\n"))
+    text = "groups:\n  sw: {enable_secret: 'env:SW_ENABLE'}\nhosts:\n  a: {groups: [sw]}\n"
+    inv = inventory.load(write(tmp_path, text))
     assert inv.hosts["a"].enable_secret == SecretRef("env:SW_ENABLE")
