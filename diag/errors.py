@@ -7,7 +7,15 @@ class DiagError(Exception):
     """Base of all expected errors; str(err) is the one line shown to the user."""
 
 
-class ConfigError(DiagError):
+class InvalidInput(DiagError):
+    """A value the user gave is not valid (an argument, an option, an API field, a file): not a runtime failure.
+
+    The library raises it where it checks what it is given (an OID, a URL, a port, a profile name), so every
+    front door treats it alike: the command line exits 2 with the one line, the HTTP API answers 400.
+    """
+
+
+class ConfigError(InvalidInput):
     """A configuration, inventory or playbook file is invalid.
 
     ``problems`` holds every ``FILE:LINE: message`` found, so a validator can report all of them.
@@ -18,8 +26,8 @@ class ConfigError(DiagError):
         super().__init__(self.problems[0] if self.problems else "invalid configuration")
 
 
-class RegistryError(DiagError):
-    """An unknown name was asked of a registry (probe, playbook, backend...)."""
+class RegistryError(InvalidInput):
+    """An unknown name was asked of a registry (probe, playbook, backend...): a name the user gave."""
 
 
 class ProbeError(DiagError):

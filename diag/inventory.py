@@ -16,8 +16,10 @@ else from defaults. ``tags`` are the union, ``vars`` and ``snmp`` are merged key
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import re
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -250,8 +252,19 @@ def _resolve(name: str, spec: NodeSpec, chain: list[NodeSpec], defaults: NodeSpe
     )
 
 
-def parse(doc: yamlsrc.Doc) -> Inventory:
-    """Validate and resolve a loaded document; raise ConfigError listing every problem found."""
+def _check_device_type(doc: yamlsrc.Doc, path: yamlsrc.PathKey, spec: NodeSpec, known: Collection[str]) -> None:
+    if spec.device_type is not None and spec.device_type not in known:
+        close = difflib.get_close_matches(spec.device_type, known, n=1)
+        hint = f"did you mean {close[0]!r}?" if close else f"known: {', '.join(sorted(known))}"
+        doc.problem((*path, "device_type"), f"unknown device_type {spec.device_type!r}; {hint}")
+
+
+def parse(doc: yamlsrc.Doc, device_types: Collection[str] | None = None) -> Inventory:
+    """Validate and resolve a loaded document; raise ConfigError listing every problem found.
+
+    ``device_types``: the names a ``device_type`` may take (diag.network.devices.registry.known_device_types);
+    given by the caller because the drivers' package depends on this module, not the other way round.
+    """
     data = doc.data if doc.data is not None else {}
     if not isinstance(data, dict):
         raise ConfigError(f"{doc.file}:1: inventory must be a mapping with defaults/groups/hosts")
@@ -261,6 +274,8 @@ def parse(doc: yamlsrc.Doc) -> Inventory:
 
     defaults = doc.check_type(("defaults",), data.get("defaults") or {}, NodeSpec) or NodeSpec()
     _check_secrets(doc, ("defaults",), defaults)
+    if device_types is not None:
+        _check_device_type(doc, ("defaults",), defaults, device_types)
 
     groups: dict[str, NodeSpec] = {}
     for section, out in (("groups", groups),):
@@ -272,6 +287,8 @@ def parse(doc: yamlsrc.Doc) -> Inventory:
             spec = doc.check_type((section, name), body or {}, NodeSpec)
             if spec is not None:
                 _check_secrets(doc, (section, name), spec)
+                if device_types is not None:
+                    _check_device_type(doc, (section, name), spec, device_types)
                 out[name] = spec
 
     raw_hosts = data.get("hosts") or {}
@@ -289,6 +306,8 @@ def parse(doc: yamlsrc.Doc) -> Inventory:
         if spec is None:
             continue
         _check_secrets(doc, ("hosts", name), spec)
+        if device_types is not None:
+            _check_device_type(doc, ("hosts", name), spec, device_types)
         if spec.address is not None and not _valid_address(spec.address):
             doc.problem(("hosts", name, "address"), f"address {spec.address!r} is not an IP address or DNS name")
         specs[name] = spec
@@ -350,6 +369,6 @@ def _valid_address(addr: str) -> bool:
         return bool(_DNS.match(addr))
 
 
-def load(path: str) -> Inventory:
+def load(path: str, device_types: Collection[str] | None = None) -> Inventory:
     """Load, validate and resolve an inventory file (ConfigError lists every ``FILE:LINE`` problem)."""
-    return parse(yamlsrc.load_file(path))
+    return parse(yamlsrc.load_file(path), device_types)

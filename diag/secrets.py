@@ -23,6 +23,24 @@ def is_reference(value: str) -> bool:
     return value.startswith(SCHEMES)
 
 
+def unresolved(value: str) -> str | None:
+    """Why the reference ``value`` cannot be read here (unset variable, unreadable file), or None when it can.
+
+    The value itself is never read into memory beyond an open: ``diag inventory validate`` asks this of every
+    reference so that it can say which secrets the machine lacks without revealing any.
+    """
+    scheme, _, name = value.partition(":")
+    if scheme == "env" and value.startswith("env:"):
+        return None if name in os.environ else f"{value}: environment variable {name} is not set here"
+    if scheme == "file" and value.startswith("file:"):
+        try:
+            with Path(name).expanduser().open("rb"):
+                return None
+        except OSError as e:
+            return f"{value}: cannot read the file here: {e.strerror}"
+    return None
+
+
 class SecretRef:
     """A reference to a secret; ``reveal()`` reads it when a connection needs it."""
 

@@ -52,6 +52,10 @@ class Doc:
     """A loaded YAML document: its data, the line of each path, and problems found while loading.
 
     ``lines`` is filled on first use from ``text`` (the line path), so a valid file never builds it.
+    ``origins`` names where a value came from when it was not the file (``{("agent", "listen"): "--listen"}``):
+    a problem under that path names the option, not a line of a file that does not hold the value.
+    ``resolve_secrets`` False (``diag inventory validate`` away from the agent's machine): a section that reads its
+    secrets at load records an unresolvable reference in ``warnings`` instead of ``problems``.
     """
 
     file: str
@@ -59,6 +63,9 @@ class Doc:
     text: str = ""
     problems: list[str] = field(default_factory=list)
     _lines: dict[PathKey, int] | None = None
+    origins: dict[PathKey, str] = field(default_factory=dict)
+    resolve_secrets: bool = True
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def lines(self) -> dict[PathKey, int]:
@@ -67,8 +74,11 @@ class Doc:
         return self._lines
 
     def where(self, path: PathKey) -> str:
-        """``FILE:LINE`` of the value at ``path`` or, failing that, of its nearest ancestor."""
+        """``FILE:LINE`` of the value at ``path`` or of its nearest ancestor; the option when it came from one."""
         p = tuple(path)
+        for i in range(len(p), 0, -1):
+            if p[:i] in self.origins:
+                return self.origins[p[:i]]
         while p and p not in self.lines:
             p = p[:-1]
         return f"{self.file}:{self.lines.get(p, 1)}"

@@ -275,18 +275,14 @@ class Agent:
 def load_config(
     inventory_file: str | None, listen: str | None = None, data: str | None = None
 ) -> tuple[config.AgentConfig, inventory.Inventory | None]:
-    """Validate an inventory file and its ``agent:`` section, with CLI overrides (ConfigError on problems)."""
-    inv = None
-    raw: dict[str, Any] = {}
-    doc = None
-    if inventory_file is not None and Path(inventory_file).exists():
-        inv = inventory.load(inventory_file)
-        raw, doc = dict(inv.agent), inv.doc
-    if listen:
-        raw["listen"] = listen
-    if data:
-        raw["data"] = data
-    return config.build(doc, raw), inv
+    """Validate an inventory file and its ``agent:`` section, with CLI overrides (ConfigError on problems).
+
+    Every problem of the file at once (diag.config.whole); a bad ``--listen`` or ``--data`` is named by its option.
+    """
+    from diag.config import whole
+
+    loaded = whole.load(inventory_file, {"listen": ("--listen", listen or None), "data": ("--data", data or None)})
+    return loaded.config, loaded.inventory
 
 
 def load(inventory_file: str | None, listen: str | None = None, data: str | None = None) -> Agent:

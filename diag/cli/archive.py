@@ -14,6 +14,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from diag.cli.common import nonnegative_int
+
 if TYPE_CHECKING:
     from diag.archive.settings import ArchiveSettings
     from diag.archive.store import Archive, FetchStatus, Version
@@ -270,7 +272,7 @@ def add_commands(sub: Any) -> None:
     common(d)
     d.add_argument("--from", dest="from_", type=int, metavar="V", help="old version (negative: from the latest)")
     d.add_argument("--to", type=int, metavar="V", help="new version (default: the latest)")
-    d.add_argument("--context", "-U", type=int, default=3, metavar="N", help="lines of context (default 3)")
+    d.add_argument("--context", "-U", type=nonnegative_int, default=3, metavar="N", help="lines of context (default 3)")
     d.add_argument("target", metavar="TARGET[:SOURCE]")
     d.set_defaults(func=cmd_diff)
 

@@ -12,11 +12,10 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from diag.cli.common import DEFAULT_DATA
+from diag.cli.common import DEFAULT_DATA, positive_float, positive_int
 
 if TYPE_CHECKING:
     from diag.model import RunReport
-
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -224,7 +223,7 @@ def add_commands(sub: Any) -> None:
     c.add_argument("--json", action="store_true", help="print one JSON document (the DESIGN.md contract)")
     c.add_argument("--var", action="append", metavar="NAME=VALUE", help="set a playbook variable (repeatable)")
     c.add_argument("--allow-changes", action="store_true", help="also run steps marked changes: true")
-    c.add_argument("--concurrency", type=int, default=50, help="hosts worked on at once (default 50)")
+    c.add_argument("--concurrency", type=positive_int, default=50, help="hosts worked on at once (default 50)")
     c.add_argument(
         "--known-hosts",
         action="append",
@@ -239,7 +238,12 @@ def add_commands(sub: Any) -> None:
         help="where hosts are checked: this process (default) or `diag worker` processes via Redis",
     )
     c.add_argument("--redis", help="with --backend celery: broker URL or env:NAME (default $DIAG_REDIS_URL)")
-    c.add_argument("--timeout", type=float, default=3600.0, help="with --backend celery: seconds to wait for all hosts")
+    c.add_argument(
+        "--timeout",
+        type=positive_float,
+        default=3600.0,
+        help="with --backend celery: seconds to wait for all hosts",
+    )
     c.add_argument("--namespace", help="with --backend celery: the deployment's namespace (default $DIAG_NAMESPACE)")
     c.add_argument("targets", nargs="+", metavar="TARGET", help="host or group names ('all' for every host)")
     c.set_defaults(func=cmd_check)

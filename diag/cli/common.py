@@ -1,14 +1,21 @@
-"""What every command module shares: where the inventory is when ``--inventory`` is not given."""
+"""What every command module shares: where the inventory is, and argument types that reject bad values early.
+
+The argument types make a bad number an argparse error (exit 2, one line naming the option) before anything runs:
+a negative timeout reached ``socket.settimeout`` as a traceback, a port over 65535 came back as "refused".
+Nothing but ``os`` and ``argparse`` (which the command line imports anyway) at the top: a walk command's start-up.
+"""
 
 from __future__ import annotations
 
+import argparse
 import os
 
 from diag.errors import ConfigError
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (a walk command's start-up)
 if TYPE_CHECKING:
-    import argparse
+    from collections.abc import Callable
+
 
 DEFAULT_INVENTORY = "inventory.yaml"
 DEFAULT_DATA = ".diag"  # --data: TOFU host keys, facts, journal, stores
@@ -25,3 +32,43 @@ def inventory_path(args: argparse.Namespace, required: bool = False) -> str | No
     if required:
         raise ConfigError(f"{DEFAULT_INVENTORY}: no inventory file here; pass --inventory FILE")
     return None
+
+
+def port(text: str) -> int:
+    """A TCP/UDP port number, 1-65535."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number (1-65535)") from None
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"{value} is not a port number (1-65535)")
+    return value
+
+
+def number(
+    minimum: float = 0.0, *, above: bool = True, integer: bool = False, maximum: float | None = None
+) -> Callable[[str], float]:
+    """A type for a number above ``minimum`` (or at least it, when ``above`` is False) and at most ``maximum``;
+    finite, never NaN."""
+
+    def convert(text: str) -> float:
+        try:
+            value: float = int(text) if integer else float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {'a whole number' if integer else 'a number'}") from None
+        if value != value or value in (float("inf"), float("-inf")) or value < minimum or (above and value == minimum):
+            bound = f"above {minimum:g}" if above else f"at least {minimum:g}"
+            raise argparse.ArgumentTypeError(f"{text!r}: must be {bound}")
+        if maximum is not None and value > maximum:
+            raise argparse.ArgumentTypeError(f"{text!r}: must be at most {maximum:g}")
+        return value
+
+    convert.__name__ = "int" if integer else "float"  # what argparse names in its own messages
+    return convert
+
+
+#: The common cases, named for what they read like in ``add_argument(type=...)``.
+positive_float = number(0.0)
+positive_int = number(0, integer=True)
+nonnegative_float = number(0.0, above=False)
+nonnegative_int = number(0, above=False, integer=True)

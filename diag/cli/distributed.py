@@ -11,6 +11,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from diag.cli.common import positive_float, positive_int
+
 log = logging.getLogger(__name__)
 
 DEFAULT_REDIS = "redis://127.0.0.1:6379/0"
@@ -157,7 +159,7 @@ def add_commands(sub: Any) -> None:
     w.add_argument("--redis", help=f"broker URL or env:NAME (default $DIAG_REDIS_URL or {DEFAULT_REDIS})")
     w.add_argument("--site", action="append", help="take only hosts of this site (repeatable)")
     w.add_argument("--any-site", action="store_true", help="with --site: also take hosts that have no site")
-    w.add_argument("--concurrency", type=int, default=50, help="hosts checked at once (threads, default 50)")
+    w.add_argument("--concurrency", type=positive_int, default=50, help="hosts checked at once (threads, default 50)")
     w.add_argument("--known-hosts", action="append", metavar="FILE", help="known_hosts file (repeatable)")
     w.add_argument("--data", default=DEFAULT_DATA, help="data directory (TOFU host keys)")
     w.add_argument("--metrics-listen", metavar="HOST:PORT", help="serve the worker's own /metrics here")
@@ -168,7 +170,12 @@ def add_commands(sub: Any) -> None:
     )
     w.add_argument("--inventory", "-i", help="with --incidents: the inventory with the agent.incidents section")
     w.add_argument("--export-snmp", action="store_true", help="with --metrics-listen: also serve the fleet's SNMP")
-    w.add_argument("--visibility-timeout", type=float, default=300.0, help="seconds before a lost host is redelivered")
+    w.add_argument(
+        "--visibility-timeout",
+        type=positive_float,
+        default=300.0,
+        help="seconds before a lost host is redelivered",
+    )
     w.add_argument("--namespace", help=NAMESPACE_HELP)
     w.add_argument(
         "--broker-retries",
@@ -184,8 +191,8 @@ def add_commands(sub: Any) -> None:
     s.add_argument("--redis", help=f"broker URL or env:NAME (default $DIAG_REDIS_URL or {DEFAULT_REDIS})")
     s.add_argument("--schedule", required=True, help="schedule file (YAML, see docs/distributed.md)")
     s.add_argument("--inventory", "-i", help="inventory file (default: ./inventory.yaml)")
-    s.add_argument("--tick", type=float, default=1.0, help="seconds between scheduler ticks")
-    s.add_argument("--ttl", type=float, default=10.0, help="leader lock TTL in seconds (hand-over time)")
+    s.add_argument("--tick", type=positive_float, default=1.0, help="seconds between scheduler ticks")
+    s.add_argument("--ttl", type=positive_float, default=10.0, help="leader lock TTL in seconds (hand-over time)")
     s.add_argument("--name", help="scheduler identity (default HOST-PID)")
     s.add_argument("--namespace", help=NAMESPACE_HELP)
     s.set_defaults(func=cmd_scheduler)

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from diag.cli.common import positive_float, positive_int
 from diag.errors import DiagError
 
 
@@ -203,7 +204,7 @@ def add_commands(sub: Any) -> None:
     ls.add_argument("--json", action="store_true")
     ls.add_argument("--all", action="store_true", help="include resolved and discarded incidents")
     ls.add_argument("--state", action="append", help="only this state (repeatable)")
-    ls.add_argument("--limit", type=int, default=1000)
+    ls.add_argument("--limit", type=positive_int, default=1000)
     ls.set_defaults(func=cmd_list)
     sh = s.add_parser("show", help="one incident with its journal, deliveries and (local) ticket")
     _common(sh)
@@ -229,7 +230,7 @@ def add_commands(sub: Any) -> None:
     si.set_defaults(func=cmd_silence)
     dv = s.add_parser("deliver", help="deliver what the outbox holds now, then exit")
     _common(dv)
-    dv.add_argument("--timeout", type=float, default=60.0)
+    dv.add_argument("--timeout", type=positive_float, default=60.0)
     dv.set_defaults(func=cmd_deliver)
 
     kb = sub.add_parser("kb", help="the knowledge base: validate or list entries")

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from diag.cli.common import DEFAULT_DATA
+from diag.cli.common import DEFAULT_DATA, positive_int
 from diag.errors import ConfigError
 from diag.journal.period import parse_since
 
@@ -137,7 +137,7 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--action", help="only this action or its family (check, command.sent, approval, login...)")
     p.add_argument("--actor", help="only records of this actor (cli:USER, token:NAME, ...)")
     p.add_argument("--target", help="only records about this target (host, job, incident ...)")
-    p.add_argument("--limit", type=int, help="only the newest N records")
+    p.add_argument("--limit", type=positive_int, help="only the newest N records")
     p.add_argument("--json", action="store_true", help="print one JSON list")
     p.set_defaults(func=cmd_list)
     jsub = p.add_subparsers(dest="action_cmd", required=False, metavar="verify|key|anchor")

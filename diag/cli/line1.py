@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from diag.cli.common import nonnegative_float, positive_int
 from diag.errors import ConfigError
 
 
@@ -143,7 +144,9 @@ def add_commands(sub: Any) -> None:
     w = s.add_parser("watch", help="poll the desks of agent.line1 and triage new tickets")
     common(w)
     w.add_argument("--once", action="store_true", help="poll each desk once, then exit")
-    w.add_argument("--interval", type=float, default=0.0, help="seconds between polls (default: agent.line1)")
+    w.add_argument(
+        "--interval", type=nonnegative_float, default=0.0, help="seconds between polls (default: agent.line1)"
+    )
     w.set_defaults(func=cmd_watch)
     t = s.add_parser("tickets", help="people's tickets seen and what triage did")
     common(t)
@@ -161,7 +164,7 @@ def add_commands(sub: Any) -> None:
     a = s.add_parser("applications", help="standard changes applied, with their results")
     common(a)
     a.add_argument("--change")
-    a.add_argument("--limit", type=int, default=50)
+    a.add_argument("--limit", type=positive_int, default=50)
     a.add_argument("--json", action="store_true")
     a.set_defaults(func=cmd_applications)
     for name in ("pause", "resume"):

@@ -1,6 +1,8 @@
 """The ``diag`` command line: parse arguments, call the library, render the answer, set the exit status.
 
-Expected errors (DiagError) print one line per problem on stderr and exit 2; a traceback is a bug.
+Bad input (a bad argument or option, an invalid file: InvalidInput, ConfigError) prints one line per problem on
+stderr and exits 2; a failure at run time (DiagError: unreachable, refused, timed out) prints one line and exits 3
+unless the command documents its own status; a traceback is a bug.
 Modules that only some commands need (json, pathlib, typing, the command modules) are imported inside them:
 ``diag snmp walk`` is compared with net-snmp's C tools, and every import is start-up CPU (docs/snmp.md).
 """
@@ -13,12 +15,12 @@ import sys
 
 from diag import __version__
 from diag.cli.common import DEFAULT_INVENTORY, inventory_path
-from diag.errors import ConfigError, DiagError
+from diag.errors import ConfigError, DiagError, InvalidInput
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
-    from typing import Any
+    from typing import Any, NoReturn
 
     Command = Callable[[argparse.Namespace], int]
 
@@ -86,14 +88,24 @@ def _rank(sev: str) -> int:
 
 
 def cmd_inventory_validate(args: argparse.Namespace) -> int:
+    """Exit 0 when the file is valid, 2 with every problem as a ``FILE:LINE: message`` line otherwise.
+
+    Secrets are the machine's, not the file's: a reference that cannot be read here (an unset ``env:`` variable,
+    a missing ``file:``) is a ``FILE:LINE: warning:`` line and does not make the file invalid, so a file can be
+    checked on a laptop or in CI. ``--secrets`` makes them problems, for a check on the agent's own machine.
+    """
     from pathlib import Path
 
-    from diag.agent import daemon as agent
+    from diag.config import whole
 
     if not Path(args.file).is_file():
         raise ConfigError(f"{args.file}:1: cannot read: no such file")
-    agent.load_config(args.file)  # validates the inventory and the agent section, raising ConfigError
-    print(f"{args.file}: ok")
+    loaded = whole.load(args.file, resolve_secrets=False)  # raises ConfigError with every problem
+    if args.secrets and loaded.warnings:
+        raise ConfigError([w.replace(": warning: ", ": ", 1) for w in loaded.warnings])
+    for line in loaded.warnings:
+        print(line, file=sys.stderr)
+    print(f"{args.file}: ok" + (f" ({len(loaded.warnings)} warnings)" if loaded.warnings else ""))
     return 0
 
 
@@ -167,6 +179,17 @@ def cmd_inventory_detect(args: argparse.Namespace) -> int:
     return rc
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse, with its usage errors on one line (``diag net port: argument port: ...``), exit status 2.
+
+    argparse prints the whole usage block before the error; a script reading stderr, or a person with a long
+    command, wants the one line that says which argument is wrong and how to get help.
+    """
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
 #: Commands whose parser alone is built when they are asked for: ``diag snmp walk`` is compared with
 #: net-snmp's C tools (bench/snmp_walk.py), and the other command modules' imports cost ~40 ms of its start.
 _ALONE = {"snmp": "diag.cli.snmp"}
@@ -176,7 +199,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The whole parser; only ``command``'s when it is one of :data:`_ALONE` (same options and help)."""
     import importlib
 
-    p = argparse.ArgumentParser(prog="diag", description="Infrastructure monitoring and remote diagnostics.")
+    p = Parser(prog="diag", description="Infrastructure monitoring and remote diagnostics.")
     p.add_argument("--version", action="version", version=f"diag {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     if command in _ALONE:
@@ -202,6 +225,11 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     isub = inv.add_subparsers(dest="action", required=True, metavar="ACTION")
     v = isub.add_parser("validate", help="check FILE; exit 2 with FILE:LINE: message lines on errors")
     v.add_argument("file")
+    v.add_argument(
+        "--secrets",
+        action="store_true",
+        help="also require every env:/file: secret reference to be readable here (on the agent's machine)",
+    )
     v.set_defaults(func=cmd_inventory_validate)
     ls = isub.add_parser("list", help="list resolved hosts")
     ls.add_argument("--inventory", "-i")
@@ -257,6 +285,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as e:
         for line in e.problems:
             print(line, file=sys.stderr)
+        return 2
+    except InvalidInput as e:  # an argument the library refused (an OID, a URL, a profile name): not a failure
+        print(f"diag: {e}", file=sys.stderr)
         return 2
     except DiagError as e:
         print(f"diag: {e}", file=sys.stderr)

@@ -10,6 +10,7 @@ import argparse
 import json
 from typing import Any
 
+from diag.cli.common import nonnegative_float, port, positive_float, positive_int
 from diag.model import Result, worst_severity
 
 
@@ -103,33 +104,42 @@ def add_commands(sub: Any) -> None:
     nsub = net.add_subparsers(dest="net_command", required=True)
 
     def common(p: argparse.ArgumentParser, timeout: float) -> None:
-        p.add_argument("--timeout", type=float, default=timeout, help=f"seconds per probe (default {timeout:g})")
+        p.add_argument(
+            "--timeout",
+            type=positive_float,
+            default=timeout,
+            help=f"seconds per probe (default {timeout:g})",
+        )
         p.add_argument("--json", action="store_true", help="details, metrics and findings as JSON")
 
     p = nsub.add_parser("ping", help="ICMP echo (raw socket; falls back to a ping socket, then TCP connect)")
     p.add_argument("target")
-    p.add_argument("-c", "--count", type=int, default=5)
-    p.add_argument("-i", "--interval", type=float, default=0.2, help="seconds between probes")
-    p.add_argument("--tcp-port", type=int, default=80, help="port of the TCP-connect fallback (default 80)")
+    p.add_argument("-c", "--count", type=positive_int, default=5)
+    p.add_argument("-i", "--interval", type=nonnegative_float, default=0.2, help="seconds between probes")
+    p.add_argument("--tcp-port", type=port, default=80, help="port of the TCP-connect fallback (default 80)")
     p.add_argument("--method", choices=["dgram", "tcp"], help="force a ping socket or TCP connects")
-    p.add_argument("--loss-threshold", type=float, default=0.1, help="loss ratio that makes a finding (default 0.1)")
-    p.add_argument("--rtt-threshold", type=float, default=0.5, help="average RTT in seconds that makes a finding")
+    p.add_argument(
+        "--loss-threshold", type=nonnegative_float, default=0.1, help="loss ratio that makes a finding (default 0.1)"
+    )
+    p.add_argument(
+        "--rtt-threshold", type=positive_float, default=0.5, help="average RTT in seconds that makes a finding"
+    )
     common(p, 1.0)
     p.set_defaults(func=cmd_ping)
 
     p = nsub.add_parser("trace", help="traceroute with per-hop RTT; says at which hop the path breaks")
     p.add_argument("target")
     p.add_argument("-m", "--method", choices=["icmp", "udp", "tcp"], default="icmp")
-    p.add_argument("--max-hops", type=int, default=30)
-    p.add_argument("-q", "--probes", type=int, default=3, help="probes per hop")
-    p.add_argument("-p", "--port", type=int, help="destination port (udp: first port, default 33434; tcp: 80)")
-    p.add_argument("--max-silent", type=int, default=3, help="stop after this many silent hops in a row")
+    p.add_argument("--max-hops", type=positive_int, default=30)
+    p.add_argument("-q", "--probes", type=positive_int, default=3, help="probes per hop")
+    p.add_argument("-p", "--port", type=port, help="destination port (udp: first port, default 33434; tcp: 80)")
+    p.add_argument("--max-silent", type=positive_int, default=3, help="stop after this many silent hops in a row")
     common(p, 1.0)
     p.set_defaults(func=cmd_trace)
 
     p = nsub.add_parser("port", help="TCP connect: open, refused, timeout (filtered) or unreachable")
     p.add_argument("target")
-    p.add_argument("port", type=int)
+    p.add_argument("port", type=port)
     common(p, 3.0)
     p.set_defaults(func=cmd_port)
 
@@ -144,13 +154,13 @@ def add_commands(sub: Any) -> None:
     p.add_argument("url")
     p.add_argument("--insecure", action="store_true", help="do not verify the certificate")
     p.add_argument("--cafile", help="trust this CA file")
-    p.add_argument("--cert-days", type=float, default=14.0, help="warn when the certificate expires sooner")
+    p.add_argument("--cert-days", type=nonnegative_float, default=14.0, help="warn when the certificate expires sooner")
     common(p, 5.0)
     p.set_defaults(func=cmd_http)
 
     p = nsub.add_parser("service", help="greeting/handshake of smtp, imap, ftp or mysql")
     p.add_argument("target")
     p.add_argument("service", choices=["smtp", "imap", "ftp", "mysql"])
-    p.add_argument("-p", "--port", type=int)
+    p.add_argument("-p", "--port", type=port)
     common(p, 5.0)
     p.set_defaults(func=cmd_service)

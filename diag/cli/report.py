@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from diag.cli.common import number, positive_float
 from diag.errors import ConfigError
 
 
@@ -80,10 +81,17 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--data", help="data directory (default: the inventory's agent.data, else ./.diag)")
     p.add_argument("--from", dest="from_", help="start (date or ISO time, UTC); default: --days before --to")
     p.add_argument("--to", help="end, exclusive (default: now)")
-    p.add_argument("--days", type=float, default=30.0, help="period length when --from is not given (default 30)")
+    p.add_argument(
+        "--days", type=positive_float, default=30.0, help="period length when --from is not given (default 30)"
+    )
     p.add_argument("--format", choices=["html", "csv", "json"], default="html")
     p.add_argument("--output", "-o", help="write to this file instead of stdout")
     p.add_argument("--role", choices=["engineer", "lead"], default="engineer", help="lead adds per-engineer figures")
     p.add_argument("--no-tickets", action="store_true", help="with --role lead: do not read the ticket system")
-    p.add_argument("--slo", type=float, default=0.999, help="availability objective per host/service (default 0.999)")
+    p.add_argument(
+        "--slo",
+        type=number(0.0, maximum=1.0),
+        default=0.999,
+        help="availability objective per host/service, above 0 and at most 1 (default 0.999)",
+    )
     p.set_defaults(func=cmd_report)

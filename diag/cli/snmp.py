@@ -10,6 +10,8 @@ import argparse
 import os
 import sys
 
+from diag.cli.common import nonnegative_int, positive_float, positive_int
+
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (a walk command's start-up)
 if TYPE_CHECKING:
     from typing import Any
@@ -31,8 +33,8 @@ def add_commands(sub: Any) -> None:
         c.add_argument("--auth-key-env", metavar="VAR", help="v3 auth password from this environment variable")
         c.add_argument("--priv-protocol", "-x", default=None, help="v3 privacy protocol (AES, DES...)")
         c.add_argument("--priv-key-env", metavar="VAR", help="v3 privacy password from this environment variable")
-        c.add_argument("--timeout", "-t", type=float, help="seconds per try (default 2)")
-        c.add_argument("--retries", "-r", type=int, help="extra tries (default 1)")
+        c.add_argument("--timeout", "-t", type=positive_float, help="seconds per try (default 2)")
+        c.add_argument("--retries", "-r", type=nonnegative_int, help="extra tries (default 1)")
         c.add_argument("--json", action="store_true", help="print JSON")
         c.add_argument("target", metavar="TARGET[:PORT]", help="address, host name or inventory host")
 
@@ -44,7 +46,7 @@ def add_commands(sub: Any) -> None:
     common(w)
     w.add_argument("oid", metavar="OID")
     w.add_argument("--no-bulk", action="store_true", help="walk with GETNEXT")
-    w.add_argument("--max-repetitions", type=int, help="GETBULK max-repetitions to start with (default 100)")
+    w.add_argument("--max-repetitions", type=positive_int, help="GETBULK max-repetitions to start with (default 100)")
     w.add_argument(
         "--no-check-increasing",
         "-Cc",
@@ -119,6 +121,18 @@ def _may_name(inv_file: str, name: str) -> bool:
         return True  # let the inventory loader say what is wrong with the file
 
 
+def _check_oids(oids: list[str]) -> None:
+    """Refuse an OID that is not one before anything is sent (a v3 session talks to the agent when it opens)."""
+    from diag.errors import InvalidInput
+    from diag.network.snmp import ber
+
+    for oid in oids:
+        try:
+            ber.encode_oid(oid)
+        except ber.BerError as e:
+            raise InvalidInput(f"{e} (OIDs are numeric, e.g. 1.3.6.1.2.1.1)") from None
+
+
 def _print_vars(vars: list[Var], as_json: bool) -> None:
     from diag.network.snmp.client import format_value
 
@@ -139,6 +153,7 @@ def _print_vars(vars: list[Var], as_json: bool) -> None:
 def cmd_get(args: argparse.Namespace) -> int:
     from diag.network.snmp.client import open_session
 
+    _check_oids(args.oids)
     target = _target(args)
     s = open_session(target)
     try:
@@ -153,6 +168,7 @@ def cmd_walk(args: argparse.Namespace) -> int:
     from diag.network.snmp import ber
     from diag.network.snmp.client import Walked, format_value, open_session
 
+    _check_oids([args.oid])
     target = _target(args)
     if args.max_repetitions:
         target.max_repetitions = args.max_repetitions
@@ -205,9 +221,10 @@ def cmd_poll(args: argparse.Namespace) -> int:
     from diag.exporters.exposition import encode_metrics
     from diag.network.snmp import profiles
 
+    loaded = [profiles.load(n) for n in args.profile or ()]  # an unknown name is refused before the target is read
     target = _target(args)
-    names = args.profile or getattr(args, "host_profiles", None) or [profiles.AUTO]
-    loaded = [profiles.load(n) for n in names]
+    if not loaded:
+        loaded = [profiles.load(n) for n in getattr(args, "host_profiles", None) or [profiles.AUTO]]
     result = profiles.poll(target, loaded)
     if args.json:
         doc = {

@@ -51,11 +51,17 @@ def _settings(args: argparse.Namespace) -> tuple[Any, Any]:
         inv = inventory.load(args.config)
         raw = dict(inv.agent.get("traps") or {})
         doc = inv.doc
+    base = ("agent", "traps")
+    origins: dict[tuple[str | int, ...], str] = {}  # a problem in a value given as an option names the option
     if args.listen:
         raw["listen"] = list(args.listen)
+        origins[(*base, "listen")] = "--listen"
     if args.community_env:
+        first = len(raw.get("communities", []))
         raw["communities"] = [*raw.get("communities", []), *(f"env:{v}" for v in args.community_env)]
+        origins |= {(*base, "communities", first + i): "--community-env" for i in range(len(args.community_env))}
     if args.user:
+        origins[(*base, "users", len(raw.get("users", [])))] = f"--user {args.user}"
         user: dict[str, Any] = {"name": args.user}
         if args.auth_key_env:
             user |= {"auth_protocol": args.auth_protocol or "SHA", "auth_key": f"env:{args.auth_key_env}"}
@@ -65,6 +71,7 @@ def _settings(args: argparse.Namespace) -> tuple[Any, Any]:
     if doc is None or args.listen or args.community_env or args.user:
         # Options change the section: check it as a whole, its problems named after the options.
         doc = yamlsrc.Doc(args.config or "<options>", {"agent": {"traps": raw}}, doc.text if doc else "")
+        doc.origins = origins
     cfg = trapconfig.build(doc, raw)
     if cfg is None:
         raise ConfigError(doc.problems)

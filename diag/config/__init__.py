@@ -129,6 +129,8 @@ def build(doc: yamlsrc.Doc | None, raw: dict[str, object] | None) -> AgentConfig
         if opts is not None:
             if opts.interval <= 0 or opts.timeout <= 0:
                 doc.problem(("agent", "probes", name), "interval and timeout must be positive")
+            for key, message in opts.problems():
+                doc.problem(("agent", "probes", name, key), f"{name}: {message}")
             options[name] = opts
     receiver = None
     if spec.alertmanager is not None:

@@ -27,6 +27,31 @@ class ProbeOptions(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     interval: float = 15.0
     timeout: float = 10.0
 
+    def problems(self) -> list[tuple[str, str]]:
+        """(option, message) for every value that cannot be meant; a probe may extend it for its own rules.
+
+        By the names, for every probe at once: a number is never negative (a ``*_celsius`` may be); a
+        ``*_percent`` is at most 100; and a ``...warning...`` threshold stays on the same side of its
+        ``...critical...`` twin as the defaults have it (memory's available_warning_percent is above its critical
+        one, filesystem's warning_percent below), so that a warning comes before the critical finding.
+        """
+        out: list[tuple[str, str]] = []
+        values = msgspec.structs.asdict(self)
+        defaults = type(self)()
+        for name, value in values.items():
+            if isinstance(value, bool) or not isinstance(value, int | float) or name in ("interval", "timeout"):
+                continue  # interval and timeout: the agent section checks them for every probe
+            if value != value or (value < 0 and not name.endswith("_celsius")):  # value != value: NaN
+                out.append((name, f"{name} must not be negative (got {value:g})"))
+            elif name.endswith("_percent") and value > 100:
+                out.append((name, f"{name} is a percentage, at most 100 (got {value:g})"))
+            if "warning" in name and (twin := name.replace("warning", "critical", 1)) in values:
+                crit, wdef, cdef = values[twin], getattr(defaults, name), getattr(defaults, twin)
+                if isinstance(crit, int | float) and wdef != cdef and (value > crit) != (wdef > cdef) and value != crit:
+                    side = "above" if wdef < cdef else "below"
+                    out.append((name, f"{name} {value:g} must not be {side} {twin} {crit:g} (a warning comes first)"))
+        return out
+
 
 @dataclass(slots=True)
 class Paths:

@@ -48,6 +48,24 @@ def device_types() -> list[str]:
     return DRIVERS.names()
 
 
+def known_device_types() -> list[str]:
+    """Every ``device_type`` an inventory may name: ``linux``, the drivers of this package and of entry points.
+
+    Read from the module names and the entry-point names, without importing a driver (netmiko costs ~0.3 s and
+    several MiB): inventory validation needs the names only. A test checks they are the names the drivers register.
+    """
+    from importlib.metadata import entry_points
+
+    names = {"linux"}
+    names.update(
+        m.name
+        for m in pkgutil.iter_modules([str(Path(__file__).parent)])
+        if m.name not in _NOT_DRIVERS and not m.name.startswith("_")
+    )
+    names.update(ep.name for ep in entry_points(group=f"diag.{DRIVERS.kind}"))
+    return sorted(names)
+
+
 def is_device(host: Host) -> bool:
     """Is ``host`` a network device with a driver (as opposed to a shell host such as ``linux``)?"""
     if host.device_type == "linux":  # the common case: answer without importing netmiko

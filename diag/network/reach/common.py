@@ -6,7 +6,7 @@ import os
 import socket
 from typing import Literal
 
-from diag.errors import DiagError
+from diag.errors import DiagError, InvalidInput
 
 PingMethod = Literal["raw", "dgram", "tcp"]
 TraceMethod = Literal["icmp", "udp", "tcp"]
@@ -20,8 +20,31 @@ class ReachError(DiagError):
     """A check could not run at all (bad target, no permission for what it needs)."""
 
 
+def check_port(port: int, what: str = "port") -> int:
+    """``port`` when it is a TCP/UDP port number; InvalidInput (exit 2, HTTP 400) naming ``what`` otherwise.
+
+    Without it a port over 65535 was passed on and came back as "refused" (the kernel saw another port).
+    """
+    if not 1 <= port <= 65535:
+        raise InvalidInput(f"{what} {port} is not a port number (1-65535)")
+    return port
+
+
+def check_positive(value: float, what: str, zero: bool = False) -> float:
+    """``value`` when it is above zero (or zero, when ``zero``); InvalidInput naming ``what`` otherwise."""
+    if value < 0 or (value == 0 and not zero) or value != value:  # value != value: NaN
+        raise InvalidInput(f"{what} {value:g} must be {'zero or more' if zero else 'positive'}")
+    return value
+
+
 def resolve(target: str) -> str:
-    """The IPv4 address of ``target`` (an address or a name), or a one-line error naming the target."""
+    """The IPv4 address of ``target`` (an address or a name), or a one-line error naming the target.
+
+    A target that cannot be a host name at all (empty, blanks, control characters) is InvalidInput; one that
+    does not resolve is a ReachError (the resolver's answer can change, the input cannot).
+    """
+    if not target or any(c.isspace() or not c.isprintable() for c in target):
+        raise InvalidInput(f"{target!r} is not a host name or address")
     try:
         return socket.gethostbyname(target)
     except (socket.gaierror, UnicodeError) as e:

@@ -7,7 +7,9 @@ import socket
 import time
 from dataclasses import asdict, dataclass
 
+from diag.errors import InvalidInput
 from diag.model import Evidence, Result
+from diag.network.reach.common import check_port, check_positive
 
 
 @dataclass(slots=True)
@@ -33,6 +35,7 @@ def dns_check(name: str, timeout: float = 5.0, server: str | None = None, rdtype
     getaddrinfo cannot be interrupted, so it runs on a worker thread; on timeout the thread finishes on its own.
     With ``server`` ("IP" or "IP:PORT") the query goes to that server only, with dnspython, for ``rdtype`` records.
     """
+    check_positive(timeout, "timeout")
     if server:
         return _dns_query(name, timeout, server, rdtype)
     start = time.monotonic()
@@ -54,12 +57,17 @@ def dns_check(name: str, timeout: float = 5.0, server: str | None = None, rdtype
 
 def _dns_query(name: str, timeout: float, server: str, rdtype: str) -> DnsCheck:
     import dns.exception  # imported here: only server queries need dnspython
+    import dns.rdatatype
     import dns.resolver
 
-    host, _, port = server.partition(":")
+    host, port = _server(server)
+    try:
+        dns.rdatatype.from_text(rdtype)
+    except dns.exception.DNSException:
+        raise InvalidInput(f"{rdtype}: not a DNS record type (A, AAAA, MX, TXT, ...)") from None
     res = dns.resolver.Resolver(configure=False)
     res.nameservers = [host]
-    res.port = int(port) if port else 53
+    res.port = port
     start = time.monotonic()
 
     def fail(kind: str, e: Exception) -> DnsCheck:
@@ -78,6 +86,24 @@ def _dns_query(name: str, timeout: float, server: str, rdtype: str) -> DnsCheck:
     except (dns.exception.DNSException, ValueError) as e:
         return fail("error", e)
     return DnsCheck(name, time.monotonic() - start, sorted(r.to_text() for r in ans), server=server, rdtype=rdtype)
+
+
+def _server(server: str) -> tuple[str, int]:
+    """``IP``, ``IP:PORT`` or ``[IPv6]:PORT`` -> (address, port); InvalidInput otherwise (not a runtime failure)."""
+    import ipaddress
+
+    host, port = server, "53"
+    if server.startswith("["):
+        host, _, rest = server[1:].partition("]")
+        port = rest.removeprefix(":") or port
+    elif server.count(":") == 1:
+        host, _, port = server.partition(":")
+    try:
+        ipaddress.ip_address(host)
+        number = int(port)
+    except ValueError:
+        raise InvalidInput(f"server {server!r}: not an IP address or IP:PORT") from None
+    return host, check_port(number, "server port")
 
 
 def dns_result(d: DnsCheck) -> Result:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from diag.model import Evidence, Gap, Result
-from diag.network.reach.common import PingMethod, ReachError, probe_ident, resolve
+from diag.network.reach.common import PingMethod, ReachError, check_port, check_positive, probe_ident, resolve
 from diag.network.reach.packets import (
     ICMP_DEST_UNREACH,
     ICMP_ECHO_REPLY,
@@ -166,6 +166,10 @@ def ping(
     force: PingMethod | None = None,
 ) -> PingStats:
     """Send ``count`` echo probes; fall back to a ping socket or TCP connects to ``tcp_port`` when raw is denied."""
+    check_positive(count, "count")
+    check_positive(interval, "interval", zero=True)
+    check_positive(timeout, "timeout")
+    check_port(tcp_port, "tcp port")
     address = resolve(target)
     sock: socket.socket | None
     method: PingMethod

@@ -9,7 +9,7 @@ import time
 from dataclasses import asdict, dataclass
 
 from diag.model import Evidence, Result
-from diag.network.reach.common import PortState, resolve
+from diag.network.reach.common import PortState, check_port, check_positive, resolve
 
 
 def tcp_connect(address: str, port: int, timeout: float) -> tuple[PortState, float, str]:
@@ -37,6 +37,8 @@ class PortCheck:
 
 
 def port_check(target: str, port: int, timeout: float = 3.0) -> PortCheck:
+    check_port(port)
+    check_positive(timeout, "timeout")
     state, secs, err = tcp_connect(resolve(target), port, timeout)
     return PortCheck(target, port, state, secs, err)
 

@@ -11,8 +11,17 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from diag.errors import InvalidInput
 from diag.model import Evidence, Result
-from diag.network.reach.common import UDP_BASE_PORT, ReachError, TraceMethod, probe_ident, resolve
+from diag.network.reach.common import (
+    UDP_BASE_PORT,
+    ReachError,
+    TraceMethod,
+    check_port,
+    check_positive,
+    probe_ident,
+    resolve,
+)
 from diag.network.reach.packets import (
     ICMP_DEST_UNREACH,
     ICMP_ECHO_REPLY,
@@ -211,6 +220,13 @@ def traceroute(
 
     Stops at the destination, at an ICMP unreachable, after ``max_silent`` silent hops in a row, or at ``max_hops``.
     """
+    if not 1 <= max_hops <= 255:
+        raise InvalidInput(f"max hops {max_hops} must be 1 to 255 (an IP TTL)")
+    check_positive(probes, "probes per hop")
+    check_positive(timeout, "timeout")
+    check_positive(max_silent, "max silent hops")
+    if port is not None:
+        check_port(port)
     address = resolve(target)
     port = port or {"icmp": 0, "udp": UDP_BASE_PORT, "tcp": 80}[method]
     tracer = _Tracer(address, method, timeout, port)

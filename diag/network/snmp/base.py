@@ -6,7 +6,7 @@ nothing of the client.
 
 from __future__ import annotations
 
-from diag.errors import AuthError, DiagError, Timeout
+from diag.errors import AuthError, DiagError, InvalidInput, Timeout
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: a walk command's start-up (docs/snmp.md)
 if TYPE_CHECKING:
@@ -31,6 +31,18 @@ class SnmpTimeout(SnmpError, Timeout):
 
 class SnmpAuthError(SnmpError, AuthError):
     """v3 authentication or privacy failed (wrong user, password or protocol)."""
+
+
+class SnmpInputError(SnmpError, InvalidInput):
+    """What was asked cannot be asked (not an OID, a v3 target without a user, an unknown protocol).
+
+    InvalidInput, so the command line exits 2 and not 3 (nothing failed at run time); and an SnmpError, so a
+    poll that meets it reports it as a finding of that device instead of stopping.
+    """
+
+
+class SnmpCredentialError(SnmpAuthError, InvalidInput):
+    """v3 credentials that cannot work, known before anything is sent (unknown protocol, password too short)."""
 
 
 class Target:

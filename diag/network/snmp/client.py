@@ -23,6 +23,7 @@ from diag.network.snmp.base import (
     MIN_REPETITIONS,
     SnmpAuthError,
     SnmpError,
+    SnmpInputError,
     SnmpTimeout,
     Target,
     Var,
@@ -39,7 +40,8 @@ if TYPE_CHECKING:
     _T = TypeVar("_T")
 
 __all__ = [
-    "MAX_REPETITIONS", "MIN_REPETITIONS", "Session", "SnmpAuthError", "SnmpError", "SnmpTimeout", "Target", "Var",
+    "MAX_REPETITIONS", "MIN_REPETITIONS", "Session", "SnmpAuthError", "SnmpError", "SnmpInputError", "SnmpTimeout",
+    "Target", "Var",
     "Walked", "format_value", "open_session", "parse_target", "target_from_host",
 ]  # fmt: skip
 
@@ -144,11 +146,12 @@ class Session:
         self.close()
 
     def encode_oid(self, oid: str) -> bytes:
-        """The BER form of a dotted OID; SnmpError (naming the target) when it is not one."""
+        """The BER form of a dotted OID; InvalidInput (naming the target) when it is not one: a bad OID is the
+        caller's input, not a failure of the agent (exit 2 on the command line, not 3)."""
         try:
             return ber.encode_oid(oid)
         except ber.BerError as e:
-            raise SnmpError(f"{self.target.label}: {e}") from None
+            raise SnmpInputError(f"{self.target.label}: {e}") from None
 
     # -- one request ------------------------------------------------------------------------------------
     def request(self, pdu: int, oids: list[bytes], a: int = 0, b: int = 0, attempts: int | None = None) -> Answer:

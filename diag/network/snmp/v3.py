@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 
 from diag.network.snmp import ber, usm
-from diag.network.snmp.base import SnmpAuthError, SnmpError, Target
+from diag.network.snmp.base import SnmpCredentialError, SnmpInputError, Target
 
 #: What a v3 Report's counter means, for the error a user reads.
 REPORTS = {
@@ -36,11 +36,11 @@ class Usm:
         self.target = target
         label = target.label
         if not target.user:
-            raise SnmpError(f"{label}: SNMPv3 needs a user")
+            raise SnmpInputError(f"{label}: SNMPv3 needs a user (--user, or snmp.user in the inventory)")
         auth = _AUTH_ALIASES.get(target.auth_protocol.upper(), target.auth_protocol.upper())
         priv = _PRIV_ALIASES.get(target.priv_protocol.upper(), target.priv_protocol.upper())
         if target.priv_key and not target.auth_key:
-            raise SnmpAuthError(f"{label}: SNMPv3 privacy needs an auth password too")
+            raise SnmpInputError(f"{label}: SNMPv3 privacy needs an auth password too")
         try:
             self.user = usm.User.create(
                 target.user,
@@ -51,7 +51,8 @@ class Usm:
                 usm.CLIENT_PRIV_PROTOCOLS,
             )
         except ValueError as e:  # the message names the user and the problem, never the password
-            raise SnmpAuthError(f"{label}: SNMPv3 {e}") from None
+            # An unknown protocol or a short password is what was given, not a refusal by the agent.
+            raise SnmpCredentialError(f"{label}: SNMPv3 {e}") from None
         self.level = self.user.level
         self.user_name = target.user.encode()
         self.context = target.context.encode()

@@ -31,12 +31,15 @@ import msgspec
 from diag import yamlsrc
 from diag.errors import ConfigError, SecretError
 from diag.model import Severity
-from diag.secrets import SecretRef, is_reference
+from diag.secrets import SecretRef, is_reference, unresolved
 
 log = logging.getLogger(__name__)
 
 DEFAULT_PORT = 9162
 DEFAULT_LISTEN = f"0.0.0.0:{DEFAULT_PORT}"
+
+#: What an unreadable secret stands for when ``doc.resolve_secrets`` is off (validation only, never used to listen).
+_STAND_IN = "unresolved-secret"
 
 AuthProtocol = Literal["MD5", "SHA", "SHA224", "SHA256", "SHA384", "SHA512"]
 
@@ -111,6 +114,10 @@ def build(doc: yamlsrc.Doc, raw: Any, base: tuple[str | int, ...] = ("agent", "t
         if not is_reference(value):
             doc.problem(where, "must be a reference (env:NAME or file:PATH), not a literal secret")
             return None
+        if not doc.resolve_secrets and unresolved(value):
+            # Checked away from the agent's machine: the caller warns about the reference; a stand-in of a valid
+            # length lets the rest of the section (protocols, users) still be checked.
+            return _STAND_IN
         try:
             return SecretRef(value).reveal()
         except SecretError as e:

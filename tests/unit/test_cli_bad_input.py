@@ -1,0 +1,92 @@
+"""Every command refuses a bad argument the same way: exit 2, one line on stderr that names what is wrong, no traceback.
+
+Exit 3 is kept for failures at run time (unreachable, timed out); a value that can never work is the user's input.
+Each case must be refused before anything is sent, so no peer is needed: the targets are loopback addresses.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from diag.cli.main import main
+
+CASES: list[tuple[list[str], str]] = [
+    # diag net: ports, numbers, names, URLs, DNS servers and types
+    (["net", "port", "127.0.0.1", "99999"], "99999 is not a port number"),
+    (["net", "port", "127.0.0.1", "0"], "0 is not a port number"),
+    (["net", "port", "127.0.0.1", "http"], "'http' is not a port number"),
+    (["net", "port", "127.0.0.1", "80", "--timeout", "-1"], "argument --timeout: '-1': must be above 0"),
+    (["net", "port", "no such host", "80"], "'no such host' is not a host name or address"),
+    (["net", "ping", "127.0.0.1", "-c", "0"], "argument -c/--count: '0': must be above 0"),
+    (["net", "ping", "127.0.0.1", "-i", "-1"], "argument -i/--interval"),
+    (["net", "ping", "127.0.0.1", "--tcp-port", "70000"], "argument --tcp-port: 70000 is not a port number"),
+    (["net", "ping", "127.0.0.1", "--loss-threshold", "nan"], "argument --loss-threshold: 'nan'"),
+    (["net", "trace", "127.0.0.1", "--max-hops", "0"], "argument --max-hops"),
+    (["net", "trace", "127.0.0.1", "-p", "65536"], "argument -p/--port: 65536 is not a port number"),
+    (["net", "dns", "example.org", "--server", "notip"], "server 'notip': not an IP address"),
+    (["net", "dns", "example.org", "--server", "127.0.0.1:99999"], "server port 99999 is not a port number"),
+    (["net", "dns", "example.org", "--server", "127.0.0.1", "--type", "BOGUS"], "BOGUS: not a DNS record type"),
+    (["net", "http", "notaurl"], "notaurl: not an http(s) URL"),
+    (["net", "http", "ftp://example.org/"], "ftp://example.org/: not an http(s) URL"),
+    (["net", "http", "http://127.0.0.1:99999/"], "http://127.0.0.1:99999/: not an http(s) URL"),
+    (["net", "http", "http://127.0.0.1/", "--cert-days", "-1"], "argument --cert-days"),
+    (["net", "service", "127.0.0.1", "smtp", "-p", "70000"], "argument -p/--port: 70000 is not a port number"),
+    (["net", "service", "127.0.0.1", "gopher"], "argument service: invalid choice: 'gopher'"),
+    # diag snmp: OIDs, targets, numbers, v3 settings, profiles
+    (["snmp", "walk", "127.0.0.1", "notanoid"], "not a numeric OID: 'notanoid'"),
+    (["snmp", "walk", "127.0.0.1", "1.3.6.1", "--max-repetitions", "0"], "argument --max-repetitions"),
+    (["snmp", "walk", "127.0.0.1", "1.3.6.1", "--timeout", "-1"], "argument --timeout/-t"),
+    (["snmp", "walk", "127.0.0.1", "1.3.6.1", "--retries", "-1"], "argument --retries/-r"),
+    (["snmp", "walk", "127.0.0.1:99999", "1.3.6.1"], "127.0.0.1:99999: bad port"),
+    (["snmp", "walk", "127.0.0.1", "1.3.6.1", "-v", "3"], "SNMPv3 needs a user"),
+    (["snmp", "get", "127.0.0.1", "1.3.6.1.2.1.1.5.0", "x.y"], "not a numeric OID: 'x.y'"),
+    (["snmp", "poll", "127.0.0.1", "--profile", "nosuch"], "unknown SNMP profile 'nosuch'"),
+    (
+        ["snmp", "get", "127.0.0.1", "-v", "3", "-u", "u", "-a", "BOGUS", "--auth-key-env", "DGT_KEY", "1.3.6.1"],
+        "unknown auth protocol 'BOGUS'",
+    ),
+    (
+        ["snmp", "get", "127.0.0.1", "-v", "3", "-u", "u", "--auth-key-env", "DGT_SHORT", "1.3.6.1"],
+        "at least 8 characters",
+    ),
+    # the agent and the other commands
+    (["agent", "--listen", "nonsense"], "--listen: listen address 'nonsense' must be HOST:PORT"),
+    (["agent", "--listen", "127.0.0.1:99999"], "--listen: listen address '127.0.0.1:99999'"),
+    (["traps", "listen", "--listen", "nonsense", "--community-env", "DGT_KEY"], "--listen: listen address 'nonsense'"),
+    (
+        ["traps", "listen", "--listen", "127.0.0.1:1", "--community-env", "DGT_UNSET"],
+        "--community-env: secret env:DGT_UNSET: environment variable DGT_UNSET is not set",
+    ),
+    (["probe", "--only", "warp_drive"], "--only warp_drive: no such probe"),
+    (["check", "-p", "disk-full", "--concurrency", "0", "web"], "argument --concurrency"),
+    (["inventory", "validate", "missing.yaml"], "missing.yaml:1: cannot read"),
+    (["report", "--days", "0"], "argument --days"),
+    (["report", "--slo", "2"], "argument --slo: '2': must be at most 1"),
+    (["report", "--from", "notadate"], "--from: 'notadate' is not a date"),
+    (["incidents", "list", "--limit", "0"], "argument --limit"),
+    (["journal", "--limit", "-5"], "argument --limit"),
+    (["config", "diff", "sw-1", "--context", "-1"], "argument --context/-U"),
+    (["nosuchcommand"], "argument COMMAND: invalid choice: 'nosuchcommand'"),
+]
+
+
+@pytest.mark.parametrize(("argv", "expected"), CASES, ids=[" ".join(a) for a, _ in CASES])
+def test_bad_argument_exits_2_with_one_line(
+    argv: list[str], expected: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)  # no ./inventory.yaml, no ./.diag: only the argument decides
+    monkeypatch.setenv("DGT_KEY", "a-long-enough-password")
+    monkeypatch.setenv("DGT_SHORT", "short")
+    monkeypatch.delenv("DGT_UNSET", raising=False)
+    try:
+        status = main(argv)
+    except SystemExit as e:  # argparse's own refusals
+        status = e.code
+    out, err = capsys.readouterr()
+    assert status == 2, (status, out, err)
+    assert "Traceback" not in err
+    assert err.count("\n") == 1 and err.endswith("\n"), err  # one line
+    assert expected in err
+    assert "short\n" not in err and "a-long-enough-password" not in err  # a secret value is never printed

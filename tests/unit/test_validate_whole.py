@@ -1,0 +1,110 @@
+"""``diag inventory validate`` and the agent's start check a file as a whole: every problem of every section in one
+run (each FILE:LINE), unknown device types and thresholds that cannot be meant, and secrets as the machine's."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from diag.agent import daemon
+from diag.cli.main import main
+from diag.errors import ConfigError
+
+MANY = """\
+hosts:
+  web-1: {address: 10.0.0.1, groups: [nosuch]}
+  sw-1: {address: 10.0.0.2, device_type: cisco_iso}
+  fw-1: {address: 10.0.0.3, device_type: nosuch}
+agent:
+  listen: "127.0.0.1:99999"
+  probes:
+    filesystem: {warning_percent: 97, critical_percent: 95}
+    memory: {available_warning_percent: 3}
+    fds: {system_warning_percent: -1, process_critical_percent: 150}
+    warp_drive: {}
+"""
+
+
+def test_every_stage_reports_in_one_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    f = tmp_path / "inv.yaml"
+    f.write_text(MANY)
+    assert main(["inventory", "validate", str(f)]) == 2
+    err = capsys.readouterr().err.splitlines()
+    expected = [
+        f"{f}:2: host 'web-1': unknown group 'nosuch'",
+        f"{f}:3: unknown device_type 'cisco_iso'; did you mean 'cisco_ios'?",
+        f"{f}:4: unknown device_type 'nosuch'; known: arista_eos, cisco_ios,",  # the list goes on
+        f"{f}:6: listen address '127.0.0.1:99999' must be HOST:PORT",
+        f"{f}:8: filesystem: warning_percent 97 must not be above critical_percent 95 (a warning comes first)",
+        f"{f}:9: memory: available_warning_percent 3 must not be below available_critical_percent 5",
+        f"{f}:10: fds: system_warning_percent must not be negative (got -1)",
+        f"{f}:10: fds: process_critical_percent is a percentage, at most 100 (got 150)",
+        f"{f}:11: unknown probe 'warp_drive'",
+    ]
+    for line in expected:
+        assert any(e.startswith(line) for e in err), (line, err)
+    assert len(err) == len(expected), err
+    with pytest.raises(ConfigError) as e:  # the agent's start reads the same file the same way
+        daemon.load_config(str(f))
+    assert e.value.problems == err
+
+
+def test_thresholds_in_order_and_real_device_types_pass(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    f = tmp_path / "inv.yaml"
+    f.write_text(
+        "groups:\n  sw: {device_type: juniper_junos}\nhosts:\n  r1: {device_type: frr, groups: [sw]}\n"
+        "agent:\n  probes:\n    filesystem: {warning_percent: 95, critical_percent: 95}\n"
+        "    memory: {available_warning_percent: 20, available_critical_percent: 2}\n"
+        "    thermal: {warning_celsius: -5, critical_celsius: 0}\n"
+    )
+    assert main(["inventory", "validate", str(f)]) == 0, capsys.readouterr().err
+
+
+def test_device_types_known_without_drivers_are_the_drivers() -> None:
+    from diag.network.devices import registry
+
+    assert registry.known_device_types() == sorted({"linux", *registry.device_types()})
+
+
+SECRETS = """\
+hosts:
+  sw-1: {address: 10.0.0.2, snmp: {community: env:DGT_V_COMMUNITY}}
+agent:
+  traps:
+    communities: [env:DGT_V_TRAP]
+    users:
+      - {name: noc, auth_protocol: SHA, auth_key: env:DGT_V_AUTH, priv_protocol: AES, priv_key: file:/nonexistent/p}
+      - {name: bad, auth_protocol: SHA, auth_key: env:DGT_V_SHORT}
+"""
+
+
+def test_secrets_are_the_machines_not_the_files(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("DGT_V_COMMUNITY", "DGT_V_TRAP", "DGT_V_AUTH"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("DGT_V_SHORT", "short")  # set, and too short: a problem of the file's settings
+    f = tmp_path / "inv.yaml"
+    f.write_text(SECRETS)
+    warnings = [
+        f"{f}:2: warning: env:DGT_V_COMMUNITY: environment variable DGT_V_COMMUNITY is not set here",
+        f"{f}:5: warning: env:DGT_V_TRAP: environment variable DGT_V_TRAP is not set here",
+        f"{f}:7: warning: env:DGT_V_AUTH: environment variable DGT_V_AUTH is not set here",
+        f"{f}:7: warning: file:/nonexistent/p: cannot read the file here: No such file or directory",
+    ]
+    assert main(["inventory", "validate", str(f)]) == 2  # the short password is wrong wherever it is checked
+    err = capsys.readouterr().err.splitlines()
+    assert err == [f"{f}:8: user bad: auth password must have at least 8 characters", *warnings]
+    assert "short" not in "\n".join(err).replace("DGT_V_SHORT", "")
+
+    monkeypatch.setenv("DGT_V_SHORT", "long-enough-now")
+    assert main(["inventory", "validate", str(f)]) == 0  # structure fine: exit 0, the missing secrets said
+    out, err2 = capsys.readouterr()
+    assert err2.splitlines() == warnings and out == f"{f}: ok (4 warnings)\n"
+
+    assert main(["inventory", "validate", "--secrets", str(f)]) == 2  # on the agent's machine: they must resolve
+    strict = capsys.readouterr().err.splitlines()
+    assert strict == [w.replace(": warning: ", ": ") for w in warnings]
+    with pytest.raises(ConfigError):  # the agent cannot start without them, as before
+        daemon.load_config(str(f))
