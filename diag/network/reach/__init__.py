@@ -14,6 +14,7 @@ from diag.network.reach.common import (
     PingMethod,
     PortState,
     ReachError,
+    ReachInputError,
     TraceMethod,
     resolve,
 )
@@ -47,6 +48,7 @@ __all__ = [
     "PortState",
     "Probe",
     "ReachError",
+    "ReachInputError",
     "Service",
     "Trace",
     "TraceMethod",

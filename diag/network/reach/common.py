@@ -20,20 +20,28 @@ class ReachError(DiagError):
     """A check could not run at all (bad target, no permission for what it needs)."""
 
 
+class ReachInputError(ReachError, InvalidInput):
+    """What was asked can never run (a port over 65535, a URL that is not one, an unknown record type).
+
+    InvalidInput, so the command line exits 2 and the API answers 400; a ReachError, so callers that handle a
+    check that could not run (the agent's scheduled checks) handle it too.
+    """
+
+
 def check_port(port: int, what: str = "port") -> int:
-    """``port`` when it is a TCP/UDP port number; InvalidInput (exit 2, HTTP 400) naming ``what`` otherwise.
+    """``port`` when it is a TCP/UDP port number; ReachInputError (exit 2, HTTP 400) naming ``what`` otherwise.
 
     Without it a port over 65535 was passed on and came back as "refused" (the kernel saw another port).
     """
     if not 1 <= port <= 65535:
-        raise InvalidInput(f"{what} {port} is not a port number (1-65535)")
+        raise ReachInputError(f"{what} {port} is not a port number (1-65535)")
     return port
 
 
 def check_positive(value: float, what: str, zero: bool = False) -> float:
     """``value`` when it is above zero (or zero, when ``zero``); InvalidInput naming ``what`` otherwise."""
     if value < 0 or (value == 0 and not zero) or value != value:  # value != value: NaN
-        raise InvalidInput(f"{what} {value:g} must be {'zero or more' if zero else 'positive'}")
+        raise ReachInputError(f"{what} {value:g} must be {'zero or more' if zero else 'positive'}")
     return value
 
 
@@ -44,7 +52,7 @@ def resolve(target: str) -> str:
     does not resolve is a ReachError (the resolver's answer can change, the input cannot).
     """
     if not target or any(c.isspace() or not c.isprintable() for c in target):
-        raise InvalidInput(f"{target!r} is not a host name or address")
+        raise ReachInputError(f"{target!r} is not a host name or address")
     try:
         return socket.gethostbyname(target)
     except (socket.gaierror, UnicodeError) as e:

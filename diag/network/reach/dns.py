@@ -7,9 +7,8 @@ import socket
 import time
 from dataclasses import asdict, dataclass
 
-from diag.errors import InvalidInput
 from diag.model import Evidence, Result
-from diag.network.reach.common import check_port, check_positive
+from diag.network.reach.common import ReachInputError, check_port, check_positive
 
 
 @dataclass(slots=True)
@@ -64,7 +63,7 @@ def _dns_query(name: str, timeout: float, server: str, rdtype: str) -> DnsCheck:
     try:
         dns.rdatatype.from_text(rdtype)
     except dns.exception.DNSException:
-        raise InvalidInput(f"{rdtype}: not a DNS record type (A, AAAA, MX, TXT, ...)") from None
+        raise ReachInputError(f"{rdtype}: not a DNS record type (A, AAAA, MX, TXT, ...)") from None
     res = dns.resolver.Resolver(configure=False)
     res.nameservers = [host]
     res.port = port
@@ -89,7 +88,7 @@ def _dns_query(name: str, timeout: float, server: str, rdtype: str) -> DnsCheck:
 
 
 def _server(server: str) -> tuple[str, int]:
-    """``IP``, ``IP:PORT`` or ``[IPv6]:PORT`` -> (address, port); InvalidInput otherwise (not a runtime failure)."""
+    """``IP``, ``IP:PORT`` or ``[IPv6]:PORT`` -> (address, port); ReachInputError otherwise (not a runtime failure)."""
     import ipaddress
 
     host, port = server, "53"
@@ -102,7 +101,7 @@ def _server(server: str) -> tuple[str, int]:
         ipaddress.ip_address(host)
         number = int(port)
     except ValueError:
-        raise InvalidInput(f"server {server!r}: not an IP address or IP:PORT") from None
+        raise ReachInputError(f"server {server!r}: not an IP address or IP:PORT") from None
     return host, check_port(number, "server port")
 
 

@@ -8,9 +8,8 @@ import ssl
 import time
 from dataclasses import asdict, dataclass
 
-from diag.errors import InvalidInput
 from diag.model import Evidence, Gap, Result
-from diag.network.reach.common import check_positive
+from diag.network.reach.common import ReachInputError, check_positive
 
 
 @dataclass(slots=True)
@@ -47,9 +46,9 @@ def http_check(url: str, timeout: float = 5.0, verify: bool = True, cafile: str 
         u = urlsplit(url)
         port = u.port  # ValueError for a port that is not a number or is out of range
     except ValueError as e:
-        raise InvalidInput(f"{url}: not an http(s) URL ({e})") from None
+        raise ReachInputError(f"{url}: not an http(s) URL ({e})") from None
     if u.scheme not in ("http", "https") or not u.hostname or port == 0:
-        raise InvalidInput(f"{url}: not an http(s) URL (http://HOST[:PORT]/PATH or https://...)")
+        raise ReachInputError(f"{url}: not an http(s) URL (http://HOST[:PORT]/PATH or https://...)")
     host, port = u.hostname, port or (443 if u.scheme == "https" else 80)
     path = (u.path or "/") + (f"?{u.query}" if u.query else "")
     # Credentials in the URL never reach labels or evidence (and are not sent: this check does not log in).

@@ -10,9 +10,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-from diag.errors import InvalidInput
 from diag.model import Evidence, Result
-from diag.network.reach.common import check_port, check_positive, resolve
+from diag.network.reach.common import ReachInputError, check_port, check_positive, resolve
 from diag.network.reach.packets import (
     PacketError,
     parse_mysql_greeting,
@@ -119,7 +118,7 @@ TALKERS: dict[str, Callable[[socket.socket], tuple[bool, str, dict[str, Any]]]] 
 def service_check(target: str, service: str, port: int | None = None, timeout: float = 5.0) -> Handshake:
     """Connect and run the first steps of ``service``'s protocol (greeting; EHLO for SMTP), then leave politely."""
     if service not in TALKERS:
-        raise InvalidInput(f"{service}: unknown service (known: {', '.join(sorted(TALKERS))})")
+        raise ReachInputError(f"{service}: unknown service (known: {', '.join(sorted(TALKERS))})")
     port = check_port(port) if port is not None else SERVICE_PORTS[service]
     check_positive(timeout, "timeout")
     address = resolve(target)

@@ -11,11 +11,11 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from diag.errors import InvalidInput
 from diag.model import Evidence, Result
 from diag.network.reach.common import (
     UDP_BASE_PORT,
     ReachError,
+    ReachInputError,
     TraceMethod,
     check_port,
     check_positive,
@@ -221,7 +221,7 @@ def traceroute(
     Stops at the destination, at an ICMP unreachable, after ``max_silent`` silent hops in a row, or at ``max_hops``.
     """
     if not 1 <= max_hops <= 255:
-        raise InvalidInput(f"max hops {max_hops} must be 1 to 255 (an IP TTL)")
+        raise ReachInputError(f"max hops {max_hops} must be 1 to 255 (an IP TTL)")
     check_positive(probes, "probes per hop")
     check_positive(timeout, "timeout")
     check_positive(max_silent, "max silent hops")
