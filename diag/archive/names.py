@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-from diag.errors import DiagError
+from diag.errors import DiagError, InvalidInput
 
 RUNNING_CONFIG = "running-config"
 _TARGET = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:-]*$")  # the inventory's host-name rule
@@ -19,9 +19,14 @@ class ArchiveError(DiagError):
     """A target, source or version that the archive does not hold (or a name it cannot hold)."""
 
 
+class BadArchiveName(ArchiveError, InvalidInput):
+    """A target or source name the archive can never hold (bad input, exit 2). One it merely does not hold yet
+    stays an ArchiveError: docs/config-archive.md gives "not in the archive" exit 3."""
+
+
 def check_target(target: str) -> str:
     if not _TARGET.match(target):
-        raise ArchiveError(f"{target!r}: a target is an inventory host name (letters, digits and _.:-)")
+        raise BadArchiveName(f"{target!r}: a target is an inventory host name (letters, digits and _.:-)")
     return target
 
 
@@ -29,7 +34,7 @@ def check_source(source: str) -> str:
     if source == RUNNING_CONFIG:
         return source
     if not source.startswith("/") or "\0" in source or "\n" in source or "/../" in source + "/":
-        raise ArchiveError(f"{source!r}: a source is {RUNNING_CONFIG} or an absolute file path without '..'")
+        raise BadArchiveName(f"{source!r}: a source is {RUNNING_CONFIG} or an absolute file path without '..'")
     return source
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from diag.cli.common import positive_float, positive_int
-from diag.errors import DiagError
+from diag.errors import InvalidInput
 
 
 def _settings(args: argparse.Namespace) -> Any:
@@ -34,7 +34,7 @@ def _store(args: argparse.Namespace) -> Any:
 
     settings, _ = _settings(args)
     if not settings.database_url and not settings.db_path.exists():
-        raise DiagError(f"{settings.db_path}: no incident database here (is --data right?)")
+        raise InvalidInput(f"{settings.db_path}: no incident database here (is --data right?)")
     return open_store(settings), settings
 
 
@@ -84,7 +84,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     store, settings = _store(args)
     inc = store.get(args.id)
     if inc is None:
-        raise DiagError(f"no incident {args.id}")
+        raise InvalidInput(f"no incident {args.id}")
     events = store.events(inc.id)
     intents = store.intents(inc.id)
     ticket = _local_ticket(settings, inc.ticket_id)
@@ -153,7 +153,7 @@ def cmd_silence(args: argparse.Namespace) -> int:
     try:
         seconds = parse_duration(args.duration)
     except ValueError as e:
-        raise DiagError(str(e)) from None
+        raise InvalidInput(f"--for: {e}") from None
     with _service(args) as svc:
         sid = svc.engine.silence(args.host or [], args.check or [], seconds, args.reason, args.by)
     print(f"silence {sid} until {seconds:g} s from now")

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from diag.cli.common import DEFAULT_DATA, positive_int
-from diag.errors import ConfigError
+from diag.errors import ConfigError, DiagError
 from diag.journal.period import parse_since
 
 
@@ -68,7 +68,10 @@ def cmd_verify(args: argparse.Namespace) -> int:
     from diag.journal.anchor import check, parse
 
     key_ref = _key_ref(args.key)
-    key = load_key(key_ref) if key_ref else None
+    try:
+        key = load_key(key_ref) if key_ref else None
+    except DiagError as e:  # the key named by --key (or $DIAG_JOURNAL_KEY) is the user's input: exit 2
+        raise ConfigError(f"--key: {e}") from None
     anchors = []
     for a in args.anchor or []:
         try:

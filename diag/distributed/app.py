@@ -55,6 +55,31 @@ def transport_options(visibility_timeout: float, namespace: str = "") -> dict[st
     return opts
 
 
+#: Broker URL schemes of kombu's Redis transports; anything else is not a broker diag can use.
+_REDIS_SCHEMES = ("redis", "rediss", "redis+socket", "sentinel")
+
+
+def check_broker_url(url: str) -> str:
+    """``url`` when it is a Redis URL; InvalidInput otherwise, naming it without its password.
+
+    Celery takes a bare word as the name of a transport and retries it for ever, and an out-of-range port
+    raised a ValueError traceback from deep inside the worker: both are the user's input, refused at once.
+    """
+    from urllib.parse import urlsplit
+
+    from diag.errors import InvalidInput
+
+    u = urlsplit(url)
+    shown = url.replace(u.netloc, u.netloc.rpartition("@")[2], 1) if "@" in u.netloc else url
+    try:
+        u.port  # noqa: B018 - ValueError for a port that is not a number or out of range
+    except ValueError as e:
+        raise InvalidInput(f"broker URL {shown}: {e}") from None
+    if u.scheme not in _REDIS_SCHEMES or (u.scheme in ("redis", "rediss") and not u.hostname):
+        raise InvalidInput(f"broker URL {shown}: not a Redis URL (redis://HOST:PORT/DB, rediss://...)")
+    return url
+
+
 def make_app(
     redis_url: str, visibility_timeout: float = 300.0, namespace: str = "", broker_retries: int = 100
 ) -> Celery:
@@ -66,7 +91,7 @@ def make_app(
     from diag.distributed import tasks
     from diag.distributed.transport import TRANSPORT
 
-    app = Celery("diag", broker=redis_url, set_as_current=False)
+    app = Celery("diag", broker=check_broker_url(redis_url), set_as_current=False)
     conf: dict[str, Any] = {
         "task_acks_late": True,
         "task_reject_on_worker_lost": True,

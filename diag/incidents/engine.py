@@ -491,9 +491,9 @@ class Engine:
     def _must(self, incident_id: int) -> Incident:
         inc = self.store.get(incident_id)
         if inc is None:
-            from diag.errors import DiagError
+            from diag.errors import InvalidInput
 
-            raise DiagError(f"no incident {incident_id}")
+            raise InvalidInput(f"no incident {incident_id}")  # the caller's number: exit 2, not a failure
         return inc
 
     def _masked_evidence(self, f: Finding) -> list[dict[str, Any]]:

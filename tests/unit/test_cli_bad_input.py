@@ -68,6 +68,12 @@ CASES: list[tuple[list[str], str]] = [
     (["incidents", "list", "--limit", "0"], "argument --limit"),
     (["journal", "--limit", "-5"], "argument --limit"),
     (["config", "diff", "sw-1", "--context", "-1"], "argument --context/-U"),
+    (["incidents", "show", "99"], "no incident database here (is --data right?)"),
+    (["incidents", "silence", "--for", "xyz", "--reason", "r", "--by", "me"], "--for: duration 'xyz'"),
+    (["journal", "verify", "--key", "file:/nonexistent/key"], "--key: journal key: secret file:/nonexistent/key"),
+    (["config", "show", "bad name"], "'bad name': a target is an inventory host name"),
+    (["worker", "--redis", "notaurl"], "broker URL notaurl: not a Redis URL"),
+    (["worker", "--redis", "redis://:pw-s3cret@127.0.0.1:99999/0"], "broker URL redis://127.0.0.1:99999/0: Port out"),
     (["nosuchcommand"], "argument COMMAND: invalid choice: 'nosuchcommand'"),
 ]
 
@@ -89,4 +95,21 @@ def test_bad_argument_exits_2_with_one_line(
     assert "Traceback" not in err
     assert err.count("\n") == 1 and err.endswith("\n"), err  # one line
     assert expected in err
-    assert "short\n" not in err and "a-long-enough-password" not in err  # a secret value is never printed
+    assert "short\n" not in err and "a-long-enough-password" not in err and "s3cret" not in err  # no secret values
+
+
+def test_input_errors_are_still_the_kind_their_callers_catch() -> None:
+    """A poll of a v3 device without a user is a finding of that device (not a crash of the poller), while the
+    command line exits 2 for the same error; a reach input error is still a ReachError for the agent's checks."""
+    from diag.errors import InvalidInput
+    from diag.network import reach
+    from diag.network.snmp import profiles
+    from diag.network.snmp.client import SnmpError, Target
+
+    result = profiles.poll(Target(host="127.0.0.1", port=9, version="3", timeout=0.2, retries=0),
+                           [profiles.load("system")])  # fmt: skip
+    [finding] = [f for f in result.findings if f.check == "snmp_poll_failed"]
+    assert "SNMPv3 needs a user" in finding.summary
+    with pytest.raises(reach.ReachError) as e:
+        reach.port_check("127.0.0.1", 99999)
+    assert isinstance(e.value, InvalidInput) and not isinstance(e.value, SnmpError)
