@@ -363,9 +363,22 @@ class Incidents:
         }
         self.proposed_dir.mkdir(parents=True, exist_ok=True)
         path = self.proposed_dir / f"{eid}.yaml"
+        self._check_entry(path, entry)
         self._write(path, entry)
         self.journal.append(who, "kb.proposed", f"kb:{eid}", "draft", {"incident": incident_id, "file": str(path)})
         return next(e for e in self.kb() if e["id"] == eid)
+
+    def _check_entry(self, path: Path, entry: dict[str, Any]) -> None:
+        """422 for an entry the knowledge base would refuse (a typical one without instructions), before it is
+        written: once in the proposed directory, a bad entry made every later KB listing answer 422."""
+        from diag import yamlsrc
+        from diag.incidents.knowledge import parse
+
+        meta = ("proposed_by", "from_incident")  # kept as comments by _write, not keys of an entry
+        doc = yamlsrc.Doc(str(path), {"entries": [{k: v for k, v in entry.items() if k not in meta}]})
+        parse(doc)
+        if doc.problems:
+            raise IncidentError(422, "; ".join(p.removeprefix(f"{path}:1: ") for p in doc.problems[:3]))
 
     def _write(self, path: Path, entry: dict[str, Any]) -> None:
         # the engine's KB format has no proposed_by/from_incident keys: keep them as a comment

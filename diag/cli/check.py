@@ -19,14 +19,13 @@ if TYPE_CHECKING:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from diag import inventory
-    from diag.cli.common import DEFAULT_INVENTORY, inventory_path
+    from diag.cli.common import DEFAULT_INVENTORY, inventory_path, load_inventory
     from diag.errors import ConfigError
     from diag.remote import playbook as pbmod
     from diag.services.backends import LocalBackend, ssh_pool
 
     inv_path = inventory_path(args, required=True) or DEFAULT_INVENTORY
-    inv = inventory.load(inv_path)
+    inv = load_inventory(inv_path)
     hosts = inv.select(args.targets)
     pb_path = pbmod.find(args.playbook)
     pb = pbmod.load(pb_path)

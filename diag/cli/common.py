@@ -16,6 +16,7 @@ TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (a walk c
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from diag.inventory import Inventory
 
 DEFAULT_INVENTORY = "inventory.yaml"
 DEFAULT_DATA = ".diag"  # --data: TOFU host keys, facts, journal, stores
@@ -32,6 +33,14 @@ def inventory_path(args: argparse.Namespace, required: bool = False) -> str | No
     if required:
         raise ConfigError(f"{DEFAULT_INVENTORY}: no inventory file here; pass --inventory FILE")
     return None
+
+
+def load_inventory(path: str) -> Inventory:
+    """The inventory with every check ``diag inventory validate`` makes of its hosts (device types included)."""
+    from diag import inventory
+    from diag.network.devices.registry import known_device_types  # names only, no driver imported
+
+    return inventory.load(path, known_device_types())
 
 
 def port(text: str) -> int:

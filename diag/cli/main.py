@@ -14,7 +14,7 @@ import os
 import sys
 
 from diag import __version__
-from diag.cli.common import DEFAULT_INVENTORY, inventory_path
+from diag.cli.common import DEFAULT_INVENTORY, inventory_path, load_inventory
 from diag.errors import ConfigError, DiagError, InvalidInput
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
@@ -112,9 +112,7 @@ def cmd_inventory_validate(args: argparse.Namespace) -> int:
 def cmd_inventory_list(args: argparse.Namespace) -> int:
     import json
 
-    from diag import inventory
-
-    inv = inventory.load(inventory_path(args, required=True) or DEFAULT_INVENTORY)
+    inv = load_inventory(inventory_path(args, required=True) or DEFAULT_INVENTORY)
     hosts = inv.select(args.targets) if args.targets else list(inv.hosts.values())
     if args.json:
         rows: list[dict[str, Any]] = [h.public() for h in hosts]
@@ -146,7 +144,7 @@ def cmd_inventory_detect(args: argparse.Namespace) -> int:
     from diag.network.devices.detect import Detection, detect
     from diag.remote import host_status
 
-    inv = inventory.load(inventory_path(args, required=True) or DEFAULT_INVENTORY)
+    inv = load_inventory(inventory_path(args, required=True) or DEFAULT_INVENTORY)
     hosts = inv.select(args.targets)
     known_hosts = [Path(p) for p in args.known_hosts] if args.known_hosts else None
     data = Path(args.data) if args.data else None

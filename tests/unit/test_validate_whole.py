@@ -108,3 +108,15 @@ def test_secrets_are_the_machines_not_the_files(
     assert strict == [w.replace(": warning: ", ": ") for w in warnings]
     with pytest.raises(ConfigError):  # the agent cannot start without them, as before
         daemon.load_config(str(f))
+
+
+def test_commands_that_read_hosts_refuse_an_unknown_device_type(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "inventory.yaml").write_text("hosts:\n  a: {address: 127.0.0.1, device_type: cisco_iso}\n")
+    for argv in (["check", "-p", "facts", "a"], ["inventory", "list"]):
+        assert main(argv) == 2
+        assert (
+            capsys.readouterr().err == "inventory.yaml:2: unknown device_type 'cisco_iso'; did you mean 'cisco_ios'?\n"
+        )
