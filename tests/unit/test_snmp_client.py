@@ -226,7 +226,7 @@ def test_cli_walk_prints_what_it_got_and_exits_1(agent: FakeAgent) -> None:
 def test_cli_parses_the_inventory_only_when_its_text_may_name_the_target(agent: FakeAgent, tmp_path: Any) -> None:
     # A broken ./inventory.yaml that does not mention the address: the walk does not parse it (start-up CPU)...
     (tmp_path / "inventory.yaml").write_text("hosts:\n  dev1: {address: 127.0.0.9}\n  broken: [\n")
-    walk = [DIAG, "snmp", "walk", "-c", "public", "-t", "0.5"]
+    walk = [DIAG, "snmp", "walk", "-c", "public", "-t", "3"]  # 3 s: the scripted agent is a thread (see target())
     p = subprocess.run(
         [*walk, f"127.0.0.1:{agent.port}", ROOT], capture_output=True, text=True, timeout=60, cwd=tmp_path
     )
