@@ -33,7 +33,9 @@ from diag import inventory
 from diag.distributed.backend import CeleryBackend
 from diag.distributed.scheduler import FIRINGS_KEY
 from diag.distributed.tasks import attempts_key
+from diag.journal import Journal
 from diag.remote import playbook as pbmod
+from tests.conftest import wait_for
 from tests.labs.lab import Lab
 from tests.labs.pglab import PostgresServer
 from tests.labs.redislab import RedisServer
@@ -296,12 +298,21 @@ def test_redis_killed_mid_run_fails_the_check_loudly_and_workers_reconnect(
             runs = flush.keys("diag:run:*:results")
             return {h: json.loads(v)["status"] for k in runs for h, v in flush.hgetall(k).items()}
 
+        def cli_journaled() -> set[str]:
+            db = tmp_path / "cli-data" / "journal.db"
+            if not db.exists():
+                return set()
+            with Journal(db) as journal:
+                return {r.target for r in journal.query(action="check.host", limit=1000)}
+
         early: dict[str, str] = {}
         while len(early) < 2:  # some hosts recorded, the others queued or running
             early = recorded_now()
             assert time.monotonic() < deadline and check.poll() is None, err.read_text()
             time.sleep(0.05)
-        time.sleep(1.0)  # diag check reads the results every 50 ms: it has seen the early ones by now
+        # diag check reads the results every 50 ms and journals each host as it sees it: once the early ones are in
+        # its journal, it has them (a sleep(1.0) here assumed the CLI got a CPU within the second)
+        wait_for(lambda: set(early) <= cli_journaled(), timeout=60, what=f"diag check to have seen {sorted(early)}")
         at_kill = recorded_now()
         redis_server.kill()
         rc = check.wait(60)
@@ -457,7 +468,12 @@ def test_scheduler_leader_killed_hands_over_without_double_runs(
         while flush.get("diag:scheduler:leader") != follower:
             assert time.monotonic() < deadline, "the follower never took over"
             time.sleep(0.1)
-        time.sleep(4)
+
+        def fired_after_kill() -> set[str]:
+            return {f["job"] for x in flush.lrange(FIRINGS_KEY, 0, -1) if (f := json.loads(x))["at"] > killed_at}
+
+        # both jobs fired again under the follower (a sleep(4) assumed it within 4 s on a loaded machine)
+        wait_for(lambda: fired_after_kill() == {"fast", "slower"}, timeout=60, what="both jobs fired after the kill")
     finally:
         for p in procs.values():
             if p.poll() is None:
