@@ -165,7 +165,7 @@ def test_person_ticket_typical_resolved_reopened_unknown_hostile(desk: dict[str,
     l1 = json.loads(rep.stdout)["line1"]
     assert (l1["tickets"], l1["triaged_automatically"], l1["resolved_by_line1"], l1["reopened"]) == (3, 1, 1, 1)
     assert l1["refused"] == 1 and l1["to_line2"] == 3  # the reopened one went to line 2 too
-    assert 0 < l1["first_response_median_s"] < 60
+    assert l1["first_response_median_s"] > 0  # computed; how fast is a figure (LINE1-FIGURE), not an assertion
     entry = next(e for e in l1["by_kb_entry"] if e["kb_entry"] == "lab-printing-stopped")
     assert entry["resolved_share"] == 1.0 and entry["typical"] == 1
     assert l1["standard_changes"] == [{"change": "lab-restart-printd", "result": "verified", "count": 1}]
