@@ -121,6 +121,15 @@ def board(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Board]:
     assert "Traceback" not in log.read_text(), log.read_text()[-3000:]
 
 
+def switch_user(driver: Any, board: Board, who: str) -> None:
+    """Log in as someone else in this browser. The open page leaves first: a live page whose cookies were deleted
+    refreshes itself on the next change (every probe run here), follows the redirect to the login form, and that
+    answer's new login cookie replaced the one of the form being filled in ("the login form expired")."""
+    driver.get("about:blank")
+    driver.delete_all_cookies()
+    login(driver, board, who)
+
+
 def login(driver: Any, board: Board, who: str) -> None:
     from selenium.common.exceptions import TimeoutException
     from selenium.webdriver.common.by import By
@@ -390,8 +399,7 @@ def test_revoking_a_token_ends_its_open_pages(board: Board, browsers: dict[str, 
     from selenium.webdriver.support.ui import WebDriverWait
 
     desk = browsers["desk"]
-    desk.delete_all_cookies()
-    login(desk, board, "sidorov")
+    switch_user(desk, board, "sidorov")
     desk.get(board.url + "/ui/incidents")
     wait_feed(desk, "stream", "poll")  # the page listens (the polling test's streams may still hold the slots)
     p = subprocess.run([DIAG, "api", "token", "revoke", "sidorov", "--data", str(board.seeded.data)],
@@ -440,8 +448,7 @@ def test_every_page_has_no_serious_accessibility_violation(board: Board, capsys:
         who = None
         for name, path, user in pages:
             if user != who:
-                driver.delete_all_cookies()
-                login(driver, board, user)
+                switch_user(driver, board, user)
                 who = user
             driver.get(board.url + path.format(busy=busy))
             assert driver.find_elements(By.TAG_NAME, "main"), name
