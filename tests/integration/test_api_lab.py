@@ -347,21 +347,26 @@ def test_console_in_chromium_login_run_a_check_and_see_its_findings(
         assert any(full_mount in t and "critical" in t for t in texts), texts
         shot("check-live")
 
+        # The live pages below swap their regions when something changes (the incident's events, its ticket): an
+        # element found and then read or clicked may be gone, so each is found again when that happens.
+        from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+
+        live = WebDriverWait(driver, 60, ignored_exceptions=(NoSuchElementException, StaleElementReferenceException))
+
         # the host overview now shows h01's last check, worst first
         driver.get(env.url + "/ui/")
-        row = driver.find_element(By.XPATH, "//table[@id='hosts']//tr[td//strong[text()='h01']]")
-        assert "findings" in row.text and "critical" in row.text
+        row = "//table[@id='hosts']//tr[td//strong[text()='h01']]"
+        live.until(lambda d: "findings" in (t := d.find_element(By.XPATH, row).text) and "critical" in t)
         shot("hosts-after-check")
 
         # the finding is an incident: open it from the list, see its evidence and its ticket
         driver.get(env.url + "/ui/incidents")
         xpath = f"//table[@id='incidents']//tr[td/a[text()='h01']]//a[contains(., '{full_mount}')]"
-        link = driver.find_element(By.XPATH, xpath)
         shot("incidents")
-        link.click()
+        live.until(lambda d: d.find_element(By.XPATH, xpath).click() or True)
         wait.until(ec.presence_of_element_located((By.ID, "evidence")))
-        assert "df -Pk" in driver.find_element(By.ID, "evidence").text
-        assert driver.find_element(By.ID, "incident-state").text == "open"
+        live.until(lambda d: "df -Pk" in d.find_element(By.ID, "evidence").text)
+        live.until(lambda d: d.find_element(By.ID, "incident-state").text == "open")
 
         def ticket_delivered(d: Any) -> bool:
             if "not delivered" not in d.find_element(By.ID, "ticket").text:
@@ -369,7 +374,9 @@ def test_console_in_chromium_login_run_a_check_and_see_its_findings(
             d.refresh()
             return False
 
-        WebDriverWait(driver, 60, poll_frequency=1).until(ticket_delivered)
+        WebDriverWait(
+            driver, 60, poll_frequency=1, ignored_exceptions=(NoSuchElementException, StaleElementReferenceException)
+        ).until(ticket_delivered)
         shot("incident")
     finally:
         driver.quit()
