@@ -145,7 +145,10 @@ class SessionGuard:
         s = self.sessions.get(sid) if sid else None
         p = self.svc.tokens.by_id(s.token_id) if s else None
         if s is None or p is None:
-            if req.method == "GET" and not req.path.endswith("/events"):
+            # A person's GET goes to the login form; a live page's own refresh (X-Diag-Live) is told 401: had it
+            # followed the redirect, the login form's answer would set a new login cookie, and a login form open in
+            # another tab of that browser would then fail ("the login form expired").
+            if req.method == "GET" and not req.path.endswith("/events") and not req.get_header("X-Diag-Live"):
                 raise falcon.HTTPSeeOther(f"{UI}/login")
             raise falcon.HTTPUnauthorized(description="log in first", challenges=["Cookie"])
         req.context.principal = p

@@ -102,6 +102,8 @@ def test_without_a_token_everything_but_metrics_and_healthz_is_closed(env: ApiEn
     assert anon.post("/api/v1/checks", json={"playbook": "facts", "targets": ["h01"]}).status_code == 401
     r = anon.get("/ui/", follow_redirects=False)
     assert r.status_code == 303 and r.headers["location"] == "/ui/login"
+    # a live page's own refresh is not sent to the login form (whose answer would replace the login cookie)
+    assert anon.get("/ui/", headers={"X-Diag-Live": "1"}, follow_redirects=False).status_code == 401
     assert anon.get("/ui/checks/x/events").status_code == 401
     # a wrong token: 401, and a login failure in the journal with the token's public id only
     forged = env.tokens["viewer"][:-4] + "AAAA"

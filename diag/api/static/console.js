@@ -55,7 +55,7 @@
     const only = kinds === null ? null : new Set(kinds);
     try {
       const r = await fetch(location.href, { credentials: "same-origin", headers: { "X-Diag-Live": "1" } });
-      if (r.redirected && new URL(r.url).pathname === "/ui/login") { say("Session ended: reload to log in again."); return; }
+      if (r.status === 401 || (r.redirected && new URL(r.url).pathname === "/ui/login")) { say("Session ended: reload to log in again."); return; }
       if (!r.ok) { say("Could not update (" + r.status + "); retrying."); return; }
       const doc = new DOMParser().parseFromString(await r.text(), "text/html");
       for (const fresh of doc.querySelectorAll("[data-region][id]")) {
