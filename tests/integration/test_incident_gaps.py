@@ -23,6 +23,7 @@ import pytest
 
 from diag import config, inventory
 from diag.agent.incidents import AgentFeed
+from diag.agent.network import NetworkParts
 from diag.incidents.service import IncidentService
 from diag.incidents.settings import from_mapping
 from diag.incidents.sources import observe_report, recheck_findings
@@ -32,6 +33,7 @@ from diag.probes.runner import ProbeRunner
 from diag.remote import playbook
 from diag.services import check as svc_check
 from diag.services.backends import LocalBackend, ssh_pool
+from diag.wsgi import App
 from tests.conftest import wait_for
 from tests.labs.lab import LAB_USER, Lab
 from tests.labs.snmplab import COMMUNITY, SnmpLab
@@ -159,7 +161,10 @@ def test_a_stopped_snmpd_never_resolves_an_interface_incident(
     inv = inventory.load(str(path))
     poller = SnmpPoller(inv)
     svc = IncidentService(from_mapping({"open_after": 0, "close_after": 0}, tmp_path / "data"), inv.hosts)
-    AgentFeed(svc, ProbeRunner(config.build(None, {}), only=[]), poller)
+    runner = ProbeRunner(config.build(None, {}), only=[])
+    AgentFeed(svc, runner, poller)
+    parts = NetworkParts(config.build(None, {}), inv, runner, App())
+    link_up = Finding("snmp_link_up", "info", "linkUp p8", "p8", host="sw1")
     try:
         poller.poll_once()
         (inc,) = [i for i in svc.store.query() if i.check_id == "snmp_interface_down"]
@@ -174,6 +179,9 @@ def test_a_stopped_snmpd_never_resolves_an_interface_incident(
         try:
             poller.poll_once()
             poller.poll_once()
+            # a linkUp trap's re-check polls the device too: a poll that timed out is not "the interface is up"
+            verdict = parts.recheck_link(link_up)
+            assert not verdict.cleared and "p8 not checked: SNMP: " in verdict.note, verdict.note
         finally:
             snmp_lab.thaw()
         assert svc.store.get(inc.id).state == "open"  # type: ignore[union-attr]
@@ -193,6 +201,7 @@ def test_a_stopped_snmpd_never_resolves_an_interface_incident(
             return svc.store.get(inc.id).state == "resolved"  # type: ignore[union-attr]
 
         wait_for(resolved, timeout=60, interval=0.5, what="p8 up and its incident resolved")
+        assert parts.recheck_link(link_up).cleared  # answering, p8 up: the linkUp is confirmed
         assert "not_checked" not in kinds(svc, inc.id)[-2:]
     finally:
         svc.close()
