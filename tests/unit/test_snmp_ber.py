@@ -164,3 +164,16 @@ def test_record_strings_and_their_codes(tmp_path: Path) -> None:
         profiles.load("bad", tmp_path)
     assert any(":5: code: 'ff' is not an octet" in p for p in e.value.problems)
     assert any(":6: name: metric 'x' twice" in p for p in e.value.problems)
+
+
+def test_oid_decoder_on_tables_indexed_by_addresses_equals_decode_oid() -> None:
+    """Walk order (column after column) of rows indexed by many arcs over 127 (routes, IPv6 neighbours): the
+    parents' shared prefixes and tails are remembered; past 4096 parents the memory is cleared and refilled."""
+    rng = random.Random(5)
+    rows = sorted({(2, 16, *(rng.choice([0, 128, 254, 255, 16383, 7]) for _ in range(16)), 64, rng.randint(1, 300))
+                   for _ in range(2500)})  # fmt: skip
+    decode = ber.oid_decoder(".")
+    for column in (7, 8, 9):
+        for row in rows:
+            o = ber.encode_oid(f"1.3.6.1.2.1.4.24.7.1.{column}." + ".".join(map(str, row)))
+            assert decode(o) == "." + ber.decode_oid(o)

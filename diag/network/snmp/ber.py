@@ -228,6 +228,7 @@ def oid_decoder(prefix: str = "") -> Callable[[bytes], str]:
     small = _ARC_TEXT
 
     heads: dict[bytes, str] = {}  # text of the longest prefix a parent shared with the one before
+    tails: dict[bytes, str] = {}  # text of what came after it
     last = [b""]  # the parent decoded before
 
     def parent_text(parent: bytes) -> str:
@@ -246,6 +247,7 @@ def oid_decoder(prefix: str = "") -> Callable[[bytes], str]:
         if len(parents) > 4096:  # tables indexed by many arcs would only fill them
             parents.clear()
             heads.clear()
+            tails.clear()
         if k < 2:
             text = parents[parent] = f"{prefix}{decode_oid(parent)}."
             return text
@@ -253,7 +255,11 @@ def oid_decoder(prefix: str = "") -> Callable[[bytes], str]:
         head_text = heads.get(head)
         if head_text is None:
             head_text = heads[head] = f"{prefix}{decode_oid(head)}."
-        text = parents[parent] = f"{head_text}{decode_suffix(parent[k:])}."
+        tail = parent[k:]  # the same tail comes again in the table's next columns (rows in the same order)
+        tail_text = tails.get(tail)
+        if tail_text is None:
+            tail_text = tails[tail] = decode_suffix(tail)
+        text = parents[parent] = f"{head_text}{tail_text}."
         return text
 
     def decode(b: bytes) -> str:
