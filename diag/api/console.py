@@ -1,12 +1,14 @@
 """The web console (``/ui/...``): server-rendered Jinja2 pages over the same Service as the API.
 
-Log in with an API token: the console keeps a server-side session (in memory; a restart logs everyone out)
-whose id travels in a cookie that is HttpOnly, SameSite=Strict, Path=/ui, and Secure when the request came
-over HTTPS (also through a trusted TLS proxy, ``agent.http.trusted_proxy``) or ``agent.api.secure_cookies``
-says so. Every form carries the session's CSRF token, compared in constant time; the login form, which has
-no session yet, uses a double-submit cookie; and every POST whose browser names its Origin (or Referer) must
-come from the console's own origin. The token is re-checked on every request, so revoking it ends
-its sessions. Pages use one small script (live check progress over server-sent events); the Content Security
+Log in with an API token: the console keeps a server-side session (diag.api.sessions: an idle timeout that
+use and an open live page renew, an absolute cap per role, kept across restarts) whose id travels in a cookie
+that is HttpOnly, SameSite=Strict, Path=/ui, and Secure when the request came over HTTPS (also through a
+trusted TLS proxy, ``agent.http.trusted_proxy``) or ``agent.api.secure_cookies`` says so. Every form carries
+the session's CSRF token, compared in constant time; the login form, which has no session yet, uses a
+double-submit cookie; and every POST whose browser names its Origin (or Referer) must come from the console's
+own origin. The token is re-checked on every request, so revoking it ends its sessions. A request refused
+for want of a session says why in ``X-Diag-Signed-Out`` (expired, idle, revoked, signed-out) so that a live
+page can say so. Pages use one small script (live updates over server-sent events); the Content Security
 Policy allows scripts and styles from the agent only.
 """
 
@@ -14,13 +16,12 @@ from __future__ import annotations
 
 import hmac
 import logging
+import re
 import secrets
-import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, quote
 
 import falcon
 import jinja2
@@ -29,6 +30,7 @@ from diag import __version__
 from diag.api import fmt, hostview, policy
 from diag.api.app import ASCII_INT
 from diag.api.service import Conflict, Invalid, NotFound, Service
+from diag.api.sessions import Session, SessionStore
 from diag.api.tokens import Principal, token_prefix
 
 log = logging.getLogger(__name__)
@@ -47,44 +49,14 @@ _SECURITY_HEADERS = {
     "X-Frame-Options": "DENY",
     "Cache-Control": "no-store",
 }
+#: what the login page says when a page was sent to it because its session ended (``?ended=``)
+ENDED = {
+    "expired": "Signed out: session expired. Sign in again.",
+    "idle": "Signed out: session expired (not used for a while). Sign in again.",
+    "revoked": "Signed out: the token of this session was revoked.",
+}
 _INCIDENT_ACTIONS = ("acknowledge", "assign", "note", "resolve", "propose")
 _SEV_ORDER = {"critical": 0, "warning": 1, "info": 2}
-
-
-@dataclass(slots=True)
-class Session:
-    token_id: str
-    csrf: str
-    expires: float
-
-
-class Sessions:
-    def __init__(self, ttl: float) -> None:
-        self.ttl = ttl
-        self._by_id: dict[str, Session] = {}
-        self._lock = threading.Lock()
-
-    def new(self, token_id: str) -> tuple[str, Session]:
-        sid = secrets.token_urlsafe(32)
-        s = Session(token_id, secrets.token_urlsafe(32), time.time() + self.ttl)
-        with self._lock:
-            now = time.time()
-            for k in [k for k, v in self._by_id.items() if v.expires < now]:
-                del self._by_id[k]
-            self._by_id[sid] = s
-        return sid, s
-
-    def get(self, sid: str) -> Session | None:
-        with self._lock:
-            s = self._by_id.get(sid)
-            if s is not None and s.expires < time.time():
-                del self._by_id[sid]
-                return None
-            return s
-
-    def drop(self, sid: str) -> None:
-        with self._lock:
-            self._by_id.pop(sid, None)
 
 
 def _same(a: str, b: str) -> bool:
@@ -116,13 +88,39 @@ def same_origin(req: falcon.Request) -> bool:
     return True
 
 
+def session_store(svc: Service) -> SessionStore:
+    """The console's sessions, made once per Service (the guard and the live stream share them)."""
+    if svc.sessions is None:
+        st = svc.settings
+
+        def cap(role: str) -> float:
+            return st.viewer_session_ttl_s if role == "viewer" else st.session_ttl_s
+
+        svc.sessions = SessionStore(svc.data, st.session_idle_s, cap)
+    store: SessionStore = svc.sessions
+    return store
+
+
+def session_state(svc: Service, sid: str) -> tuple[Session | None, Principal | None, str]:
+    """A session, its token's principal and "" (renewing it); or why it is not valid (see diag.api.sessions)."""
+    return session_store(svc).check(sid, svc.tokens.by_id)
+
+
+#: where the login page may send a browser afterwards: a console path, never another site ("//evil", "/\\evil")
+_NEXT = re.compile(r"/ui(/[A-Za-z0-9._~/%?=&+-]*)?")
+
+
+def safe_next(value: str | None) -> str:
+    v = (value or "").strip()
+    return v if _NEXT.fullmatch(v) and "//" not in v else f"{UI}/"
+
+
 class SessionGuard:
     """For ``/ui/``: the session cookie makes the principal; forms must carry the session's CSRF token."""
 
     def __init__(self, svc: Service) -> None:
         self.svc = svc
-        self.sessions = Sessions(svc.settings.session_ttl_s)
-        svc.sessions = self.sessions
+        session_store(svc)
 
     def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
         if not (req.path == UI or req.path.startswith(UI + "/")):
@@ -141,18 +139,24 @@ class SessionGuard:
             raise falcon.HTTPForbidden(description="this form was sent from another site")
         if req.path.startswith(_PUBLIC):
             return
-        sid = req.cookies.get(COOKIE, "")
-        s = self.sessions.get(sid) if sid else None
-        p = self.svc.tokens.by_id(s.token_id) if s else None
+        s, p, why = session_state(self.svc, req.cookies.get(COOKIE, ""))
         if s is None or p is None:
-            # A person's GET goes to the login form; a live page's own refresh (X-Diag-Live) is told 401: had it
-            # followed the redirect, the login form's answer would set a new login cookie, and a login form open in
-            # another tab of that browser would then fail ("the login form expired").
-            if req.method == "GET" and not req.path.endswith("/events") and not req.get_header("X-Diag-Live"):
-                raise falcon.HTTPSeeOther(f"{UI}/login")
-            raise falcon.HTTPUnauthorized(description="log in first", challenges=["Cookie"])
+            # a page's own live requests (its refresh, its stream, its poll) are told why, to say so on screen; and
+            # not redirected: the login form's answer sets a new login cookie, which would make a login form open
+            # in another tab of that browser fail ("the login form expired")
+            live = req.get_header("X-Diag-Live") is not None or req.path.endswith("/events")
+            if req.method == "GET" and not live:
+                back = "" if req.path == UI else f"next={quote(req.path, safe='/')}"
+                query = "&".join(x for x in (f"ended={why}" if why != "signed-out" else "", back) if x)
+                raise falcon.HTTPSeeOther(f"{UI}/login" + (f"?{query}" if query else ""))
+            raise falcon.HTTPUnauthorized(
+                description="log in first", challenges=["Cookie"], headers={"X-Diag-Signed-Out": why}
+            )
         req.context.principal = p
         req.context.session = s
+        page = not req.path.endswith(("/events", "/result")) and req.get_header("X-Diag-Live") is None
+        if req.method == "GET" and page and self.svc.live is not None:
+            req.context.live_id = self.svc.live.current()  # before the page reads its data
         if req.method == "POST":
             sent = form(req).get("csrf", "")
             if not _same(sent, s.csrf):
@@ -217,9 +221,13 @@ class Pages:
             path=req.path,
             incidents_enabled=self.svc.incidents is not None,
             counts=self.counts(req) if p is not None else None,
+            live_id=getattr(req.context, "live_id", ""),
             soon=_strip(open_incidents),
             **ctx,
         )
+
+    def session_state(self, sid: str) -> tuple[Session | None, Principal | None, str]:
+        return session_state(self.svc, sid)
 
     def secure(self, req: falcon.Request) -> bool:
         """Secure cookies over HTTPS, through a trusted TLS proxy (waitress rewrote the scheme), or when told."""
@@ -247,7 +255,9 @@ class Pages:
         resp.set_cookie(
             LOGIN_COOKIE, token, max_age=600, path=f"{UI}/login", secure=self.secure(req), same_site="Strict"
         )
-        self.render(req, resp, "login.html", login_csrf=token, error=None)
+        ended = req.get_param("ended")
+        self.render(req, resp, "login.html", login_csrf=token, error=None, ended=ENDED.get(ended or ""),
+                    next=safe_next(req.get_param("next")))  # fmt: skip
 
     def on_post_login(self, req: falcon.Request, resp: falcon.Response) -> None:
         f = form(req)
@@ -268,13 +278,17 @@ class Pages:
             resp.set_cookie(
                 LOGIN_COOKIE, new, max_age=600, path=f"{UI}/login", secure=self.secure(req), same_site="Strict"
             )
-            self.render(req, resp, "login.html", falcon.HTTP_401, login_csrf=new, error="Invalid or revoked token.")
+            self.render(req, resp, "login.html", falcon.HTTP_401, login_csrf=new, error="Invalid or revoked token.",
+                        ended=None, next=safe_next(f.get("next")))  # fmt: skip
             return
-        sid, _ = self.svc.sessions.new(p.token_id)
+        store = session_store(self.svc)
+        sid, _ = store.new(p.token_id)
         resp.set_cookie(
             COOKIE,
             sid,
-            max_age=int(self.svc.settings.session_ttl_s),
+            # the server ends the session (at its cap, or sooner when idle); the cookie outlives it by an hour so
+            # that a page asking after the end is told why ("expired") rather than only "signed out"
+            max_age=int(store.cap(p.role)) + 3600,
             path=UI,
             secure=self.secure(req),
             http_only=True,
@@ -282,10 +296,10 @@ class Pages:
         )
         resp.unset_cookie(LOGIN_COOKIE, path=f"{UI}/login")
         self.svc.journal.append(p.actor, "login", UI, "ok", {"via": "console", "remote": req.remote_addr})
-        raise falcon.HTTPSeeOther(f"{UI}/")
+        raise falcon.HTTPSeeOther(safe_next(f.get("next")))
 
     def on_post_logout(self, req: falcon.Request, resp: falcon.Response) -> None:
-        self.svc.sessions.drop(req.cookies.get(COOKIE, ""))
+        session_store(self.svc).drop(req.cookies.get(COOKIE, ""))
         resp.unset_cookie(COOKIE, path=UI)
         raise falcon.HTTPSeeOther(f"{UI}/login")
 
@@ -448,7 +462,6 @@ class Pages:
     def on_post_incident_action(
         self, req: falcon.Request, resp: falcon.Response, incident_id: str, action: str
     ) -> None:
-        from urllib.parse import quote
 
         from diag.api.incidents import IncidentError
 
@@ -492,7 +505,6 @@ class Pages:
         self.render(req, resp, "kb.html", entries=entries, error=error)
 
     def on_post_kb_verify(self, req: falcon.Request, resp: falcon.Response, entry_id: str) -> None:
-        from urllib.parse import quote
 
         from diag.api.incidents import IncidentError
 

@@ -8,6 +8,7 @@ viewer token on a NOC screen; ``/ui/hosts/NAME`` puts together what the agent kn
 from __future__ import annotations
 
 import base64
+import hashlib
 import threading
 import time
 from typing import TYPE_CHECKING, Any
@@ -16,7 +17,6 @@ from urllib.parse import quote
 import falcon
 
 from diag.api import hostview
-from diag.api.app import ASCII_INT
 from diag.api.live import LiveFeed
 
 if TYPE_CHECKING:
@@ -41,6 +41,7 @@ class LivePages:
         self.pages = pages
         self.svc = pages.svc
         self.live = LiveFeed(self.svc)
+        self.svc.live = self.live  # the session guard stamps each page with the state's id (LiveFeed.current)
         self._reports: dict[float, tuple[dict[str, Any], list[tuple[str, str, str]], float]] = {}
         self._lock = threading.Lock()
         self.svc.jobs.on_change = self.live.poke
@@ -49,24 +50,33 @@ class LivePages:
 
     # ---- the live stream
     def on_get_events(self, req: falcon.Request, resp: falcon.Response) -> None:
-        """The stream; or, with ``?poll=SEQ`` (a page whose stream was refused), one JSON answer at once."""
+        """The stream; or, with ``?poll=ID`` (a page whose stream was refused), one JSON answer at once.
+
+        A page that reconnects names the last event it saw (``Last-Event-ID``, or ``?last=`` when it opened a new
+        stream itself after a silent one) and is sent what moved since, or told to resync after a restart."""
+        from diag.api.live import parse_id
+
         poll = req.get_param("poll")
         if poll is not None:
             from diag.api.app import send
 
-            seen = int(poll) if ASCII_INT.fullmatch(poll) else None
-            send(resp, {**self.live.poll(seen), "counts": self.pages.counts(req)})
+            send(resp, {**self.live.poll(parse_id(poll)), "counts": self.pages.counts(req)})
             return
         sid = req.cookies.get("diag_session", "")
-        token_id = req.context.principal.token_id
+        after = parse_id(req.get_header("Last-Event-ID") or req.get_param("last"))
 
-        def alive() -> bool:
-            return self.svc.sessions.get(sid) is not None and self.svc.tokens.by_id(token_id) is not None
+        def alive() -> str:  # also renews the session: a page on screen keeps it (within its cap)
+            why: str = self.pages.session_state(sid)[2]
+            return why
 
         resp.content_type = "text/event-stream"
         resp.cache_control = ["no-cache"]
-        # a keepalive every 5 s: a page that was left frees its slot (max_streams) within 5 s
-        resp.stream = self.svc.held(self.live.follow(lambda: self.pages.counts(None), alive, keepalive=5.0))
+        # a ping at least every 5 s (and 4 within the idle timeout): a page that was left frees its slot
+        # (max_streams) within 5 s, and a page sees a dead stream within a few pings
+        keepalive = max(0.5, min(5.0, self.svc.settings.session_idle_s / 4))
+        counts = lambda: self.pages.counts(None)  # noqa: E731
+        owner = hashlib.sha256(sid.encode()).hexdigest()[:16]
+        resp.stream = self.svc.held(self.live.follow(counts, alive, keepalive=keepalive, after=after), owner=owner)
 
     # ---- wallboard
     def on_get_wall(self, req: falcon.Request, resp: falcon.Response) -> None:

@@ -9,12 +9,20 @@ Why a shared watcher thread rather than one per stream: the state is read once p
 once when the engine says it changed) however many screens are open, and each stream's thread only waits on a
 condition. The watcher runs only while at least one stream is open. Out-of-process changes (a shared PostgreSQL
 incident store written by another agent) are seen by the poll; in-process ones wake it at once.
+
+Every ``hello`` and ``change`` carries an SSE ``id`` of ``EPOCH-SEQ``: the epoch is new at each agent start, so a
+page that reconnects (the browser sends ``Last-Event-ID``) after a restart is told to ``resync`` (fetch all its
+regions again) even if the new process counted to the same number; within one process it is sent what moved
+since its id. A ``ping`` event every ``keepalive`` seconds lets the page see a stream that went silent (a
+network that dropped without a reset) and open a new one.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import re
+import secrets
 import threading
 import time
 from collections import deque
@@ -28,6 +36,13 @@ log = logging.getLogger(__name__)
 
 #: Kinds of change a page can listen for.
 KINDS = ("incidents", "approvals", "jobs")
+_EVENT_ID = re.compile(r"([0-9a-f]{8})-([0-9]{1,18})")
+
+
+def parse_id(text: str | None) -> tuple[str, int] | None:
+    """``EPOCH-SEQ`` (a ``Last-Event-ID`` or a poll's ``seen``) as a pair; None when absent or malformed."""
+    m = _EVENT_ID.fullmatch((text or "").strip())
+    return (m.group(1), int(m.group(2))) if m else None
 
 
 def summary(incidents: list[dict[str, Any]], pending_approvals: int) -> dict[str, int]:
@@ -49,6 +64,7 @@ class LiveFeed:
         self.interval = poll
         self._cond = threading.Condition()
         self._seq = 0
+        self.epoch = secrets.token_hex(4)  # this process's: ids of an earlier run mean "catch up with everything"
         self._history: deque[tuple[int, tuple[str, ...]]] = deque(maxlen=64)  # (seq, what changed)
         self._markers: dict[str, Any] = {}
         self._subscribers = 0
@@ -75,7 +91,8 @@ class LiveFeed:
     # ---- the watcher
     def _ensure_watcher(self) -> None:
         if self._thread is None or not self._thread.is_alive():
-            self._markers = self._safe_markers() or {}
+            if not self._markers:  # the first look sets the baseline; later, what moved while nobody watched
+                self._markers = self._safe_markers() or {}  # is found by the new watcher's first look
             self._thread = threading.Thread(target=self._watch, name="diag-console-live", daemon=True)
             self._thread.start()
 
@@ -115,11 +132,18 @@ class LiveFeed:
         lost = not self._history or self._history[0][0] > seen + 1  # more changes than kept
         return list(KINDS) if lost else sorted({k for n, ks in self._history if n > seen for k in ks})
 
-    def poll(self, seen: int | None) -> dict[str, Any]:
+    def current(self) -> str:
+        """The id of the state as of now, for a page being rendered: its script asks what moved since this id, so
+        a change between the page's rendering and its first poll or stream is not lost. Taken before the page
+        reads its data (a change after that has a later id)."""
+        return str(self.poll(None)["id"])
+
+    def poll(self, seen: tuple[str, int] | None) -> dict[str, Any]:
         """For a page whose stream was refused (the cap on open streams): what moved since ``seen``, at once.
 
         The page asks every few seconds and holds no server worker in between. The state is read at most once
-        per ``interval`` seconds however many pages ask; the first look only sets the baseline."""
+        per ``interval`` seconds however many pages ask; the first look only sets the baseline. ``resync``:
+        ``seen`` is from another run of the agent (or unknown), and the page fetches all its regions again."""
         with self._cond:
             first = not self._markers and self._seq == 0 and self._looked == 0.0
             stale = time.monotonic() - self._looked >= self.interval
@@ -130,21 +154,31 @@ class LiveFeed:
             self._look()
         with self._cond:
             seq = self._seq
-            what = [] if seen is None or seen == seq else self._since(seen)
-        return {"seq": seq, "what": what}
+            resync = seen is not None and (seen[0] != self.epoch or seen[1] > seq)
+            what = [] if seen is None or resync or seen[1] == seq else self._since(seen[1])
+        return {"seq": seq, "epoch": self.epoch, "id": f"{self.epoch}-{seq}", "what": what, "resync": resync}
 
     # ---- a stream
     def follow(
-        self, counts: Callable[[], dict[str, int]], alive: Callable[[], bool], keepalive: float = 15.0
+        self,
+        counts: Callable[[], dict[str, int]],
+        alive: Callable[[], str],
+        keepalive: float = 15.0,
+        after: tuple[str, int] | None = None,
     ) -> Iterator[bytes]:
-        """SSE bytes for one page: ``hello`` with the counts, then ``change`` events, until ``alive()`` is false."""
+        """SSE bytes for one page: ``hello`` with the counts, then ``change`` events, until ``alive()`` says why not.
+
+        ``alive()`` returns "" while the page's session is valid (and renews it), else why it ended, sent to the
+        page in a ``logout`` event. ``after``: the ``Last-Event-ID`` of a page that reconnects."""
         with self._cond:
             self._subscribers += 1
             self._ensure_watcher()
-            seen = self._seq
+            resync = after is not None and (after[0] != self.epoch or after[1] > self._seq)
+            seen = after[1] if after is not None and not resync else self._seq
         try:
             yield b"retry: 3000\n\n"
-            yield _sse("hello", {"seq": seen, "counts": counts()})
+            hello = {"seq": seen, "epoch": self.epoch, "counts": counts(), "resync": resync, "keepalive": keepalive}
+            yield _sse("hello", hello, f"{self.epoch}-{seen}")
             last_sent = time.monotonic()
             while not self._closed:
                 with self._cond:
@@ -152,15 +186,19 @@ class LiveFeed:
                         self._cond.wait(min(keepalive, 5.0))
                     seq = self._seq
                     what = self._since(seen)
-                if not alive():  # the session ended or its token was revoked: the page must log in again
-                    yield _sse("logout", {})
+                why = alive()
+                if why:  # the session ended or its token was revoked: the page must log in again
+                    yield _sse("logout", {"reason": why})
                     return
                 if seq != seen:
                     seen = seq
-                    yield _sse("change", {"seq": seq, "what": what, "counts": counts()})
+                    yield _sse("change", {"seq": seq, "epoch": self.epoch, "what": what, "counts": counts()},
+                               f"{self.epoch}-{seq}")  # fmt: skip
                     last_sent = time.monotonic()
                 elif time.monotonic() - last_sent >= keepalive:
-                    yield b": keepalive\n\n"  # also finds a gone client: the write fails and the generator closes
+                    # an event, not a comment: the page sees it (a silent stream is a dead one) and a gone client
+                    # is found (the write fails and the generator closes)
+                    yield b"event: ping\ndata: {}\n\n"
                     last_sent = time.monotonic()
         finally:
             with self._cond:
@@ -173,5 +211,6 @@ class LiveFeed:
             self._cond.notify_all()
 
 
-def _sse(event: str, data: dict[str, Any]) -> bytes:
-    return f"event: {event}\ndata: {json.dumps(data)}\n\n".encode()
+def _sse(event: str, data: dict[str, Any], event_id: str | None = None) -> bytes:
+    head = f"id: {event_id}\n" if event_id else ""
+    return f"{head}event: {event}\ndata: {json.dumps(data)}\n\n".encode()

@@ -65,7 +65,8 @@ class Service:
             sink=None,
         )
         self.incidents: Any = None  # the incident engine's adapter (diag.api.incidents) when diag.incidents is there
-        self.sessions: Any = None  # the console's sessions (diag.api.console.Sessions)
+        self.sessions: Any = None  # the console's sessions (diag.api.sessions.SessionStore)
+        self.live: Any = None  # the console's live feed (diag.api.live.LiveFeed)
         #: the agent's own host: its name, its probe runner (states) and the short history of key figures
         self.local_host: str | None = None
         self.runner: Any = None  # diag.probes.runner.ProbeRunner
@@ -75,15 +76,25 @@ class Service:
         # An event stream holds one of the HTTP server's few workers while it is open: cap them, so that
         # clients following checks cannot take every worker from /metrics and the webhook.
         self._streams = threading.BoundedSemaphore(self.settings.max_streams)
+        self._owned: dict[str, int] = {}  # streams held per console session
 
     # ---- helpers
     def stream(self, job: Job, after: int, running: bool = False) -> Iterator[bytes]:
         """A job's event stream, within the cap on open streams (Busy when it is reached)."""
         return self.held(job.follow(after, running=running))
 
-    def held(self, events: Iterator[bytes]) -> Iterator[bytes]:
-        """Any event stream (a job's, the console's live one) within the cap on open streams (Busy beyond)."""
+    def held(self, events: Iterator[bytes], owner: str = "") -> Iterator[bytes]:
+        """Any event stream (a job's, the console's live one) within the cap on open streams (Busy beyond).
+
+        ``owner`` (a console session) may hold at most ``max_streams_per_session`` of them, so that one browser's
+        many tabs cannot take every slot from the other screens (its tabs beyond poll instead)."""
+        if owner:
+            with self._lock:
+                if self._owned.get(owner, 0) >= self.settings.max_streams_per_session:
+                    raise Busy(f"this session holds {self.settings.max_streams_per_session} event streams already")
+                self._owned[owner] = self._owned.get(owner, 0) + 1
         if not self._streams.acquire(blocking=False):
+            self._disown(owner)
             raise Busy(f"{self.settings.max_streams} event streams are open; try again shortly")
 
         def gen() -> Iterator[bytes]:
@@ -91,8 +102,16 @@ class Service:
                 yield from events
             finally:
                 self._streams.release()
+                self._disown(owner)
 
         return gen()
+
+    def _disown(self, owner: str) -> None:
+        if owner:
+            with self._lock:
+                left = self._owned.pop(owner, 1) - 1
+                if left > 0:
+                    self._owned[owner] = left
 
     @property
     def hosts(self) -> Mapping[str, Host]:
@@ -235,6 +254,8 @@ class Service:
 
     def close(self) -> None:
         self.jobs.close()
+        if self.sessions is not None:
+            self.sessions.close()
 
 
 def rendered_commands(pb: Playbook, hosts: list[Host], overrides: Mapping[str, Any]) -> list[dict[str, Any]]:

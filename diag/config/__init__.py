@@ -51,7 +51,7 @@ class SnmpPollSpec(msgspec.Struct, forbid_unknown_fields=True):
 class HttpSpec(msgspec.Struct, forbid_unknown_fields=True):
     """The agent's HTTP server (diag.httpserver.Limits, docs/agent.md)."""
 
-    threads: int = 8
+    threads: int = 16
     connection_limit: int = 256
     per_client: int = 32
     read_timeout: float = 10.0
@@ -172,6 +172,7 @@ def build(doc: yamlsrc.Doc | None, raw: dict[str, object] | None) -> AgentConfig
     if spec.snmp_poll.interval <= 0 or spec.snmp_poll.concurrency < 1:
         doc.problem(("agent", "snmp_poll"), "interval must be positive and concurrency at least 1")
     http = _http(doc, spec.http)
+    api = _stream_workers(doc, api, spec.api, http.threads)
     journal = None
     if spec.journal is not None:
         from diag.journal.settings import build as build_journal  # only when configured
@@ -198,6 +199,29 @@ def build(doc: yamlsrc.Doc | None, raw: dict[str, object] | None) -> AgentConfig
         journal=journal,
         line1=line1,
     )
+
+
+def _stream_workers(doc: yamlsrc.Doc, api: Any, raw_api: Any, threads: int) -> Any:
+    """Event streams each hold one of the HTTP workers while open: at least two workers stay for everything else
+    (/metrics, the webhook, page loads). A cap left at its default follows a smaller ``agent.http.threads``;
+    one written in the inventory that leaves fewer than two is a problem."""
+    import dataclasses
+
+    from diag.config.api import ApiSettings
+
+    room = max(1, threads - 2)
+    written = isinstance(raw_api, dict) and "max_streams" in raw_api
+    settings = api if api is not None else ApiSettings()
+    if settings.max_streams <= room:
+        return api
+    if written:
+        doc.problem(
+            ("agent", "api", "max_streams"),
+            f"max_streams {settings.max_streams} leaves fewer than 2 of agent.http.threads ({threads}) for other"
+            " requests; lower it or raise agent.http.threads",
+        )
+        return api
+    return dataclasses.replace(settings, max_streams=room)
 
 
 def _http(doc: yamlsrc.Doc, spec: HttpSpec) -> Any:

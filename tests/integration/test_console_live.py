@@ -80,9 +80,11 @@ def board(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Board]:
     mnt = base / "c20-fs"
     mnt.mkdir()
     dead = free_port(DEAD_PORTS)
-    extra = (
-        probes_section(mnt) + f"  api: {{max_body_bytes: 16384, check_concurrency: 4, max_streams: {MAX_STREAMS}}}\n"
-    )
+    # one session may hold every stream here (the polling test takes them all with one client); the default
+    # allows a session 4 (tests/integration/test_console_allday.py)
+    api = f"max_body_bytes: 16384, check_concurrency: 4, max_streams: {MAX_STREAMS}"
+    api += f", max_streams_per_session: {MAX_STREAMS}"
+    extra = probes_section(mnt) + f"  api: {{{api}}}\n"
     seeded = seed(base, dead, "")
     # the agent section is the seed's plus the probes; check_concurrency 4 so a check shows queued targets
     text = seeded.inventory.read_text().replace("  api: {max_body_bytes: 16384}\n", extra)
@@ -408,7 +410,7 @@ def test_revoking_a_token_ends_its_open_pages(board: Board, browsers: dict[str, 
 
     def told(d: Any) -> bool:
         js = "const e = document.getElementById('live-status'); return !!e && !e.hidden && e.textContent"
-        return "Session ended" in (d.execute_script(js) or "")
+        return "Signed out: the token of this session was revoked" in (d.execute_script(js) or "")
 
     WebDriverWait(desk, 30, poll_frequency=0.2).until(told)
 

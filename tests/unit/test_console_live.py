@@ -39,34 +39,71 @@ def _next(gen: Any, timeout: float = 10.0) -> bytes:
     return out[0]
 
 
+def _event(gen: Any) -> bytes:
+    """The next event that is not a ping (pings come every keepalive until the watcher's next look)."""
+    for _ in range(100):
+        chunk = _next(gen)
+        if not chunk.startswith(b"event: ping"):
+            return chunk
+    raise AssertionError("only pings: the change was never sent")
+
+
 def test_the_live_stream_says_what_changed_and_ends_with_the_session(tmp_path: Path) -> None:
     svc = _service(tmp_path)
     feed = LiveFeed(svc, poll=0.05)
-    alive = [True]
-    gen = feed.follow(lambda: {"approvals": len(svc.approvals.list("pending"))}, lambda: alive[0], keepalive=0.2)
+    why = [""]
+    gen = feed.follow(lambda: {"approvals": len(svc.approvals.list("pending"))}, lambda: why[0], keepalive=0.2)
     assert _next(gen).startswith(b"retry:")
     hello = _next(gen)
-    assert hello.startswith(b"event: hello") and b'"approvals": 2' in hello
+    assert hello.startswith(f"id: {feed.epoch}-0\nevent: hello".encode()) and b'"approvals": 2' in hello
     svc.approvals.create("token:petrov", "disk-cleanup", ["db-03"], {}, ["clean"], "changes hosts")
-    chunk = _next(gen)
-    while chunk.startswith(b":"):  # keepalives until the watcher's next look
-        chunk = _next(gen)
-    assert chunk.startswith(b"event: change") and b'"approvals"' in chunk and b'"approvals": 3' in chunk
+    chunk = _event(gen)
+    assert chunk.startswith(f"id: {feed.epoch}-1\nevent: change".encode()), chunk
+    assert b'"approvals"' in chunk and b'"approvals": 3' in chunk
     assert b"incidents" not in chunk.split(b"counts")[0]  # only what moved
     # an acknowledgement through the engine is an incidents change
     first = svc.incidents.open_incidents()[0]["id"]
     svc.incidents.acknowledge(first, "token:petrov")
-    chunk = _next(gen)
-    while chunk.startswith(b":"):
-        chunk = _next(gen)
-    assert chunk.startswith(b"event: change") and b'"incidents"' in chunk
-    alive[0] = False  # logged out, or the token revoked
-    chunk = _next(gen)
-    while chunk.startswith(b":"):
-        chunk = _next(gen)
-    assert chunk.startswith(b"event: logout")
+    chunk = _event(gen)
+    assert b"event: change" in chunk and b'"incidents"' in chunk
+    why[0] = "revoked"  # the token revoked (or the session expired, or logged out)
+    chunk = _event(gen)
+    assert chunk.startswith(b"event: logout") and b'"revoked"' in chunk
     gen.close()
     assert feed._subscribers == 0
+    feed.close()
+
+
+def test_a_page_that_reconnects_gets_what_it_missed_or_a_resync_after_a_restart(tmp_path: Path) -> None:
+    """Last-Event-ID within one run: the changes since it, at once. From another run (a restart: another
+    epoch), or ahead of this run's count: ``resync``, and the page fetches every region again."""
+    from diag.api.live import parse_id
+
+    svc = _service(tmp_path)
+    feed = LiveFeed(svc, poll=0.05)
+    gen = feed.follow(lambda: {}, lambda: "", keepalive=0.2)
+    _next(gen), _next(gen)
+    svc.approvals.create("token:petrov", "disk-cleanup", ["db-03"], {}, ["clean"], "changes hosts")
+    assert b"event: change" in _event(gen)
+    gen.close()  # the page lost its stream here; meanwhile an incident is acknowledged
+    svc.incidents.acknowledge(svc.incidents.open_incidents()[0]["id"], "token:petrov")
+    feed.poke()
+    again = feed.follow(lambda: {}, lambda: "", keepalive=0.2, after=(feed.epoch, 1))
+    _next(again)
+    hello = _next(again)
+    assert b'"resync": false' in hello and f"id: {feed.epoch}-1".encode() in hello
+    chunk = _event(again)
+    assert chunk.startswith(f"id: {feed.epoch}-2\nevent: change".encode()) and b'"incidents"' in chunk
+    again.close()
+    for after in (("0badc0de", 2), (feed.epoch, 99)):  # another run of the agent; a count this run never had
+        other = feed.follow(lambda: {}, lambda: "", keepalive=0.2, after=after)
+        _next(other)
+        assert b'"resync": true' in _next(other)
+        other.close()
+    assert feed.poll(("0badc0de", 2))["resync"] and not feed.poll((feed.epoch, 2))["resync"]
+    assert feed.poll((feed.epoch, 1))["what"] == ["incidents"]
+    assert parse_id(f"{feed.epoch}-7") == (feed.epoch, 7)
+    assert parse_id("7") is None and parse_id("x-1") is None and parse_id(None) is None
     feed.close()
 
 
@@ -118,12 +155,13 @@ def test_a_page_refused_a_stream_polls_and_learns_the_same(tmp_path: Path) -> No
     feed = LiveFeed(svc, poll=0.05)
     first = feed.poll(None)
     assert first["what"] == []
-    assert feed.poll(first["seq"])["what"] == []
+    seen = (feed.epoch, first["seq"])
+    assert feed.poll(seen)["what"] == []
     svc.approvals.create("token:petrov", "disk-cleanup", ["db-03"], {}, ["clean"], "changes hosts")
     time.sleep(0.1)
-    later = feed.poll(first["seq"])
+    later = feed.poll(seen)
     assert later["seq"] > first["seq"] and later["what"] == ["approvals"]
-    assert feed.poll(later["seq"])["what"] == []
+    assert feed.poll((feed.epoch, later["seq"]))["what"] == []
 
 
 def test_a_devices_last_snmp_poll_reads_as_interfaces_up_and_down() -> None:

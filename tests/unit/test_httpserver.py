@@ -147,3 +147,42 @@ def test_refusals_are_logged_as_one_line_per_interval(caplog: pytest.LogCaptureF
     assert len(caplog.records) == 2
     assert "499 refused (client_limit)" in caplog.records[1].getMessage()
     assert stats.refused["client_limit"] == 500 and stats.timed_out["request"] == 500
+
+
+def test_workers_grow_past_eight_only_while_requests_hold_them() -> None:
+    """8 workers at start; requests that hold theirs (event streams) make the pool grow, up to ``threads``,
+    and /metrics is still answered by a worker left free."""
+    import threading
+
+    release = threading.Event()
+
+    def held(environ: dict[str, object], start_response: object) -> Iterator[bytes]:
+        if environ["PATH_INFO"] == "/metrics":
+            start_response("200 OK", [("Content-Type", "text/plain")])  # type: ignore[operator]
+            return iter([b"ok"])
+        start_response("200 OK", [("Content-Type", "text/event-stream")])  # type: ignore[operator]
+
+        def stream() -> Iterator[bytes]:
+            yield b"retry: 3000\n\n"
+            release.wait(30)
+
+        return stream()
+
+    s = BoundedServer(held, "127.0.0.1", 0, Limits(threads=14, per_client=64, read_timeout=30, idle_timeout=30))
+    s.start()
+    socks = []
+    try:
+        assert len(s.dispatcher.threads) == 8
+        for _ in range(12):  # twelve streams, each holding a worker
+            c = socket.create_connection(("127.0.0.1", s.port), timeout=10)
+            c.sendall(b"GET /events HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert c.recv(200).startswith(b"HTTP/1.1 200")
+            socks.append(c)
+        assert len(s.dispatcher.threads) >= 12
+        assert _get(s.port) == b"ok"  # a worker is left (the pool grew to at most 14)
+        assert len(s.dispatcher.threads) <= 14
+    finally:
+        release.set()
+        for c in socks:
+            c.close()
+        s.stop()

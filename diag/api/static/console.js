@@ -1,6 +1,8 @@
 // The console's live pages: one server-sent event stream (/ui/events) says what changed; the page then fetches
 // itself and swaps its live regions ([data-region] with an id) for the server's new rendering of them, so HTML
 // is only ever built by the server's autoescaping templates. SLA time left counts down here, every second.
+// The page always shows how live it is (#live-mode: live / polling / reconnecting / signed out): a screen left
+// on all day must never show old data as if it were current.
 "use strict";
 (function () {
   const body = document.body;
@@ -39,9 +41,9 @@
   setInterval(tick, 1000);
 
   // ---- live regions: [data-region="incidents jobs"] is swapped when one of those kinds changed
-  let busy = false, queued = false, queuedAll = false, queuedKinds = new Set();
+  let busy = false, queued = false, queuedAll = false, queuedKinds = new Set(), ended = false;
   function say(text) {
-    if (!status) return;
+    if (!status || ended) return;
     status.textContent = text;
     status.hidden = !text;
   }
@@ -55,7 +57,7 @@
     const only = kinds === null ? null : new Set(kinds);
     try {
       const r = await fetch(location.href, { credentials: "same-origin", headers: { "X-Diag-Live": "1" } });
-      if (r.status === 401 || (r.redirected && new URL(r.url).pathname === "/ui/login")) { say("Session ended: reload to log in again."); return; }
+      if (r.status === 401) { signedOut(r.headers.get("X-Diag-Signed-Out")); return; }
       if (!r.ok) { say("Could not update (" + r.status + "); retrying."); return; }
       const doc = new DOMParser().parseFromString(await r.text(), "text/html");
       for (const fresh of doc.querySelectorAll("[data-region][id]")) {
@@ -75,7 +77,7 @@
       }
       tick();
       say("");
-      body.dataset.updated = String(Date.now());
+      fresh();
     } catch (e) {
       say("Could not update; retrying.");
     } finally {
@@ -95,51 +97,134 @@
 
   stamp(document);
   if (!document.getElementById("counts")) return;
-  let lastSeq = null, polling = null, ended = false;
+
+  // ---- how live the page is, on screen
+  const mode = document.getElementById("live-mode");
+  let state = "";
+  function clock(ms) { return new Date(ms).toTimeString().slice(0, 8); }
+  function fresh() { body.dataset.updated = String(Date.now()); }
+  function show(s, text) {  // s: live | polling | reconnecting | signed-out
+    state = s;
+    body.dataset.liveState = s;
+    body.classList.toggle("stale", s === "reconnecting" || s === "signed-out");
+    if (!mode) return;
+    mode.dataset.state = s;
+    mode.textContent = text;
+  }
+  function reconnecting() {
+    if (ended) return;
+    const at = Number(body.dataset.updated || 0);
+    show("reconnecting", "Reconnecting… " + (at ? "data from " + clock(at) : "no data yet"));
+  }
+  const WHY = {
+    expired: "Signed out: session expired — sign in again.",
+    idle: "Signed out: session expired — sign in again.",
+    revoked: "Signed out: the token of this session was revoked — sign in again.",
+  };
+  function signedOut(why) {
+    if (ended) return;
+    ended = true;
+    if (src) src.close();
+    if (polling) { clearInterval(polling); polling = null; }
+    show("signed-out", "Signed out");
+    if (!status) return;
+    status.textContent = "";
+    status.append((WHY[why] || "Signed out — sign in again.") + " ");
+    const a = document.createElement("a");  // built with the DOM: no HTML from text
+    a.href = "/ui/login?next=" + encodeURIComponent(location.pathname + location.search);
+    a.textContent = "Sign in";
+    status.append(a);
+    status.setAttribute("role", "alert");
+    status.classList.add("ended");
+    status.hidden = false;
+  }
+
+  // ---- what changed: a stream (or polling when no stream slot is free), with the last event's id
+  // the state this page was rendered from: what moved after it is fetched at once (first poll or stream)
+  let lastId = null, lastEpoch = null, lastSeq = null, polling = null, src = null, heard = Date.now();
+  const born = /^([0-9a-f]{8})-([0-9]+)$/.exec(body.dataset.liveId || "");
+  if (born) { lastId = born[0]; lastEpoch = born[1]; lastSeq = Number(born[2]); }
+  let keepalive = 5;
   function changed(d) {
+    heard = Date.now();
     counts(d.counts);
+    const resync = d.resync || (lastEpoch !== null && d.epoch !== lastEpoch);  // the agent restarted meanwhile
     const moved = lastSeq !== null && d.seq !== lastSeq;
-    lastSeq = d.seq;
+    lastSeq = d.seq; lastEpoch = d.epoch; lastId = d.epoch + "-" + d.seq;
+    if (resync) { refresh(null); return; }
     // the breaching-soon strip is on every page: incident changes refresh it everywhere
     if (moved && (d.what.some((w) => wants.includes(w)) || d.what.includes("incidents"))) refresh(d.what);
   }
   // When the agent's cap on open event streams is reached (503), or there is no EventSource: ask every 2 s
-  // instead, with requests that return at once and hold no server worker.
+  // instead, with requests that return at once and hold no server worker. Said on screen: it is a little later.
   function poll() {
-    if (polling) return;
+    if (polling || ended) return;
     body.dataset.feed = "poll";  // how this page hears of changes now (tests wait for it rather than sleep)
+    show("polling", "Polling every 2 s (no live stream free)");
     polling = setInterval(async () => {
       try {
-        const r = await fetch("/ui/events?poll=" + (lastSeq === null ? "" : lastSeq), { credentials: "same-origin" });
-        if (r.status === 401) { ended = true; clearInterval(polling); say("Session ended: reload to log in again."); return; }
-        if (r.ok) { changed(await r.json()); say(""); }
+        const r = await fetch("/ui/events?poll=" + encodeURIComponent(lastId || ""), { credentials: "same-origin" });
+        if (r.status === 401) { signedOut(r.headers.get("X-Diag-Signed-Out")); return; }
+        if (!r.ok) { reconnecting(); return; }
+        changed(await r.json());
+        fresh();
+        if (state !== "polling") { show("polling", "Polling every 2 s (no live stream free)"); say(""); }
       } catch (e) {
-        say("Could not update; retrying.");
+        reconnecting();
       }
     }, 2000);
   }
   if (!window.EventSource) { poll(); return; }
+  async function why() {  // a stream was refused: for want of a session, of a free slot, or is the agent away?
+    try {
+      const r = await fetch("/ui/events?poll=" + encodeURIComponent(lastId || ""), { credentials: "same-origin" });
+      if (r.status === 401) { signedOut(r.headers.get("X-Diag-Signed-Out")); return; }
+      if (!r.ok) throw new Error(String(r.status));
+    } catch (e) {  // away (restarting, the network down): keep trying a stream every few seconds
+      reconnecting();
+      setTimeout(connect, 3000);
+      return;
+    }
+    poll();  // it answers, but had no stream for us: ask every 2 s, and try a stream again in 15 s
+    setTimeout(connect, 15000);  // one cheap request per 15 s a page: a freed slot is taken back soon
+  }
   function connect() {
-    const src = new EventSource("/ui/events");
+    if (ended || (src && src.readyState !== EventSource.CLOSED)) return;
+    // a stream opened by hand (not the browser's own reconnect) names the last event seen itself
+    src = new EventSource("/ui/events" + (lastId ? "?last=" + encodeURIComponent(lastId) : ""));
+    const mine = src;
     src.addEventListener("hello", (ev) => {
       const d = JSON.parse(ev.data);
-      const again = lastSeq !== null && d.seq !== lastSeq;  // reconnected after missing changes: catch up
       if (polling) { clearInterval(polling); polling = null; }  // a stream again: no more asking
       body.dataset.feed = "stream";
-      counts(d.counts);
-      lastSeq = d.seq;
-      if (again) refresh(null);
+      keepalive = Number(d.keepalive || 5);
+      const behind = lastSeq !== null && d.epoch === lastEpoch && d.seq !== lastSeq && !d.resync;
+      changed({ ...d, what: [] });
+      if (behind) refresh(null);  // a stream opened without our last id (after polling): catch up
+      fresh();
+      show("live", "Live");
       say("");
     });
-    src.addEventListener("change", (ev) => changed(JSON.parse(ev.data)));
-    src.addEventListener("logout", () => { ended = true; src.close(); say("Session ended: reload to log in again."); });
+    src.addEventListener("change", (ev) => { changed(JSON.parse(ev.data)); fresh(); });
+    src.addEventListener("ping", () => { heard = Date.now(); fresh(); if (state !== "live") show("live", "Live"); });
+    src.addEventListener("logout", (ev) => { signedOut(JSON.parse(ev.data).reason); });
     src.onerror = () => {
-      if (src.readyState !== EventSource.CLOSED || ended) return;  // the browser reconnects by itself
-      poll();  // refused (503: every stream slot taken) or gone: ask instead, and try a stream again in a minute
-      setTimeout(() => { if (!ended) connect(); }, 60000);
+      if (ended || mine !== src) return;
+      if (src.readyState !== EventSource.CLOSED) { reconnecting(); return; }  // the browser reconnects by itself
+      why();  // refused: 401 (session ended), 503 (every stream slot taken), or the agent is away
     };
   }
+  // a stream that says nothing for three pings is dead (a network that dropped without a reset): open another
+  setInterval(() => {
+    if (ended || !src || polling || src.readyState === EventSource.CLOSED) return;
+    if (Date.now() - heard > (3 * keepalive + 2) * 1000) {
+      src.close();
+      heard = Date.now();
+      reconnecting();
+      connect();
+    }
+  }, 1000);
   connect();
   const every = Number(body.dataset.refresh || 0);
-  if (every > 0 && wants.length) setInterval(() => refresh(null), every * 1000);  // "checked 5 min ago", new SLA levels
+  if (every > 0 && wants.length) setInterval(() => { if (!ended) refresh(null); }, every * 1000);  // "checked 5 min ago", SLA levels
 })();
