@@ -86,21 +86,77 @@ class Doc:
     def problem(self, path: PathKey, message: str) -> None:
         self.problems.append(f"{self.where(path)}: {message}")
 
-    def check_type(self, path: PathKey, value: Any, typ: Any) -> Any:
-        """Convert ``value`` to ``typ`` with msgspec; on failure record a problem and return None."""
-        try:
-            return convert(value, typ)
-        except msgspec.ValidationError as e:
-            msg = str(e)
-            sub = _msgspec_path(msg)
-            unknown = re.search(r"unknown field `([^`]*)`", msg)
-            if unknown:  # msgspec names the object; the offending key has its own line
-                sub = (*sub, unknown.group(1))
-            text = _msgspec_message(msg)
-            # Name the offending key (not a list index) so "port: Expected int" reads on its own.
-            key = sub[-1] if sub and isinstance(sub[-1], str) and not unknown else None
-            self.problem((*path, *sub), f"{key}: {text}" if key else text)
-            return None
+    def check_type(self, path: PathKey, value: Any, typ: Any, partial: bool = False) -> Any:
+        """Convert ``value`` to ``typ`` with msgspec; on failure record every problem and return None.
+
+        msgspec stops at the first error, so a host with a misspelt key and a bad port said only one of them.
+        After each error the offending key is left out and the rest converted again, until it converts or the
+        error is not a key's (a missing required key, a list item): every problem of the value in one run.
+        ``partial``: return what converted without the offending keys (their defaults instead), so that the caller
+        can check the rest (a playbook's steps despite an unknown top-level key); None when nothing converted.
+        """
+        failed = False
+        removed: set[PathKey] = set()
+        for _ in range(_MAX_PROBLEMS_PER_VALUE):
+            try:
+                out = convert(value, typ)
+            except msgspec.ValidationError as e:
+                failed = True
+                msg = str(e)
+                sub = _msgspec_path(msg)
+                unknown = re.search(r"unknown field `([^`]*)`", msg)
+                if unknown:  # msgspec names the object; the offending key has its own line
+                    sub = (*sub, unknown.group(1))
+                missing = re.search(r"missing required field `([^`]*)`", msg)
+                if missing and (*sub, missing.group(1)) in removed:
+                    return None  # the key left out for its own problem: already said
+                text = _msgspec_message(msg)
+                # Name the offending key (not a list index) so "port: Expected int" reads on its own.
+                key = sub[-1] if sub and isinstance(sub[-1], str) and not unknown else None
+                self.problem((*path, *sub), f"{key}: {text}" if key else text)
+                removed.add(sub)
+                reduced = _without(value, sub) if sub and isinstance(sub[-1], str) and "missing" not in msg else None
+                if reduced is None:
+                    return None
+                value = reduced
+            else:
+                return out if partial or not failed else None
+        return None
+
+
+#: Enough to report every mistake of one host or step; a bound, so that a pathological value cannot loop long.
+_MAX_PROBLEMS_PER_VALUE = 20
+
+
+def _without(value: Any, path: PathKey) -> Any:
+    """A copy of ``value`` without the key at ``path`` (copied only along the path), or None when not there."""
+    if not path:
+        return None
+    head, rest = path[0], path[1:]
+    if isinstance(value, dict) and head in value:
+        if not rest:
+            return {k: v for k, v in value.items() if k != head}
+        inner = _without(value[head], rest)
+        return None if inner is None else {**value, head: inner}
+    if isinstance(value, list) and isinstance(head, int) and 0 <= head < len(value) and rest:
+        inner = _without(value[head], rest)
+        return None if inner is None else [*value[:head], inner, *value[head + 1 :]]
+    return None
+
+
+def by_line(problems: list[str], file: str) -> list[str]:
+    """``problems`` without repeats, those of options first, then the file's in the order of its lines.
+
+    A file is checked section by section, so its problems come out of order; a reader fixes it top to bottom.
+    """
+
+    def key(problem: str) -> tuple[int, int]:
+        if not problem.startswith(f"{file}:"):
+            return (0, 0)
+        number = problem[len(file) + 1 :].split(":", 1)[0]
+        return (1, int(number)) if number.isdigit() else (1, 0)
+
+    return sorted(dict.fromkeys(problems), key=key)
 
 
 def convert(value: Any, typ: Any) -> Any:

@@ -63,7 +63,8 @@ def load(
     try:
         cfg = config.build(doc, raw)
     except ConfigError as e:  # the warnings too: the one run says everything
-        raise ConfigError([*e.problems, *(w for w in warnings if w not in e.problems)]) from None
+        problems = yamlsrc.by_line(e.problems, doc.file)
+        raise ConfigError([*problems, *(w for w in warnings if w not in problems)]) from None
     return Loaded(cfg, inv, warnings)
 
 

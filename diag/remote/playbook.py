@@ -313,7 +313,8 @@ class _Loader:
         if not isinstance(doc.data, dict):
             doc.problem((), "a playbook is a mapping with name, description, vars and steps")
             return None
-        spec = doc.check_type((), doc.data, PlaybookSpec)
+        # partial: a bad top-level key is reported with the problems of the steps, not instead of them
+        spec = doc.check_type((), doc.data, PlaybookSpec, partial=True)
         if spec is None:
             return None
         if not re.match(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", spec.name):
@@ -438,7 +439,7 @@ def parse(doc: yamlsrc.Doc, base: Path | None = None) -> Playbook:
     """Validate a loaded document; raise ConfigError listing every ``FILE:LINE: message``."""
     pb = _Loader(doc, base).build()
     if pb is None or doc.problems:
-        raise ConfigError(doc.problems or [f"{doc.file}:1: invalid playbook"])
+        raise ConfigError(yamlsrc.by_line(doc.problems, doc.file) or [f"{doc.file}:1: invalid playbook"])
     return pb
 
 

@@ -45,6 +45,8 @@ def test_every_stage_reports_in_one_run(tmp_path: Path, capsys: pytest.CaptureFi
     for line in expected:
         assert any(e.startswith(line) for e in err), (line, err)
     assert len(err) == len(expected), err
+    lines = [int(e[len(str(f)) + 1 :].split(":")[0]) for e in err]
+    assert lines == sorted(lines)  # top to bottom, though the sections are checked one after the other
     with pytest.raises(ConfigError) as e:  # the agent's start reads the same file the same way
         daemon.load_config(str(f))
     assert e.value.problems == err
@@ -120,3 +122,56 @@ def test_commands_that_read_hosts_refuse_an_unknown_device_type(
         assert (
             capsys.readouterr().err == "inventory.yaml:2: unknown device_type 'cisco_iso'; did you mean 'cisco_ios'?\n"
         )
+
+
+SECTIONS = """\
+hosts:
+  web-1: {address: 10.0.0.1, port: x}
+agent:
+  listen: nonsense
+  http: {threads: 0}
+  incidents: {open_after: xyz, tickets: {backend: nosuch}}
+  api: {max_body_bytes: -1}
+  alertmanager: {auth: {bearer_token: literal}}
+  archive: {interval: -5}
+  journal: {anchor_interval: -1}
+  traps: {communities: [literal]}
+  line1: {nosuch: 1}
+  snmp_poll: {interval: 0}
+  probes:
+    reach: {checks: [{type: tcp, target: db-1, port: 99999}]}
+    logscan: {max_bytes: -1}
+"""
+
+
+def test_a_problem_in_every_section_is_a_line_each(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    f = tmp_path / "inv.yaml"
+    f.write_text(SECTIONS)
+    assert main(["inventory", "validate", str(f)]) == 2
+    err = capsys.readouterr().err.splitlines()
+    lines = [int(e[len(str(f)) + 1 :].split(":")[0]) for e in err]
+    assert lines == [2, 4, 5, 6, 6, 7, 8, 9, 10, 11, 12, 13, 15, 16], err  # every section of the file, in order
+
+
+def test_every_mistake_of_one_host_and_one_playbook(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """msgspec stops at a value's first error; the others of the same host (or playbook) are still reported."""
+    f = tmp_path / "inv.yaml"
+    f.write_text("hosts:\n  a: {adress: x, port: y, sudo: maybe}\n")
+    assert main(["inventory", "validate", str(f)]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"{f}:2: unknown key `adress`",
+        f"{f}:2: port: Expected `int | null`, got `str`",
+        f"{f}:2: sudo: Expected `bool | null`, got `str`",
+    ]
+    pb = tmp_path / "pb.yaml"
+    pb.write_text(
+        "name: bad\nsteps:\n  - id: a\n    run: echo {{ nosuch }}\n"
+        "  - id: b\n    run: echo\n    parse: {type: nosuch}\n"
+        "findings: []\n"
+    )
+    assert main(["playbook", "validate", str(pb)]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"{pb}:4: run: unknown variable 'nosuch'; declare it under vars:",
+        f"{pb}:7: type: Invalid value 'nosuch'",  # not also "missing required key `type`": that is the same
+        f"{pb}:8: unknown key `findings`",  # a bad top-level key no longer hides the steps' problems
+    ]
