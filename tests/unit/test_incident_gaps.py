@@ -9,7 +9,9 @@ new service on the same database (the agent's re-check of a probe scope is only 
 
 from __future__ import annotations
 
+import os
 import shutil
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -217,4 +219,60 @@ def test_the_celery_workers_feed_holds_an_unreachable_hosts_incident(
         assert [k for k, _ in events(svc, inc.id)][-1] == "not_checked"
         assert {i.check_id for i in svc.store.query()} == {"disk_full", "host_unreachable"}
     finally:
+        svc.close()
+
+
+def test_a_log_source_that_cannot_be_read_and_a_backup_without_copies_hold_their_incidents(tmp_path: Path) -> None:
+    """Two probes' partial paths, through the agent's feed: a log file that cannot be read (here: replaced by a
+    directory) holds the log-pattern incident; a backup job whose copies are gone opens ``backup_missing`` and
+    holds ``backup_stale`` (its age was not judged: no copy)."""
+    from diag.probes.backup import BackupJob, BackupOptions
+    from diag.probes.logscan import LogPattern, LogscanOptions
+
+    clock = Clock()
+    root = tmp_path / "root"
+    (root / "var/log").mkdir(parents=True)
+    (root / "backups").mkdir()
+    log, dump = root / "var/log/app.log", root / "backups/db.sql.gz"
+    log.write_text("")
+    dump.write_bytes(b"x" * 100)
+    old = time.time() - 48 * 3600  # the probe judges age by the real clock: two days old, stale against 24 h
+    os.utime(dump, (old, old))
+    paths = Paths(procfs=tmp_path / "proc", sysfs=tmp_path / "sys", rootfs=root, state=tmp_path / "state")
+    opts: dict[str, ProbeOptions] = {
+        "logscan": LogscanOptions(
+            files=["/var/log/app.log"], journal=False, default_patterns=False,
+            patterns=[LogPattern(name="boom", regex="BOOM")],
+        ),
+        "backup": BackupOptions(jobs=[BackupJob(name="db", glob="/backups/*.sql.gz", max_age_hours=24)]),
+    }  # fmt: skip
+    svc = service(tmp_path, clock)
+    runner = ProbeRunner(Config(paths, opts))
+    AgentFeed(svc, runner)
+    try:
+        runner.run("logscan")  # the first run starts at the end of the file
+        log.write_text("x BOOM\n")
+        runner.run("logscan")
+        runner.run("backup")
+        by_check = {i.check_id: i for i in svc.store.query()}
+        assert set(by_check) == {"log_boom", "backup_stale"}
+        log.unlink()
+        log.mkdir()  # cannot be read
+        dump.unlink()  # no copy left: missing, and the stale one's age is unknown
+        runner.run("logscan")
+        runner.run("backup")
+        states = {c: svc.store.get(i.id).state for c, i in by_check.items()}  # type: ignore[union-attr]
+        assert states == {"log_boom": "open", "backup_stale": "open"}
+        assert "backup_missing" in {i.check_id for i in svc.store.query()}
+        held = {c: [e.text for e in svc.store.events(i.id) if e.kind == "not_checked"] for c, i in by_check.items()}
+        assert "log source /var/log/app.log could not be read" in held["log_boom"][0]
+        assert "backup db: no copy to judge" in held["backup_stale"][0]
+        log.rmdir()
+        log.write_text("")  # readable again, no new match: looked at, gone (and the re-check agrees)
+        runner.run("logscan")
+        clock.t += 31  # close_after
+        runner.run("logscan")
+        assert svc.store.get(by_check["log_boom"].id).state == "resolved"  # type: ignore[union-attr]
+    finally:
+        runner.shutdown()
         svc.close()
