@@ -110,18 +110,26 @@ def cmd_worker(args: argparse.Namespace) -> int:
 def cmd_scheduler(args: argparse.Namespace) -> int:
     import redis
 
-    from diag import inventory
-    from diag.cli.common import DEFAULT_INVENTORY, inventory_path
+    from diag.cli.common import DEFAULT_INVENTORY, inventory_path, load_inventory
     from diag.distributed import keys
     from diag.distributed.app import make_app
     from diag.distributed.backend import CeleryBackend, dispatch_snmp
     from diag.distributed.leader import Leadership
     from diag.distributed.scheduler import DistributedScheduler, ScheduledCheck, load_schedule
+    from diag.errors import ConfigError
     from diag.remote import playbook as pbmod
 
-    jobs = load_schedule(args.schedule)
     inv_path = inventory_path(args, required=True) or DEFAULT_INVENTORY
-    inv = inventory.load(inv_path)
+    inv = load_inventory(inv_path)
+
+    def playbook_exists(name: str) -> bool:
+        try:
+            pbmod.find(name)
+        except ConfigError:
+            return False
+        return True
+
+    jobs = load_schedule(args.schedule, inv, playbook_exists)  # every typo of the file, each FILE:LINE
     url = redis_url(args.redis)
     ns = keys.namespace(args.namespace)
     backends: dict[str, tuple[CeleryBackend, Any]] = {}

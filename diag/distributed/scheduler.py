@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import msgspec
 
@@ -25,6 +25,9 @@ from diag import yamlsrc
 from diag.distributed import keys
 from diag.distributed.leader import Leadership
 from diag.errors import ConfigError
+
+if TYPE_CHECKING:
+    from diag.inventory import Inventory
 
 log = logging.getLogger(__name__)
 
@@ -45,16 +48,27 @@ class ScheduledCheck(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
 
 
 class _ScheduleFile(msgspec.Struct, forbid_unknown_fields=True):
-    schedule: list[ScheduledCheck]
+    schedule: list[Any]  # each job checked on its own: one bad job does not hide the others' problems
 
 
-def load_schedule(path: str | Path) -> list[ScheduledCheck]:
-    """Read a schedule file; every problem is reported as ``FILE:LINE: message`` in one ConfigError."""
+def load_schedule(
+    path: str | Path, inventory: Inventory | None = None, playbook_exists: Callable[[str], bool] | None = None
+) -> list[ScheduledCheck]:
+    """Read a schedule file; every problem is reported as ``FILE:LINE: message`` in one ConfigError.
+
+    With ``inventory`` every job's targets must name its hosts or groups, and with ``playbook_exists`` every check's
+    playbook must exist: a typo is a FILE:LINE problem at start (all of them at once), not a failure at 3 a.m.
+    """
     doc = yamlsrc.load_file(path)
     parsed = doc.check_type((), doc.data, _ScheduleFile)
+    jobs: list[ScheduledCheck] = []
     if parsed is not None:
         seen: set[str] = set()
-        for i, job in enumerate(parsed.schedule):
+        for i, raw in enumerate(parsed.schedule):
+            job = doc.check_type(("schedule", i), raw, ScheduledCheck, partial=True)  # then its names too
+            if job is None:
+                continue
+            jobs.append(job)
             if job.name in seen:
                 doc.problem(("schedule", i, "name"), f"duplicate job name {job.name!r}")
             seen.add(job.name)
@@ -64,10 +78,15 @@ def load_schedule(path: str | Path) -> list[ScheduledCheck]:
                 doc.problem(("schedule", i), "playbook: a check needs a playbook (or set kind: snmp)")
             if not job.targets:
                 doc.problem(("schedule", i, "targets"), "targets: name at least one host or group")
+            if inventory is not None:
+                for k, target in enumerate(job.targets):
+                    if target != "all" and target not in inventory.hosts and target not in inventory.groups:
+                        doc.problem(("schedule", i, "targets", k), f"targets: no host or group named {target!r}")
+            known = playbook_exists is None or job.kind != "check" or not job.playbook or playbook_exists(job.playbook)
+            if not known:
+                doc.problem(("schedule", i, "playbook"), f"playbook: no playbook {job.playbook!r} (diag playbook list)")
     if doc.problems:
-        raise ConfigError("\n".join(doc.problems))
-    assert parsed is not None
-    jobs: list[ScheduledCheck] = parsed.schedule
+        raise ConfigError("\n".join(yamlsrc.by_line(doc.problems, doc.file)))
     return jobs
 
 

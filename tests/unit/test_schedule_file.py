@@ -57,3 +57,34 @@ def test_snmp_jobs_need_no_playbook_but_checks_do(tmp_path: Path) -> None:
     p.write_text("schedule:\n  - {name: base, targets: [web], every: 60}\n")
     with pytest.raises(ConfigError, match=rf"^{p}:2: playbook: a check needs a playbook"):
         load_schedule(p)
+
+
+def test_every_job_and_its_names_are_checked_at_once(tmp_path: Path) -> None:
+    """One bad job does not hide the others; with the inventory and the playbooks, a typo in a target or a
+    playbook name is a FILE:LINE problem at start, every one of them, not the first only."""
+    from diag import inventory, yamlsrc
+
+    inv = inventory.parse(yamlsrc.load_text("groups: {web: {}}\nhosts:\n  web-1: {groups: [web]}\n", "inv.yaml"))
+    p = tmp_path / "s.yaml"
+    p.write_text(
+        "schedule:\n"
+        "  - {name: a, playbook: facts, targets: [web], every: often}\n"
+        "  - {name: b, playbook: factz, targets: [web, wbe], every: 60, colour: red}\n"
+        "  - {name: c, playbook: factz, targets: [web-1, all], every: 60}\n"
+    )
+    with pytest.raises(ConfigError) as e:
+        load_schedule(p, inv, lambda name: name == "facts")
+    assert str(e.value).splitlines() == [
+        f"{p}:2: every: Expected `float`, got `str`",
+        f"{p}:3: unknown key `colour`",
+        f"{p}:3: targets: no host or group named 'wbe'",
+        f"{p}:3: playbook: no playbook 'factz' (diag playbook list)",
+        f"{p}:4: playbook: no playbook 'factz' (diag playbook list)",
+    ]
+    p.write_text("schedule:\n  - {name: b, playbook: factz, targets: [web, wbe], every: 60}\n")
+    with pytest.raises(ConfigError) as e:
+        load_schedule(p, inv, lambda name: name == "facts")
+    assert str(e.value).splitlines() == [
+        f"{p}:2: targets: no host or group named 'wbe'",
+        f"{p}:2: playbook: no playbook 'factz' (diag playbook list)",
+    ]
