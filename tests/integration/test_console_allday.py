@@ -1,7 +1,7 @@
 """The console left open all day, in headless Chromium against a real ``diag agent`` with short session times.
 
-The agent (tests/labs/consoledata.py's 50 hosts and 30 open incidents, probes off) is configured with a 6 s idle
-timeout, a 20 s cap for engineers (10 min and 1 h from the restart on) and an hour for viewers. It shows: a page
+The agent (tests/labs/consoledata.py's 50 hosts and 30 open incidents, probes off) is configured with an 8 s idle
+timeout, a 24 s cap for engineers (10 min and 1 h from the restart on) and an hour for viewers. It shows: a page
 whose live stream is open stays signed in past the idle timeout while an idle session ends; at the cap the open
 page says "Signed out: session expired" (and the page dims) instead of freezing; the agent restarting under an open
 wallboard shows "Reconnecting", and afterwards the page catches up by itself (an acknowledgement made while the
@@ -37,7 +37,7 @@ pytestmark = pytest.mark.integration
 
 PORTS = range(21620, 21640)
 DEAD_PORTS = range(21640, 21660)  # the inventory's SSH port: nothing listens
-IDLE, CAP = 6, 20
+IDLE, CAP = 8, 24  # a page's stream renews its session every IDLE/4 = 2 s: 6 s of margin on a loaded machine
 ROWS = "return [...document.querySelectorAll('tr[data-incident]')].map((r) => [r.dataset.incident, r.textContent])"
 STATE = "return [document.body.dataset.liveState || '', document.getElementById('live-mode').textContent]"
 
@@ -165,14 +165,17 @@ def test_an_open_page_stays_signed_in_past_the_idle_timeout_and_says_when_the_ca
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    login(browser, agent, "petrov", "/ui/incidents")  # an engineer: the 20 s cap
+    login(browser, agent, "petrov", "/ui/incidents")  # an engineer: the 24 s cap
     logged_in = time.monotonic()
     wait_state(browser, "live", 30)
     browser.execute_script("window.__noReload = 20;")
     idle = agent.session("sidorov")  # another engineer who logs in and then does nothing
+    idle_login = time.monotonic()
     time.sleep(IDLE + 2)  # longer than the idle timeout: only a used session survives it
     r = idle.get("/ui/events?poll=")
-    assert r.status_code == 401 and r.headers["X-Diag-Signed-Out"] == "idle", (r.status_code, r.headers)
+    # ended for want of use ("expired" instead only if the machine stalled past the cap meanwhile)
+    want = "idle" if time.monotonic() - idle_login < CAP else "expired"
+    assert r.status_code == 401 and r.headers["X-Diag-Signed-Out"] == want, (r.status_code, r.headers)
     if time.monotonic() - logged_in < CAP:  # on a loaded machine the cap may come first; then only it is seen
         assert live_state(browser) == "live"
         target = unacked(browser)
@@ -205,7 +208,7 @@ def test_a_wallboard_recovers_by_itself_when_the_agent_restarts(agent: Agent, br
     wait_state(browser, "live", 30)
     browser.execute_script("window.__noReload = 20;")
     target = unacked(browser)
-    # a 6 s idle timeout is shorter than the restart itself (a real one is 30 min): the agent comes back with
+    # an 8 s idle timeout is shorter than the restart itself (a real one is 30 min): the agent comes back with
     # 10 min, so what is seen is the reconnect, not the session idling out while nobody could renew it
     inv = agent.seeded.inventory
     old = f"session_idle: {IDLE}, session_ttl: {CAP},"
