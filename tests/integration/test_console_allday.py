@@ -15,6 +15,7 @@ stayed live).
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import socket
 import subprocess
@@ -131,6 +132,15 @@ def login(driver: Any, agent: Agent, who: str, then: str) -> None:
     WebDriverWait(driver, 30).until(lambda d: d.current_url.endswith(then))
 
 
+ARTIFACTS = Path(os.environ.get("DIAG_TEST_ARTIFACTS", "test-artifacts")).resolve()
+
+
+def shot(driver: Any, name: str) -> None:
+    """A screenshot of the state the test reached (test-artifacts/console-allday-NAME.png)."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    driver.save_screenshot(str(ARTIFACTS / f"console-allday-{name}.png"))
+
+
 def live_state(driver: Any) -> str:
     return str(driver.execute_script(STATE)[0])
 
@@ -183,6 +193,7 @@ def test_an_open_page_stays_signed_in_past_the_idle_timeout_and_says_when_the_ca
         WebDriverWait(browser, 30, poll_frequency=0.2).until(lambda d: acked_on_page(d, target))
     # the cap: the open page is told, says so, and its data is dimmed; it is the same page (no reload)
     wait_state(browser, "signed-out", CAP + 60)
+    shot(browser, "signed-out")
     banner = browser.find_element(By.ID, "live-status")
     assert banner.is_displayed() and "Signed out: session expired — sign in again." in banner.text, banner.text
     assert "stale" in browser.find_element(By.TAG_NAME, "body").get_attribute("class")
@@ -215,6 +226,7 @@ def test_a_wallboard_recovers_by_itself_when_the_agent_restarts(agent: Agent, br
     inv.write_text(inv.read_text().replace(old, "session_idle: 600, session_ttl: 3600,"))
     agent.stop()  # SIGTERM, as an upgrade would
     wait_state(browser, "reconnecting", 60)
+    shot(browser, "wall-reconnecting")
     assert "stale" in browser.execute_script("return document.body.className")
     # while the agent is down, an engineer acknowledges an incident from the command line
     p = subprocess.run([DIAG, "incidents", "ack", target, "--by", "petrov", "--inventory", str(agent.seeded.inventory)],
@@ -269,6 +281,7 @@ def test_ten_screens_get_live_streams_and_a_page_without_a_slot_says_it_polls(ag
         assert httpx.get(agent.url + "/metrics", timeout=30).status_code == 200  # workers left for the rest
         browser.get(agent.url + "/ui/incidents")  # a page opened now gets no stream: it polls and says so
         wait_state(browser, "polling", 60)
+        shot(browser, "polling")
         assert "Polling every 2 s" in browser.execute_script(STATE)[1]
         target = unacked(browser)
         agent.api(f"/api/v1/incidents/{target}/acknowledge", "POST")
