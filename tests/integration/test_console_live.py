@@ -37,9 +37,10 @@ ARTIFACTS = Path(os.environ.get("DIAG_TEST_ARTIFACTS", "test-artifacts")).resolv
 PORTS = range(20620, 20640)
 DEAD_PORTS = range(20640, 20660)  # the inventory's SSH port: nothing, or a listener that never speaks SSH
 WEB = [h for h in SERVERS if h.startswith("web-")]
-#: agent.api.max_streams of the board (of agent.http.threads 8): the polling test holds every slot itself. Not the
-#: default 4: two browsers' pages and the pages they just left (a left page's slot is freed at the server's next
-#: write, up to 10 s later) fill 4, and a page over the cap polls instead of the stream the first test waits for.
+#: agent.api.max_streams of the board: the polling test holds every slot itself, so few (the default is 12 of
+#: agent.http.threads 16). Not 4: two browsers' pages and the pages they just left (a left page's slot is freed at
+#: the server's next write, up to 10 s later) fill 4, and a page over the cap polls instead of the stream the first
+#: test waits for.
 MAX_STREAMS = 6
 #: (incident id, row text) of every incident row on a page, read in one step
 ROWS = "return [...document.querySelectorAll('tr[data-incident]')].map((r) => [r.dataset.incident, r.textContent])"
