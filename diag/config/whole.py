@@ -75,6 +75,8 @@ def _unresolved_references(doc: yamlsrc.Doc) -> list[str]:
     def walk(value: Any, path: yamlsrc.PathKey) -> None:
         if isinstance(value, dict):
             for k, v in value.items():
+                if k == "vars" and path[:1] in (("defaults",), ("groups",), ("hosts",)):
+                    continue  # playbook variables are free text: "env:prod" there is a value, not a reference
                 walk(v, (*path, k))
         elif isinstance(value, list):
             for i, v in enumerate(value):

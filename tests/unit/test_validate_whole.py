@@ -71,7 +71,7 @@ def test_device_types_known_without_drivers_are_the_drivers() -> None:
 
 SECRETS = """\
 hosts:
-  sw-1: {address: 10.0.0.2, snmp: {community: env:DGT_V_COMMUNITY}}
+  sw-1: {address: 10.0.0.2, snmp: {community: env:DGT_V_COMMUNITY}, vars: {stage: "env:prod"}}
 agent:
   traps:
     communities: [env:DGT_V_TRAP]
