@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from diag.cli.common import DEFAULT_DATA, positive_float, positive_int
+from diag.cli.common import DEFAULT_DATA, positive_int, seconds
 
 if TYPE_CHECKING:
     from diag.model import RunReport
@@ -239,7 +239,7 @@ def add_commands(sub: Any) -> None:
     c.add_argument("--redis", help="with --backend celery: broker URL or env:NAME (default $DIAG_REDIS_URL)")
     c.add_argument(
         "--timeout",
-        type=positive_float,
+        type=seconds,
         default=3600.0,
         help="with --backend celery: seconds to wait for all hosts",
     )

@@ -54,11 +54,20 @@ def port(text: str) -> int:
     return value
 
 
+#: The longest time an option may give (30 days): beyond it a timeout or an interval is a typo, and 1e300 s made
+#: ``socket.settimeout`` and ``time.monotonic() + t`` raise OverflowError (a traceback) instead of a one-line refusal.
+MAX_SECONDS = 30 * 86400.0
+#: The largest whole number an option may give (SQLite's INTEGER): a bigger --limit or incident number overflowed.
+MAX_INTEGER = 2**63 - 1
+
+
 def number(
     minimum: float = 0.0, *, above: bool = True, integer: bool = False, maximum: float | None = None
 ) -> Callable[[str], float]:
-    """A type for a number above ``minimum`` (or at least it, when ``above`` is False) and at most ``maximum``;
-    finite, never NaN."""
+    """A type for a number above ``minimum`` (or at least it, when ``above`` is False) and at most ``maximum``
+    (whole numbers: at most :data:`MAX_INTEGER` unless given); finite, never NaN."""
+    if maximum is None and integer:
+        maximum = MAX_INTEGER
 
     def convert(text: str) -> float:
         try:
@@ -69,7 +78,8 @@ def number(
             bound = f"above {minimum:g}" if above else f"at least {minimum:g}"
             raise argparse.ArgumentTypeError(f"{text!r}: must be {bound}")
         if maximum is not None and value > maximum:
-            raise argparse.ArgumentTypeError(f"{text!r}: must be at most {maximum:g}")
+            shown = f"{int(maximum)}" if maximum == int(maximum) else f"{maximum:g}"
+            raise argparse.ArgumentTypeError(f"{text!r}: must be at most {shown}")
         return value
 
     convert.__name__ = "int" if integer else "float"  # what argparse names in its own messages
@@ -81,3 +91,5 @@ positive_float = number(0.0)
 positive_int = number(0, integer=True)
 nonnegative_float = number(0.0, above=False)
 nonnegative_int = number(0, above=False, integer=True)
+seconds = number(0.0, maximum=MAX_SECONDS)  # a timeout, a TTL: above 0, at most 30 days
+seconds_or_zero = number(0.0, above=False, maximum=MAX_SECONDS)  # an interval that may be 0

@@ -11,7 +11,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from diag.cli.common import positive_float, positive_int
+from diag.cli.common import DEFAULT_DATA, positive_int, seconds
 
 log = logging.getLogger(__name__)
 
@@ -161,7 +161,6 @@ def cmd_scheduler(args: argparse.Namespace) -> int:
 
 def add_commands(sub: Any) -> None:
     """Register ``worker`` and ``scheduler`` on the ``diag`` subparsers."""
-    from diag.cli.common import DEFAULT_DATA
 
     w = sub.add_parser("worker", help="run a Celery worker that checks hosts for distributed runs (Redis broker)")
     w.add_argument("--redis", help=f"broker URL or env:NAME (default $DIAG_REDIS_URL or {DEFAULT_REDIS})")
@@ -180,7 +179,7 @@ def add_commands(sub: Any) -> None:
     w.add_argument("--export-snmp", action="store_true", help="with --metrics-listen: also serve the fleet's SNMP")
     w.add_argument(
         "--visibility-timeout",
-        type=positive_float,
+        type=seconds,
         default=300.0,
         help="seconds before a lost host is redelivered",
     )
@@ -199,8 +198,8 @@ def add_commands(sub: Any) -> None:
     s.add_argument("--redis", help=f"broker URL or env:NAME (default $DIAG_REDIS_URL or {DEFAULT_REDIS})")
     s.add_argument("--schedule", required=True, help="schedule file (YAML, see docs/distributed.md)")
     s.add_argument("--inventory", "-i", help="inventory file (default: ./inventory.yaml)")
-    s.add_argument("--tick", type=positive_float, default=1.0, help="seconds between scheduler ticks")
-    s.add_argument("--ttl", type=positive_float, default=10.0, help="leader lock TTL in seconds (hand-over time)")
+    s.add_argument("--tick", type=seconds, default=1.0, help="seconds between scheduler ticks")
+    s.add_argument("--ttl", type=seconds, default=10.0, help="leader lock TTL in seconds (hand-over time)")
     s.add_argument("--name", help="scheduler identity (default HOST-PID)")
     s.add_argument("--namespace", help=NAMESPACE_HELP)
     s.set_defaults(func=cmd_scheduler)

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from diag.cli.common import positive_float, positive_int
+from diag.cli.common import positive_int, seconds
 from diag.errors import InvalidInput
 
 
@@ -208,17 +208,17 @@ def add_commands(sub: Any) -> None:
     ls.set_defaults(func=cmd_list)
     sh = s.add_parser("show", help="one incident with its journal, deliveries and (local) ticket")
     _common(sh)
-    sh.add_argument("id", type=int)
+    sh.add_argument("id", type=positive_int)
     sh.add_argument("--json", action="store_true")
     sh.set_defaults(func=cmd_show)
     ack = s.add_parser("ack", help="acknowledge an incident (stops its respond clock)")
     _common(ack)
-    ack.add_argument("id", type=int)
+    ack.add_argument("id", type=positive_int)
     ack.add_argument("--by", required=True, help="who takes it")
     ack.set_defaults(func=cmd_ack)
     rt = s.add_parser("retry", help="queue an incident's parked deliveries again")
     _common(rt)
-    rt.add_argument("id", type=int)
+    rt.add_argument("id", type=positive_int)
     rt.set_defaults(func=cmd_retry)
     si = s.add_parser("silence", help="hold back opening incidents for hosts/checks for a while (recorded)")
     _common(si)
@@ -230,7 +230,7 @@ def add_commands(sub: Any) -> None:
     si.set_defaults(func=cmd_silence)
     dv = s.add_parser("deliver", help="deliver what the outbox holds now, then exit")
     _common(dv)
-    dv.add_argument("--timeout", type=positive_float, default=60.0)
+    dv.add_argument("--timeout", type=seconds, default=60.0)
     dv.set_defaults(func=cmd_deliver)
 
     kb = sub.add_parser("kb", help="the knowledge base: validate or list entries")

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from diag.cli.common import nonnegative_float, positive_int
+from diag.cli.common import positive_int, seconds_or_zero
 from diag.errors import ConfigError
 
 
@@ -145,7 +145,7 @@ def add_commands(sub: Any) -> None:
     common(w)
     w.add_argument("--once", action="store_true", help="poll each desk once, then exit")
     w.add_argument(
-        "--interval", type=nonnegative_float, default=0.0, help="seconds between polls (default: agent.line1)"
+        "--interval", type=seconds_or_zero, default=0.0, help="seconds between polls (default: agent.line1)"
     )
     w.set_defaults(func=cmd_watch)
     t = s.add_parser("tickets", help="people's tickets seen and what triage did")

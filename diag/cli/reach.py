@@ -10,7 +10,7 @@ import argparse
 import json
 from typing import Any
 
-from diag.cli.common import nonnegative_float, port, positive_float, positive_int
+from diag.cli.common import nonnegative_float, port, positive_float, positive_int, seconds, seconds_or_zero
 from diag.model import Result, worst_severity
 
 
@@ -106,7 +106,7 @@ def add_commands(sub: Any) -> None:
     def common(p: argparse.ArgumentParser, timeout: float) -> None:
         p.add_argument(
             "--timeout",
-            type=positive_float,
+            type=seconds,
             default=timeout,
             help=f"seconds per probe (default {timeout:g})",
         )
@@ -115,7 +115,7 @@ def add_commands(sub: Any) -> None:
     p = nsub.add_parser("ping", help="ICMP echo (raw socket; falls back to a ping socket, then TCP connect)")
     p.add_argument("target")
     p.add_argument("-c", "--count", type=positive_int, default=5)
-    p.add_argument("-i", "--interval", type=nonnegative_float, default=0.2, help="seconds between probes")
+    p.add_argument("-i", "--interval", type=seconds_or_zero, default=0.2, help="seconds between probes")
     p.add_argument("--tcp-port", type=port, default=80, help="port of the TCP-connect fallback (default 80)")
     p.add_argument("--method", choices=["dgram", "tcp"], help="force a ping socket or TCP connects")
     p.add_argument(

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from diag.cli.common import number, positive_float
+from diag.cli.common import number
 from diag.errors import ConfigError
 
 
@@ -82,7 +82,10 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--from", dest="from_", help="start (date or ISO time, UTC); default: --days before --to")
     p.add_argument("--to", help="end, exclusive (default: now)")
     p.add_argument(
-        "--days", type=positive_float, default=30.0, help="period length when --from is not given (default 30)"
+        "--days",
+        type=number(0.0, maximum=36600),
+        default=30.0,
+        help="period length when --from is not given (default 30, at most 36600)",
     )
     p.add_argument("--format", choices=["html", "csv", "json"], default="html")
     p.add_argument("--output", "-o", help="write to this file instead of stdout")

@@ -10,7 +10,7 @@ import argparse
 import os
 import sys
 
-from diag.cli.common import nonnegative_int, positive_float, positive_int
+from diag.cli.common import nonnegative_int, positive_int, seconds
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (a walk command's start-up)
 if TYPE_CHECKING:
@@ -33,7 +33,7 @@ def add_commands(sub: Any) -> None:
         c.add_argument("--auth-key-env", metavar="VAR", help="v3 auth password from this environment variable")
         c.add_argument("--priv-protocol", "-x", default=None, help="v3 privacy protocol (AES, DES...)")
         c.add_argument("--priv-key-env", metavar="VAR", help="v3 privacy password from this environment variable")
-        c.add_argument("--timeout", "-t", type=positive_float, help="seconds per try (default 2)")
+        c.add_argument("--timeout", "-t", type=seconds, help="seconds per try (default 2)")
         c.add_argument("--retries", "-r", type=nonnegative_int, help="extra tries (default 1)")
         c.add_argument("--json", action="store_true", help="print JSON")
         c.add_argument("target", metavar="TARGET[:PORT]", help="address, host name or inventory host")

@@ -74,6 +74,14 @@ CASES: list[tuple[list[str], str]] = [
     (["config", "show", "bad name"], "'bad name': a target is an inventory host name"),
     (["worker", "--redis", "notaurl"], "broker URL notaurl: not a Redis URL"),
     (["worker", "--redis", "redis://:pw-s3cret@127.0.0.1:99999/0"], "broker URL redis://127.0.0.1:99999/0: Port out"),
+    # too large to mean anything: an OverflowError traceback before
+    (["net", "port", "127.0.0.1", "1", "--timeout", "1e300"], "argument --timeout: '1e300': must be at most 2592000"),
+    (["net", "http", "http://127.0.0.1:1/", "--timeout", "1e300"], "argument --timeout: '1e300'"),
+    (["snmp", "get", "127.0.0.1", "1.3.6.1.2.1.1.1.0", "-t", "1e300"], "argument --timeout/-t: '1e300'"),
+    (["report", "--days", "1e300"], "argument --days: '1e300': must be at most 36600"),
+    (["incidents", "list", "--limit", "99999999999999999999"], "must be at most 9223372036854775807"),
+    (["incidents", "show", "99999999999999999999"], "argument id: '99999999999999999999'"),
+    (["journal", "--limit", "99999999999999999999"], "argument --limit"),
     (["nosuchcommand"], "argument COMMAND: invalid choice: 'nosuchcommand'"),
 ]
 
@@ -113,3 +121,5 @@ def test_input_errors_are_still_the_kind_their_callers_catch() -> None:
     with pytest.raises(reach.ReachError) as e:
         reach.port_check("127.0.0.1", 99999)
     assert isinstance(e.value, InvalidInput) and not isinstance(e.value, SnmpError)
+    with pytest.raises(reach.ReachError, match="timeout 1e\\+300 is too large"):  # the library's own guard
+        reach.port_check("127.0.0.1", 1, 1e300)

@@ -38,10 +38,18 @@ def check_port(port: int, what: str = "port") -> int:
     return port
 
 
+#: The longest time or count a check takes (30 days): beyond it a value is a typo, and 1e300 s made the socket
+#: layer raise OverflowError (a traceback) instead of a one-line refusal.
+MAX_VALUE = 30 * 86400.0
+
+
 def check_positive(value: float, what: str, zero: bool = False) -> float:
-    """``value`` when it is above zero (or zero, when ``zero``); InvalidInput naming ``what`` otherwise."""
+    """``value`` when it is above zero (or zero, when ``zero``) and at most :data:`MAX_VALUE`; ReachInputError
+    naming ``what`` otherwise."""
     if value < 0 or (value == 0 and not zero) or value != value:  # value != value: NaN
         raise ReachInputError(f"{what} {value:g} must be {'zero or more' if zero else 'positive'}")
+    if value > MAX_VALUE:
+        raise ReachInputError(f"{what} {value:g} is too large (at most {MAX_VALUE:g})")
     return value
 
 
