@@ -135,3 +135,14 @@ def test_the_stream_cap_leaves_two_workers_for_other_requests(tmp_path: Path) ->
         config.build(None, {"http": {"threads": 6}, "api": {"max_streams": 6}})
     with pytest.raises(ConfigError, match="session_idle must not be longer"):
         config.build(None, {"api": {"session_idle": 100, "session_ttl": 60}})
+
+
+def test_the_login_page_sends_a_browser_back_only_to_a_console_page() -> None:
+    from diag.api.console import safe_next
+
+    assert safe_next("/ui/wall") == "/ui/wall" and safe_next("/ui/incidents?severity=critical") == (
+        "/ui/incidents?severity=critical"
+    )
+    for bad in ("//evil.example/ui/", "https://evil.example/ui/", "/ui//evil.example", "/\\evil.example", "/api/v1/x",
+                "javascript:alert(1)", "/ui/wall\r\nSet-Cookie: x=1", "", None):  # fmt: skip
+        assert safe_next(bad) == "/ui/", bad
