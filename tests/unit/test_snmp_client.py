@@ -406,6 +406,38 @@ def test_printer_supply_ratio_and_low_supply() -> None:
     ]
 
 
+ORDER, WRONG = "order a replacement", "(wrong type from the agent)"
+
+
+@pytest.mark.parametrize(
+    ("maintenance", "toner", "checks"),
+    [
+        # black toner 8 % (0x0320 hundredths), drum 92 %; then the 0xFF end
+        ("6f0104000003204101040000" "23f0ff", 0.08, [("snmp_printer_supply_low", f"black toner at 8%: {ORDER}")]),
+        # a string that is not records (the 0x01 marker missing): no metric, a bad-value finding
+        ("6f0204000003", None, [("snmp_bad_value", f"1 values of profile brother are not numbers {WRONG}")]),
+    ],
+)  # fmt: skip
+def test_brother_record_strings(maintenance: str, toner: float | None, checks: list[tuple[str, str]]) -> None:
+    base = "1.3.6.1.4.1.2435.2.3.9.4.2.1.5"
+    a = FakeAgent(
+        {
+            f"{base}.5.8.0": (ber.OCTET_STRING, bytes.fromhex(maintenance)),
+            f"{base}.5.10.0": (ber.OCTET_STRING, bytes.fromhex("00010400000400ff")),
+            f"{base}.4.5.2.0": (ber.OCTET_STRING, b"READY"),
+        }
+    )
+    try:
+        r = profiles.poll(target(a), [profiles.load("brother")])
+    finally:
+        a.close()
+    got = {m.name: m.samples for m in r.metrics}
+    assert got["diag_snmp_brother_pages"] == [((), 1024.0)]
+    assert got.get("diag_snmp_brother_toner_black_remaining_ratio", []) == ([((), toner)] if toner is not None else [])
+    assert got["diag_snmp_brother_printer_info"] == [(("READY", ""), 1)]
+    assert [(f.check, f.summary) for f in r.findings] == checks
+
+
 def test_split_walk_equals_one_walk_on_mixed_trees() -> None:
     """Children that are subtrees, leaves right after subtrees, multi-byte arcs: the same values, in order."""
     base = "1.3.6.1.4.1.99"
