@@ -196,9 +196,10 @@ def test_sshd_killed_mid_command_raises_connection_lost(make_lab: Callable[..., 
 
 
 def _kill_when_sleeping(lab: Lab, name: str) -> None:
-    for _ in range(500):
-        if any("sleep 300" in p for p in lab.processes(name)):
-            break
+    # until the command runs (a deadline, not 500 tries: on a loaded machine 5 s may pass before it starts, and a
+    # kill before it would test a dropped connection at another moment than the one this test is about)
+    deadline = time.monotonic() + 60
+    while not any("sleep 300" in p for p in lab.processes(name)) and time.monotonic() < deadline:
         time.sleep(0.01)
     lab.kill_sshd(name)
 
