@@ -83,8 +83,8 @@ def build(doc: yamlsrc.Doc, raw: Any, base: tuple[str, ...] = ("agent", "api")) 
         doc.problem((*base, "grafana_url"), "grafana_url must be an http:// or https:// address")
     # short values are allowed (the tests use seconds); a console needs a few seconds between its requests
     for name in ("session_ttl", "session_idle", "viewer_session_ttl"):
-        if getattr(spec, name) < 5:
-            doc.problem((*base, name), f"{name} must be at least 5 seconds")
+        if not 5 <= getattr(spec, name) <= 366 * 86400:  # also refuses .inf and .nan (a cookie's max-age is an int)
+            doc.problem((*base, name), f"{name} must be between 5 seconds and 366 days (31622400)")
     if spec.session_idle > spec.session_ttl:
         doc.problem((*base, "session_idle"), "session_idle must not be longer than session_ttl")
     return ApiSettings(

@@ -133,6 +133,9 @@ def test_the_stream_cap_leaves_two_workers_for_other_requests(tmp_path: Path) ->
     assert small.api.max_streams == 4  # the default cap follows fewer workers
     with pytest.raises(ConfigError, match="max_streams 6 leaves fewer than 2"):
         config.build(None, {"http": {"threads": 6}, "api": {"max_streams": 6}})
+    for bad in (float("inf"), float("nan"), 1e300, 2.0):  # YAML's .inf and .nan are floats too
+        with pytest.raises(ConfigError, match="viewer_session_ttl must be between"):
+            config.build(None, {"api": {"viewer_session_ttl": bad}})
     with pytest.raises(ConfigError, match="session_idle must not be longer"):
         config.build(None, {"api": {"session_idle": 100, "session_ttl": 60}})
 
