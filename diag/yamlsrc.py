@@ -96,28 +96,40 @@ class Doc:
         can check the rest (a playbook's steps despite an unknown top-level key); None when nothing converted.
         """
         failed = False
-        removed: set[PathKey] = set()
+        removed: set[PathKey] = set()  # original paths left out, each already a problem
+        kept: dict[PathKey, list[int]] = {}  # a list's original path -> the original indices still in ``value``
         for _ in range(_MAX_PROBLEMS_PER_VALUE):
             try:
                 out = convert(value, typ)
             except msgspec.ValidationError as e:
                 failed = True
                 msg = str(e)
-                sub = _msgspec_path(msg)
+                sub = _msgspec_path(msg)  # a path in the reduced value
                 unknown = re.search(r"unknown field `([^`]*)`", msg)
                 if unknown:  # msgspec names the object; the offending key has its own line
                     sub = (*sub, unknown.group(1))
+                orig = _original(sub, kept)
                 missing = re.search(r"missing required field `([^`]*)`", msg)
-                if missing and (*sub, missing.group(1)) in removed:
+                if missing and (*orig, missing.group(1)) in removed:
                     return None  # the key left out for its own problem: already said
                 text = _msgspec_message(msg)
-                # Name the offending key (not a list index) so "port: Expected int" reads on its own.
+                # Name the offending key so "port: Expected int" reads on its own; a list item as "tags[2]" (two
+                # items of one list on one line would otherwise read the same).
                 key = sub[-1] if sub and isinstance(sub[-1], str) and not unknown else None
-                self.problem((*path, *sub), f"{key}: {text}" if key else text)
-                removed.add(sub)
-                reduced = _without(value, sub) if sub and isinstance(sub[-1], str) and "missing" not in msg else None
-                if reduced is None:
+                if sub and isinstance(sub[-1], int) and len(sub) > 1 and isinstance(sub[-2], str) and not missing:
+                    key = f"{sub[-2]}[{orig[-1]}]"
+                self.problem((*path, *orig), f"{key}: {text}" if key else text)
+                removed.add(orig)
+                # Leave out the offending key, or the list item (a step, a check) the error is about; a missing
+                # key of a mapping that is not a list item cannot be left out: stop there.
+                cut = sub if sub and (not missing or isinstance(sub[-1], int)) else None
+                reduced = _without(value, cut) if cut else None
+                if reduced is None or cut is None:
                     return None
+                if isinstance(cut[-1], int):
+                    ocut = _original(cut, kept)
+                    indices = kept.setdefault(ocut[:-1], list(range(len(_at(value, cut[:-1])))))
+                    indices.remove(int(ocut[-1]))
                 value = reduced
             else:
                 return out if partial or not failed else None
@@ -129,7 +141,8 @@ _MAX_PROBLEMS_PER_VALUE = 20
 
 
 def _without(value: Any, path: PathKey) -> Any:
-    """A copy of ``value`` without the key at ``path`` (copied only along the path), or None when not there."""
+    """A copy of ``value`` without the key or list item at ``path`` (copied only along the path), or None when
+    there is none."""
     if not path:
         return None
     head, rest = path[0], path[1:]
@@ -138,10 +151,28 @@ def _without(value: Any, path: PathKey) -> Any:
             return {k: v for k, v in value.items() if k != head}
         inner = _without(value[head], rest)
         return None if inner is None else {**value, head: inner}
-    if isinstance(value, list) and isinstance(head, int) and 0 <= head < len(value) and rest:
+    if isinstance(value, list) and isinstance(head, int) and 0 <= head < len(value):
+        if not rest:
+            return [*value[:head], *value[head + 1 :]]
         inner = _without(value[head], rest)
         return None if inner is None else [*value[:head], inner, *value[head + 1 :]]
     return None
+
+
+def _at(value: Any, path: PathKey) -> Any:
+    for p in path:
+        value = value[p]
+    return value
+
+
+def _original(path: PathKey, kept: dict[PathKey, list[int]]) -> PathKey:
+    """``path`` in the reduced value as a path in the original one (list items left out shift the indices)."""
+    out: tuple[str | int, ...] = ()
+    for p in path:
+        if isinstance(p, int) and out in kept:
+            p = kept[out][p]
+        out = (*out, p)
+    return out
 
 
 def by_line(problems: list[str], file: str) -> list[str]:

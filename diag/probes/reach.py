@@ -43,6 +43,21 @@ class ReachCheck(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
             raise ValueError(f"http check target {self.target!r} must be an http:// or https:// URL")
         if self.timeout <= 0 or self.count < 1:
             raise ValueError("timeout must be positive and count at least 1")
+        # The checks' own limits, as `diag net` applies them: refused at start, not as an error at every run.
+        from diag.network.reach.common import ReachError, check_positive
+
+        try:
+            check_positive(self.timeout, "timeout")
+            check_positive(self.count, "count")
+            check_positive(self.loss_threshold, "loss_threshold", zero=True)
+            check_positive(self.rtt_threshold, "rtt_threshold")
+            check_positive(self.cert_warn_days, "cert_warn_days", zero=True)
+            if self.type == "dns" and self.server:
+                from diag.network.reach.dns import check_query
+
+                check_query(self.server, self.record)
+        except ReachError as e:
+            raise ValueError(str(e)) from None
 
     @property
     def label(self) -> str:

@@ -175,3 +175,28 @@ def test_every_mistake_of_one_host_and_one_playbook(tmp_path: Path, capsys: pyte
         f"{pb}:7: type: Invalid value 'nosuch'",  # not also "missing required key `type`": that is the same
         f"{pb}:8: unknown key `findings`",  # a bad top-level key no longer hides the steps' problems
     ]
+
+
+def test_every_bad_item_of_a_list(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A bad list item (a scheduled reach check, a tag) is left out and the rest checked: each gets its line and
+    its index, and the reach checks are refused with the limits diag net applies, at start."""
+    f = tmp_path / "inv.yaml"
+    f.write_text(
+        "hosts:\n  a: {tags: [1, ok, [x]], groups: [g, 2]}\n"
+        "agent:\n  probes:\n    reach:\n      checks:\n"
+        "        - {type: dns, target: example.org, server: notip}\n"
+        "        - {type: ping, target: 10.0.0.1, rtt_threshold: -1}\n"
+        "        - {type: tcp, target: db, port: 5432}\n"
+        "        - {type: tcp, target: db, port: 5432, timeout: 1e300}\n"
+        "        - {type: dns, target: example.org, server: 127.0.0.1, record: BOGUS}\n"
+    )
+    assert main(["inventory", "validate", str(f)]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"{f}:2: tags[0]: Expected `str`, got `int`",
+        f"{f}:2: tags[2]: Expected `str`, got `array`",
+        f"{f}:2: groups[1]: Expected `str`, got `int`",
+        f"{f}:7: checks[0]: server 'notip': not an IP address or IP:PORT",
+        f"{f}:8: checks[1]: rtt_threshold -1 must be positive",
+        f"{f}:10: checks[3]: timeout 1e+300 is too large (at most 2.592e+06)",
+        f"{f}:11: checks[4]: BOGUS: not a DNS record type (A, AAAA, MX, TXT, ...)",
+    ]

@@ -59,11 +59,7 @@ def _dns_query(name: str, timeout: float, server: str, rdtype: str) -> DnsCheck:
     import dns.rdatatype
     import dns.resolver
 
-    host, port = _server(server)
-    try:
-        dns.rdatatype.from_text(rdtype)
-    except dns.exception.DNSException:
-        raise ReachInputError(f"{rdtype}: not a DNS record type (A, AAAA, MX, TXT, ...)") from None
+    host, port = check_query(server, rdtype)
     res = dns.resolver.Resolver(configure=False)
     res.nameservers = [host]
     res.port = port
@@ -85,6 +81,22 @@ def _dns_query(name: str, timeout: float, server: str, rdtype: str) -> DnsCheck:
     except (dns.exception.DNSException, ValueError) as e:
         return fail("error", e)
     return DnsCheck(name, time.monotonic() - start, sorted(r.to_text() for r in ans), server=server, rdtype=rdtype)
+
+
+def check_query(server: str, rdtype: str) -> tuple[str, int]:
+    """The (address, port) of ``server`` when it and ``rdtype`` can be asked; ReachInputError otherwise.
+
+    What ``diag net dns --server`` and a scheduled dns check (validated at start) both refuse.
+    """
+    import dns.exception
+    import dns.rdatatype
+
+    host, port = _server(server)
+    try:
+        dns.rdatatype.from_text(rdtype)
+    except dns.exception.DNSException:
+        raise ReachInputError(f"{rdtype}: not a DNS record type (A, AAAA, MX, TXT, ...)") from None
+    return host, port
 
 
 def _server(server: str) -> tuple[str, int]:
