@@ -150,6 +150,7 @@ class Inventory:
     def select(self, targets: list[str]) -> list[Host]:
         """Hosts named by ``targets`` (host or group names, in order, no repeats)."""
         out: dict[str, Host] = {}
+        unknown: list[str] = []
         for t in targets:
             if t in self.hosts:
                 out.setdefault(t, self.hosts[t])
@@ -158,7 +159,9 @@ class Inventory:
                     if t == "all" or t in h.groups:
                         out.setdefault(h.name, h)
             else:
-                raise ConfigError(f"{self.file}: no host or group named {t!r}")
+                unknown.append(t)
+        if unknown:  # every one of them: two typos take one run
+            raise ConfigError([f"{self.file}: no host or group named {t!r}" for t in dict.fromkeys(unknown)])
         return list(out.values())
 
 

@@ -32,7 +32,8 @@ def cmd_check(args: argparse.Namespace) -> int:
     overrides = pbmod.parse_var_args(args.var or [])
     unknown = sorted(set(overrides) - set(pb.vars))
     if unknown:
-        raise ConfigError(f"--var {unknown[0]}: playbook {pb.name} has no such variable (has: {', '.join(pb.vars)})")
+        has = ", ".join(pb.vars)
+        raise ConfigError([f"--var {u}: playbook {pb.name} has no such variable (has: {has})" for u in unknown])
     problems: list[ConfigError] = []
     for h in hosts:  # a missing or mistyped variable is the caller's mistake: say so once, before connecting
         try:

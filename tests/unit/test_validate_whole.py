@@ -200,3 +200,18 @@ def test_every_bad_item_of_a_list(tmp_path: Path, capsys: pytest.CaptureFixture[
         f"{f}:10: checks[3]: timeout 1e+300 is too large (at most 2.592e+06)",
         f"{f}:11: checks[4]: BOGUS: not a DNS record type (A, AAAA, MX, TXT, ...)",
     ]
+
+
+def test_check_names_every_unknown_target_and_variable(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "inventory.yaml").write_text("hosts:\n  web-1: {address: 127.0.0.1}\n")
+    assert main(["check", "-p", "disk-full", "wbe-1", "web-1", "dbb"]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        "inventory.yaml: no host or group named 'wbe-1'",
+        "inventory.yaml: no host or group named 'dbb'",
+    ]
+    assert main(["check", "-p", "disk-full", "--var", "pth=/", "--var", "dpth=3", "web-1"]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert [e.split(":")[0] for e in err] == ["--var dpth", "--var pth"], err
