@@ -12,6 +12,11 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import free_port
+
+#: chromedriver's own port, reserved per test run (selenium would take a kernel port, close it, and have the driver
+#: bind it a moment later: any other connection or run may get it in between)
+DRIVER_PORTS = range(20700, 20760)
 AXE = Path(__file__).resolve().parents[1] / "vendor" / "axe-core" / "axe.min.js"
 
 
@@ -29,7 +34,8 @@ def chromium(width: int = 1366, height: int = 900) -> Any:
     size = f"--window-size={width},{height}"
     for a in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", size, "--disable-gpu"):
         opts.add_argument(a)
-    driver = webdriver.Chrome(service=ChromeService(executable_path=driver_bin), options=opts)
+    service = ChromeService(executable_path=driver_bin, port=free_port(DRIVER_PORTS))
+    driver = webdriver.Chrome(service=service, options=opts)
     driver.set_script_timeout(60)
     return driver
 
