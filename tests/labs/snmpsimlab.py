@@ -14,14 +14,15 @@ import bz2
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from tests.conftest import owns_port
+from tests.conftest import free_port, owns_port
+
+PORTS = range(20760, 20780)  # snmpsim's UDP port, reserved per test run
 
 WRITTEN = Path(__file__).resolve().parent.parent / "data" / "snmprec"
 #: community -> recording in snmpsim-data (path under its data/ folder).
@@ -79,9 +80,9 @@ class SnmpSim:
         at = [next(i for i, line in enumerate(lines) if line.startswith(oid + "|")) for oid in SWAPPED]
         lines[at[0]], lines[at[1]] = lines[at[1]], lines[at[0]]
         (data / f"{DISORDER}.snmprec").write_text("\n".join(lines) + "\n")
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:  # a UDP port free now (the kernel picks)
-            udp.bind(("127.0.0.1", 0))
-            self.port = udp.getsockname()[1]
+        # A reserved port below the kernel's ephemeral range: a port the kernel picked, closed here and bound by
+        # snmpsim seconds later (after indexing) could meanwhile go to any UDP client, even to our own snmpget probe.
+        self.port = free_port(PORTS, udp=True)
         responder = str(Path(sys.executable).with_name("snmpsim-command-responder"))
         self.proc = subprocess.Popen(
             [responder, f"--data-dir={data}", f"--cache-dir={self.root / 'cache'}",
