@@ -56,15 +56,22 @@ def cmd_worker(args: argparse.Namespace) -> int:
     ``app.worker_main`` drops the status Celery's command computes (it returns None), so a worker that gave up
     on a lost broker used to exit 0 and a restart-on-failure unit would not bring it back; ``app.Worker`` keeps it.
     """
+    from diag.config import parse_listen
     from diag.distributed import keys, tasks, worker_metrics
-    from diag.distributed.app import DEFAULT_QUEUE, make_app, queue_for
+    from diag.distributed.app import DEFAULT_QUEUE, check_broker_url, make_app, queue_for
+    from diag.errors import ConfigError
 
-    url = redis_url(args.redis)
+    # Every option is checked before anything is set up: a bad one is one line and exit 2, nothing half-started.
+    url = check_broker_url(redis_url(args.redis))
     ns = keys.namespace(args.namespace)
     if args.broker_retries < 0:
-        from diag.errors import ConfigError
-
         raise ConfigError("--broker-retries must be 0 or more")
+    listen = None
+    if args.metrics_listen:
+        try:
+            listen = parse_listen(args.metrics_listen)
+        except ValueError as e:  # was a ValueError traceback
+            raise ConfigError(f"--metrics-listen: {e}") from None
     name = args.name or f"{socket.gethostname()}-{os.getpid()}"
     tasks.SETTINGS = tasks.WorkerSettings(
         redis_url=url,
@@ -78,10 +85,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
     queues = [queue_for(s) for s in args.site] if args.site else [DEFAULT_QUEUE]
     if args.site and args.any_site:
         queues.append(DEFAULT_QUEUE)
-    if args.metrics_listen:
-        from diag.config import parse_listen
-
-        host, port = parse_listen(args.metrics_listen)
+    if listen is not None:
+        host, port = listen
         if args.export_snmp:  # this worker's /metrics also renders every device the fleet polled
             import redis
 

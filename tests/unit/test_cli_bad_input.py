@@ -82,6 +82,7 @@ CASES: list[tuple[list[str], str]] = [
     (["incidents", "list", "--limit", "99999999999999999999"], "must be at most 9223372036854775807"),
     (["incidents", "show", "99999999999999999999"], "argument id: '99999999999999999999'"),
     (["journal", "--limit", "99999999999999999999"], "argument --limit"),
+    (["worker", "--redis", "redis://127.0.0.1:1/0", "--metrics-listen", "x"], "--metrics-listen: listen address 'x'"),
     (["nosuchcommand"], "argument COMMAND: invalid choice: 'nosuchcommand'"),
 ]
 
@@ -94,6 +95,9 @@ def test_bad_argument_exits_2_with_one_line(
     monkeypatch.setenv("DGT_KEY", "a-long-enough-password")
     monkeypatch.setenv("DGT_SHORT", "short")
     monkeypatch.delenv("DGT_UNSET", raising=False)
+    from diag.distributed import tasks
+
+    settings_before = tasks.SETTINGS
     try:
         status = main(argv)
     except SystemExit as e:  # argparse's own refusals
@@ -103,6 +107,7 @@ def test_bad_argument_exits_2_with_one_line(
     assert "Traceback" not in err
     assert err.count("\n") == 1 and err.endswith("\n"), err  # one line
     assert expected in err
+    assert tasks.SETTINGS is settings_before  # refused before any state of the process was set (a worker's)
     assert "short\n" not in err and "a-long-enough-password" not in err and "s3cret" not in err  # no secret values
 
 
