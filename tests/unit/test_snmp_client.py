@@ -18,7 +18,9 @@ import pytest
 from diag.network.snmp import ber, profiles
 from diag.network.snmp import client as snmp
 from diag.network.snmp.parallel import walk_split
-from tests.conftest import DIAG
+from tests.conftest import DIAG, free_port
+
+DEAD_UDP_PORTS = range(20780, 20790)  # reserved per test run; nothing listens there
 
 ROOT = "1.3.6.1.2.1.2.2.1"
 
@@ -268,11 +270,11 @@ def test_stale_answers_are_dropped(agent: FakeAgent) -> None:
 
 
 def test_no_agent_is_a_clear_error() -> None:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:  # a UDP port nothing listens on (just freed)
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    # a reserved UDP port where nothing listens: below the kernel's ephemeral range, so no client socket gets it
+    # either (a kernel port, freed here, could go to another process's UDP client before the request arrived)
+    port = free_port(DEAD_UDP_PORTS, udp=True)
     with pytest.raises(snmp.SnmpError, match=rf"^127\.0\.0\.1:{port}: port unreachable"):
-        snmp.Session(snmp.Target("127.0.0.1", port, timeout=0.3)).get(["1.3.6.1.2.1.1.3.0"])
+        snmp.Session(snmp.Target("127.0.0.1", port, timeout=3.0)).get(["1.3.6.1.2.1.1.3.0"])
 
 
 def test_silent_agent_times_out_and_halves_bulk() -> None:
