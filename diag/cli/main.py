@@ -290,6 +290,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except DiagError as e:
         print(f"diag: {e}", file=sys.stderr)
         return 3
+    except OSError as e:
+        # A file or directory the command needs cannot be used (an output path in a missing directory, a --data
+        # that cannot be created): a failure at run time, said in one line naming the file, not a traceback.
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"diag: {where}{e.strerror or e}", file=sys.stderr)
+        return 3
     except KeyboardInterrupt:
         return 130
 

@@ -128,3 +128,24 @@ def test_input_errors_are_still_the_kind_their_callers_catch() -> None:
     assert isinstance(e.value, InvalidInput) and not isinstance(e.value, SnmpError)
     with pytest.raises(reach.ReachError, match="timeout 1e\\+300 is too large"):  # the library's own guard
         reach.port_check("127.0.0.1", 1, 1e300)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["report", "-o", "/nonexistent/dir/report.html"],
+        ["api", "token", "add", "t", "--role", "viewer", "--data", "/proc/no"],
+    ],
+)
+def test_a_file_that_cannot_be_used_is_one_line_exit_3(
+    argv: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Not bad input (the path may be right, the machine not): a failure at run time, still one line, no traceback."""
+    from diag.incidents.service import IncidentService
+    from diag.incidents.settings import from_mapping
+
+    monkeypatch.chdir(tmp_path)
+    IncidentService(from_mapping({}, tmp_path / ".diag"), {}).close()  # an (empty) incident store to report on
+    assert main(argv) == 3
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("diag: /") and "No such file or directory" in err, err
