@@ -418,6 +418,10 @@ def test_kill_9_twenty_times_loses_and_duplicates_nothing(
                 return None
             if db_rows(db, "SELECT 1 FROM outbox WHERE state != 'done' LIMIT 1"):
                 return None
+            # The last repeat may still be in the receiver's hands (re-diagnosed over SSH after the last restart):
+            # "nothing queued" is a state to reach, and a job that never leaves fails the wait below.
+            if db_rows(data / "alertmanager.sqlite", "SELECT 1 FROM alert_jobs LIMIT 1"):
+                return None
             issues = _issues(redmine, lab)
             expected = sum(1 for c in conds.values() if c.expect_ticket)
             if len(issues) < expected:
@@ -427,7 +431,13 @@ def test_kill_9_twenty_times_loses_and_duplicates_nothing(
                 return None
             return {"state": state, "issues": issues}
 
-        final = wait_for(settled, timeout=180, interval=0.5, what="every condition in its final state")
+        try:
+            final = wait_for(settled, timeout=180, interval=0.5, what="every condition in its final state")
+        except pytest.fail.Exception:  # say what was left before failing
+            jobs = db_rows(data / "alertmanager.sqlite", "SELECT id, alert_key, received_at FROM alert_jobs")
+            print("left in the receiver's queue:", [dict(r) for r in jobs])
+            print("incidents:", snapshot(db, conds))
+            raise
         end = time.time()
         queue = db_rows(data / "alertmanager.sqlite", "SELECT COUNT(*) FROM alert_jobs")
         assert queue and queue[0][0] == 0, "alerts left in the receiver's queue"
