@@ -29,10 +29,17 @@ class Decision(msgspec.Struct, forbid_unknown_fields=True):
     comment: Annotated[str, Meta(max_length=2000)] = ""
 
 
+#: "Has at least one visible character": what a required comment must contain. Not ``\S``: the OpenAPI pattern is
+#: read as an ECMAScript regex by clients (schemathesis, browsers), and ECMAScript's ``\s`` lacks U+001C-U+001F and
+#: U+0085, which Python's has, and has U+FEFF, which Python's lacks; a client then sent "\x1f" as a valid comment
+#: and got 400. Naming the control ranges and U+FEFF makes the class mean the same in both languages.
+VISIBLE_TEXT = r"[^\s\x00-\x1f\x7f-\x9f\ufeff]"
+
+
 class ApprovalDecision(msgspec.Struct, forbid_unknown_fields=True):
     """Approving or rejecting a change needs a reason in the journal."""
 
-    comment: Annotated[str, Meta(min_length=1, max_length=2000, pattern=r"\S")]
+    comment: Annotated[str, Meta(min_length=1, max_length=2000, pattern=VISIBLE_TEXT)]
 
 
 class Error(msgspec.Struct):

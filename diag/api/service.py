@@ -8,6 +8,7 @@ journals what happened, and returns plain data; the JSON resources (:mod:`diag.a
 from __future__ import annotations
 
 import logging
+import re
 import threading
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -17,6 +18,7 @@ from diag.api import approvals as appr
 from diag.api import policy
 from diag.api.approvals import Approval, ApprovalStore
 from diag.api.jobs import Job, JobManager
+from diag.api.schemas import VISIBLE_TEXT
 from diag.api.tokens import Principal, TokenStore
 from diag.config.api import ApiSettings
 from diag.errors import ConfigError
@@ -220,7 +222,7 @@ class Service:
         except policy.Forbidden as e:
             self.deny(p, "approval.decide", str(e), a.id)
             raise
-        if not comment.strip():
+        if not re.search(VISIBLE_TEXT, comment):  # the API's schema and the console's form: one rule
             raise Invalid("a comment is required to approve or reject a change")
         if a.state == "pending":
             # The requester's token, role and scope as they are now: a revoked or narrowed token's request is

@@ -12,13 +12,16 @@ import subprocess
 import sys
 import threading
 import time
+import unicodedata
 from collections.abc import Iterator
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from diag import inventory
 from diag.api.jobs import Event
+from diag.api.schemas import ApprovalDecision
 from diag.api.service import ApiSettings, Conflict, Invalid, Service
 from diag.api.tokens import Principal
 from tests.labs.apienv import CHANGE_PLAYBOOK
@@ -135,7 +138,7 @@ def test_a_decision_needs_a_comment_and_a_request_expires(svc: Service) -> None:
     eng = _token(svc, "eng3", "engineer", ["web"], ["change-marker"])
     lead = _token(svc, "lead1", "lead", ["*"], ["*"])
     aid = _request(svc, eng)
-    for blank in ("", "   \n"):
+    for blank in ("", "   \n", "\x1f", "\ufeff", "\x01\x85"):
         with pytest.raises(Invalid, match="comment is required"):
             svc.decide(lead, aid, False, blank)
     assert svc.get_approval(aid).state == "pending"
@@ -163,3 +166,38 @@ def test_event_streams_are_capped_so_they_cannot_hold_every_http_worker(svc: Ser
         svc.stream(job, 0)
     assert b"event: done" in b"".join(first)  # read to its end: the slot is free again
     assert b"event: done" in b"".join(svc.stream(job, 0))
+
+
+# ECMAScript's WhiteSpace and LineTerminator (ECMA-262 §12.2, §12.3): what ``\s`` means to a client that reads the
+# OpenAPI pattern (schemathesis, a browser), which is not Python's ``\s``.
+_ECMA_SPACE = {0x09, 0x0B, 0x0C, 0x20, 0xA0, 0xFEFF, 0x0A, 0x0D, 0x2028, 0x2029} | {
+    cp for cp in range(0x110000) if unicodedata.category(chr(cp)) == "Zs"
+}
+
+
+def test_the_comment_rule_means_the_same_to_the_api_schema_the_service_and_an_ecmascript_client(svc: Service) -> None:
+    """A comment is accepted alike by the OpenAPI pattern read as ECMAScript, msgspec's check of the body and the
+    service (console and API): schemathesis once sent "\x1f", valid to it, and the API answered 400."""
+    decode = msgspec.json.Decoder(ApprovalDecision).decode
+    eng = _token(svc, "eng4", "engineer", ["web"], ["change-marker"])
+    lead = _token(svc, "lead2", "lead", ["*"], ["*"])
+    aid = _request(svc, eng)
+    controls = set(range(0x20)) | set(range(0x7F, 0xA0))
+    for cp in [*range(0x3100), *range(0xFE00, 0x10000)]:
+        if 0xD800 <= cp < 0xE000:
+            continue  # lone surrogates are not JSON text
+        ch = chr(cp)
+        ecma_visible = cp not in _ECMA_SPACE and cp not in controls
+        body = msgspec.json.encode({"comment": ch})
+        try:
+            decode(body)
+            schema_visible = True
+        except msgspec.ValidationError:
+            schema_visible = False
+        assert schema_visible == ecma_visible, f"U+{cp:04X}: msgspec {schema_visible}, ECMAScript {ecma_visible}"
+        if not ecma_visible:
+            with pytest.raises(Invalid, match="comment is required"):
+                svc.decide(lead, aid, False, " " + ch)
+    assert svc.get_approval(aid).state == "pending"
+    a, _ = svc.decide(lead, aid, False, "\x1f\u00a0é")  # one visible character is enough
+    assert a.state == "rejected"
