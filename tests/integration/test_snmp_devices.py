@@ -203,17 +203,18 @@ def test_brother_private_mib_gives_what_printer_mib_leaves_unknown(sim: SnmpSim)
 
 
 def test_brother_mfc_printer_mib_only(sim: SnmpSim) -> None:
-    """LibreNMS's recording of a real MFC-L2710DW: Printer-MIB says -3 for the toner; no brInfo records in it."""
-    r = poll(sim, "brother-mfc-l2710dw")
+    """A Brother whose Printer-MIB says -3 (unknown) for the toner and that answers no brInfo record strings, only
+    its serial number (written here in the shape of an MFC-L2710DW's answers)."""
+    r = poll(sim, "brother-mfc-written")
     assert set(by_profile(r, "up")) == {"system", "if_mib", "brother", "printer"}
     # Of the private MIB only the serial number (the info metric's one sample): no record strings.
     assert by_profile(r, "profile_samples")["brother"] == 1
-    assert samples(r, "brother_printer_info") == {("", "000A5J431816"): 1.0}
+    assert samples(r, "brother_printer_info") == {("", "E78123K9N654321"): 1.0}
     assert samples(r, "brother_toner_black_remaining_ratio") == {}
     levels = samples(r, "printer_supply_level")
-    assert levels == {("1.1", "Black Toner Cartridge"): -3.0, ("1.2", "Drum Unit"): 11501.0}
+    assert levels == {("1.1", "Black Toner Cartridge"): -3.0, ("1.2", "Drum Unit"): 10452.0}
     ratios = samples(r, "printer_supply_level_ratio")  # toner: unknown level and capacity, no ratio
-    assert list(ratios) == [("1.2", "Drum Unit")] and round(ratios[("1.2", "Drum Unit")], 3) == 0.958
+    assert list(ratios) == [("1.2", "Drum Unit")] and round(ratios[("1.2", "Drum Unit")], 3) == 0.871
     assert samples(r, "printer_device_status") == {("1", "Brother MFC-L2710DW series"): 2.0}
     assert len(samples(r, "if_hc_in_octets")) == 4  # ifTable only: the 32-bit counters
     assert checks(r) == []
