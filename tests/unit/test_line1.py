@@ -351,3 +351,31 @@ def test_a_ticket_left_by_a_killed_watcher_is_taken_again_later(tmp_path: Path) 
     with sqlite3.connect(tmp_path / FILENAME) as db:
         db.execute("UPDATE tickets SET seen_at = seen_at - 601 WHERE key = 'redmine:5'")
     assert b.seen("redmine:5") and not a.register("redmine:5", "redmine", "5", "s", "p", 1.0)
+
+
+@pytest.mark.parametrize(
+    ("headers", "sender", "robot"),
+    [
+        ({}, "ivanova@x.invalid", False),
+        ({"Auto-Submitted": "no"}, "ivanova@x.invalid", False),
+        ({"Precedence": "first-class"}, "ivanova@x.invalid", False),
+        ({"Auto-Submitted": "auto-replied"}, "ivanova@x.invalid", True),
+        ({"Precedence": "Bulk"}, "ivanova@x.invalid", True),
+        ({"Precedence": "junk"}, "ivanova@x.invalid", True),
+        ({"X-Autoreply": "yes"}, "ivanova@x.invalid", True),
+        ({"X-Autorespond": "x"}, "ivanova@x.invalid", True),
+        ({"Return-Path": "<>"}, "ivanova@x.invalid", True),
+        ({}, "postmaster@x.invalid", True),
+        ({}, "mailer-daemon@x.invalid", True),
+        ({"Content-Type": 'multipart/report; report-type=delivery-status; boundary="b"'}, "a@x.invalid", True),
+    ],
+)
+def test_email_desk_knows_robots_mail(headers: dict[str, str], sender: str, robot: bool) -> None:
+    import email
+    import email.policy
+
+    from diag.line1.intake.imap import automatic
+
+    raw = "".join(f"{k}: {v}\r\n" for k, v in {"From": sender, **headers}.items()) + "\r\nhello\r\n"
+    msg = email.message_from_string(raw, policy=email.policy.default)
+    assert automatic(msg, sender) is robot  # type: ignore[arg-type]

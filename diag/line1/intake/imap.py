@@ -7,7 +7,9 @@ answered it, so a message the answer could not be sent for is read again on the 
 line-2 address (``line2``) with the person's message and the evidence (the context package). A message that answers
 one of diag's (its ``In-Reply-To``/``References`` name a ``<line1.ID...>`` Message-ID, or its subject carries the tag)
 is a reply to that ticket, not a new one; from the requester after a resolution it reopens the ticket. Mail diag
-sent itself, auto-replies (``Auto-Submitted``) and bounces are skipped. HTML-only mail is read as its visible text.
+sent itself, auto-replies (``Auto-Submitted``, ``Precedence: bulk``, ``X-Autoreply``...) and bounces (null sender,
+MAILER-DAEMON or postmaster, ``multipart/report``) are skipped: answering a robot can start a mail loop.
+HTML-only mail is read as its visible text.
 """
 
 from __future__ import annotations
@@ -70,6 +72,33 @@ class Options(msgspec.Struct, forbid_unknown_fields=True):
     verify_tls: bool = True
     max_text: int = ttext.MAX_TEXT
     max_message: int = 4 * 1024 * 1024  # bytes of one message fetched; bigger ones are refused unread
+
+
+#: ``Precedence`` values of mail no responder should answer (RFC 3834 section 2 and common practice: vacation(1),
+#: Exim's autoreply examples, RT): list and bulk mail, and other robots' auto-replies.
+_PRECEDENCE = ("bulk", "junk", "list", "auto_reply")
+#: Sender local parts of delivery reports: Exim/Postfix send bounces as MAILER-DAEMON, Exchange as postmaster.
+_REPORTERS = ("mailer-daemon", "postmaster")
+
+
+def automatic(msg: EmailMessage, sender: str) -> bool:
+    """Is ``msg`` written by a machine (auto-reply, bounce, delivery or read report) rather than a person?
+
+    ``Auto-Submitted`` other than ``no`` (RFC 3834) is not enough on its own: many vacation responders send only
+    ``Precedence: bulk`` or ``X-Autoreply``, and a delivery report is known by its null envelope sender (the
+    ``Return-Path: <>`` the delivering server adds), its sender or its ``multipart/report`` type. Answering one
+    of them reaches a robot that may answer again (a loop), or reopens a ticket on a vacation notice.
+    """
+    if str(msg.get("Auto-Submitted", "no")).strip().lower() != "no":
+        return True
+    if str(msg.get("Return-Path", "")).strip() == "<>" or msg.get_content_type() == "multipart/report":
+        return True
+    if str(msg.get("Precedence", "")).strip().lower() in _PRECEDENCE:
+        return True
+    if msg.get("X-Autoreply") is not None or msg.get("X-Autorespond") is not None:
+        return True
+    local = sender.partition("@")[0]
+    return local in _REPORTERS or "mailer-daemon" in local
 
 
 def _tid(message_id: str) -> str:
@@ -180,10 +209,9 @@ class ImapDesk:
         sender = parseaddr(str(msg.get("From", "")))[1].lower()
         message_id = str(msg.get("Message-ID", "")).strip() or f"<uid-{uid}@{o.host}>"
         subject = str(msg.get("Subject", ""))
-        if sender == self._smtp.from_addr.lower() or str(msg.get("Auto-Submitted", "no")).lower() != "no" \
-                or not sender or "mailer-daemon" in sender:
+        if sender == self._smtp.from_addr.lower() or not sender or automatic(msg, sender):
             self._mark_seen(uid)
-            return None  # our own mail, auto-replies, bounces
+            return None  # our own mail, auto-replies, bounces: answering them can start a mail loop
         refs = f"{msg.get('In-Reply-To', '')} {msg.get('References', '')}"
         ours = _OURS.search(refs) or re.search(rf"\[{re.escape(o.subject_tag)}:([0-9a-f]{{16}})\]", subject)
         body, is_html = _body(msg) if refused is None else ("", False)
