@@ -234,6 +234,8 @@ class Service:
                     policy.check_run(requester, pb.name, hosts)
                 except policy.Forbidden as e:
                     why = f"the requester may no longer run it: {e}"
+            if why is None:
+                why = changed_since(a, pb, hosts)
             if why is not None:
                 appr.cancel(self.approvals, self.journal, a, p.actor, why)
                 raise Conflict(f"approval request {a.id} is cancelled: {why}")
@@ -258,6 +260,23 @@ class Service:
         self.jobs.close()
         if self.sessions is not None:
             self.sessions.close()
+
+
+def changed_since(a: Approval, pb: Playbook, hosts: list[Host]) -> str | None:
+    """Why what would run now is not what the lead is shown (the request's hosts and rendered commands), or None.
+
+    The playbook is read from disk and the targets resolved again when a lead decides: a playbook edited, or an
+    inventory whose groups changed (the agent restarted; pending requests survive), would otherwise run commands or
+    reach hosts that nobody approved. Requests stored before issue 15 recorded neither and are not compared.
+    """
+    if not a.hosts:
+        return None
+    names, asked = [h.name for h in hosts], [str(h.get("name")) for h in a.hosts]
+    if names != asked:
+        return f"the targets now name {', '.join(names[:5]) or 'no host'}, not the requested {', '.join(asked[:5])}"
+    if rendered_commands(pb, hosts, a.vars) != a.commands:
+        return f"playbook {pb.name} or its hosts changed since the request: the commands to run are not those shown"
+    return None
 
 
 def rendered_commands(pb: Playbook, hosts: list[Host], overrides: Mapping[str, Any]) -> list[dict[str, Any]]:

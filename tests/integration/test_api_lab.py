@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.labs.apienv import ApiEnv, api_env
+from tests.labs.apienv import CHANGE_PLAYBOOK, ApiEnv, api_env
 from tests.labs.browser import chromium
 from tests.labs.lab import Lab
 
@@ -275,6 +275,33 @@ def test_approval_after_revoke_or_narrowing_is_refused_and_journaled(env: ApiEnv
     assert "revoked" in cancelled[ids["eng3"]]["details"]["reason"]
     assert "no longer in the groups" in cancelled[ids["eng5"]]["details"]["reason"]
     assert not [r for r in env.journal("check.started") if r["actor"] in ("token:eng3", "token:eng5")]
+
+
+def test_approval_of_a_playbook_edited_after_the_request_runs_nothing(env: ApiEnv, marker_dir: Path) -> None:
+    """The lead approves the commands the request showed; a playbook edited on the agent's disk meanwhile (read
+    again when the lead decides) must not run its new commands under that approval: cancelled, journaled, 409."""
+    book = env.dir / "playbooks" / "change-edited.yaml"
+    book.write_text(CHANGE_PLAYBOOK.replace("name: change-marker", "name: change-edited"))
+    p = env.diag("api", "token", "add", "eng7", "--role", "engineer", "--groups", "web",
+                 "--playbooks", "change-edited", "--data", str(env.data))  # fmt: skip
+    assert p.returncode == 0, p.stderr
+    eng7 = httpx.Client(base_url=env.url, headers={"Authorization": f"Bearer {p.stdout.strip()}"}, timeout=30)
+    marker = marker_dir / "edited"
+    r = eng7.post("/api/v1/checks", json={"playbook": "change-edited", "targets": ["h01"],
+                                          "vars": {"marker": str(marker)}})  # fmt: skip
+    assert r.status_code == 202 and r.json()["status"] == "needs_approval", r.text
+    aid = r.json()["approval"]["id"]
+    shown = env.client("lead2").get(f"/api/v1/approvals/{aid}").json()["commands"]
+    assert [c["command"] for c in shown] == [f"touch {marker}"], shown
+    # the changing step now does something else than what the lead is shown
+    book.write_text(book.read_text().replace("run: touch {{ marker }}", "run: touch {{ marker }}-unapproved"))
+    r = env.client("lead2").post(f"/api/v1/approvals/{aid}/approve", json={"comment": "looks harmless"})
+    assert r.status_code == 409 and "not those shown" in r.json()["error"], r.text
+    assert env.client("lead2").get(f"/api/v1/approvals/{aid}").json()["state"] == "cancelled"
+    assert not [r for r in env.journal("check.started") if r["actor"] == "token:eng7"]
+    assert not (marker_dir / "edited-unapproved").exists() and not marker.exists()
+    cancelled = [r for r in env.journal("approval.cancelled") if r["details"]["approval"] == aid]
+    assert cancelled and "not those shown" in cancelled[0]["details"]["reason"]
 
 
 # ---- console
