@@ -30,6 +30,14 @@ class RegistryError(InvalidInput):
     """An unknown name was asked of a registry (probe, playbook, backend...): a name the user gave."""
 
 
+class StoreUnavailable(DiagError):
+    """The incident store cannot be used now (PostgreSQL down or restarting, SQLite busy or its disk full).
+
+    A passing outage, not a fault of what was being stored: whoever holds work the store must take (an alert
+    Alertmanager was told was accepted) keeps it and tries again; it must not drop it as a poisoned job.
+    """
+
+
 class ProbeError(DiagError):
     """A probe failed to collect; the scrape goes on without it."""
 

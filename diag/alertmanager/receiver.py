@@ -37,7 +37,7 @@ from diag.alertmanager.config import ReceiverConfig, Route
 from diag.alertmanager.engine import Verdict
 from diag.alertmanager.payload import Alert, Message
 from diag.alertmanager.queue import JobStore
-from diag.errors import ConfigError
+from diag.errors import ConfigError, StoreUnavailable
 from diag.incidents.failpoints import failpoint
 from diag.inventory import Host
 from diag.model import SEVERITY_RANK, Evidence, Finding, Metric
@@ -49,6 +49,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 SOURCE = "alertmanager"
 ATTEMPTS = 5  # tries of one job before it is given up (backoff 1, 2, 4, 8 s between them)
+#: The longest wait between tries while the incident store is away (PostgreSQL restarting): such a job is never
+#: given up, because Alertmanager was told it was accepted and will not send it again.
+OUTAGE_BACKOFF_MAX = 30.0
 
 
 def _outcome_text(outcome: Any) -> str:
@@ -291,11 +294,27 @@ class Receiver:
 
         False when the receiver stops in between: the job stays on disk for the next start. A job that fails
         every attempt is logged with its traceback and dropped, so one poisoned alert cannot block its successors.
+        The incident store being away (``StoreUnavailable``) is not the job's fault: it is tried again, with the
+        wait growing to ``OUTAGE_BACKOFF_MAX``, until the store is back or the receiver stops.
         """
-        for attempt in range(1, ATTEMPTS + 1):
+        attempt, outages = 1, 0
+        while attempt <= ATTEMPTS:
             try:
                 self.process(job)
                 return True
+            except StoreUnavailable as e:
+                outages += 1
+                delay = min(2.0 ** min(outages - 1, 8), OUTAGE_BACKOFF_MAX)
+                log.warning(
+                    "alert %s (%s): kept in the queue, the incident store is away (%s); trying again in %g s",
+                    job.alert.name,
+                    job.alert.key,
+                    e,
+                    delay,
+                )
+                if self._stopping.wait(delay):
+                    return False
+                continue
             except Exception as e:  # one alert's failure must not stop the others or kill the worker
                 if attempt == ATTEMPTS:
                     log.exception("alert %s (%s): giving up after %d attempts", job.alert.name, job.alert.key, attempt)
@@ -312,6 +331,7 @@ class Receiver:
                 )
                 if self._stopping.wait(delay):
                     return False
+                attempt += 1
         return True
 
     def wait_idle(self, timeout: float | None = None) -> bool:

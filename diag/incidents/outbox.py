@@ -26,6 +26,7 @@ import threading
 import time
 from collections.abc import Callable
 
+from diag.errors import StoreUnavailable
 from diag.exporters.tickets.base import TicketBackend, TicketRef, TicketRejected, TicketUnavailable
 from diag.incidents import bundle
 from diag.incidents.failpoints import failpoint
@@ -189,6 +190,9 @@ class Outbox:
         while not self._stop.is_set():
             try:
                 self.run_once()
+            except StoreUnavailable as e:  # the intents wait in the store; a ticket sent meanwhile is found again
+                log.warning("outbox: %s; trying again in %g s", e, self.backoff_initial)
+                self.paused_until = self.clock() + self.backoff_initial
             except Exception:  # a bug in one delivery must not end delivery for good
                 log.exception("outbox delivery failed")
                 self.paused_until = self.clock() + self.backoff_initial

@@ -26,6 +26,7 @@ from typing import Any
 
 import psycopg
 
+from diag.errors import StoreUnavailable
 from diag.incidents.store import SCHEMA, Store
 
 #: Advisory lock keys (any 64-bit numbers that nothing else on the database uses).
@@ -91,6 +92,14 @@ class _Cursor:
         return iter(self._cur.fetchall())
 
 
+def _unavailable(url: str, e: psycopg.OperationalError) -> StoreUnavailable:
+    """One line naming the server (never the password) and psycopg's first line of the reason."""
+    info = psycopg.conninfo.conninfo_to_dict(url)
+    where = f"{info.get('host', 'localhost')}:{info.get('port', 5432)}/{info.get('dbname', '')}"
+    reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
+    return StoreUnavailable(f"incident store on PostgreSQL {where} unavailable: {reason}")
+
+
 class _SessionLock:
     """Re-entrant: this thread's lock on the store, plus PostgreSQL's session advisory lock on the writer key."""
 
@@ -103,6 +112,9 @@ class _SessionLock:
         if self.depth == 0:
             try:
                 self.store._live_conn().execute("SELECT pg_advisory_lock(%s)", (WRITE_LOCK,))
+            except psycopg.OperationalError as e:
+                self.store._lock.release()
+                raise _unavailable(self.store.url, e) from None
             except BaseException:
                 self.store._lock.release()
                 raise
@@ -114,6 +126,9 @@ class _SessionLock:
         try:
             if self.depth == 0 and not self.store.conn.closed and not self.store.conn.broken:
                 self.store.conn.execute("SELECT pg_advisory_unlock(%s)", (WRITE_LOCK,))
+        except psycopg.OperationalError as e:  # the server went away: the session, and with it the lock, is gone
+            if not exc[0]:
+                raise _unavailable(self.store.url, e) from None
         finally:
             self.store._lock.release()
 
@@ -133,7 +148,10 @@ class PgStore(Store):
                 self.conn.execute(stmt)
 
     def _connect(self) -> psycopg.Connection[Any]:
-        return psycopg.connect(self.url, autocommit=True, row_factory=_row_factory, connect_timeout=10)
+        try:
+            return psycopg.connect(self.url, autocommit=True, row_factory=_row_factory, connect_timeout=10)
+        except psycopg.OperationalError as e:
+            raise _unavailable(self.url, e) from None
 
     def _live_conn(self) -> psycopg.Connection[Any]:
         if self.conn.closed or self.conn.broken:  # the server restarted: a new session, then go on
@@ -159,13 +177,18 @@ class PgStore(Store):
                 with conn.transaction(), conn.cursor() as cur:
                     cur.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK,))
                     yield _Cursor(cur)
+            except psycopg.OperationalError as e:  # lost during the transaction: nothing of it was committed
+                raise _unavailable(self.url, e) from None
             finally:
                 self._depth -= 1
 
     def read(self, sql: str, args: Sequence[Any] = ()) -> list[Any]:
         with self._lock:
             conn = self._live_conn()
-            return conn.execute(translate(sql), tuple(args)).fetchall()  # in our transaction when inside tx()
+            try:
+                return conn.execute(translate(sql), tuple(args)).fetchall()  # in our transaction when inside tx()
+            except psycopg.OperationalError as e:
+                raise _unavailable(self.url, e) from None
 
     def engine_lock(self) -> _SessionLock:
         return _SessionLock(self)
@@ -183,6 +206,6 @@ class PgStore(Store):
                         return False
                 self._delivery.execute("SELECT 1")  # still our session, so still our lock
                 return True
-            except psycopg.OperationalError:
+            except (psycopg.OperationalError, StoreUnavailable):  # the server is away: no one delivers now
                 self._delivery = None
                 return False

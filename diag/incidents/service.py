@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from diag.errors import ConfigError, DiagError, SecretError
+from diag.errors import ConfigError, DiagError, SecretError, StoreUnavailable
 from diag.exporters.tickets.base import TicketBackend
 from diag.incidents.engine import Engine
 from diag.incidents.knowledge import KnowledgeBase
@@ -88,6 +88,9 @@ class IncidentService:
             try:
                 self.engine.tick()
                 due = self.engine.next_due()
+            except StoreUnavailable as e:  # every due time is stored: the next tick after it is back does it
+                log.warning("incident clock: %s; trying again in %g s", e, self.settings.tick)
+                due = None
             except Exception:  # the clock must keep running whatever one tick hit
                 log.exception("incident tick failed")
                 due = None

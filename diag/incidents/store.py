@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from diag import datafiles
+from diag.errors import StoreUnavailable
 from diag.model import IncidentEvent, IncidentRow
 
 #: pending: seen, damped (not opened yet); open; clearing: gone, waiting for hysteresis and the re-check;
@@ -221,6 +222,19 @@ def _row_incident(row: sqlite3.Row) -> Incident:
     return Incident(**kw, doc=json.loads(row["doc"]))
 
 
+#: SQLite's primary result codes that mean "not now" rather than a wrong statement: busy, locked, read-only,
+#: I/O error, disk full, cannot open. A syntax error or a missing table stays a plain sqlite3 error (a bug).
+_PASSING = {5, 6, 8, 10, 13, 14}
+
+
+def unavailable_if_passing(e: sqlite3.Error, path: Path) -> Exception:
+    """``StoreUnavailable`` for an outage of the database file (see :data:`_PASSING`), else ``e`` itself."""
+    code = getattr(e, "sqlite_errorcode", None)
+    if isinstance(e, sqlite3.OperationalError) and code is not None and code & 0xFF in _PASSING:
+        return StoreUnavailable(f"incident store {path} unavailable: {e}")
+    return e
+
+
 class Store:
     """The incidents database. ``tx()`` gives a cursor inside one IMMEDIATE transaction."""
 
@@ -248,14 +262,20 @@ class Store:
                 yield self.db.cursor()
                 return
             c = self.db.cursor()
-            c.execute("BEGIN IMMEDIATE")
             try:
-                yield c
-            except BaseException:
-                self.db.rollback()
-                raise
-            else:
-                self.db.commit()
+                c.execute("BEGIN IMMEDIATE")
+                try:
+                    yield c
+                except BaseException:
+                    self.db.rollback()
+                    raise
+                else:
+                    self.db.commit()
+            except sqlite3.Error as e:
+                err = unavailable_if_passing(e, self.path)
+                if err is e:
+                    raise
+                raise err from e
 
     def engine_lock(self) -> Any:
         """The lock the engine holds around each read-decide-write (a thread lock: one process owns SQLite)."""
@@ -267,7 +287,13 @@ class Store:
 
     def read(self, sql: str, args: Sequence[Any] = ()) -> list[sqlite3.Row]:
         with self._lock:
-            return list(self.db.execute(sql, args))
+            try:
+                return list(self.db.execute(sql, args))
+            except sqlite3.Error as e:
+                err = unavailable_if_passing(e, self.path)
+                if err is e:
+                    raise
+                raise err from e
 
     # ---- read models for the journal feed, the API and reports (the only SQL on these tables outside the engine)
     def report_rows(self, until: float, kinds: Sequence[str] = REPORT_EVENT_KINDS) -> list[IncidentRow]:

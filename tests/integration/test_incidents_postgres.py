@@ -15,6 +15,7 @@ import json
 import subprocess
 import sys
 import textwrap
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from itertools import count
@@ -181,3 +182,61 @@ def test_one_process_drains_a_shared_outbox_and_another_takes_over(fresh_db: str
         assert b.may_deliver() is True
     finally:
         b.close()
+
+
+def test_an_accepted_alert_waits_while_postgresql_is_down(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """PostgreSQL stopped for longer than the receiver tries a failing job (5 times, 1+2+4+8 s apart): the alert
+    Alertmanager was told was accepted (202) stays in the receiver's queue on disk and opens its incident once the
+    store is back; it was dropped ("giving up after 5 attempts") before. Meanwhile `diag incidents list` says the
+    store is unavailable in one line (exit 3), not a psycopg traceback."""
+    import logging
+
+    from diag.alertmanager import receiver as rmod
+    from diag.alertmanager.payload import decode
+    from tests.unit.test_alertmanager import FIRING, _agent_cfg
+
+    monkeypatch.setenv("DGM_TOKEN", "tok-123456")
+    monkeypatch.setattr(rmod, "OUTAGE_BACKOFF_MAX", 1.0, raising=False)  # tries 1 s apart: a short test
+    cfg = _agent_cfg(tmp_path, "auth: {bearer_token: env:DGM_TOKEN}\n").alertmanager
+    assert cfg is not None
+    caplog.set_level(logging.WARNING, logger="diag.alertmanager.receiver")
+    with PostgresServer() as pg:
+        data = tmp_path / "data"
+        settings = from_mapping({"open_after": 0, "close_after": 0, "database_url": pg.url}, data)
+        inv = tmp_path / "pg-inventory.yaml"
+        inv.write_text(f"hosts: {{}}\nagent:\n  data: {data}\n  incidents:\n    database_url: {pg.url}\n")
+        svc = IncidentService(settings, {})
+        r = rmod.Receiver(cfg, {}, svc.engine, data)
+        try:
+            pg.stop()
+            assert r.handle(decode(FIRING)) == {"accepted": 1, "pending": 1}
+
+            def failures() -> int:
+                return sum(rec.name == rmod.__name__ and rec.levelno >= logging.WARNING for rec in caplog.records)
+
+            # Until the receiver has failed more often than it tries a poisoned job, or has dropped the alert.
+            deadline = time.monotonic() + 300
+            while failures() <= rmod.ATTEMPTS and r.store.pending() and time.monotonic() < deadline:
+                time.sleep(0.2)
+            assert failures() > rmod.ATTEMPTS, "the receiver stopped trying while the store was down"
+            assert len(r.store.pending()) == 1, "the accepted alert left the queue while the store was down"
+
+            cli = subprocess.run(
+                [sys.executable, "-m", "diag.cli", "incidents", "list", "--inventory", str(inv)],
+                capture_output=True, text=True, timeout=120,
+            )  # fmt: skip
+            assert cli.returncode == 3, cli.stderr
+            lines = cli.stderr.strip().splitlines()
+            assert len(lines) == 1 and lines[0].startswith("diag: incident store on PostgreSQL 127.0.0.1:"), lines
+            assert "unavailable" in lines[0]
+
+            pg.start_again()
+            assert r.wait_idle(120)
+            (inc,) = svc.store.query()
+            assert inc.state == "open" and inc.check_id == decode(FIRING).alerts[0].name
+            assert r.store.pending() == []
+        finally:
+            r.close()
+            svc.close()

@@ -59,12 +59,31 @@ class PostgresServer:
             [str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"],
             timeout=120,
         )
-        log = open(self.dir / "postgres.log", "wb")
-        self.proc = subprocess.Popen(
-            [str(bindir / "postgres"), "-D", str(data), "-p", str(self.port), "-c", "listen_addresses=127.0.0.1",
-             "-c", f"unix_socket_directories={self.dir}", "-c", "fsync=on", "-c", "max_connections=50"],
-            stdout=log, stderr=subprocess.STDOUT, preexec_fn=_drop_to_postgres,
-        )  # fmt: skip
+        self._spawn()
+        self._check_ours(data)
+        self._as_postgres([str(bindir / "createdb"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", "diag"])
+        return self
+
+    def stop(self) -> None:
+        """Fast shutdown (SIGINT to our postmaster, by PID); the cluster stays for :meth:`start_again`."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            self.proc.wait(60)
+
+    def start_again(self) -> None:
+        """Start the stopped cluster again on the same port (still reserved for this process) and check it."""
+        self._spawn()
+        self._check_ours(self.dir / "data")
+
+    def _spawn(self) -> None:
+        bindir = pg_bin()
+        data = self.dir / "data"
+        with open(self.dir / "postgres.log", "ab") as log:  # the server keeps its own copy of the descriptor
+            self.proc = subprocess.Popen(
+                [str(bindir / "postgres"), "-D", str(data), "-p", str(self.port), "-c", "listen_addresses=127.0.0.1",
+                 "-c", f"unix_socket_directories={self.dir}", "-c", "fsync=on", "-c", "max_connections=50"],
+                stdout=log, stderr=subprocess.STDOUT, preexec_fn=_drop_to_postgres,
+            )  # fmt: skip
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             p = subprocess.run(
@@ -78,9 +97,6 @@ class PostgresServer:
         else:
             self.__exit__()
             raise RuntimeError(f"postgres not ready on {self.port}: {(self.dir / 'postgres.log').read_text()}")
-        self._check_ours(data)
-        self._as_postgres([str(bindir / "createdb"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", "diag"])
-        return self
 
     def _check_ours(self, data: Path) -> None:
         """The server on 127.0.0.1:PORT serves our cluster: another test run's PostgreSQL would answer too."""
