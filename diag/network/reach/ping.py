@@ -4,23 +4,19 @@ from __future__ import annotations
 
 import itertools
 import os
-import select
 import socket
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from diag.model import Evidence, Gap, Result
+from diag.network.reach.arrival import Clock, IcmpReceiver, SendTime
 from diag.network.reach.common import PingMethod, ReachError, check_port, check_positive, probe_ident, resolve
 from diag.network.reach.packets import (
     ICMP_DEST_UNREACH,
     ICMP_ECHO_REPLY,
     UNREACH_CODES,
-    IcmpMessage,
-    PacketError,
     encode_echo_request,
-    parse_icmp,
 )
 from diag.network.reach.ports import tcp_connect
 
@@ -38,6 +34,8 @@ class PingStats:
     tcp_port: int = 0
     #: Distinct reasons probes were lost when someone gave one ("10.0.0.2: network unreachable").
     errors: list[str] = field(default_factory=list)
+    #: What the RTTs run to: the kernel's arrival stamp of each reply, or the moment it was read (no stamps, TCP).
+    clock: Clock = "read"
 
     @property
     def sent(self) -> int:
@@ -75,6 +73,7 @@ class PingStats:
             "loss_ratio": self.loss_ratio,
             "rtt_seconds": self.rtt_stats(),
             "errors": self.errors,
+            "rtt_clock": self.clock,
             "rtts": self.rtts,
         }
 
@@ -101,32 +100,20 @@ def open_icmp_socket() -> tuple[socket.socket | None, PingMethod, str]:
     return None, "tcp", note
 
 
-def _recv_icmp(sock: socket.socket, deadline: float, raw: bool) -> Iterator[tuple[IcmpMessage, float]]:
-    """ICMP messages as they arrive until the deadline, each with its arrival time; undecodable ones are skipped."""
-    while True:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            return
-        ready, _, _ = select.select([sock], [], [], left)
-        if not ready:
-            return
-        data, (src, _) = sock.recvfrom(65535)
-        now = time.monotonic()
-        try:
-            yield parse_icmp(data, src, with_ip_header=raw), now
-        except PacketError:
-            continue  # someone else's malformed packet on a shared raw socket: not ours to judge
-
-
 def _echo_once(
-    sock: socket.socket, method: PingMethod, address: str, ident: int, seq: int, timeout: float
+    rx: IcmpReceiver, method: PingMethod, address: str, ident: int, seq: int, timeout: float
 ) -> tuple[float | None, str]:
-    """(RTT or None, why it was lost when someone said: "10.0.0.2: network unreachable", a local errno)."""
-    payload = b"diag-reach" + seq.to_bytes(2, "big")
-    sent = time.monotonic()
+    """(RTT or None, why it was lost when someone said: "10.0.0.2: network unreachable", a local errno).
+
+    The RTT runs from the send to the kernel's arrival stamp of the reply (:mod:`diag.network.reach.arrival`).
+    """
+    request = encode_echo_request(ident, seq, b"diag-reach" + seq.to_bytes(2, "big"))
     try:
-        sock.sendto(encode_echo_request(ident, seq, payload), (address, 0))
-        for msg, at in _recv_icmp(sock, sent + timeout, method == "raw"):
+        sent = SendTime.now()  # right before the send: encoding is not part of the round trip
+        rx.sock.sendto(request, (address, 0))
+        for msg, rtt in rx.arrivals(sent, timeout):
+            if msg is None:
+                continue
             # A ping socket rewrites the identifier to its port and only delivers its own replies: match seq only.
             if (
                 msg.type == ICMP_ECHO_REPLY
@@ -134,7 +121,7 @@ def _echo_once(
                 and msg.seq == seq
                 and (method != "raw" or msg.ident == ident)
             ):
-                return at - sent, ""
+                return rtt, ""
             q = msg.quoted
             if (
                 msg.type == ICMP_DEST_UNREACH
@@ -189,13 +176,16 @@ def ping(
         note += f"; fell back to TCP connect to port {tcp_port}"
     stats = PingStats(target, address, method, note=note.lstrip("; "), tcp_port=tcp_port if method == "tcp" else 0)
     ident = probe_ident()
+    rx = IcmpReceiver(sock, with_ip_header=method == "raw") if sock is not None else None
+    if rx is not None:
+        stats.clock = rx.clock
     try:
         for seq in range(count):
             start = time.monotonic()
-            if sock is None:
+            if rx is None:
                 rtt, why = _tcp_once(address, tcp_port, timeout), ""
             else:
-                rtt, why = _echo_once(sock, method, address, ident, seq, timeout)
+                rtt, why = _echo_once(rx, method, address, ident, seq, timeout)
             stats.rtts.append(rtt)
             if why and why not in stats.errors:
                 stats.errors.append(why)
@@ -264,6 +254,8 @@ def ping_result(stats: PingStats, loss_threshold: float = 0.1, rtt_threshold: fl
 def _ping_text(stats: PingStats) -> str:
     lines = [f"{i}: {'lost' if v is None else f'{v * 1000:.3f} ms'}" for i, v in enumerate(stats.rtts)]
     lines += [f"error: {e}" for e in stats.errors]
+    if stats.method != "tcp" and stats.clock == "read":
+        lines.append("note: no kernel receive timestamps here: RTTs measured when read")
     if stats.note:
         lines.append(f"note: {stats.note}")
     return "\n".join(lines)

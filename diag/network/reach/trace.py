@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import errno
 import os
-import select
 import socket
-import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from diag.model import Evidence, Result
+from diag.network.reach.arrival import IcmpReceiver, SendTime
 from diag.network.reach.common import (
     UDP_BASE_PORT,
     ReachError,
@@ -28,9 +27,7 @@ from diag.network.reach.packets import (
     ICMP_TIME_EXCEEDED,
     UNREACH_CODES,
     IcmpMessage,
-    PacketError,
     encode_echo_request,
-    parse_icmp,
 )
 
 
@@ -122,6 +119,7 @@ class _Tracer:
                 "traceroute needs raw sockets to read ICMP time-exceeded replies: not allowed here "
                 "(not root and no CAP_NET_RAW); run as root or grant CAP_NET_RAW"
             ) from None
+        self.rx = IcmpReceiver(self.icmp, with_ip_header=True)
 
     def close(self) -> None:
         self.icmp.close()
@@ -134,28 +132,18 @@ class _Tracer:
             return self._probe_udp(ttl)
         return self._probe_tcp(ttl)
 
-    def _wait(self, sent: float, match: Callable[[IcmpMessage], bool], extra: socket.socket | None = None) -> Probe:
-        deadline = sent + self.timeout
-        while (left := deadline - time.monotonic()) > 0:
-            r, w, _ = select.select([self.icmp], [extra] if extra is not None else [], [], left)
-            if w and extra is not None:
+    def _wait(self, sent: SendTime, match: Callable[[IcmpMessage], bool], extra: socket.socket | None = None) -> Probe:
+        for msg, rtt in self.rx.arrivals(sent, self.timeout, also=extra):
+            if msg is None and extra is not None:
                 err = extra.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
                 # Accepted or refused: the destination's own TCP answered.
                 if err in (0, errno.ECONNREFUSED):
-                    return Probe(self.address, time.monotonic() - sent, "reached")
+                    return Probe(self.address, rtt, "reached")
                 # Any other error (EHOSTUNREACH also for time exceeded: in SYN_SENT the kernel treats ICMP errors
-                # as fatal) ends the connect; reading SO_ERROR cleared it, so stop watching the socket. The ICMP
-                # message itself arrives on the raw socket and says who sent it.
-                extra = None
-            if r:
-                data, (src, _) = self.icmp.recvfrom(65535)
-                now = time.monotonic()
-                try:
-                    msg = parse_icmp(data, src)
-                except PacketError:
-                    continue
-                if match(msg):
-                    return Probe(msg.src, now - sent, _classify(msg, self.address))
+                # as fatal) ends the connect; reading SO_ERROR cleared it, and the receiver stops watching the
+                # socket. The ICMP message itself arrives on the raw socket and says who sent it.
+            elif msg is not None and match(msg):
+                return Probe(msg.src, rtt, _classify(msg, self.address))
         return Probe(None, None)
 
     def _quotes(self, msg: IcmpMessage, proto: int, sport: int, dport: int) -> bool:
@@ -172,8 +160,9 @@ class _Tracer:
     def _probe_icmp(self, ttl: int) -> Probe:
         seq = self.seq
         self.icmp.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, ttl)
-        sent = time.monotonic()
-        self.icmp.sendto(encode_echo_request(self.ident, seq, b"diag-trace"), (self.address, 0))
+        request = encode_echo_request(self.ident, seq, b"diag-trace")
+        sent = SendTime.now()
+        self.icmp.sendto(request, (self.address, 0))
 
         def match(m: IcmpMessage) -> bool:
             if m.type == ICMP_ECHO_REPLY:
@@ -188,7 +177,7 @@ class _Tracer:
             s.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, ttl)
             s.bind(("", 0))
             sport = s.getsockname()[1]
-            sent = time.monotonic()
+            sent = SendTime.now()
             s.sendto(b"diag-trace", (self.address, dport))
             return self._wait(sent, lambda m: self._quotes(m, socket.IPPROTO_UDP, sport, dport))
 
@@ -200,7 +189,7 @@ class _Tracer:
             s.setblocking(False)
             s.bind(("", 0))
             sport = s.getsockname()[1]
-            sent = time.monotonic()
+            sent = SendTime.now()
             rc = s.connect_ex((self.address, self.port))
             if rc not in (0, errno.EINPROGRESS):
                 return Probe(None, None, os.strerror(rc))
