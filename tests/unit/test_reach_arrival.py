@@ -22,7 +22,14 @@ from typing import Any
 
 import pytest
 
-from diag.network.reach.arrival import SO_TIMESTAMPNS_NEW, SendTime, arrival_rtt, enable_arrival_stamps
+from diag.network.reach.arrival import (
+    SO_TIMESTAMPNS_NEW,
+    IcmpReceiver,
+    SendTime,
+    arrival_rtt,
+    enable_arrival_stamps,
+)
+from diag.network.reach.packets import encode_echo_request
 
 ROOT = Path(__file__).resolve().parents[2]
 TIMEOUT = 0.5
@@ -138,3 +145,19 @@ def test_arrival_rtt_falls_back_to_read_time() -> None:
     # The wall clock stepped between send and read: an arrival before the send, or after the read, is not one.
     assert arrival_rtt(_anc(SENT.wall_ns - 5_000_000_000), STAMP, SENT, read_rtt=0.7) == 0.7
     assert arrival_rtt(_anc(SENT.wall_ns + 5_000_000_000), STAMP, SENT, read_rtt=0.7) == 0.7
+
+
+def test_at_the_deadline_queued_messages_count_until_one_arrived_late(arrival_stamps_on: None) -> None:
+    # The receiver on a UDP socket (the payload is an ICMP message as a ping socket returns it): one message
+    # queued right after the send, one queued after the deadline, and nobody reads until both are there.
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as rx, socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as tx:
+        rx.bind(("127.0.0.1", 0))
+        receiver = IcmpReceiver(rx, with_ip_header=False)
+        sent = SendTime.now()
+        tx.sendto(encode_echo_request(7, 1), rx.getsockname())
+        time.sleep(DELAY)
+        tx.sendto(encode_echo_request(7, 2), rx.getsockname())
+        got = list(receiver.arrivals(sent, TIMEOUT))
+    assert [m.seq for m, _ in got if m is not None] == [1]  # the late one is not counted, and ends the wait
+    assert got[0][1] <= TIMEOUT < DELAY
+    assert receiver.clock == "kernel"
