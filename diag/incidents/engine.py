@@ -301,7 +301,19 @@ class Engine:
                 out = self._flap_gone(inc, source, now, d)
                 self._changed()
                 return out
+            gave_up = inc.doc.get("gave_up_at")
+            if gave_up is not None and inc.last_seen <= float(gave_up):
+                # Not seen since diag stopped re-checking and told the ticket a person must confirm: the same
+                # "resolved" again does not start over (the next firing does).
+                return Outcome("still_open", inc.id, fingerprint, "re-checks given up; a person confirms")
             due = max(now, inc.last_seen + self.settings.close_after)
+            earlier = inc.doc.get("recheck")
+            if isinstance(earlier, dict) and earlier.get("source") == source and earlier.get("due") is not None:
+                # The same "resolved" again with no firing between (both Alertmanagers of an HA pair send it, or a
+                # retried webhook): the re-checks already counted and the next one's time stand, so the give-up
+                # note still comes after MAX_REVERIFY and a duplicate does not pull a re-check forward.
+                d.attempts = int(earlier.get("attempts", 0))
+                due = max(due, float(earlier["due"]))
             self._deferred[fingerprint] = d
             if self._to_clearing(
                 inc, source, now, f"{source} reports it cleared; re-check after hysteresis", recheck=d.stored(due)

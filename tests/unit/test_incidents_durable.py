@@ -234,3 +234,39 @@ def test_a_replayed_notification_is_not_seen_again(tmp_path: Path) -> None:
         assert svc.store.query()[0].opened_at is None
     finally:
         svc.close()
+
+
+def test_a_duplicate_resolved_keeps_the_recheck_count_and_its_time(tmp_path: Path) -> None:
+    """Both Alertmanagers of an HA pair send the "resolved" (or a webhook is retried): the duplicate is not a new
+    start. The re-checks already counted stand, the next one is not pulled forward, and the give-up note comes
+    after the third (a duplicate used to start again at "Re-check 1 of 3", so diag never said it gave up)."""
+    clock = Clock()
+    svc = make(tmp_path, clock, open_after=0)
+    calls: list[str] = []
+    fp = alert().fingerprint
+    try:
+        svc.engine.ingest("alertmanager", [alert()])
+        clock.advance(31)
+        assert svc.engine.resolve("alertmanager", fp, _Spec(False, calls)).action == "still_open"  # re-check 1
+        clock.advance(5)
+        assert svc.engine.resolve("alertmanager", fp, _Spec(False, calls)).action == "deferred"  # the duplicate
+        assert calls == ["verify"]  # not re-checked again 5 s after the first
+        inc = svc.store.get(1)
+        assert inc is not None and inc.doc["recheck"]["attempts"] == 1
+        for _ in range(2):
+            clock.advance(31)
+            svc.engine.tick()
+            svc.engine.resolve("alertmanager", fp, _Spec(False, calls))  # and again after each re-check
+        assert calls == ["verify"] * 3
+        inc = svc.store.get(1)
+        assert inc is not None and inc.state == "open" and "recheck" not in inc.doc
+        assert [e.kind for e in svc.store.events(1)].count("gave_up") == 1
+        texts = notes(svc)
+        assert [t.split(" at ")[0] for t in texts[:3]] == [f"Re-check {n} of 3" for n in (1, 2, 3)]
+        clock.advance(60)
+        svc.engine.ingest("alertmanager", [alert()])  # it fires again: its next "resolved" is news
+        clock.advance(31)
+        svc.engine.resolve("alertmanager", fp, _Spec(True, calls))
+        assert calls == ["verify"] * 4 and svc.store.get(1).state == "resolved"  # type: ignore[union-attr]
+    finally:
+        svc.close()
