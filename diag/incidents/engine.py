@@ -136,6 +136,9 @@ class Engine:
 
     #: Re-checks a push source's "resolved" gets before the incident is left open for a person to confirm.
     MAX_REVERIFY = 3
+    #: An incident's times further ahead of the clock than this (seconds) mean the system clock went back. Wide
+    #: enough for the clocks of several machines sharing a PostgreSQL store, which are never quite equal.
+    CLOCK_BACK_TOLERANCE = 60.0
 
     def __init__(
         self,
@@ -356,7 +359,9 @@ class Engine:
         due: list[tuple[Incident, _Deferred]] = []
         scopes: dict[str, list[Incident]] = {}
         with self._lock:
+            current = max(now, self.clock())  # read under the lock: no write of ours is later than this
             for inc in self.store.query(ACTIVE_STATES, limit=1 << 30):
+                inc = self._clock_went_back(inc, current)
                 open_due = inc.doc.get("open_due")
                 if inc.state in ("pending", "suppressed") and open_due is not None and now >= float(open_due):
                     if self._held(inc):
@@ -393,6 +398,45 @@ class Engine:
         if out:
             self._changed()
         return out
+
+    def _clock_went_back(self, inc: Incident, now: float) -> Incident:
+        """Move an incident's times back with a system clock that went back (an NTP step, a VM restored).
+
+        Due times are wall-clock times, because they must survive a restart. After the clock steps back, they lie
+        ahead of it and every wait would last that much longer: a damped alert would open an hour late after a
+        one-hour step, a clearing incident would wait an hour for its re-check, flapping would not end. No time we
+        store is later than its moment of writing plus its wait (``open_due``: ``open_after``; a re-check's due:
+        ``close_after`` or ``tick``), so anything beyond that is the step: every time of the incident moves back by
+        it, once (a ``clock_back`` event says so). How much of a wait had passed before the step cannot be known,
+        so a wait under way ends at most its own length late, instead of the step's length late.
+        """
+        s = self.settings
+        rc = inc.doc.get("recheck")
+        ahead = [inc.first_seen - now, inc.last_seen - now]
+        if inc.doc.get("open_due") is not None:
+            ahead.append(float(inc.doc["open_due"]) - now - s.open_after)
+        if isinstance(rc, dict) and rc.get("due") is not None:
+            ahead.append(float(rc["due"]) - now - max(s.close_after, s.tick))
+        step = max(ahead)
+        if step <= self.CLOCK_BACK_TOLERANCE:
+            return inc
+        with self.store.tx() as c:
+            inc.first_seen -= step
+            inc.last_seen -= step
+            for attr in ("opened_at", "acked_at", "respond_due", "resolve_due"):
+                if getattr(inc, attr) is not None:
+                    setattr(inc, attr, getattr(inc, attr) - step)
+            for key in ("open_due", "clear_since", "last_note_at", "flap_since", "gave_up_at"):
+                if isinstance(inc.doc.get(key), (int, float)):
+                    inc.doc[key] = float(inc.doc[key]) - step
+            if isinstance(rc, dict) and rc.get("due") is not None:
+                rc["due"] = float(rc["due"]) - step
+            inc.doc["changes"] = [float(t) - step for t in inc.doc.get("changes", [])]
+            self.store.event(
+                c, inc.id, "clock", "clock_back", f"the system clock went back {step:.0f} s: times moved with it", now
+            )
+            self.store.update(c, inc)
+        return inc
 
     def next_due(self) -> float | None:
         """The earliest time :meth:`tick` has something to do (an open, a re-check, flapping ending), or None."""

@@ -270,3 +270,34 @@ def test_a_duplicate_resolved_keeps_the_recheck_count_and_its_time(tmp_path: Pat
         assert calls == ["verify"] * 4 and svc.store.get(1).state == "resolved"  # type: ignore[union-attr]
     finally:
         svc.close()
+
+
+def test_a_clock_that_goes_back_does_not_hold_up_the_due_times(tmp_path: Path) -> None:
+    """The stored due times are wall-clock times (they outlive the process). After the system clock steps back
+    an hour (NTP, a VM restored), a damped alert opens and a clearing incident is re-checked within one wait of
+    the step, not an hour later; a step inside the tolerance (clocks of machines sharing PostgreSQL) moves nothing."""
+    clock = Clock()
+    svc = make(tmp_path, clock, open_after=60, close_after=30, tick=15)
+    calls: list[str] = []
+    fp = alert().fingerprint
+    try:
+        svc.engine.ingest("alertmanager", [alert()])
+        clock.advance(-30)  # a small step back: within the tolerance, nothing moves
+        assert svc.engine.tick() == [] and "clock_back" not in [e.kind for e in svc.store.events(1)]
+        clock.advance(60)
+        clock.advance(-3600)  # the clock steps back one hour 30 s into the damping
+        assert svc.engine.tick() == []
+        clock.advance(61)  # one open_after later by the new clock
+        assert [o.action for o in svc.engine.tick()] == ["opened"]
+        clock.advance(100)
+        svc.engine.ingest("alertmanager", [alert()])
+        clock.advance(10)
+        assert svc.engine.resolve("alertmanager", fp, _Spec(True, calls)).action == "deferred"
+        clock.advance(-7200)  # and two hours back during the hysteresis
+        assert svc.engine.tick() == [] and calls == []
+        clock.advance(31)  # one close_after later by the new clock
+        assert [o.action for o in svc.engine.tick()] == ["resolved"] and calls == ["verify"]
+        kinds = [e.kind for e in svc.store.events(1)]
+        assert kinds.count("clock_back") == 2 and kinds[-1] == "resolved"
+    finally:
+        svc.close()
