@@ -131,6 +131,39 @@ def test_a_forged_or_replayed_webhook_without_the_credential_is_refused(env: Api
     assert httpx.post(url, content=body, headers=ok_basic).status_code == 202
 
 
+def test_a_request_framed_twice_closes_the_connection(env: ApiEnv) -> None:
+    """Content-Length and Transfer-Encoding both (RFC 9112 6.3): the agent answers it, then MUST close, so that bytes a
+    proxy in front counted as that request's body are never served as a request of their own (request smuggling)."""
+    import socket
+
+    smuggled = f"GET /api/v1/whoami HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {env.tokens['viewer']}\r\n\r\n"
+    body = "0\r\n\r\n" + smuggled  # a proxy framing by Content-Length forwards all of it as one request's body
+    head = (
+        "POST /api/v1/checks HTTP/1.1\r\nHost: x\r\n"
+        f"Authorization: Bearer {env.tokens['admin']}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\nTransfer-Encoding: chunked\r\n\r\n"
+    )
+    out, closed = b"", False
+    with socket.create_connection(("127.0.0.1", env.port), timeout=30) as s:
+        s.sendall((head + body).encode())
+        try:
+            while chunk := s.recv(65536):
+                out += chunk
+            closed = True  # the agent closed the connection after its answer
+        except TimeoutError:
+            pass  # still open 30 s later: kept alive for more requests
+    answers = [line for line in out.decode(errors="replace").split("\r\n") if line.startswith("HTTP/1.")]
+    assert b'"role":"viewer"' not in out, out[:2000]  # the smuggled request was not served
+    assert len(answers) == 1 and " 400 " in answers[0], out[:2000]
+    assert closed, out[:2000]
+    # an honest chunked request on a kept-alive connection still works
+    r = env.client("admin").post(
+        "/api/v1/checks", content=iter([b'{"playbook": "facts",', b' "targets": ["all"]}']),
+        headers={"Content-Type": "application/json"},
+    )  # fmt: skip
+    assert r.status_code == 422, r.text  # no hosts in this inventory: read whole, then refused
+
+
 def test_an_edited_journal_record_is_detected_and_named(env: ApiEnv) -> None:
     env.client("viewer").post("/api/v1/checks", json={"playbook": "facts", "targets": ["all"]})  # 403: journaled
     ok = env.diag("journal", "verify", "--data", str(env.data))
