@@ -18,6 +18,7 @@ its SQL and its guarantees and changes only what PostgreSQL does differently:
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
 from collections.abc import Iterator, Sequence
@@ -28,6 +29,8 @@ import psycopg
 
 from diag.errors import StoreUnavailable
 from diag.incidents.store import SCHEMA, Store
+
+log = logging.getLogger(__name__)
 
 #: Advisory lock keys (any 64-bit numbers that nothing else on the database uses).
 WRITE_LOCK = 0x64696167_0001  # "diag" + 1
@@ -126,9 +129,10 @@ class _SessionLock:
         try:
             if self.depth == 0 and not self.store.conn.closed and not self.store.conn.broken:
                 self.store.conn.execute("SELECT pg_advisory_unlock(%s)", (WRITE_LOCK,))
-        except psycopg.OperationalError as e:  # the server went away: the session, and with it the lock, is gone
-            if not exc[0]:
-                raise _unavailable(self.store.url, e) from None
+        except psycopg.OperationalError as e:
+            # The server went away: the session, and the lock with it, is gone. Not an error of the work done under
+            # the lock (already committed): raising would make a caller do it again.
+            log.info("%s; the engine lock ended with the session", _unavailable(self.store.url, e))
         finally:
             self.store._lock.release()
 
