@@ -9,6 +9,7 @@ import pytest
 
 from diag.errors import ConfigError, RegistryError
 from diag.network.snmp import ber, profiles
+from diag.network.snmp import client as snmp
 
 
 def test_oid_round_trip_and_order() -> None:
@@ -138,6 +139,24 @@ def test_opaque_values(raw: str, value: object) -> None:
         ber.tlv(ber.OBJECT_ID, ber.encode_oid("1.3.6.1.4.1.2021.10.1.6.1")) + ber.tlv(ber.OPAQUE, bytes.fromhex(raw)),
     )
     assert ber.decode_varbinds(vb, 0, len(vb)) == [(ber.encode_oid("1.3.6.1.4.1.2021.10.1.6.1"), ber.OPAQUE, value)]
+
+
+@pytest.mark.parametrize(
+    ("raw", "text"),
+    [
+        ("005056010143", "00 50 56 01 01 43"),  # a VMware MAC (os/linux/unknown-006 in snmpsim-data): valid UTF-8
+        ("4d53205443500a", "MS TCP\n"),  # LF, CR, tab stay text
+        ("4d532054435000", "4D 53 20 54 43 50 00"),  # a trailing NUL (Windows XP's ifDescr): hex, as net-snmp
+        ("090703363535452d32", "09 07 03 36 35 35 45 2D 32"),  # an Opaque holding a BER REAL (nsfocus-ads laLoadFloat)
+        ("d09cd0b8d180", "\u041c\u0438\u0440"),  # UTF-8 text stays text
+        ("c2a0616263", "\u00a0abc"),  # so do Unicode spaces (isprintable() says no)
+        ("c28561", "C2 85 61"),  # a C1 control (NEL) is a control
+        ("ff00", "FF 00"),  # not UTF-8
+    ],
+)
+def test_format_value_prints_control_characters_as_hex(raw: str, text: str) -> None:
+    """Strings with control characters print as hex, as net-snmp's Hex-STRING, not as raw terminal bytes."""
+    assert snmp.format_value("OCTET STRING", bytes.fromhex(raw)) == text
 
 
 def test_decode_suffix_of_multibyte_arcs() -> None:

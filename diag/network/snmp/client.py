@@ -12,6 +12,7 @@ Every failure is an :class:`SnmpError` whose one-line message starts with ``host
 from __future__ import annotations
 
 import os
+import re
 import socket
 import time
 from collections.abc import Container, Iterator
@@ -46,13 +47,23 @@ __all__ = [
 ]  # fmt: skip
 
 
+#: Characters that make a string hex, as net-snmp prints it (Hex-STRING): C0 controls but tab, LF, CR; DEL;
+#: C1. A MAC address such as 00 50 56 01 01 43 is valid UTF-8 and was written as NUL, "PV" and control bytes.
+_UNPRINTABLE = "[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]"
+
+
 def format_value(type_name: str, value: Any) -> str:
-    """A value as text: strings as UTF-8 (hex bytes when they are not), numbers in decimal, OIDs dotted."""
+    """A value as text: strings as UTF-8 (hex bytes when they are not, or hold control characters), numbers in
+    decimal, OIDs dotted. An Opaque that is no float or 64-bit integer comes as bytes: hex, as net-snmp's."""
     if isinstance(value, bytes):
         try:
-            return value.decode()
+            text = value.decode()
         except UnicodeDecodeError:
             return value.hex(" ").upper()
+        # isprintable() is the fast path (C); it is also False for tab/LF/CR and Unicode spaces, kept as text.
+        if text.isprintable() or not re.search(_UNPRINTABLE, text):
+            return text
+        return value.hex(" ").upper()
     if isinstance(value, float):
         return repr(value)
     return "" if value is None else str(value)
