@@ -8,6 +8,7 @@ tables with a warning and ``diag_snmp_incomplete_walks``.
 
 from __future__ import annotations
 
+import os
 import subprocess
 from collections.abc import Iterator
 
@@ -243,3 +244,49 @@ def test_hp_laserjet_written_from_the_mib(sim: SnmpSim) -> None:
         ("snmp_printer_supply_low", "printer supply Black Cartridge HP W2030A at 0%: order a replacement"),
         ("snmp_printer_warning", "printer HP Color LaserJet MFP M479fdw reports a warning (see its panel)"),
     ]
+
+
+def test_entity_sensor_on_an_arista_names_sensors_by_description(sim: SnmpSim) -> None:
+    """An Arista DCS-7150S: 95 ENTITY-SENSOR-MIB sensors, entPhysicalName empty on every one of them."""
+    r = poll(sim, "arista-7150s")
+    assert set(by_profile(r, "up")) == {"system", "if_mib", "entity_sensor"}
+    values = samples(r, "ent_sensor_value")
+    assert len(values) == 95
+    # entPhySensorValue 282, precision 1: exactly 28.2 (not 28.200000000000003); 509 milliamperes, precision 2
+    assert values[("100006001", "", "Cpu temp sensor")] == 28.2
+    assert values[("100305211", "", "DOM TX Bias Sensor for Ethernet5")] == 0.00509
+    assert not [c for c, _ in checks(r) if c in ("snmp_temperature_high", "snmp_sensor_failed")]  # all below 70 °C
+
+
+def test_speed_from_ifspeed_where_ifhighspeed_is_zero(sim: SnmpSim) -> None:
+    """A PA-5000's subinterfaces: up, ifSpeed 1 Gbit/s, ifHighSpeed 0 (unset). The speed is ifSpeed's."""
+    r = poll(sim, "paloalto-pa-5000", ("if_mib",))
+    speed = samples(r, "if_speed_bytes")
+    assert speed[("101134008", "ethernet1/13.4008", "", "ethernet1/13.4008")] == 125_000_000.0
+    assert speed[("200004008", "vlan.4008", "", "vlan.4008")] == 0.0  # ifHighSpeed 0 and ifSpeed 0: 0
+    octets = samples(r, "if_hc_in_octets")
+    assert octets[("101134008", "ethernet1/13.4008", "", "ethernet1/13.4008", "64")] == 2767605761.0
+
+
+def test_walk_prints_binary_strings_as_hex_like_snmpbulkwalk(sim: SnmpSim) -> None:
+    """ifPhysAddress of a VMware guest (00 50 56 01 01 43) is valid UTF-8 but no text: hex, not NUL and controls."""
+    root = "1.3.6.1.2.1.2.2.1.6"
+    ours = subprocess.run(
+        [DIAG, "snmp", "walk", "-c", "linux-vm", f"127.0.0.1:{sim.port}", root],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    theirs = subprocess.run(
+        ["snmpbulkwalk", "-v2c", "-c", "linux-vm", "-On", f"127.0.0.1:{sim.port}", root],
+        capture_output=True, text=True, timeout=60, env={**os.environ, "MIBS": ""},
+    )  # fmt: skip
+    assert ours.returncode == 0 and theirs.returncode == 0
+    want = [line.split(" = ") for line in theirs.stdout.splitlines()]
+    got = [line.split(" = ") for line in ours.stdout.splitlines()]
+    assert len(got) == len(want) == 11
+    for (oid, value), (net_oid, net_value) in zip(got, want, strict=True):
+        assert oid == net_oid
+        if net_value == '""':
+            assert value == "OCTET STRING: "
+        else:  # Hex-STRING: 00 50 56 01 01 43 (net-snmp ends it with a blank)
+            assert net_value.startswith("Hex-STRING: ") and value == "OCTET STRING: " + net_value[12:].strip()
+    assert got[1][1] == "OCTET STRING: 00 50 56 01 01 43"

@@ -36,6 +36,9 @@ RECORDINGS = {
     "cisco-c3750": "network/switch/cisco-c3750.snmprec.bz2",
     "cisco-n5000": "network/switch/cisco-n5000.snmprec.bz2",
     "cisco-router": "network/router/cisco-unmarked-0.snmprec.bz2",
+    "arista-7150s": "cloud/arista-dcs-7150s-52-cl.snmprec.bz2",
+    "paloalto-pa-5000": "network/firewall/paloalto-pa-5000.snmprec.bz2",
+    "linux-vm": "os/linux/unknown-006.snmprec.bz2",  # net-snmp on a VMware guest (MACs 00:50:56:...)
 }
 #: The out-of-order recording: eaton-9px with xupsOutputVoltage.1 and xupsOutputWatts.1 swapped.
 DISORDER = "eaton-9px-disorder"

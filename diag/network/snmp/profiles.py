@@ -54,6 +54,9 @@ class MetricSpec(msgspec.Struct, forbid_unknown_fields=True):
     kind: Literal["gauge", "counter"] = "gauge"
     #: Rows the column lacks are taken from the first fallback that has them.
     fallback: list[FallbackSpec] = []
+    #: A 0 in the metric's own column counts as absent where a fallback has the row: ifHighSpeed is 0 below
+    #: 1 Mbit/s and on agents that leave it unset (a PA-5000's subinterfaces: ifHighSpeed 0, ifSpeed 1 Gbit/s).
+    zero_falls_back: bool = False
     #: A label that says which column a row came from (``counter_bits``: "64" or "32"), and its value here.
     variant_label: str | None = None
     variant: str = ""
@@ -528,17 +531,25 @@ def _poll_profile(
             rows = seen.setdefault(m.name, {})
             add = family.samples.append
             factors = {i: _number(t, v) for i, t, v in cols.get(m.scale_by)} if m.scale_by else {}
+            # Powers of ten summed, then one multiply or divide: 282 * 10 ** -1 is 28.200000000000003, 282 / 10 is
+            # 28.2 (an Arista's entPhySensorValue with precision 1).
+            exponents: dict[str, float] = {}
             for exp in m.exponent_by:
                 for i, t, v in cols.get(exp.oid):
                     n = _number(t, v)
                     if n is not None:
-                        factors[i] = (factors.get(i) or 1.0) * 10 ** (exp.factor * (n + exp.offset))
+                        exponents[i] = exponents.get(i, 0.0) + exp.factor * (n + exp.offset)
             divisors = {i: _number(t, v) for i, t, v in cols.get(m.divide_by)} if m.divide_by else None
-            sources = [(m.oid, m.scale, m.variant)]
-            sources += [(f.oid, m.scale if f.scale is None else f.scale, f.variant) for f in m.fallback]
+            sources: list[tuple[str, float, str, list[Row]]] = [(m.oid, m.scale, m.variant, cols.get(m.oid))]
+            for f in m.fallback:
+                sources.append((f.oid, m.scale if f.scale is None else f.scale, f.variant, cols.get(f.oid)))
+            if m.zero_falls_back:  # the own column's zeros after the fallbacks: for rows no fallback has
+                own = sources[0]
+                sources[0] = (*own[:3], [r for r in own[3] if _number(r[1], r[2]) != 0])
+                sources.append(own)
             taken: set[str] = set()
-            for oid, scale, variant in sources:
-                for index, type_name, raw in cols.get(oid):
+            for oid, scale, variant, column in sources:
+                for index, type_name, raw in column:
                     if index in taken:
                         continue
                     taken.add(index)
@@ -552,6 +563,9 @@ def _poll_profile(
                             continue
                         value /= divisor
                     value = _scaled(value, scale) * (factors.get(index) or 1.0)
+                    e = exponents.get(index)
+                    if e:
+                        value = value * 10**e if e > 0 else value / 10**-e
                     values = (index, *[col.get(index, "") for col in labels.values()])
                     add(((*values, variant) if m.variant_label else values, value))
                     subject = next((col[index] for col in subjects if col.get(index)), index)
