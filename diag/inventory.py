@@ -19,7 +19,7 @@ from __future__ import annotations
 import difflib
 import ipaddress
 import re
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -30,6 +30,8 @@ from diag.errors import ConfigError
 from diag.secrets import SecretRef, is_reference
 
 HostkeyPolicy = Literal["strict", "tofu"]
+#: (key, name) -> None, ValueError for an SNMPv3 protocol name that is not known (see ``parse``).
+ProtocolCheck = Callable[[str, str], object]
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:-]*$")
 
 
@@ -40,9 +42,9 @@ class SnmpSpec(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     port: int | None = None
     community: str | None = None
     user: str | None = None
-    auth_protocol: Literal["MD5", "SHA", "SHA224", "SHA256", "SHA384", "SHA512"] | None = None
+    auth_protocol: str | None = None  # the names -a/-x take (SHA-256, AES-256-C...), checked by _check_protocols
     auth_key: str | None = None
-    priv_protocol: Literal["DES", "AES", "AES192", "AES256"] | None = None
+    priv_protocol: str | None = None
     priv_key: str | None = None
     context: str | None = None
     timeout: float | None = None
@@ -218,6 +220,27 @@ def _check_secrets(doc: yamlsrc.Doc, path: yamlsrc.PathKey, spec: NodeSpec) -> N
                 doc.problem((*path, "snmp", key), f"snmp {key} must be a reference (env:NAME or file:PATH)")
 
 
+def _check_node(
+    doc: yamlsrc.Doc,
+    path: yamlsrc.PathKey,
+    spec: NodeSpec,
+    device_types: Collection[str] | None,
+    snmp_protocol: ProtocolCheck | None,
+) -> None:
+    """What one defaults, group or host entry may be wrong about, beyond its types."""
+    _check_secrets(doc, path, spec)
+    if device_types is not None:
+        _check_device_type(doc, path, spec, device_types)
+    if snmp_protocol is not None and spec.snmp is not None:
+        for key in ("auth_protocol", "priv_protocol"):
+            value = getattr(spec.snmp, key)
+            if value is not None:
+                try:
+                    snmp_protocol(key, value)
+                except ValueError as e:  # the SNMP client's own words (usm.check_protocol)
+                    doc.problem((*path, "snmp", key), f"snmp: {e}")
+
+
 def _resolve(name: str, spec: NodeSpec, chain: list[NodeSpec], defaults: NodeSpec) -> Host:
     layers = [spec, *chain, defaults]
     values: dict[str, Any] = {}
@@ -262,11 +285,15 @@ def _check_device_type(doc: yamlsrc.Doc, path: yamlsrc.PathKey, spec: NodeSpec, 
         doc.problem((*path, "device_type"), f"unknown device_type {spec.device_type!r}; {hint}")
 
 
-def parse(doc: yamlsrc.Doc, device_types: Collection[str] | None = None) -> Inventory:
+def parse(
+    doc: yamlsrc.Doc, device_types: Collection[str] | None = None, snmp_protocol: ProtocolCheck | None = None
+) -> Inventory:
     """Validate and resolve a loaded document; raise ConfigError listing every problem found.
 
     ``device_types``: the names a ``device_type`` may take (diag.network.devices.registry.known_device_types);
-    given by the caller because the drivers' package depends on this module, not the other way round.
+    ``snmp_protocol``: raises ValueError for an SNMPv3 protocol name the client does not know
+    (diag.network.snmp.usm.check_protocol). Both given by the caller because those packages depend on this
+    module, not the other way round.
     """
     data = doc.data if doc.data is not None else {}
     if not isinstance(data, dict):
@@ -276,9 +303,7 @@ def parse(doc: yamlsrc.Doc, device_types: Collection[str] | None = None) -> Inve
             doc.problem((key,), f"unknown top-level key {key!r} (expected defaults, groups, hosts, agent)")
 
     defaults = doc.check_type(("defaults",), data.get("defaults") or {}, NodeSpec) or NodeSpec()
-    _check_secrets(doc, ("defaults",), defaults)
-    if device_types is not None:
-        _check_device_type(doc, ("defaults",), defaults, device_types)
+    _check_node(doc, ("defaults",), defaults, device_types, snmp_protocol)
 
     groups: dict[str, NodeSpec] = {}
     for section, out in (("groups", groups),):
@@ -289,9 +314,7 @@ def parse(doc: yamlsrc.Doc, device_types: Collection[str] | None = None) -> Inve
         for name, body in raw.items():
             spec = doc.check_type((section, name), body or {}, NodeSpec)
             if spec is not None:
-                _check_secrets(doc, (section, name), spec)
-                if device_types is not None:
-                    _check_device_type(doc, (section, name), spec, device_types)
+                _check_node(doc, (section, name), spec, device_types, snmp_protocol)
                 out[name] = spec
 
     raw_hosts = data.get("hosts") or {}
@@ -308,9 +331,7 @@ def parse(doc: yamlsrc.Doc, device_types: Collection[str] | None = None) -> Inve
         spec = doc.check_type(("hosts", name), body or {}, NodeSpec)
         if spec is None:
             continue
-        _check_secrets(doc, ("hosts", name), spec)
-        if device_types is not None:
-            _check_device_type(doc, ("hosts", name), spec, device_types)
+        _check_node(doc, ("hosts", name), spec, device_types, snmp_protocol)
         if spec.address is not None and not _valid_address(spec.address):
             doc.problem(("hosts", name, "address"), f"address {spec.address!r} is not an IP address or DNS name")
         specs[name] = spec

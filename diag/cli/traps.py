@@ -30,9 +30,12 @@ def add_commands(sub: Any) -> None:
     ls.add_argument("--json", action="store_true", help="one JSON object per trap per line")
     ls.add_argument("--community-env", action="append", metavar="VAR", help="accept the community in $VAR (v1/v2c)")
     ls.add_argument("--user", "-u", help="accept SNMPv3 notifications from this USM user")
-    ls.add_argument("--auth-protocol", "-a", help="v3 auth protocol (SHA, SHA256, ... ; default SHA)")
+    ls.add_argument("--auth-protocol", "-a", help="v3 auth protocol (MD5, SHA, SHA-256, ... ; default SHA)")
     ls.add_argument("--auth-key-env", metavar="VAR", help="v3 auth password from this environment variable")
-    ls.add_argument("--priv-protocol", "-x", help="v3 privacy protocol (AES)")
+    ls.add_argument(
+        "--priv-protocol", "-x",
+        help="v3 privacy protocol (AES, AES-192, AES-256, AES-192-C, AES-256-C, DES; default AES)",
+    )  # fmt: skip
     ls.add_argument("--priv-key-env", metavar="VAR", help="v3 privacy password from this environment variable")
     ls.add_argument("--data", help="directory to keep the receiver's SNMPv3 engine ID and boot count in")
     ls.set_defaults(func=cmd_listen)

@@ -40,6 +40,7 @@ def load(
     ConfigError lists every problem.
     """
     from diag.network.devices.registry import known_device_types  # names only: no driver (netmiko) imported
+    from diag.network.snmp.usm import check_protocol
 
     raw: dict[str, Any] = {}
     inv = None
@@ -47,7 +48,7 @@ def load(
         doc = yamlsrc.load_file(inventory_file)  # a YAML syntax error stops here: nothing else can be read
         doc.resolve_secrets = resolve_secrets
         try:
-            inv = inventory.parse(doc, device_types=known_device_types())
+            inv = inventory.parse(doc, device_types=known_device_types(), snmp_protocol=check_protocol)
         except ConfigError as e:  # the hosts are wrong: the agent section is still checked, in the same run
             doc.problems.extend(p for p in e.problems if p not in doc.problems)
         data = doc.data if isinstance(doc.data, dict) else {}

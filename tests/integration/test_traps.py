@@ -39,6 +39,10 @@ ENV = {**os.environ, "MIBS": "", "DGT_TRAP_COMMUNITY": COMMUNITY, "DGT_TRAP_AUTH
        # (/var/lib/snmp) by two test runs at once, both read the same boots and the receiver rejected one as
        # out of its time window, so the counts below were off: each run keeps its own.
        "SNMP_PERSISTENT_DIR": tempfile.mkdtemp(prefix="dgt-snmp-")}  # fmt: skip
+#: A v3 user for each of the other privacy protocols the SNMP client speaks, by the names both take (net-snmp's
+#: -x too). SHA-1 users: its 20-octet key is extended for AES-192/256, Blumenthal's way or Reeder's (-C).
+PRIV_USERS = {"AES-192": "dgtaes192", "AES-256": "dgtaes256", "AES-192-C": "dgtaes192c", "AES-256-C": "dgtaes256c",
+              "DES": "dgtdes"}  # fmt: skip
 MARK = "1.3.6.1.4.1.99999.9.1.0"  # a varbind each test adds with its own text, to find its notification
 IF = "1.3.6.1.2.1.2.2.1"
 
@@ -86,6 +90,8 @@ def receiver() -> Iterator[tuple[TrapReceiver, Collected, int]]:
                 {"name": USER, "auth_protocol": "SHA", "auth_key": "env:DGT_TRAP_AUTH",
                  "priv_protocol": "AES", "priv_key": "env:DGT_TRAP_PRIV"},
                 {"name": "dgtauth", "auth_protocol": "SHA256", "auth_key": "env:DGT_TRAP_AUTH"},
+                *({"name": u, "auth_protocol": "SHA", "auth_key": "env:DGT_TRAP_AUTH", "priv_protocol": p,
+                   "priv_key": "env:DGT_TRAP_PRIV"} for p, u in PRIV_USERS.items()),
             ],
             "rate_limit": 1000,
         }
@@ -182,6 +188,74 @@ def test_v3_authpriv_trap_and_inform_arrive(receiver: tuple[TrapReceiver, Collec
                 "-t", "3", "-r", "1", f"udp6:[::1]:{port}", "", "1.3.6.1.6.3.1.1.5.4", MARK, "s", m)  # fmt: skip
     assert p.returncode == 0, p.stderr
     assert got.event(m).user == "dgtauth"
+
+
+def v3(user: str, protocol: str, priv: str = PRIV) -> list[str]:
+    return ["-v3", "-l", "authPriv", "-u", user, "-a", "SHA", "-A", AUTH, "-x", protocol, "-X", priv]
+
+
+#: Values of every type snmptrap sends (-x encrypts them all), and a string long enough for many cipher blocks.
+TYPED = [
+    (f"{IF}.1.3", "i", "3", "INTEGER", "3"),
+    (f"{IF}.10.3", "c", "4294967295", "Counter32", "4294967295"),
+    (f"{IF}.5.3", "u", "1000000000", "Gauge32", "1000000000"),
+    ("1.3.6.1.2.1.4.20.1.1.192.0.2.1", "a", "192.0.2.1", "IpAddress", "192.0.2.1"),
+    ("1.3.6.1.4.1.99999.9.2.0", "x", "00FF10", "OCTET STRING", "00 FF 10"),
+    ("1.3.6.1.4.1.99999.9.3.0", "o", "1.3.6.1.4.1.99999.42", "OID", "1.3.6.1.4.1.99999.42"),
+    ("1.3.6.1.4.1.99999.9.4.0", "t", "12345", "Timeticks", "12345"),
+    ("1.3.6.1.4.1.99999.9.5.0", "s", "psu 2 " + "x" * 400, "OCTET STRING", "psu 2 " + "x" * 400),
+]
+
+
+@pytest.mark.parametrize("protocol", ["AES", *PRIV_USERS])
+def test_v3_trap_and_inform_with_every_privacy_protocol(
+    receiver: tuple[TrapReceiver, Collected, int], protocol: str
+) -> None:
+    """net-snmp's snmptrap and snmpinform with each privacy protocol: the notification arrives with exactly the
+    varbinds sent, and snmpinform decrypts our Response (it exits 0 only then)."""
+    rx, got, port = receiver
+    user = PRIV_USERS.get(protocol, USER)
+    before = rx.rejected["decrypt_failed"]
+    sent = [a for oid, t, v, _, _ in TYPED for a in (oid, t, v)]
+    expected = [("1.3.6.1.6.3.1.1.4.1.0", "OID", "1.3.6.1.4.1.99999.0.7"), *((o, t, v) for o, _, _, t, v in TYPED)]
+    for command, kind in (("snmptrap", "trap"), ("snmpinform", "inform")):
+        m = mark()
+        extra = ["-t", "5", "-r", "1"] if kind == "inform" else []
+        p = netsnmp(command, *v3(user, protocol), *extra, f"127.0.0.1:{port}", "", "1.3.6.1.4.1.99999.0.7",
+                    *sent, MARK, "s", m)  # fmt: skip
+        assert p.returncode == 0, p.stderr
+        e = got.event(m)
+        assert (e.version, e.kind, e.user) == ("3", kind, user)
+        assert e.varbinds[0][:2] == ("1.3.6.1.2.1.1.3.0", "Timeticks")  # snmptrap's own uptime
+        assert e.varbinds[1:] == [*expected, (MARK, "OCTET STRING", m)]
+    assert rx.rejected["decrypt_failed"] == before
+
+
+#: (configured protocol, what the sender uses): the other key extension of the same cipher is another key.
+MISMATCHED = [("AES-256-C", "AES-256"), ("AES-256", "AES-256-C"), ("AES-192-C", "AES-192"), ("AES-192", "AES-192-C")]
+
+
+@pytest.mark.parametrize(("configured", "sender"), [*MISMATCHED, ("AES-256-C", "wrong-pass"), ("DES", "wrong-pass")])
+def test_wrong_key_extension_or_privacy_password_is_a_decryption_failure(
+    receiver: tuple[TrapReceiver, Collected, int], configured: str, sender: str
+) -> None:
+    """Never delivered, counted as decrypt_failed; an inform gets our decryptionErrors Report instead of a Response."""
+    rx, got, port = receiver
+    user = PRIV_USERS[configured]
+    args = v3(user, configured, "wrong-priv-secret") if sender == "wrong-pass" else v3(user, sender)
+    before = dict(rx.rejected)
+    m = mark()
+    p = netsnmp("snmptrap", *args, f"127.0.0.1:{port}", "", "1.3.6.1.6.3.1.1.5.3", MARK, "s", m)
+    assert p.returncode == 0, p.stderr
+    wait_for(lambda: rx.rejected["decrypt_failed"] == before["decrypt_failed"] + 1, timeout=20,
+             what="the trap to be counted as a decryption failure")  # fmt: skip
+    p = netsnmp("snmpinform", *args, "-t", "3", "-r", "0", f"127.0.0.1:{port}", "", "1.3.6.1.6.3.1.1.5.3",
+                MARK, "s", m)  # fmt: skip
+    assert p.returncode != 0 and "Decryption error" in p.stderr, p.stderr
+    assert rx.rejected["decrypt_failed"] == before["decrypt_failed"] + 2
+    changed = {k: rx.rejected[k] - before[k] for k in rx.rejected if rx.rejected[k] != before[k]}
+    assert changed == {"decrypt_failed": 2, "unknown_engine_id": 1}  # the inform's discovery, then the inform
+    assert not any(m in v for e in got.events for _, _, v in e.varbinds)
 
 
 def test_wrong_credentials_are_rejected_and_counted(receiver: tuple[TrapReceiver, Collected, int]) -> None:

@@ -188,8 +188,8 @@ def test_v3_inform_response_is_authenticated_and_encrypted(rx: tuple[TrapReceive
     msg = usm.parse_message(reply)
     auth_key, priv_key = user.keys(OUR_ENGINE)
     assert msg.flags & 3 == level and msg.authentic(user, auth_key)
-    _, _, pos, end = usm.parse_scoped(msg.plaintext(priv_key))
-    tag, rid, status, _, vbs, _ = ber.decode_pdu(msg.plaintext(priv_key), pos, end)
+    _, _, pos, end = usm.parse_scoped(msg.plaintext(priv_key, "AES"))
+    tag, rid, status, _, vbs, _ = ber.decode_pdu(msg.plaintext(priv_key, "AES"), pos, end)
     assert (tag, rid, status, len(vbs)) == (ber.RESPONSE, 4242, 0, 2)
     # An inform out of our time window gets an authenticated notInTimeWindow report and no event.
     late = r.handle(_v3(user, OUR_ENGINE, 3, r.engine_time() + 1000, ber.INFORM, level), SRC)
@@ -271,10 +271,81 @@ def test_config_problems_name_file_and_line(monkeypatch: pytest.MonkeyPatch) -> 
     assert "inv.yaml:7: '10.0.0.300/8' is not an address or network" in problems
     assert "inv.yaml:8: 'linkDwn' is neither" in problems
     assert "short" not in problems.replace("DGT_SHORT", "")  # a secret value never appears
-    doc = yamlsrc.load_text("agent:\n  traps:\n    users:\n      - {name: b, priv_protocol: DES}\n", "inv.yaml")
+    # Protocols: the SNMP client's names and its words, at the line of the key.
+    doc = yamlsrc.load_text(
+        "agent:\n  traps:\n    users:\n      - name: b\n        auth_key: env:DGT_AUTH\n"
+        "        priv_protocol: AES-512\n        priv_key: env:DGT_PRIV\n      - name: c\n"
+        "        auth_protocol: SHA-3\n        auth_key: env:DGT_AUTH\n",
+        "inv.yaml",
+    )
+    monkeypatch.setenv("DGT_AUTH", "dgt-auth-pass")
+    monkeypatch.setenv("DGT_PRIV", "dgt-priv-pass")
     with pytest.raises(ConfigError) as e:
         agent_config.build(doc, doc.data["agent"])
-    assert e.value.problems == ["inv.yaml:4: priv_protocol: Invalid enum value 'DES'"]
+    assert e.value.problems == [
+        "inv.yaml:6: user b: privacy protocol 'AES-512' is not supported; use AES, AES-192, AES-256, AES-192-C, "
+        "AES-256-C, DES",
+        "inv.yaml:9: user c: unknown auth protocol 'SHA-3'; use MD5, SHA, SHA224, SHA256, SHA384, SHA512",
+    ]
+    monkeypatch.setenv("DGT_PRIV", "short")
+    doc = yamlsrc.load_text(
+        "agent:\n  traps:\n    users:\n      - {name: d, auth_key: env:DGT_AUTH, priv_protocol: AES-256-C,"
+        " priv_key: env:DGT_PRIV}\n",
+        "inv.yaml",
+    )
+    with pytest.raises(ConfigError) as e:
+        agent_config.build(doc, doc.data["agent"])
+    assert e.value.problems == ["inv.yaml:4: user d: priv password must have at least 8 characters"]
+
+
+#: Every privacy protocol the client speaks, by the names configuration takes, and the key octets each needs.
+PRIVACY = [("AES", 16), ("AES-192", 24), ("AES-256", 32), ("AES-192-C", 24), ("AES-256-C", 32), ("DES", 16)]
+
+
+@pytest.mark.parametrize(("protocol", "octets"), PRIVACY)
+def test_v3_trap_and_inform_with_every_privacy_protocol(env: None, protocol: str, octets: int) -> None:
+    """The receiver decrypts what a sender with the same user encrypts, and answers an inform in the same protocol.
+
+    A sender of the other key extension (or AES-128 for DES) is a decryption failure, never an event.
+    The interoperability with net-snmp is tests/integration/test_traps.py's.
+    """
+    users = [{"name": "u", "auth_protocol": "SHA", "auth_key": "env:DGT_AUTH", "priv_protocol": protocol,
+              "priv_key": "env:DGT_PRIV"}]  # fmt: skip
+    sinks = Sinks()
+    r = TrapReceiver(config(users=users), on_event=sinks.events.append, engine=(OUR_ENGINE, 3))
+    user = r.config.users[b"u"]
+    sender = bytes.fromhex("8000000005deadbeef02")
+    assert len(user.keys(sender)[1]) == octets
+    level = usm.FLAG_AUTH | usm.FLAG_PRIV
+    assert r.handle(_v3(user, sender, 1, 10, ber.TRAP_V2, level), SRC) is None
+    assert [e.trap for e in sinks.events] == ["authenticationFailure"]
+    reply = r.handle(_v3(user, OUR_ENGINE, 3, r.engine_time(), ber.INFORM, level, rid=99), SRC)
+    assert reply is not None and [e.kind for e in sinks.events] == ["trap", "inform"]
+    msg = usm.parse_message(reply)
+    scoped = msg.plaintext(user.keys(OUR_ENGINE)[1], user.priv_protocol or "")
+    _, _, pos, end = usm.parse_scoped(scoped)
+    assert ber.decode_pdu(scoped, pos, end)[:3] == (ber.RESPONSE, 99, 0)
+    other = {"AES-192": "AES-192-C", "AES-192-C": "AES-192", "AES-256": "AES-256-C", "AES-256-C": "AES-256"}
+    wrong = usm.User.create("u", "SHA", "dgt-auth-pass", other.get(protocol, "AES" if protocol == "DES" else "DES"),
+                            "dgt-priv-pass")  # fmt: skip
+    assert r.handle(_v3(wrong, sender, 1, 20, ber.TRAP_V2, level), SRC) is None
+    assert r.rejected["decrypt_failed"] == 1 and len(sinks.events) == 2
+
+
+def test_protocol_names_are_the_clients() -> None:
+    """The names docs/snmp.md gives, any case; the canonical ones too."""
+    for names, canonical in (
+        (("AES", "aes", "AES128", "AES-128"), "AES"),
+        (("AES-192", "aes192"), "AES192"),
+        (("AES-256", "AES256"), "AES256"),
+        (("AES-192-C", "aes192c"), "AES192C"),
+        (("AES-256-C", "AES256C"), "AES256C"),
+        (("DES", "des"), "DES"),
+    ):
+        assert {usm.priv_protocol_name(n) for n in names} == {canonical}
+    assert usm.auth_protocol_name("sha-256") == "SHA256" and usm.auth_protocol_name("SHA1") == "SHA"
+    with pytest.raises(ValueError, match="'3DES' is not supported"):
+        usm.priv_protocol_name("3DES")
 
 
 def test_engine_identity_persists_and_boots_grow(tmp_path: Path) -> None:

@@ -215,3 +215,23 @@ def test_check_names_every_unknown_target_and_variable(
     assert main(["check", "-p", "disk-full", "--var", "pth=/", "--var", "dpth=3", "web-1"]) == 2
     err = capsys.readouterr().err.splitlines()
     assert [e.split(":")[0] for e in err] == ["--var dpth", "--var pth"], err
+
+
+def test_snmp_protocols_take_the_clients_names(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The inventory takes every name ``-a``/``-x`` take (AES-256-C for Cisco's key extension, SHA-256), and an unknown
+    one is a FILE:LINE in the client's words (it was 'Invalid enum value' for all but DES/AES/AES192/AES256)."""
+    f = tmp_path / "inv.yaml"
+    f.write_text(
+        "defaults: {snmp: {version: '3', user: noc, auth_protocol: SHA-256, priv_protocol: AES-256-C}}\n"
+        "hosts:\n"
+        "  sw-1: {address: 10.0.0.2, snmp: {priv_protocol: aes-192}}\n"
+        "  sw-2: {address: 10.0.0.3, snmp: {priv_protocol: AES-512, auth_protocol: SHA-3}}\n"
+    )
+    assert main(["inventory", "validate", str(f)]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"{f}:4: snmp: unknown auth protocol 'SHA-3'; use MD5, SHA, SHA224, SHA256, SHA384, SHA512",
+        f"{f}:4: snmp: privacy protocol 'AES-512' is not supported; use AES, AES-192, AES-256, AES-192-C, AES-256-C,"
+        " DES",
+    ]
+    f.write_text(f.read_text().replace("  sw-2", "# sw-2"))
+    assert main(["inventory", "validate", str(f)]) == 0

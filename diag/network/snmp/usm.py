@@ -1,7 +1,9 @@
 """SNMPv3 messages and the User-based Security Model (RFC 3414, 3826, 7860) for the trap receiver.
 
-What a notification receiver needs: parse a v3 message, check its HMAC, decrypt AES-128-CFB, and
-build the Reports (engine-ID discovery, time window) and Responses it sends back. The primitives are
+What the polling client (``v3.py``) and the notification receiver share: parse and build v3 messages,
+check their HMAC, localise and extend keys, encrypt and decrypt (AES-128/192/256-CFB, DES-CBC), and the
+Reports (engine-ID discovery, time window) and Responses the receiver sends back. One implementation for
+both, so a protocol the client speaks is one the receiver accepts. The primitives are
 the standard library's ``hashlib``/``hmac`` and OpenSSL's AES (the libcrypto hashlib loaded, through
 ctypes; ``cryptography`` where there is none); only the protocol glue (key derivation and localisation,
 IV and HMAC placement) is written here, and the tests check it against
@@ -29,16 +31,44 @@ AUTH_PROTOCOLS: dict[str, tuple[str, int]] = {
     "SHA384": ("sha384", 32),
     "SHA512": ("sha512", 48),
 }
-#: Privacy protocols the receiver can decrypt (AES-128-CFB, RFC 3826).
-PRIV_PROTOCOLS = ("AES",)
-#: Privacy protocols the polling client speaks: AES, and DES-CBC (RFC 3414 8.1) for old devices that know
-#: nothing else (the receiver refuses DES; docs/traps.md says why).
-CLIENT_PRIV_PROTOCOLS = ("AES", "DES", "AES192", "AES256", "AES192C", "AES256C")
+#: Privacy protocols (the client and the receiver speak the same): AES-128 (RFC 3826), AES-192/256 with either
+#: key extension, and DES-CBC (RFC 3414 8.1) for old devices that know nothing else.
+PRIV_PROTOCOLS = ("AES", "AES192", "AES256", "AES192C", "AES256C", "DES")
 #: Key octets of each privacy protocol. AES-192/256 are not in an RFC: their keys are the localised key
 #: extended when the hash is too short for them, and vendors extend it in one of two ways (draft-blumenthal-
 #: aes-usm-04: net-snmp's AES-192/AES-256, "AES192"/"AES256" here; the Reeder 3DES draft's: Cisco's and
 #: others', "AES192C"/"AES256C"). DES takes 16: its key, then the pre-IV.
 PRIV_KEY_OCTETS = {"AES": 16, "DES": 16, "AES192": 24, "AES256": 32, "AES192C": 24, "AES256C": 32}
+#: The names configuration may use (``priv_protocol``/``auth_protocol`` of the inventory, the trap receiver's
+#: users, ``-a``/``-x`` on the command line): net-snmp's spellings, case-insensitive. docs/snmp.md lists them.
+AUTH_ALIASES = {"SHA1": "SHA", "SHA-1": "SHA", "SHA-224": "SHA224", "SHA-256": "SHA256", "SHA-384": "SHA384",
+                "SHA-512": "SHA512"}  # fmt: skip
+PRIV_ALIASES = {"AES128": "AES", "AES-128": "AES", "AES-192": "AES192", "AES-256": "AES256",
+                "AES-192-C": "AES192C", "AES-256-C": "AES256C"}  # fmt: skip
+#: The privacy protocols as the documentation names them (what an error suggests).
+PRIV_NAMES = ("AES", "AES-192", "AES-256", "AES-192-C", "AES-256-C", "DES")
+
+
+def auth_protocol_name(text: str) -> str:
+    """The auth protocol ``text`` names (``SHA-256`` -> ``SHA256``); ValueError for one that is not known."""
+    name = AUTH_ALIASES.get(text.upper(), text.upper())
+    if name not in AUTH_PROTOCOLS:
+        raise ValueError(f"unknown auth protocol {text!r}; use {', '.join(AUTH_PROTOCOLS)}")
+    return name
+
+
+def priv_protocol_name(text: str) -> str:
+    """The privacy protocol ``text`` names (``AES-256-C`` -> ``AES256C``); ValueError for one that is not known."""
+    name = PRIV_ALIASES.get(text.upper(), text.upper())
+    if name not in PRIV_PROTOCOLS:
+        raise ValueError(f"privacy protocol {text!r} is not supported; use {', '.join(PRIV_NAMES)}")
+    return name
+
+
+def check_protocol(key: str, text: str) -> str:
+    """``auth_protocol`` or ``priv_protocol`` of a configuration, by its key (the inventory's check)."""
+    return auth_protocol_name(text) if key == "auth_protocol" else priv_protocol_name(text)
+
 
 FLAG_AUTH = 0x01
 FLAG_PRIV = 0x02
@@ -239,15 +269,16 @@ class User:
         auth_key: str,
         priv_protocol: str | None,
         priv_key: str,
-        priv_protocols: tuple[str, ...] = PRIV_PROTOCOLS,
     ) -> User:
-        """ValueError names what is wrong (unknown protocol, short password); the passwords are never in it."""
-        if auth_protocol is not None and auth_protocol not in AUTH_PROTOCOLS:
-            raise ValueError(f"user {name}: unknown auth protocol {auth_protocol!r}; use {', '.join(AUTH_PROTOCOLS)}")
-        if priv_protocol is not None and priv_protocol not in priv_protocols:
-            raise ValueError(
-                f"user {name}: privacy protocol {priv_protocol!r} is not supported; use {', '.join(priv_protocols)}"
-            )
+        """ValueError names what is wrong (unknown protocol, short password); the passwords are never in it.
+
+        Protocols may be given by any name configuration accepts (:func:`priv_protocol_name`).
+        """
+        try:
+            auth_protocol = auth_protocol_name(auth_protocol) if auth_protocol is not None else None
+            priv_protocol = priv_protocol_name(priv_protocol) if priv_protocol is not None else None
+        except ValueError as e:
+            raise ValueError(f"user {name}: {e}") from None
         if priv_protocol and not auth_protocol:
             raise ValueError(f"user {name}: privacy needs an auth protocol too")
         for what, proto, key in (("auth", auth_protocol, auth_key), ("priv", priv_protocol, priv_key)):
@@ -315,8 +346,12 @@ class Message:
         zeroed = self.raw[:o] + bytes(n) + self.raw[o + n :]
         return hmac.compare_digest(user.digest(key, zeroed), self.auth_params)
 
-    def plaintext(self, priv_key: bytes, protocol: str = "AES") -> bytes:
-        """The ScopedPDU TLV, decrypted when the message is encrypted (BerError if it does not decode)."""
+    def plaintext(self, priv_key: bytes, protocol: str) -> bytes:
+        """The ScopedPDU TLV, decrypted with ``protocol`` when the message is encrypted (BerError if it cannot be).
+
+        The protocol is the user's, always: the key octets and the cipher depend on it (an AES-256 key cut to
+        AES-128's 16 octets decrypts to noise).
+        """
         if not self.flags & FLAG_PRIV:
             return self.scoped
         if not priv_key:

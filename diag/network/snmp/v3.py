@@ -19,10 +19,6 @@ REPORTS = {
     usm.UNSUPPORTED_SEC_LEVELS: "security level not allowed for this user",
     usm.DECRYPTION_ERRORS: "agent could not decrypt (privacy password or protocol)",
 }
-_AUTH_ALIASES = {"SHA1": "SHA", "SHA-1": "SHA", "SHA-224": "SHA224", "SHA-256": "SHA256", "SHA-384": "SHA384",
-                 "SHA-512": "SHA512"}  # fmt: skip
-_PRIV_ALIASES = {"AES128": "AES", "AES-128": "AES", "AES-192": "AES192", "AES-256": "AES256",
-                 "AES-192-C": "AES192C", "AES-256-C": "AES256C"}  # fmt: skip
 
 
 class Usm:
@@ -37,18 +33,15 @@ class Usm:
         label = target.label
         if not target.user:
             raise SnmpInputError(f"{label}: SNMPv3 needs a user (--user, or snmp.user in the inventory)")
-        auth = _AUTH_ALIASES.get(target.auth_protocol.upper(), target.auth_protocol.upper())
-        priv = _PRIV_ALIASES.get(target.priv_protocol.upper(), target.priv_protocol.upper())
         if target.priv_key and not target.auth_key:
             raise SnmpInputError(f"{label}: SNMPv3 privacy needs an auth password too")
         try:
             self.user = usm.User.create(
                 target.user,
-                auth if target.auth_key else None,
+                target.auth_protocol if target.auth_key else None,
                 target.auth_key,
-                priv if target.priv_key else None,
+                target.priv_protocol if target.priv_key else None,
                 target.priv_key,
-                usm.CLIENT_PRIV_PROTOCOLS,
             )
         except ValueError as e:  # the message names the user and the problem, never the password
             # An unknown protocol or a short password is what was given, not a refusal by the agent.

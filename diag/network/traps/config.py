@@ -41,14 +41,15 @@ DEFAULT_LISTEN = f"0.0.0.0:{DEFAULT_PORT}"
 #: What an unreadable secret stands for when ``doc.resolve_secrets`` is off (validation only, never used to listen).
 _STAND_IN = "unresolved-secret"
 
-AuthProtocol = Literal["MD5", "SHA", "SHA224", "SHA256", "SHA384", "SHA512"]
-
 
 class UserSpec(msgspec.Struct, forbid_unknown_fields=True):
+    """A v3 user. The protocols take the SNMP client's names (``SHA-256``, ``AES-256-C``...: usm.PRIV_ALIASES),
+    checked by ``usm.User.create`` so that both say the same about an unknown one."""
+
     name: str
-    auth_protocol: AuthProtocol | None = None
+    auth_protocol: str | None = None
     auth_key: str | None = None
-    priv_protocol: Literal["AES"] | None = None
+    priv_protocol: str | None = None
     priv_key: str | None = None
 
 
@@ -134,8 +135,18 @@ def build(doc: yamlsrc.Doc, raw: Any, base: tuple[str | int, ...] = ("agent", "t
         priv = reveal((*where, "priv_key"), u.priv_key) if u.priv_key is not None else None
         if (u.auth_key is not None and auth is None) or (u.priv_key is not None and priv is None):
             continue  # the reference did not resolve: already a problem
-        auth_protocol = u.auth_protocol or ("SHA" if auth is not None else None)
-        priv_protocol = u.priv_protocol or ("AES" if priv is not None else None)
+        try:  # the client's names and errors (usm), at the line of the key that is wrong
+            auth_protocol = usm.auth_protocol_name(u.auth_protocol) if u.auth_protocol is not None else None
+        except ValueError as e:
+            doc.problem((*where, "auth_protocol"), f"user {u.name}: {e}")
+            continue
+        try:
+            priv_protocol = usm.priv_protocol_name(u.priv_protocol) if u.priv_protocol is not None else None
+        except ValueError as e:
+            doc.problem((*where, "priv_protocol"), f"user {u.name}: {e}")
+            continue
+        auth_protocol = auth_protocol or ("SHA" if auth is not None else None)
+        priv_protocol = priv_protocol or ("AES" if priv is not None else None)
         if auth_protocol is not None and auth is None:
             doc.problem(where, f"user {u.name}: auth_protocol needs auth_key")
             continue

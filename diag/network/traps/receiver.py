@@ -301,7 +301,7 @@ class TrapReceiver:
                 return self._report(msg, usm.NOT_IN_TIME_WINDOWS, "not_in_time_window", user)
             return None
         try:
-            scoped = msg.plaintext(priv_key)
+            scoped = msg.plaintext(priv_key, user.priv_protocol or "AES")
             context_engine, context, pos, end = usm.parse_scoped(scoped)
             pdu_tag, rid, _, _, vbs, span = ber.decode_pdu(scoped, pos, end)
         except BerError as e:
