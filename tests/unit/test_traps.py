@@ -303,7 +303,9 @@ PRIVACY = [("AES", 16), ("AES-192", 24), ("AES-256", 32), ("AES-192-C", 24), ("A
 
 
 @pytest.mark.parametrize(("protocol", "octets"), PRIVACY)
-def test_v3_trap_and_inform_with_every_privacy_protocol(env: None, protocol: str, octets: int) -> None:
+def test_v3_trap_and_inform_with_every_privacy_protocol(
+    env: None, protocol: str, octets: int, caplog: pytest.LogCaptureFixture
+) -> None:
     """The receiver decrypts what a sender with the same user encrypts, and answers an inform in the same protocol.
 
     A sender of the other key extension (or AES-128 for DES) is a decryption failure, never an event.
@@ -330,6 +332,10 @@ def test_v3_trap_and_inform_with_every_privacy_protocol(env: None, protocol: str
                             "dgt-priv-pass")  # fmt: skip
     assert r.handle(_v3(wrong, sender, 1, 20, ber.TRAP_V2, level), SRC) is None
     assert r.rejected["decrypt_failed"] == 1 and len(sinks.events) == 2
+    hint = {"AES-192": "or the sender uses AES-192-C (the other key extension)?", "DES": "or not DES?",
+            "AES-256-C": "or the sender uses AES-256 (the other key extension)?"}  # fmt: skip
+    if protocol in hint:
+        assert f"decrypt_failed: v3 user u: cannot decrypt: wrong privacy password, {hint[protocol]}" in caplog.text
 
 
 def test_protocol_names_are_the_clients() -> None:

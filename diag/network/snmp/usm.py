@@ -65,6 +65,15 @@ def priv_protocol_name(text: str) -> str:
     return name
 
 
+def decrypt_hint(protocol: str) -> str:
+    """What to check when a message of ``protocol`` does not decrypt (for a log line; the protocol's own name)."""
+    name = PRIV_NAMES[PRIV_PROTOCOLS.index(protocol)]
+    if protocol.startswith(("AES192", "AES256")):  # the other key extension gives another key: noise, not an error
+        other = name.removesuffix("-C") if name.endswith("-C") else f"{name}-C"
+        return f"wrong privacy password, or the sender uses {other} (the other key extension)?"
+    return f"wrong privacy password, or not {name}?"
+
+
 def check_protocol(key: str, text: str) -> str:
     """``auth_protocol`` or ``priv_protocol`` of a configuration, by its key (the inventory's check)."""
     return auth_protocol_name(text) if key == "auth_protocol" else priv_protocol_name(text)

@@ -306,7 +306,8 @@ class TrapReceiver:
             pdu_tag, rid, _, _, vbs, span = ber.decode_pdu(scoped, pos, end)
         except BerError as e:
             if level & usm.FLAG_PRIV:
-                self._reject(source, "decrypt_failed", f"v3 user {name}: cannot decrypt ({e}): wrong privacy password?")
+                why = usm.decrypt_hint(user.priv_protocol or "AES")
+                self._reject(source, "decrypt_failed", f"v3 user {name}: cannot decrypt: {why} ({e})")
                 return self._report(msg, usm.DECRYPTION_ERRORS, "decrypt_failed") if reportable else None
             raise
         if pdu_tag not in (ber.TRAP_V2, ber.INFORM):
