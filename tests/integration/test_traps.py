@@ -337,6 +337,36 @@ def test_cli_listen_json_end_to_end(tmp_path: Path) -> None:
     assert "received 2 notifications, rejected 0" in rest
 
 
+def test_cli_listen_v3_user_with_a_named_privacy_protocol() -> None:
+    """``-x`` takes the client's names in any case: Cisco's AES-256 (AES-256-C) arrives; net-snmp's AES-256 from
+    the same user is the other key extension, counted and logged with what to check, never printed."""
+    port = free_udp_port()
+    proc = subprocess.Popen(
+        [DIAG, "traps", "listen", "--listen", f"127.0.0.1:{port}", "--json", "-u", "dgtcisco",
+         "--auth-key-env", "DGT_TRAP_AUTH", "-x", "aes-256-c", "--priv-key-env", "DGT_TRAP_PRIV"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=ENV, text=True,
+    )  # fmt: skip
+    try:
+        assert proc.stderr is not None and proc.stdout is not None
+        assert "listening for SNMP traps on udp 127.0.0.1" in proc.stderr.readline()
+        wrong, right = mark(), mark()
+        for protocol, m in (("AES-256", wrong), ("AES-256-C", right)):  # one thread, in order: right comes last
+            p = netsnmp("snmptrap", *v3("dgtcisco", protocol), f"127.0.0.1:{port}", "", "1.3.6.1.6.3.1.1.5.3",
+                        f"{IF}.1.9", "i", "9", MARK, "s", m)  # fmt: skip
+            assert p.returncode == 0, p.stderr
+        event = json.loads(proc.stdout.readline())
+    finally:
+        status = stop_process(proc, signal.SIGINT)
+    assert status == 0
+    assert (event["version"], event["user"], event["trap"]) == ("3", "dgtcisco", "linkDown")
+    assert {"oid": MARK, "type": "OCTET STRING", "value": right} in event["varbinds"]
+    assert proc.stdout.read() == ""  # the wrong one was never printed
+    rest = proc.stderr.read()
+    assert "cannot decrypt: wrong privacy password, or the sender uses AES-256 (the other key extension)?" in rest
+    assert "received 1 notifications, rejected 1 (decrypt_failed 1)" in rest
+    assert AUTH not in rest and PRIV not in rest
+
+
 def test_cli_refuses_to_run_without_credentials() -> None:
     p = subprocess.run([DIAG, "traps", "listen", "--listen", "127.0.0.1:20149"], capture_output=True, text=True,
                        timeout=30, check=False)  # fmt: skip
