@@ -290,3 +290,32 @@ def test_walk_prints_binary_strings_as_hex_like_snmpbulkwalk(sim: SnmpSim) -> No
         else:  # Hex-STRING: 00 50 56 01 01 43 (net-snmp ends it with a blank)
             assert net_value.startswith("Hex-STRING: ") and value == "OCTET STRING: " + net_value[12:].strip()
     assert got[1][1] == "OCTET STRING: 00 50 56 01 01 43"
+
+
+@pytest.mark.parametrize(
+    ("community", "version"),
+    [("phoenixtec-ups", "2c"), ("santak-ups", "2c"), ("huawei-ups-card", "2c"), ("phoenixtec-ups", "1")],
+)
+def test_ups_mib_cards_under_their_own_sysobjectid(sim: SnmpSim, community: str, version: str) -> None:
+    """UPS-MIB cards whose sysObjectID is their maker's (Phoenixtec 935, Santak via Ingrasys 2468, a Huawei card
+    running net-snmp): auto-selection finds `ups` by a probe of upsBatteryStatus.0 (v1 too: a missing probe
+    is asked again without it). On mains these cards say 0 or -1 minutes left: no runtime finding from that."""
+    target = snmp.Target("127.0.0.1", sim.port, community=community, timeout=3, retries=1, version=version)
+    r = profiles.poll(target, [profiles.load("auto")], profiles.PollState())
+    assert by_profile(r, "up")["ups"] == 1.0 and by_profile(r, "profile_samples")["ups"] == 5
+    assert samples(r, "ups_battery_status") == {(): 2.0}
+    assert samples(r, "ups_output_source") == {(): 3.0}  # normal (mains)
+    # the Huawei card says -1 (unknown: out of UPS-MIB's 0..100) for charge and minutes left; kept as it came
+    assert samples(r, "ups_charge_ratio") == {(): -0.01 if community == "huawei-ups-card" else 1.0}
+    assert samples(r, "ups_runtime_seconds")[()] <= 0  # what they say on mains
+    assert not [c for c, _ in checks(r) if c.startswith("snmp_ups")]
+    named = profiles.poll(target, [profiles.load("ups")], profiles.PollState())  # named in the inventory: the same
+    assert not [c for c, _ in checks(named) if c.startswith("snmp_ups")]
+
+
+def test_net_snmp_under_a_vendor_sysobjectid_gets_ucd_and_host_resources(sim: SnmpSim) -> None:
+    """A Vyatta router: net-snmp with sysObjectID 1.3.6.1.4.1.30803; memTotalReal.0 answering picks ucd."""
+    r = poll(sim, "vyatta")
+    assert set(by_profile(r, "up")) == {"system", "if_mib", "ucd", "host_resources"}
+    assert by_profile(r, "profile_samples")["host_resources"] > 10
+    assert samples(r, "ucd_mem_total_real_bytes") == {(): 7844796 * 1024.0}

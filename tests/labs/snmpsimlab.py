@@ -39,6 +39,11 @@ RECORDINGS = {
     "arista-7150s": "cloud/arista-dcs-7150s-52-cl.snmprec.bz2",
     "paloalto-pa-5000": "network/firewall/paloalto-pa-5000.snmprec.bz2",
     "linux-vm": "os/linux/unknown-006.snmprec.bz2",  # net-snmp on a VMware guest (MACs 00:50:56:...)
+    # UPS-MIB cards under their makers' own sysObjectIDs, and net-snmp under a vendor's: found by a probe GET
+    "phoenixtec-ups": "UPS/phoenixtec-power.snmprec.bz2",
+    "santak-ups": "UPS/ingrasys-power-switch.snmprec.bz2",
+    "huawei-ups-card": "UPS/huawei-gse200m.snmprec.bz2",
+    "vyatta": "network/router/vyatta-unknown.snmprec.bz2",
 }
 #: The out-of-order recording: eaton-9px with xupsOutputVoltage.1 and xupsOutputWatts.1 swapped.
 DISORDER = "eaton-9px-disorder"

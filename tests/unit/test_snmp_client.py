@@ -480,3 +480,21 @@ def test_split_walk_waits_for_a_slow_agent_answering_in_turn() -> None:
     finally:
         a.close()
     assert len(got) == len(table)
+
+
+@pytest.mark.parametrize(("source", "minutes", "found"), [(5, 3, True), (5, 20, False), (3, 0, False), (3, -1, False)])
+def test_ups_runtime_is_judged_on_battery(source: int, minutes: int, found: bool) -> None:
+    """UPS-MIB cards that do not estimate on mains say 0 or -1 minutes (Phoenixtec, Santak, Huawei recordings)."""
+    ups = "1.3.6.1.2.1.33.1"
+    table = {
+        f"{ups}.2.1.0": (ber.INTEGER, 2),
+        f"{ups}.2.3.0": (ber.INTEGER, minutes),
+        f"{ups}.2.4.0": (ber.INTEGER, 100),
+        f"{ups}.4.1.0": (ber.INTEGER, source),
+    }
+    a = FakeAgent(table)
+    try:
+        r = profiles.poll(target(a), [profiles.load("ups")])
+    finally:
+        a.close()
+    assert ("snmp_ups_runtime_low" in [f.check for f in r.findings]) is found

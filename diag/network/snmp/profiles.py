@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterable
+from collections.abc import Container, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -118,10 +118,13 @@ class RecordsSpec(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class DetectSpec(msgspec.Struct, forbid_unknown_fields=True):
-    """When auto-selection picks the profile: sysObjectID under one of these, or sysDescr matching one."""
+    """When auto-selection picks the profile: sysObjectID under one of these, or sysDescr matching one, or
+    one of the ``probe`` instances answering (asked in the same GET: a UPS card or a net-snmp agent under a
+    vendor's sysObjectID, e.g. a Phoenixtec or Santak UPS, a Sangfor or Vyatta appliance)."""
 
     sys_object_id: list[str] = []
     sys_descr: list[str] = []
+    probe: list[str] = []
 
 
 class ProfileSpec(msgspec.Struct, forbid_unknown_fields=True):
@@ -229,6 +232,8 @@ def _validate(doc: yamlsrc.Doc, spec: ProfileSpec) -> None:
     if spec.detect is not None:
         for d, oid in enumerate(spec.detect.sys_object_id):
             _check_oid(doc, ("detect", "sys_object_id", d), oid)
+        for d, oid in enumerate(spec.detect.probe):
+            _check_oid(doc, ("detect", "probe", d), oid)
         for d, pattern in enumerate(spec.detect.sys_descr):
             try:
                 re.compile(pattern)
@@ -297,8 +302,11 @@ def _under(oid: str, prefix: str) -> bool:
     return oid == prefix or oid.startswith(prefix + ".")
 
 
-def detect(sys_object_id: str, sys_descr: str, directory: Path = PROFILE_DIR) -> list[str]:
-    """The profiles for a device, from its sysObjectID and sysDescr (as LibreNMS's OS detection does).
+def detect(
+    sys_object_id: str, sys_descr: str, directory: Path = PROFILE_DIR, answered: Container[str] = ()
+) -> list[str]:
+    """The profiles for a device, from its sysObjectID and sysDescr (as LibreNMS's OS detection does) and
+    the ``probe`` OIDs it ``answered``.
 
     Always :data:`AUTO_BASE`; then every profile whose ``detect`` matches, with its ``with_profiles``,
     in name order.
@@ -309,18 +317,38 @@ def detect(sys_object_id: str, sys_descr: str, directory: Path = PROFILE_DIR) ->
         d = spec.detect
         if d is None:
             continue
-        if any(_under(sys_object_id, p) for p in d.sys_object_id) or any(re.search(p, sys_descr) for p in d.sys_descr):
+        if (
+            any(_under(sys_object_id, p) for p in d.sys_object_id)
+            or any(re.search(p, sys_descr) for p in d.sys_descr)
+            or any(p in answered for p in d.probe)
+        ):
             names += [n for n in (name, *spec.with_profiles) if n not in names]
     return names
+
+
+def probes(directory: Path = PROFILE_DIR) -> list[str]:
+    """Every profile's ``detect.probe`` OIDs, for the selection's GET."""
+    out: list[str] = []
+    for name in profile_names(directory):
+        d = load(name, directory).spec.detect
+        out += [o for o in (d.probe if d else []) if o not in out]
+    return out
+
+
+#: What a GET gives for an instance the agent does not have (v2c exceptions; v1's are reported as these too).
+_NO_VALUE = frozenset({"noSuchObject", "noSuchInstance", "endOfMibView"})
 
 
 def _expand_auto(session: Session, chosen: list[Profile], state: PollState | None) -> list[Profile]:
     """``auto`` replaced by what :func:`detect` picks (kept in ``state``: asked once per device)."""
     names = state.detected if state is not None else ()
     if not names:
-        got = {o: v for o, _, v in session.get([SYS_OBJECT_ID, SYS_DESCR])}
+        answers = session.get([SYS_OBJECT_ID, SYS_DESCR, *probes()])
+        got = {o: v for o, _, v in answers}
+        answered = {o for o, t, v in answers if v is not None and t not in _NO_VALUE}
         descr = got.get(SYS_DESCR)
-        names = tuple(detect(str(got.get(SYS_OBJECT_ID) or ""), _label(descr) if descr is not None else ""))
+        sys_descr = _label(descr) if descr is not None else ""
+        names = tuple(detect(str(got.get(SYS_OBJECT_ID) or ""), sys_descr, answered=answered))
         if state is not None:
             state.detected = names
     out: list[Profile] = []
