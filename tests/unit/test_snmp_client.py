@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from diag.model import Result
 from diag.network.snmp import ber, profiles
 from diag.network.snmp import client as snmp
 from diag.network.snmp.parallel import walk_split
@@ -358,6 +359,15 @@ def test_utilisation_rising_errors_and_reboot_rules() -> None:
     assert got[2][2].startswith("interface eth1: inbound at 9") and got[2][2].endswith("% of its speed")
 
 
+def poll_agent(table: dict[str, tuple[int, Any]], profile: str) -> Result:
+    """One poll of a shipped profile against a scripted agent serving ``table``."""
+    a = FakeAgent(table)
+    try:
+        return profiles.poll(target(a), [profiles.load(profile)])
+    finally:
+        a.close()
+
+
 def test_entity_sensor_units_and_temperature_rule() -> None:
     ent, names = "1.3.6.1.2.1.99.1.1.1", "1.3.6.1.2.1.47.1.1.1.1.7"
     # (type, scale, precision, raw value): 72.5 °C as 725 with one decimal; 12,000 mV DC; 45 °C.
@@ -372,11 +382,7 @@ def test_entity_sensor_units_and_temperature_rule() -> None:
             f"{ent}.4.{i}": (ber.INTEGER, raw),
             f"{ent}.5.{i}": (ber.INTEGER, 1),
         }
-    a = FakeAgent(table)
-    try:
-        r = profiles.poll(target(a), [profiles.load("entity_sensor")])
-    finally:
-        a.close()
+    r = poll_agent(table, "entity_sensor")
     values = {labels[1]: v for m in r.metrics if m.name == "diag_snmp_ent_sensor_value" for labels, v in m.samples}
     assert values == pytest.approx({"sensor10": 72.5, "sensor11": 12.0, "sensor12": 45.0})
     assert [(f.check, f.subject, f.summary) for f in r.findings] == [
@@ -396,11 +402,7 @@ def test_printer_supply_ratio_and_low_supply() -> None:
             f"{sup}.8.1.{i}": (ber.INTEGER, cap),
             f"{sup}.9.1.{i}": (ber.INTEGER, level),
         }
-    a = FakeAgent(table)
-    try:
-        r = profiles.poll(target(a), [profiles.load("printer")])
-    finally:
-        a.close()
+    r = poll_agent(table, "printer")
     ratio = next(m for m in r.metrics if m.name == "diag_snmp_printer_supply_level_ratio")
     assert ratio.samples == [(("1.1", "Black Toner"), 0.05), (("1.3", "Waste"), 0.5)]  # index hrDeviceIndex.supply
     assert [(f.check, f.summary) for f in r.findings] == [
@@ -492,9 +494,5 @@ def test_ups_runtime_is_judged_on_battery(source: int, minutes: int, found: bool
         f"{ups}.2.4.0": (ber.INTEGER, 100),
         f"{ups}.4.1.0": (ber.INTEGER, source),
     }
-    a = FakeAgent(table)
-    try:
-        r = profiles.poll(target(a), [profiles.load("ups")])
-    finally:
-        a.close()
+    r = poll_agent(table, "ups")
     assert ("snmp_ups_runtime_low" in [f.check for f in r.findings]) is found
