@@ -56,10 +56,16 @@ def check_run(p: Principal, playbook: str, hosts: Sequence[Host]) -> None:
 
 def approve(p: Principal, requester: str, playbook: str, hosts: Sequence[Host]) -> None:
     """A lead (or admin) within scope, and not the one who asked: changes need a second pair of eyes."""
+    approve_recorded(p, requester, playbook, [list(h.groups) for h in hosts])
+
+
+def approve_recorded(p: Principal, requester: str, playbook: str, host_groups: Sequence[Sequence[str]]) -> None:
+    """:func:`approve` judged on the groups of each host (as a request recorded them, when its playbook or hosts
+    are gone from the agent)."""
     require(p, "lead", "approving a change")
     if p.actor == requester:
         raise Forbidden("a change cannot be approved by the token that requested it")
-    if not playbook_allowed(p, playbook) or hosts_outside(p, hosts):
+    if not playbook_allowed(p, playbook) or not all(groups_allowed(p, g) for g in host_groups):
         raise Forbidden(f"the request's playbook or hosts are outside the scope of token {p.name!r}")
 
 

@@ -215,8 +215,12 @@ class Service:
     def decide(self, p: Principal, approval_id: str, approve: bool, comment: str) -> tuple[Approval, Job | None]:
         """Approve or reject, with a comment; the requester is re-checked now, not trusted from when they asked."""
         a = self.get_approval(approval_id)
-        pb = self.playbook(a.playbook)
-        hosts = self.select(a.targets)
+        try:
+            pb = self.playbook(a.playbook)
+            hosts = self.select(a.targets)
+        except (NotFound, Invalid) as e:
+            self._close_gone(p, a, str(e))
+            raise
         try:
             policy.approve(p, a.requester, pb.name, hosts)
         except policy.Forbidden as e:
@@ -255,6 +259,18 @@ class Service:
             job = self.jobs.start(a.requester, pb, a.targets, hosts, a.vars, allow_changes=True, approval=a.id)
             self.approvals.set_job(a.id, job.id)
         return self.approvals.get(a.id) or a, job
+
+    def _close_gone(self, p: Principal, a: Approval, why: str) -> None:
+        """A request whose playbook or hosts are gone from the agent cannot be approved as asked; a lead who may
+        decide it (judged on what it recorded) closes it as ``cancelled`` (journaled, Conflict) instead of leaving
+        it pending until it expires."""
+        try:
+            policy.approve_recorded(p, a.requester, a.playbook, [h.get("groups") or [] for h in a.hosts])
+        except policy.Forbidden as e:
+            self.deny(p, "approval.decide", str(e), a.id)
+            raise
+        if a.state == "pending" and appr.cancel(self.approvals, self.journal, a, p.actor, why):
+            raise Conflict(f"approval request {a.id} is cancelled: {why}")
 
     def close(self) -> None:
         self.jobs.close()

@@ -304,6 +304,30 @@ def test_approval_of_a_playbook_edited_after_the_request_runs_nothing(env: ApiEn
     assert cancelled and "not those shown" in cancelled[0]["details"]["reason"]
 
 
+def test_a_request_whose_playbook_was_removed_can_still_be_closed(env: ApiEnv, marker_dir: Path) -> None:
+    """A playbook removed from the agent's disk while a request for it waits: a lead's decision closes the request
+    (cancelled, journaled, 409) instead of a 404 that left it pending, undecidable, until it expired."""
+    book = env.dir / "playbooks" / "change-gone.yaml"
+    book.write_text(CHANGE_PLAYBOOK.replace("name: change-marker", "name: change-gone"))
+    p = env.diag("api", "token", "add", "eng8", "--role", "engineer", "--groups", "web",
+                 "--playbooks", "change-gone", "--data", str(env.data))  # fmt: skip
+    assert p.returncode == 0, p.stderr
+    eng8 = httpx.Client(base_url=env.url, headers={"Authorization": f"Bearer {p.stdout.strip()}"}, timeout=30)
+    r = eng8.post("/api/v1/checks", json={"playbook": "change-gone", "targets": ["h01"],
+                                          "vars": {"marker": str(marker_dir / "gone")}})  # fmt: skip
+    assert r.status_code == 202, r.text
+    aid = r.json()["approval"]["id"]
+    book.unlink()
+    # the requester cannot close it either way; a viewer is refused before anything is said about it
+    assert eng8.post(f"/api/v1/approvals/{aid}/reject", json={"comment": "mine"}).status_code == 403
+    assert env.client("viewer").post(f"/api/v1/approvals/{aid}/reject", json={"comment": "x"}).status_code == 403
+    r = env.client("lead2").post(f"/api/v1/approvals/{aid}/reject", json={"comment": "the playbook is gone"})
+    assert r.status_code == 409 and "cancelled" in r.json()["error"] and "change-gone" in r.json()["error"], r.text
+    assert env.client("lead2").get(f"/api/v1/approvals/{aid}").json()["state"] == "cancelled"
+    assert [r for r in env.journal("approval.cancelled") if r["details"]["approval"] == aid]
+    assert not (marker_dir / "gone").exists()
+
+
 # ---- console
 
 
