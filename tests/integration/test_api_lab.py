@@ -277,20 +277,25 @@ def test_approval_after_revoke_or_narrowing_is_refused_and_journaled(env: ApiEnv
     assert not [r for r in env.journal("check.started") if r["actor"] in ("token:eng3", "token:eng5")]
 
 
+def _changing_request(env: ApiEnv, playbook: str, token: str, marker: Path) -> tuple[Path, httpx.Client, str]:
+    """A copy of the changing test playbook named ``playbook``, an engineer ``token`` granted only it, and that
+    engineer's request to run it on h01 (pending): the playbook's file, the engineer's client, the request's id."""
+    book = env.dir / "playbooks" / f"{playbook}.yaml"
+    book.write_text(CHANGE_PLAYBOOK.replace("name: change-marker", f"name: {playbook}"))
+    p = env.diag("api", "token", "add", token, "--role", "engineer", "--groups", "web",
+                 "--playbooks", playbook, "--data", str(env.data))  # fmt: skip
+    assert p.returncode == 0, p.stderr
+    eng = httpx.Client(base_url=env.url, headers={"Authorization": f"Bearer {p.stdout.strip()}"}, timeout=30)
+    r = eng.post("/api/v1/checks", json={"playbook": playbook, "targets": ["h01"], "vars": {"marker": str(marker)}})
+    assert r.status_code == 202 and r.json()["status"] == "needs_approval", r.text
+    return book, eng, str(r.json()["approval"]["id"])
+
+
 def test_approval_of_a_playbook_edited_after_the_request_runs_nothing(env: ApiEnv, marker_dir: Path) -> None:
     """The lead approves the commands the request showed; a playbook edited on the agent's disk meanwhile (read
     again when the lead decides) must not run its new commands under that approval: cancelled, journaled, 409."""
-    book = env.dir / "playbooks" / "change-edited.yaml"
-    book.write_text(CHANGE_PLAYBOOK.replace("name: change-marker", "name: change-edited"))
-    p = env.diag("api", "token", "add", "eng7", "--role", "engineer", "--groups", "web",
-                 "--playbooks", "change-edited", "--data", str(env.data))  # fmt: skip
-    assert p.returncode == 0, p.stderr
-    eng7 = httpx.Client(base_url=env.url, headers={"Authorization": f"Bearer {p.stdout.strip()}"}, timeout=30)
     marker = marker_dir / "edited"
-    r = eng7.post("/api/v1/checks", json={"playbook": "change-edited", "targets": ["h01"],
-                                          "vars": {"marker": str(marker)}})  # fmt: skip
-    assert r.status_code == 202 and r.json()["status"] == "needs_approval", r.text
-    aid = r.json()["approval"]["id"]
+    book, _, aid = _changing_request(env, "change-edited", "eng7", marker)
     shown = env.client("lead2").get(f"/api/v1/approvals/{aid}").json()["commands"]
     assert [c["command"] for c in shown] == [f"touch {marker}"], shown
     # the changing step now does something else than what the lead is shown
@@ -307,16 +312,7 @@ def test_approval_of_a_playbook_edited_after_the_request_runs_nothing(env: ApiEn
 def test_a_request_whose_playbook_was_removed_can_still_be_closed(env: ApiEnv, marker_dir: Path) -> None:
     """A playbook removed from the agent's disk while a request for it waits: a lead's decision closes the request
     (cancelled, journaled, 409) instead of a 404 that left it pending, undecidable, until it expired."""
-    book = env.dir / "playbooks" / "change-gone.yaml"
-    book.write_text(CHANGE_PLAYBOOK.replace("name: change-marker", "name: change-gone"))
-    p = env.diag("api", "token", "add", "eng8", "--role", "engineer", "--groups", "web",
-                 "--playbooks", "change-gone", "--data", str(env.data))  # fmt: skip
-    assert p.returncode == 0, p.stderr
-    eng8 = httpx.Client(base_url=env.url, headers={"Authorization": f"Bearer {p.stdout.strip()}"}, timeout=30)
-    r = eng8.post("/api/v1/checks", json={"playbook": "change-gone", "targets": ["h01"],
-                                          "vars": {"marker": str(marker_dir / "gone")}})  # fmt: skip
-    assert r.status_code == 202, r.text
-    aid = r.json()["approval"]["id"]
+    book, eng8, aid = _changing_request(env, "change-gone", "eng8", marker_dir / "gone")
     book.unlink()
     # the requester cannot close it either way; a viewer is refused before anything is said about it
     assert eng8.post(f"/api/v1/approvals/{aid}/reject", json={"comment": "mine"}).status_code == 403
