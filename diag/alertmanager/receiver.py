@@ -127,6 +127,7 @@ class _Recheck:
             "external_url": url,
             "playbook": before.playbook if before else None,
             "before": [[f.check, f.severity, f.subject, f.host or ""] for f in problems],
+            "checked": before.checked if before else False,  # it looked: an empty "before" means it saw nothing
         }
 
     def __call__(self) -> Verdict:
@@ -444,7 +445,8 @@ class Receiver:
         before = None
         if spec.get("playbook"):
             found = [Finding(c, sev, "", subj, host=h) for c, sev, subj, h in spec.get("before", [])]
-            before = Diagnosis(str(spec["playbook"]), "findings" if found else "ok", None, found, [], 0.0)
+            status = "findings" if found else "ok" if spec.get("checked") is True else "not_checked"
+            before = Diagnosis(str(spec["playbook"]), status, None, found, [], 0.0)
         return _Recheck(self, alert, str(spec.get("external_url", "")), host, self.route(alert), before)
 
     # ---- which playbook
@@ -552,6 +554,15 @@ class Receiver:
         """Is the condition really gone? Run the diagnosis again and look for what it found while firing."""
         if host is None or route is None:
             return self.verify_on_prometheus(alert)
+        if before is not None and before.checked and not before.problems():
+            # The playbook found nothing while the alert fired (its threshold, or what the labels made it look
+            # at, is not the rule's): its finding nothing now would prove nothing. (A diagnosis that could not
+            # look, or one lost in a restart: any problem the re-check finds keeps the incident open, below.)
+            # Alertmanager's "resolved" may be hearsay too (an alert that expired because Prometheus stopped
+            # sending it): the rule's own expression decides, and says "not checked" when it has no data.
+            v = self.verify_on_prometheus(alert)
+            lead = f"The {route.playbook.name} playbook did not see it while it fired; the rule's expression decides. "
+            return Verdict(v.cleared, lead + v.note, v.evidence)
         now = self.diagnose(host, route, alert)
         failpoint("alert_recheck_ran")  # the crash test kills here: the SSH re-check ran, its verdict not applied
         if not now.checked:

@@ -249,6 +249,29 @@ def test_resolved_while_still_full_keeps_the_incident_open(
     assert "still finds" in verdict.note and str(mnt) in verdict.note
 
 
+def test_a_playbook_that_never_saw_the_alert_cannot_confirm_it_is_gone(
+    lab: Lab, receiver_url: tuple[str, RecordingEngine, Any], alertmanager: Callable[[str, str], Alertmanager]
+) -> None:
+    """The rule fires at 75% (a user's rule), the disk-full playbook warns at 90%: its diagnosis finds nothing.
+    Alertmanager then says "resolved" while the disk is still 80% full (as when Prometheus stops sending the alert
+    and it expires). The playbook's re-check finding nothing again proves nothing: it used to "confirm" it ("nothing
+    found before, no problem found now") and the incident was resolved while its condition held. The rule's own
+    expression decides instead; here Prometheus has no data for the target, so it is "not checked"."""
+    url, engine, _ = receiver_url
+    mnt = lab.mount_tmpfs("h01", "4M")
+    lab.fill("h01", mnt, 80)
+    am = alertmanager(url, TOKEN)
+    n_in, n_res = len(engine.ingested), len(engine.resolved)
+    am.post_alerts([_alert(lab, str(mnt), rule="custom-75")])
+    first = wait_for(lambda: engine.ingested[n_in:], timeout=60, what="the firing alert")
+    diagnosis = next(e for e in first[0][1].evidence if e.kind == "command" and e.data["step"] == "usage")
+    assert " 8" in diagnosis.text  # df saw about 80%: below the playbook's 90%, so no finding
+    am.post_alerts([_alert(lab, str(mnt), ends=True, rule="custom-75")])
+    verdict = wait_for(lambda: engine.resolved[n_res:], timeout=60, what="the resolved alert")[0][2]
+    assert not verdict.cleared, verdict.note
+    assert verdict.note.startswith("The disk-full playbook did not see it while it fired"), verdict.note
+
+
 def test_a_wrong_token_is_refused_and_nothing_reaches_the_engine(
     lab: Lab, receiver_url: tuple[str, RecordingEngine, Any], alertmanager: Callable[[str, str], Alertmanager]
 ) -> None:
