@@ -221,7 +221,7 @@ class Incidents:
         if inc.state not in ("open", "clearing"):
             raise IncidentError(409, f"incident {incident_id} is {inc.state}, not open")
         verify = self._verifier(inc, who, comment)
-        out = self.engine.resolve(f"api:{who}", inc.fingerprint, verify)
+        out = self.engine.resolve(f"api:{who}", inc.fingerprint, verify, asked=True)
         self.sync()
         d = self.show(incident_id)
         d["outcome"] = str(out)

@@ -283,8 +283,12 @@ class Engine:
         evidence: Evidence | None = None,
         *,
         now: float | None = None,
+        asked: bool = False,
     ) -> Outcome:
         """A push source reports the condition gone: resolve once ``verify()`` confirms (maybe after hysteresis).
+
+        ``asked``: a person resolves it (the API, the console); asking again, e.g. after fixing what the first
+        re-check still found, is a new request that re-checks now, never a duplicate notification.
 
         The re-check's due time is committed before it runs, so a crash during it (an SSH playbook) or during
         the hysteresis resumes it after the restart (see :meth:`resumable`).
@@ -305,13 +309,18 @@ class Engine:
                 self._changed()
                 return out
             gave_up = inc.doc.get("gave_up_at")
-            if gave_up is not None and inc.last_seen <= float(gave_up):
+            if gave_up is not None and inc.last_seen <= float(gave_up) and not asked:
                 # Not seen since diag stopped re-checking and told the ticket a person must confirm: the same
                 # "resolved" again does not start over (the next firing does).
                 return Outcome("still_open", inc.id, fingerprint, "re-checks given up; a person confirms")
             due = max(now, inc.last_seen + self.settings.close_after)
             earlier = inc.doc.get("recheck")
-            if isinstance(earlier, dict) and earlier.get("source") == source and earlier.get("due") is not None:
+            if (
+                not asked
+                and isinstance(earlier, dict)
+                and earlier.get("source") == source
+                and earlier.get("due") is not None
+            ):
                 # The same "resolved" again with no firing between (both Alertmanagers of an HA pair send it, or a
                 # retried webhook): the re-checks already counted and the next one's time stand, so the give-up
                 # note still comes after MAX_REVERIFY and a duplicate does not pull a re-check forward.
