@@ -149,7 +149,9 @@ class HuaweiVrp(Driver):
                 {
                     "local_interface": r["local_interface"],
                     "neighbor": r["neighbor_name"],
-                    "neighbor_interface": r["neighbor_interface"],
+                    # "Port ID" (the neighbour's own name for its port); ntc's neighbor_interface is "Port
+                    # description", an admin's text or empty (an S5735 beside an H3C: "abcxyz" for its Te1/0/23)
+                    "neighbor_interface": r["neighbor_port_id"] or r["neighbor_interface"],
                     "protocol": "lldp",
                 }
                 for r in ntc(P, "display lldp neighbor", o["display lldp neighbor"])
