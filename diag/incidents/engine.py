@@ -413,23 +413,21 @@ class Engine:
 
         Due times are wall-clock times, because they must survive a restart. After the clock steps back, they lie
         ahead of it and every wait would last that much longer: a damped alert would open an hour late after a
-        one-hour step, a clearing incident would wait an hour for its re-check, flapping would not end. No time we
-        store is later than its moment of writing plus its wait (``open_due``: ``open_after``; a re-check's due:
-        ``close_after`` or ``tick``), so anything beyond that is the step: every time of the incident moves back by
-        it, once (a ``clock_back`` event says so). How much of a wait had passed before the step cannot be known,
-        so a wait under way ends at most its own length late, instead of the step's length late.
+        one-hour step, a clearing incident would wait an hour for its re-check, flapping would not end.
+        ``last_seen`` is always the clock at a moment already past, so if it lies ahead of the clock, by more
+        than the tolerance, that is the step: every time of the incident moves back by it, once (a ``clock_back``
+        event says so), and each wait keeps what was left of it. A due time still further ahead than its own wait
+        (``open_after``; ``close_after`` or ``tick`` for a re-check) is brought to that wait from now: a step
+        that went back further than the incident's last sighting, or a wait made shorter in the configuration.
         """
         s = self.settings
-        rc = inc.doc.get("recheck")
-        ahead = [inc.first_seen - now, inc.last_seen - now]
-        if inc.doc.get("open_due") is not None:
-            ahead.append(float(inc.doc["open_due"]) - now - s.open_after)
-        if isinstance(rc, dict) and rc.get("due") is not None:
-            ahead.append(float(rc["due"]) - now - max(s.close_after, s.tick))
-        step = max(ahead)
-        if step <= self.CLOCK_BACK_TOLERANCE:
-            return inc
-        with self.store.tx() as c:
+        stored = inc.doc.get("recheck")
+        rc: dict[str, Any] = stored if isinstance(stored, dict) else {}
+        has_due = rc.get("due") is not None
+        step = inc.last_seen - now
+        changed = False
+        if step > self.CLOCK_BACK_TOLERANCE:
+            changed = True
             inc.first_seen -= step
             inc.last_seen -= step
             for attr in ("opened_at", "acked_at", "respond_due", "resolve_due"):
@@ -438,12 +436,23 @@ class Engine:
             for key in ("open_due", "clear_since", "last_note_at", "flap_since", "gave_up_at"):
                 if isinstance(inc.doc.get(key), (int, float)):
                     inc.doc[key] = float(inc.doc[key]) - step
-            if isinstance(rc, dict) and rc.get("due") is not None:
+            if has_due:
                 rc["due"] = float(rc["due"]) - step
             inc.doc["changes"] = [float(t) - step for t in inc.doc.get("changes", [])]
-            self.store.event(
-                c, inc.id, "clock", "clock_back", f"the system clock went back {step:.0f} s: times moved with it", now
-            )
+        latest_open = now + s.open_after
+        if inc.doc.get("open_due") is not None and float(inc.doc["open_due"]) > latest_open + self.CLOCK_BACK_TOLERANCE:
+            changed = True
+            inc.doc["open_due"] = latest_open
+        latest_recheck = now + max(s.close_after, s.tick)
+        if has_due and float(rc["due"]) > latest_recheck + self.CLOCK_BACK_TOLERANCE:
+            changed = True
+            rc["due"] = latest_recheck
+        if not changed:
+            return inc
+        with self.store.tx() as c:
+            if step > self.CLOCK_BACK_TOLERANCE:
+                text = f"the system clock went back {step:.0f} s: times moved with it"
+                self.store.event(c, inc.id, "clock", "clock_back", text, now)
             self.store.update(c, inc)
         return inc
 

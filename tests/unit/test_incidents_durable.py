@@ -301,3 +301,23 @@ def test_a_clock_that_goes_back_does_not_hold_up_the_due_times(tmp_path: Path) -
         assert kinds.count("clock_back") == 2 and kinds[-1] == "resolved"
     finally:
         svc.close()
+
+
+def test_a_shorter_open_after_after_a_restart_is_not_a_clock_step(tmp_path: Path) -> None:
+    """open_after 1 h, then the agent restarts with 60 s: the stored due time is brought to 60 s from now (the
+    damped alert does not wait the old hour), and nothing is said or moved as if the clock had gone back."""
+    clock = Clock()
+    svc = make(tmp_path, clock, open_after=3600)
+    svc.engine.ingest("alertmanager", [alert()])
+    svc.store.close()
+    clock.advance(10)
+    svc2 = make(tmp_path, clock, open_after=60)
+    try:
+        assert svc2.engine.tick() == []
+        inc = svc2.store.get(1)
+        assert inc is not None and inc.doc["open_due"] == clock.t + 60 and inc.first_seen == clock.t - 10
+        clock.advance(60)
+        assert [o.action for o in svc2.engine.tick()] == ["opened"]
+        assert "clock_back" not in [e.kind for e in svc2.store.events(1)]
+    finally:
+        svc2.close()
