@@ -403,4 +403,7 @@ def from_settings(settings: Any, inventory: Inventory, data_dir: Path) -> Line1:
     triage = Triage(inventory, kb, changes, ledger, backend, data_dir, fallback_playbook=settings.fallback_playbook,
                     max_hosts=settings.max_hosts, host_field=settings.host_field)
     desks = [build_desk(name, cfg) for name, cfg in settings.desks.items()]
+    for desk in desks:
+        if hasattr(desk, "ledger_row"):  # a desk that keeps tickets in memory (e-mail) asks the ledger after a restart
+            desk.ledger_row = lambda tid, name=desk.name: ledger.ticket(f"{name}:{tid}")
     return Line1(triage, desks, backend, settings.interval)

@@ -23,10 +23,18 @@ from typing import Any
 
 import pytest
 
+from diag.remote import facts
 from tests.conftest import stop_process, wait_for
 from tests.labs.imaplab import DovecotLab
 from tests.labs.lab import Lab
-from tests.labs.line1lab import install_service, write_catalogue, write_inventory, write_kb
+from tests.labs.line1lab import (
+    install_service,
+    start_service,
+    stop_service,
+    write_catalogue,
+    write_inventory,
+    write_kb,
+)
 from tests.labs.smtplab import EximLab
 
 pytestmark = pytest.mark.integration
@@ -37,7 +45,7 @@ DESK_PASSWORD = "desk-pass-5"
 
 @pytest.fixture(scope="module")
 def mail() -> Iterator[tuple[EximLab, DovecotLab]]:
-    with EximLab(per_user=["desk", "ivanova", "postmaster"]) as exim, \
+    with EximLab(per_user=["desk", "ivanova", "postmaster", "petrov"]) as exim, \
             DovecotLab(exim, {"desk": DESK_PASSWORD}) as dovecot:
         yield exim, dovecot
 
@@ -108,10 +116,8 @@ def _seen(dovecot: DovecotLab, message_ids: list[str]) -> bool:
         conn.logout()
 
 
-def test_auto_replies_and_bounces_are_not_answered(mail: tuple[EximLab, DovecotLab], make_lab: Any,
-                                                    tmp_path: Path) -> None:
-    exim, dovecot = mail
-    lab: Lab = make_lab(1)
+def _desk_inventory(lab: Lab, exim: EximLab, dovecot: DovecotLab, tmp_path: Path) -> Path:
+    """The lab's inventory with the e-mail desk on the ``desk`` mailbox, the lab's KB and catalogue (print service)."""
     spool = str(lab.dir / "spool")
     kb = write_kb(tmp_path / "kb", spool)
     cat = write_catalogue(tmp_path / "changes", install_service(lab), spool, hosts=["h01"])
@@ -122,13 +128,33 @@ def test_auto_replies_and_bounces_are_not_answered(mail: tuple[EximLab, DovecotL
             "password": f"file:{pw}", "ca_file": dovecot.ca_file,
             "smtp": {"host": "127.0.0.1", "port": exim.port, "security": "starttls", "from": f"desk@{DOMAIN}",
                      "ca_file": exim.ca_file, "domain": DOMAIN}}
-    inv = write_inventory(lab, tmp_path / "inventory.yaml", tmp_path / "data", kb, cat, {"imap": desk})
+    return write_inventory(lab, tmp_path / "inventory.yaml", tmp_path / "data", kb, cat, {"imap": desk})
+
+
+def _watch(inv: Path) -> subprocess.Popen[str]:
+    return subprocess.Popen([*DIAG, "line1", "watch", "--inventory", str(inv), "--interval", "1"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _stop(watcher: subprocess.Popen[str]) -> str:
+    """Stop the watcher by its PID; its stderr (printed), which must hold no traceback."""
+    stop_process(watcher)
+    out, err = watcher.communicate(timeout=10)
+    print(out[-3000:], err[-3000:])
+    assert "Traceback" not in err
+    return err
+
+
+def test_auto_replies_and_bounces_are_not_answered(mail: tuple[EximLab, DovecotLab], make_lab: Any,
+                                                    tmp_path: Path) -> None:
+    exim, dovecot = mail
+    lab: Lab = make_lab(1)
+    inv = _desk_inventory(lab, exim, dovecot, tmp_path)
     vacation_id, bounce_id, person_id = (make_msgid(domain=DOMAIN) for _ in range(3))
     _deliver(exim, _vacation(vacation_id), f"ivanova@{DOMAIN}")
     _deliver(exim, _bounce(bounce_id), "")
     wait_for(lambda: len(exim.messages("desk")) == 2, timeout=60, what="both robots' mail in the desk's mailbox")
-    watcher = subprocess.Popen([*DIAG, "line1", "watch", "--inventory", str(inv), "--interval", "1"],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    watcher = _watch(inv)
     try:
         _deliver(exim, _person(person_id), f"ivanova@{DOMAIN}")
         # the person is answered, and the robots' mail was read: what the watcher decided about it is final
@@ -138,10 +164,7 @@ def test_auto_replies_and_bounces_are_not_answered(mail: tuple[EximLab, DovecotL
         assert watcher.poll() is None, "the watcher exited"
         wait_for(lambda: _seen(dovecot, [vacation_id, bounce_id]), timeout=60, what="the robots' mail read")
     finally:
-        stop_process(watcher)
-        out, err = watcher.communicate(timeout=10)
-        print(out[-3000:], err[-3000:])
-    assert "Traceback" not in err
+        _stop(watcher)
     robots = {vacation_id, bounce_id}
     answered = [m for user in ("ivanova", "postmaster") for m in exim.messages(user)
                 if str(m.get("In-Reply-To", "")).strip() in robots]
@@ -151,3 +174,61 @@ def test_auto_replies_and_bounces_are_not_answered(mail: tuple[EximLab, DovecotL
     assert ledger.returncode == 0, ledger.stderr
     assert "Projector" in ledger.stdout, ledger.stdout
     assert "Out of office" not in ledger.stdout and "Undeliverable" not in ledger.stdout, ledger.stdout
+
+
+def test_after_a_restart_only_the_requester_reopens(mail: tuple[EximLab, DovecotLab], make_lab: Any,
+                                                    tmp_path: Path) -> None:
+    """The desk keeps its tickets in memory; after the watcher restarts, who filed a resolved ticket comes from the
+    ledger: a reply by someone else who holds the ticket's tag (a colleague in copy) reopens nothing and is sent
+    nothing; the requester's own reply reopens it and the answer goes to her."""
+    exim, dovecot = mail
+    lab: Lab = make_lab(1)
+    inv = _desk_inventory(lab, exim, dovecot, tmp_path)
+    start_service(lab, "h01")
+    stop_service(lab, "h01")  # the fault: h01's print service is stopped
+    facts.save(tmp_path / "data", "h01", "facts", {"users": [{"login": "ivanova"}]})
+    first_id = make_msgid(domain=DOMAIN)
+    watcher = _watch(inv)
+    try:
+        _deliver(exim, _from_ivanova(first_id, "Не печатает принтер", "Не печатает принтер с утра."),
+                 f"ivanova@{DOMAIN}")  # fmt: skip
+
+        def resolution() -> EmailMessage | None:
+            return next((m for m in exim.messages("ivanova")
+                         if first_id in str(m.get("References", "")) and m["X-Line1-State"] == "resolved"), None)
+
+        wait_for(lambda: watcher.poll() is not None or resolution() is not None, timeout=120, what="resolution")
+        assert watcher.poll() is None, "the watcher exited"
+    finally:
+        _stop(watcher)
+    done = resolution()
+    assert done is not None
+    # a colleague answers diag's mail (the tag and References of the ticket) while the watcher is down
+    colleague_id = make_msgid(domain=DOMAIN)
+    reply = EmailMessage()
+    reply["From"] = f"petrov@{DOMAIN}"
+    reply["To"] = f"desk@{DOMAIN}"
+    reply["Subject"] = "Re: " + str(done["Subject"]).removeprefix("Re: ")
+    reply["Message-ID"] = colleague_id
+    reply["In-Reply-To"] = reply["References"] = str(done["Message-ID"])
+    reply.set_content("Still broken for me too, reopen please.")
+    _deliver(exim, reply.as_bytes(), f"petrov@{DOMAIN}")
+    watcher = _watch(inv)
+    try:
+        wait_for(lambda: watcher.poll() is not None or _seen(dovecot, [colleague_id]), timeout=90,
+                 what="the colleague's reply read")  # fmt: skip
+        own_id = make_msgid(domain=DOMAIN)
+        own = _from_ivanova(own_id, reply["Subject"], "Всё равно не печатает.",
+                            In_Reply_To=str(done["Message-ID"]), References=str(done["Message-ID"]))  # fmt: skip
+        _deliver(exim, own, f"ivanova@{DOMAIN}")
+
+        def reopened() -> list[EmailMessage]:
+            return [m for user in ("ivanova", "petrov") for m in exim.messages(user)
+                    if m["X-Line1-State"] == "reopened"]
+
+        wait_for(lambda: watcher.poll() is not None or bool(reopened()), timeout=90, what="the reopening answer")
+        assert watcher.poll() is None, "the watcher exited"
+    finally:
+        _stop(watcher)
+    assert [m["To"] for m in reopened()] == [f"ivanova@{DOMAIN}"], [(m["To"], m["Subject"]) for m in reopened()]
+    assert exim.messages("petrov") == []

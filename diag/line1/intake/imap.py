@@ -134,6 +134,8 @@ class ImapDesk:
                                  ca_file=s.ca_file, verify_tls=s.verify_tls)
         self.domain = s.domain or s.from_addr.rpartition("@")[2] or "localhost"
         self._known: dict[str, dict[str, str]] = {}  # ticket id -> requester, subject, message id, uid
+        #: the watcher's ledger row of a ticket by id (set by diag.services.triage.build): who filed it
+        self.ledger_row: Callable[[str], Mapping[str, Any] | None] | None = None
         self._replies: dict[str, list[Reply]] = {}
         self._lock = threading.Lock()
 
@@ -218,11 +220,14 @@ class ImapDesk:
         if ours:
             tid = ours.group(1)
             text = ttext.html_to_text(body) if is_html else body
-            known = self._known.get(tid, {})
-            by_requester = not known or known.get("requester") == sender
+            # who filed it: from memory, or after a restart from the watcher's ledger; never the one who replies
+            # (anyone holding the tag would reopen the ticket and be sent its answers)
+            known = self._known.get(tid) or self._recall(tid, message_id)
+            by_requester = bool(known) and known.get("requester") == sender
             with self._lock:
                 self._replies.setdefault(tid, []).append(Reply(sender, text[:2000], _date(msg), by_requester))
-                self._known.setdefault(tid, {"requester": sender, "subject": subject, "message_id": message_id})
+                if known:
+                    self._known.setdefault(tid, known)
             self._mark_seen(uid)
             return None
         tid = _tid(message_id)
@@ -234,6 +239,13 @@ class ImapDesk:
             self._known[tid] = {"requester": sender, "subject": subject, "message_id": message_id, "uid": uid,
                                 "text": text[:20000]}
         return HumanTicket(NAME, tid, subject, text, sender, _date(msg), None, {}, refused or why)
+
+    def _recall(self, tid: str, message_id: str) -> dict[str, str]:
+        """What the ledger knows of ticket ``tid`` (this desk's memory is gone after a restart); {} if nothing."""
+        row = self.ledger_row(tid) if self.ledger_row is not None else None
+        if not row:
+            return {}
+        return {"requester": str(row["requester"]), "subject": str(row["subject"]), "message_id": message_id}
 
     def _mark_seen(self, uid: str) -> None:
         try:
