@@ -319,3 +319,17 @@ def test_net_snmp_under_a_vendor_sysobjectid_gets_ucd_and_host_resources(sim: Sn
     assert set(by_profile(r, "up")) == {"system", "if_mib", "ucd", "host_resources"}
     assert by_profile(r, "profile_samples")["host_resources"] > 10
     assert samples(r, "ucd_mem_total_real_bytes") == {(): 7844796 * 1024.0}
+
+
+def test_juniper_mx960_components_from_jnx_operating_table(sim: SnmpSim) -> None:
+    """An MX960 on Junos 13.3: no ENTITY-SENSOR-MIB (entity_sensor finds nothing, and says so); the juniper
+    profile reads state, temperature, CPU and memory of its PEMs, fans, FPCs and Routing Engines."""
+    r = poll(sim, "juniper-mx960")
+    assert set(by_profile(r, "up")) == {"system", "if_mib", "entity_sensor", "juniper"}
+    counts = by_profile(r, "profile_samples")
+    assert counts["entity_sensor"] == 0 and counts["juniper"] == 204  # 51 components x 4 columns
+    assert samples(r, "juniper_temperature_celsius")[("2.1.0.0", "PEM 0")] == 30.0
+    assert samples(r, "juniper_cpu_busy_ratio")[("9.1.0.0", "Routing Engine 0")] == 0.54
+    assert samples(r, "juniper_memory_used_ratio")[("9.2.0.0", "Routing Engine 1")] == 0.08
+    assert samples(r, "juniper_component_state")[("9.2.0.0", "Routing Engine 1")] == 7.0  # standby
+    assert not [c for c, _ in checks(r) if c != "snmp_interface_down"]

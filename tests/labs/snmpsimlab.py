@@ -44,6 +44,7 @@ RECORDINGS = {
     "santak-ups": "UPS/ingrasys-power-switch.snmprec.bz2",
     "huawei-ups-card": "UPS/huawei-gse200m.snmprec.bz2",
     "vyatta": "network/router/vyatta-unknown.snmprec.bz2",
+    "juniper-mx960": "network/router/juniper-mx960-13-3r9-13.snmprec.bz2",  # Junos 13.3R9
 }
 #: The out-of-order recording: eaton-9px with xupsOutputVoltage.1 and xupsOutputWatts.1 swapped.
 DISORDER = "eaton-9px-disorder"
