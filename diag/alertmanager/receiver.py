@@ -188,10 +188,14 @@ class Receiver:
             if self._pending + len(msg.alerts) > self.cfg.max_pending:
                 self.count("notifications", "busy")
                 raise Busy(f"{self._pending} alerts are waiting (max_pending {self.cfg.max_pending}); retry later")
-            self.count("notifications", "accepted")
             # On disk before the 202 goes out: Alertmanager will not send an acknowledged notification again.
             at = time.time()
-            ids = self.store.add(msg.alerts, msg.externalURL, at)
+            try:
+                ids = self.store.add(msg.alerts, msg.externalURL, at)
+            except sqlite3.Error as e:  # locked, disk full: not accepted, so Alertmanager must send it again (503)
+                self.count("notifications", "busy")
+                raise Busy(f"cannot queue the alerts in {self.store.path}: {e}; retry later") from None
+            self.count("notifications", "accepted")
             for job_id, alert in zip(ids, msg.alerts, strict=True):
                 self.count("alerts", alert.status)
                 self._enqueue(Job(job_id, alert, msg.externalURL, at=at))

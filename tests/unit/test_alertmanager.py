@@ -630,3 +630,33 @@ def test_a_failing_engine_is_tried_again_and_the_alert_kept(
     left = JobStore(tmp_path / "data3" / "alertmanager.sqlite")
     assert [a.key for _, a, *_ in left.pending()] == ["f1c9dd7e9c4ffc6c"]
     left.close()
+
+
+def test_a_queue_that_cannot_be_written_refuses_the_notification(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The receiver's own queue locked (or its disk full): the alerts are not on disk, so they are not accepted:
+    Busy (503 with Retry-After, which Alertmanager retries), not a 500 with a traceback; nothing half-queued."""
+    import sqlite3
+
+    from diag.alertmanager.receiver import Busy, Receiver
+
+    monkeypatch.setenv("DGM_TOKEN", "tok-123456")
+    cfg = _agent_cfg(tmp_path, "auth: {bearer_token: env:DGM_TOKEN}\n").alertmanager
+    assert cfg is not None
+    engine = _GatedEngine()
+    engine.gate.set()
+    r = Receiver(cfg, {}, engine, tmp_path / "data")
+    r.store._db.execute("PRAGMA busy_timeout = 50")  # the queue waits 5 s for a lock; the test does not
+    other = sqlite3.connect(tmp_path / "data" / "alertmanager.sqlite", isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # another writer holds the queue's database
+    try:
+        with pytest.raises(Busy, match=r"cannot queue the alerts in .*alertmanager\.sqlite: database is locked"):
+            r.handle(decode(FIRING))
+        assert r.status()["pending"] == 0 and r.status().get("notifications_accepted") is None
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    assert r.handle(decode(FIRING)) == {"accepted": 1, "pending": 1}  # the retry, once the lock is gone
+    assert r.wait_idle(10) and len(engine.seen) == 1
+    r.close()
