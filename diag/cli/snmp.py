@@ -199,6 +199,8 @@ def cmd_walk(args: argparse.Namespace) -> int:
                     ]
                 )
             )
+        if status.disorder:  # every value came, but the agent's order did not hold: worth knowing, not a failure
+            print(f"diag: warning: {status.disorder}", file=sys.stderr)
         if status.warning:
             print(f"diag: warning: {status.warning}", file=sys.stderr)
         elif not count:

@@ -70,9 +70,11 @@ def format_value(type_name: str, value: Any) -> str:
 
 
 class Walked(list["_T"]):
-    """The values of a walk in the order received; ``warning`` says why it stopped early ('' if it did not)."""
+    """The values of a walk in the order received; ``warning`` says why it stopped early ('' if it did not);
+    ``disorder`` that the agent's order went back inside an answer, every value kept ('' if it did not)."""
 
     warning: str = ""
+    disorder: str = ""
 
 
 # -- the engine -----------------------------------------------------------------------------------------
@@ -324,7 +326,7 @@ class Session:
         """
         raw = self.walk_raw(self.encode_oid(root), bulk, check_increasing)
         out: Walked[Var] = Walked(self._vars(raw))
-        out.warning = raw.warning
+        out.warning, out.disorder = raw.warning, raw.disorder
         if not out and not raw.warning and get_fallback:
             got = self.get([root])
             out.extend(v for v in got if v[1] not in ("noSuchObject", "noSuchInstance", "endOfMibView"))
@@ -344,9 +346,13 @@ class Session:
 
         The request for the next answer is already on its way when a list is handed out, so what the
         caller does with it (print it, turn it into metrics) overlaps the agent's work on the next one.
-        An agent that answers an OID not after the one asked for (out of order) ends the walk there,
-        keeping what came before, and sets ``result.warning``; ``check_increasing=False`` (net-snmp's
-        ``-Cc``) walks on from the OID it gave. An OID seen twice is a loop and always ends the walk.
+
+        Order is checked as snmpbulkwalk checks it: each OID against the OID *asked for*, not against the one
+        before it in the answer. An answer whose OIDs are out of order among themselves but all after the
+        request (H3C and ZTE switches answer so) is kept whole, with ``result.disorder`` saying so; an OID
+        not after the request ends the walk after that answer, keeping it, and sets ``result.warning``
+        (``check_increasing=False``, net-snmp's ``-Cc``, walks on). An OID that came before is not handed
+        out twice; an answer that brings nothing new is a loop and always ends the walk.
         """
         t = self.target
         bulk = bulk and self._version == 1
@@ -409,31 +415,39 @@ class Session:
                 continue
             chunk: list[ber.Varbind] = []
             append = chunk.append
+            asked = prev = last
+            why = ""
             for oid, tag, value in varbinds:
                 if tag == ber.END_OF_MIB_VIEW or not oid.startswith(root):
                     done = True
                     break
                 # Bytes order equals OID order except across multi-byte arcs of different lengths
-                # (16383 = ff 7f, 16384 = 81 80 00): bytes only pick the rare cases to check exactly, and
-                # the seen set catches a cycle whatever the order says.
-                if oid in seen:
-                    why = f"OID {ber.decode_oid(oid)} came again after {ber.decode_oid(last)} (loop)"
-                elif check_increasing and oid <= last and ber.arcs(oid) <= ber.arcs(last):
-                    # Kept, as snmpwalk prints it too: the value is good, only the agent's order is not.
-                    why = f"OIDs not increasing: {ber.decode_oid(oid)} after {ber.decode_oid(last)}"
-                    append((oid, tag, value))
-                else:
-                    seen_add(oid)
-                    append((oid, tag, value))
-                    last = oid
+                # (16383 = ff 7f, 16384 = 81 80 00): bytes only pick the rare cases to check exactly.
+                if check_increasing and oid <= asked and ber.arcs(oid) <= ber.arcs(asked):
+                    # Not after the OID asked for: the walk ends after this answer, which is kept, as
+                    # snmpbulkwalk prints it too (the values are good, only the agent's order is not).
+                    why = why or f"OIDs not increasing: {ber.decode_oid(oid)} after {ber.decode_oid(asked)}"
+                elif oid in seen:  # the agent went back inside an answer and repeats what it gave: kept once
                     continue
+                elif check_increasing and oid < prev and ber.arcs(oid) < ber.arcs(prev) and result is not None:
+                    result.disorder = result.disorder or (
+                        f"{t.label}: OIDs out of order inside an answer ({ber.decode_oid(oid)} after "
+                        f"{ber.decode_oid(prev)}); every value kept"
+                    )
+                if oid in seen:
+                    continue
+                seen_add(oid)
+                append((oid, tag, value))
+                prev = last = oid
+            if not why and not done and not chunk:
+                why = f"OID {ber.decode_oid(varbinds[-1][0])} came again after {ber.decode_oid(asked)} (loop)"
+            if why:
                 if result is not None:
                     result.warning = (
                         f"{t.label}: {why}: walk of {ber.decode_oid(root)} stopped, {kept + len(chunk)} values kept"
                         + (" (--no-check-increasing walks on past this)" if "increasing" in why else "")
                     )
                 done = True
-                break
             kept += len(chunk)
             if not done:  # ask for the next answer before handing this one out
                 reps = self.max_repetitions

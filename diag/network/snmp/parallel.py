@@ -7,9 +7,10 @@ as its own chain, and up to ``width`` requests are in flight at once on the same
 request id. Values come out in OID order, as one walk would give them: a child's values are handed out
 once every child before it is done.
 
-Each chain keeps the checks of :meth:`Session.walk_chunks`: values kept in order received, a repeated
-OID ends the chain (loop), an OID out of order ends it too unless ``check_increasing`` is off, and the
-first such warning is set on the result. Children of a table entry (its columns) are as many rows
+Each chain keeps the checks of :meth:`Session.walk_chunks`: values kept in order received, each OID checked
+against the OID asked for (as snmpbulkwalk does; an answer out of order among itself is kept whole), an OID
+not after it ends the chain unless ``check_increasing`` is off, an answer with nothing new ends it (loop),
+and the first such warning is set on the result. Children of a table entry (its columns) are as many rows
 long: once two columns agree on a length, later columns ask for no more than that many values, so the
 last answer of a column does not make the agent compute a full answer of values past it.
 """
@@ -131,35 +132,45 @@ def walk_split(
             )
 
     def take(c: _Chain, varbinds: list[ber.Varbind]) -> None:
-        """A walk chain's answer: keep what is in its subtree; done at its end or at a bad OID."""
+        """A walk chain's answer: keep what is in its subtree; done at its end or at a bad OID.
+
+        Order is checked as in :meth:`Session.walk_chunks` (and snmpbulkwalk): against the OID asked for, so an
+        answer out of order among itself is kept whole; an OID met before is kept once; an answer with nothing
+        new is a loop."""
         prefix, seen, out = c.prefix, c.seen, c.out
-        last = c.last
+        asked = last = c.last
+        new = 0
         for oid, tag, value in varbinds:
             if tag == ber.END_OF_MIB_VIEW:
                 c.done = True
                 break
+            back = check_increasing and oid <= asked and ber.arcs(oid) <= ber.arcs(asked)
             if not oid.startswith(prefix):
                 # Past this child: normally the next child's first OID. Going back is disorder (a split walk
                 # sees it only here), and a child the discovery skipped (a leaf right after a subtree) is
                 # walked now.
-                if check_increasing and oid <= last and ber.arcs(oid) <= ber.arcs(last):
-                    warn(c, f"OIDs not increasing: {ber.decode_oid(oid)} after {ber.decode_oid(last)}")
+                if back:
+                    warn(c, f"OIDs not increasing: {ber.decode_oid(oid)} after {ber.decode_oid(asked)}")
                 elif oid.startswith(roots[c.root]) and len(oid) > len(roots[c.root]):
                     missed(c.root, oid, tag, value)
                 c.done = True
                 break
-            if oid in seen:
-                warn(c, f"OID {ber.decode_oid(oid)} came again after {ber.decode_oid(last)} (loop)")
+            if back:
+                if oid not in seen:
+                    seen.add(oid)
+                    out.append((oid, tag, value))
+                warn(c, f"OIDs not increasing: {ber.decode_oid(oid)} after {ber.decode_oid(asked)}")
                 c.done = True
                 break
-            if check_increasing and oid <= last and ber.arcs(oid) <= ber.arcs(last):
-                out.append((oid, tag, value))
-                warn(c, f"OIDs not increasing: {ber.decode_oid(oid)} after {ber.decode_oid(last)}")
-                c.done = True
-                break
+            if oid in seen:  # repeated inside an answer that went back: kept once
+                continue
             seen.add(oid)
             out.append((oid, tag, value))
             last = oid
+            new += 1
+        if not c.done and not new:
+            warn(c, f"OID {ber.decode_oid(varbinds[-1][0])} came again after {ber.decode_oid(asked)} (loop)")
+            c.done = True
         c.last = last
         if c.done:
             lengths.setdefault(c.root if splits[c.root] else -1, []).append(len(out))
