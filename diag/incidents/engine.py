@@ -884,6 +884,11 @@ class Engine:
         inc.doc.pop("recheck", None)
         inc.doc["present"] = False  # it was resolved: coming back is a change
         flapping = self._change(c, inc, source, now, present=True)
+        if inc.opened_at is not None and inc.acked_at is not None:
+            # Back again, it needs someone again: the new respond deadline below would never be breached under
+            # the old acknowledgement. That one stays on record (doc and events); the next ack starts over.
+            inc.doc["acked_before_reopen"] = [*inc.doc.get("acked_before_reopen", []), inc.acked_at]
+            inc.acked_at = None
         if inc.opened_at is not None:
             inc.respond_due, inc.resolve_due = sla.due_times(
                 self.settings,

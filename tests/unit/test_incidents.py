@@ -324,6 +324,31 @@ def test_sla_breach_escalates_notes_and_counts(svc: IncidentService, clock: Cloc
     assert any("escalated from L1 to L2" in n for n in notes) and any("Acknowledged by bob" in n for n in notes)
 
 
+def test_a_reopened_incident_needs_a_new_acknowledgement(svc: IncidentService, clock: Clock) -> None:
+    """Acknowledged, resolved, back within the reopen window: its new respond deadline counts again (under the old
+    acknowledgement it could never be breached), the earlier acknowledgement stays on record, and a new one stops
+    the clock."""
+    svc.settings.open_after = 0
+    f = disk()
+    inc_id = svc.engine.ingest("probe", [f])[0].incident_id or 0
+    svc.engine.acknowledge(inc_id, "bob")
+    first_ack = clock.t
+    clock.advance(60)
+    assert svc.engine.resolve("probe", f.fingerprint, lambda: Verdict(True, "40% full now")).action == "resolved"
+    clock.advance(600)
+    assert svc.engine.ingest("probe", [f])[0].action == "reopened"
+    inc = svc.store.get(inc_id)
+    assert inc is not None and inc.acked_at is None and inc.doc["acked_before_reopen"] == [first_ack]
+    assert inc.respond_due == clock.t + 1800
+    clock.advance(1801)
+    assert [o.action for o in svc.engine.tick()] == ["escalated"]  # nobody took it again: the respond clock ran out
+    svc.engine.acknowledge(inc_id, "carol")
+    inc = svc.store.get(inc_id)
+    assert inc is not None and inc.acked_at == clock.t
+    notes = [n["text"] for t in tickets(svc) for n in svc.backend.ticket(t["id"])["notes"]]  # type: ignore[attr-defined]
+    assert any("Acknowledged by bob" in n for n in notes) and any("Acknowledged by carol" in n for n in notes)
+
+
 def test_outbox_backs_off_while_the_store_is_locked_then_delivers(svc: IncidentService, clock: Clock) -> None:
     svc.settings.open_after = 0
     svc.outbox.backoff_initial = 0.05
