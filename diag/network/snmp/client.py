@@ -423,19 +423,19 @@ class Session:
                     break
                 # Bytes order equals OID order except across multi-byte arcs of different lengths
                 # (16383 = ff 7f, 16384 = 81 80 00): bytes only pick the rare cases to check exactly.
-                if check_increasing and oid <= asked and ber.arcs(oid) <= ber.arcs(asked):
+                back = check_increasing and oid <= asked and ber.arcs(oid) <= ber.arcs(asked)
+                if back:
                     # Not after the OID asked for: the walk ends after this answer, which is kept, as
                     # snmpbulkwalk prints it too (the values are good, only the agent's order is not).
                     why = why or f"OIDs not increasing: {ber.decode_oid(oid)} after {ber.decode_oid(asked)}"
-                elif oid in seen:  # the agent went back inside an answer and repeats what it gave: kept once
+                if oid in seen:  # the agent went back inside an answer and repeats what it gave: kept once
                     continue
-                elif check_increasing and oid < prev and ber.arcs(oid) < ber.arcs(prev) and result is not None:
+                disorder = not back and check_increasing and oid < prev and ber.arcs(oid) < ber.arcs(prev)
+                if disorder and result is not None:
                     result.disorder = result.disorder or (
                         f"{t.label}: OIDs out of order inside an answer ({ber.decode_oid(oid)} after "
                         f"{ber.decode_oid(prev)}); every value kept"
                     )
-                if oid in seen:
-                    continue
                 seen_add(oid)
                 append((oid, tag, value))
                 prev = last = oid
