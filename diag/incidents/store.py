@@ -227,12 +227,16 @@ def _row_incident(row: sqlite3.Row) -> Incident:
 _PASSING = {5, 6, 8, 10, 13, 14}
 
 
-def unavailable_if_passing(e: sqlite3.Error, path: Path) -> Exception:
-    """``StoreUnavailable`` for an outage of the database file (see :data:`_PASSING`), else ``e`` itself."""
-    code = getattr(e, "sqlite_errorcode", None)
-    if isinstance(e, sqlite3.OperationalError) and code is not None and code & 0xFF in _PASSING:
-        return StoreUnavailable(f"incident store {path} unavailable: {e}")
-    return e
+@contextmanager
+def passing_as_unavailable(path: Path) -> Iterator[None]:
+    """``StoreUnavailable`` for an outage of the database file (see :data:`_PASSING`); other errors as they are."""
+    try:
+        yield
+    except sqlite3.Error as e:
+        code = getattr(e, "sqlite_errorcode", None)
+        if isinstance(e, sqlite3.OperationalError) and code is not None and code & 0xFF in _PASSING:
+            raise StoreUnavailable(f"incident store {path} unavailable: {e}") from e
+        raise
 
 
 class Store:
@@ -262,7 +266,7 @@ class Store:
                 yield self.db.cursor()
                 return
             c = self.db.cursor()
-            try:
+            with passing_as_unavailable(self.path):
                 c.execute("BEGIN IMMEDIATE")
                 try:
                     yield c
@@ -271,11 +275,6 @@ class Store:
                     raise
                 else:
                     self.db.commit()
-            except sqlite3.Error as e:
-                err = unavailable_if_passing(e, self.path)
-                if err is e:
-                    raise
-                raise err from e
 
     def engine_lock(self) -> Any:
         """The lock the engine holds around each read-decide-write (a thread lock: one process owns SQLite)."""
@@ -286,14 +285,8 @@ class Store:
         return True
 
     def read(self, sql: str, args: Sequence[Any] = ()) -> list[sqlite3.Row]:
-        with self._lock:
-            try:
-                return list(self.db.execute(sql, args))
-            except sqlite3.Error as e:
-                err = unavailable_if_passing(e, self.path)
-                if err is e:
-                    raise
-                raise err from e
+        with self._lock, passing_as_unavailable(self.path):
+            return list(self.db.execute(sql, args))
 
     # ---- read models for the journal feed, the API and reports (the only SQL on these tables outside the engine)
     def report_rows(self, until: float, kinds: Sequence[str] = REPORT_EVENT_KINDS) -> list[IncidentRow]:

@@ -9,18 +9,18 @@ from pathlib import Path
 import pytest
 
 from diag.errors import StoreUnavailable
-from diag.incidents.store import Store, unavailable_if_passing
+from diag.incidents.store import Store, passing_as_unavailable
 
 
 def test_a_read_only_database_is_an_outage_and_a_bad_statement_is_not(tmp_path: Path) -> None:
     store = Store(tmp_path / "incidents.sqlite")
     store.close()
     ro = sqlite3.connect(f"file:{tmp_path / 'incidents.sqlite'}?mode=ro", uri=True)
-    with pytest.raises(sqlite3.OperationalError) as caught:
+    with pytest.raises(StoreUnavailable) as caught, passing_as_unavailable(tmp_path / "incidents.sqlite"):
         ro.execute("INSERT INTO silences (starts, ends, reason, created_by) VALUES (0, 1, 'r', 'w')")
     ro.close()
-    err = unavailable_if_passing(caught.value, tmp_path / "incidents.sqlite")
-    assert isinstance(err, StoreUnavailable) and "incidents.sqlite unavailable" in str(err)
+    assert isinstance(caught.value.__cause__, sqlite3.OperationalError)
+    assert "incidents.sqlite unavailable" in str(caught.value)
 
     store = Store(tmp_path / "incidents.sqlite")
     try:
