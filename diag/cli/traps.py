@@ -44,9 +44,19 @@ def add_commands(sub: Any) -> None:
 def _settings(args: argparse.Namespace) -> tuple[Any, Any]:
     """(TrapConfig, Inventory or None) from --config and the options (ConfigError with FILE:LINE)."""
     from diag import inventory, yamlsrc
-    from diag.errors import ConfigError
+    from diag.errors import ConfigError, InvalidInput
     from diag.network.traps import config as trapconfig
 
+    # A protocol without its password (or without --user) would be left out silently: the receiver would then
+    # listen, and reject every notification of that user as "unknown" with nothing said about why.
+    for opt, proto, key_opt, key in (
+        ("--auth-protocol", args.auth_protocol, "--auth-key-env", args.auth_key_env),
+        ("--priv-protocol", args.priv_protocol, "--priv-key-env", args.priv_key_env),
+    ):
+        if (proto or key) and not args.user:
+            raise InvalidInput(f"{opt if proto else key_opt} needs --user (the SNMPv3 user it is for)")
+        if proto and not key:
+            raise InvalidInput(f"{opt} {proto}: needs {key_opt} (the variable holding the password)")
     inv = None
     raw: dict[str, Any] = {}
     doc = None
